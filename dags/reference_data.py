@@ -1,0 +1,61 @@
+"""
+### Reference data: regions, SCB population, Kolada key figures
+
+Builds `dim_region` from the project's region list, fetches population per
+region and year from SCB (PxWeb v2, table TAB638) and the configured SKR key
+figures from Kolada (v3), validates them with the suites in `expectations/`
+and publishes them to the warehouse.
+
+* Base URLs: Connections `scb_default` / `kolada_default` (default: the live APIs).
+* KPI ids: Variable `etl_kolada_kpis` (comma-separated; empty = none).
+* Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
+* Runs yearly and on demand; network tasks retry with exponential backoff.
+"""
+
+import pendulum
+from airflow.sdk import Asset, dag, get_current_context, task
+
+from etl.orchestration import WRITER_POOL, asset_uri, settings_from_airflow
+
+DIM_REGION = Asset(asset_uri("dim_region"))
+POPULATION = Asset(asset_uri("population"))
+KOLADA_KPI = Asset(asset_uri("kolada_kpi"))
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": pendulum.duration(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": pendulum.duration(minutes=30),
+    "pool": WRITER_POOL,
+}
+
+
+@dag(
+    dag_id="reference_data",
+    schedule="@yearly",
+    start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["reference", "scb", "kolada"],
+    doc_md=__doc__,
+)
+def reference_data():
+    @task(outlets=[DIM_REGION, POPULATION, KOLADA_KPI])
+    def fetch_validate_publish() -> dict:
+        """Fetch → validate → publish; a failed fetch publishes nothing."""
+        from etl.pipelines import reference
+
+        context = get_current_context()
+        conf = dict(context["dag_run"].conf or {})
+        settings = settings_from_airflow(conf)
+        report = reference.run(settings, offline_snapshot=bool(conf.get("offline_snapshot")))
+        for line in report.lines():
+            print(line)
+        return report.to_dict()
+
+    fetch_validate_publish()
+
+
+reference_data()

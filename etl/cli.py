@@ -1,0 +1,182 @@
+"""``python -m etl``: run pipelines, make sample data, show status, write docs.
+
+Exit 0 on success. On bad configuration or input: exit 2 (usage/config) or
+1 (a run failed) with one clear line on stderr; a traceback only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+from etl.errors import ConfigError, EtlError
+
+log = logging.getLogger("etl")
+
+SAMPLE_MODULES = ("etl.sample.reference", "etl.sample.county_reports", "etl.sample.ehealth")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m etl", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def locations(p: argparse.ArgumentParser, landing: bool = True) -> None:
+        if landing:
+            p.add_argument("--landing", help="landing URI (path or fsspec URL); env ETL_LANDING_URI; default ./landing")
+        p.add_argument("--warehouse", help="warehouse URI; env ETL_WAREHOUSE_URI; default ./warehouse")
+
+    run = sub.add_parser("run", help="run a pipeline (or all, in dependency order)")
+    run.add_argument("pipeline", choices=["reference", "county-reports", "ehealth-adoption", "followup", "all"])
+    locations(run)
+    run.add_argument("--period", help="month YYYY-MM (ehealth-adoption); default: every month found")
+    run.add_argument("--year", type=int, help="year (reference: population years up to it)")
+    run.add_argument("--kolada-kpis", help="comma-separated Kolada KPI ids ('' for none); env ETL_KOLADA_KPIS")
+    run.add_argument("--scb-url", help="SCB PxWeb v2 base URL; env ETL_SCB_BASE_URL")
+    run.add_argument("--kolada-url", help="Kolada v3 base URL; env ETL_KOLADA_BASE_URL")
+    run.add_argument("--offline-snapshot", action="store_true",
+                     help="reference: read the bundled API snapshot from <landing>/api_snapshot instead of HTTP")
+
+    sample = sub.add_parser("sample", help="write synthetic sample input in the exact input formats")
+    sample.add_argument("--out", required=True, help="folder (landing root) to write into")
+    sample.add_argument("--years", default="2016-2025", help="year range, e.g. 2016-2025")
+    sample.add_argument("--units", type=int, default=4000, help="care units in the unit-level files")
+    sample.add_argument("--unit-months", type=int, default=12,
+                        help="months (counting back from the last) that get unit-level files")
+    sample.add_argument("--seed", type=int, default=2016)
+
+    status = sub.add_parser("status", help="tables, row counts, last loads and failures")
+    locations(status, landing=False)
+
+    docs = sub.add_parser("docs", help="write docs/tables.md from the schema registry")
+    docs.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "tables.md"))
+
+    template = sub.add_parser("template", help="write the blank county report template (.xlsx)")
+    template.add_argument("--out", required=True)
+    return parser
+
+
+def _years(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4}))?\s*", text or "")
+    if not match:
+        raise ConfigError(f"--years must look like 2016-2025, not {text!r}")
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if not 2000 <= first <= last <= 2100:
+        raise ConfigError(f"--years out of range: {text!r}")
+    return first, last
+
+
+def _settings(args):
+    from etl.config import Settings
+
+    return Settings.resolve(
+        landing=getattr(args, "landing", None),
+        warehouse=getattr(args, "warehouse", None),
+        scb_base_url=getattr(args, "scb_url", None),
+        kolada_base_url=getattr(args, "kolada_url", None),
+        kolada_kpis=getattr(args, "kolada_kpis", None),
+    )
+
+
+def cmd_run(args) -> int:
+    from etl import pipelines
+
+    settings = _settings(args)
+    if args.period and not re.fullmatch(r"\d{4}-\d{2}", args.period):
+        raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
+    names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
+    options = {"period": args.period, "year": args.year, "offline_snapshot": args.offline_snapshot}
+    for name in names:
+        module = pipelines.get(name)
+        started = time.monotonic()
+        log.info("running %s (landing %s, warehouse %s)", name, settings.landing_uri, settings.warehouse_uri)
+        report = module.run(settings, **options)
+        for line in report.lines() or [f"{name}: nothing new"]:
+            print(line)
+        print(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    first, last = _years(args.years)
+    if args.units < 1:
+        raise ConfigError("--units must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for module_name in SAMPLE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                log.warning("no sample generator %s yet", module_name)
+                continue
+            raise
+        written = module.write(out, first, last, units=args.units, unit_months=args.unit_months, seed=args.seed)
+        print(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from etl import status
+
+    settings = _settings(args)
+    print(status.render(settings.warehouse_uri))
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from etl import schemas
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(schemas.render_markdown() + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_template(args) -> int:
+    from etl.sources import county_template
+
+    county_template.write_blank_template(Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "status": cmd_status, "docs": cmd_docs, "template": cmd_template}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("great_expectations", "fsspec", "httpx", "httpcore", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except EtlError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

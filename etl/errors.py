@@ -1,0 +1,29 @@
+"""The exceptions the pipeline raises on purpose.
+
+Each carries a one-line message meant for a person: the CLI prints it
+without a traceback, Airflow tasks fail with it as the log's last line.
+"""
+
+
+class EtlError(Exception):
+    """Base class: an expected failure with a readable one-line message."""
+
+
+class ConfigError(EtlError):
+    """The configuration (flags, environment, Airflow Variables) is unusable."""
+
+
+class BadInput(EtlError):
+    """An input value, row or file breaks the input contract."""
+
+
+class ValidationFailed(EtlError):
+    """A critical expectation failed: the batch is not published."""
+
+
+class AccountingError(EtlError):
+    """Rows in != rows loaded + rows quarantined: something was lost or doubled."""
+
+
+class SourceUnavailable(EtlError):
+    """An outside source (HTTP API, landing storage) failed after all retries."""

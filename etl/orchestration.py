@@ -1,0 +1,77 @@
+"""The little the DAGs need from the library: settings from Airflow, asset names, run periods.
+
+Airflow is imported inside functions only, so this module (and ``etl``)
+import without Airflow installed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from etl.config import Settings
+
+# Airflow Variables that override the environment in DAG runs.
+VAR_LANDING = "etl_landing_uri"
+VAR_WAREHOUSE = "etl_warehouse_uri"
+VAR_KOLADA_KPIS = "etl_kolada_kpis"
+# Pool that serialises runs writing the same warehouse (created by `make demo` / `make airflow`).
+WRITER_POOL = "etl_warehouse_writer"
+
+
+def asset_uri(table: str) -> str:
+    """The Airflow Asset URI of a published table (one per table, shared by producer and consumers)."""
+    return f"file://warehouse/{table}"
+
+
+def settings_from_airflow(conf: dict | None = None) -> Settings:
+    """Settings for a task: run conf > Airflow Variables/Connections > environment > defaults."""
+    from airflow.sdk import Variable
+
+    conf = conf or {}
+
+    def var(name: str) -> str | None:
+        try:
+            return Variable.get(name, default=None)
+        except Exception:  # no metadata DB reachable (parsing, unit tests): fall back to env
+            return None
+
+    def connection_url(conn_id: str) -> str | None:
+        try:
+            from airflow.sdk import BaseHook
+
+            conn = BaseHook.get_connection(conn_id)
+        except Exception:
+            return None
+        host = (conn.host or "").rstrip("/")
+        if not host:
+            return None
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+        return host + (f":{conn.port}" if conn.port else "") + ("/" + conn.extra_dejson.get("path", "").strip("/") if conn.extra_dejson.get("path") else "")
+
+    return Settings.resolve(
+        landing=conf.get("landing_uri") or var(VAR_LANDING),
+        warehouse=conf.get("warehouse_uri") or var(VAR_WAREHOUSE),
+        scb_base_url=conf.get("scb_base_url") or connection_url("scb_default"),
+        kolada_base_url=conf.get("kolada_base_url") or connection_url("kolada_default"),
+        kolada_kpis=conf.get("kolada_kpis") if "kolada_kpis" in conf else var(VAR_KOLADA_KPIS),
+    )
+
+
+def month_of_run(data_interval_start: dt.datetime | None, logical_date: dt.datetime | None,
+                 run_after: dt.datetime | None, conf: dict | None = None) -> str:
+    """The month a monthly run handles, as YYYY-MM.
+
+    Scheduled runs handle their data interval's month. Manual runs in
+    Airflow 3 have no logical date: they take ``conf["period"]`` if given,
+    else the last complete month before ``run_after``.
+    """
+    if conf and conf.get("period"):
+        return str(conf["period"])
+    start = data_interval_start or logical_date
+    if start is not None:
+        return f"{start.year:04d}-{start.month:02d}"
+    when = run_after or dt.datetime.now(dt.timezone.utc)
+    first = when.replace(day=1)
+    previous = first - dt.timedelta(days=1)
+    return f"{previous.year:04d}-{previous.month:02d}"

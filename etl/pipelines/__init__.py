@@ -1,0 +1,32 @@
+"""The pipelines, by name: each module has ``run(settings, **options) -> RunReport``.
+
+The CLI and the DAGs look pipelines up here, so both run the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from etl.errors import EtlError
+
+PIPELINES: dict[str, str] = {
+    "reference": "etl.pipelines.reference",
+    "county-reports": "etl.pipelines.county_reports",
+    "ehealth-adoption": "etl.pipelines.ehealth_adoption",
+    "followup": "etl.pipelines.followup",
+}
+# Dependency order for "all": the mart reads what the sources published.
+ORDER = ("reference", "county-reports", "ehealth-adoption", "followup")
+
+
+def get(name: str):
+    try:
+        module_name = PIPELINES[name]
+    except KeyError:
+        raise EtlError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}") from None
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise EtlError(f"pipeline {name!r} is not implemented yet") from None
+        raise

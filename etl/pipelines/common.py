@@ -1,0 +1,123 @@
+"""What every pipeline does between parsing and publishing.
+
+Parsers hand over rows with their origin (``source_file``, ``row_number``,
+``raw``) plus the rows they rejected; :func:`checked_batch` validates the
+rows with the table's GX suite, moves row-level failures to quarantine and
+returns a :class:`~etl.publish.TableBatch` whose accounting adds up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from etl import publish, schemas, validation
+from etl.errors import EtlError
+
+log = logging.getLogger(__name__)
+
+ORIGIN = ("source_file", "row_number", "raw")
+
+
+@dataclass
+class RunReport:
+    pipeline: str
+    batch_id: str
+    results: list[publish.PublishResult] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        if not self.results:
+            return "nothing_new"
+        return "published" if any(r.outcome == "published" for r in self.results) else "unchanged"
+
+    def lines(self) -> list[str]:
+        return [*(r.summary() for r in self.results), *self.messages]
+
+    def to_dict(self) -> dict:
+        """Small and JSON-safe: what an Airflow task returns through XCom."""
+        return {
+            "pipeline": self.pipeline,
+            "batch_id": self.batch_id,
+            "outcome": self.outcome,
+            "tables": {
+                r.table: {"outcome": r.outcome, "rows_in": r.rows_in, "rows_loaded": r.rows_loaded,
+                          "rows_quarantined": r.rows_quarantined, "table_rows": r.table_rows,
+                          "warnings": len(r.warnings)}
+                for r in self.results
+            },
+            "messages": self.messages,
+        }
+
+
+def rejected_frame(rejected: list[dict]):
+    """Quarantine rows (dicts with source_file, row_number, raw, reason) → DataFrame."""
+    import pandas as pd
+
+    columns = ["source_file", "row_number", "raw", "reason", "source_sha256", "rows_held"]
+    frame = pd.DataFrame(rejected, columns=columns)
+    if "rows_held" in frame and frame["rows_held"].isna().all():
+        frame = frame.drop(columns=["rows_held"])
+    elif "rows_held" in frame:
+        frame["rows_held"] = frame["rows_held"].fillna(1).astype("int64")
+    return frame
+
+
+def checked_batch(
+    table: str,
+    rows,
+    rejected: list[dict],
+    rows_in: int,
+    merge_keys: tuple[str, ...] | None,
+    *,
+    warehouse_uri: str,
+    batch_id: str,
+    replace_keys: list[tuple] = (),
+    quarantine_sources: list[str] = (),
+    extra_warnings: list[str] = (),
+) -> publish.TableBatch:
+    """Validate ``rows`` and split them into what is published and what is quarantined."""
+    import pandas as pd
+
+    schema = schemas.get(table)
+    rows = rows.reset_index(drop=True).copy()
+    rows[validation.ROW_ID] = range(len(rows))
+    result = validation.validate(table, rows, warehouse_uri=warehouse_uri, batch_id=batch_id)
+    result.raise_if_blocked()
+    failed = rows[validation.ROW_ID].isin(result.failed_rows.keys())
+    quarantined = rows.loc[failed, list(ORIGIN) + [validation.ROW_ID]].copy()
+    quarantined["reason"] = quarantined[validation.ROW_ID].map(lambda r: "; ".join(result.failed_rows[r]))
+    quarantine = pd.concat(
+        [rejected_frame(rejected), quarantined.drop(columns=[validation.ROW_ID])], ignore_index=True
+    )
+    if "rows_held" in quarantine.columns:
+        quarantine["rows_held"] = quarantine["rows_held"].fillna(1).astype("int64")
+    keep = [c for c in schema.column_names if c in rows.columns]
+    missing = [c.name for c in schema.columns if c.name not in rows.columns and not c.nullable]
+    if missing:
+        raise EtlError(f"{table}: parser produced no column(s) {missing}")
+    good = rows.loc[~failed, keep].reset_index(drop=True)
+    return publish.TableBatch(
+        table=table,
+        rows=good,
+        quarantine=quarantine,
+        rows_in=rows_in,
+        merge_keys=merge_keys,
+        replace_keys=list(replace_keys),
+        quarantine_sources=list(quarantine_sources),
+        warnings=[*extra_warnings, *result.warnings],
+        validation=result.outcome,
+    )
+
+
+def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources,
+                   message: str, rows_in: int = 0) -> None:
+    """A failed batch still leaves its trace in the load log."""
+    publish.append_load_log(warehouse_uri, pipeline, batch_id, table, sources, rows_in, 0, 0, "failed",
+                            "failed", [], message[:2000], None, publish.utcnow())
+
+
+def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:
+    publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [], 0, 0, 0, "nothing_new", "skipped",
+                            [], message, None, publish.utcnow())

@@ -1,0 +1,76 @@
+"""County report tables: the regions' annual follow-up reports (input-formats §1)."""
+
+import pyarrow as pa
+
+from etl.schemas import Column, TableSchema, table
+from etl.schemas.reference import REGION_CODE
+
+REPORT_YEAR = Column("report_year", pa.int16(), "The report year (2016 or later).", False)
+SUBMITTED_AT = Column(
+    "submitted_at", pa.timestamp("us", tz="UTC"),
+    "Timestamp of the submission file; a newer submission for the same region and year replaces an older one.", False,
+)
+
+COUNTY_REPORT = table(
+    TableSchema(
+        name="county_report",
+        domain="county",
+        description="One row per region and report year: the grant and how it was used (sheet Uppgifter / JSON header).",
+        columns=(
+            REGION_CODE,
+            REPORT_YEAR,
+            Column("grant_sek", pa.int64(), "Grant received that year, kronor.", True),
+            Column("earmarked", pa.bool_(), "Funds earmarked for specific initiatives (vs. the general budget); null = not stated.", True),
+            Column("spend_it_support_sek", pa.int64(), "Spent on priority area 1, IT support and e-health processes, kronor.", True),
+            Column("spend_competence_use_sek", pa.int64(), "Spent on priority area 2, smarter use of staff competence, kronor.", True),
+            Column("spend_competence_supply_sek", pa.int64(), "Spent on priority area 3, long-term competence supply, kronor.", True),
+            Column("offers_clinical_intro_year", pa.bool_(), "Offers a clinical introduction year for newly graduated nurses.", True),
+            Column("offers_specialist_nurse_study_salary", pa.bool_(), "Offers paid study salary for specialist-nurse training.", True),
+            Column("has_care_near_service", pa.bool_(), "Has care-near service staff taking over non-clinical tasks.", True),
+            Column("has_task_shifting", pa.bool_(), "Runs task shifting between staff groups.", True),
+            SUBMITTED_AT,
+        ),
+        key=("region_code", "report_year"),
+        partition_by=("report_year",),
+    )
+)
+
+COUNTY_INITIATIVE = table(
+    TableSchema(
+        name="county_initiative",
+        domain="county",
+        description="Initiatives a region reported for a year (sheet Insatser / JSON initiatives).",
+        columns=(
+            REGION_CODE,
+            REPORT_YEAR,
+            Column("initiative_no", pa.int32(), "Position of the initiative in the submission (1-based).", False),
+            Column("title", pa.string(), "The initiative's title.", False),
+            Column("area", pa.string(), "Priority area: it_support | competence_use | competence_supply.", False),
+            Column("status", pa.string(), "planned | ongoing | completed | cancelled.", False),
+            Column("new_due_to_grant", pa.bool_(), "Would not have happened without the grant; null = not stated.", True),
+            Column("cost_sek", pa.int64(), "Cost, kronor (optional).", True),
+            Column("description", pa.string(), "Free-text description (optional; personal data masked).", True),
+            SUBMITTED_AT,
+        ),
+        key=("region_code", "report_year", "initiative_no"),
+        partition_by=("report_year",),
+    )
+)
+
+COUNTY_EHEALTH_SERVICE = table(
+    TableSchema(
+        name="county_ehealth_service",
+        domain="county",
+        description="Status of the national e-health services per region and year (sheet E-tjänster / JSON ehealth_services).",
+        columns=(
+            REGION_CODE,
+            REPORT_YEAR,
+            Column("service", pa.string(), "web_booking | patient_journal_online | remote_care | self_check_in.", False),
+            Column("status", pa.string(), "implemented | partly_implemented | planned | not_started.", False),
+            Column("implemented_on", pa.date32(), "Date the service was introduced (optional).", True),
+            SUBMITTED_AT,
+        ),
+        key=("region_code", "report_year", "service"),
+        partition_by=("report_year",),
+    )
+)

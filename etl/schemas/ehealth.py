@@ -1,0 +1,59 @@
+"""E-health adoption tables: monthly exports and unit-level daily web booking (input-formats §2, §2b)."""
+
+import pyarrow as pa
+
+from etl.schemas import Column, TableSchema, table
+from etl.schemas.reference import REGION_CODE
+
+_ADOPTION_COLUMNS = (
+    Column("year", pa.int16(), "Calendar year of the month (partition).", False),
+    Column("month", pa.date32(), "The month, as its first day.", False),
+    Column("service", pa.string(), "patient_journal_online | web_booking.", False),
+    Column("metric", pa.string(),
+           "logins, unique_users, first_time_users (journal); bookings, cancellations, rebookings, "
+           "units_connected, units_total (web booking).", False),
+    Column("value", pa.int64(), "The count; null when suppressed or not available (never 0 for those).", True),
+    Column("suppressed", pa.bool_(), "True when the sender suppressed the cell or it was not available.", False),
+)
+
+EHEALTH_ADOPTION = table(
+    TableSchema(
+        name="ehealth_adoption",
+        domain="ehealth",
+        description="Monthly adoption of web booking and the patient journal online per region, long format.",
+        columns=(REGION_CODE, *_ADOPTION_COLUMNS),
+        key=("region_code", "month", "service", "metric"),
+        partition_by=("year",),
+    )
+)
+
+EHEALTH_ADOPTION_NATIONAL = table(
+    TableSchema(
+        name="ehealth_adoption_national",
+        domain="ehealth",
+        description="The national total rows of the monthly exports (Riket), kept apart from the regions for reconciliation.",
+        columns=_ADOPTION_COLUMNS,
+        key=("month", "service", "metric"),
+        partition_by=("year",),
+    )
+)
+
+EHEALTH_UNIT_DAILY = table(
+    TableSchema(
+        name="ehealth_unit_daily",
+        domain="ehealth",
+        description="Web booking per care unit and day (webbtidbok_enheter files).",
+        columns=(
+            Column("month", pa.string(), "The month as YYYY-MM (partition).", False),
+            Column("date", pa.date32(), "The day.", False),
+            REGION_CODE,
+            Column("unit_hsa_id", pa.string(), "The care unit's HSA id, e.g. SE2321000016-15CX.", False),
+            Column("unit_name", pa.string(), "The care unit's name.", True),
+            Column("bookings", pa.int64(), "Bookings made that day; null when suppressed.", True),
+            Column("cancellations", pa.int64(), "Cancellations that day; null when suppressed.", True),
+            Column("rebookings", pa.int64(), "Rebookings that day; null when suppressed.", True),
+        ),
+        key=("date", "unit_hsa_id"),
+        partition_by=("month",),
+    )
+)

@@ -1,0 +1,62 @@
+"""What is in a warehouse: tables, row counts, quarantine, last loads and failures."""
+
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow.parquet as pq
+
+from etl import publish, schemas, storage
+
+
+def table_rows(warehouse_uri: str, location: str) -> int | None:
+    """Row count of a published table from Parquet footers (no data read); None if never published."""
+    fs, root = storage.filesystem(warehouse_uri)
+    path = posixpath.join(root, location)
+    if not fs.exists(path):
+        return None
+    total = 0
+    for file in fs.find(path):
+        if file.endswith(".parquet"):
+            with fs.open(file, "rb") as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def summary(warehouse_uri: str) -> list[dict]:
+    rows = []
+    for schema in schemas.all_tables():
+        if schema.name.startswith("_"):
+            continue
+        count = table_rows(warehouse_uri, schema.name)
+        if count is None:
+            continue
+        rows.append({
+            "table": schema.name,
+            "rows": count,
+            "quarantined": table_rows(warehouse_uri, f"_quarantine/{schema.name}") or 0,
+        })
+    return rows
+
+
+def render(warehouse_uri: str, last: int = 10) -> str:
+    lines = [f"warehouse: {warehouse_uri}", "", f"{'table':<28}{'rows':>12}{'quarantined':>14}"]
+    tables = summary(warehouse_uri)
+    for row in tables:
+        lines.append(f"{row['table']:<28}{row['rows']:>12}{row['quarantined']:>14}")
+    if not tables:
+        lines.append("(no tables published yet)")
+    log = publish.read_load_log(warehouse_uri).to_pylist()
+    log.sort(key=lambda r: r["finished_at"])
+    lines += ["", f"last {min(last, len(log))} loads:"]
+    for row in log[-last:]:
+        lines.append(
+            f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']:<17} {row['table_name'] or '-':<26} "
+            f"{row['outcome']:<11} in={row['rows_in']} loaded={row['rows_loaded']} "
+            f"quarantined={row['rows_quarantined']} validation={row['validation']}"
+        )
+    failures = [r for r in log if r["outcome"] == "failed"]
+    lines += ["", f"failures: {len(failures)}"]
+    for row in failures[-last:]:
+        lines.append(f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']} {row['table_name'] or '-'}: {row['message']}")
+    return "\n".join(lines)

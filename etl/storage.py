@@ -1,0 +1,94 @@
+"""File access for landing and warehouse URIs, local or remote, via fsspec.
+
+Everything that touches a file goes through here so that ``s3://…`` works
+wherever a local path does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from etl.errors import BadInput
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for ``uri`` and the path inside it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(uri: str, *parts: str) -> str:
+    return posixpath.join(uri.rstrip("/"), *parts)
+
+
+def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file found in landing storage, with what identifies its content."""
+
+    uri: str  # full URI, as recorded in lineage columns and the load log
+    name: str  # base name, e.g. journalen_2017-03.csv
+    size: int
+    modified: float | None  # epoch seconds, when the store reports it
+    sha256: str
+
+
+def safe_name(name: str) -> str:
+    """Reject names that could escape their folder (``../``, absolute paths)."""
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+        raise BadInput(f"unsafe file name in landing storage: {name!r}")
+    return name
+
+
+def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[LandedFile]:
+    """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name."""
+    fs, root = filesystem(join(landing_uri, prefix))
+    if not fs.exists(root):
+        return []
+    found: list[LandedFile] = []
+    for info in fs.ls(root, detail=True):
+        if info.get("type") != "file":
+            continue
+        name = posixpath.basename(info["name"].rstrip("/"))
+        if name.startswith(".") or not name.lower().endswith(suffixes):
+            continue
+        safe_name(name)
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        found.append(
+            LandedFile(
+                uri=join(landing_uri, prefix, name),
+                name=name,
+                size=int(info.get("size") or 0),
+                modified=float(modified) if modified is not None else None,
+                sha256=sha256_of(fs, info["name"]),
+            )
+        )
+    return sorted(found, key=lambda f: f.name)
+
+
+def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+    fs, path = filesystem(uri)
+    if max_bytes is not None:
+        size = fs.size(path)
+        if size is not None and size > max_bytes:
+            raise BadInput(f"{posixpath.basename(path)}: file is {size} bytes, over the {max_bytes}-byte limit")
+    with fs.open(path, "rb") as handle:
+        return handle.read()

@@ -1,0 +1,225 @@
+"""Parsing values as Swedish senders write them: the one implementation.
+
+Amounts (``1 234 567 kr``, ``159 mnkr``, ``850 tkr``, ``1,5 mnkr``), counts
+with Swedish thousands separators, yes/no in its many spellings, months
+(``2017-03``, ``mars 2017``, ``2017M03``) and the markers for suppressed or
+missing cells. Every function raises :class:`BadInput` with a short reason
+for a value outside the contract, and returns ``None`` for "unknown".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+from etl.errors import BadInput
+
+# Characters used as thousands separators: space, no-break space, thin
+# space, narrow no-break space, figure space.
+_SPACES = "\u0020\u00a0\u2009\u202f\u2007"
+_SPACE_RE = re.compile(f"[{_SPACES}]")
+
+SUPPRESSED_MARKERS = frozenset({"..", "–", "—", "-", "", "x"})
+
+_UNITS = {
+    "kr": 1,
+    "sek": 1,
+    "kronor": 1,
+    "tkr": 1_000,
+    "tsek": 1_000,
+    "mkr": 1_000_000,
+    "mnkr": 1_000_000,
+    "msek": 1_000_000,
+    "miljoner kronor": 1_000_000,
+    "mdkr": 1_000_000_000,
+}
+_AMOUNT_RE = re.compile(
+    r"^(?P<sign>[-−+]?)\s*(?P<number>\d[\d., ]*?)\s*(?P<unit>[a-zåäö][a-zåäö ]*)?\.?$"
+)
+
+
+def _strip(value: object) -> str:
+    return str(value).strip()
+
+
+def is_suppressed(value: object) -> bool:
+    """True for the markers that mean "suppressed / not available" (never zero)."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return _strip(value) in {"..", "–", "—", "-", ""}
+
+
+def _to_decimal(number: str, original: object) -> Decimal:
+    """Digits with Swedish separators → Decimal.
+
+    ``1 234`` / ``1.234.567`` are thousands; ``1,5`` is a decimal comma.
+    A single ``.`` followed by exactly three digits is a thousands separator
+    (``1.234``); otherwise a dot is a decimal point (``1.5``).
+    """
+    text = _SPACE_RE.sub("", number)
+    if not text or not re.fullmatch(r"[\d.,]+", text):
+        raise BadInput(f"not a number: {str(original)[:60]!r}")
+    if "," in text and "." in text:
+        # 1.234,5 (Swedish/German) — dots group, comma is decimal.
+        if text.rfind(",") < text.rfind("."):
+            raise BadInput(f"ambiguous number: {str(original)[:60]!r}")
+        text = text.replace(".", "").replace(",", ".")
+    elif text.count(",") == 1:
+        text = text.replace(",", ".")
+    elif text.count(",") > 1:
+        raise BadInput(f"not a number: {str(original)[:60]!r}")
+    elif text.count(".") > 1 or re.fullmatch(r"\d{1,3}\.\d{3}", text):
+        if not re.fullmatch(r"\d{1,3}(\.\d{3})+", text):
+            raise BadInput(f"not a number: {str(original)[:60]!r}")
+        text = text.replace(".", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - guarded by the regex above
+        raise BadInput(f"not a number: {str(original)[:60]!r}") from None
+
+
+def parse_amount(value: object, *, allow_negative: bool = False) -> int | None:
+    """An amount in whole kronor, or None when empty.
+
+    >>> parse_amount("159 mnkr")
+    159000000
+    >>> parse_amount("1,5 mnkr")
+    1500000
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        raise BadInput(f"not an amount: {value!r}")
+    if isinstance(value, (int, float, Decimal)):
+        amount = Decimal(str(value))
+    else:
+        text = _strip(value).casefold()
+        if text in {"", "-", "–", ".."}:
+            return None
+        text = _SPACE_RE.sub(" ", text)
+        match = _AMOUNT_RE.match(text)
+        if not match:
+            raise BadInput(f"not an amount: {str(value)[:60]!r}")
+        unit = (match.group("unit") or "").strip().rstrip(".")
+        if unit and unit not in _UNITS:
+            raise BadInput(f"unknown amount unit {unit!r} in {str(value)[:60]!r}")
+        amount = _to_decimal(match.group("number"), value) * _UNITS.get(unit, 1)
+        if match.group("sign") in {"-", "−"}:
+            amount = -amount
+    if amount < 0 and not allow_negative:
+        raise BadInput(f"negative amount: {str(value)[:60]!r}")
+    return int(amount.to_integral_value())
+
+
+def parse_count(value: object) -> int | None:
+    """A non-negative whole count (logins, bookings…); None when suppressed."""
+    if is_suppressed(value):
+        return None
+    if isinstance(value, bool):
+        raise BadInput(f"not a count: {value!r}")
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(str(value))
+    else:
+        text = _strip(value)
+        sign = -1 if text[:1] in {"-", "−"} else 1
+        number = _to_decimal(text.lstrip("-−+").strip(), value) * sign
+    if number < 0:
+        raise BadInput(f"negative value: {str(value)[:60]!r}")
+    if number != number.to_integral_value():
+        raise BadInput(f"not a whole number: {str(value)[:60]!r}")
+    return int(number)
+
+
+_YES = {"ja", "j", "yes", "y", "x", "1", "true", "sant"}
+_NO = {"nej", "n", "no", "0", "false", "falskt"}
+
+
+def parse_yes_no(value: object) -> bool | None:
+    """Ja/Nej, J/N, Yes/No, x, 1/0 in any case; empty means unknown (None), not no."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = _strip(value).casefold().rstrip(".")
+    if text == "":
+        return None
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise BadInput(f"not yes/no: {str(value)[:60]!r}")
+
+
+MONTHS_SV = {
+    "januari": 1, "jan": 1, "februari": 2, "feb": 2, "mars": 3, "mar": 3,
+    "april": 4, "apr": 4, "maj": 5, "juni": 6, "jun": 6, "juli": 7, "jul": 7,
+    "augusti": 8, "aug": 8, "september": 9, "sep": 9, "sept": 9,
+    "oktober": 10, "okt": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
+}
+_MONTH_PATTERNS = (
+    re.compile(r"^(?P<y>\d{4})\s*[-/ M]\s*(?P<m>\d{1,2})$", re.IGNORECASE),
+    re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})$"),
+)
+
+
+def parse_month(value: object) -> dt.date:
+    """The first day of the month for ``2017-03``, ``2017-3``, ``mars 2017``, ``2017M03``."""
+    if isinstance(value, dt.datetime):
+        return dt.date(value.year, value.month, 1)
+    if isinstance(value, dt.date):
+        return value.replace(day=1)
+    text = _SPACE_RE.sub(" ", _strip(value)).casefold()
+    year = month = None
+    for pattern in _MONTH_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            year, month = int(match.group("y")), int(match.group("m"))
+            break
+    else:
+        match = re.match(r"^([a-zåäö]+)\.?\s+(\d{4})$", text)
+        if match and match.group(1) in MONTHS_SV:
+            year, month = int(match.group(2)), MONTHS_SV[match.group(1)]
+        else:
+            match = re.match(r"^(\d{4})-(\d{1,2})-01$", text)
+            if match:
+                year, month = int(match.group(1)), int(match.group(2))
+    if year is None or month is None or not 1 <= month <= 12 or not 1900 <= year <= 2100:
+        raise BadInput(f"not a month: {str(value)[:40]!r}")
+    return dt.date(year, month, 1)
+
+
+def parse_date(value: object) -> dt.date | None:
+    """An ISO date (``2017-03-14``, also ``2017-03-14 00:00``); None when empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = _strip(value)
+    if not text:
+        return None
+    match = re.match(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]00:00(?::00)?)?$", text)
+    if not match:
+        raise BadInput(f"not a date (YYYY-MM-DD): {text[:40]!r}")
+    try:
+        return dt.date(*(int(g) for g in match.groups()))
+    except ValueError:
+        raise BadInput(f"not a valid date: {text[:40]!r}") from None
+
+
+def format_amount(amount: int, unit: str = "kr") -> str:
+    """Render an amount the way senders write it (used by the sample generator)."""
+    if unit == "mnkr":
+        text = f"{amount / 1_000_000:.1f}".replace(".", ",").removesuffix(",0")
+        return f"{text} mnkr"
+    if unit == "tkr":
+        return f"{amount // 1000:,}".replace(",", "\u00a0") + " tkr"
+    return f"{amount:,}".replace(",", " ") + (" kr" if unit == "kr" else "")

@@ -1,0 +1,31 @@
+"""Shared fixtures: a fresh landing and warehouse per test, settings pointing at them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture
+def landing(tmp_path):
+    path = tmp_path / "landing"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    path = tmp_path / "warehouse"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(landing, warehouse):
+    from etl.config import Settings
+
+    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="", environ={})
