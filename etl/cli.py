@@ -88,7 +88,7 @@ def cmd_run(args) -> int:
     from etl import pipelines
 
     settings = _settings(args)
-    if args.period and not re.fullmatch(r"\d{4}-\d{2}", args.period):
+    if args.period and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
         raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
     names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
     options = {"period": args.period, "year": args.year, "offline_snapshot": args.offline_snapshot}

@@ -227,23 +227,25 @@ class _Store:
 
     # -- writing a new version
     def sweep(self) -> None:
-        """Remove staging left by a crashed publish and versions past retention."""
+        """Remove staging left by a crashed publish (we hold the table lock, so none is live)."""
         if not self.fs.exists(self.versions):
             return
         if not self.local:
             self._roll_forward()
-        current = self.current_version()
-        entries = sorted(p for p in self.fs.ls(self.versions, detail=False))
-        done = []
-        for path in entries:
-            name = posixpath.basename(path.rstrip("/"))
-            if name.startswith(".staging-"):
+        for path in self.fs.ls(self.versions, detail=False):
+            if posixpath.basename(path.rstrip("/")).startswith(".staging-"):
                 log.warning("sweeping stale staging %s", path)
                 self.fs.rm(path, recursive=True)
-            elif not name.startswith("_") and name != current:
-                done.append(path)
-        for path in done[: max(0, len(done) - (KEEP_VERSIONS - 1))]:
-            self.fs.rm(path, recursive=True)
+
+    def prune(self) -> None:
+        """Drop versions past retention; the current one and the newest previous ones stay."""
+        current = self.current_version()
+        names = sorted(
+            posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.versions, detail=False)
+        )
+        previous = [n for n in names if not n.startswith((".", "_")) and n != current]
+        for name in previous[: max(0, len(previous) - (KEEP_VERSIONS - 1))]:
+            self.fs.rm(posixpath.join(self.versions, name), recursive=True)
 
     def write_file(self, table: pa.Table, path: str) -> None:
         file_table = table.drop_columns(list(self.schema.partition_by)) if self.schema.partition_by else table
@@ -426,6 +428,7 @@ def write_version(
         return "unchanged", store.current_version(), total
     store.fs.makedirs(staging, exist_ok=True)
     store.commit(staging, version)
+    store.prune()
     return "published", version, total
 
 

@@ -1,0 +1,1 @@
+"""Source modules: one per outside system (its URLs, paging, retries, and how its records map to rows)."""

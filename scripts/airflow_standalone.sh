@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make airflow`: the Airflow UI on a laptop with the project's DAGs and the sample data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export AIRFLOW_VAR_ETL_LANDING_URI="${ETL_LANDING_URI}"
+export AIRFLOW_VAR_ETL_WAREHOUSE_URI="${ETL_WAREHOUSE_URI}"
+if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
+  .venv/bin/python -m etl sample --out "${ETL_LANDING_URI}"
+  echo "--years 2016-2025 --units 4000 --unit-months 12" > "${ETL_LANDING_URI}/.sample-args"
+fi
+.venv/bin/airflow db migrate >/dev/null
+.venv/bin/airflow pools set etl_warehouse_writer 1 "one writer per warehouse" >/dev/null
+cat <<MSG
+
+Airflow is starting at http://localhost:8080
+Log in as user 'admin'; the password is generated on first start and stored in
+  ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
+DAGs are paused at creation: unpause them in the UI. Stop with Ctrl-C.
+
+MSG
+exec .venv/bin/airflow standalone

@@ -1,0 +1,65 @@
+"""The CLI as a person uses it: exit codes and one clear line on stderr, no tracebacks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def etl(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def test_run_reference_then_status(tmp_path):
+    wh = tmp_path / "wh"
+    out = etl("run", "reference", "--landing", str(tmp_path / "l"), "--warehouse", str(wh), "--kolada-kpis", "",
+              "--offline-snapshot")
+    assert out.returncode == 0, out.stderr
+    assert "dim_region: published, 21 in = 21 loaded + 0 quarantined" in out.stdout
+    status = etl("status", "--warehouse", str(wh))
+    assert status.returncode == 0
+    assert any(line.split()[:2] == ["dim_region", "21"] for line in status.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["run", "ehealth-adoption", "--period", "2017-3"], 2, "--period must be YYYY-MM"),
+        (["run", "ehealth-adoption", "--period", "2017-13"], 2, "--period must be YYYY-MM"),
+        (["sample", "--out", "x", "--years", "twenty"], 2, "--years must look like 2016-2025"),
+        (["run", "reference", "--warehouse", " "], 2, "warehouse URI is empty"),
+        (["run", "reference", "--kolada-kpis", "N1,bad id"], 2, "not alphanumeric"),
+    ],
+)
+def test_bad_configuration_is_one_line_without_traceback(args, code, message, tmp_path):
+    out = etl(*args, cwd=tmp_path)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_unknown_command_is_a_usage_error():
+    out = etl("fly")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_docs_are_generated_from_the_registry(tmp_path):
+    out = etl("docs", "--out", str(tmp_path / "tables.md"))
+    assert out.returncode == 0
+    text = (tmp_path / "tables.md").read_text()
+    for table in ("dim_region", "population", "county_report", "ehealth_adoption", "ehealth_unit_daily"):
+        assert f"## `{table}`" in text
+
+
+def test_committed_docs_are_up_to_date():
+    from etl import schemas
+
+    assert (ROOT / "docs" / "tables.md").read_text(encoding="utf-8") == schemas.render_markdown() + "\n", (
+        "docs/tables.md is stale: run `make docs`")

@@ -1,0 +1,63 @@
+"""The GX runner and its severity policy, on the real dim_region suite."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from etl import regions, validation
+from etl.errors import ValidationFailed
+
+
+def _dim_region(codes):
+    return pd.DataFrame({
+        "region_code": codes,
+        "region_name": [f"Region {c}" for c in codes],
+        "county_name": [f"Län {c}" for c in codes],
+        "kolada_id": ["00" + c for c in codes],
+        "_row": range(len(codes)),
+    })
+
+
+def test_every_suite_is_valid_gx_json():
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    suites = sorted(validation.EXPECTATIONS_DIR.glob("*.json"))
+    assert suites
+    for path in suites:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        suite = ExpectationSuite(**data)
+        assert suite.name == path.stem
+        for exp in suite.expectations:
+            assert str(getattr(exp.severity, "value", exp.severity)) in {"critical", "warning", "info"}
+
+
+def test_clean_batch_passes_and_results_are_persisted(warehouse):
+    result = validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)),
+                                 warehouse_uri=str(warehouse), batch_id="b1")
+    assert result.outcome == "passed" and not result.failed_rows
+    saved = json.loads((warehouse / "_validation" / "dim_region" / "b1.json").read_text())
+    assert saved["success"] is True
+    page = (warehouse / "_data_docs" / "dim_region" / "b1.html").read_text()
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))  # the text a person sees
+    assert "Must have exactly 21 rows" in page and "Succeeded" in page
+    assert "b1.html" in (warehouse / "_data_docs" / "index.html").read_text()
+
+
+def test_row_level_failures_are_named_by_row_and_reason():
+    codes = list(regions.REGION_CODES)
+    codes[4] = "99"
+    frame = _dim_region(codes)
+    frame.loc[7, "kolada_id"] = "7"
+    result = validation.validate("dim_region", frame)
+    assert result.failed_rows == {4: ["region_code is not one of the 21 regions"],
+                                  7: ["kolada_id is not 00 + region code"]}
+    assert not result.critical
+
+
+def test_batch_level_critical_failure_blocks_with_a_readable_message():
+    result = validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)[:20]))
+    assert result.outcome == "failed"
+    with pytest.raises(ValidationFailed, match="exactly the 21 regions.*observed 20"):
+        result.raise_if_blocked()
