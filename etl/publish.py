@@ -45,13 +45,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl import schemas, storage
+from etl import privacy, schemas, storage
 from etl.errors import AccountingError, EtlError
 
 log = logging.getLogger(__name__)
 
 KEEP_VERSIONS = 3  # current + two previous, for readers that are mid-read
 COMPRESSION = "zstd"
+
+# Fault injection for the crash-safety tests: with ETL_FAULT_STAGE=<stage>
+# the publishing process kills itself (SIGKILL, no cleanup) at that point.
+FAULT_STAGES = ("partition-written", "staged", "version-renamed", "swapped", "pruned", "quarantine-published", "load-log-written")
+
+
+def _checkpoint(stage: str) -> None:
+    if os.environ.get("ETL_FAULT_STAGE") == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def new_batch_id() -> str:
@@ -273,6 +284,7 @@ class _Store:
         if self.local:
             os.rename(staging, final)
             _fsync_dir(self.versions)
+            _checkpoint("version-renamed")
             tmp_link = posixpath.join(posixpath.dirname(self.table_path), f".{posixpath.basename(self.table_path)}.{version}.tmp")
             target = os.path.relpath(final, posixpath.dirname(self.table_path))
             os.makedirs(posixpath.dirname(self.table_path), exist_ok=True)
@@ -420,6 +432,7 @@ def write_version(
         changed = True
         if merged.num_rows:
             store.write_file(_sort(merged, schema), posixpath.join(out_dir, f"part-{version}.parquet"))
+            _checkpoint("partition-written")
     if current is None and not changed:
         changed = True  # first publish of an empty table still creates it
     if not changed:
@@ -427,8 +440,11 @@ def write_version(
             store.fs.rm(staging, recursive=True)
         return "unchanged", store.current_version(), total
     store.fs.makedirs(staging, exist_ok=True)
+    _checkpoint("staged")
     store.commit(staging, version)
+    _checkpoint("swapped")
     store.prune()
+    _checkpoint("pruned")
     return "published", version, total
 
 
@@ -464,6 +480,9 @@ def publish(
     q_schema = schemas.get("_quarantine")
     q_frame = quarantine.drop(columns=[c for c in ("rows_held",) if c in quarantine.columns]).copy()
     q_frame["table_name"] = batch.table
+    for column in ("raw", "reason"):  # quarantine keeps the row for a person, not the person
+        if column in q_frame.columns:
+            q_frame[column] = q_frame[column].map(privacy.mask_personal_data)
     if len(q_frame):
         q_frame = q_frame.groupby(["source_file", "row_number", "table_name"], as_index=False, sort=True).agg(
             {c: (lambda s: "; ".join(dict.fromkeys(str(x) for x in s if x is not None and x == x)) or None)
@@ -484,6 +503,7 @@ def publish(
             warehouse_uri, f"_quarantine/{batch.table}", q_schema, q_rows, ("source_file",),
             {(s,) for s in q_sources},
         )
+    _checkpoint("quarantine-published")
     validation = batch.validation if not batch.warnings or batch.validation != "passed" else "warning"
     append_load_log(warehouse_uri, pipeline, batch_id, batch.table, sources, batch.rows_in, rows_loaded,
                     batch.rows_quarantined, outcome, validation, batch.warnings, None, version, started)
@@ -528,6 +548,7 @@ def append_load_log(
     tmp = posixpath.join(folder, "." + name + ".tmp")
     with fs.open(tmp, "wb") as handle:
         pq.write_table(table, handle, compression=COMPRESSION)
+    _checkpoint("load-log-written")
     fs.mv(tmp, posixpath.join(folder, name))
 
 
