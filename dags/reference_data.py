@@ -9,7 +9,11 @@ and publishes them to the warehouse.
 * Base URLs: Connections `scb_default` / `kolada_default` (default: the live APIs).
 * KPI ids: Variable `etl_kolada_kpis` (comma-separated; empty = none).
 * Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
-* Runs yearly and on demand; network tasks retry with exponential backoff.
+* Run conf: `year` (population and key figures 2016..year; default last year),
+  `offline_snapshot` (read the recorded answers under `<landing>/api_snapshot/`).
+* Runs yearly and on demand. Each HTTP call retries itself (backoff, Retry-After);
+  the task retries with exponential backoff on top, and a failed fetch publishes
+  nothing, so a retry starts clean.
 """
 
 import pendulum
@@ -28,6 +32,8 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": pendulum.duration(minutes=30),
     "pool": WRITER_POOL,
+    # Bounded: the HTTP client gives up after its attempts; this only catches a hung worker.
+    "execution_timeout": pendulum.duration(hours=1),
 }
 
 
@@ -45,12 +51,17 @@ def reference_data():
     @task(outlets=[DIM_REGION, POPULATION, KOLADA_KPI])
     def fetch_validate_publish() -> dict:
         """Fetch → validate → publish; a failed fetch publishes nothing."""
+        from etl.errors import ConfigError
         from etl.pipelines import reference
 
         context = get_current_context()
         conf = dict(context["dag_run"].conf or {})
         settings = settings_from_airflow(conf)
-        report = reference.run(settings, offline_snapshot=bool(conf.get("offline_snapshot")))
+        try:
+            year = int(conf["year"]) if conf.get("year") else None
+        except (TypeError, ValueError):
+            raise ConfigError(f"run conf 'year' must be a year such as 2024, not {conf.get('year')!r}") from None
+        report = reference.run(settings, year=year, offline_snapshot=bool(conf.get("offline_snapshot")))
         for line in report.lines():
             print(line)
         return report.to_dict()

@@ -76,9 +76,12 @@ def load_suite_json(table: str) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _context():
+    # GX logs chatter at INFO during import and context creation, and one of
+    # its modules pins its own logger to INFO; quiet both before they speak.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     with_progress = getattr(context.variables, "progress_bars", None)
     if with_progress is not None or hasattr(context.variables, "progress_bars"):

@@ -17,6 +17,9 @@ def etl(*args, cwd=None):
 
 
 def test_run_reference_then_status(tmp_path):
+    from etl.sample import reference as reference_sample
+
+    reference_sample.write(tmp_path / "l", 2016, 2025, units=1, unit_months=0, seed=1)
     wh = tmp_path / "wh"
     out = etl("run", "reference", "--landing", str(tmp_path / "l"), "--warehouse", str(wh), "--kolada-kpis", "",
               "--offline-snapshot")

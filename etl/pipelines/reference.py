@@ -1,19 +1,42 @@
-"""Reference data pipeline: the region dimension (and, from the public APIs, population and key figures).
+"""Reference data pipeline: the region dimension, SCB population and Kolada key figures.
 
 ``dim_region`` is built from :mod:`etl.regions`, the one region module.
+``population`` comes from SCB (PxWeb v2, TAB638) and ``kolada_kpi`` from
+Kolada (v3) through :mod:`etl.sources.scb` / :mod:`etl.sources.kolada` — or,
+with ``offline_snapshot=True``, from the recorded answers under
+``<landing>/api_snapshot/`` decoded by the very same functions (no HTTP).
+
+Order of work: fetch everything, then validate both tables, then publish.
+A fetch or a blocking validation failure anywhere publishes neither API
+table, so the warehouse never mixes a new population with old key figures
+from a half-finished run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+from collections.abc import Sequence
 
-from etl import publish, regions
+from etl import publish, regions, storage
 from etl.config import Settings
-from etl.pipelines.common import RunReport, checked_batch
+from etl.errors import BadInput, ConfigError, EtlError
+from etl.pipelines.common import RunReport, checked_batch, record_failure
+from etl.sources import kolada, scb
+from etl.sources.http import ApiRows, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 PIPELINE = "reference"
+FIRST_YEAR = 2016  # the follow-up starts with report year 2016
+SNAPSHOT_DIR = "api_snapshot"
+SCB_SNAPSHOT = "scb_tab638.json"
+KOLADA_SNAPSHOT_PREFIX = "kolada_"
+SNAPSHOT_MAX_BYTES = 50 * 1024 * 1024
+
+POPULATION_COLUMNS = ["region_code", "year", "population", "source_file", "row_number", "raw"]
+KOLADA_COLUMNS = ["kpi_id", "region_code", "year", "gender", "value", "status", "source_file", "row_number", "raw"]
 
 
 def build_dim_region(settings: Settings, batch_id: str) -> publish.PublishResult:
@@ -39,8 +62,147 @@ def build_dim_region(settings: Settings, batch_id: str) -> publish.PublishResult
     return publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, [])
 
 
-def run(settings: Settings, *, year: int | None = None, **_: object) -> RunReport:
+def reference_years(year: int | None, first_year: int = FIRST_YEAR, today: dt.date | None = None) -> list[int]:
+    """``first_year``..``year``; without ``year``, up to last year (this year's 31 December has not come)."""
+    last = int(year) if year is not None else (today or dt.date.today()).year - 1
+    if not 2000 <= first_year <= last <= 2100:
+        raise ConfigError(f"reference years {first_year}..{last} are out of range (first year ≤ year, 2000–2100)")
+    return list(range(first_year, last + 1))
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def fetch_live(settings: Settings, years: Sequence[int], *, policy: RetryPolicy | None = None,
+               scb_cell_limit: int = scb.CELL_LIMIT) -> tuple[ApiRows, ApiRows]:
+    population = scb.fetch_population(settings.scb_base_url, years, policy=policy, cell_limit=scb_cell_limit)
+    key_figures = kolada.fetch_kpis(settings.kolada_base_url, settings.kolada_kpis, years, policy=policy)
+    return population, key_figures
+
+
+def _load_json(file: storage.LandedFile):
+    data = storage.read_bytes(file.uri, SNAPSHOT_MAX_BYTES)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"offline snapshot {file.name}: not valid JSON ({exc})") from None
+
+
+def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, ApiRows]:
+    """The recorded answers under ``<landing>/api_snapshot/``, through the same decoders as live answers."""
+    files = storage.list_landed(settings.landing_uri, SNAPSHOT_DIR, (".json",))
+    by_name = {f.name: f for f in files}
+    if SCB_SNAPSHOT not in by_name:
+        raise BadInput(f"offline snapshot: {storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT)} is "
+                       "missing (write one with `python -m etl sample --out <landing>`)")
+    scb_file = by_name[SCB_SNAPSHOT]
+    scb_doc = _load_json(scb_file)
+    population = scb.population_rows(scb_doc, scb_file.uri, sha256=scb_file.sha256, years=years)
+    recorded = {int(y) for y in scb.decode_jsonstat2(scb_doc).codes[scb.TIME] if y.isdigit()}
+    absent = sorted(set(years) - recorded)
+    if absent:
+        population.warnings.append(f"offline snapshot has no population for {', '.join(map(str, absent))}")
+        log.warning("%s", population.warnings[-1])
+
+    key_figures = ApiRows()
+    pages = [f for f in files if f.name.startswith(KOLADA_SNAPSHOT_PREFIX)]
+    if settings.kolada_kpis:
+        if not pages:
+            raise BadInput(f"offline snapshot: no {KOLADA_SNAPSHOT_PREFIX}*.json pages under "
+                           f"{storage.join(settings.landing_uri, SNAPSHOT_DIR)}")
+        seen: set[str] = set()
+        docs = [(f, _load_json(f)) for f in pages]
+        # Pages are recorded in order; the last one must end its chain, else a page is missing.
+        if kolada.next_link(docs[-1][1]):
+            raise BadInput(f"offline snapshot: {docs[-1][0].name} links to a next page that was not recorded")
+        for file, doc in docs:
+            key_figures.extend(kolada.decode_page(doc, file.uri, sha256=file.sha256, kpi_ids=settings.kolada_kpis,
+                                                  years=years, seen_kpis=seen))
+        key_figures.warnings.extend(kolada.missing_kpis_warning(list(settings.kolada_kpis), seen))
+    return population, key_figures
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def population_frame(rows: list[dict]):
+    """Rows → DataFrame with the derived ``_check_*`` columns the suite looks at."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=POPULATION_COLUMNS)
+    frame["year"] = frame["year"].astype("int64")
+    frame["population"] = pd.array(frame["population"].tolist(), dtype="Int64")
+    frame = frame.sort_values(["region_code", "year"], kind="stable").reset_index(drop=True)
+    # Change against the same region's previous year in this batch (null for the first year, a gap
+    # or a missing value): a jump over 5 % is almost always a boundary or coding change, worth a look.
+    previous = frame.groupby("region_code")["population"].shift(1)
+    consecutive = frame.groupby("region_code")["year"].diff() == 1
+    change = frame["population"].astype("Float64") / previous.astype("Float64") - 1
+    frame["_check_yoy_change"] = change.where(consecutive).astype("float64")
+    # Every year must carry all 21 regions, or per-capita figures silently miss a region.
+    frame["_check_regions_in_year"] = frame.groupby("year")["region_code"].transform("nunique").astype("int64")
+    return frame
+
+
+def kolada_frame(rows: list[dict]):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=KOLADA_COLUMNS)
+    frame["year"] = frame["year"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(
+    settings: Settings,
+    *,
+    year: int | None = None,
+    offline_snapshot: bool = False,
+    first_year: int = FIRST_YEAR,
+    policy: RetryPolicy | None = None,
+    scb_cell_limit: int = scb.CELL_LIMIT,
+    **_: object,
+) -> RunReport:
+    """dim_region, then population (``first_year``..``year``) and kolada_kpi for ``settings.kolada_kpis``."""
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     report.results.append(build_dim_region(settings, batch_id))
+    years = reference_years(year, first_year)
+    wh = settings.warehouse_uri
+    population = key_figures = None
+    table = None
+    try:
+        if offline_snapshot:
+            population, key_figures = read_snapshot(settings, years)
+        else:
+            population, key_figures = fetch_live(settings, years, policy=policy, scb_cell_limit=scb_cell_limit)
+        table = "population"
+        pop_rows = population_frame(population.rows)
+        # Merge by year: each fetched year replaces that year wholesale (a revision by SCB, or a region
+        # whose row is now quarantined, leaves no stale value), while years outside this run's range
+        # (`--year 2018` to reload a few years) stay as published.
+        pop_batch = checked_batch(
+            "population", pop_rows, population.rejected, population.rows_in, ("year",),
+            warehouse_uri=wh, batch_id=batch_id, replace_keys=[(int(y),) for y in pop_rows["year"].unique()],
+            extra_warnings=population.warnings,
+        )
+        table = "kolada_kpi"
+        # Full replace: the table is by definition "the configured KPI ids"; a KPI dropped from the
+        # configuration must disappear, and an empty list gives an empty table. The fetch is
+        # all-or-nothing, so a full replace never publishes a partial table.
+        kpi_batch = checked_batch(
+            "kolada_kpi", kolada_frame(key_figures.rows), key_figures.rejected, key_figures.rows_in, None,
+            warehouse_uri=wh, batch_id=batch_id, extra_warnings=key_figures.warnings,
+        )
+    except EtlError as exc:
+        sources = [*(population.sources if population else []), *(key_figures.sources if key_figures else [])]
+        record_failure(wh, PIPELINE, batch_id, table, sources, str(exc),
+                       population.rows_in if table == "population" and population else 0)
+        raise
+    report.results.append(publish.publish(wh, PIPELINE, pop_batch, batch_id, population.sources))
+    report.results.append(publish.publish(wh, PIPELINE, kpi_batch, batch_id, key_figures.sources))
+    report.messages.extend(f"warning: {w}" for w in (*population.warnings, *key_figures.warnings))
     return report

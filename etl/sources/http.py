@@ -167,7 +167,6 @@ class ApiClient:
         policy: RetryPolicy | None = None,
         extra_retry_statuses: frozenset[int] | set[int] = frozenset(),
         headers: dict[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         if not base_url or "://" not in base_url:
             raise ConfigError(f"{name}: base URL {base_url!r} is not an http(s) URL")
@@ -175,7 +174,6 @@ class ApiClient:
         self.name = name
         self.policy = policy or RetryPolicy()
         self.retry_statuses = RETRY_STATUSES | frozenset(extra_retry_statuses)
-        self._sleep = sleep
         self._last_request: float | None = None
         self._http = httpx.Client(
             timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
@@ -200,7 +198,7 @@ class ApiClient:
             return path_or_url
         return self.base_url + "/" + path_or_url.lstrip("/")
 
-    def _same_origin(self, link: str, current: str) -> str:
+    def _pin_to_base(self, link: str, current: str) -> str:
         """A pagination link resolved against ``current`` and pinned to the configured host.
 
         APIs give absolute next links naming their public host; behind a
@@ -246,7 +244,6 @@ class ApiClient:
             wait=_WaitRetryAfterOrBackoff(self.policy),
             retry=tenacity.retry_if_exception_type(_Retryable),
             before_sleep=before_sleep,
-            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -260,7 +257,7 @@ class ApiClient:
         if self.policy.min_interval and self._last_request is not None:
             wait = self._last_request + self.policy.min_interval - time.monotonic()
             if wait > 0:
-                self._sleep(wait)
+                time.sleep(wait)
         self._last_request = time.monotonic()
 
     def _attempt(self, method: str, url: str, body: Any) -> JsonResponse:
@@ -314,7 +311,7 @@ class ApiClient:
             link = next_link(page.data)
             if not link:
                 return
-            url, page_params = self._same_origin(str(link), page.url), None
+            url, page_params = self._pin_to_base(str(link), page.url), None
             if url in seen:
                 raise SourceUnavailable(f"{self.name}: paging from {first} loops back to {url}; stopping")
         raise SourceUnavailable(

@@ -1,0 +1,70 @@
+"""1. DAG parsing: import time of each DAG file once airflow.sdk is loaded, and what it pulls in.
+
+Baseline in the same run: a minimal one-task TaskFlow DAG file. Target:
+< 50 ms per file and none of pandas, pyarrow, great_expectations, duckdb.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, env_with_project, machine, median, run_python, table  # noqa: E402
+
+HEAVY = {"pandas", "pyarrow", "great_expectations", "duckdb"}
+PROBE = r"""
+import importlib.util, json, sys, time
+import airflow.sdk
+before = set(sys.modules)
+start = time.perf_counter()
+spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+elapsed = time.perf_counter() - start
+print(json.dumps({"seconds": elapsed, "modules": sorted({m.split('.')[0] for m in set(sys.modules) - before})}))
+"""
+BASELINE = '''
+import pendulum
+from airflow.sdk import dag, task
+
+@dag(schedule=None, start_date=pendulum.datetime(2016, 1, 1, tz="UTC"), catchup=False)
+def baseline():
+    @task
+    def noop():
+        return 1
+    noop()
+
+baseline()
+'''
+
+
+def measure(path: Path, repeats: int, env: dict) -> tuple[float, list[str]]:
+    times, modules = [], []
+    for _ in range(repeats):
+        probe = json.loads(run_python(PROBE, str(path), env=env).strip().splitlines()[-1])
+        times.append(probe["seconds"])
+        modules = probe["modules"]
+    return median(times), modules
+
+
+def main(repeats: int = 5) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    env = env_with_project(AIRFLOW_HOME=str(tmp / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    baseline_file = tmp / "baseline_dag.py"
+    baseline_file.write_text(BASELINE)
+    base, _ = measure(baseline_file, repeats, env)
+    rows = [["(baseline: minimal DAG)", base * 1000, 1.0, "-", "-"]]
+    for path in sorted((ROOT / "dags").glob("*.py")):
+        seconds, modules = measure(path, repeats, env)
+        heavy = sorted(HEAVY & set(modules))
+        rows.append([path.name, seconds * 1000, seconds / base if base else float("nan"),
+                     "yes" if seconds < 0.05 else "NO", ", ".join(heavy) or "none"])
+    print(f"DAG parse time, median of {repeats} fresh interpreters ({machine()})")
+    print(table(["file", "ms", "x baseline", "< 50 ms", "heavy imports"], rows))
+
+
+if __name__ == "__main__":
+    main()
