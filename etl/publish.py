@@ -478,14 +478,19 @@ def publish(
     new_rows = _stamp(schema, batch.rows, batch_id, loaded_at)
     quarantine = batch.quarantine if batch.quarantine is not None else pd.DataFrame()
     q_schema = schemas.get("_quarantine")
-    q_frame = quarantine.drop(columns=[c for c in ("rows_held",) if c in quarantine.columns]).copy()
+    q_frame = quarantine.copy()
+    if "rows_held" in q_frame.columns:
+        q_frame["rows_held"] = q_frame["rows_held"].fillna(1).astype("int64")
     q_frame["table_name"] = batch.table
     for column in ("raw", "reason"):  # quarantine keeps the row for a person, not the person
         if column in q_frame.columns:
             q_frame[column] = q_frame[column].map(privacy.mask_personal_data)
     if len(q_frame):
+        def join_texts(values):
+            return "; ".join(dict.fromkeys(str(x) for x in values if x is not None and x == x)) or None
+
         q_frame = q_frame.groupby(["source_file", "row_number", "table_name"], as_index=False, sort=True).agg(
-            {c: (lambda s: "; ".join(dict.fromkeys(str(x) for x in s if x is not None and x == x)) or None)
+            {c: ("max" if c == "rows_held" else join_texts)
              for c in q_frame.columns if c not in ("source_file", "row_number", "table_name")}
         )
     q_rows = _stamp(q_schema, q_frame, batch_id, loaded_at)
@@ -566,14 +571,21 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def loaded_sha256(warehouse_uri: str, pipeline: str) -> set[str]:
-    """SHA-256 of every source file a pipeline has committed (published or unchanged)."""
-    log_table = read_load_log(warehouse_uri)
-    done: set[str] = set()
-    for row in log_table.to_pylist():
-        if row["pipeline"] == pipeline and row["outcome"] in {"published", "unchanged"}:
-            done.update(row["source_sha256"] or [])
-    return done
+def loaded_sha256(warehouse_uri: str, pipeline: str, tables: tuple[str, ...] | None = None) -> set[str]:
+    """SHA-256 of every source file a pipeline has committed (published or unchanged).
+
+    With ``tables``, a file counts only once *every* listed table committed
+    it: a run that died between two tables' publishes then simply redoes the
+    file (publishing is idempotent) instead of leaving the second table short.
+    """
+    per_table: dict[str | None, set[str]] = {t: set() for t in tables} if tables else {None: set()}
+    for row in read_load_log(warehouse_uri).to_pylist():
+        if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
+            continue
+        key = row["table_name"] if tables else None
+        if key in per_table:
+            per_table[key].update(row["source_sha256"] or [])
+    return set.intersection(*per_table.values())
 
 
 def _read_location(warehouse_uri: str, location: str, schema: schemas.TableSchema) -> pa.Table:

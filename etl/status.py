@@ -23,6 +23,18 @@ def table_rows(warehouse_uri: str, location: str) -> int | None:
     return total
 
 
+def quarantined_rows(warehouse_uri: str, table: str) -> int:
+    """Input rows in quarantine: a whole rejected file counts the rows it held."""
+    if table_rows(warehouse_uri, f"_quarantine/{table}") is None:
+        return 0
+    q = publish.read_quarantine(warehouse_uri, table)
+    if q.num_rows == 0:
+        return 0
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.fill_null(q.column("rows_held"), 1)).as_py())
+
+
 def summary(warehouse_uri: str) -> list[dict]:
     rows = []
     for schema in schemas.all_tables():
@@ -31,11 +43,7 @@ def summary(warehouse_uri: str) -> list[dict]:
         count = table_rows(warehouse_uri, schema.name)
         if count is None:
             continue
-        rows.append({
-            "table": schema.name,
-            "rows": count,
-            "quarantined": table_rows(warehouse_uri, f"_quarantine/{schema.name}") or 0,
-        })
+        rows.append({"table": schema.name, "rows": count, "quarantined": quarantined_rows(warehouse_uri, schema.name)})
     return rows
 
 

@@ -19,6 +19,7 @@ QUARANTINE = table(
             Column("raw", pa.string(), "The original row as text (masked), for a person to read.", True),
             Column("reason", pa.string(), "Why it was quarantined; several reasons joined with '; '.", False),
             Column("source_sha256", pa.string(), "SHA-256 of the source file.", True),
+            Column("rows_held", pa.int64(), "Rows this entry stands for: 1 for a row, the rows a whole rejected file or report held.", True),
         ),
         key=("source_file", "row_number", "table_name"),
         lineage=True,

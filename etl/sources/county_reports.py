@@ -1,0 +1,596 @@
+"""Reading the regions' annual follow-up reports (input-formats §1): .xlsx template and web-form JSON.
+
+Both shapes become the same :class:`ParsedReport`: one header row for
+``county_report`` and the rows for ``county_initiative`` and
+``county_ehealth_service``, each with its origin (``row_number``, masked
+``raw`` text). Nothing here knows about the warehouse.
+
+Two layers keep hostile or broken input out:
+
+* **Structure** (:func:`parse_report`): size cap, zip-bomb check before
+  openpyxl opens a workbook (openpyxl parses XML through defusedxml when it
+  is installed, which it is), sheets and columns present, JSON types. A
+  problem here, or in a header field (region, year, amounts, spend over the
+  grant…), rejects the report **whole** — ``error`` says why, and the row
+  counts say how many rows it held.
+* **Rows**: an initiative or e-health service row with an unknown enum,
+  empty title or unreadable value is rejected alone, with its reason.
+
+Personal data: the contact person (``Kontaktperson`` / ``contact_person``)
+is read only to be dropped — and to mask that person's name wherever it
+turns up in free text. E-mail addresses and personnummer are masked in
+every free text, raw quarantine text, reason and warning that leaves here
+(:func:`etl.privacy.mask_personal_data`, the project's one masking rule,
+plus the contact person's name: :func:`mask_personal_data` here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+from etl import privacy, regions, swedish
+from etl.errors import BadInput
+from etl.sources import county_template as tpl
+from etl.sources.county_template import Field
+
+# A real report is a few tens of kilobytes; these limits are far above that
+# and far below what could hurt a worker.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_UNCOMPRESSED_BYTES = 64 * 1024 * 1024  # all members of an .xlsx together
+MAX_MEMBER_RATIO = 100  # uncompressed / compressed, for members over RATIO_FLOOR
+RATIO_FLOOR = 1024 * 1024  # small members (styles, shared strings) legitimately compress better
+MAX_MEMBERS = 1000
+MAX_SHEET_ROWS = 5000  # rows read per sheet, blank ones included
+MAX_TABLE_COLUMNS = 30
+MAX_JSON_ITEMS = 5000
+MAX_RAW_CHARS = 1000
+SPEND_TOLERANCE_PCT = 101  # spend may exceed the grant by 1 % (rounding), not more
+
+# --------------------------------------------------------------------------- personal data
+
+NAME_MASK = "[namn borttaget]"
+
+
+def mask_personal_data(text: str | None, names: tuple[str, ...] = ()) -> str | None:
+    """:func:`etl.privacy.mask_personal_data` (e-mail, personnummer), plus the given ``names`` as whole words, any case."""
+    if text is None:
+        return None
+    text = privacy.mask_personal_data(str(text))
+    for name in names:
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", NAME_MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+def _names_in(contact: object) -> tuple[str, ...]:
+    """What to mask of a contact person: the whole text, and each word of the name (longest first)."""
+    texts: list[str] = []
+
+    def collect(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+        elif value is not None and str(value).strip():
+            texts.append(str(value).strip())
+
+    collect(contact)
+    names: set[str] = set()
+    for text in texts:
+        without_mail = privacy.EMAIL.sub(" ", text)
+        names.add(text)
+        names.add(re.sub(r"\s+", " ", without_mail).strip(" ,;<>()"))
+        # Single words of three letters or more: "Andersson" alone in a
+        # description is still that person.
+        names.update(w for w in re.findall(r"[^\W\d_]{3,}", without_mail))
+        # The local part of an e-mail often is the name ("anna.andersson").
+        for mail in privacy.EMAIL.findall(text):
+            names.update(w for w in re.findall(r"[^\W\d_]{3,}", mail.split("@", 1)[0]))
+    return tuple(sorted((n for n in names if n), key=len, reverse=True))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ParsedReport:
+    """One submission, parsed. ``error`` set = the whole report is rejected."""
+
+    source_file: str
+    file_name: str
+    header: dict | None = None  # county_report business columns (without submitted_at)
+    header_raw: str = ""
+    initiatives: list[dict] = field(default_factory=list)  # columns + row_number + raw
+    services: list[dict] = field(default_factory=list)
+    rejected_initiatives: list[dict] = field(default_factory=list)  # row_number, raw, reason
+    rejected_services: list[dict] = field(default_factory=list)
+    initiative_rows: int = 0  # input rows held, accepted or not
+    service_rows: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int] | None:
+        if self.header is None:
+            return None
+        return self.header["region_code"], self.header["report_year"]
+
+    def reject(self, reason: str) -> "ParsedReport":
+        self.error = reason
+        return self
+
+
+@dataclass
+class _RawRow:
+    row_number: int
+    values: dict[str, object]  # field json_key → value as found
+    raw: str
+
+
+@dataclass
+class _Extracted:
+    """What the file holds, before interpretation."""
+
+    fields: dict[str, tuple[int, object]] = field(default_factory=dict)  # json_key → (row, value)
+    initiatives: list[_RawRow] = field(default_factory=list)
+    services: list[_RawRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # structural: reject the report whole
+    warnings: list[str] = field(default_factory=list)
+    contact: object = None  # only ever used to mask; never stored
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def parse_report(data: bytes, file_name: str, *, source_file: str | None = None) -> ParsedReport:
+    """Parse one submission (``.xlsx`` or ``.json``, chosen by the file name). Never raises for bad input."""
+    report = ParsedReport(source_file=source_file or file_name, file_name=file_name)
+    extracted = _Extracted()
+    try:
+        if not data:
+            raise BadInput("empty file")
+        if len(data) > MAX_FILE_BYTES:
+            raise BadInput(f"file is {len(data)} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        lower = file_name.lower()
+        if lower.endswith(".xlsx"):
+            _extract_xlsx(data, extracted)
+        elif lower.endswith(".json"):
+            _extract_json(data, extracted)
+        else:
+            raise BadInput("not a .xlsx or .json file")
+    except BadInput as exc:
+        extracted.problems.append(str(exc))
+    names = _names_in(extracted.contact)
+    extracted.contact = None
+
+    def scrub(text: object) -> str | None:
+        return mask_personal_data(None if text is None else str(text), names)
+
+    report.initiative_rows = len(extracted.initiatives)
+    report.service_rows = len(extracted.services)
+    report.header_raw = _cut(scrub(_header_raw(extracted)))
+    report.warnings = [f"{file_name}: {scrub(w)}" for w in extracted.warnings]
+    if extracted.problems:
+        return report.reject(_one_line(scrub("; ".join(extracted.problems))))
+    try:
+        header = _interpret_header(extracted)
+    except BadInput as exc:
+        return report.reject(_one_line(scrub(str(exc))))
+    report.header = header
+    context = {"region_code": header["region_code"], "report_year": header["report_year"]}
+    for number, raw_row in enumerate(extracted.initiatives, start=1):
+        raw = _cut(scrub(raw_row.raw))
+        try:
+            row = _interpret_row(raw_row, tpl.INITIATIVE_FIELDS, scrub)
+        except BadInput as exc:
+            report.rejected_initiatives.append({"row_number": raw_row.row_number, "raw": raw,
+                                                "reason": _one_line(scrub(str(exc)))})
+            continue
+        if not row["title"] or not row["title"].strip():
+            report.rejected_initiatives.append({"row_number": raw_row.row_number, "raw": raw,
+                                                "reason": "Insats (title) is empty"})
+            continue
+        report.initiatives.append({**context, "initiative_no": number, **row,
+                                   "row_number": raw_row.row_number, "raw": raw})
+    accepted: list[dict] = []
+    for raw_row in extracted.services:
+        raw = _cut(scrub(raw_row.raw))
+        try:
+            row = _interpret_row(raw_row, tpl.SERVICE_FIELDS, scrub)
+        except BadInput as exc:
+            report.rejected_services.append({"row_number": raw_row.row_number, "raw": raw,
+                                             "reason": _one_line(scrub(str(exc)))})
+            continue
+        accepted.append({**context, **row, "row_number": raw_row.row_number, "raw": raw})
+    # The same service twice cannot both be true: neither is chosen silently.
+    seen: dict[str, list[int]] = {}
+    for row in accepted:
+        seen.setdefault(row["service"], []).append(row["row_number"])
+    for row in accepted:
+        rows = seen[row["service"]]
+        if len(rows) > 1:
+            report.rejected_services.append({"row_number": row["row_number"], "raw": row["raw"],
+                                             "reason": f"service {row['service']} listed {len(rows)} times "
+                                                       f"(rows {', '.join(map(str, rows))})"})
+        else:
+            report.services.append(row)
+    return report
+
+
+def _one_line(text: str) -> str:
+    """Reasons are read in one line: a cell value with line breaks must not break them."""
+    return _cut(re.sub(r"\s+", " ", text).strip())
+
+
+def _cut(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_RAW_CHARS:
+        return text
+    return text[: MAX_RAW_CHARS - 1] + "…"
+
+
+def _header_raw(extracted: _Extracted) -> str:
+    by_key = {f.json_key: f for f in tpl.REPORT_FIELDS}
+    parts = [f"{by_key[key].label}={_show(value)}" for key, (_, value) in extracted.fields.items()
+             if by_key[key].kind != tpl.PERSONAL]
+    return " | ".join(parts)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+# --------------------------------------------------------------------------- interpretation
+
+
+def _parse_year(value: object) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise BadInput("is missing")
+    if isinstance(value, bool):
+        raise BadInput(f"not a year: {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{4}\s*", value):
+        value = int(value)
+    if not isinstance(value, int):
+        raise BadInput(f"not a year: {str(value)[:40]!r}")
+    if not tpl.FIRST_YEAR <= value <= tpl.LAST_YEAR:
+        raise BadInput(f"{value} is outside {tpl.FIRST_YEAR}..{tpl.LAST_YEAR}")
+    return value
+
+
+def _value(fld: Field, value: object, scrub) -> object:
+    """One field's value, typed; :class:`BadInput` with a short reason."""
+    if isinstance(value, str) and fld.kind not in (tpl.TEXT,):
+        value = value.strip() or None
+    kind = fld.kind
+    if isinstance(value, bool) and kind not in (tpl.YES_NO, tpl.AMOUNT, tpl.YEAR):
+        raise BadInput(f"true/false is not a {kind.replace('_', ' ')}")
+    if kind == tpl.REGION:
+        return regions.resolve_region(value)
+    if kind == tpl.YEAR:
+        return _parse_year(value)
+    if kind == tpl.AMOUNT:
+        return swedish.parse_amount(value)
+    if kind == tpl.YES_NO:
+        return swedish.parse_yes_no(value)
+    if kind == tpl.DATE:
+        return swedish.parse_date(value)
+    if kind == tpl.TEXT:
+        if value is None:
+            return None
+        if isinstance(value, (dict, list, bool)):
+            raise BadInput(f"not text: {type(value).__name__}")
+        text = str(value).strip()
+        return scrub(text) if text else None
+    if kind in tpl.ENUMS:
+        return tpl.resolve_enum(kind, value)
+    raise AssertionError(f"no interpretation for kind {kind}")  # pragma: no cover - definitions are fixed
+
+
+def _interpret_header(extracted: _Extracted) -> dict:
+    header: dict[str, object] = {}
+    problems: list[str] = []
+    for fld in tpl.REPORT_FIELDS:
+        if fld.column is None:
+            continue
+        _, value = extracted.fields.get(fld.json_key, (0, None))
+        try:
+            typed = _value(fld, value, lambda t: t)
+            if typed is None and fld.required:
+                raise BadInput("is missing")
+            header[fld.column] = typed
+        except BadInput as exc:
+            problems.append(f"{fld.label}: {exc}")
+    if problems:
+        raise BadInput("; ".join(problems))
+    grant = header["grant_sek"]
+    spend = [header[c] for c in ("spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek")]
+    total = sum(s for s in spend if s is not None)
+    if grant is not None and total * 100 > grant * SPEND_TOLERANCE_PCT:
+        if grant == 0:
+            raise BadInput(f"spend {total} kr with a grant of 0 kr")
+        raise BadInput(
+            f"spend {total} kr is {100 * total / grant:.1f} % of the grant {grant} kr (more than the 1 % tolerance over it)"
+        )
+    return header
+
+
+def _interpret_row(raw_row: _RawRow, fields: tuple[Field, ...], scrub) -> dict:
+    row: dict[str, object] = {}
+    problems: list[str] = []
+    for fld in fields:
+        value = raw_row.values.get(fld.json_key)
+        try:
+            typed = _value(fld, value, scrub)
+            if typed is None and fld.required and fld.kind != tpl.TEXT:
+                raise BadInput("is missing")
+            row[fld.column] = typed
+        except BadInput as exc:
+            problems.append(f"{fld.label}: {exc}")
+    if problems:
+        raise BadInput("; ".join(problems))
+    return row
+
+
+def spend_share(header: dict) -> float | None:
+    """Spend (all areas) as a share of the grant: the derived ``_check_spend_share`` column."""
+    grant = header.get("grant_sek")
+    spend = [header.get(c) for c in ("spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek")]
+    if grant is None or all(s is None for s in spend):
+        return None
+    total = sum(s for s in spend if s is not None)
+    if grant == 0:
+        return 0.0 if total == 0 else float("inf")
+    return total / grant
+
+
+# --------------------------------------------------------------------------- .xlsx
+
+
+def check_zip(data: bytes) -> None:
+    """Refuse a zip that is corrupt or would inflate into far more than a report could hold."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise BadInput("not a valid .xlsx file (not a zip archive)") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise BadInput(f"workbook has {len(members)} parts, over the limit of {MAX_MEMBERS}")
+        total = 0
+        for info in members:
+            total += info.file_size
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR and ratio > MAX_MEMBER_RATIO:
+                raise BadInput(
+                    f"workbook part {info.filename[:60]!r} inflates {ratio:.0f}x "
+                    f"(limit {MAX_MEMBER_RATIO}x): refused as a possible zip bomb"
+                )
+        if total > MAX_UNCOMPRESSED_BYTES:
+            raise BadInput(
+                f"workbook inflates to {total} bytes, over the {MAX_UNCOMPRESSED_BYTES}-byte limit: "
+                "refused as a possible zip bomb"
+            )
+        if "[Content_Types].xml" not in archive.namelist():
+            raise BadInput("not a valid .xlsx file ([Content_Types].xml missing)")
+
+
+def _extract_xlsx(data: bytes, out: _Extracted) -> None:
+    check_zip(data)
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except BadInput:
+        raise
+    except Exception as exc:  # openpyxl and defusedxml raise many types for a broken or hostile file
+        raise BadInput(f"not a readable .xlsx workbook ({_cause(exc)})") from None
+    try:
+        sheets = {tpl.normalise_label(name): name for name in workbook.sheetnames}
+        wanted = (tpl.SHEET_REPORT, tpl.SHEET_INITIATIVES, tpl.SHEET_SERVICES)
+        missing = [name for name in wanted if tpl.normalise_label(name) not in sheets]
+        try:
+            # Sheets that exist are read even when another is missing, so
+            # that the quarantine can say how many rows the report held.
+            if tpl.normalise_label(tpl.SHEET_REPORT) in sheets:
+                _read_field_sheet(workbook[sheets[tpl.normalise_label(tpl.SHEET_REPORT)]], out)
+            for name, fields, target in (
+                (tpl.SHEET_INITIATIVES, tpl.INITIATIVE_FIELDS, out.initiatives),
+                (tpl.SHEET_SERVICES, tpl.SERVICE_FIELDS, out.services),
+            ):
+                if tpl.normalise_label(name) in sheets:
+                    _read_table_sheet(workbook[sheets[tpl.normalise_label(name)]], name, fields, target, out)
+        except BadInput:
+            raise
+        except Exception as exc:  # sheets are parsed lazily in read-only mode: same reasoning as above
+            raise BadInput(f"unreadable worksheet ({_cause(exc)})") from None
+        if missing:
+            found = ", ".join(workbook.sheetnames[:10])
+            raise BadInput(f"missing sheet(s) {', '.join(missing)} (found: {found})")
+    finally:
+        workbook.close()
+
+
+def _cause(exc: BaseException) -> str:
+    """The root cause of a reader's exception on one line (openpyxl wraps defusedxml's refusals in ValueError)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = re.sub(r"\s+", " ", str(exc)).strip()[:120]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _rows(sheet, max_col: int):
+    """Rows of a read-only sheet as (sheet row number, values), bounded."""
+    # A stale <dimension> tag would make openpyxl stop early and drop rows silently.
+    sheet.reset_dimensions()
+    for number, values in enumerate(sheet.iter_rows(values_only=True, max_col=max_col), start=1):
+        if number > MAX_SHEET_ROWS:
+            raise BadInput(f"sheet {sheet.title!r} has more than {MAX_SHEET_ROWS} rows")
+        yield number, values
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _read_field_sheet(sheet, out: _Extracted) -> None:
+    index = tpl.label_index(tpl.REPORT_FIELDS)
+    header = tuple(tpl.normalise_label(h) for h in tpl.REPORT_HEADER)
+    seen: dict[str, int] = {}
+    for number, values in _rows(sheet, 2):
+        label, value = (tuple(values) + (None, None))[:2]
+        if _blank(label) and _blank(value):
+            continue
+        if _blank(label):
+            out.warnings.append(f"{tpl.SHEET_REPORT} row {number}: a value without a field label was ignored")
+            continue
+        key = tpl.normalise_label(label)
+        if key == header[0] and (tpl.normalise_label(value or "") == header[1] or _blank(value)):
+            continue  # the Fält | Värde header row
+        fld = index.get(key)
+        if fld is None:
+            out.warnings.append(f"{tpl.SHEET_REPORT} row {number}: unknown field {str(label).strip()[:60]!r} ignored")
+            continue
+        if fld.json_key in seen:
+            out.problems.append(f"field {fld.label!r} appears twice (rows {seen[fld.json_key]} and {number})")
+            continue
+        seen[fld.json_key] = number
+        if fld.kind == tpl.PERSONAL:
+            out.contact = value
+            continue
+        out.fields[fld.json_key] = (number, value)
+
+
+def _read_table_sheet(sheet, title: str, fields: tuple[Field, ...], target: list[_RawRow], out: _Extracted) -> None:
+    index = tpl.label_index(fields)
+    columns: dict[int, Field] | None = None
+    for number, values in _rows(sheet, MAX_TABLE_COLUMNS):
+        if all(_blank(v) for v in values):
+            continue
+        if columns is None:
+            columns = {}
+            for position, name in enumerate(values):
+                if _blank(name):
+                    continue
+                fld = index.get(tpl.normalise_label(name))
+                if fld is None:
+                    out.warnings.append(f"{title}: unknown column {str(name).strip()[:60]!r} ignored")
+                    continue
+                if fld in columns.values():
+                    out.problems.append(f"sheet {title}: column {fld.label!r} appears twice")
+                columns[position] = fld
+            absent = [f.label for f in fields if f.required and f not in columns.values()]
+            if absent:
+                out.problems.append(f"sheet {title}: missing column(s) {', '.join(absent)}")
+            continue
+        # Rows are kept even when the header is broken: the report is then
+        # rejected whole, and its quarantine entry says how many rows it held.
+        row = {fld.json_key: values[pos] if pos < len(values) else None for pos, fld in columns.items()}
+        raw = " | ".join(f"{fld.label}={_show(values[pos] if pos < len(values) else None)}"
+                         for pos, fld in columns.items())
+        target.append(_RawRow(number, row, raw))
+
+
+# --------------------------------------------------------------------------- .json
+
+
+def _extract_json(data: bytes, out: _Extracted) -> None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInput("JSON is not UTF-8") from None
+    if not text.strip():
+        raise BadInput("empty file")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise BadInput("JSON nested too deeply") from None
+    if not isinstance(document, dict):
+        raise BadInput(f"JSON must be an object at the top level, not {_json_type(document)}")
+
+    # Type problems are collected, not raised, so that the rows the report
+    # held are still counted for its quarantine entry.
+    problems = out.problems
+    groups = {f.json_key.split(".", 1)[0] for f in tpl.REPORT_FIELDS if "." in f.json_key}
+    known_top = {f.json_key.split(".", 1)[0] for f in tpl.REPORT_FIELDS} | {tpl.JSON_INITIATIVES, tpl.JSON_SERVICES}
+    for key in document:
+        if key not in known_top:
+            out.warnings.append(f"unknown key {str(key)[:60]!r} ignored")
+    for parent in sorted(groups):
+        group = document.get(parent)
+        if group is not None and not isinstance(group, dict):
+            problems.append(f"{parent} must be a JSON object, not {_json_type(group)}")
+        children = {f.json_key.split(".", 1)[1] for f in tpl.REPORT_FIELDS if f.json_key.startswith(parent + ".")}
+        for key in group if isinstance(group, dict) else ():
+            if key not in children:
+                out.warnings.append(f"unknown key {parent}.{str(key)[:60]} ignored")
+    for fld in tpl.REPORT_FIELDS:
+        if fld.kind == tpl.PERSONAL:
+            out.contact = document.get(fld.json_key)
+            continue
+        container, name = document, fld.json_key
+        if "." in fld.json_key:
+            parent, name = fld.json_key.split(".", 1)
+            container = document.get(parent)
+        if not isinstance(container, dict) or name not in container:
+            continue
+        value = container[name]
+        if isinstance(value, (dict, list)):
+            problems.append(f"{fld.json_key} must be a single value, not {_json_type(value)}")
+            continue
+        out.fields[fld.json_key] = (1, value)
+
+    for key, fields, target in (
+        (tpl.JSON_INITIATIVES, tpl.INITIATIVE_FIELDS, out.initiatives),
+        (tpl.JSON_SERVICES, tpl.SERVICE_FIELDS, out.services),
+    ):
+        items = document.get(key)
+        if items is None:
+            continue  # the web form leaves an empty list out
+        if not isinstance(items, list):
+            problems.append(f"{key} must be a JSON array, not {_json_type(items)}")
+            continue
+        if len(items) > MAX_JSON_ITEMS:
+            raise BadInput(f"{key} has {len(items)} items, over the limit of {MAX_JSON_ITEMS}")
+        names = [f.json_key for f in fields]
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                problems.append(f"{key}[{number}] must be a JSON object, not {_json_type(item)}")
+                target.append(_RawRow(number, {}, _show(item)[:200]))
+                continue
+            for name in item:
+                if name not in names:
+                    out.warnings.append(f"unknown key {key}[].{str(name)[:60]} ignored")
+            values = {}
+            for name in names:
+                value = item.get(name)
+                if isinstance(value, (dict, list)):
+                    problems.append(f"{key}[{number}].{name} must be a single value, not {_json_type(value)}")
+                    value = None
+                values[name] = value
+            raw = " | ".join(f"{name}={_show(values[name])}" for name in names if values[name] is not None)
+            target.append(_RawRow(number, values, raw))
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null"
+    return "a number" if isinstance(value, (int, float)) else "text"

@@ -1,0 +1,263 @@
+"""The county report template: the one definition of its fields, enums and blank workbook.
+
+Every field of the regions' annual follow-up report (input-formats §1) is
+declared once here — Swedish label in the Excel template, key in the web
+form's JSON, value kind and output column. The parser
+(:mod:`etl.sources.county_reports`), the blank template
+(:func:`write_blank_template`, ``python -m etl template``), the sample
+generator and the tests read these definitions, so a label changed here
+changes everywhere (``docs/county-report-guide.md`` follows them by hand).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl.errors import BadInput
+
+# Value kinds a field can have; the parser has one interpretation per kind.
+REGION = "region"
+YEAR = "year"
+AMOUNT = "amount"
+YES_NO = "yes_no"
+TEXT = "text"  # free text: personal data in it is masked
+DATE = "date"
+PERSONAL = "personal"  # personal data: read only to be dropped, never output
+AREA = "area"
+INITIATIVE_STATUS = "initiative_status"
+SERVICE = "service"
+SERVICE_STATUS = "service_status"
+
+FIRST_YEAR, LAST_YEAR = 2016, 2100
+
+
+@dataclass(frozen=True)
+class Field:
+    label: str  # as written in the Excel template
+    json_key: str  # in the web form's JSON; "a.b" is key b inside object a
+    kind: str
+    column: str | None  # output column; None = never output (personal data)
+    required: bool = False
+    aliases: tuple[str, ...] = ()  # other accepted labels (compared after normalise_label)
+    help: str = ""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.label, *self.aliases)
+
+
+SHEET_REPORT = "Uppgifter"
+SHEET_INITIATIVES = "Insatser"
+SHEET_SERVICES = "E-tjänster"
+REPORT_HEADER = ("Fält", "Värde")
+JSON_INITIATIVES = "initiatives"
+JSON_SERVICES = "ehealth_services"
+
+# Sheet Uppgifter / the JSON top level. The "(kr)" unit in a label is
+# optional: senders drop it, and it carries no information the kind lacks.
+REPORT_FIELDS: tuple[Field, ...] = (
+    Field("Region", "region", REGION, "region_code", True,
+          help="Regionens namn eller länskod, t.ex. Region Uppsala eller 03"),
+    Field("Redovisningsår", "report_year", YEAR, "report_year", True, help="Året rapporten gäller, t.ex. 2017"),
+    Field("Erhållna medel (kr)", "grant_sek", AMOUNT, "grant_sek", aliases=("Erhållna medel",),
+          help="Belopp, t.ex. 159 mnkr, 850 tkr eller 1 234 567 kr"),
+    Field("Öronmärkta medel", "earmarked", YES_NO, "earmarked",
+          help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)"),
+    Field("Använt IT-stöd och processer (kr)", "spend_sek.it_support", AMOUNT, "spend_it_support_sek",
+          aliases=("Använt IT-stöd och processer",), help="Belopp använt inom område 1, IT-stöd och processer"),
+    Field("Använt kompetensanvändning (kr)", "spend_sek.competence_use", AMOUNT, "spend_competence_use_sek",
+          aliases=("Använt kompetensanvändning",), help="Belopp använt inom område 2, smartare kompetensanvändning"),
+    Field("Använt kompetensförsörjning (kr)", "spend_sek.competence_supply", AMOUNT, "spend_competence_supply_sek",
+          aliases=("Använt kompetensförsörjning",), help="Belopp använt inom område 3, långsiktig kompetensförsörjning"),
+    Field("Kliniskt introduktionsår", "offers.clinical_intro_year", YES_NO, "offers_clinical_intro_year",
+          help="Ja/Nej: erbjuder kliniskt introduktionsår för nyutexaminerade sjuksköterskor"),
+    Field("Studielön specialistsjuksköterska", "offers.specialist_nurse_study_salary", YES_NO,
+          "offers_specialist_nurse_study_salary", help="Ja/Nej: erbjuder studielön under specialistutbildning"),
+    Field("Vårdnära service", "offers.care_near_service", YES_NO, "has_care_near_service",
+          help="Ja/Nej: vårdnära servicepersonal tar över icke-kliniska uppgifter"),
+    Field("Uppgiftsväxling", "offers.task_shifting", YES_NO, "has_task_shifting",
+          help="Ja/Nej: uppgiftsväxling mellan yrkesgrupper"),
+    Field("Kontaktperson", "contact_person", PERSONAL, None,
+          help="Namn och e-post till den som fyllt i (lagras inte)"),
+)
+
+# Sheet Insatser / JSON "initiatives".
+INITIATIVE_FIELDS: tuple[Field, ...] = (
+    Field("Insats", "title", TEXT, "title", True),
+    Field("Område", "area", AREA, "area", True),
+    Field("Status", "status", INITIATIVE_STATUS, "status", True),
+    Field("Ny tack vare medlen", "new_due_to_grant", YES_NO, "new_due_to_grant"),
+    Field("Kostnad (kr)", "cost_sek", AMOUNT, "cost_sek", aliases=("Kostnad",)),
+    Field("Beskrivning", "description", TEXT, "description"),
+)
+
+# Sheet E-tjänster / JSON "ehealth_services".
+SERVICE_FIELDS: tuple[Field, ...] = (
+    Field("Tjänst", "service", SERVICE, "service", True),
+    Field("Status", "status", SERVICE_STATUS, "status", True),
+    Field("Införd datum", "implemented_on", DATE, "implemented_on", aliases=("Införd",)),
+)
+
+# Enum value → accepted spellings (Swedish first: the first is what the
+# template offers). Compared after normalise_enum, so case, '-', '_' and
+# spacing do not matter; the canonical English value is always accepted.
+ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
+    AREA: {
+        "it_support": ("IT-stöd och processer", "IT-stöd", "e-hälsa", "IT", "IT support", "IT support and processes"),
+        "competence_use": ("Kompetensanvändning", "smartare användning av medarbetarnas kompetens",
+                           "competence use", "smarter use of staff competence"),
+        "competence_supply": ("Kompetensförsörjning", "planering av långsiktig kompetensförsörjning",
+                              "competence supply", "long-term competence supply"),
+    },
+    INITIATIVE_STATUS: {
+        "planned": ("Planerad",),
+        "ongoing": ("Pågående", "in progress"),
+        "completed": ("Genomförd",),
+        "cancelled": ("Avbruten", "canceled"),
+    },
+    SERVICE: {
+        "web_booking": ("Webbtidbok", "web booking"),
+        "patient_journal_online": ("Journal via nätet", "Journalen", "Journal på nätet", "patient journal online"),
+        "remote_care": ("Vård på distans", "remote care", "digital visits"),
+        "self_check_in": ("Självincheckning", "self check-in"),
+    },
+    SERVICE_STATUS: {
+        "implemented": ("Införd",),
+        "partly_implemented": ("Delvis införd", "partly implemented"),
+        "planned": ("Planerad",),
+        "not_started": ("Ej påbörjad", "not started"),
+    },
+}
+ENUM_NAMES = {AREA: "area", INITIATIVE_STATUS: "status", SERVICE: "service",
+              SERVICE_STATUS: "service status"}
+
+_SPACES = re.compile(r"[\s\u00a0\u2009\u202f\u2007]+")
+
+
+def normalise_label(text: object) -> str:
+    """Field label / header / sheet name for comparison: any case, spacing, trailing ':'."""
+    value = unicodedata.normalize("NFC", str(text))
+    value = _SPACES.sub(" ", value).strip()
+    while value.endswith(":"):
+        value = value[:-1].rstrip()
+    return value.casefold()
+
+
+def normalise_enum(text: object) -> str:
+    return normalise_label(str(text).replace("_", " ").replace("-", " ")).rstrip(".")
+
+
+def _enum_index() -> dict[str, dict[str, str]]:
+    index: dict[str, dict[str, str]] = {}
+    for kind, values in ENUMS.items():
+        table: dict[str, str] = {}
+        for canonical, spellings in values.items():
+            for spelling in (canonical, *spellings):
+                key = normalise_enum(spelling)
+                if table.setdefault(key, canonical) != canonical:
+                    raise AssertionError(f"{kind}: spelling {spelling!r} maps to two values")
+        index[kind] = table
+    return index
+
+
+_ENUM_INDEX = _enum_index()
+
+
+def resolve_enum(kind: str, value: object) -> str:
+    """The canonical enum value for any accepted spelling; :class:`BadInput` otherwise."""
+    if value is None or not str(value).strip():
+        raise BadInput(f"{ENUM_NAMES[kind]} is empty")
+    key = normalise_enum(value)
+    try:
+        return _ENUM_INDEX[kind][key]
+    except KeyError:
+        accepted = ", ".join(spellings[0] for spellings in ENUMS[kind].values())
+        raise BadInput(f"unknown {ENUM_NAMES[kind]} {str(value)[:60]!r} (accepted: {accepted})") from None
+
+
+def label_index(fields: tuple[Field, ...]) -> dict[str, Field]:
+    """Normalised label (and alias) → field."""
+    return {normalise_label(label): field for field in fields for label in field.labels}
+
+
+# --------------------------------------------------------------------------- blank template
+
+_YES_NO_LIST = '"Ja,Nej"'
+
+
+def _list_formula(kind: str) -> str:
+    return '"' + ",".join(spellings[0] for spellings in ENUMS[kind].values()) + '"'
+
+
+def write_blank_template(path: Path) -> Path:
+    """Write the blank report template (.xlsx) that regions fill in."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    bold = Font(bold=True)
+    shade = PatternFill("solid", fgColor="DDEBF7")
+    workbook = Workbook()
+
+    sheet = workbook.active
+    sheet.title = SHEET_REPORT
+    # Column C holds guidance for the person filling in; the parser reads columns A and B only.
+    sheet.append([*REPORT_HEADER, "Anvisning"])
+    for field in REPORT_FIELDS:
+        sheet.append([field.label, None, field.help])
+    sheet.column_dimensions["A"].width = 38
+    sheet.column_dimensions["B"].width = 44
+    sheet.column_dimensions["C"].width = 60
+    for cell in sheet[1]:
+        cell.font, cell.fill = bold, shade
+    yes_no = DataValidation(type="list", formula1=_YES_NO_LIST, allow_blank=True)
+    sheet.add_data_validation(yes_no)
+    for row, field in enumerate(REPORT_FIELDS, start=2):
+        sheet.cell(row=row, column=1).font = bold
+        if field.kind == YES_NO:
+            yes_no.add(f"B{row}")
+
+    def table_sheet(title: str, fields: tuple[Field, ...], rows: int = 200) -> None:
+        ws = workbook.create_sheet(title)
+        ws.append([f.label for f in fields])
+        for col, field in enumerate(fields, start=1):
+            cell = ws.cell(row=1, column=col)
+            cell.font, cell.fill = bold, shade
+            letter = cell.column_letter
+            ws.column_dimensions[letter].width = 48 if field.kind == TEXT else 24
+            formula = _YES_NO_LIST if field.kind == YES_NO else _list_formula(field.kind) if field.kind in ENUMS else None
+            if formula:
+                check = DataValidation(type="list", formula1=formula, allow_blank=not field.required)
+                ws.add_data_validation(check)
+                check.add(f"{letter}2:{letter}{rows + 1}")
+        ws.freeze_panes = "A2"
+
+    table_sheet(SHEET_INITIATIVES, INITIATIVE_FIELDS)
+    table_sheet(SHEET_SERVICES, SERVICE_FIELDS)
+
+    guide = workbook.create_sheet("Anvisningar")
+    guide.append(["Anvisningar"])
+    guide["A1"].font = bold
+    lines = [
+        "Fyll i bladen Uppgifter, Insatser och E-tjänster. Byt inte namn på bladen eller fälten.",
+        "Belopp: siffror eller t.ex. 1 234 567 kr, 850 tkr, 159 mnkr, 1,5 mnkr. Aldrig negativa.",
+        "Ja/Nej: Ja, Nej, J, N, x (= ja) eller 1/0. Tom ruta = uppgift saknas.",
+        "Använda medel får inte överstiga erhållna medel med mer än 1 %.",
+        "En ny inlämning för samma region och år ersätter den tidigare (rättelse).",
+        "Kontaktperson används bara för frågor om inlämningen och lagras inte.",
+        "",
+        "Tillåtna värden:",
+    ]
+    for kind in (AREA, INITIATIVE_STATUS, SERVICE, SERVICE_STATUS):
+        lines.append(f"{ENUM_NAMES[kind]}: " + " | ".join(s[0] for s in ENUMS[kind].values()))
+    for line in lines:
+        guide.append([line])
+    guide.column_dimensions["A"].width = 110
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return path
