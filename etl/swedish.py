@@ -20,7 +20,7 @@ from etl.errors import BadInput
 _SPACES = "\u0020\u00a0\u2009\u202f\u2007"
 _SPACE_RE = re.compile(f"[{_SPACES}]")
 
-SUPPRESSED_MARKERS = frozenset({"..", "–", "—", "-", "", "x"})
+SUPPRESSED_MARKERS = frozenset({"..", "–", "—", "-", ""})
 
 _UNITS = {
     "kr": 1,
@@ -49,7 +49,7 @@ def is_suppressed(value: object) -> bool:
         return True
     if isinstance(value, float) and value != value:
         return True
-    return _strip(value) in {"..", "–", "—", "-", ""}
+    return _strip(value) in SUPPRESSED_MARKERS
 
 
 def _to_decimal(number: str, original: object) -> Decimal:

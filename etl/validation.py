@@ -190,6 +190,9 @@ def _render_docs(warehouse_uri: str, table: str, batch_id: str, result) -> None:
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
+    for item in result.results:  # GX 1.24's renderer cannot format numpy-2 scalars
+        if item.result:
+            item.result = _plain(item.result)
     document = ValidationResultsPageRenderer().render(result)
     html = DefaultJinjaPageView().render(document)
     uri = storage.join(warehouse_uri, "_data_docs", table, f"{batch_id}.html")
@@ -197,6 +200,17 @@ def _render_docs(warehouse_uri: str, table: str, batch_id: str, result) -> None:
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(path, html.encode("utf-8"))
     _write_docs_index(warehouse_uri)
+
+
+def _plain(value):
+    """numpy scalars (also nested in lists/dicts) → plain Python numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    return value
 
 
 def _write_docs_index(warehouse_uri: str) -> None:

@@ -1,0 +1,106 @@
+"""
+### E-health adoption: web booking and the patient journal online, per region and month
+
+Loads the national e-service operator's monthly exports from
+`<landing>/ehealth/` (input contract: input-formats §2 and §2b):
+
+* `journalen_YYYY-MM` and `webbtidbok_YYYY-MM` (`.csv` or `.xlsx`) →
+  `ehealth_adoption` (21 regions, long format) and `ehealth_adoption_national`
+  (the "Riket" row, used to reconcile the regions);
+* `webbtidbok_enheter_YYYY-MM.csv` (optional, large) → `ehealth_unit_daily`.
+
+**One run = one month** (its data interval; a manual run takes
+`conf["period"]` = `YYYY-MM` or `all`, else the last complete month).
+`wait_for_month_files` waits — in reschedule mode, holding no worker — for
+both monthly exports of the month, for up to 14 days, then fails (not
+skips) so a missing delivery is visible. `load_month` then validates and
+publishes the month (one publish per table); a critical rule (a region
+missing, regions not summing to the national total within 0.5 %) fails the
+task with the reason and publishes nothing of that month.
+
+**Late and corrected files**: `load_month` also processes every earlier
+month that has a file not yet loaded (SHA-256 against the load log), so a
+file that lands after its run — or a republished correction, which replaces
+that month and service — is picked up by the next run. Unit-level files
+are not waited for; they are picked up the same way.
+
+**Backfill** is one command: the DAG has `catchup=True` from 2016-01, and
+`max_active_runs=1` keeps months in order (`airflow backfill create
+--dag-id ehealth_adoption --from-date 2016-01-01 --to-date 2025-12-31`).
+
+Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
+"""
+
+import pendulum
+from airflow.sdk import Asset, PokeReturnValue, dag, get_current_context, task
+
+from etl.orchestration import WRITER_POOL, asset_uri, month_of_run, settings_from_airflow
+
+EHEALTH_ADOPTION = Asset(asset_uri("ehealth_adoption"))
+EHEALTH_ADOPTION_NATIONAL = Asset(asset_uri("ehealth_adoption_national"))
+EHEALTH_UNIT_DAILY = Asset(asset_uri("ehealth_unit_daily"))
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": pendulum.duration(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": pendulum.duration(minutes=30),
+    "pool": WRITER_POOL,
+}
+# The operator publishes a month's exports within days of its end; two weeks of silence is a missing delivery.
+WAIT_FOR_FILES = pendulum.duration(days=14)
+
+
+def _run_month(context) -> str:
+    """YYYY-MM (or "all") this run handles; manual runs in Airflow 3 have no logical date."""
+    dag_run = context["dag_run"]
+    return month_of_run(context.get("data_interval_start"), context.get("logical_date"),
+                        getattr(dag_run, "run_after", None), dict(dag_run.conf or {}))
+
+
+@dag(
+    dag_id="ehealth_adoption",
+    schedule="@monthly",
+    start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
+    catchup=True,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ehealth", "monthly", "landing"],
+    doc_md=__doc__,
+)
+def ehealth_adoption():
+    @task.sensor(poke_interval=30 * 60, timeout=WAIT_FOR_FILES.total_seconds(), mode="reschedule", soft_fail=False)
+    def wait_for_month_files() -> PokeReturnValue:
+        """Done when both monthly exports of the run's month are in landing; returns the month."""
+        from etl.pipelines import ehealth_adoption as pipeline
+
+        context = get_current_context()
+        month = _run_month(context)
+        if month == "all":
+            return PokeReturnValue(is_done=True, xcom_value=month)
+        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
+        missing = pipeline.missing_monthly_files(settings, month)
+        if missing:
+            print(f"waiting for {', '.join(missing)} in {settings.landing_uri}/ehealth/ (gives up after "
+                  f"{WAIT_FOR_FILES.in_days()} days; a later run picks the month up when its files land)")
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=month)
+
+    @task(outlets=[EHEALTH_ADOPTION, EHEALTH_ADOPTION_NATIONAL, EHEALTH_UNIT_DAILY],
+          execution_timeout=pendulum.duration(hours=4))
+    def load_month(month: str) -> dict:
+        """Parse → validate → publish the month, and any earlier month with late or corrected files."""
+        from etl.pipelines import ehealth_adoption as pipeline
+
+        context = get_current_context()
+        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
+        report = pipeline.run(settings, period=None if month == "all" else month, catch_up_late=True)
+        for line in report.lines():
+            print(line)
+        return report.to_dict()
+
+    load_month(wait_for_month_files())
+
+
+ehealth_adoption()

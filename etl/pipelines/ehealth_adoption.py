@@ -1,0 +1,399 @@
+"""E-health adoption pipeline: monthly exports and unit-level daily web booking → three tables.
+
+Reads ``<landing>/ehealth/`` (input-formats §2, §2b) one month at a time:
+
+* ``journalen_YYYY-MM`` and ``webbtidbok_YYYY-MM`` (CSV or .xlsx) →
+  ``ehealth_adoption`` (the 21 regions, long format) and
+  ``ehealth_adoption_national`` (the national total row, kept apart);
+* ``webbtidbok_enheter_YYYY-MM.csv`` → ``ehealth_unit_daily`` (streamed).
+
+**Unit of work: the month.** Each month is parsed, validated and then
+published with one publish per table (a ten-year backfill is 120 × 3
+publishes, never one per file or per row). A critical failure — a region
+missing from an export, regions not summing to the national total —
+blocks that month only: nothing of it is published, the failure is in the
+load log, and the run carries on with the other months and fails at the
+end naming the blocked ones.
+
+**Which months.** ``period="YYYY-MM"`` processes that month (always: the
+result is idempotent, so a rerun just reports ``unchanged``);
+``catch_up_late=True`` adds every earlier month that has a file not yet
+committed — how the monthly DAG picks up late or corrected files.
+``period=None`` (or ``"all"``) processes every month with an uncommitted
+file (by SHA-256 in the load log), or records ``nothing_new``.
+
+**Replacing.** A (re)published monthly file replaces its month and service
+in both adoption tables (merge key year, month, service), also when all its
+rows fail; a unit file replaces its month of ``ehealth_unit_daily``.
+
+**Checks** (rules in ``expectations/ehealth_*.json``; this module computes
+the derived ``_check_*`` columns they test): all 21 regions per service and
+month and reconciliation with the national row within 0.5 % (critical, batch
+blocked); unique keys, values ≥ 0, units_connected ≤ units_total,
+unique_users ≤ logins (row-level: the whole input line is quarantined);
+unit rows: HSA id, date inside the month, one row per unit and day (both
+duplicates quarantined). The daily unit bookings of a month must sum to the
+regional bookings: a mismatch is a warning in the load log.
+
+Row accounting is in long rows (see :mod:`etl.sources.ehealth_exports`):
+rows_in = input lines × metrics = loaded + quarantined, per table.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+
+from etl import publish, regions, storage
+from etl.config import Settings
+from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
+from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new
+from etl.sources import ehealth_exports as exports
+from etl.sources import unit_daily
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "ehealth_adoption"
+PREFIX = "ehealth"
+SUFFIXES = (".csv", ".xlsx")
+RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
+MONTHLY_KINDS = ("journalen", "webbtidbok")
+
+ADOPTION_COLUMNS = ["region_code", "year", "month", "service", "metric", "value", "suppressed",
+                    "source_file", "row_number", "raw"]
+
+
+# --------------------------------------------------------------------------- which months
+
+
+def _group_by_month(landed: list[storage.LandedFile]) -> tuple[dict[str, dict[str, list]], list[str]]:
+    """period → kind → files, and a note for every file whose name is not an export's."""
+    by_month: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    ignored = []
+    for f in landed:
+        try:
+            name = exports.parse_file_name(f.name)
+        except BadInput as exc:
+            ignored.append(f"ignored {f.uri}: {exc}")
+            continue
+        by_month[name.period][name.kind].append(f)
+    return by_month, ignored
+
+
+def _files(month_files: dict[str, list]) -> list[storage.LandedFile]:
+    return [f for kind in sorted(month_files) for f in month_files[kind]]
+
+
+def missing_monthly_files(settings: Settings, period: str) -> list[str]:
+    """The monthly exports of ``period`` not (yet) in landing, e.g. ``["journalen_2017-03.csv|xlsx"]``.
+
+    Lists names only (no hashing), so a sensor can call it every few minutes.
+    """
+    import posixpath
+
+    fs, root = storage.filesystem(storage.join(settings.landing_uri, PREFIX))
+    names = {posixpath.basename(p).lower() for p in fs.ls(root, detail=False)} if fs.exists(root) else set()
+    return [f"{kind}_{period}.csv|xlsx" for kind in MONTHLY_KINDS
+            if not {f"{kind}_{period}.csv", f"{kind}_{period}.xlsx"} & names]
+
+
+def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False, **_: object) -> RunReport:
+    """Process ``period`` (YYYY-MM), or every month with files not yet committed; see the module doc."""
+    if period in ("all", ""):
+        period = None
+    if period is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(period)):
+        raise ConfigError(f"period must be YYYY-MM, not {period!r}")
+    batch_id = publish.new_batch_id()
+    report = RunReport(PIPELINE, batch_id)
+    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES)
+    by_month, ignored = _group_by_month(landed)
+    for note in ignored:
+        log.warning("%s", note)
+    report.messages.extend(ignored)
+
+    committed = publish.loaded_sha256(settings.warehouse_uri, PIPELINE)
+    pending = sorted(m for m, kinds in by_month.items() if any(f.sha256 not in committed for f in _files(kinds)))
+    if period is not None:
+        months = [period] if period in by_month else []
+        if catch_up_late:
+            months = sorted(set(months) | {m for m in pending if m < period})
+    else:
+        months = pending
+    if not months:
+        where = storage.join(settings.landing_uri, PREFIX)
+        message = (f"no e-health files for {period} in {where}" if period is not None
+                   else f"nothing new in {where}: every file is already loaded")
+        record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
+        report.messages.append(message)
+        return report
+
+    failures: list[tuple[str, EtlError]] = []
+    for month in months:
+        month_batch = f"{batch_id}-{month}"
+        files = _files(by_month[month])
+        try:
+            report.results.extend(process_month(settings, month, by_month[month], month_batch))
+        except EtlError as exc:
+            record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
+            log.error("%s", exc)
+            failures.append((month, exc))
+    if failures:
+        for line in report.lines():
+            log.info("%s", line)
+        done = len(months) - len(failures)
+        summary = " | ".join(str(exc) for _, exc in failures)
+        cls = ValidationFailed if all(isinstance(e, ValidationFailed) for _, e in failures) else EtlError
+        raise cls(f"{PIPELINE}: {len(failures)} month(s) blocked, {done} processed: {summary}")
+    return report
+
+
+# --------------------------------------------------------------------------- one month
+
+
+def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str
+                  ) -> list[publish.PublishResult]:
+    """Parse, validate and publish one month; raises (publishing nothing) when a critical rule fails."""
+    for kind, files in month_files.items():
+        if len(files) > 1:
+            names = ", ".join(f.name for f in files)
+            raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
+    landed = {kind: files[0] for kind, files in month_files.items()}
+    parsed = [exports.read_export_file(landed[k].uri) for k in MONTHLY_KINDS if k in landed]
+    for export in parsed:
+        _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
+
+    batches: list[tuple[publish.TableBatch, list]] = []
+    regional_rows = None
+    if parsed:
+        monthly_sources = [landed[e.name.kind] for e in parsed]
+        regional = _regional_batch(parsed, settings, batch_id)
+        national = _national_batch(parsed, regional.rows, settings, batch_id)
+        batches += [(regional, monthly_sources), (national, monthly_sources)]
+        regional_rows = regional.rows
+    if exports.UNIT_KIND in landed:
+        unit_file = landed[exports.UNIT_KIND]
+        batches.append((_unit_batch(unit_file, period, regional_rows, settings, batch_id), [unit_file]))
+
+    # Everything validated: only now publish, one publish per table.
+    return [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources) for batch, sources in batches]
+
+
+def _stamp_sha(entries: list[dict], sha256: str) -> None:
+    for entry in entries:
+        entry["source_sha256"] = sha256
+
+
+def _line_checks(rows: list[dict]) -> dict[int, dict[str, bool]]:
+    """Per input line (row_number): the cross-metric rules, to be tested on every long row of the line."""
+    by_line: dict[int, dict[str, int | None]] = defaultdict(dict)
+    for row in rows:
+        by_line[row["row_number"]][row["metric"]] = row["value"]
+
+    def le(values: dict, small: str, large: str) -> bool:
+        a, b = values.get(small), values.get(large)
+        return a is None or b is None or a <= b
+
+    return {
+        number: {
+            "_check_units_connected_le_total": le(values, "units_connected", "units_total"),
+            "_check_unique_users_le_logins": le(values, "unique_users", "logins"),
+            "_check_first_time_le_unique_users": le(values, "first_time_users", "unique_users"),
+        }
+        for number, values in by_line.items()
+    }
+
+
+def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = None):
+    """Long rows of several exports as a DataFrame with the derived _check_ columns."""
+    import pandas as pd
+
+    records = []
+    for export in parsed:
+        rows = getattr(export, attr)
+        checks = _line_checks(rows)
+        for row in rows:
+            record = {**row, **checks[row["row_number"]],
+                      "_check_suppressed_iff_null": row["suppressed"] == (row["value"] is None)}
+            if extra:
+                record.update({k: f(export, row) for k, f in extra.items()})
+            records.append(record)
+    check_cols = ["_check_units_connected_le_total", "_check_unique_users_le_logins",
+                  "_check_first_time_le_unique_users", "_check_suppressed_iff_null", *(extra or {})]
+    frame = pd.DataFrame(records, columns=ADOPTION_COLUMNS + check_cols)
+    frame["value"] = pd.array(frame["value"].tolist(), dtype="Int64")
+    frame["year"] = frame["year"].astype("int64")
+    frame["row_number"] = frame["row_number"].astype("int64")
+    for column in extra or {}:
+        # Python numbers, not numpy scalars: GX 1.24's Data Docs renderer cannot format numpy-2
+        # scalars (repr "np.float64(…)") observed by column min/max expectations.
+        frame[column] = pd.Series(frame[column].tolist(), index=frame.index, dtype=object)
+    return frame
+
+
+def _count_long_rows(batch: publish.TableBatch) -> publish.TableBatch:
+    """Make the quarantine count long rows, as rows_in does.
+
+    Without a ``rows_held`` column the core counts distinct (file, line) pairs,
+    but a line quarantined by an expectation arrives as one entry per long
+    row (one per metric) sharing that line number: each entry is one row.
+    """
+    if len(batch.quarantine) and "rows_held" not in batch.quarantine.columns:
+        batch.quarantine["rows_held"] = 1
+    return batch
+
+
+def _replace_keys(parsed: list[exports.ExportRows]) -> list[tuple]:
+    return [(e.name.month.year, e.name.month, e.spec.service) for e in parsed]
+
+
+def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableBatch:
+    frame = _frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)})
+    rejected = [r for e in parsed for r in e.rejected_regional]
+    notes = [n for e in parsed for n in e.notes]
+    try:
+        return _count_long_rows(checked_batch(
+            "ehealth_adoption", frame, rejected, sum(e.rows_in_regional for e in parsed), ("year", "month", "service"),
+            warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=_replace_keys(parsed),
+            quarantine_sources=[e.source_file for e in parsed], extra_warnings=notes,
+        ))
+    except ValidationFailed as exc:
+        missing = []
+        for e in parsed:
+            if e.file_error is None and len(e.regions_seen) < len(regions.REGION_CODES):
+                lacking = [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES
+                           if c not in e.regions_seen]
+                missing.append(f"{e.name.kind}_{e.name.period} lacks {len(lacking)} region(s): {', '.join(lacking)}")
+        detail = ("; ".join(missing) + " — ") if missing else ""
+        raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
+
+
+def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str, float], list[str], list[str]]:
+    """Per metric of one export: how far the regions are from the national total.
+
+    Returns (metric → relative deviation, or -1 where it cannot be checked;
+    readable details of deviations over the tolerance; warnings). Where
+    every region's cell is known the regions must sum to the national value;
+    where some are suppressed the known ones may not exceed it. Regions
+    whose line was quarantined make the metric uncheckable (a warning).
+    """
+    deviations: dict[str, float] = {}
+    details: list[str] = []
+    warnings: list[str] = []
+    national_lines = {row["row_number"] for row in export.national}
+    if export.file_error is not None:
+        return deviations, details, warnings
+    if not national_lines:
+        if not export.rejected_national:
+            warnings.append(f"{export.name.kind}_{export.name.period}: no national total row (Riket); "
+                            "the regions could not be reconciled")
+        return deviations, details, warnings
+    mine = regional_rows[(regional_rows["source_file"] == export.source_file)]
+    for metric in export.spec.metric_names:
+        national = [r["value"] for r in export.national if r["metric"] == metric]
+        cells = mine[mine["metric"] == metric]
+        if len(national_lines) != 1 or national[0] is None:
+            deviations[metric] = -1.0  # suppressed national cell, or duplicate national rows (quarantined)
+            continue
+        total = national[0]
+        if cells["region_code"].nunique() < len(regions.REGION_CODES):
+            deviations[metric] = -1.0
+            warnings.append(f"{export.name.kind}_{export.name.period} {metric}: reconciliation skipped, "
+                            f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined")
+            continue
+        known = cells["value"].dropna()
+        summed = int(known.sum())
+        if len(known) == len(cells):
+            deviation = abs(summed - total) / max(total, 1)
+        else:
+            deviation = max(0, summed - total) / max(total, 1)
+        deviations[metric] = float(deviation)
+        if deviation > RECONCILIATION_TOLERANCE:
+            suppressed = len(cells) - len(known)
+            details.append(
+                f"{export.name.kind}_{export.name.period} {metric}: regions sum to {summed:,} vs national "
+                f"{total:,} ({(summed - total) / max(total, 1):+.1%}"
+                + (f", {suppressed} suppressed cell(s)" if suppressed else "") + ")"
+            )
+    return deviations, details, warnings
+
+
+def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) -> publish.TableBatch:
+    deviations: dict[tuple[str, str], float] = {}
+    details: list[str] = []
+    warnings: list[str] = []
+    for export in parsed:
+        dev, det, warn = reconciliation(export, regional_rows)
+        deviations.update({(export.source_file, m): v for m, v in dev.items()})
+        details += det
+        warnings += warn
+    frame = _frame(parsed, "national", {
+        "_check_reconciliation_deviation": lambda e, row: deviations.get((e.source_file, row["metric"]), -1.0)})
+    frame = frame.drop(columns=["region_code"])
+    rejected = [r for e in parsed for r in e.rejected_national]
+    try:
+        return _count_long_rows(checked_batch(
+            "ehealth_adoption_national", frame, rejected, sum(e.rows_in_national for e in parsed),
+            ("year", "month", "service"), warehouse_uri=settings.warehouse_uri, batch_id=batch_id,
+            replace_keys=_replace_keys(parsed), quarantine_sources=[e.source_file for e in parsed],
+            extra_warnings=warnings,
+        ))
+    except ValidationFailed as exc:
+        detail = ("regions do not sum to the national total within "
+                  f"{RECONCILIATION_TOLERANCE:.1%}: " + "; ".join(details) + " — ") if details else ""
+        raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
+
+
+def _unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settings: Settings,
+                batch_id: str) -> publish.TableBatch:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    read = unit_daily.read_unit_daily(unit_file.uri)
+    _stamp_sha(read.rejected, unit_file.sha256)
+    first, last = unit_daily.month_bounds(period)
+    columns = ["month", "date", "region_code", "unit_hsa_id", "unit_name", "bookings", "cancellations",
+               "rebookings", "source_file", "row_number", "raw", "_check_date_in_month"]
+    if read.rows is not None and read.rows.num_rows:
+        table = read.rows
+        in_month = pc.and_(pc.greater_equal(table["date"], pa.scalar(first, pa.date32())),
+                           pc.less_equal(table["date"], pa.scalar(last, pa.date32())))
+        table = (table.append_column("_check_date_in_month", in_month)
+                 .append_column("month", pa.array([period] * table.num_rows, pa.string()))
+                 .append_column("source_file", pa.array([unit_file.uri] * table.num_rows, pa.string())))
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)[columns]
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    batch = checked_batch(
+        "ehealth_unit_daily", frame, read.rejected, read.rows_in, ("month",),
+        warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=[(period,)],
+        quarantine_sources=[unit_file.uri],
+    )
+    batch.warnings.extend(unit_sum_warnings(period, batch.rows, regional_rows))
+    return batch
+
+
+def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
+    """The month's daily unit bookings, summed per region, against the regional ``bookings``."""
+    if regional_rows is None:
+        return [f"{period}: no regional web booking file this month; unit-level bookings not compared"]
+    regional = regional_rows[(regional_rows["service"] == exports.SERVICE_WEB_BOOKING)
+                             & (regional_rows["metric"] == "bookings")]
+    if regional.empty:
+        return [f"{period}: no usable regional web booking rows; unit-level bookings not compared"]
+    import pandas as pd
+
+    unit_sums = unit_rows.groupby("region_code")["bookings"].sum() if len(unit_rows) else pd.Series(dtype="Int64")
+    off = []
+    for code, value in zip(regional["region_code"], regional["value"]):
+        if pd.isna(value):
+            continue  # suppressed regional cell: nothing to compare with
+        summed = unit_sums.get(code)
+        units = 0 if summed is None or pd.isna(summed) else int(summed)
+        if units != int(value):
+            off.append(f"{code} (units {units:,} vs region {int(value):,})")
+    if not off:
+        return []
+    return [f"{period}: daily unit bookings do not sum to the regional bookings in {len(off)} region(s): "
+            + ", ".join(off[:6]) + (" …" if len(off) > 6 else "")]

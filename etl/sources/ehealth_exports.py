@@ -1,0 +1,435 @@
+"""The national e-service operator's monthly e-health exports (input-formats §2).
+
+Owns how ``journalen_YYYY-MM`` (patient journal online) and
+``webbtidbok_YYYY-MM`` (web booking) files look — CSV in UTF-8 (± BOM) or
+Windows-1252 with ``;``, ``,`` or tab, or ``.xlsx`` with one sheet of the
+same columns — and how their lines become long-format rows
+(``region_code, year, month, service, metric, value, suppressed``).
+Also the helpers the unit-level reader (:mod:`etl.sources.unit_daily`)
+shares: file names, encoding and delimiter detection, header matching.
+
+Nothing here knows about the warehouse: the reader returns rows and
+rejected lines; :mod:`etl.pipelines.ehealth_adoption` validates and
+publishes them.
+
+Row accounting: one input line carries one value per metric of its service
+(3 for the journal, 5 for web booking) and becomes that many long rows.
+``rows_in`` is therefore counted in long rows (data lines × metrics); a
+rejected line is one quarantine entry with ``rows_held`` = its metric count,
+and a rejected file one entry (row 0) holding all its lines' rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import posixpath
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from etl import regions, swedish
+from etl.errors import BadInput
+
+SERVICE_JOURNAL = "patient_journal_online"
+SERVICE_WEB_BOOKING = "web_booking"
+
+# Monthly exports are small (22 lines); anything this big is not one.
+MAX_EXPORT_BYTES = 20 * 1024 * 1024
+# How much of a file is sampled to decide its encoding.
+ENCODING_SAMPLE_BYTES = 1 << 20
+DELIMITERS = (";", "\t", ",")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One monthly export: its file-name prefix, the service, and its value columns → metrics."""
+
+    kind: str
+    service: str
+    metrics: tuple[tuple[str, str], ...]  # (header label, metric name)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m for _, m in self.metrics)
+
+
+JOURNAL = ExportSpec(
+    "journalen",
+    SERVICE_JOURNAL,
+    (("Inloggningar", "logins"), ("Unika användare", "unique_users"), ("Förstagångsinloggningar", "first_time_users")),
+)
+WEB_BOOKING = ExportSpec(
+    "webbtidbok",
+    SERVICE_WEB_BOOKING,
+    (
+        ("Bokningar", "bookings"),
+        ("Avbokningar", "cancellations"),
+        ("Ombokningar", "rebookings"),
+        ("Anslutna enheter", "units_connected"),
+        ("Enheter totalt", "units_total"),
+    ),
+)
+EXPORTS: dict[str, ExportSpec] = {s.kind: s for s in (JOURNAL, WEB_BOOKING)}
+UNIT_KIND = "webbtidbok_enheter"
+ALL_METRICS: tuple[str, ...] = JOURNAL.metric_names + WEB_BOOKING.metric_names
+
+# Longest prefix first so webbtidbok_enheter is not read as webbtidbok.
+_NAME_RE = re.compile(
+    r"^(?P<kind>journalen|webbtidbok_enheter|webbtidbok)_(?P<year>\d{4})-(?P<month>\d{2})\.(?P<ext>csv|xlsx)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ExportName:
+    """What a landed file's name says: which export, which month, which format."""
+
+    kind: str  # journalen | webbtidbok | webbtidbok_enheter
+    period: str  # YYYY-MM
+    ext: str  # csv | xlsx
+
+    @property
+    def month(self) -> dt.date:
+        return dt.date(int(self.period[:4]), int(self.period[5:]), 1)
+
+
+def parse_file_name(name: str) -> ExportName:
+    """``journalen_2017-03.csv`` → ExportName; :class:`BadInput` for anything else."""
+    match = _NAME_RE.match(name.strip())
+    if not match:
+        raise BadInput(
+            f"{name}: not an e-health export name (journalen_YYYY-MM, webbtidbok_YYYY-MM .csv/.xlsx, "
+            "webbtidbok_enheter_YYYY-MM.csv)"
+        )
+    kind, ext = match.group("kind").lower(), match.group("ext").lower()
+    month = int(match.group("month"))
+    if not 1 <= month <= 12:
+        raise BadInput(f"{name}: month {month:02d} in the file name does not exist")
+    if kind == UNIT_KIND and ext != "csv":
+        raise BadInput(f"{name}: unit-level files are CSV only")
+    return ExportName(kind, f"{match.group('year')}-{month:02d}", ext)
+
+
+# --------------------------------------------------------------------------- shared text helpers
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def detect_encoding(sample: bytes, name: str, *, complete: bool = True) -> str:
+    """``utf-8-sig`` or ``cp1252`` for a file's bytes; :class:`BadInput` if it is neither text.
+
+    ``complete=False`` means ``sample`` is the start of a longer file: a UTF-8
+    sequence cut at the end of the sample is not held against it.
+    """
+    import codecs
+
+    try:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        text = decoder.decode(sample, final=complete)
+        encoding = "utf-8-sig"
+    except UnicodeDecodeError:
+        try:
+            text = sample.decode("cp1252")
+            encoding = "cp1252"
+        except UnicodeDecodeError:
+            raise BadInput(f"{name}: neither UTF-8 nor Windows-1252 text (undecodable bytes)") from None
+    # UTF-16 or binary content decodes as cp1252 but is full of control characters.
+    if _CONTROL.search(text):
+        raise BadInput(f"{name}: not a text file in UTF-8 or Windows-1252 (control characters or NUL bytes)")
+    return encoding
+
+
+def decode_text(data: bytes, name: str) -> tuple[str, str]:
+    """The whole file as text, and the encoding it was in."""
+    encoding = detect_encoding(data, name)
+    return data.decode(encoding), encoding
+
+
+def normalise_label(label: object) -> str:
+    """Header cell → comparable key: case, surrounding space, trailing ':', diacritics ignored."""
+    text = unicodedata.normalize("NFKD", str(label or "")).replace("\u00a0", " ")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = re.sub(r"\s+", " ", text).strip().rstrip(":").strip().casefold()
+    return text.replace("_", " ")
+
+
+def match_header(cells: list[str], wanted: dict[str, tuple[str, ...]], name: str) -> dict[str, int]:
+    """Column index of each wanted field (field → accepted labels); :class:`BadInput` naming what is missing."""
+    keys = [normalise_label(c) for c in cells]
+    found: dict[str, int] = {}
+    for fieldname, labels in wanted.items():
+        accepted = {normalise_label(label) for label in labels}
+        hits = [i for i, key in enumerate(keys) if key in accepted]
+        if len(hits) > 1:
+            raise BadInput(f"{name}: column {labels[0]!r} appears {len(hits)} times in the header")
+        if hits:
+            found[fieldname] = hits[0]
+    missing = [labels[0] for f, labels in wanted.items() if f not in found]
+    if missing:
+        raise BadInput(f"{name}: header lacks column(s) {', '.join(missing)} (header: {';'.join(cells)[:200]!r})")
+    return found
+
+
+def detect_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], name: str) -> str:
+    """The delimiter (``;``, tab or ``,``) under which the header has the most known columns."""
+    accepted = {normalise_label(label) for labels in wanted.values() for label in labels}
+    best, best_hits = None, 0
+    for delimiter in DELIMITERS:
+        cells = next(csv.reader([header_line], delimiter=delimiter))
+        hits = sum(normalise_label(c) in accepted for c in cells)
+        if hits > best_hits:
+            best, best_hits = delimiter, hits
+    if best is None or best_hits < 2:
+        raise BadInput(f"{name}: header not recognised (first line {header_line[:120]!r})")
+    return best
+
+
+# --------------------------------------------------------------------------- monthly exports
+
+
+_MONTH_LABELS = ("Månad", "Period")
+_REGION_LABELS = ("Region", "Län", "Landsting")
+
+
+def _wanted_columns(spec: ExportSpec) -> dict[str, tuple[str, ...]]:
+    wanted: dict[str, tuple[str, ...]] = {"month": _MONTH_LABELS, "region": _REGION_LABELS}
+    for label, metric in spec.metrics:
+        wanted[metric] = (label,)
+    return wanted
+
+
+@dataclass
+class ExportRows:
+    """One monthly export file, read: long rows per table and the lines that could not be used."""
+
+    source_file: str
+    name: ExportName
+    spec: ExportSpec
+    regional: list[dict] = field(default_factory=list)  # long rows for ehealth_adoption
+    national: list[dict] = field(default_factory=list)  # long rows for ehealth_adoption_national
+    rejected_regional: list[dict] = field(default_factory=list)  # quarantine entries (rows_held = metrics)
+    rejected_national: list[dict] = field(default_factory=list)
+    regions_seen: set[str] = field(default_factory=set)  # regions the file has a line for, usable or not
+    national_lines: int = 0
+    data_lines: int = 0
+    file_error: str | None = None  # set when the whole file was rejected
+    encoding: str | None = None
+    delimiter: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_in_regional(self) -> int:
+        return len(self.regional) + sum(r["rows_held"] for r in self.rejected_regional)
+
+    @property
+    def rows_in_national(self) -> int:
+        return len(self.national) + sum(r["rows_held"] for r in self.rejected_national)
+
+
+def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
+    """(header cells, [(line number, cells)]) of a CSV text; the delimiter is detected on the header."""
+    lines = text.splitlines()
+    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_at is None:
+        raise BadInput(f"{name}: the file is empty")
+    delimiter = detect_delimiter(lines[header_at], wanted, name)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records = []
+    header = None
+    try:
+        for cells in reader:
+            if header is None:
+                if any(c.strip() for c in cells):
+                    header = cells
+                continue
+            records.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise BadInput(f"{name}: unreadable CSV near line {reader.line_num}: {exc}") from None
+    return header, records, delimiter
+
+
+def _xlsx_records(data: bytes, name: str):
+    """(header cells, [(sheet row, cells)]) of the one sheet of an .xlsx."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        raise BadInput(f"{name}: not a readable .xlsx workbook ({type(exc).__name__})") from None
+    try:
+        sheets = book.worksheets
+        if len(sheets) != 1:
+            raise BadInput(f"{name}: expected one sheet, found {len(sheets)} ({', '.join(s.title for s in sheets)})")
+        header = None
+        records = []
+        for number, row in enumerate(sheets[0].iter_rows(values_only=True), start=1):
+            cells = ["" if v is None else v for v in row]
+            while cells and (cells[-1] == "" or (isinstance(cells[-1], str) and not cells[-1].strip())):
+                cells.pop()
+            if header is None:
+                if cells:
+                    header = [str(c) for c in cells]
+                continue
+            records.append((number, cells))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        raise BadInput(f"{name}: the .xlsx workbook is damaged ({type(exc).__name__})") from None
+    finally:
+        book.close()
+    if header is None:
+        raise BadInput(f"{name}: the sheet is empty")
+    return header, records
+
+
+def _count_lines(data: bytes) -> int:
+    """Data lines of a file that could not be parsed (for rows_held): non-blank lines minus the header."""
+    return max(0, sum(1 for line in data.splitlines() if line.strip()) - 1)
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+def read_export(source_file: str, data: bytes) -> ExportRows:
+    """Read one monthly export (CSV or .xlsx) into long rows; never raises for bad content.
+
+    Line-level problems (wrong field count, unknown region, text or negative
+    numbers, a Månad other than the file name's) reject that line; file-level
+    ones (undecodable, unreadable workbook, header without the columns,
+    every line for another month) reject the whole file with one reason.
+    """
+    file_name = posixpath.basename(source_file)
+    name = parse_file_name(file_name)
+    spec = EXPORTS.get(name.kind)
+    if spec is None:
+        raise BadInput(f"{file_name}: {name.kind} is not a monthly export")
+    out = ExportRows(source_file=source_file, name=name, spec=spec)
+    wanted = _wanted_columns(spec)
+    n_metrics = len(spec.metrics)
+    try:
+        if len(data) > MAX_EXPORT_BYTES:
+            raise BadInput(f"{file_name}: {len(data)} bytes is far too large for a monthly export")
+        if name.ext == "xlsx":
+            header, records = _xlsx_records(data, file_name)
+        else:
+            text, out.encoding = decode_text(data, file_name)
+            header, records, out.delimiter = _csv_records(text, file_name, wanted)
+        columns = match_header([_cell_text(c) for c in header], wanted, file_name)
+    except BadInput as exc:
+        out.file_error = str(exc)
+        lines = _count_lines(data) if name.ext == "csv" else 0
+        out.rejected_regional.append(_file_rejection(source_file, str(exc), max(1, lines) * n_metrics))
+        return out
+
+    width = len(header)
+    while width and not str(header[width - 1]).strip():  # a trailing delimiter on the header line
+        width -= 1
+    known = set(columns.values())
+    extra = [str(header[i]) for i in range(width) if i not in known and str(header[i]).strip()]
+    if extra:
+        out.notes.append(f"{file_name}: ignored column(s) {', '.join(extra)}")
+    delimiter = out.delimiter or ";"
+    matched = mismatched = 0
+    other_months: set[str] = set()
+    for number, cells in records:
+        if not any(_cell_text(c).strip() for c in cells):
+            continue  # blank line: not data
+        out.data_lines += 1
+        while len(cells) > width and not _cell_text(cells[-1]).strip():
+            cells = cells[:-1]  # trailing delimiter(s)
+        raw = delimiter.join(_cell_text(c) for c in cells)[:1000]
+        region_cell = cells[columns["region"]] if len(cells) > columns["region"] else None
+        national = region_cell is not None and regions.is_national(region_cell)
+        if len(cells) != width:
+            reason = f"{len(cells)} fields, expected {width} (truncated line or stray delimiter)"
+            (out.rejected_national if national else out.rejected_regional).append(
+                _line_rejection(source_file, number, raw, reason, n_metrics))
+            continue
+        errors: list[str] = []
+        code = None
+        if national:
+            out.national_lines += 1
+        else:
+            try:
+                code = regions.resolve_region(region_cell)
+                out.regions_seen.add(code)
+            except BadInput as exc:
+                errors.append(str(exc))
+        try:
+            month = swedish.parse_month(cells[columns["month"]])
+            if month == name.month:
+                matched += 1
+            else:
+                mismatched += 1
+                other_months.add(f"{month:%Y-%m}")
+                errors.append(f"Månad {month:%Y-%m} does not match the file's month {name.period}")
+        except BadInput as exc:
+            errors.append(f"Månad: {exc}")
+        values: dict[str, int | None] = {}
+        for label, metric in spec.metrics:
+            try:
+                values[metric] = swedish.parse_count(cells[columns[metric]])
+            except BadInput as exc:
+                errors.append(f"{label}: {exc}")
+        if errors:
+            (out.rejected_national if national else out.rejected_regional).append(
+                _line_rejection(source_file, number, raw, "; ".join(errors), n_metrics))
+            continue
+        target = out.national if national else out.regional
+        for metric, value in values.items():
+            target.append({
+                "region_code": code, "year": name.month.year, "month": name.month, "service": spec.service,
+                "metric": metric, "value": value, "suppressed": value is None,
+                "source_file": source_file, "row_number": number, "raw": raw,
+            })
+    if out.data_lines == 0:
+        _reject_file(out, f"{file_name}: no data lines under the header", 1)
+    elif matched == 0 and mismatched:
+        _reject_file(
+            out,
+            f"{file_name}: every line's Månad ({', '.join(sorted(other_months))}) differs from the file's month "
+            f"{name.period}",
+            out.data_lines,
+        )
+    return out
+
+
+def read_export_file(source_file: str) -> ExportRows:
+    """Read a landed monthly export by URI; a file too large to be one is rejected, not loaded into memory."""
+    from etl import storage
+
+    try:
+        data = storage.read_bytes(source_file, max_bytes=MAX_EXPORT_BYTES)
+    except BadInput as exc:
+        name = parse_file_name(posixpath.basename(source_file))
+        out = ExportRows(source_file=source_file, name=name, spec=EXPORTS[name.kind])
+        _reject_file(out, str(exc), 1)
+        return out
+    return read_export(source_file, data)
+
+
+def _line_rejection(source_file: str, number: int, raw: str, reason: str, rows_held: int) -> dict:
+    return {"source_file": source_file, "row_number": number, "raw": raw, "reason": reason, "rows_held": rows_held}
+
+
+def _file_rejection(source_file: str, reason: str, rows_held: int) -> dict:
+    return {"source_file": source_file, "row_number": 0, "raw": None, "reason": reason, "rows_held": rows_held}
+
+
+def _reject_file(out: ExportRows, reason: str, lines: int) -> None:
+    """Turn everything read from the file into one whole-file rejection."""
+    out.file_error = reason
+    out.regional.clear()
+    out.national.clear()
+    out.rejected_regional[:] = [_file_rejection(out.source_file, reason, max(1, lines) * len(out.spec.metrics))]
+    out.rejected_national.clear()
+    out.regions_seen.clear()
+    out.national_lines = 0

@@ -1,0 +1,323 @@
+"""Care-unit level daily web booking: ``webbtidbok_enheter_YYYY-MM.csv`` (input-formats §2b).
+
+The large one (~120 000 lines a month, ~15 million over ten years), so it
+is read as a stream: :func:`pyarrow.csv.open_csv` hands over blocks of a
+few MB, each block is typed with vectorised pyarrow compute, and only the
+typed columns of the month are kept. Memory is bounded by one month's
+rows, never by how many months a run processes.
+
+Values are parsed with the same rules as :mod:`etl.swedish`: the common
+forms (plain digits, digits grouped by spaces, ISO dates) are recognised
+vectorised; every other distinct text — suppression markers, odd forms,
+garbage — goes once through :func:`etl.swedish.parse_count` /
+:func:`~etl.swedish.parse_date` / :func:`etl.regions.resolve_region`, so
+there is still one definition of what a Swedish count is.
+
+Rules that need the whole month (a unit and day twice, dates outside the
+month, malformed HSA ids) are checked by the ``ehealth_unit_daily`` suite,
+not here: this module only turns text into typed values and rejects lines
+that cannot be typed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+from dataclasses import dataclass, field
+
+from etl import regions, storage, swedish
+from etl.errors import BadInput
+from etl.sources.ehealth_exports import (
+    ENCODING_SAMPLE_BYTES,
+    UNIT_KIND,
+    detect_delimiter,
+    detect_encoding,
+    match_header,
+    parse_file_name,
+)
+
+BLOCK_SIZE = 4 << 20  # bytes per streamed block: a few MB keeps memory flat and overhead low
+COUNT_COLUMNS = (("Bokningar", "bookings"), ("Avbokningar", "cancellations"), ("Ombokningar", "rebookings"))
+WANTED = {
+    "date": ("Datum", "Dag"),
+    "region": ("Region", "Län"),
+    "unit_hsa_id": ("HSA-id", "HSA id", "HSAid", "HSA-id enhet"),
+    "unit_name": ("Enhet", "Enhetsnamn", "Vårdenhet"),
+    **{metric: (label,) for label, metric in COUNT_COLUMNS},
+}
+# Digits, or digit groups separated by the spaces etl.swedish accepts as thousands separators.
+# (Not raw strings: RE2 wants the space characters themselves, not \\u escapes.)
+_SEPARATORS = "[ \u00a0\u2009\u202f\u2007]"
+_PLAIN_COUNT = "^(?:\\d{1,18}|\\d{1,3}(?:" + _SEPARATORS + "\\d{3}){1,5})$"
+
+
+@dataclass
+class UnitMonth:
+    """One unit-level file, read: typed rows (a pyarrow Table) and the lines that could not be typed."""
+
+    source_file: str
+    period: str
+    rows: "pyarrow.Table | None" = None  # noqa: F821 - date, region_code, unit_hsa_id, unit_name, counts, row_number, raw
+    rejected: list[dict] = field(default_factory=list)
+    data_lines: int = 0
+    file_error: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+
+    @property
+    def rows_in(self) -> int:
+        loaded = self.rows.num_rows if self.rows is not None else 0
+        return loaded + sum(r.get("rows_held", 1) for r in self.rejected)
+
+
+def _header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]:
+    """(encoding, delimiter, header cells) from the start of the file."""
+    import csv
+
+    with fs.open(path, "rb") as handle:
+        sample = handle.read(ENCODING_SAMPLE_BYTES + 1)
+    complete = len(sample) <= ENCODING_SAMPLE_BYTES
+    encoding = detect_encoding(sample[:ENCODING_SAMPLE_BYTES], name, complete=complete)
+    text = sample[:ENCODING_SAMPLE_BYTES].decode(encoding, errors="ignore")
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
+        raise BadInput(f"{name}: the file is empty")
+    delimiter = detect_delimiter(first, WANTED, name)
+    cells = next(csv.reader([first], delimiter=delimiter))
+    return encoding, delimiter, cells
+
+
+def _map_distinct(values, mask, parse):
+    """Apply ``parse`` (text → (value, error)) once per distinct text among ``values[mask]``.
+
+    Returns (parsed values aligned with ``values``, error texts aligned, null where none);
+    only positions in ``mask`` are meaningful.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    distinct = pc.unique(values.filter(mask))
+    if len(distinct) == 0:
+        return pa.nulls(len(values)), pa.nulls(len(values), pa.string())
+    results = [parse(text) for text in distinct.to_pylist()]
+    index = pc.index_in(values, value_set=distinct)
+    parsed = pa.array([r[0] for r in results])
+    errors = pa.array([r[1] for r in results], pa.string())
+    return parsed.take(index), errors.take(index)
+
+
+def _parse_count_text(text: str):
+    if swedish.is_suppressed(text):
+        return None, None
+    try:
+        return swedish.parse_count(text), None
+    except BadInput as exc:
+        return None, str(exc)
+
+
+def _parse_date_text(text: str):
+    try:
+        value = swedish.parse_date(text)
+    except BadInput as exc:
+        return None, str(exc)
+    return (value, None) if value is not None else (None, "date is missing")
+
+
+def _parse_region_text(text: str):
+    try:
+        return regions.resolve_region(text), None
+    except BadInput as exc:
+        return None, str(exc)
+
+
+def _type_block(batch, first_numbers, source_file: str, delimiter: str):
+    """One streamed block of text columns → (typed pyarrow Table, rejected line dicts)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw_cols = [batch.column(i) for i in range(batch.num_columns)]
+    raw = pc.binary_join_element_wise(*raw_cols, delimiter)
+    trimmed = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in WANTED}
+
+    # A blank line arrives as a row of empty fields: it is not data.
+    blank = None
+    for col in raw_cols:
+        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)
+        blank = empty if blank is None else pc.and_(blank, empty)
+    keep = pc.invert(blank)
+    if not pc.all(keep).as_py():
+        trimmed = {k: v.filter(keep) for k, v in trimmed.items()}
+        raw = raw.filter(keep)
+        first_numbers = first_numbers[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
+
+    errors: list[tuple[str, pa.Array]] = []
+
+    # Datum: ISO dates vectorised, anything else through etl.swedish.parse_date once per distinct text.
+    dates = pc.cast(pc.strptime(trimmed["date"], format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
+    # strptime rolls impossible days over (2024-02-30 → 2024-03-01): only a round trip proves the date.
+    exact = pc.equal(pc.strftime(dates, format="%Y-%m-%d"), trimmed["date"])
+    odd = pc.invert(pc.fill_null(exact, False))
+    if pc.any(odd).as_py():
+        parsed, err = _map_distinct(trimmed["date"], odd, _parse_date_text)
+        dates = pc.if_else(odd, pc.cast(parsed, pa.date32()), dates)
+        errors.append(("Datum", pc.if_else(odd, err, pa.scalar(None, pa.string()))))
+
+    codes, err = _map_distinct(trimmed["region"], pc.is_valid(trimmed["region"]), _parse_region_text)
+    codes = pc.cast(codes, pa.string())
+    errors.append(("Region", err))
+
+    counts = {}
+    for label, metric in COUNT_COLUMNS:
+        text = trimmed[metric]
+        plain = pc.match_substring_regex(text, _PLAIN_COUNT)
+        digits = pc.replace_substring_regex(pc.if_else(plain, text, pa.scalar(None, pa.string())), _SEPARATORS, "")
+        values = pc.cast(digits, pa.int64())
+        odd = pc.invert(plain)
+        if pc.any(odd).as_py():
+            parsed, err = _map_distinct(text, odd, _parse_count_text)
+            values = pc.if_else(odd, pc.cast(parsed, pa.int64()), values)
+            errors.append((label, pc.if_else(odd, err, pa.scalar(None, pa.string()))))
+        counts[metric] = values
+
+    bad = None
+    for _, err in errors:
+        flag = pc.is_valid(err)
+        bad = flag if bad is None else pc.or_(bad, flag)
+    rejected: list[dict] = []
+    if bad is not None and pc.any(bad).as_py():
+        bad_idx = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))
+        texts = {label: err.take(pa.array(bad_idx)).to_pylist() for label, err in errors}
+        raw_bad = raw.take(pa.array(bad_idx)).to_pylist()
+        for j, i in enumerate(bad_idx):
+            reasons = [f"{label}: {texts[label][j]}" for label, _ in errors if texts[label][j]]
+            rejected.append({"source_file": source_file, "row_number": int(first_numbers[i]),
+                             "raw": raw_bad[j][:1000], "reason": "; ".join(reasons), "rows_held": 1})
+        good = pc.invert(bad)
+    else:
+        good = None
+
+    table = pa.table({
+        "date": dates,
+        "region_code": codes,
+        "unit_hsa_id": trimmed["unit_hsa_id"],
+        "unit_name": trimmed["unit_name"],
+        **counts,
+        "row_number": pa.array(first_numbers, pa.int64()),
+        "raw": raw,
+    })
+    if good is not None:
+        table = table.filter(good)
+    # Unit names are optional; an empty cell is a missing name, not a name "".
+    table = table.set_column(
+        table.schema.get_field_index("unit_name"), "unit_name",
+        pc.if_else(pc.equal(pc.utf8_length(table["unit_name"]), 0), pa.scalar(None, pa.string()), table["unit_name"]),
+    )
+    return table, rejected
+
+
+def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE) -> UnitMonth:
+    """Stream one ``webbtidbok_enheter_YYYY-MM.csv`` into typed rows; never raises for bad content."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    file_name = posixpath.basename(source_file)
+    name = parse_file_name(file_name)
+    if name.kind != UNIT_KIND:
+        raise BadInput(f"{file_name}: not a unit-level file")
+    out = UnitMonth(source_file=source_file, period=name.period)
+    fs, path = storage.filesystem(source_file)
+    invalid: list[dict] = []
+    try:
+        out.encoding, out.delimiter, header = _header_and_encoding(fs, path, file_name)
+        columns = match_header(header, WANTED, file_name)
+    except BadInput as exc:
+        return _rejected_file(out, fs, path, str(exc))
+
+    by_index = {i: f for f, i in columns.items()}
+    column_names = [by_index.get(i, f"_extra_{i}") for i in range(len(header))]
+    invalid_numbers: list[int] = []
+
+    def on_invalid(row) -> str:
+        # Lines with too few fields (a truncated file) or too many (a stray delimiter).
+        invalid_numbers.append(int(row.number))
+        invalid.append({"source_file": source_file, "row_number": int(row.number), "raw": (row.text or "")[:1000],
+                        "reason": f"{row.actual_columns} fields, expected {row.expected_columns} "
+                                  "(truncated line or stray delimiter)", "rows_held": 1})
+        return "skip"
+
+    read_options = pacsv.ReadOptions(
+        column_names=column_names, skip_rows=1, block_size=block_size,
+        # One thread so the reader knows every line's number (for quarantine).
+        use_threads=False,
+        encoding="utf8" if out.encoding == "utf-8-sig" else out.encoding,
+    )
+    parse_options = pacsv.ParseOptions(delimiter=out.delimiter, invalid_row_handler=on_invalid,
+                                       ignore_empty_lines=False)
+    convert_options = pacsv.ConvertOptions(column_types={c: pa.string() for c in column_names},
+                                           strings_can_be_null=False, quoted_strings_can_be_null=False)
+    pieces: list[pa.Table] = []
+    rejected: list[dict] = []
+    next_line = 2  # line 1 is the header
+    skipped: set[int] = set()
+    handle = path if storage.is_local(fs) else fs.open(path, "rb")
+    try:
+        reader = pacsv.open_csv(handle, read_options=read_options, parse_options=parse_options,
+                                convert_options=convert_options)
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            # Line numbers of this block's rows: the next ones not taken by an invalid line.
+            skipped.update(invalid_numbers)
+            invalid_numbers.clear()
+            candidates = np.arange(next_line, next_line + batch.num_rows + len(skipped) + 1, dtype=np.int64)
+            if skipped:
+                candidates = candidates[~np.isin(candidates, np.fromiter(skipped, dtype=np.int64))]
+            numbers = candidates[: batch.num_rows]
+            next_line = int(numbers[-1]) + 1
+            skipped = {n for n in skipped if n >= next_line}
+            table, bad = _type_block(batch, numbers, source_file, out.delimiter)
+            pieces.append(table)
+            rejected.extend(bad)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        message = str(exc).splitlines()[0][:200]
+        if "UTF8" in message or isinstance(exc, UnicodeDecodeError):
+            message = f"not valid {out.encoding} text further into the file (mixed encodings?): {message}"
+        return _rejected_file(out, fs, path, f"{file_name}: unreadable CSV: {message}")
+    finally:
+        if not isinstance(handle, str):
+            handle.close()
+    out.rejected = sorted(invalid + rejected, key=lambda r: r["row_number"])
+    out.rows = pa.concat_tables(pieces) if pieces else None
+    out.data_lines = out.rows_in
+    if out.data_lines == 0:
+        return _rejected_file(out, fs, path, f"{file_name}: no data lines under the header")
+    return out
+
+
+def _rejected_file(out: UnitMonth, fs, path: str, reason: str) -> UnitMonth:
+    """The whole file is unusable: one quarantine entry holding all its lines."""
+    lines, last = 0, b"\n"
+    try:
+        with fs.open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except OSError:
+        pass
+    lines += last != b"\n"  # a last line without a newline is a line too
+    lines -= 1  # the header is not data
+    out.file_error = reason
+    out.rows = None
+    out.rejected = [{"source_file": out.source_file, "row_number": 0, "raw": None, "reason": reason,
+                     "rows_held": max(1, lines)}]
+    out.data_lines = out.rows_in
+    return out
+
+
+def month_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """First and last day of a YYYY-MM month."""
+    first = dt.date(int(period[:4]), int(period[5:]), 1)
+    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, following - dt.timedelta(days=1)

@@ -1,0 +1,339 @@
+"""The e-health adoption pipeline end to end on real files: loads, replaces, reconciles, blocks, accounts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from etl import publish, regions
+from etl.errors import ConfigError, EtlError, ValidationFailed
+from etl.pipelines import ehealth_adoption as pipeline
+from etl.sample import ehealth as sample
+
+SEED = 7
+MARCH = dt.date(2017, 3, 1)
+
+
+def _lines(kind: str, month: dt.date = MARCH, suppressed=frozenset()) -> list[str]:
+    journal, web, _ = sample.month_values(month, SEED)
+    rows = sample.export_rows(kind, month, journal if kind == "journalen" else web, sample.PLAIN, suppressed)
+    return [";".join(map(str, r)) for r in rows]
+
+
+def _write(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | None = None,
+           data: bytes | None = None, ext: str = "csv") -> Path:
+    folder = landing / "ehealth"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{kind}_{month:%Y-%m}.{ext}"
+    path.write_bytes(data if data is not None else ("\n".join(lines or _lines(kind, month)) + "\n").encode())
+    return path
+
+
+def _set(lines: list[str], code: str, column: int, value) -> list[str]:
+    """Set one cell of a region's (or 'Riket') line in PLAIN-style lines."""
+    out = []
+    for line in lines:
+        cells = line.split(";")
+        if cells[1] == code:
+            cells[column] = str(value)
+        out.append(";".join(cells))
+    return out
+
+
+def _table(warehouse, name):
+    return publish.read_table(str(warehouse), name).to_pandas()
+
+
+def _quarantine(warehouse, name):
+    return publish.read_quarantine(str(warehouse), name).to_pandas()
+
+
+def _log(warehouse):
+    return publish.read_load_log(str(warehouse)).to_pandas()
+
+
+def _value(frame, region, metric, month=MARCH):
+    hit = frame[(frame.region_code == region) & (frame.metric == metric) & (frame.month == month)]
+    assert len(hit) == 1, (region, metric)
+    value = hit.value.iloc[0]
+    return None if value != value or value is None else int(value)
+
+
+def _accounting_holds(warehouse) -> None:
+    log = _log(warehouse)
+    done = log[log.outcome.isin(["published", "unchanged"])]
+    assert len(done)
+    assert (done.rows_in == done.rows_loaded + done.rows_quarantined).all()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_month_loads_regions_and_national_apart(settings, landing, warehouse):
+    suppressed = {("09", "first_time_users"), ("23", "rebookings")}
+    _write(landing, "journalen", lines=_lines("journalen", suppressed=suppressed))
+    _write(landing, "webbtidbok", lines=_lines("webbtidbok", suppressed=suppressed))
+    report = pipeline.run(settings)
+    assert {r.table: (r.outcome, r.rows_in, r.rows_loaded) for r in report.results} == {
+        "ehealth_adoption": ("published", 21 * 8, 21 * 8),
+        "ehealth_adoption_national": ("published", 8, 8),
+    }
+    journal, web, _ = sample.month_values(MARCH, SEED)
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert sorted(adoption.region_code.unique()) == sorted(regions.REGION_CODES)
+    assert _value(adoption, "01", "logins") == journal["01"]["logins"]
+    assert _value(adoption, "14", "units_total") == web["14"]["units_total"]
+    gotland = adoption[(adoption.region_code == "09") & (adoption.metric == "first_time_users")].iloc[0]
+    assert gotland.value is None or gotland.value != gotland.value
+    assert bool(gotland.suppressed) is True
+    assert not adoption[adoption.metric != "first_time_users"].query("region_code == '09'").suppressed.any()
+    assert set(adoption.service) == {"patient_journal_online", "web_booking"}
+    assert set(adoption.year) == {2017}
+    national = _table(warehouse, "ehealth_adoption_national")
+    assert dict(zip(national.metric, national.value)) == {
+        **{m: sum(v[m] for v in journal.values()) for m in sample.JOURNAL_METRICS},
+        **{m: sum(v[m] for v in web.values()) for m in sample.WEB_BOOKING_METRICS}}
+    assert _quarantine(warehouse, "ehealth_adoption").empty
+    _accounting_holds(warehouse)
+
+
+def test_rerun_is_nothing_new_and_the_same_period_is_unchanged(settings, landing, warehouse):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    before = _table(warehouse, "ehealth_adoption")
+    again = pipeline.run(settings)
+    assert again.outcome == "nothing_new" and again.results == []
+    assert _log(warehouse).outcome.iloc[-1] == "nothing_new"
+    forced = pipeline.run(settings, period="2017-03")
+    assert [r.outcome for r in forced.results] == ["unchanged", "unchanged"]
+    after = _table(warehouse, "ehealth_adoption")
+    assert after.equals(before)  # not even lineage changed
+
+
+def test_republished_file_replaces_its_month_and_service(settings, landing, warehouse):
+    first = _lines("journalen")
+    first.insert(3, "2017-03;Region Atlantis;5;5;5")  # one bad line in the first delivery
+    _write(landing, "journalen", lines=first)
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    assert list(_quarantine(warehouse, "ehealth_adoption").row_number) == [4]
+    web_before = _table(warehouse, "ehealth_adoption").query("service == 'web_booking'")
+
+    journal, _, _ = sample.month_values(MARCH, SEED)
+    corrected = _set(_lines("journalen"), "01", 2, journal["01"]["logins"] + 1000)
+    corrected = _set(corrected, "Riket", 2, sum(v["logins"] for v in journal.values()) + 1000)
+    _write(landing, "journalen", lines=corrected)
+    report = pipeline.run(settings)
+    assert [r.outcome for r in report.results] == ["published", "published"]
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert len(adoption) == 21 * 8
+    assert _value(adoption, "01", "logins") == journal["01"]["logins"] + 1000
+    web_after = adoption.query("service == 'web_booking'")
+    assert web_after.drop(columns=["batch_id", "loaded_at"]).reset_index(drop=True).equals(
+        web_before.drop(columns=["batch_id", "loaded_at"]).reset_index(drop=True))
+    assert _quarantine(warehouse, "ehealth_adoption").empty  # the corrected file's old quarantine is gone
+    _accounting_holds(warehouse)
+
+
+def test_republished_file_whose_lines_all_fail_still_replaces(settings, landing, warehouse):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    _write(landing, "journalen", lines=_lines("journalen", dt.date(2017, 4, 1)))  # every line says 2017-04
+    pipeline.run(settings)
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert set(adoption.service) == {"web_booking"}
+    assert set(_table(warehouse, "ehealth_adoption_national").service) == {"web_booking"}
+    q = _quarantine(warehouse, "ehealth_adoption")
+    assert list(q.row_number) == [0] and "differs from the file's month 2017-03" in q.reason.iloc[0]
+    log = _log(warehouse)
+    last = log[log.table_name == "ehealth_adoption"].iloc[-1]
+    assert (last.rows_in, last.rows_loaded, last.rows_quarantined) == (22 * 3 + 21 * 5, 21 * 5, 22 * 3)
+
+
+def test_undecodable_file_is_quarantined_whole(settings, landing, warehouse):
+    _write(landing, "journalen", data=b"M\xe5nad;Region\n2017-03;\x81\x8d\x8f\n")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    q = _quarantine(warehouse, "ehealth_adoption")
+    assert list(q.row_number) == [0]
+    assert q.reason.iloc[0] == "journalen_2017-03.csv: neither UTF-8 nor Windows-1252 text (undecodable bytes)"
+    assert q.source_sha256.iloc[0] and len(q.source_sha256.iloc[0]) == 64
+    assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
+    _accounting_holds(warehouse)
+
+
+# --------------------------------------------------------------------------- blocked months
+
+
+def test_missing_region_blocks_that_month_only(settings, landing, warehouse):
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";12;" not in line])
+    _write(landing, "webbtidbok")
+    april = dt.date(2017, 4, 1)
+    _write(landing, "journalen", april)
+    _write(landing, "webbtidbok", april)
+    with pytest.raises(ValidationFailed) as error:
+        pipeline.run(settings)
+    message = str(error.value)
+    assert "1 month(s) blocked, 1 processed" in message
+    assert "journalen_2017-03 lacks 1 region(s): 12 Region Skåne" in message
+    assert "every monthly export must have a line for each of the 21 regions" in message
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert set(adoption.month) == {april}  # nothing of March, not even web booking
+    log = _log(warehouse)
+    failed = log[log.outcome == "failed"]
+    assert len(failed) == 1 and "lacks 1 region(s)" in failed.message.iloc[0]
+    assert any(s.endswith("journalen_2017-03.csv") for s in failed.source_files.iloc[0])
+    with pytest.raises(ValidationFailed):  # not committed: the next run tries March again
+        pipeline.run(settings)
+
+
+@pytest.mark.parametrize("national_extra,blocked", [(0.02, True), (0.004, False), (-0.006, True)])
+def test_national_row_must_reconcile_within_half_a_percent(settings, landing, warehouse, national_extra, blocked):
+    journal, _, _ = sample.month_values(MARCH, SEED)
+    total = sum(v["logins"] for v in journal.values())
+    wrong = round(total * (1 + national_extra))
+    _write(landing, "journalen", lines=_set(_lines("journalen"), "Riket", 2, wrong))
+    _write(landing, "webbtidbok")
+    if blocked:
+        with pytest.raises(ValidationFailed) as error:
+            pipeline.run(settings)
+        assert (f"regions do not sum to the national total within 0.5%: journalen_2017-03 logins: regions sum to "
+                f"{total:,} vs national {wrong:,}") in str(error.value)
+        assert not (warehouse / "ehealth_adoption").exists()
+    else:
+        pipeline.run(settings)
+        national = _table(warehouse, "ehealth_adoption_national")
+        assert national.query("metric == 'logins'").value.iloc[0] == wrong
+
+
+def test_suppressed_cells_relax_reconciliation_but_known_cells_may_not_exceed(settings, landing, warehouse):
+    journal, _, _ = sample.month_values(MARCH, SEED)
+    lines = _lines("journalen", suppressed={("09", "logins")})  # national still includes Gotland's logins
+    _write(landing, "journalen", lines=lines)
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    assert _value(_table(warehouse, "ehealth_adoption"), "09", "logins") is None
+
+    too_low = round(sum(v["logins"] for c, v in journal.items() if c != "09") * 0.99)
+    _write(landing, "journalen", lines=_set(lines, "Riket", 2, too_low))
+    with pytest.raises(ValidationFailed, match="1 suppressed cell"):
+        pipeline.run(settings)
+
+
+# --------------------------------------------------------------------------- row-level rules
+
+
+def test_duplicate_region_lines_are_both_quarantined(settings, landing, warehouse):
+    lines = _lines("webbtidbok")
+    dup = next(line for line in lines if line.split(";")[1] == "05")
+    lines.insert(10, dup)
+    _write(landing, "webbtidbok", lines=lines)
+    _write(landing, "journalen")
+    report = pipeline.run(settings)
+    q = _quarantine(warehouse, "ehealth_adoption")
+    assert len(q) == 2 and q.reason.str.contains("appears on more than one line").all()
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert "05" not in set(adoption.query("service == 'web_booking'").region_code)
+    regional = next(r for r in report.results if r.table == "ehealth_adoption")
+    assert (regional.rows_in, regional.rows_loaded, regional.rows_quarantined) == (168 + 5, 168 - 5, 10)
+    national = next(r for r in report.results if r.table == "ehealth_adoption_national")
+    assert any("reconciliation skipped, 1 region(s) quarantined" in w for w in national.warnings)
+    _accounting_holds(warehouse)
+
+
+def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehouse):
+    journal, web, _ = sample.month_values(MARCH, SEED)
+    web_lines = _set(_lines("webbtidbok"), "07", 5, web["07"]["units_total"] + 1)  # connected > total
+    total_connected = sum(v["units_connected"] for v in web.values()) + web["07"]["units_total"] + 1 - \
+        web["07"]["units_connected"]
+    web_lines = _set(web_lines, "Riket", 5, total_connected)
+    journal_lines = _set(_lines("journalen"), "08", 3, journal["08"]["logins"] + 1)  # unique users > logins
+    journal_lines = _set(journal_lines, "Riket", 3, sum(v["unique_users"] for v in journal.values())
+                         + journal["08"]["logins"] + 1 - journal["08"]["unique_users"])
+    journal_lines = _set(journal_lines, "10", 4, journal["10"]["unique_users"] + 1)  # first-time > unique: warning
+    journal_lines = _set(journal_lines, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
+                         + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
+    _write(landing, "webbtidbok", lines=web_lines)
+    _write(landing, "journalen", lines=journal_lines)
+    report = pipeline.run(settings)
+    q = _quarantine(warehouse, "ehealth_adoption")
+    assert set(zip(q.source_file.str.rsplit("/", n=1).str[-1], q.row_number, q.reason)) == {
+        ("journalen_2017-03.csv", 8, "Unika användare (unique_users) exceeds Inloggningar (logins) on this line"),
+        ("webbtidbok_2017-03.csv", 7,
+         "Anslutna enheter (units_connected) exceeds Enheter totalt (units_total) on this line"),
+    }
+    regional = next(r for r in report.results if r.table == "ehealth_adoption")
+    assert (regional.rows_loaded, regional.rows_quarantined) == (168 - 3 - 5, 8)
+    # First-time users above unique users is only a warning: the line is loaded, the load log says so.
+    assert [w.split(":")[0] for w in regional.warnings] == [
+        "Förstagångsinloggningar (first_time_users) exceeds Unika användare (unique_users)"]
+    log = _log(warehouse)
+    assert log[log.table_name == "ehealth_adoption"].validation.iloc[-1] == "warning"
+    assert _value(_table(warehouse, "ehealth_adoption"), "10", "first_time_users") == journal["10"]["unique_users"] + 1
+
+
+def test_bad_cells_quarantine_the_line_without_blocking(settings, landing, warehouse):
+    lines = _set(_lines("journalen"), "06", 2, "många")
+    lines = _set(lines, "13", 4, "-4")
+    lines.insert(5, "2017-03;Region Atlantis;1;1;1")
+    lines = _set(lines, "17", 0, "2017-04")
+    _write(landing, "journalen", lines=lines)
+    _write(landing, "webbtidbok")
+    report = pipeline.run(settings)
+    q = _quarantine(warehouse, "ehealth_adoption")
+    assert sorted(q.reason) == sorted([
+        "Inloggningar: not a number: 'många'",
+        "Förstagångsinloggningar: negative value: '-4'",
+        "unknown region 'Region Atlantis'",
+        "Månad 2017-04 does not match the file's month 2017-03",
+    ])
+    adoption = _table(warehouse, "ehealth_adoption").query("service == 'patient_journal_online'")
+    assert not {"06", "13", "17"} & set(adoption.region_code) and len(adoption) == 18 * 3
+    regional = next(r for r in report.results if r.table == "ehealth_adoption")
+    assert (regional.rows_in, regional.rows_loaded, regional.rows_quarantined) == (22 * 3 + 105, 18 * 3 + 105, 12)
+    _accounting_holds(warehouse)
+
+
+def test_truncated_file_blocks_the_month(settings, landing, warehouse):
+    text = ("\n".join(_lines("journalen")) + "\n").encode()
+    _write(landing, "journalen", data=text[: text.index(b"\n2017-03;13;") + 14])
+    _write(landing, "webbtidbok")
+    with pytest.raises(ValidationFailed, match=r"journalen_2017-03 lacks 11 region\(s\): 13 Region Halland"):
+        pipeline.run(settings)
+    assert not (warehouse / "ehealth_adoption").exists()
+
+
+# --------------------------------------------------------------------------- which files, which months
+
+
+def test_two_files_for_one_export_block_the_month(settings, landing, warehouse):
+    journal, _, _ = sample.month_values(MARCH, SEED)
+    _write(landing, "journalen")
+    _write(landing, "journalen", ext="xlsx",
+           data=sample.render_xlsx(sample.export_rows("journalen", MARCH, journal, sample.PLAIN)))
+    _write(landing, "webbtidbok")
+    with pytest.raises(EtlError, match=r"2 files for journalen \(journalen_2017-03.csv, journalen_2017-03.xlsx\)"):
+        pipeline.run(settings)
+
+
+def test_period_catch_up_and_sweep(settings, landing, warehouse):
+    months = [dt.date(2017, m, 1) for m in (1, 2, 3)]
+    for month in months:
+        _write(landing, "journalen", month)
+        _write(landing, "webbtidbok", month)
+    (landing / "ehealth" / "journalen_mars.csv").write_text("x")
+    report = pipeline.run(settings, period="2017-02", catch_up_late=True)
+    assert set(_table(warehouse, "ehealth_adoption").month) == set(months[:2])  # January late, March not yet
+    assert any("ignored" in m and "journalen_mars.csv" in m for m in report.messages)
+    pipeline.run(settings)
+    assert set(_table(warehouse, "ehealth_adoption").month) == set(months)
+    assert pipeline.run(settings, period="2017-05").outcome == "nothing_new"
+    assert pipeline.missing_monthly_files(settings, "2017-05") == ["journalen_2017-05.csv|xlsx",
+                                                                    "webbtidbok_2017-05.csv|xlsx"]
+    assert pipeline.missing_monthly_files(settings, "2017-03") == []
+    with pytest.raises(ConfigError):
+        pipeline.run(settings, period="2017-13")

@@ -1,0 +1,219 @@
+"""Unit-level daily web booking (input-formats §2b) through the pipeline, the sample generator, and streaming."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from etl import publish, regions
+from etl.pipelines import ehealth_adoption as pipeline
+from etl.sample import ehealth as sample
+from etl.sources import ehealth_exports as exports
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "ehealth"
+FEB = dt.date(2024, 2, 1)
+
+
+def _table(warehouse, name):
+    return publish.read_table(str(warehouse), name).to_pandas()
+
+
+def _quarantine(warehouse, name):
+    return publish.read_quarantine(str(warehouse), name).to_pandas()
+
+
+def _write_month(landing: Path, month: dt.date, units: sample.Units, seed: int = 5) -> list[Path]:
+    return sample.write_month(landing / "ehealth", month, seed=seed, units=units)
+
+
+def test_unit_rules_quarantine_rows_and_never_sum_duplicates(settings, landing, warehouse):
+    (landing / "ehealth").mkdir()
+    shutil.copy(FIXTURES / "webbtidbok_enheter_2024-02.csv", landing / "ehealth")
+    report = pipeline.run(settings)
+    [result] = report.results
+    assert (result.table, result.rows_in, result.rows_loaded, result.rows_quarantined) == (
+        "ehealth_unit_daily", 13, 4, 9)
+    table = _table(warehouse, "ehealth_unit_daily").sort_values("date")
+    assert list(zip(table.date.astype(str), table.unit_hsa_id, table.bookings)) == [
+        ("2024-02-01", "SE2321000016-15CX", 12), ("2024-02-01", "SE2321000024-A1", 1234),
+        ("2024-02-02", "SE2321000016-15CX", 7), ("2024-02-07", "SE2321000024-A1", 2000)]
+    assert set(table.month) == {"2024-02"}
+    q = _quarantine(warehouse, "ehealth_unit_daily")
+    reasons = dict(zip(q.row_number, q.reason))
+    assert reasons == {
+        5: "malformed HSA id (expected SE + 10 digits + '-' + 1-8 letters/digits)",
+        6: "Datum is outside the file's month",
+        # The same unit and day twice: both rows out, nothing summed into the table.
+        7: "the same unit and day appears more than once in the file; all such rows quarantined, never summed",
+        8: "the same unit and day appears more than once in the file; all such rows quarantined, never summed",
+        9: "Bokningar: negative value: '-3'",
+        11: "Bokningar: not a number: 'tolv'",
+        12: "Datum: not a valid date: '2024-02-30'",
+        13: "Region: unknown region 'Atlantis'",
+        15: "4 fields, expected 7 (truncated line or stray delimiter)",
+    }
+    assert "SE2321000131-B7" not in set(table.unit_hsa_id)
+    assert result.warnings == ["2024-02: no regional web booking file this month; unit-level bookings not compared"]
+
+
+def test_unit_sums_match_regional_bookings_or_warn(settings, landing, warehouse):
+    units = sample.make_units(60, 5)
+    paths = _write_month(landing, FEB, units)
+    report = pipeline.run(settings)
+    unit_result = next(r for r in report.results if r.table == "ehealth_unit_daily")
+    assert unit_result.warnings == [] and unit_result.rows_loaded == 60 * 29
+    daily = _table(warehouse, "ehealth_unit_daily")
+    adoption = _table(warehouse, "ehealth_adoption").query("metric == 'bookings'")
+    assert daily.groupby("region_code").bookings.sum().to_dict() == dict(zip(adoption.region_code, adoption.value))
+
+    # One unit-day off by one in a republished unit file: loaded, but the load log warns.
+    unit_file = next(p for p in paths if p.name.startswith("webbtidbok_enheter"))
+    enc = exports.detect_encoding(unit_file.read_bytes(), unit_file.name)
+    text = unit_file.read_bytes().decode(enc)
+    delimiter = sample.style_for(FEB).delimiter
+    lines = text.split(sample.style_for(FEB).newline)
+    cells = lines[1].split(delimiter)
+    cells[4] = str(int(cells[4]) + 1)
+    lines[1] = delimiter.join(cells)
+    unit_file.write_bytes(sample.style_for(FEB).newline.join(lines).encode(enc.replace("-sig", "")))
+    report = pipeline.run(settings)
+    # February is reprocessed whole (its monthly exports come out unchanged); the unit table warns.
+    assert {r.table: r.outcome for r in report.results}["ehealth_adoption"] == "unchanged"
+    unit_result = next(r for r in report.results if r.table == "ehealth_unit_daily")
+    region = regions.resolve_region(cells[1])
+    assert len(unit_result.warnings) == 1
+    assert unit_result.warnings[0].startswith(
+        "2024-02: daily unit bookings do not sum to the regional bookings in 1 region(s): " + region)
+    log = publish.read_load_log(str(warehouse)).to_pandas()
+    assert log[log.table_name == "ehealth_unit_daily"].validation.iloc[-1] == "warning"
+
+
+def test_republished_unit_file_replaces_its_month_only(settings, landing, warehouse):
+    units = sample.make_units(40, 5)
+    jan = dt.date(2024, 1, 1)
+    _write_month(landing, jan, units)
+    _write_month(landing, FEB, units)
+    pipeline.run(settings)
+    daily = _table(warehouse, "ehealth_unit_daily")
+    assert daily.groupby("month").size().to_dict() == {"2024-01": 40 * 31, "2024-02": 40 * 29}
+    january = daily[daily.month == "2024-01"].drop(columns=["batch_id", "loaded_at"]).sort_values(
+        ["date", "unit_hsa_id"]).reset_index(drop=True)
+
+    smaller = sample.make_units(25, 6)  # a corrected February with fewer units
+    _write_month(landing, FEB, smaller, seed=9)
+    report = pipeline.run(settings)
+    assert {r.table for r in report.results} == {"ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily"}
+    daily = _table(warehouse, "ehealth_unit_daily")
+    assert daily.groupby("month").size().to_dict() == {"2024-01": 40 * 31, "2024-02": 25 * 29}
+    assert set(daily[daily.month == "2024-02"].unit_hsa_id) == set(smaller.hsa_id)
+    assert daily[daily.month == "2024-01"].drop(columns=["batch_id", "loaded_at"]).sort_values(
+        ["date", "unit_hsa_id"]).reset_index(drop=True).equals(january)
+
+    again = pipeline.run(settings, period="2024-02")
+    assert {r.outcome for r in again.results} == {"unchanged"}
+    log = publish.read_load_log(str(warehouse)).to_pandas()
+    done = log[log.outcome.isin(["published", "unchanged"])]
+    assert (done.rows_in == done.rows_loaded + done.rows_quarantined).all()
+
+
+# --------------------------------------------------------------------------- the sample generator
+
+
+def test_sample_is_deterministic_and_reconciles(tmp_path):
+    a = sample.write(tmp_path / "a", 2016, 2016, units=50, unit_months=2, seed=3)
+    b = sample.write(tmp_path / "b", 2016, 2016, units=50, unit_months=2, seed=3)
+    assert a == b == 1 + 24 + 2
+    files_a = sorted((tmp_path / "a" / "ehealth").iterdir())
+    assert [p.name for p in files_a] == sorted(p.name for p in (tmp_path / "b" / "ehealth").iterdir())
+    for path in files_a:
+        if path.suffix == ".csv":
+            assert path.read_bytes() == (tmp_path / "b" / "ehealth" / path.name).read_bytes(), path.name
+    names = [p.name for p in files_a]
+    assert "README.txt" in names and "webbtidbok_enheter_2016-11.csv" in names
+    assert "synthetic" in (tmp_path / "a" / "ehealth" / "README.txt").read_text().lower()
+    assert any(n.endswith(".xlsx") for n in names)
+    # Every tolerated encoding occurs.
+    encodings = {exports.detect_encoding(p.read_bytes(), p.name) for p in files_a if p.suffix == ".csv"}
+    assert encodings == {"utf-8-sig", "cp1252"}
+    assert any(p.read_bytes().startswith(b"\xef\xbb\xbf") for p in files_a if p.suffix == ".csv")
+    # Uppsala has had the journal since 2012; Gotland goes live in 2017.
+    journal, _, _ = sample.month_values(dt.date(2016, 1, 1), 3)
+    assert journal["03"]["logins"] > 0 and journal["09"]["logins"] == 0
+    late, _, _ = sample.month_values(dt.date(2018, 12, 1), 3)
+    assert all(v["logins"] > 0 for v in late.values())
+
+
+def test_full_sample_loads_clean(settings, landing, warehouse):
+    """A year of sample files, every variation included, loads with no quarantine and no warning."""
+    sample.write(landing, 2017, 2017, units=80, unit_months=2, seed=11)
+    report = pipeline.run(settings)
+    assert {r.outcome for r in report.results} == {"published"}
+    assert all(r.rows_quarantined == 0 and not r.warnings for r in report.results), [
+        (r.table, r.warnings) for r in report.results if r.warnings or r.rows_quarantined]
+    adoption = _table(warehouse, "ehealth_adoption")
+    assert adoption.groupby("month").size().eq(168).all() and adoption.month.nunique() == 12
+
+
+@pytest.mark.slow
+def test_sample_of_twelve_unit_months_writes_fast(tmp_path):
+    started = time.perf_counter()
+    count = sample.write(tmp_path, 2025, 2025, units=4000, unit_months=12, seed=2016)
+    seconds = time.perf_counter() - started
+    assert count == 1 + 24 + 12
+    sizes = [p.stat().st_size for p in (tmp_path / "ehealth").glob("webbtidbok_enheter_*.csv")]
+    assert len(sizes) == 12 and min(sizes) > 5_000_000  # ~120 000 lines each
+    print(f"\nsample: 12 unit months x 4000 units written in {seconds:.1f} s")
+    assert seconds < 60
+
+
+# --------------------------------------------------------------------------- streaming: flat memory
+
+
+_MEASURE = r"""
+import json, resource, sys, time
+from etl.config import Settings
+from etl.pipelines import ehealth_adoption as pipeline
+landing, warehouse, *periods = sys.argv[1:]
+settings = Settings.resolve(landing=landing, warehouse=warehouse, kolada_kpis="", environ={})
+seconds = []
+for period in periods:
+    started = time.perf_counter()
+    report = pipeline.run(settings, period=period)
+    seconds.append(time.perf_counter() - started)
+    assert {r.outcome for r in report.results} == {"published"}, report.lines()
+print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds}))
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_is_flat_in_the_number_of_months(tmp_path):
+    """Processing four months of ~120 000 unit rows peaks no higher than processing one."""
+    units = sample.make_units(4000, 1)
+    months = [dt.date(2024, m, 1) for m in (1, 2, 3, 4)]
+    for month in months:
+        sample.write_month(tmp_path / "landing" / "ehealth", month, seed=1, units=units)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def measure(periods, name):
+        out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "landing"), str(tmp_path / name),
+                              *periods], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    one = measure(["2024-01"], "w1")
+    four = measure([f"{m:%Y-%m}" for m in months], "w4")
+    per_month = sorted(four["seconds"][1:])[1]
+    print(f"\npeak RSS: 1 month {one['maxrss_mb']:.0f} MB, 4 months {four['maxrss_mb']:.0f} MB; "
+          f"seconds per month (~120 000 unit rows + both exports, validated and published): {four['seconds']}; "
+          f"median after warm-up {per_month:.2f} s")
+    assert four["maxrss_mb"] < one["maxrss_mb"] * 1.15 + 40
+    assert per_month < 20
