@@ -1,0 +1,149 @@
+"""2. Unit-level ingest (webbtidbok_enheter files): rows/s and peak RSS through the real path.
+
+For 1 month, 1 year and 10 years of synthetic unit files (4 000 units), each
+configuration in a fresh process:
+
+* **pipeline** — the real read → validate (GX) → publish path of
+  ``etl.pipelines.ehealth_adoption`` for the unit-level table, month by month;
+* **pyarrow** — ``pyarrow.csv.read_csv → parquet.write_table`` per file (the
+  practical limit: no typing rules, no validation);
+* **pandas** — ``pandas.read_csv → to_parquet`` per file.
+
+Reports rows/s, the ratio to pyarrow measured in the same run, peak RSS, and
+the share of pipeline time spent in GX validation. BENCH_UNIT_MONTHS (e.g.
+"1,12") trims the sizes on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, median, run_python, table  # noqa: E402
+
+UNITS = int(os.environ.get("BENCH_UNITS", "4000"))
+SIZES = [int(x) for x in os.environ.get("BENCH_UNIT_MONTHS", "1,12,120").split(",")]
+REPEATS = int(os.environ.get("BENCH_REPEATS", "1"))
+
+GENERATE = r"""
+import sys, datetime as dt
+from pathlib import Path
+from etl.sample import ehealth
+out, months, units = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+unit_set = ehealth.make_units(units, 2016)
+start = dt.date(2025 - (months - 1) // 12, 1, 1)
+done = 0
+y, m = start.year, start.month
+while done < months:
+    ehealth.write_month(out / "ehealth", dt.date(y, m, 1), units=unit_set)
+    done += 1
+    y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+"""
+
+PIPELINE = r"""
+import json, resource, sys, time
+from etl import publish, storage, validation
+from etl.config import Settings
+from etl.pipelines import ehealth_adoption as p
+landing, warehouse = sys.argv[1], sys.argv[2]
+settings = Settings.resolve(landing=landing, warehouse=warehouse, kolada_kpis="", environ={})
+gx_seconds = 0.0
+real_validate = validation.validate
+def timed_validate(*a, **k):
+    global gx_seconds
+    t = time.perf_counter()
+    try:
+        return real_validate(*a, **k)
+    finally:
+        gx_seconds += time.perf_counter() - t
+validation.validate = timed_validate
+files = [f for f in storage.list_landed(landing, "ehealth", (".csv",)) if f.name.startswith("webbtidbok_enheter_")]
+validation._context()  # GX start-up is paid once per worker process; measured apart
+rows = 0
+start = time.perf_counter()
+for f in files:
+    period = f.name[len("webbtidbok_enheter_"):-4]
+    batch = p._unit_batch(f, period, None, settings, "bench")
+    publish.publish(warehouse, "bench", batch, "bench-" + period, [f])
+    rows += batch.rows_in
+elapsed = time.perf_counter() - start
+print(json.dumps({"rows": rows, "seconds": elapsed, "gx": gx_seconds,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+PYARROW = r"""
+import json, resource, sys, time
+from pathlib import Path
+import pyarrow.csv as pc, pyarrow.parquet as pq
+from etl import storage
+from etl.sources import unit_daily
+landing, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+files = sorted((landing / "ehealth").glob("webbtidbok_enheter_*.csv"))
+fs, _ = storage.filesystem(str(landing))
+rows = 0
+start = time.perf_counter()
+for path in files:
+    encoding, delimiter, _ = unit_daily._header_and_encoding(fs, str(path), path.name)
+    t = pc.read_csv(path, read_options=pc.ReadOptions(encoding=encoding),
+                    parse_options=pc.ParseOptions(delimiter=delimiter))
+    pq.write_table(t, out / (path.stem + ".parquet"), compression="zstd")
+    rows += t.num_rows
+print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+PANDAS = r"""
+import json, resource, sys, time
+from pathlib import Path
+import pandas as pd
+from etl import storage
+from etl.sources import unit_daily
+landing, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+files = sorted((landing / "ehealth").glob("webbtidbok_enheter_*.csv"))
+fs, _ = storage.filesystem(str(landing))
+rows = 0
+start = time.perf_counter()
+for path in files:
+    encoding, delimiter, _ = unit_daily._header_and_encoding(fs, str(path), path.name)
+    frame = pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str)
+    frame.to_parquet(out / (path.stem + ".parquet"), compression="zstd")
+    rows += len(frame)
+print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    rows_out = []
+    for months in SIZES:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-units-{months}-"))
+        run_python(GENERATE, str(work / "landing"), str(months), str(UNITS))
+        results = {}
+        for name, code in (("pyarrow", PYARROW), ("pandas", PANDAS), ("pipeline", PIPELINE)):
+            runs = []
+            for i in range(REPEATS):
+                target = work / f"{name}-{i}"
+                runs.append(json.loads(run_python(code, str(work / "landing"), str(target)).strip().splitlines()[-1]))
+            results[name] = {k: median([r[k] for r in runs]) for k in runs[0]}
+        base = results["pyarrow"]["seconds"]
+        for name in ("pyarrow", "pandas", "pipeline"):
+            r = results[name]
+            gx_share = f"{r['gx'] / r['seconds']:.0%}" if "gx" in r else "-"
+            rows_out.append([f"{months} month(s)", name, int(r["rows"]), r["seconds"], r["rows"] / r["seconds"],
+                             r["seconds"] / base, r["rss_mb"], gx_share])
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Unit-level ingest, {UNITS} units, median of {REPEATS} run(s) each ({machine()})")
+    print(table(["size", "path", "rows", "seconds", "rows/s", "x pyarrow", "peak RSS MB", "GX share"], rows_out))
+    print("Targets: pipeline within 2x of pyarrow; peak RSS flat as months grow; GX share < 33 %.")
+
+
+if __name__ == "__main__":
+    main()

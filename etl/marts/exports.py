@@ -1,0 +1,265 @@
+"""The Excel workbook of the follow-up marts, for analysts who work in Excel.
+
+``<warehouse>/exports/followup_<YYYYMMDD>.xlsx`` (one per run day) and a copy
+``followup_latest.xlsx``: one sheet per mart with Swedish column headers and
+region names, a column dictionary (Kolumner) and a notes sheet
+(Anteckningar) with the data's vintage and caveats.
+
+Every text cell goes through :func:`set_text`, which neutralises formula
+injection: a text starting with ``=``, ``+``, ``-``, ``@`` (or a tab / CR)
+is stored as a plain inline string with Excel's quote prefix — never as a
+formula — so a region name like ``=HYPERLINK(…)`` is shown, not run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import posixpath
+
+from etl import schemas, storage
+from etl.schemas.followup import AREAS, FLAGS, SERVICES
+
+EXPORTS = "exports"
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+AREA_SV = {"it_support": "IT-stöd och processer", "competence_use": "Kompetensanvändning",
+           "competence_supply": "Kompetensförsörjning"}
+FLAG_SV = {"earmarked": "Öronmärkta medel", "offers_clinical_intro_year": "Kliniskt introduktionsår",
+           "offers_specialist_nurse_study_salary": "Studielön specialistsjuksköterska",
+           "has_care_near_service": "Vårdnära service", "has_task_shifting": "Uppgiftsväxling"}
+SERVICE_SV = {"web_booking": "Webbtidbok", "patient_journal_online": "Journal via nätet",
+              "remote_care": "Vård på distans", "self_check_in": "Självincheckning"}
+STATUS_SV = {"implemented": "Införd", "partly_implemented": "Delvis införd", "planned": "Planerad",
+             "not_started": "Ej påbörjad"}
+SERIES_SV = {"journal_unique_users": ("Journalen", "unika användare"),
+             "journal_logins": ("Journalen", "inloggningar"),
+             "web_booking_bookings": ("Webbtidbok", "bokningar")}
+
+
+def _adoption_headers() -> dict[str, str]:
+    headers = {}
+    for prefix, (service, metric) in SERIES_SV.items():
+        headers[f"{prefix}_per_1000_mean"] = f"{service}: {metric} per 1 000 inv. (månadsmedel)"
+        headers[f"{prefix}_per_1000_dec"] = f"{service}: {metric} per 1 000 inv. (december)"
+        headers[f"{prefix}_months"] = f"{service}: månader med värde ({metric})"
+        headers[f"{prefix}_per_1000_change"] = f"{service}: förändring {metric} per 1 000 inv. mot föregående år"
+    headers["web_booking_units_connected_share_dec"] = "Webbtidbok: andel anslutna vårdenheter (december)"
+    return headers
+
+
+def _common_headers() -> dict[str, str]:
+    headers = {
+        "year": "År",
+        "population": "Folkmängd 31 dec",
+        "population_change": "Förändring folkmängd mot föregående år",
+        "population_year_used": "Folkmängd från år (för per invånare)",
+        "grant_sek": "Erhållna medel (kr)",
+        "grant_per_inhabitant": "Erhållna medel per invånare (kr)",
+        "spend_total_sek": "Använt totalt (kr)",
+        "share_spent": "Andel av medlen använd totalt",
+        "initiatives_total": "Insatser totalt",
+        "initiatives_new_due_to_grant": "Insatser nya tack vare medlen totalt",
+        "initiatives_new_unknown": "Insatser: ny tack vare medlen ej besvarat",
+    }
+    for area in AREAS:
+        headers[f"spend_{area}_sek"] = f"Använt {AREA_SV[area].lower()} (kr)"
+        headers[f"share_{area}"] = f"Andel av medlen: {AREA_SV[area].lower()}"
+        headers[f"initiatives_{area}"] = f"Insatser: {AREA_SV[area].lower()}"
+        headers[f"initiatives_new_{area}"] = f"Insatser nya tack vare medlen: {AREA_SV[area].lower()}"
+    headers.update(_adoption_headers())
+    return headers
+
+
+HEADERS_REGION: dict[str, str] = {
+    "region_name": "Region",
+    "region_code": "Regionkod",
+    **_common_headers(),
+    "reported": "Har rapporterat",
+    "earmarked": FLAG_SV["earmarked"],
+    **{flag: FLAG_SV[flag] for flag in FLAGS},
+    **{col: text for s in SERVICES for col, text in (
+        (f"{s}_status", f"{SERVICE_SV[s]}: status"), (f"{s}_implemented_on", f"{SERVICE_SV[s]}: införd datum"))},
+}
+HEADERS_NATIONAL: dict[str, str] = {
+    **_common_headers(),
+    "regions_total": "Antal regioner",
+    "regions_reported": "Regioner som rapporterat",
+    **{col: text for flag in ("earmarked", *FLAGS) for col, text in (
+        (f"regions_{flag}", f"Regioner med ja: {FLAG_SV[flag].lower()}"),
+        (f"regions_answered_{flag}", f"Regioner som svarat: {FLAG_SV[flag].lower()}"))},
+    **{col: text for s in SERVICES for col, text in (
+        (f"regions_{s}_implemented", f"Regioner där {SERVICE_SV[s].lower()} är införd"),
+        (f"regions_{s}_reported", f"Regioner som rapporterat status: {SERVICE_SV[s].lower()}"))},
+}
+SHEETS = {"followup_region_year": ("Regioner per år", HEADERS_REGION),
+          "followup_national_year": ("Riket per år", HEADERS_NATIONAL)}
+
+
+def set_text(cell, text: str) -> None:
+    """Put ``text`` in ``cell`` as text that a spreadsheet never evaluates (formula-injection guard)."""
+    cell.value = text
+    if text.startswith(FORMULA_PREFIXES):
+        # openpyxl turns any "=…" string into a formula; data_type 's' writes an inline string instead,
+        # and the quote prefix keeps Excel from re-reading it as a formula when the cell is edited.
+        cell.data_type = "s"
+        cell.quotePrefix = True
+
+
+def _display(column: str, value):
+    """A mart value as shown in the workbook: Swedish yes/no and statuses, null as an empty cell."""
+    import numpy as np
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (str, dt.date)) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):  # nullable boolean columns yield numpy bools
+        return "Ja" if value else "Nej"
+    if column.endswith("_status"):
+        return STATUS_SV.get(value, value)
+    return value
+
+
+def _number_format(column: str) -> str | None:
+    if column.startswith("share_") or column.endswith("_share_dec"):
+        return "0.0%"
+    if column.endswith(("_per_1000_mean", "_per_1000_dec", "_per_1000_change", "_per_inhabitant")):
+        return "#,##0.0"
+    if column.endswith("_sek") or column in {"population", "population_change"}:
+        return "#,##0"
+    if column.endswith("_implemented_on"):
+        return "yyyy-mm-dd"
+    return None
+
+
+def _write_table(sheet, frame, headers: dict[str, str]) -> None:
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
+    columns = [c for c in headers if c in frame.columns]
+    for j, column in enumerate(columns, start=1):
+        cell = sheet.cell(row=1, column=j)
+        set_text(cell, headers[column])
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.column_dimensions[get_column_letter(j)].width = 28 if column == "region_name" else 16
+    for i, record in enumerate(frame[columns].itertuples(index=False, name=None), start=2):
+        for j, (column, raw) in enumerate(zip(columns, record), start=1):
+            value = _display(column, raw)
+            if value is None:
+                continue
+            cell = sheet.cell(row=i, column=j)
+            if isinstance(value, str):
+                set_text(cell, value)
+            else:
+                cell.value = value.item() if hasattr(value, "item") else value
+                fmt = _number_format(column)
+                if fmt:
+                    cell.number_format = fmt
+    sheet.row_dimensions[1].height = 60
+    sheet.freeze_panes = "C2" if "region_name" in columns else "B2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(1, len(frame) + 1)}"
+
+
+def _fmt_time(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "–"
+
+
+def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date) -> list[list[str]]:
+    """The Anteckningar sheet (also used by the report): caveats, then the vintage of every table."""
+    origin = ("Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
+              "inte regionernas verkliga uppgifter." if synthetic else
+              "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
+              "python -m etl sample är det syntetiska exempeldata.")
+    rows = [
+        ["Uppföljning av statsbidraget: regioner och riket per år", ""],
+        ["Skapad", today.isoformat()],
+        ["", ""],
+        ["Att tänka på", ""],
+        ["Ursprung", origin],
+        ["Tom cell", "Tom cell betyder okänt: regionen har inte rapporterat, lämnat fältet tomt eller värdet är "
+                     "skyddat. Det betyder inte 'Nej' eller 0."],
+        ["Skyddade värden", "Månader där avsändaren skyddat värdet ('..') ingår inte i månadsmedel; kolumnerna "
+                            "'månader med värde' visar hur många månader medlet bygger på."],
+        ["Per 1 000 invånare", "Folkmängd 31 december samma år; finns den inte ännu används senaste tidigare år "
+                               "(kolumnen 'Folkmängd från år')."],
+        ["Andelar", "Andel av erhållna medel; upp till 101 % godtas (1 % tolerans i rapporteringen)."],
+        ["Riket", "Antal regioner räknar bara regioner som svarat; 'Regioner som svarat' visar hur många. "
+                  "Rikets nyttjande per 1 000 invånare bygger på avsändarens rikstotal (Riket)."],
+        ["", ""],
+        ["Datakällornas aktualitet (från laddningsloggen)", ""],
+        ["Tabell", "Senast ändrad | senast kontrollerad | version"],
+    ]
+    for entry in vintage:
+        if "checked_at" not in entry:
+            rows.append([entry["table"], "inte laddad"])
+            continue
+        rows.append([entry["table"], f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
+                                     f"{entry.get('version') or '–'}"])
+    return rows
+
+
+def build_workbook(region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+
+    book = Workbook()
+    book.remove(book.active)
+    frames = {"followup_region_year": region_year.sort_values(["year", "region_code"]),
+              "followup_national_year": national_year.sort_values("year")}
+    for table, frame in frames.items():
+        title, headers = SHEETS[table]
+        _write_table(book.create_sheet(title), frame, headers)
+
+    columns = book.create_sheet("Kolumner")
+    for j, text in enumerate(["Blad", "Kolumn", "Namn i databasen (followup.duckdb)", "Beskrivning (engelska)"], 1):
+        set_text(columns.cell(row=1, column=j), text)
+        columns.cell(row=1, column=j).font = Font(bold=True)
+    row = 2
+    for table, (title, headers) in SHEETS.items():
+        described = {c.name: c.description for c in schemas.get(table).columns}
+        for column, header in headers.items():
+            for j, text in enumerate([title, header, f"{table}.{column}", described.get(column, "")], 1):
+                set_text(columns.cell(row=row, column=j), text)
+            row += 1
+    for letter, width in zip("ABCD", (18, 48, 52, 100)):
+        columns.column_dimensions[letter].width = width
+
+    notes = book.create_sheet("Anteckningar", 0)
+    for i, (key, text) in enumerate(notes_rows(vintage, synthetic, today), start=1):
+        set_text(notes.cell(row=i, column=1), key)
+        set_text(notes.cell(row=i, column=2), text)
+        notes.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
+        if key and not text or i == 1:
+            notes.cell(row=i, column=1).font = Font(bold=True)
+    notes.column_dimensions["A"].width = 34
+    notes.column_dimensions["B"].width = 110
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write a file so a reader sees the old or the new one, never half (rename locally; one PUT on object stores)."""
+    import os
+    import uuid
+
+    fs, path = storage.filesystem(uri)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if storage.is_local(fs):
+        tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def write_workbooks(warehouse_uri: str, region_year, national_year, vintage: list[dict], synthetic: bool,
+                    today: dt.date) -> dict[str, str]:
+    data = build_workbook(region_year, national_year, vintage, synthetic, today)
+    dated = storage.join(warehouse_uri, EXPORTS, f"followup_{today:%Y%m%d}.xlsx")
+    latest = storage.join(warehouse_uri, EXPORTS, "followup_latest.xlsx")
+    write_bytes_atomic(dated, data)
+    write_bytes_atomic(latest, data)
+    return {"workbook": dated, "workbook_latest": latest}

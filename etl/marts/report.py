@@ -1,0 +1,339 @@
+"""The HTML follow-up report: one self-contained file that can be mailed.
+
+``<warehouse>/exports/followup_report.html`` holds every chart as an inline
+base64 PNG (matplotlib, Agg backend — no display, no browser needed) and
+the national figures as a table; it references no other file. Texts are in
+Swedish like the workbook; charts name regions, never codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+
+from etl import storage
+from etl.marts.exports import AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
+from etl.schemas.followup import AREAS, FLAGS
+
+REPORT_FILE = "followup_report.html"
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+AREA_COLOURS = {"it_support": "#0072B2", "competence_use": "#E69F00", "competence_supply": "#009E73"}
+YES, NO, UNKNOWN = "#0072B2", "#E69F00", "#D9D9D9"
+# Column heads of the offers grid, hyphenated by hand: the long compounds would run into each other.
+GRID_LABELS = {"offers_clinical_intro_year": "Kliniskt\nintroduktions-\når",
+               "offers_specialist_nurse_study_salary": "Studielön\nspecialist-\nsjuksköterska",
+               "has_care_near_service": "Vårdnära\nservice", "has_task_shifting": "Uppgifts-\nväxling"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on workers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
+                         "axes.spines.right": False, "figure.dpi": 100})
+    return plt
+
+
+def _png(fig) -> str:
+    plt = _plt()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _placeholder(title: str, text: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 2))
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def fmt_number(value, decimals: int = 0, percent: bool = False) -> str:
+    """Swedish number format: thin space between thousands, decimal comma; '–' for unknown."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return "–"
+    if percent:
+        value = float(value) * 100
+    text = f"{float(value):,.{decimals}f}".replace(",", "\u202f").replace(".", ",")
+    return text + (" %" if percent else "")
+
+
+def _values(series) -> list:
+    """A nullable column as Python values with None for unknown (pd.NA and NaN alike)."""
+    return [None if v is None or v != v else v for v in series.astype(object).where(series.notna(), None)]
+
+
+def _latest_report_year(national_year) -> int | None:
+    reported = national_year[national_year["regions_reported"] > 0]
+    return int(reported["year"].max()) if len(reported) else None
+
+
+def _monthly_gaps(series, months):
+    """One row per month of the whole span, NaN where a month is missing or suppressed: the line breaks there."""
+    return series.set_index("month")[["per_1000"]].reindex(months).rename_axis("month").reset_index()
+
+
+def chart_adoption(monthly, names: dict[str, str]) -> str:
+    """Small multiples: journal unique users per 1 000 inhabitants per month, each region against the country."""
+    import pandas as pd
+
+    title = "Journalen via nätet: unika användare per 1 000 invånare, per månad"
+    series = monthly[(monthly["series"] == "journal_unique_users")].dropna(subset=["per_1000"])
+    series = series.assign(month=pd.to_datetime(series["month"]), per_1000=series["per_1000"].astype(float))
+    if not len(series):
+        return _placeholder(title, "Inga uppgifter om Journalen ännu")
+    plt = _plt()
+    codes = sorted(names)
+    cols = 3
+    rows = -(-len(codes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.0 * rows + 1), sharex=True, sharey=True, squeeze=False)
+    months = pd.date_range(series["month"].min(), series["month"].max(), freq="MS")
+    national = _monthly_gaps(series[series["region_code"] == "00"], months)
+    top = float(series["per_1000"].max()) * 1.08
+    for ax, code in zip(axes.flat, codes):
+        mine = _monthly_gaps(series[series["region_code"] == code], months)
+        if national["per_1000"].notna().any():
+            ax.plot(national["month"], national["per_1000"], color="#999999", linestyle="--", linewidth=1,
+                    label="Riket")
+        if mine["per_1000"].notna().any():
+            # Markers when points are few: a single month would otherwise be an invisible line.
+            few = mine["per_1000"].notna().sum() < 24
+            ax.plot(mine["month"], mine["per_1000"], color="#0072B2", linewidth=1.6, label="Regionen",
+                    marker="o" if few else None, markersize=3)
+        else:
+            ax.text(0.5, 0.5, "inga uppgifter", transform=ax.transAxes, ha="center", va="center", color="#666666")
+        ax.set_title(names[code], fontsize=10)
+        ax.set_ylim(0, top)
+        ax.grid(axis="y", color="#eeeeee")
+    for ax in axes.flat[len(codes):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("per 1 000 inv.")
+    import matplotlib.dates as mdates
+
+    span = series["month"].max().year - series["month"].min().year
+    for ax in axes[-1, :]:
+        # Eleven year labels do not fit under a third of the page: every second or third year.
+        ax.xaxis.set_major_locator(mdates.YearLocator(base=max(1, -(-span // 4))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+        ax.set_xlabel("Månad")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if not handles:
+        handles = [plt.Line2D([], [], color="#0072B2", linewidth=1.6),
+                   plt.Line2D([], [], color="#999999", linestyle="--")]
+        labels = ["Regionen", "Riket"]
+    fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=13, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _png(fig)
+
+
+def chart_spend(region_year, year: int | None) -> str:
+    """Stacked bars: each region's spend per priority area as a share of its grant, latest report year."""
+    title = "Medlens fördelning på de tre prioriterade områdena"
+    if year is None:
+        return _placeholder(title, "Inga regionrapporter ännu")
+    plt = _plt()
+    frame = region_year[region_year["year"] == year].sort_values("region_code", ascending=False)
+    fig, ax = plt.subplots(figsize=(10, 0.38 * len(frame) + 1.8))
+    names = list(frame["region_name"])
+    left = [0.0] * len(frame)
+    for area in AREAS:
+        shares = [0.0 if v is None else float(v) * 100 for v in _values(frame[f"share_{area}"])]
+        ax.barh(names, shares, left=left, color=AREA_COLOURS[area], label=AREA_SV[area], height=0.7)
+        left = [a + b for a, b in zip(left, shares)]
+    unknown = [any(v is None for v in values) for values in zip(*(_values(frame[f"share_{a}"]) for a in AREAS))]
+    for i, (reported, incomplete) in enumerate(zip(frame["reported"], unknown)):
+        if not reported:
+            ax.text(1, i, "ej rapporterat", va="center", fontsize=9, color="#666666")
+        elif incomplete:
+            ax.text(left[i] + 1, i, "ofullständigt", va="center", fontsize=9, color="#666666")
+    ax.axvline(100, color="#333333", linewidth=0.8, linestyle=":")
+    ax.set_xlim(0, max(110, max(left) + 15))
+    ax.set_xlabel("Andel av erhållna medel (%)")
+    ax.set_title(f"{title}, {year}", loc="left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.38 * len(frame) + 1.8)), ncol=3, frameon=False)
+    ax.grid(axis="x", color="#eeeeee")
+    ax.set_axisbelow(True)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def chart_offers(region_year, year: int | None) -> str:
+    """A grid of regions × the four programmes for the latest report year: yes / no / not reported."""
+    title = "Regionernas satsningar"
+    if year is None:
+        return _placeholder(title, "Inga regionrapporter ännu")
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    frame = region_year[region_year["year"] == year].sort_values("region_code")
+    codes = {True: 2, False: 1}
+    columns = [_values(frame[flag]) for flag in FLAGS]
+    grid = [[codes.get(None if v is None else bool(v), 0) for v in row] for row in zip(*columns)]
+    fig, ax = plt.subplots(figsize=(9.5, 0.36 * len(frame) + 2.2))
+    ax.imshow(grid, cmap=ListedColormap([UNKNOWN, NO, YES]), vmin=0, vmax=2, aspect="auto")
+    text = {2: ("Ja", "white"), 1: ("Nej", "black"), 0: ("–", "#555555")}
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            label, colour = text[value]
+            ax.text(j, i, label, ha="center", va="center", fontsize=9, color=colour)
+    ax.set_xticks(range(len(FLAGS)), [GRID_LABELS[f] for f in FLAGS])
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(frame)), list(frame["region_name"]))
+    ax.set_xticks([x - 0.5 for x in range(1, len(FLAGS))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(frame))], minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="both", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"{title} {year}: erbjuder regionen …?", loc="left", pad=40)
+    ax.legend(handles=[Patch(color=YES, label="Ja"), Patch(color=NO, label="Nej"),
+                       Patch(color=UNKNOWN, label="Ej rapporterat / ej besvarat")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def chart_offers_trend(national_year) -> str:
+    """How many regions offer each programme, per year, out of those that answered."""
+    title = "Antal regioner som erbjuder respektive satsning, per år"
+    frame = national_year.sort_values("year")
+    reported = frame.loc[frame["regions_reported"] > 0, "year"]
+    if not len(reported):
+        return _placeholder(title, "Inga regionrapporter ännu")
+    # Years after the last report year (population or e-health data only) would read as "0 regions".
+    frame = frame[(frame["year"] >= reported.min()) & (frame["year"] <= reported.max())]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    colours = ["#0072B2", "#E69F00", "#009E73", "#CC79A7"]
+    years = [int(y) for y in frame["year"]]
+    for flag, colour in zip(FLAGS, colours):
+        values = [float("nan") if v is None else int(v) for v in _values(frame[f"regions_{flag}"])]
+        ax.plot(years, values, marker="o", color=colour,
+                label=FLAG_SV[flag])
+    ax.plot(years, [int(v) for v in frame["regions_reported"]], color="#666666", linestyle=":", marker=".",
+            label="Regioner som rapporterat")
+    total = int(frame["regions_total"].max())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylim(0, total + 1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xticks(years)
+    ax.set_xlabel("År")
+    ax.set_ylabel(f"Antal regioner (av {total})")
+    ax.set_title(title, loc="left")
+    ax.grid(axis="y", color="#eeeeee")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+NATIONAL_TABLE = (
+    ("year", "År", 0, False),
+    ("regions_reported", "Regioner som rapporterat", 0, False),
+    ("population", "Folkmängd", 0, False),
+    ("grant_sek", "Erhållna medel (kr)", 0, False),
+    ("grant_per_inhabitant", "Medel per invånare (kr)", 1, False),
+    ("share_spent", "Använt av medlen", 1, True),
+    # Soft hyphens (\u00ad) let the long compounds break, so the table fits a mail window.
+    ("regions_offers_clinical_intro_year", "Erbjuder kliniskt introduktions\u00adår", 0, False),
+    ("regions_offers_specialist_nurse_study_salary", "Erbjuder studielön specialist\u00adsjuksköterska", 0, False),
+    ("regions_earmarked", "Öronmärkt", 0, False),
+    ("journal_unique_users_per_1000_mean", "Journalen: unika anv. per 1 000 inv. (månadsmedel)", 1, False),
+    ("web_booking_bookings_per_1000_mean", "Webbtidbok: bokningar per 1 000 inv. (månadsmedel)", 1, False),
+    ("initiatives_new_due_to_grant", "Insatser nya tack vare medlen", 0, False),
+)
+
+
+def _national_table(national_year) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _, _ in NATIONAL_TABLE)
+    body = []
+    for _, row in national_year.sort_values("year").iterrows():
+        cells = []
+        for column, _, decimals, percent in NATIONAL_TABLE:
+            value = row[column]
+            if column == "year":
+                text = str(int(value))
+            elif column.startswith("regions_") and column != "regions_reported":
+                answered = row.get(column.replace("regions_", "regions_answered_", 1))
+                text = f"{fmt_number(value)} av {fmt_number(answered)}"
+            else:
+                text = fmt_number(value, decimals, percent)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _figure(png: str, alt: str, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .5em;
+text-align:right;vertical-align:top}th{background:#f3f3f3}td:first-child{text-align:left}
+.scroll{overflow-x:auto}th{font-weight:600;hyphens:manual}
+.caveat{background:#fff7e0;border-left:4px solid #E69F00;padding:.6em 1em}.notes td{text-align:left}
+"""
+
+
+def render(region_year, national_year, monthly, vintage: list[dict], synthetic: bool, today: dt.date) -> str:
+    names = dict(zip(region_year["region_code"], region_year["region_name"]))
+    year = _latest_report_year(national_year)
+    notes = notes_rows(vintage, synthetic, today)
+    caveats = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in notes[4:10])
+    vintage_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in notes[12:])
+    latest = f"{year}" if year is not None else "–"
+    parts = [
+        "<!doctype html><html lang='sv'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>Uppföljning av statsbidraget – {today.isoformat()}</title><style>{STYLE}</style></head><body>",
+        "<h1>Uppföljning av statsbidraget till regionerna</h1>",
+        f"<p>Skapad {today.isoformat()}. Senaste rapportår med regionrapporter: <b>{latest}</b>. "
+        "Underlag: tabellerna <code>followup_region_year</code> och <code>followup_national_year</code> "
+        "(öppna <code>followup.duckdb</code> eller Excel-filen i samma mapp för alla siffror).</p>",
+        f"<div class='caveat'><table class='notes'>{caveats}</table></div>",
+        "<h2>Riket per år</h2>",
+        "<p>Antal regioner anges som <i>ja av antal som svarat</i>; en region som inte rapporterat räknas inte "
+        "som nej.</p>",
+        _national_table(national_year),
+        "<h2>Satsningar per region</h2>",
+        _figure(chart_offers(region_year, year), "Rutnät: regioner och de fyra satsningarna",
+                "Blått = ja, orange = nej, grått = ej rapporterat eller ej besvarat."),
+        _figure(chart_offers_trend(national_year), "Linjediagram: antal regioner per satsning och år",
+                "Antal regioner som svarat ja, per år; den prickade linjen visar hur många som rapporterat alls."),
+        "<h2>Medlens fördelning</h2>",
+        _figure(chart_spend(region_year, year), "Staplar: andel av medlen per område och region",
+                "Använda medel per prioriterat område som andel av regionens erhållna medel. Upp till 101 % "
+                "godtas; 'ofullständigt' = något område saknar uppgift."),
+        "<h2>Nyttjande av e-tjänsterna</h2>",
+        _figure(chart_adoption(monthly, names), "Små diagram: Journalens unika användare per region och månad",
+                "Unika användare av Journalen per månad per 1 000 invånare; streckad linje = riket. "
+                "Skyddade månader saknas i kurvan."),
+        "<h2>Datakällornas aktualitet</h2>",
+        f"<table class='notes'>{vintage_rows}</table>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(warehouse_uri: str, region_year, national_year, monthly, vintage: list[dict], synthetic: bool,
+                 today: dt.date) -> str:
+    uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
+    write_bytes_atomic(uri, render(region_year, national_year, monthly, vintage, synthetic, today).encode("utf-8"))
+    return uri

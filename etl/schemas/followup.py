@@ -1,0 +1,190 @@
+"""Follow-up marts: what analysts query, one row per region and year and one per year for the country.
+
+Built by ``etl.pipelines.followup`` from the published source tables only
+(dim_region, population, county_*, ehealth_adoption*), never from raw input.
+Null means *not known* throughout: a region that did not report has null
+flags and counts, not ``false``/0; suppressed months are left out of means
+and counted in ``*_months``.
+"""
+
+import pyarrow as pa
+
+from etl.schemas import Column, TableSchema, table
+from etl.schemas.reference import REGION_CODE
+
+YEAR = Column("year", pa.int16(), "Calendar / report year (every year present in any source, 2016 on).", False)
+
+AREAS = ("it_support", "competence_use", "competence_supply")
+AREA_TEXT = {
+    "it_support": "priority area 1, IT support and e-health processes",
+    "competence_use": "priority area 2, smarter use of staff competence",
+    "competence_supply": "priority area 3, long-term competence supply",
+}
+FLAGS = ("offers_clinical_intro_year", "offers_specialist_nurse_study_salary", "has_care_near_service",
+         "has_task_shifting")
+FLAG_TEXT = {
+    "earmarked": "earmarked the funds for specific initiatives",
+    "offers_clinical_intro_year": "offer a clinical introduction year for newly graduated nurses",
+    "offers_specialist_nurse_study_salary": "offer paid study salary for specialist-nurse training",
+    "has_care_near_service": "have care-near service staff",
+    "has_task_shifting": "run task shifting between staff groups",
+}
+SERVICES = ("web_booking", "patient_journal_online", "remote_care", "self_check_in")
+SERVICE_TEXT = {
+    "web_booking": "web booking",
+    "patient_journal_online": "the patient journal online",
+    "remote_care": "remote care",
+    "self_check_in": "self check-in",
+}
+
+
+def _population_columns(level: str) -> tuple[Column, ...]:
+    return (
+        Column("population", pa.int64(), f"Population on 31 December of the year ({level}); null when SCB has not "
+               "published it" + (" for every region." if level == "sum of the 21 regions" else "."), True),
+        Column("population_change", pa.int64(), "Population minus the previous year's; null when either is null.",
+               True),
+        Column("population_year_used", pa.int16(),
+               "Year of the population count used as denominator for per-inhabitant figures: the year itself, or "
+               "the latest earlier year when that year's count is not published yet; null when none is.", True),
+    )
+
+
+def _spend_columns(how: str, share_how: str = "") -> tuple[Column, ...]:
+    cols = []
+    for area in AREAS:
+        cols.append(Column(f"spend_{area}_sek", pa.int64(), f"Spent on {AREA_TEXT[area]}, kronor{how}.", True))
+    cols.append(Column("spend_total_sek", pa.int64(),
+                       f"Spent on the three areas together, kronor{how}; null when any area is null.", True))
+    for area in AREAS:
+        cols.append(Column(f"share_{area}", pa.float64(),
+                           f"Spend on {AREA_TEXT[area]} as a share of the grant (0–1.01){share_how}.", True))
+    cols.append(Column("share_spent", pa.float64(), f"Total spend as a share of the grant (0–1.01){share_how}.", True))
+    return tuple(cols)
+
+
+def _adoption_columns() -> tuple[Column, ...]:
+    mean = "monthly mean over the months with a value (suppressed months left out)"
+    dec = "December value; null when December is missing or suppressed"
+    return (
+        Column("journal_unique_users_per_1000_mean", pa.float64(),
+               f"Patient journal online: unique users per 1 000 inhabitants, {mean}.", True),
+        Column("journal_unique_users_per_1000_dec", pa.float64(),
+               f"Patient journal online: unique users per 1 000 inhabitants, {dec}.", True),
+        Column("journal_unique_users_months", pa.int16(),
+               "Months with a (non-suppressed) unique-users value that year: what the mean is over.", True),
+        Column("journal_unique_users_per_1000_change", pa.float64(),
+               "Change of the unique-users monthly mean per 1 000 from the previous year; null when either is null.",
+               True),
+        Column("journal_logins_per_1000_mean", pa.float64(),
+               f"Patient journal online: logins per 1 000 inhabitants, {mean}.", True),
+        Column("journal_logins_per_1000_dec", pa.float64(),
+               f"Patient journal online: logins per 1 000 inhabitants, {dec}.", True),
+        Column("journal_logins_months", pa.int16(), "Months with a (non-suppressed) logins value that year.", True),
+        Column("web_booking_bookings_per_1000_mean", pa.float64(),
+               f"Web booking: bookings per 1 000 inhabitants, {mean}.", True),
+        Column("web_booking_bookings_per_1000_dec", pa.float64(),
+               f"Web booking: bookings per 1 000 inhabitants, {dec}.", True),
+        Column("web_booking_bookings_months", pa.int16(), "Months with a (non-suppressed) bookings value that year.",
+               True),
+        Column("web_booking_bookings_per_1000_change", pa.float64(),
+               "Change of the bookings monthly mean per 1 000 from the previous year; null when either is null.", True),
+        Column("web_booking_units_connected_share_dec", pa.float64(),
+               "Share of care units offering web booking in December (units connected / units in total); null when "
+               "either is missing, suppressed or the total is 0.", True),
+    )
+
+
+def _initiative_columns(how: str) -> tuple[Column, ...]:
+    cols = [Column(f"initiatives_{area}", pa.int32(), f"Initiatives in {AREA_TEXT[area]}{how}.", True)
+            for area in AREAS]
+    cols.append(Column("initiatives_total", pa.int32(), f"Initiatives in all areas{how}.", True))
+    cols += [Column(f"initiatives_new_{area}", pa.int32(),
+                    f"Initiatives in {AREA_TEXT[area]} that were new thanks to the grant{how}.", True)
+             for area in AREAS]
+    cols.append(Column("initiatives_new_due_to_grant", pa.int32(),
+                       f"Initiatives (all areas) that would not have happened without the grant{how}.", True))
+    cols.append(Column("initiatives_new_unknown", pa.int32(),
+                       f"Initiatives whose 'new thanks to the grant' answer was left empty{how}.", True))
+    return tuple(cols)
+
+
+_NOT_REPORTED = "; null when the region did not report that year"
+
+FOLLOWUP_REGION_YEAR = table(
+    TableSchema(
+        name="followup_region_year",
+        domain="followup",
+        description=(
+            "The follow-up mart: one row per region and year with population, the grant and its use per priority "
+            "area, the four programme offers, e-health service status, adoption per 1 000 inhabitants, "
+            "year-on-year changes and the initiatives. Every one of the 21 regions has a row every year; "
+            "columns are null where the region did not report."
+        ),
+        columns=(
+            REGION_CODE,
+            YEAR,
+            Column("region_name", pa.string(), "The region's name (from dim_region).", False),
+            Column("reported", pa.bool_(), "The region sent a county report for the year.", False),
+            *_population_columns("the region"),
+            Column("grant_sek", pa.int64(), "Grant received that year, kronor" + _NOT_REPORTED + ".", True),
+            Column("grant_per_inhabitant", pa.float64(),
+                   "Grant per inhabitant, kronor (population of population_year_used).", True),
+            Column("earmarked", pa.bool_(),
+                   "Funds earmarked for specific initiatives; null = not stated / not reported.", True),
+            *_spend_columns(""),
+            *(Column(flag, pa.bool_(), f"Does the region {FLAG_TEXT[flag]}; null = not stated / not reported.", True)
+              for flag in FLAGS),
+            *(col for service in SERVICES for col in (
+                Column(f"{service}_status", pa.string(),
+                       f"Status of {SERVICE_TEXT[service]}: implemented | partly_implemented | planned | not_started"
+                       + _NOT_REPORTED + " or did not list the service.", True),
+                Column(f"{service}_implemented_on", pa.date32(),
+                       f"Date {SERVICE_TEXT[service]} was introduced, as reported that year.", True),
+            )),
+            *_adoption_columns(),
+            *_initiative_columns(" (0 when the region reported none; null when it did not report)"),
+        ),
+        key=("region_code", "year"),
+    )
+)
+
+FOLLOWUP_NATIONAL_YEAR = table(
+    TableSchema(
+        name="followup_national_year",
+        domain="followup",
+        description=(
+            "The follow-up mart for the whole country: one row per year. Counts of regions that offer each "
+            "programme (and that answered at all), sums of grants and spend over the reporting regions, and "
+            "national adoption per 1 000 inhabitants from the national totals (Riket) of the e-health exports."
+        ),
+        columns=(
+            YEAR,
+            Column("regions_total", pa.int16(), "Regions in dim_region (21).", False),
+            Column("regions_reported", pa.int16(), "Regions that sent a county report for the year.", False),
+            *_population_columns("sum of the 21 regions"),
+            Column("grant_sek", pa.int64(),
+                   "Sum of the grants of the reporting regions, kronor; null when none reported.", True),
+            Column("grant_per_inhabitant", pa.float64(),
+                   "Grant per inhabitant over the regions that reported a grant and have a population, kronor.", True),
+            *_spend_columns(" (sum over the reporting regions)",
+                            ", over the regions that reported both that spend and the grant"),
+            *(col for flag in ("earmarked", *FLAGS) for col in (
+                Column(f"regions_{flag}", pa.int16(),
+                       f"Regions that {FLAG_TEXT[flag]}; null when no region answered.", True),
+                Column(f"regions_answered_{flag}", pa.int16(),
+                       f"Regions that answered whether they {FLAG_TEXT[flag]} (yes or no).", False),
+            )),
+            *(col for service in SERVICES for col in (
+                Column(f"regions_{service}_implemented", pa.int16(),
+                       f"Regions reporting {SERVICE_TEXT[service]} as implemented (fully); null when none reported it.",
+                       True),
+                Column(f"regions_{service}_reported", pa.int16(),
+                       f"Regions that reported a status for {SERVICE_TEXT[service]}.", False),
+            )),
+            *_adoption_columns(),
+            *_initiative_columns(" (sum over the reporting regions; null when none reported)"),
+        ),
+        key=("year",),
+    )
+)

@@ -1,0 +1,333 @@
+"""Analyst access: followup.duckdb, the sql/ questions, the Excel workbook and the HTML report.
+
+Built once from the hand-made warehouse of test_followup_mart (same inputs,
+same hand-worked numbers) and checked by opening the outputs the way an
+analyst would: DuckDB on the file, openpyxl and the raw XML on the
+workbook, an HTML parser on the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+import struct
+import subprocess
+import sys
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_followup_mart import INJECTED_NAME, build_sources, settings_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL = ROOT / "sql"
+TODAY = dt.date(2024, 5, 17)
+D = dt.date
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from etl.pipelines import followup
+
+    tmp = tmp_path_factory.mktemp("followup_access")
+    settings = settings_for(tmp)
+    (tmp / "landing" / ".sample-args").write_text("--years 2019-2021")  # what scripts/demo.py leaves
+    build_sources(settings.warehouse_uri)
+    followup.build_marts(settings)
+    paths = followup.build_access(settings, today=TODAY)
+    return {"settings": settings, "warehouse": Path(settings.warehouse_uri), "paths": paths}
+
+
+def _query(built, sql: str) -> list[tuple]:
+    with duckdb.connect(str(built["warehouse"] / "followup.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# --------------------------------------------------------------------------- followup.duckdb
+
+
+def test_duckdb_file_opens_and_has_a_view_per_published_table(built):
+    assert built["paths"]["duckdb"] == str(built["warehouse"] / "followup.duckdb")
+    assert _query(built, "select count(*) from followup_region_year") == [(63,)]
+    assert _query(built, "select count(*) from followup_national_year") == [(3,)]
+    views = {name for (name,) in _query(built, "select view_name from duckdb_views() where not internal")}
+    published = {"dim_region", "population", "county_report", "county_initiative", "county_ehealth_service",
+                 "ehealth_adoption", "ehealth_adoption_national", "followup_region_year", "followup_national_year"}
+    assert published | {"load_log", "quarantine"} | {f"quarantine_{t}" for t in published} == views
+    # Never published: no view, rather than one that fails at query time.
+    assert "kolada_kpi" not in views and "ehealth_unit_daily" not in views
+
+
+def test_views_read_partitions_with_the_declared_types_and_absolute_paths(built):
+    rows = _query(built, "select report_year, count(*) from county_report group by 1 order by 1")
+    assert rows == [(2019, 3), (2020, 2)]
+    types = dict(_query(built, "select column_name, data_type from duckdb_columns() where table_name = 'county_report'"))
+    assert types["report_year"] == "SMALLINT" and types["submitted_at"] == "TIMESTAMP WITH TIME ZONE"
+    (sql,) = _query(built, "select sql from duckdb_views() where view_name = 'followup_region_year'")[0]
+    assert f"'{built['warehouse']}/followup_region_year/**/*.parquet'" in sql
+    # An empty quarantine is a typed empty view, so queries on it work.
+    assert _query(built, "select count(*), count(reason) from quarantine_county_report") == [(0, 0)]
+    assert _query(built, "select count(*) from load_log where pipeline = 'followup' and outcome = 'published'") == [(2,)]
+    # Works from any working directory: the file names absolute paths.
+    out = subprocess.run(
+        [sys.executable, "-c", "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True);"
+         "print(c.execute('select sum(grant_sek) from followup_region_year').fetchall()[0][0])",
+         str(built["warehouse"] / "followup.duckdb")], cwd="/", capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(10_000_000 + 12_000_000 + 2_000_000 + 1_900_000 + 300_000)
+
+
+def test_duckdb_file_is_replaced_atomically_and_open_readers_keep_working(built):
+    from etl.marts import access
+
+    path = built["warehouse"] / "followup.duckdb"
+    before = path.stat().st_ino
+    with duckdb.connect(str(path), read_only=True) as reader:
+        access.build_duckdb(str(built["warehouse"]))
+        assert reader.execute("select count(*) from dim_region").fetchall() == [(21,)]
+    assert path.stat().st_ino != before
+    assert not [p.name for p in built["warehouse"].iterdir() if p.name.endswith((".tmp", ".wal"))]
+    assert _query(built, "select count(*) from dim_region") == [(21,)]
+
+
+# --------------------------------------------------------------------------- sql/ questions, answered
+
+EXPECTED = {
+    "01_programme_offers_by_year.sql": [
+        # year, reported, clinical yes, answered, change, study salary yes, answered, change, either
+        (2019, 3, 1, 3, None, 0, 2, None, 1),
+        (2020, 2, 2, 2, 1, 2, 2, 2, 2),
+        (2021, 0, None, 0, None, None, 0, None, None),
+    ],
+    "02_earmarked_vs_region_size.sql": [
+        (2019, "yes", 2, "Region Stockholm, Region Gotland", 1_030_000, 1_030_000, 5.0),
+        (2019, "no", 1, "Region Uppsala", 400_000, 400_000, 5.0),
+        (2020, "yes", 1, "Region Stockholm", 2_100_000, 2_100_000, 5.71),
+        (2020, "not stated", 1, "Region Uppsala", 380_000, 380_000, 5.0),
+    ],
+    "03_spend_split_by_area.sql": [
+        ("Region Stockholm", 2019, 10_000_000, 2_000_000, 3_000_000, 4_000_000, 20.0, 30.0, 40.0, 90.0),
+        ("Region Uppsala", 2019, 2_000_000, 500_000, 500_000, None, 25.0, 25.0, None, None),
+        ("Region Gotland", 2019, 300_000, 100_000, 100_000, 100_000, 33.3, 33.3, 33.3, 100.0),
+        ("Region Stockholm", 2020, 12_000_000, 6_000_000, 3_000_000, 3_060_000, 50.0, 25.0, 25.5, 100.5),
+        ("Region Uppsala", 2020, 1_900_000, 950_000, 475_000, 475_000, 50.0, 25.0, 25.0, 100.0),
+    ],
+    "04_ehealth_implementation_and_adoption.sql": [
+        ("Region Stockholm", D(2017, 5, 1), D(2018, 3, 15), 2019, 105.0, 2, None, 25.0, 75.0),
+        ("Region Stockholm", D(2017, 5, 1), D(2018, 3, 15), 2020, 150.0, 1, 45.0, None, None),
+        ("Region Stockholm", D(2017, 5, 1), D(2018, 3, 15), 2021, 160.0, 1, 10.0, None, None),
+        ("Region Uppsala", D(2019, 2, 1), D(2019, 10, 1), 2019, None, 0, None, None, None),
+        ("Region Uppsala", D(2019, 2, 1), D(2019, 10, 1), 2020, 125.0, 2, None, None, None),
+        ("Region Uppsala", D(2019, 2, 1), D(2019, 10, 1), 2021, None, None, None, None, None),
+    ],
+    "05_initiatives_new_thanks_to_grant.sql": [
+        ("Region Stockholm", 2019, "IT-stöd och processer", "Digital triage i primärvården", "ongoing", None),
+        ("Region Gotland", 2019, "Kompetensanvändning", "Vårdnära service på avdelning 3", "ongoing", None),
+        ("Region Stockholm", 2020, "IT-stöd och processer", "Webbtidbok i alla vårdcentraler", "ongoing", None),
+        ("Region Stockholm", 2020, "IT-stöd och processer", "Journalen för vårdnadshavare", "ongoing", None),
+        ("Region Uppsala", 2020, "Kompetensförsörjning", "Kliniskt basår för nya sjuksköterskor", "ongoing", None),
+    ],
+}
+
+
+def test_every_sql_question_has_an_expected_answer():
+    assert sorted(p.name for p in SQL.glob("*.sql")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sql_question_returns_the_hand_worked_answer(built, name):
+    text = (SQL / name).read_text(encoding="utf-8")
+    assert text.startswith("-- Question"), "each query starts with the question it answers"
+    rows = _query(built, text)
+    assert [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in EXPECTED[name]] == rows
+
+
+def test_demo_answers_prints_the_paths_and_one_answer(built):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_answers.py"), str(built["warehouse"])],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    assert str(built["warehouse"] / "followup.duckdb") in out.stdout
+    assert "followup_report.html" in out.stdout and "followup_latest.xlsx" in out.stdout
+    lines = [line.split() for line in out.stdout.splitlines() if line.strip().startswith("20")]
+    assert lines == [["2019", "3", "1", "3", "0", "2", "1"], ["2020", "2", "2", "2", "2", "2", "2"],
+                     ["2021", "0", "–", "0", "–", "0", "–"]]
+
+
+# --------------------------------------------------------------------------- the Excel workbook
+
+
+def test_workbook_files_sheets_and_swedish_headers(built):
+    from openpyxl import load_workbook
+
+    exports = built["warehouse"] / "exports"
+    assert built["paths"]["workbook"] == str(exports / "followup_20240517.xlsx")
+    assert (exports / "followup_latest.xlsx").read_bytes() == (exports / "followup_20240517.xlsx").read_bytes()
+    book = load_workbook(exports / "followup_latest.xlsx")
+    assert book.sheetnames == ["Anteckningar", "Regioner per år", "Riket per år", "Kolumner"]
+    region = book["Regioner per år"]
+    headers = [c.value for c in region[1]]
+    assert headers[:6] == ["Region", "Regionkod", "År", "Folkmängd 31 dec",
+                           "Förändring folkmängd mot föregående år", "Folkmängd från år (för per invånare)"]
+    for expected in ("Erhållna medel (kr)", "Öronmärkta medel", "Kliniskt introduktionsår",
+                     "Studielön specialistsjuksköterska", "Webbtidbok: införd datum",
+                     "Journalen: unika användare per 1 000 inv. (månadsmedel)",
+                     "Insatser nya tack vare medlen totalt", "Andel av medlen: it-stöd och processer"):
+        assert expected in headers
+    national_headers = [c.value for c in book["Riket per år"][1]]
+    assert "Regioner som svarat: kliniskt introduktionsår" in national_headers
+    # No database column name leaks through as a header.
+    assert not [h for h in headers + national_headers if "_" in h]
+    assert len(headers) == 51 and len(national_headers) == 55
+
+
+def test_workbook_values_region_names_and_nulls(built):
+    from openpyxl import load_workbook
+
+    book = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")
+    sheet = book["Regioner per år"]
+    headers = [c.value for c in sheet[1]]
+    rows = {(r[1], r[2]): dict(zip(headers, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert len(rows) == 63
+    s = rows["01", 2019]
+    assert (s["Region"], s["Erhållna medel (kr)"], s["Öronmärkta medel"]) == ("Region Stockholm", 10_000_000, "Ja")
+    assert s["Andel av medlen: it-stöd och processer"] == pytest.approx(0.2)
+    assert (s["Webbtidbok: status"], s["Webbtidbok: införd datum"].date()) == ("Införd", D(2017, 5, 1))
+    assert s["Studielön specialistsjuksköterska"] == "Nej"
+    assert s["Vårdnära service"] is None  # not stated: empty, not "Nej"
+    g = rows["09", 2020]
+    assert (g["Region"], g["Har rapporterat"], g["Erhållna medel (kr)"], g["Kliniskt introduktionsår"]) == (
+        "Region Gotland", "Nej", None, None)
+    national = book["Riket per år"]
+    nh = [c.value for c in national[1]]
+    n2019 = dict(zip(nh, next(national.iter_rows(min_row=2, max_row=2, values_only=True))))
+    assert (n2019["År"], n2019["Regioner med ja: kliniskt introduktionsår"],
+            n2019["Regioner som svarat: kliniskt introduktionsår"]) == (2019, 1, 3)
+
+
+def test_workbook_formula_injection_is_stored_as_text(built):
+    from openpyxl import load_workbook
+
+    path = built["warehouse"] / "exports" / "followup_latest.xlsx"
+    sheet = load_workbook(path)["Regioner per år"]
+    cells = [row[0] for row in sheet.iter_rows(min_row=2) if row[1].value == "25"]
+    assert cells and all(c.value == INJECTED_NAME and c.data_type == "s" and c.quotePrefix for c in cells)
+    # In the file itself: an inline string, and no formula anywhere in any sheet.
+    with zipfile.ZipFile(path) as archive:
+        sheets = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
+    assert sheets and not any("<f>" in xml or "<f " in xml for xml in sheets)
+    assert any('t="inlineStr"' in xml and "HYPERLINK" in xml for xml in sheets)
+
+
+def test_set_text_neutralises_every_formula_prefix(tmp_path):
+    from openpyxl import Workbook, load_workbook
+
+    from etl.marts.exports import set_text
+
+    book = Workbook()
+    sheet = book.active
+    texts = ["=1+1", "+SUM(A1:A2)", "-2+3", "@SUM(A1)", "\t=1", "Region Skåne", "12"]
+    for i, text in enumerate(texts, start=1):
+        set_text(sheet.cell(row=i, column=1), text)
+    book.save(tmp_path / "t.xlsx")
+    back = load_workbook(tmp_path / "t.xlsx").active
+    assert [back.cell(row=i, column=1).value for i in range(1, len(texts) + 1)] == texts
+    assert all(back.cell(row=i, column=1).data_type == "s" for i in range(1, len(texts) + 1))
+    assert [bool(back.cell(row=i, column=1).quotePrefix) for i in range(1, len(texts) + 1)] == [True] * 5 + [False] * 2
+    with zipfile.ZipFile(tmp_path / "t.xlsx") as archive:
+        assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
+
+
+def test_notes_sheet_has_vintage_and_caveats(built):
+    from openpyxl import load_workbook
+
+    notes = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")["Anteckningar"]
+    rows = {r[0]: r[1] for r in notes.iter_rows(values_only=True) if r[0]}
+    assert "SYNTETISKA EXEMPELDATA" in rows["Ursprung"]
+    assert "inte 'Nej' eller 0" in rows["Tom cell"]
+    assert "månadsmedel" in rows["Skyddade värden"]
+    assert rows["Skapad"] == "2024-05-17"
+    for table in ("dim_region", "population", "county_report", "ehealth_adoption", "followup_region_year"):
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{8}T", rows[table]), table
+    assert rows["kolada_kpi"] == "inte laddad"
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.external, self.tables = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "table":
+            self.tables += 1
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            if value and not value.startswith("data:"):
+                self.external.append(value)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_is_self_contained_with_readable_charts(built):
+    path = built["warehouse"] / "exports" / "followup_report.html"
+    assert built["paths"]["report"] == str(path)
+    html = path.read_text(encoding="utf-8")
+    parser = _Images()
+    parser.feed(html)
+    assert parser.external == []  # nothing to fetch: it can be mailed
+    assert len(parser.images) >= 4
+    for image in parser.images:
+        assert image["src"].startswith("data:image/png;base64,") and image.get("alt")
+        data = base64.b64decode(image["src"].split(",", 1)[1])
+        width, height = _png_size(data)
+        assert 600 <= width <= 2000 and 150 <= height <= 2500, (width, height)
+        assert 5_000 < len(data) < 1_500_000
+    assert os.path.getsize(path) < 3_000_000
+
+
+def test_report_national_table_and_caveats(built):
+    html = (built["warehouse"] / "exports" / "followup_report.html").read_text(encoding="utf-8")
+    assert "<td>4\u202f260\u202f000</td>" in html  # 2019 population, Swedish thousands separator
+    assert "<td>1 av 3</td>" in html  # 2019: one of three answering regions offers the clinical year
+    assert "<td>225,0</td>" in html  # national journal unique users per 1 000, monthly mean 2019
+    assert "SYNTETISKA EXEMPELDATA" in html
+    assert html.count("<h2>") >= 4
+    assert "Senaste rapportår med regionrapporter: <b>2020</b>" in html
+
+
+def test_report_renders_placeholders_when_nothing_is_reported(tmp_path):
+    from etl.marts import report
+
+    import pandas as pd
+
+    empty_region = pd.DataFrame({"region_code": ["01"], "region_name": ["Region Stockholm"], "year": [2024],
+                                 "reported": [False]})
+    empty_national = pd.DataFrame({"year": [2024], "regions_reported": [0], "regions_total": [21]})
+    monthly = pd.DataFrame(columns=["region_code", "month", "series", "per_1000"])
+    for png in (report.chart_adoption(monthly, {"01": "Region Stockholm"}), report.chart_spend(empty_region, None),
+                report.chart_offers(empty_region, None), report.chart_offers_trend(empty_national)):
+        width, height = _png_size(base64.b64decode(png))
+        assert width >= 300 and height >= 100
+
+
+# --------------------------------------------------------------------------- the CLI, on bad input
+
+
+def test_cli_without_reference_data_fails_with_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "etl", "run", "followup", "--warehouse", str(tmp_path / "w"),
+                          "--landing", str(tmp_path / "l")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: dim_region is not published: run the reference pipeline first (python -m etl run reference)")
+    assert "Traceback" not in out.stderr
