@@ -40,7 +40,10 @@ bench: setup
 docs: setup
 	$(BIN)/python -m etl docs
 
-lock: setup
+# Resolve requirements*.txt afresh (without the old lock), then freeze the result as the new lock.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Full lock of the working environment (pip freeze), used as pip constraints.\n# Regenerate with `make lock` after changing requirements*.txt.' > constraints.txt
 
 env:

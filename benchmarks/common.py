@@ -51,3 +51,24 @@ def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 36
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return out.stdout
+
+
+def sample_warehouse(units: int = 4000, unit_months: int = 12) -> tuple[Path, Path]:
+    """Landing + warehouse with the 2016–2025 sample loaded by the CLI (cached per size for the session)."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / f"etl-bench-sample-{units}-{unit_months}"
+    landing, warehouse = base / "landing", base / "warehouse"
+    done = base / ".done"
+    if not done.exists():
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        env = env_with_project()
+        subprocess.run([PYTHON, "-m", "etl", "sample", "--out", str(landing), "--units", str(units),
+                        "--unit-months", str(unit_months)], env=env, check=True, capture_output=True)
+        subprocess.run([PYTHON, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
+                        "--offline-snapshot"], env=env, check=True, capture_output=True)
+        done.write_text("ok")
+    return landing, warehouse

@@ -1,0 +1,113 @@
+"""One-off initialisation of an Airflow deployment: metadata schema, admin login, writer pool.
+
+Run by the compose service ``airflow-init`` before any other Airflow
+component starts, and by ``tests/test_integration_celery.py`` against a
+local PostgreSQL, so the step the containers take is the step the test
+proves. Idempotent: running it again migrates nothing new, rewrites the
+admin password from the environment (that is how it is rotated) and resets
+the pool to the configured size.
+
+Environment:
+  AIRFLOW_ADMIN_USERNAME  login name (default ``admin``); must be listed in
+                          AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS
+  AIRFLOW_ADMIN_PASSWORD  required; never has a default
+  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE  where the API server
+                          reads passwords (required here: the default lives
+                          in AIRFLOW_HOME, which is not shared between containers)
+  AIRFLOW_UID             owner given to the passwords file when run as root
+  ETL_WRITER_POOL_SLOTS   size of the writer pool (default 1: one writer per warehouse)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the container sets PYTHONPATH; a checkout may not
+    sys.path.insert(0, str(ROOT))
+
+from etl.orchestration import WRITER_POOL  # noqa: E402
+
+MIN_PASSWORD_LENGTH = 12
+
+
+class InitError(Exception):
+    pass
+
+
+def airflow(*args: str) -> None:
+    # `python -m airflow` rather than the `airflow` script: the same
+    # interpreter as this script, whether in the image or a virtualenv.
+    result = subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise InitError(f"`airflow {' '.join(args)}` failed: " + " | ".join(tail))
+
+
+def configured_users() -> set[str]:
+    raw = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    return {entry.split(":")[0].strip() for entry in raw.split(",") if entry.strip()}
+
+
+def write_passwords_file(path: Path, username: str, password: str) -> None:
+    """Merge ``username: password`` into the auth manager's JSON file, atomically, mode 0600."""
+    passwords: dict[str, str] = {}
+    if path.exists():
+        try:
+            passwords = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except json.JSONDecodeError as exc:
+            raise InitError(f"{path} is not valid JSON ({exc}); remove it and run the init again") from exc
+    passwords[username] = password
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".passwords-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(passwords, handle)
+            handle.write("\n")
+        os.chmod(tmp, 0o600)
+        uid = os.environ.get("AIRFLOW_UID")
+        if os.geteuid() == 0 and uid and uid.isdigit():
+            # The API server runs as AIRFLOW_UID and opens the file for writing.
+            os.chown(tmp, int(uid), 0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main() -> int:
+    try:
+        username = os.environ.get("AIRFLOW_ADMIN_USERNAME", "admin").strip() or "admin"
+        password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InitError(f"AIRFLOW_ADMIN_PASSWORD must be set to at least {MIN_PASSWORD_LENGTH} characters "
+                            "(run `make env` to generate one)")
+        if username not in configured_users():
+            raise InitError(f"admin user {username!r} is not in AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS; "
+                            "the API server would not let it log in")
+        passwords_file = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "")
+        if not passwords_file:
+            raise InitError("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE is not set")
+        slots = os.environ.get("ETL_WRITER_POOL_SLOTS", "1")
+        if not slots.isdigit() or int(slots) < 1:
+            raise InitError(f"ETL_WRITER_POOL_SLOTS must be a positive integer, got {slots!r}")
+
+        print("airflow-init: migrating the metadata database", flush=True)
+        airflow("db", "migrate")
+        write_passwords_file(Path(passwords_file), username, password)
+        print(f"airflow-init: password of {username!r} written to {passwords_file}", flush=True)
+        airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
+        print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
+    except InitError as exc:
+        print(f"airflow-init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

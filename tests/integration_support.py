@@ -1,0 +1,194 @@
+"""Reading docker-compose.yml the way Docker Compose does, for tests that have no Docker.
+
+Owns three things the compose tests and the Celery integration test share:
+
+* :func:`interpolate` — Compose's variable substitution (``${VAR}``,
+  ``${VAR:-default}``, ``${VAR:?error}``, ``${VAR:+alt}``, ``$$``), so a test
+  can prove that a missing secret stops ``docker compose`` before anything
+  starts;
+* :func:`load_compose` — the file parsed with YAML anchors and merge keys
+  applied, then interpolated from a given environment (never ``os.environ``
+  unless asked: a developer's shell must not make a test pass);
+* :func:`secret_variables` — the variables the file *requires* (``:?``), which
+  are exactly the secrets, since nothing else may be required.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class InterpolationError(ValueError):
+    """A required variable is missing (Compose refuses to start) or the syntax is broken."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"required variable {variable} is missing a value: {message}")
+        self.variable = variable
+
+
+def _braced_end(text: str, start: int) -> int:
+    """Index of the ``}`` closing the ``${`` whose ``{`` is at ``start``, allowing nesting."""
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ValueError(f"unclosed '${{' in {text!r}")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Substitute variables in one string with Compose's rules (empty counts as unset for ``:`` forms)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if nxt == "$":
+            out.append("$")
+            i += 2
+            continue
+        if nxt == "{":
+            end = _braced_end(text, i + 1)
+            out.append(_expand(text[i + 2:end], env))
+            i = end + 1
+            continue
+        match = _NAME.match(text, i + 1)
+        if match:
+            out.append(env.get(match.group(0), ""))
+            i = match.end()
+            continue
+        out.append("$")
+        i += 1
+    return "".join(out)
+
+
+def _expand(body: str, env: Mapping[str, str]) -> str:
+    match = _NAME.match(body)
+    if not match:
+        raise ValueError(f"invalid interpolation '${{{body}}}'")
+    name, rest = match.group(0), body[match.end():]
+    value = env.get(name)
+    if not rest:
+        return value or ""
+    for op in (":-", ":?", ":+", "-", "?", "+"):
+        if rest.startswith(op):
+            arg = rest[len(op):]
+            break
+    else:
+        raise ValueError(f"invalid interpolation '${{{body}}}'")
+    unset = value is None or (op.startswith(":") and value == "")
+    if op.endswith("-"):
+        return interpolate(arg, env) if unset else value
+    if op.endswith("?"):
+        if unset:
+            raise InterpolationError(name, interpolate(arg, env))
+        return value
+    return "" if unset else interpolate(arg, env)  # '+': the alternative when set
+
+
+def _walk(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, dict):
+        return {key: _walk(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_walk(value, env) for value in node]
+    return node
+
+
+def raw_compose(path: Path = COMPOSE_FILE) -> dict:
+    """The file as YAML (anchors and ``<<`` merge keys applied), not yet interpolated."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_compose(env: Mapping[str, str], path: Path = COMPOSE_FILE) -> dict:
+    """The file as Compose sees it after interpolation; raises InterpolationError like Compose would."""
+    return _walk(raw_compose(path), env)
+
+
+def strings(node: Any):
+    """Every string value in a parsed YAML tree (keys excluded: Compose interpolates values)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def secret_variables(path: Path = COMPOSE_FILE) -> set[str]:
+    """Variables written ``${VAR:?message}`` in the file's values (comments don't count)."""
+    found: set[str] = set()
+    for text in strings(raw_compose(path)):
+        found |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?", text.replace("$$", "")))
+    return found
+
+
+def referenced_variables(path: Path = COMPOSE_FILE) -> set[str]:
+    """Every variable the file interpolates (``$$`` escapes are for the container's shell, not Compose)."""
+    found: set[str] = set()
+    for text in strings(raw_compose(path)):
+        text = text.replace("$$", "")
+        found |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+        found |= set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", text))
+    return found
+
+
+def passthrough_variables(path: Path = COMPOSE_FILE) -> set[str]:
+    """Environment entries with no value: Compose passes them on from .env/the shell only when set."""
+    found: set[str] = set()
+    compose = raw_compose(path)
+    for service in compose.get("services", {}).values():
+        env = service.get("environment") or {}
+        if isinstance(env, dict):
+            found |= {key for key, value in env.items() if value is None}
+    return found
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (comments and blank lines skipped; no quoting used by our files)."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{path.name}: line without '=': {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
