@@ -103,6 +103,23 @@ def _batch_definition(table: str):
 
 
 @functools.lru_cache(maxsize=None)
+def suite_columns(table: str) -> tuple[str, ...]:
+    """The columns the table's suite looks at; only these are handed to GX.
+
+    GX fingerprints every column of the frame it gets (a full hash), so
+    lineage and raw-text columns would cost time without being checked.
+    """
+    columns: list[str] = []
+    for expectation in load_suite_json(table).get("expectations", []):
+        kwargs = expectation.get("kwargs", {})
+        for key in ("column", "column_A", "column_B"):
+            if key in kwargs:
+                columns.append(kwargs[key])
+        columns.extend(kwargs.get("column_list", []))
+    return tuple(dict.fromkeys(columns))
+
+
+@functools.lru_cache(maxsize=None)
 def _suite(table: str):
     from great_expectations.core.expectation_suite import ExpectationSuite
 
@@ -140,7 +157,8 @@ def validate(
     suite_json = load_suite_json(table)
     if len(frame) == 0 and not suite_json.get("validate_empty", False):
         return outcome
-    batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
+    wanted = [c for c in suite_columns(table) if c in frame.columns and c != ROW_ID]
+    batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame[[*wanted, ROW_ID]]})
     result = batch.validate(
         _suite(table),
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
