@@ -19,20 +19,11 @@ suites in `expectations/` and publishes `county_report`,
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from etl.orchestration import WRITER_POOL, asset_uri, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, settings_from_airflow
 
 COUNTY_REPORT = Asset(asset_uri("county_report"))
 COUNTY_INITIATIVE = Asset(asset_uri("county_initiative"))
 COUNTY_EHEALTH_SERVICE = Asset(asset_uri("county_ehealth_service"))
-
-DEFAULT_ARGS = {
-    "owner": "data-engineering",
-    "retries": 2,
-    "retry_delay": pendulum.duration(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=30),
-    "pool": WRITER_POOL,
-}
 
 
 @dag(
@@ -41,7 +32,7 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["county", "reports", "landing"],
     doc_md=__doc__,
 )

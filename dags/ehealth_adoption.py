@@ -34,20 +34,12 @@ Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 import pendulum
 from airflow.sdk import Asset, PokeReturnValue, dag, get_current_context, task
 
-from etl.orchestration import WRITER_POOL, asset_uri, month_of_run, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, month_of_run, settings_from_airflow
 
 EHEALTH_ADOPTION = Asset(asset_uri("ehealth_adoption"))
 EHEALTH_ADOPTION_NATIONAL = Asset(asset_uri("ehealth_adoption_national"))
 EHEALTH_UNIT_DAILY = Asset(asset_uri("ehealth_unit_daily"))
 
-DEFAULT_ARGS = {
-    "owner": "data-engineering",
-    "retries": 2,
-    "retry_delay": pendulum.duration(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=30),
-    "pool": WRITER_POOL,
-}
 # The operator publishes a month's exports within days of its end; two weeks of silence is a missing delivery.
 WAIT_FOR_FILES = pendulum.duration(days=14)
 
@@ -65,7 +57,7 @@ def _run_month(context) -> str:
     start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
     catchup=True,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["ehealth", "monthly", "landing"],
     doc_md=__doc__,
 )

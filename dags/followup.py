@@ -23,19 +23,10 @@ import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
 from etl.marts import MART_TABLES, SOURCE_TABLES
-from etl.orchestration import WRITER_POOL, asset_uri, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, settings_from_airflow
 
 UPSTREAM = [Asset(asset_uri(table)) for table in SOURCE_TABLES]
 MARTS = [Asset(asset_uri(table)) for table in MART_TABLES]
-
-DEFAULT_ARGS = {
-    "owner": "data-engineering",
-    "retries": 2,
-    "retry_delay": pendulum.duration(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=30),
-    "pool": WRITER_POOL,
-}
 
 
 @dag(
@@ -45,7 +36,7 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["followup", "mart", "analysts"],
     doc_md=__doc__,
 )

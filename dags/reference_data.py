@@ -19,22 +19,11 @@ and publishes them to the warehouse.
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from etl.orchestration import WRITER_POOL, asset_uri, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, settings_from_airflow
 
 DIM_REGION = Asset(asset_uri("dim_region"))
 POPULATION = Asset(asset_uri("population"))
 KOLADA_KPI = Asset(asset_uri("kolada_kpi"))
-
-DEFAULT_ARGS = {
-    "owner": "data-engineering",
-    "retries": 2,
-    "retry_delay": pendulum.duration(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=30),
-    "pool": WRITER_POOL,
-    # Bounded: the HTTP client gives up after its attempts; this only catches a hung worker.
-    "execution_timeout": pendulum.duration(hours=1),
-}
 
 
 @dag(
@@ -43,7 +32,7 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["reference", "scb", "kolada"],
     doc_md=__doc__,
 )

@@ -18,6 +18,20 @@ VAR_KOLADA_KPIS = "etl_kolada_kpis"
 WRITER_POOL = "etl_warehouse_writer"
 
 
+def default_args() -> dict:
+    """Task defaults every DAG shares: owner, retries with exponential backoff, the writer pool."""
+    import datetime as dt
+
+    return {
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "pool": WRITER_POOL,
+    }
+
+
 def asset_uri(table: str) -> str:
     """The Airflow Asset URI of a published table (one per table, shared by producer and consumers)."""
     return f"file://warehouse/{table}"
