@@ -2,6 +2,8 @@
 # `make airflow`: the Airflow UI on a laptop with the project's DAGs and the sample data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# standalone starts its components as `airflow …` subprocesses: they must find the venv's airflow.
+export PATH="$PWD/.venv/bin:$PATH"
 export AIRFLOW_VAR_ETL_LANDING_URI="${ETL_LANDING_URI}"
 export AIRFLOW_VAR_ETL_WAREHOUSE_URI="${ETL_WAREHOUSE_URI}"
 if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
