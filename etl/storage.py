@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from etl.errors import BadInput
+from etl.errors import BadInput, SourceUnavailable
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -30,11 +30,19 @@ def join(uri: str, *parts: str) -> str:
     return posixpath.join(uri.rstrip("/"), *parts)
 
 
+def _unreadable(uri: str, exc: OSError) -> SourceUnavailable:
+    # Storage that is down or refuses us is an outside failure with a clear line, not a traceback.
+    return SourceUnavailable(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}")
+
+
 def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with fs.open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+    try:
+        with fs.open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 
@@ -59,10 +67,14 @@ def safe_name(name: str) -> str:
 def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[LandedFile]:
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name."""
     fs, root = filesystem(join(landing_uri, prefix))
-    if not fs.exists(root):
-        return []
+    try:
+        if not fs.exists(root):
+            return []
+        entries = fs.ls(root, detail=True)
+    except OSError as exc:
+        raise _unreadable(join(landing_uri, prefix), exc) from None
     found: list[LandedFile] = []
-    for info in fs.ls(root, detail=True):
+    for info in entries:
         if info.get("type") != "file":
             continue
         name = posixpath.basename(info["name"].rstrip("/"))
@@ -86,9 +98,12 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> lis
 
 def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
     fs, path = filesystem(uri)
-    if max_bytes is not None:
-        size = fs.size(path)
-        if size is not None and size > max_bytes:
-            raise BadInput(f"{posixpath.basename(path)}: file is {size} bytes, over the {max_bytes}-byte limit")
-    with fs.open(path, "rb") as handle:
-        return handle.read()
+    try:
+        if max_bytes is not None:
+            size = fs.size(path)
+            if size is not None and size > max_bytes:
+                raise BadInput(f"{posixpath.basename(path)}: file is {size} bytes, over the {max_bytes}-byte limit")
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise _unreadable(uri, exc) from None

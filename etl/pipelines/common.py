@@ -57,10 +57,7 @@ def rejected_frame(rejected: list[dict]):
 
     columns = ["source_file", "row_number", "raw", "reason", "source_sha256", "rows_held"]
     frame = pd.DataFrame(rejected, columns=columns)
-    if "rows_held" in frame and frame["rows_held"].isna().all():
-        frame = frame.drop(columns=["rows_held"])
-    elif "rows_held" in frame:
-        frame["rows_held"] = frame["rows_held"].fillna(1).astype("int64")
+    frame["rows_held"] = frame["rows_held"].fillna(1).astype("int64")  # an entry stands for one row unless it says more
     return frame
 
 
@@ -88,11 +85,11 @@ def checked_batch(
     failed = rows[validation.ROW_ID].isin(result.failed_rows.keys())
     quarantined = rows.loc[failed, list(ORIGIN) + [validation.ROW_ID]].copy()
     quarantined["reason"] = quarantined[validation.ROW_ID].map(lambda r: "; ".join(result.failed_rows[r]))
+    quarantined["rows_held"] = 1
     quarantine = pd.concat(
         [rejected_frame(rejected), quarantined.drop(columns=[validation.ROW_ID])], ignore_index=True
     )
-    if "rows_held" in quarantine.columns:
-        quarantine["rows_held"] = quarantine["rows_held"].fillna(1).astype("int64")
+    quarantine["rows_held"] = quarantine["rows_held"].fillna(1).astype("int64")
     keep = [c for c in schema.column_names if c in rows.columns]
     missing = [c.name for c in schema.columns if c.name not in rows.columns and not c.nullable]
     if missing:

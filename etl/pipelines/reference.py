@@ -86,6 +86,8 @@ def _load_json(file: storage.LandedFile):
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"offline snapshot {file.name}: not valid JSON ({exc})") from None
+    except RecursionError:  # valid JSON nested deeper than the decoder goes: a broken recording
+        raise BadInput(f"offline snapshot {file.name}: JSON nested too deeply to decode") from None
 
 
 def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, ApiRows]:

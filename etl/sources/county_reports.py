@@ -49,7 +49,11 @@ MAX_SHEET_ROWS = 5000  # rows read per sheet, blank ones included
 MAX_TABLE_COLUMNS = 30
 MAX_JSON_ITEMS = 5000
 MAX_RAW_CHARS = 1000
+MAX_WARNINGS = 20  # distinct warnings listed per file; the rest are counted
 SPEND_TOLERANCE_PCT = 101  # spend may exceed the grant by 1 % (rounding), not more
+# Control characters (NUL and the like; tab and line breaks are fine in a description) are not
+# text a person typed: a NUL stored in a title breaks the Excel exports and most text tools.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # --------------------------------------------------------------------------- personal data
 
@@ -175,7 +179,12 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
     report.initiative_rows = len(extracted.initiatives)
     report.service_rows = len(extracted.services)
     report.header_raw = _cut(scrub(_header_raw(extracted)))
-    report.warnings = [f"{file_name}: {scrub(w)}" for w in extracted.warnings]
+    # Bounded: a file with 100 000 unknown keys (or the same unknown key in every item) must
+    # not turn into megabytes of warnings in the load log.
+    warnings = list(dict.fromkeys(extracted.warnings))
+    if len(warnings) > MAX_WARNINGS:
+        warnings = warnings[:MAX_WARNINGS] + [f"and {len(warnings) - MAX_WARNINGS} more warning(s) not listed"]
+    report.warnings = [f"{file_name}: {scrub(w)}" for w in warnings]
     if extracted.problems:
         return report.reject(_one_line(scrub("; ".join(extracted.problems))))
     try:
@@ -229,7 +238,10 @@ def _one_line(text: str) -> str:
 
 
 def _cut(text: str | None) -> str | None:
-    if text is None or len(text) <= MAX_RAW_CHARS:
+    if text is None:
+        return None
+    text = CONTROL_CHARS.sub("\ufffd", text)  # shown to a person: a NUL would only hide what follows
+    if len(text) <= MAX_RAW_CHARS:
         return text
     return text[: MAX_RAW_CHARS - 1] + "…"
 
@@ -291,6 +303,9 @@ def _value(fld: Field, value: object, scrub) -> object:
         if isinstance(value, (dict, list, bool)):
             raise BadInput(f"not text: {type(value).__name__}")
         text = str(value).strip()
+        bad = CONTROL_CHARS.search(text)
+        if bad:
+            raise BadInput(f"control character {bad.group()!r} in the text (at position {bad.start() + 1})")
         return scrub(text) if text else None
     if kind in tpl.ENUMS:
         return tpl.resolve_enum(kind, value)

@@ -40,6 +40,7 @@ MAX_EXPORT_BYTES = 20 * 1024 * 1024
 # How much of a file is sampled to decide its encoding.
 ENCODING_SAMPLE_BYTES = 1 << 20
 DELIMITERS = (";", "\t", ",")
+MAX_NAMED_COLUMNS = 10  # unknown columns named in a note; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,10 @@ def _xlsx_records(data: bytes, name: str):
 
 def _count_lines(data: bytes) -> int:
     """Data lines of a file that could not be parsed (for rows_held): non-blank lines minus the header."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # UTF-16 (rejected, but still counted right): split as bytes, every line would keep the
+        # newline's NUL half and the file would seem to hold one line more than it does.
+        data = data.decode("utf-16", errors="replace").encode("utf-8")
     return max(0, sum(1 for line in data.splitlines() if line.strip()) - 1)
 
 
@@ -335,7 +340,10 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     known = set(columns.values())
     extra = [str(header[i]) for i in range(width) if i not in known and str(header[i]).strip()]
     if extra:
-        out.notes.append(f"{file_name}: ignored column(s) {', '.join(extra)}")
+        # Named up to a few, then counted: a sheet 10 000 columns wide must not make a 100 kB warning.
+        shown = ", ".join(extra[:MAX_NAMED_COLUMNS]) + (
+            f" and {len(extra) - MAX_NAMED_COLUMNS} more" if len(extra) > MAX_NAMED_COLUMNS else "")
+        out.notes.append(f"{file_name}: ignored column(s) {shown}")
     delimiter = out.delimiter or ";"
     matched = mismatched = 0
     other_months: set[str] = set()

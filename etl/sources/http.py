@@ -25,6 +25,7 @@ import email.utils
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,21 @@ USER_AGENT = "etl-regional-followup/1.0 (+reference pipeline)"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses whose Retry-After header is the server telling us how long to back off.
 RETRY_AFTER_STATUSES = frozenset({403, 429, 503})
+
+
+# The userinfo of a URL (``https://user:password@host/…``): everything between "//" and the last
+# "@" before the path. Greedy, so a password with a raw "@" in it is still covered.
+_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``.
+
+    A base URL may carry credentials (``https://user:secret@mirror/…``, e.g. a
+    company proxy of the API). httpx sends them as Basic auth; they must never
+    reach a message, a log line, the load log or a lineage column.
+    """
+    return _USERINFO.sub("***@", text)
 
 
 @dataclass(frozen=True)
@@ -169,13 +185,25 @@ class ApiClient:
         headers: dict[str, str] | None = None,
     ):
         if not base_url or "://" not in base_url:
-            raise ConfigError(f"{name}: base URL {base_url!r} is not an http(s) URL")
+            raise ConfigError(f"{name}: base URL {redact(str(base_url))!r} is not an http(s) URL")
+        try:
+            parsed = httpx.URL(base_url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"{name}: base URL {redact(base_url)!r} is not a valid URL ({exc})") from None
+        auth = None
+        if parsed.userinfo:
+            # Credentials in the URL travel as Basic auth and leave the URL: httpx logs every
+            # request URL (INFO "HTTP Request: …", which Airflow task logs show) and the URL of
+            # an answer is lineage in the tables and the load log.
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+            base_url = str(parsed.copy_with(username=None, password=None))
         self.base_url = base_url.rstrip("/")
         self.name = name
         self.policy = policy or RetryPolicy()
         self.retry_statuses = RETRY_STATUSES | frozenset(extra_retry_statuses)
         self._last_request: float | None = None
         self._http = httpx.Client(
+            auth=auth,
             timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
             follow_redirects=True,
@@ -209,7 +237,7 @@ class ApiClient:
         absolute = urljoin(current, link)
         parts, base = urlsplit(absolute), urlsplit(self.base_url)
         if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
-            log.debug("%s: next link %s rebased onto %s", self.name, absolute, self.base_url)
+            log.debug("%s: next link %s rebased onto %s", self.name, redact(absolute), redact(self.base_url))
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
 
     # ------------------------------------------------------------------ requests
@@ -226,17 +254,18 @@ class ApiClient:
         url = self.url(path_or_url)
         if params:
             url = str(httpx.URL(url).copy_merge_params(params))
+        shown = redact(url)  # what messages and logs may say
         attempts = 0
 
         def attempt() -> JsonResponse:
             nonlocal attempts
             attempts += 1
-            return self._attempt(method, url, body)
+            return self._attempt(method, url, shown, body)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning("%s: %s %s: %s; retry %d/%d in %.1f s", self.name, method, url,
+            log.warning("%s: %s %s: %s; retry %d/%d in %.1f s", self.name, method, shown,
                         getattr(exc, "reason", exc), state.attempt_number + 1, self.policy.attempts, wait)
 
         retrying = tenacity.Retrying(
@@ -250,7 +279,7 @@ class ApiClient:
             return retrying(attempt)
         except _Retryable as exc:
             raise SourceUnavailable(
-                f"{self.name}: {method} {url} failed after {attempts} attempt(s): {exc.reason}"
+                f"{self.name}: {method} {shown} failed after {attempts} attempt(s): {exc.reason}"
             ) from None
 
     def _pace(self) -> None:
@@ -260,13 +289,13 @@ class ApiClient:
                 time.sleep(wait)
         self._last_request = time.monotonic()
 
-    def _attempt(self, method: str, url: str, body: Any) -> JsonResponse:
+    def _attempt(self, method: str, url: str, shown: str, body: Any) -> JsonResponse:
         self._pace()
         try:
             response = self._http.request(method, url, json=body)
             content = response.content  # read fully here: a cut body surfaces as a transport error
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {str(exc)[:200] or 'no detail'}") from None
+            raise _Retryable(f"{type(exc).__name__}: {redact(str(exc))[:200] or 'no detail'}") from None
         status = response.status_code
         if status in self.retry_statuses:
             retry_after = None
@@ -274,9 +303,9 @@ class ApiClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise _Retryable(f"HTTP {status} {response.reason_phrase}".strip(), status, retry_after)
         if status >= 400:
-            snippet = " ".join(response.text.split())[:200]
+            snippet = redact(" ".join(response.text.split()))[:200]
             raise SourceUnavailable(
-                f"{self.name}: {method} {url} answered HTTP {status} {response.reason_phrase} (not retried)"
+                f"{self.name}: {method} {shown} answered HTTP {status} {response.reason_phrase} (not retried)"
                 + (f": {snippet}" if snippet else "")
             )
         if not content.strip():
@@ -289,7 +318,14 @@ class ApiClient:
                 f"HTTP {status} body is not valid JSON (truncated?) at byte {getattr(exc, 'pos', '?')} "
                 f"of {len(content)}", status,
             ) from None
-        return JsonResponse(str(response.url), data, hashlib.sha256(content).hexdigest(), status)
+        except RecursionError:
+            # Well-formed but nested deeper than the decoder can go (a hostile or broken server):
+            # asking again brings the same answer, so it is not retried.
+            raise SourceUnavailable(
+                f"{self.name}: {method} {shown} answered JSON nested too deeply to decode (not retried)"
+            ) from None
+        # The URL is lineage (source_file, load log): it must not carry the credentials.
+        return JsonResponse(redact(str(response.url)), data, hashlib.sha256(content).hexdigest(), status)
 
     # ------------------------------------------------------------------ paging
 
@@ -312,9 +348,10 @@ class ApiClient:
             if not link:
                 return
             url, page_params = self._pin_to_base(str(link), page.url), None
-            if url in seen:
-                raise SourceUnavailable(f"{self.name}: paging from {first} loops back to {url}; stopping")
+            if redact(url) in seen:  # page.url is already redacted
+                raise SourceUnavailable(f"{self.name}: paging from {redact(first)} loops back to {redact(url)}; "
+                                        "stopping")
         raise SourceUnavailable(
-            f"{self.name}: paging from {first} went past {self.policy.max_pages} pages; stopping "
+            f"{self.name}: paging from {redact(first)} went past {self.policy.max_pages} pages; stopping "
             "(endless pagination?)"
         )

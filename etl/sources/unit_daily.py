@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 from etl import regions, storage, swedish
@@ -49,6 +50,9 @@ WANTED = {
 # (Not raw strings: RE2 wants the space characters themselves, not \\u escapes.)
 _SEPARATORS = "[ \u00a0\u2009\u202f\u2007]"
 _PLAIN_COUNT = "^(?:\\d{1,18}|\\d{1,3}(?:" + _SEPARATORS + "\\d{3}){1,5})$"
+# Control characters (NUL…): detect_encoding refuses a file with them in its first MB; further in,
+# the stream checks each line, so a NUL never reaches unit_name (RE2 and re spell it the same way).
+_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
 
 
 @dataclass
@@ -153,6 +157,11 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
 
     errors: list[tuple[str, pa.Array]] = []
 
+    control = pc.match_substring_regex(raw, _CONTROL)
+    if pc.any(control).as_py():
+        flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
+        errors.append(("line", pc.if_else(control, flagged, pa.scalar(None, pa.string()))))
+
     # Datum: ISO dates vectorised, anything else through etl.swedish.parse_date once per distinct text.
     dates = pc.cast(pc.strptime(trimmed["date"], format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
     # strptime rolls impossible days over (2024-02-30 → 2024-03-01): only a round trip proves the date.
@@ -192,7 +201,8 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
         for j, i in enumerate(bad_idx):
             reasons = [f"{label}: {texts[label][j]}" for label, _ in errors if texts[label][j]]
             rejected.append({"source_file": source_file, "row_number": int(first_numbers[i]),
-                             "raw": raw_bad[j][:1000], "reason": "; ".join(reasons), "rows_held": 1})
+                             "raw": re.sub(_CONTROL, "\ufffd", raw_bad[j][:1000]), "reason": "; ".join(reasons),
+                             "rows_held": 1})
         good = pc.invert(bad)
     else:
         good = None
