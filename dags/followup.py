@@ -58,9 +58,11 @@ def followup():
         from etl.pipelines import followup as pipeline
 
         conf = dict(get_current_context()["dag_run"].conf or {})
-        paths = pipeline.build_access(settings_from_airflow(conf))
+        paths = pipeline.refresh_access(settings_from_airflow(conf), marts["outcome"])
         for kind, uri in paths.items():
             print(f"{kind}: {uri}")
+        if not paths:
+            print("marts unchanged and analyst access already built: nothing to do")
         return paths
 
     build_access(build_marts())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_followup_mart import INJECTED_NAME, build_sources, settings_for
+from test_followup_mart import COUNTY_REPORTS, INJECTED_NAME, build_sources, settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL = ROOT / "sql"
@@ -331,3 +331,29 @@ def test_cli_without_reference_data_fails_with_one_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (
         "error: dim_region is not published: run the reference pipeline first (python -m etl run reference)")
     assert "Traceback" not in out.stderr
+
+
+def test_a_run_with_unchanged_sources_is_a_quick_no_op(tmp_path):
+    """Upstream DAGs emit Asset events even when nothing changed; the mart must not rebuild then."""
+    from etl import publish
+    from etl.pipelines import followup as pipeline
+
+    settings = settings_for(tmp_path)
+    build_sources(settings.warehouse_uri)
+    first = pipeline.run(settings)
+    assert first.outcome == "published"
+    report_file = tmp_path / "warehouse" / "exports" / "followup_report.html"
+    built = report_file.stat().st_mtime_ns
+    before = publish.read_table(settings.warehouse_uri, "followup_region_year")
+
+    second = pipeline.run(settings)
+    assert second.outcome == "nothing_new" and "already built" in second.messages[0]
+    assert report_file.stat().st_mtime_ns == built  # analyst access not rebuilt either
+    assert publish.read_table(settings.warehouse_uri, "followup_region_year").equals(before)
+
+    # Re-publishing the sources with the same content keeps their versions: still nothing new.
+    build_sources(settings.warehouse_uri)
+    assert pipeline.run(settings).outcome == "nothing_new"
+    # A source that really changes makes the marts rebuild.
+    build_sources(settings.warehouse_uri, county_reports=COUNTY_REPORTS[:-1])
+    assert pipeline.run(settings).outcome == "published"

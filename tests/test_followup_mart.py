@@ -338,7 +338,9 @@ def test_rebuild_with_the_same_sources_is_unchanged(marts):
     from etl.pipelines import followup
 
     again = followup.build_marts(marts["settings"])
-    assert [r.outcome for r in again.results] == ["unchanged", "unchanged"]
+    # Same source versions: not even recomputed, and the load log says so.
+    assert again.outcome == "nothing_new" and again.results == []
+    assert "current source table versions" in again.messages[0]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -104,7 +104,7 @@ def test_every_pipeline_run_twice_gives_identical_tables(loaded):
         "reference": "unchanged",  # fetched and validated again, nothing differs: no new version
         "county_reports": "nothing_new",  # every file's SHA-256 is committed: not even read
         "ehealth_adoption": "nothing_new",
-        "followup": "unchanged",  # rebuilt from the same sources: the same marts
+        "followup": "nothing_new",  # same source versions: not even recomputed
     }
     assert snapshot(settings.warehouse_uri) == baseline
     outcomes = {(r["pipeline"], r["outcome"]) for r in committed_since(settings.warehouse_uri, log_rows)}
@@ -122,7 +122,7 @@ def test_backfill_rerun_month_by_month_is_identical(loaded):
         for result in report.results:
             assert result.rows_in == result.rows_loaded + result.rows_quarantined
     assert snapshot(settings.warehouse_uri) == baseline
-    assert followup.run(settings).outcome == "unchanged"
+    assert followup.run(settings).outcome == "nothing_new"
 
 
 def test_redelivered_county_report_with_other_bytes_changes_nothing(loaded):
