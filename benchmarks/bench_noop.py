@@ -54,7 +54,7 @@ def main() -> None:
                      "yes" if probe["median"] < 2 else "NO"])
     print(f"No-op runs on a loaded warehouse ({machine()})")
     print(table(["pipeline", "outcome", "work s (median of 5)", "CLI process s", "x baseline", "< 2 s"], rows))
-    print("followup always rebuilds (it only runs when an upstream Asset changed, never on a timer).")
+    print("followup: upstream Asset events fire even for no-op runs; with unchanged source versions it does nothing.")
 
 
 if __name__ == "__main__":
