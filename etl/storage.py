@@ -68,6 +68,11 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> lis
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name."""
     fs, root = filesystem(join(landing_uri, prefix))
     try:
+        if is_local(fs) and not fs.exists(filesystem(landing_uri)[1]):
+            # A missing landing root is an unmounted volume or a wrong setting: say so, don't
+            # report "nothing new" every day. (A missing <prefix>/ is just no delivery yet; object
+            # stores have no folders, so there an absent prefix always reads as empty.)
+            raise SourceUnavailable(f"landing storage: {landing_uri} does not exist (unmounted, or a wrong landing URI?)")
         if not fs.exists(root):
             return []
         entries = fs.ls(root, detail=True)

@@ -183,18 +183,23 @@ def test_cli_unreadable_landing_is_one_line_and_exit_1(landing, warehouse):
     assert table_hashes(str(warehouse), COUNTY_TABLES) == before
 
 
-def test_missing_landing_folder_changes_nothing(landing, warehouse, tmp_path):
+def test_missing_landing_root_is_a_clear_failure_and_changes_nothing(landing, warehouse, tmp_path):
     settings = county_loaded(landing, warehouse)
     before = table_hashes(settings.warehouse_uri, COUNTY_TABLES)
     gone = Settings.resolve(landing=str(tmp_path / "unmounted"), warehouse=str(warehouse), kolada_kpis="",
                             environ={})
-    report = county_reports.run(gone)
-    # Nothing to read is "nothing new", never an empty replacement of what is published.
-    assert report.outcome == "nothing_new"
-    assert report.messages == ["nothing new: 0 county report file(s) in landing, all already loaded"]
-    month = ehealth_adoption.run(gone, period="2017-03")
-    assert month.outcome == "nothing_new" and str(tmp_path / "unmounted" / "ehealth") in month.messages[0]
+    # An unmounted volume must alert, not read as "nothing new" day after day.
+    with pytest.raises(SourceUnavailable, match="unmounted.*does not exist"):
+        county_reports.run(gone)
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        ehealth_adoption.run(gone, period="2017-03")
     assert table_hashes(settings.warehouse_uri, COUNTY_TABLES) == before
+
+
+def test_missing_prefix_folder_is_nothing_new(landing, warehouse):
+    settings = county_loaded(landing, warehouse)
+    month = ehealth_adoption.run(settings, period="2017-03")  # landing exists, no ehealth/ delivered yet
+    assert month.outcome == "nothing_new" and str(landing / "ehealth") in month.messages[0]
 
 
 # --------------------------------------------------------------------------- no secrets in logs
