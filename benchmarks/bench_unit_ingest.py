@@ -75,45 +75,33 @@ print(json.dumps({"rows": rows, "seconds": elapsed, "gx": gx_seconds,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-PYARROW = r"""
+BASELINE = r"""
 import json, resource, sys, time
 from pathlib import Path
-import pyarrow.csv as pc, pyarrow.parquet as pq
 from etl import storage
 from etl.sources import unit_daily
-landing, out = Path(sys.argv[1]), Path(sys.argv[2])
+landing, out, engine = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 out.mkdir(parents=True, exist_ok=True)
 files = sorted((landing / "ehealth").glob("webbtidbok_enheter_*.csv"))
 fs, _ = storage.filesystem(str(landing))
+if engine == "pyarrow":
+    import pyarrow.csv as pc, pyarrow.parquet as pq
+    def convert(path, encoding, delimiter):
+        t = pc.read_csv(path, read_options=pc.ReadOptions(encoding=encoding),
+                        parse_options=pc.ParseOptions(delimiter=delimiter))
+        pq.write_table(t, out / (path.stem + ".parquet"), compression="zstd")
+        return t.num_rows
+else:
+    import pandas as pd
+    def convert(path, encoding, delimiter):
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str)
+        frame.to_parquet(out / (path.stem + ".parquet"), compression="zstd")
+        return len(frame)
 rows = 0
 start = time.perf_counter()
 for path in files:
     encoding, delimiter, _ = unit_daily._header_and_encoding(fs, str(path), path.name)
-    t = pc.read_csv(path, read_options=pc.ReadOptions(encoding=encoding),
-                    parse_options=pc.ParseOptions(delimiter=delimiter))
-    pq.write_table(t, out / (path.stem + ".parquet"), compression="zstd")
-    rows += t.num_rows
-print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-PANDAS = r"""
-import json, resource, sys, time
-from pathlib import Path
-import pandas as pd
-from etl import storage
-from etl.sources import unit_daily
-landing, out = Path(sys.argv[1]), Path(sys.argv[2])
-out.mkdir(parents=True, exist_ok=True)
-files = sorted((landing / "ehealth").glob("webbtidbok_enheter_*.csv"))
-fs, _ = storage.filesystem(str(landing))
-rows = 0
-start = time.perf_counter()
-for path in files:
-    encoding, delimiter, _ = unit_daily._header_and_encoding(fs, str(path), path.name)
-    frame = pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str)
-    frame.to_parquet(out / (path.stem + ".parquet"), compression="zstd")
-    rows += len(frame)
+    rows += convert(path, encoding, delimiter)
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -125,11 +113,12 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-units-{months}-"))
         run_python(GENERATE, str(work / "landing"), str(months), str(UNITS))
         results = {}
-        for name, code in (("pyarrow", PYARROW), ("pandas", PANDAS), ("pipeline", PIPELINE)):
+        for name, code in (("pyarrow", BASELINE), ("pandas", BASELINE), ("pipeline", PIPELINE)):
             runs = []
             for i in range(REPEATS):
                 target = work / f"{name}-{i}"
-                runs.append(json.loads(run_python(code, str(work / "landing"), str(target)).strip().splitlines()[-1]))
+                out = run_python(code, str(work / "landing"), str(target), name)
+                runs.append(json.loads(out.strip().splitlines()[-1]))
             results[name] = {k: median([r[k] for r in runs]) for k in runs[0]}
         base = results["pyarrow"]["seconds"]
         for name in ("pyarrow", "pandas", "pipeline"):
