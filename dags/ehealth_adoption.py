@@ -26,7 +26,9 @@ are not waited for; they are picked up the same way.
 
 **Backfill** is one command: the DAG has `catchup=True` from 2016-01, and
 `max_active_runs=1` keeps months in order (`airflow backfill create
---dag-id ehealth_adoption --from-date 2016-01-01 --to-date 2025-12-31`).
+--dag-id ehealth_adoption --from-date 2016-01-01 --to-date 2025-12-31
+--max-active-runs 1`: a backfill has its own limit, 10 by default).
+Faster for a whole decade: one run with conf `{"period": "all"}`.
 
 Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 """

@@ -192,3 +192,139 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- real processes and a scratch PostgreSQL database ---------------------------------
+# Shared by integration tests and benchmarks/bench_backfill.py (which starts a real
+# scheduler): both need components in process groups of their own that are always
+# stopped, and a database nobody else uses, always dropped.
+
+
+class ProcessGroups:
+    """Long-running commands, each leading its own session (so its children share its group).
+
+    ``marker`` is an environment (key, value) every started command carries;
+    processes that left their group (daemonised task runners) are still found
+    by it and killed in :meth:`stop`.
+    """
+
+    def __init__(self, logs: Path, marker: tuple[str, str]):
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.marker = marker
+        self.processes: dict[str, "subprocess.Popen"] = {}
+
+    def start(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
+        import subprocess
+
+        env = dict(env)
+        env[self.marker[0]] = self.marker[1]
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.processes[name] = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    def all_logs(self, lines: int = 40) -> str:
+        return "\n".join(self.log_tail(name, lines) for name in self.processes)
+
+    def assert_running(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}\n{self.log_tail(name, 80)}")
+
+    def stray_processes(self) -> list:
+        """Live processes in our groups, or anywhere carrying our marker."""
+        import os
+
+        import psutil
+
+        groups = {process.pid for process in self.processes.values()}
+        key, value = self.marker
+        stray = []
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(proc.pid) in groups or proc.environ().get(key) == value:
+                    if proc.status() != psutil.STATUS_ZOMBIE:
+                        stray.append(proc)
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        return stray
+
+    def stop(self, grace: float = 45) -> None:
+        """SIGTERM every group, SIGKILL what is left after ``grace`` seconds, then reap."""
+        import os
+        import signal
+        import subprocess
+        import time
+
+        import psutil
+
+        gone = (ProcessLookupError, PermissionError, psutil.Error)
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except gone:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self.stray_processes():
+            time.sleep(0.5)
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except gone:
+                pass
+        for proc in self.stray_processes():  # escaped their group: still ours, by the marker
+            try:
+                proc.kill()
+            except gone:
+                pass
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class ScratchDatabase:
+    """A PostgreSQL database with a unique name, created on enter and dropped (forcibly) on exit.
+
+    ``admin`` is psycopg2 connect keywords for a role that may create databases
+    (e.g. the local ``postgres`` superuser with trust authentication).
+    """
+
+    def __init__(self, admin: Mapping[str, Any], prefix: str = "etl_scratch"):
+        import uuid
+
+        self.admin = dict(admin)
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def url(self, driver: str = "postgresql+psycopg2") -> str:
+        user, host, port = self.admin.get("user", "postgres"), self.admin["host"], self.admin.get("port", 5432)
+        password = f":{self.admin['password']}" if self.admin.get("password") else ""
+        return f"{driver}://{user}{password}@{host}:{port}/{self.name}"
+
+    def _execute(self, statement) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(**{**self.admin, "dbname": self.admin.get("dbname", "postgres")})
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> "ScratchDatabase":
+        from psycopg2 import sql
+
+        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from psycopg2 import sql
+
+        self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
