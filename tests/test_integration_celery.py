@@ -30,7 +30,6 @@ import importlib.util
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -40,11 +39,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psutil
 import pytest
 
 from etl import publish
-from integration_support import ROOT, free_port, load_compose
+from integration_support import ROOT, ProcessGroups, free_port, load_compose
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -159,8 +157,9 @@ class LocalDeployment:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
-        self.processes: dict[str, subprocess.Popen] = {}
         self.airflow_home = self.local_path("/opt/airflow", "airflow-apiserver")
+        # Every component carries our AIRFLOW_HOME: that finds task runners that left their group.
+        self.groups = ProcessGroups(self.logs, ("AIRFLOW_HOME", str(self.airflow_home)))
 
     # -- rewriting
     def mounts(self, service: str) -> list[tuple[str, Path]]:
@@ -226,23 +225,16 @@ class LocalDeployment:
     def start(self, service: str) -> None:
         # The image's entrypoint runs `airflow <command>`.
         argv = [str(VENV_BIN / "airflow"), *shlex.split(self.compose["services"][service]["command"])]
-        log = open(self.logs / f"{service}.log", "wb")
-        self.processes[service] = subprocess.Popen(argv, env=self.environment(service), cwd=self.workdir,
-                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        self.groups.start(service, argv, self.environment(service), cwd=self.workdir)
 
     def log_tail(self, service: str, lines: int = 40) -> str:
-        path = self.logs / f"{service}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return f"--- {service} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return self.groups.log_tail(service, lines)
 
     def all_logs(self) -> str:
-        return "\n".join(self.log_tail(service) for service in self.processes)
+        return self.groups.all_logs()
 
     def assert_running(self) -> None:
-        for service, process in self.processes.items():
-            if process.poll() is not None:
-                raise AssertionError(f"{service} exited with {process.returncode}\n{self.log_tail(service, 80)}")
+        self.groups.assert_running()
 
     def healthcheck(self, service: str) -> subprocess.CompletedProcess:
         """The service's compose health check, run as Docker runs it in the container."""
@@ -257,49 +249,13 @@ class LocalDeployment:
             argv = ["/bin/sh", "-c", self.rewrite(test[1], service)]
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
-    def pgids(self) -> set[int]:
-        return {process.pid for process in self.processes.values()}  # each leads its own session
-
-    def stray_processes(self) -> list[psutil.Process]:
+    def stray_processes(self) -> list:
         """Processes still in our process groups, or anywhere with our AIRFLOW_HOME."""
-        stray = []
-        home = str(self.airflow_home)
-        for proc in psutil.process_iter(["pid"]):
-            try:
-                if os.getpgid(proc.pid) in self.pgids() or proc.environ().get("AIRFLOW_HOME") == home:
-                    if proc.status() != psutil.STATUS_ZOMBIE:
-                        stray.append(proc)
-            except (psutil.Error, ProcessLookupError, PermissionError):
-                continue
-        return stray
+        return self.groups.stray_processes()
 
     def stop(self, grace: float = 45) -> None:
         """SIGTERM every process group, then SIGKILL what is left after ``grace`` seconds."""
-        for process in self.processes.values():
-            with _suppress_lookup():
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.stray_processes():
-            time.sleep(0.5)
-        for process in self.processes.values():
-            with _suppress_lookup():
-                os.killpg(process.pid, signal.SIGKILL)
-        for proc in self.stray_processes():  # escaped their group: still ours, by AIRFLOW_HOME
-            with _suppress_lookup():
-                proc.kill()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-class _suppress_lookup:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        return kind is not None and issubclass(kind, (ProcessLookupError, PermissionError, psutil.Error))
+        self.groups.stop(grace)
 
 
 def _airflow_fqdn() -> str:
