@@ -7,25 +7,16 @@ Baseline in the same run: a minimal one-task TaskFlow DAG file. Target:
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, env_with_project, machine, median, run_python, table  # noqa: E402
+from common import ROOT, env_with_project, machine, median, table  # noqa: E402
 
 HEAVY = {"pandas", "pyarrow", "great_expectations", "duckdb"}
-PROBE = r"""
-import importlib.util, json, sys, time
-import airflow.sdk
-before = set(sys.modules)
-start = time.perf_counter()
-spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "modules": sorted({m.split('.')[0] for m in set(sys.modules) - before})}))
-"""
+PROBE = Path(__file__).resolve().parent / "dag_import_probe.py"
 BASELINE = '''
 import pendulum
 from airflow.sdk import dag, task
@@ -44,7 +35,8 @@ baseline()
 def measure(path: Path, repeats: int, env: dict) -> tuple[float, list[str]]:
     times, modules = [], []
     for _ in range(repeats):
-        probe = json.loads(run_python(PROBE, str(path), env=env).strip().splitlines()[-1])
+        out = subprocess.run([sys.executable, str(PROBE), str(path)], capture_output=True, text=True, env=env, check=True)
+        probe = json.loads(out.stdout.strip().splitlines()[-1])
         times.append(probe["seconds"])
         modules = probe["modules"]
     return median(times), modules

@@ -12,18 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 HEAVY = ("pandas", "pyarrow", "great_expectations", "duckdb", "numpy", "matplotlib", "openpyxl")
 
-PROBE = r"""
-import importlib.util, json, sys, time
-import airflow.sdk  # the parse budget is measured once the SDK is loaded, as in the DAG processor
-before = set(sys.modules)
-start = time.perf_counter()
-spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-elapsed = time.perf_counter() - start
-new = sorted(m.split(".")[0] for m in set(sys.modules) - before)
-print(json.dumps({"seconds": elapsed, "modules": sorted(set(new))}))
-"""
+PROBE = ROOT / "benchmarks" / "dag_import_probe.py"  # shared with benchmarks/bench_dag_parse.py
 
 
 def _airflow_env(tmp_path):
@@ -43,7 +32,7 @@ def test_there_are_dags():
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_imports_no_heavy_modules_and_parses_fast(path, tmp_path):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(PROBE), str(path)], capture_output=True, text=True,
                          env=_airflow_env(tmp_path), timeout=120, check=True)
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     heavy = sorted(set(probe["modules"]) & set(HEAVY))
