@@ -494,8 +494,9 @@ def publish(
              for c in q_frame.columns if c not in ("source_file", "row_number", "table_name")}
         )
     q_rows = _stamp(q_schema, q_frame, batch_id, loaded_at)
-    q_sources = set(batch.quarantine_sources) | {s for s in batch.rows.get("source_file", [])} | set(
-        q_frame["source_file"] if len(q_frame) else []
+    row_sources = batch.rows["source_file"].unique() if "source_file" in batch.rows.columns else []
+    q_sources = set(batch.quarantine_sources) | set(row_sources) | set(
+        q_frame["source_file"].unique() if len(q_frame) else []
     )
 
     location = batch.table

@@ -281,8 +281,8 @@ def test_unit_fixture_types_what_it_can_and_rejects_lines_it_cannot(block_size):
     assert read.rows_in == 13 == len(rows) + len(read.rejected)
 
 
-def test_unit_fast_path_agrees_with_the_one_parser(tmp_path):
-    """The vectorised number path must give exactly what etl.swedish.parse_count gives."""
+def test_unit_counts_are_what_the_one_parser_gives(tmp_path):
+    """Counts parsed once per distinct text must be exactly what etl.swedish.parse_count gives."""
     texts = ["0", "7", "12345", "12 345", "12\u00a0345", "1\u2009234\u202f567", "007", " 42 ", "1 2", "..", "-",
              "–", "", "1.234", "1,0", "999999999999"]
     lines = ["Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar"]
@@ -295,6 +295,18 @@ def test_unit_fast_path_agrees_with_the_one_parser(tmp_path):
     for i, text in enumerate(texts):
         expected = None if swedish.is_suppressed(text) else swedish.parse_count(text)
         assert got[f"SE2321000016-A{i}"] == expected, text
+
+
+def test_unit_count_beyond_int64_is_quarantined_not_a_crash(tmp_path):
+    lines = ["Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar",
+             "2024-02-01;01;SE2321000016-A1;Enhet;7;0;0",
+             "2024-02-02;01;SE2321000016-A1;Enhet;99999999999999999999;0;0"]
+    path = tmp_path / "webbtidbok_enheter_2024-02.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    read = unit_daily.read_unit_daily(str(path))
+    assert read.rows["bookings"].to_pylist() == [7]
+    assert [(r["row_number"], r["reason"]) for r in read.rejected] == [
+        (3, "Bokningar: number too large: '99999999999999999999'")]
 
 
 @pytest.mark.parametrize("encoding,newline,delimiter", [("cp1252", "\r\n", "\t"), ("utf-8", "\n", ","),

@@ -116,9 +116,13 @@ def conform(schema: TableSchema, frame) -> pa.Table:
         if col.name in frame.columns:
             values = frame[col.name]
             try:
-                if pa.types.is_date32(col.type):
-                    values = pd.to_datetime(values).dt.date
-                arr = pa.array(values, type=col.type, from_pandas=True)
+                if pa.types.is_date32(col.type) and pd.api.types.is_datetime64_dtype(values.dtype):
+                    # Vectorised: a datetime64 column never becomes Python date objects.
+                    arr = pa.array(values, from_pandas=True).cast(col.type)
+                else:
+                    if pa.types.is_date32(col.type):
+                        values = pd.to_datetime(values).dt.date
+                    arr = pa.array(values, type=col.type, from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
                 raise EtlError(f"{schema.name}.{col.name}: values do not fit {col.type}: {exc}") from None
         else:

@@ -6,12 +6,11 @@ few MB, each block is typed with vectorised pyarrow compute, and only the
 typed columns of the month are kept. Memory is bounded by one month's
 rows, never by how many months a run processes.
 
-Values are parsed with the same rules as :mod:`etl.swedish`: the common
-forms (plain digits, digits grouped by spaces, ISO dates) are recognised
-vectorised; every other distinct text — suppression markers, odd forms,
-garbage — goes once through :func:`etl.swedish.parse_count` /
-:func:`~etl.swedish.parse_date` / :func:`etl.regions.resolve_region`, so
-there is still one definition of what a Swedish count is.
+Values are parsed with the rules of :mod:`etl.swedish` and
+:mod:`etl.regions` — one definition of a Swedish count, date and region —
+applied once per *distinct* text of a block (a month has ~31 dates and a
+few hundred distinct counts) and spread back to the lines with
+:func:`pyarrow.compute.index_in`.
 
 Rules that need the whole month (a unit and day twice, dates outside the
 month, malformed HSA ids) are checked by the ``ehealth_unit_daily`` suite,
@@ -46,10 +45,6 @@ WANTED = {
     "unit_name": ("Enhet", "Enhetsnamn", "Vårdenhet"),
     **{metric: (label,) for label, metric in COUNT_COLUMNS},
 }
-# Digits, or digit groups separated by the spaces etl.swedish accepts as thousands separators.
-# (Not raw strings: RE2 wants the space characters themselves, not \\u escapes.)
-_SEPARATORS = "[ \u00a0\u2009\u202f\u2007]"
-_PLAIN_COUNT = "^(?:\\d{1,18}|\\d{1,3}(?:" + _SEPARATORS + "\\d{3}){1,5})$"
 # Control characters (NUL…): detect_encoding refuses a file with them in its first MB; further in,
 # the stream checks each line, so a NUL never reaches unit_name (RE2 and re spell it the same way).
 _CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
@@ -91,16 +86,19 @@ def _header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]
     return encoding, delimiter, cells
 
 
-def _map_distinct(values, mask, parse):
-    """Apply ``parse`` (text → (value, error)) once per distinct text among ``values[mask]``.
+def _map_distinct(values, parse):
+    """Apply ``parse`` (text → (value, error)) once per distinct text in ``values``.
 
-    Returns (parsed values aligned with ``values``, error texts aligned, null where none);
-    only positions in ``mask`` are meaningful.
+    A month has about 31 distinct dates and a few hundred distinct counts
+    among its ~120 000 lines, so parsing each distinct text once with the
+    rules of :mod:`etl.swedish` is both the single definition of a Swedish
+    value and faster than any per-line vectorised parse. Returns (parsed
+    values, error texts — null where none), aligned with ``values``.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    distinct = pc.unique(values.filter(mask))
+    distinct = pc.unique(values)
     if len(distinct) == 0:
         return pa.nulls(len(values)), pa.nulls(len(values), pa.string())
     results = [parse(text) for text in distinct.to_pylist()]
@@ -110,13 +108,19 @@ def _map_distinct(values, mask, parse):
     return parsed.take(index), errors.take(index)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _parse_count_text(text: str):
     if swedish.is_suppressed(text):
         return None, None
     try:
-        return swedish.parse_count(text), None
+        value = swedish.parse_count(text)
     except BadInput as exc:
         return None, str(exc)
+    if value > _INT64_MAX:
+        return None, f"number too large: {text[:40]!r}"
+    return value, None
 
 
 def _parse_date_text(text: str):
@@ -140,60 +144,55 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    no_error = pa.scalar(None, pa.string())
     raw_cols = [batch.column(i) for i in range(batch.num_columns)]
     raw = pc.binary_join_element_wise(*raw_cols, delimiter)
     trimmed = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in WANTED}
 
-    # A blank line arrives as a row of empty fields: it is not data.
-    blank = None
-    for col in raw_cols:
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)
-        blank = empty if blank is None else pc.and_(blank, empty)
-    keep = pc.invert(blank)
-    if not pc.all(keep).as_py():
-        trimmed = {k: v.filter(keep) for k, v in trimmed.items()}
-        raw = raw.filter(keep)
-        first_numbers = first_numbers[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
+    # A blank line arrives as a row of empty fields: it is not data. Only a
+    # line with an empty Datum can be blank, so only those are looked at.
+    maybe_blank = pc.equal(pc.utf8_length(trimmed["date"]), 0)
+    if pc.any(maybe_blank).as_py():
+        blank = maybe_blank
+        for col in raw_cols:
+            blank = pc.and_(blank, pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0))
+        if pc.any(blank).as_py():
+            keep = pc.invert(blank)
+            trimmed = {k: v.filter(keep) for k, v in trimmed.items()}
+            raw = raw.filter(keep)
+            first_numbers = first_numbers[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
 
     errors: list[tuple[str, pa.Array]] = []
 
-    control = pc.match_substring_regex(raw, _CONTROL)
-    if pc.any(control).as_py():
-        flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
-        errors.append(("line", pc.if_else(control, flagged, pa.scalar(None, pa.string()))))
+    # Every control character is unprintable, so the cheap test screens the lines the regex must look at.
+    if not pc.all(pc.utf8_is_printable(raw)).as_py():
+        control = pc.match_substring_regex(raw, _CONTROL)
+        if pc.any(control).as_py():
+            flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
+            errors.append(("line", pc.if_else(control, flagged, no_error)))
 
-    # Datum: ISO dates vectorised, anything else through etl.swedish.parse_date once per distinct text.
-    dates = pc.cast(pc.strptime(trimmed["date"], format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
-    # strptime rolls impossible days over (2024-02-30 → 2024-03-01): only a round trip proves the date.
-    exact = pc.equal(pc.strftime(dates, format="%Y-%m-%d"), trimmed["date"])
-    odd = pc.invert(pc.fill_null(exact, False))
-    if pc.any(odd).as_py():
-        parsed, err = _map_distinct(trimmed["date"], odd, _parse_date_text)
-        dates = pc.if_else(odd, pc.cast(parsed, pa.date32()), dates)
-        errors.append(("Datum", pc.if_else(odd, err, pa.scalar(None, pa.string()))))
+    parsed, err = _map_distinct(trimmed["date"], _parse_date_text)
+    dates = pc.cast(parsed, pa.date32())
+    errors.append(("Datum", err))
 
-    codes, err = _map_distinct(trimmed["region"], pc.is_valid(trimmed["region"]), _parse_region_text)
+    codes, err = _map_distinct(trimmed["region"], _parse_region_text)
     codes = pc.cast(codes, pa.string())
     errors.append(("Region", err))
 
     counts = {}
     for label, metric in COUNT_COLUMNS:
-        text = trimmed[metric]
-        plain = pc.match_substring_regex(text, _PLAIN_COUNT)
-        digits = pc.replace_substring_regex(pc.if_else(plain, text, pa.scalar(None, pa.string())), _SEPARATORS, "")
-        values = pc.cast(digits, pa.int64())
-        odd = pc.invert(plain)
-        if pc.any(odd).as_py():
-            parsed, err = _map_distinct(text, odd, _parse_count_text)
-            values = pc.if_else(odd, pc.cast(parsed, pa.int64()), values)
-            errors.append((label, pc.if_else(odd, err, pa.scalar(None, pa.string()))))
-        counts[metric] = values
+        parsed, err = _map_distinct(trimmed[metric], _parse_count_text)
+        counts[metric] = pc.cast(parsed, pa.int64())
+        errors.append((label, err))
 
     bad = None
     for _, err in errors:
+        if err.null_count == len(err):
+            continue
         flag = pc.is_valid(err)
         bad = flag if bad is None else pc.or_(bad, flag)
     rejected: list[dict] = []
+    good = None
     if bad is not None and pc.any(bad).as_py():
         bad_idx = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))
         texts = {label: err.take(pa.array(bad_idx)).to_pylist() for label, err in errors}
@@ -204,25 +203,20 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
                              "raw": re.sub(_CONTROL, "\ufffd", raw_bad[j][:1000]), "reason": "; ".join(reasons),
                              "rows_held": 1})
         good = pc.invert(bad)
-    else:
-        good = None
 
+    names = trimmed["unit_name"]
     table = pa.table({
         "date": dates,
         "region_code": codes,
         "unit_hsa_id": trimmed["unit_hsa_id"],
-        "unit_name": trimmed["unit_name"],
+        # Unit names are optional; an empty cell is a missing name, not a name "".
+        "unit_name": pc.if_else(pc.equal(pc.utf8_length(names), 0), no_error, names),
         **counts,
         "row_number": pa.array(first_numbers, pa.int64()),
         "raw": raw,
     })
     if good is not None:
         table = table.filter(good)
-    # Unit names are optional; an empty cell is a missing name, not a name "".
-    table = table.set_column(
-        table.schema.get_field_index("unit_name"), "unit_name",
-        pc.if_else(pc.equal(pc.utf8_length(table["unit_name"]), 0), pa.scalar(None, pa.string()), table["unit_name"]),
-    )
     return table, rejected
 
 
