@@ -147,8 +147,22 @@ def _parse_partition_path(schema: schemas.TableSchema, rel: str) -> tuple:
 def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> set[tuple]:
     if table.num_rows == 0:
         return set()
-    columns = [table.column(k).to_pylist() for k in keys]
-    return set(zip(*columns))
+    distinct = table.select(list(keys)).group_by(list(keys)).aggregate([])  # a month's rows share one key
+    return set(zip(*(distinct.column(k).to_pylist() for k in keys)))
+
+
+def _not_cleared(old: pa.Table, merge_keys: tuple[str, ...], clear_keys: set[tuple]) -> pa.Array:
+    """Mask of the rows of ``old`` whose merge key is not being replaced."""
+    if len(merge_keys) == 1:  # vectorised for the common single-column key (e.g. a month)
+        column = old.column(merge_keys[0])
+        try:
+            values = pa.array([k[0] for k in clear_keys], type=column.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            pass  # a key of another type matches nothing; the general path below says so
+        else:
+            return pc.invert(pc.is_in(column, value_set=values, skip_nulls=False))
+    keys = zip(*(old.column(c).to_pylist() for c in merge_keys))
+    return pa.array([k not in clear_keys for k in keys], type=pa.bool_())
 
 
 def _sort(table: pa.Table, schema: schemas.TableSchema) -> pa.Table:
@@ -159,24 +173,34 @@ def _sort(table: pa.Table, schema: schemas.TableSchema) -> pa.Table:
 
 
 def _check_unique(table: pa.Table, schema: schemas.TableSchema) -> None:
-    if not schema.key or table.num_rows == 0:
+    """Refuse a table (already sorted by key) in which a key appears twice.
+
+    Sorted, a repeated key sits next to itself: comparing each row with the
+    next is linear, where grouping would hash every key again.
+    """
+    if not schema.key or table.num_rows < 2:
         return
-    counts = table.group_by(list(schema.key)).aggregate([([], "count_all")])
-    dupes = counts.filter(pc.greater(counts["count_all"], 1))
-    if dupes.num_rows:
-        example = {k: dupes.column(k)[0].as_py() for k in schema.key}
+    same = None
+    for name in schema.key:
+        column = table.column(name).combine_chunks()
+        before, after = column.slice(0, len(column) - 1), column.slice(1)
+        equal = pc.or_(pc.fill_null(pc.equal(before, after), False),
+                       pc.and_(pc.is_null(before), pc.is_null(after)))
+        same = equal if same is None else pc.and_(same, equal)
+    dupes = pc.sum(same).as_py() or 0
+    if dupes:
+        first = pc.index(same, True).as_py()
+        example = {k: table.column(k)[first].as_py() for k in schema.key}
         raise AccountingError(
-            f"{schema.name}: {dupes.num_rows} duplicate key(s) after merge, e.g. {example}; nothing published"
+            f"{schema.name}: {dupes} duplicate key(s) after merge, e.g. {example}; nothing published"
         )
 
 
-def _same_content(old: pa.Table, new: pa.Table, schema: schemas.TableSchema) -> bool:
+def _same_content(old: pa.Table, new_sorted: pa.Table, schema: schemas.TableSchema) -> bool:
     cols = schema.business_columns
-    if old.num_rows != new.num_rows:
+    if old.num_rows != new_sorted.num_rows:
         return False
-    a = _sort(old.select(cols), schema)
-    b = _sort(new.select(cols), schema)
-    return a.equals(b)
+    return _sort(old.select(cols), schema).equals(new_sorted.select(cols))
 
 
 # --------------------------------------------------------------------------- storage of versions
@@ -382,7 +406,9 @@ def write_version(
     new_parts: dict[str, pa.Table] = {}
     if part_cols and new_rows.num_rows:
         groups = new_rows.select(part_cols).group_by(part_cols).aggregate([])
-        for i in range(groups.num_rows):
+        if groups.num_rows == 1:  # the usual case (one month): no need to copy the rows through a filter
+            new_parts[_partition_path(schema, tuple(groups.column(c)[0].as_py() for c in part_cols))] = new_rows
+        for i in range(groups.num_rows if groups.num_rows > 1 else 0):
             values = tuple(groups.column(c)[i].as_py() for c in part_cols)
             mask = None
             for c, v in zip(part_cols, values):
@@ -417,12 +443,11 @@ def write_version(
             continue
         old = store.read_partition(old_parts[rel], rel) if rel in old_parts else None
         if old is not None and clear_keys is not None and old.num_rows:
-            keep_mask = [k not in clear_keys for k in zip(*(old.column(c).to_pylist() for c in merge_keys))]
-            kept = old.filter(pa.array(keep_mask, type=pa.bool_()))
+            kept = old.filter(_not_cleared(old, merge_keys, clear_keys))
         else:
             kept = None
         pieces = [t for t in (kept, new_parts.get(rel)) if t is not None and t.num_rows]
-        merged = pa.concat_tables(pieces) if pieces else schema.arrow_schema.empty_table()
+        merged = _sort(pa.concat_tables(pieces) if pieces else schema.arrow_schema.empty_table(), schema)
         _check_unique(merged, schema)
         total += merged.num_rows
         if old is not None and _same_content(old, merged, schema):
@@ -431,7 +456,7 @@ def write_version(
             continue
         changed = True
         if merged.num_rows:
-            store.write_file(_sort(merged, schema), posixpath.join(out_dir, f"part-{version}.parquet"))
+            store.write_file(merged, posixpath.join(out_dir, f"part-{version}.parquet"))
             _checkpoint("partition-written")
     if current is None and not changed:
         changed = True  # first publish of an empty table still creates it

@@ -89,6 +89,18 @@ def test_duplicate_keys_are_refused(warehouse):
     assert not (warehouse / "population").exists()
 
 
+def test_duplicate_keys_far_apart_and_across_a_merge_are_refused_with_an_example(warehouse):
+    uri = str(warehouse)
+    rows = [("01", 2016, 1), ("03", 2016, 2), ("04", 2017, 3), ("03", 2017, 4), ("01", 2016, 5)]
+    with pytest.raises(AccountingError, match=r"1 duplicate key\(s\) after merge, e\.g\. "
+                                              r"\{'region_code': '01', 'year': 2016\}"):
+        publish.publish(uri, "test", _batch(_pop(rows)), "b1")
+    publish.publish(uri, "test", _batch(_pop(rows[:4])), "b2")
+    # Merging a new key in, next to the four already published, is not a duplicate.
+    publish.publish(uri, "test", _batch(_pop([("05", 2017, 6)]), merge_keys=("region_code", "year")), "b3")
+    assert len(_content(uri)) == 5
+
+
 def test_quarantine_is_replaced_per_source_file(warehouse):
     uri = str(warehouse)
     q = pd.DataFrame([{"source_file": "pop.json", "row_number": 3, "raw": "99;2016;x", "reason": "unknown region"},

@@ -164,12 +164,10 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
 
     errors: list[tuple[str, pa.Array]] = []
 
-    # Every control character is unprintable, so the cheap test screens the lines the regex must look at.
-    if not pc.all(pc.utf8_is_printable(raw)).as_py():
-        control = pc.match_substring_regex(raw, _CONTROL)
-        if pc.any(control).as_py():
-            flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
-            errors.append(("line", pc.if_else(control, flagged, no_error)))
+    control = pc.match_substring_regex(raw, _CONTROL)
+    if pc.any(control).as_py():
+        flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
+        errors.append(("line", pc.if_else(control, flagged, no_error)))
 
     parsed, err = _map_distinct(trimmed["date"], _parse_date_text)
     dates = pc.cast(parsed, pa.date32())
