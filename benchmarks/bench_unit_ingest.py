@@ -3,8 +3,10 @@
 For 1 month, 1 year and 10 years of synthetic unit files (4 000 units), each
 configuration in a fresh process:
 
-* **pipeline** — the real read → validate (GX) → publish path of
-  ``etl.pipelines.ehealth_adoption`` for the unit-level table, month by month;
+* **pipeline** — ``etl.pipelines.ehealth_adoption.run`` over every landed
+  month (what a backfill or ``python -m etl run ehealth`` does): read →
+  validate (GX) → publish, month by month, the next month's file read
+  ahead while this one is validated;
 * **pyarrow** — ``pyarrow.csv.read_csv → parquet.write_table`` per file (the
   practical limit: no typing rules, no validation);
 * **pandas** — ``pandas.read_csv → to_parquet`` per file.
@@ -39,16 +41,19 @@ start = dt.date(2025 - (months - 1) // 12, 1, 1)
 done = 0
 y, m = start.year, start.month
 while done < months:
-    ehealth.write_month(out / "ehealth", dt.date(y, m, 1), units=unit_set)
+    paths = ehealth.write_month(out / "ehealth", dt.date(y, m, 1), units=unit_set)
+    for path in paths:  # only the unit-level files: the same input as the baselines
+        if not path.name.startswith("webbtidbok_enheter_"):
+            path.unlink()
     done += 1
     y, m = (y + 1, 1) if m == 12 else (y, m + 1)
 """
 
 PIPELINE = r"""
 import json, resource, sys, time
-from etl import publish, storage, validation
+from etl import storage, validation
 from etl.config import Settings
-from etl.pipelines import ehealth_adoption as p
+from etl.pipelines import ehealth_adoption
 landing, warehouse = sys.argv[1], sys.argv[2]
 settings = Settings.resolve(landing=landing, warehouse=warehouse, kolada_kpis="", environ={})
 gx_seconds = 0.0
@@ -61,16 +66,13 @@ def timed_validate(*a, **k):
     finally:
         gx_seconds += time.perf_counter() - t
 validation.validate = timed_validate
-files = [f for f in storage.list_landed(landing, "ehealth", (".csv",)) if f.name.startswith("webbtidbok_enheter_")]
 validation._context()  # GX start-up is paid once per worker process; measured apart
-rows = 0
 start = time.perf_counter()
-for f in files:
-    period = f.name[len("webbtidbok_enheter_"):-4]
-    batch = p._unit_batch(f, period, None, settings, "bench")
-    publish.publish(warehouse, "bench", batch, "bench-" + period, [f])
-    rows += batch.rows_in
+report = ehealth_adoption.run(settings)  # every landed month, as a backfill or `python -m etl run ehealth` does
 elapsed = time.perf_counter() - start
+units = [r for r in report.results if r.table == "ehealth_unit_daily"]
+rows = sum(r.rows_in for r in units)
+assert units and units[-1].table_rows == rows, "the unit table does not hold every row read"
 print(json.dumps({"rows": rows, "seconds": elapsed, "gx": gx_seconds,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

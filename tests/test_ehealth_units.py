@@ -217,3 +217,29 @@ def test_peak_memory_is_flat_in_the_number_of_months(tmp_path):
           f"median after warm-up {per_month:.2f} s")
     assert four["maxrss_mb"] < one["maxrss_mb"] * 1.15 + 40
     assert per_month < 20
+
+
+def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ahead(tmp_path, monkeypatch):
+    from etl import storage
+    from etl.sources import unit_daily
+
+    units = sample.make_units(20, 1)
+    months = [dt.date(2024, m, 1) for m in (1, 2, 3, 4)]
+    for month in months:
+        _write_month(tmp_path, month, units)
+    (tmp_path / "ehealth" / "webbtidbok_enheter_2024-03.csv").unlink()  # a month without a unit file
+    by_month, _ = pipeline._group_by_month(storage.list_landed(str(tmp_path), "ehealth", (".csv", ".xlsx")))
+    started: list[str] = []
+    real = unit_daily.read_unit_daily
+    monkeypatch.setattr(unit_daily, "read_unit_daily", lambda uri: (started.append(uri), real(uri))[1])
+
+    periods = sorted(by_month)
+    got = {}
+    with pipeline.UnitReadAhead([by_month[p] for p in periods]) as reads:
+        for i, (period, read) in enumerate(zip(periods, reads)):
+            month = read()
+            got[period] = month.period if month else None
+            # Consuming month i, reads may have started for month i + 1 at most.
+            assert all(uri.rsplit("_", 1)[1][:7] <= periods[min(i + 1, 3)] for uri in started)
+    assert got == {"2024-01": "2024-01", "2024-02": "2024-02", "2024-03": None, "2024-04": "2024-04"}
+    assert len(started) == 3

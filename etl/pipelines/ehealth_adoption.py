@@ -13,7 +13,8 @@ publishes, never one per file or per row). A critical failure — a region
 missing from an export, regions not summing to the national total —
 blocks that month only: nothing of it is published, the failure is in the
 load log, and the run carries on with the other months and fails at the
-end naming the blocked ones.
+end naming the blocked ones. While a month is validated and published,
+the next month's unit-level file is already being read (:class:`UnitReadAhead`).
 
 **Which months.** ``period="YYYY-MM"`` processes that month (always: the
 result is idempotent, so a rerun just reports ``unchanged``);
@@ -129,15 +130,16 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         return report
 
     failures: list[tuple[str, EtlError]] = []
-    for month in months:
-        month_batch = f"{batch_id}-{month}"
-        files = _files(by_month[month])
-        try:
-            report.results.extend(process_month(settings, month, by_month[month], month_batch))
-        except EtlError as exc:
-            record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
-            log.error("%s", exc)
-            failures.append((month, exc))
+    with UnitReadAhead([by_month[m] for m in months]) as unit_reads:
+        for month, unit_read in zip(months, unit_reads):
+            month_batch = f"{batch_id}-{month}"
+            files = _files(by_month[month])
+            try:
+                report.results.extend(process_month(settings, month, by_month[month], month_batch, unit_read))
+            except EtlError as exc:
+                record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
+                log.error("%s", exc)
+                failures.append((month, exc))
     if failures:
         for line in report.lines():
             log.info("%s", line)
@@ -148,12 +150,56 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     return report
 
 
+class UnitReadAhead:
+    """Reads the next month's unit-level file in a background thread while this month is validated.
+
+    Reading is pyarrow work that runs outside the GIL, validation and
+    publishing mostly Python, so on a multi-core worker a backfill overlaps
+    the two. At most one month is read ahead: memory stays bounded by two
+    months of unit rows, whatever the number of months. Iterating yields,
+    per month, a callable returning that month's :class:`UnitMonth` (or
+    ``None`` without a unit file); an error reading the file is raised by
+    the callable, in the month it belongs to.
+    """
+
+    def __init__(self, months: list[dict[str, list]]):
+        self._uris = [self._unit_uri(files) for files in months]
+        self._pool = None
+
+    @staticmethod
+    def _unit_uri(month_files: dict[str, list]) -> str | None:
+        files = month_files.get(exports.UNIT_KIND) or []
+        return files[0].uri if len(files) == 1 else None  # several files: process_month refuses the month
+
+    def __enter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unit-read-ahead")
+        return self
+
+    def __exit__(self, *exc_info):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self):
+        submit = self._pool.submit
+        pending = submit(unit_daily.read_unit_daily, self._uris[0]) if self._uris and self._uris[0] else None
+        for i, _ in enumerate(self._uris):
+            current = pending
+            following = self._uris[i + 1] if i + 1 < len(self._uris) else None
+            pending = submit(unit_daily.read_unit_daily, following) if following else None
+            yield (lambda future=current: future.result() if future is not None else None)
+
+
 # --------------------------------------------------------------------------- one month
 
 
-def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str
-                  ) -> list[publish.PublishResult]:
-    """Parse, validate and publish one month; raises (publishing nothing) when a critical rule fails."""
+def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
+                  unit_read=None) -> list[publish.PublishResult]:
+    """Parse, validate and publish one month; raises (publishing nothing) when a critical rule fails.
+
+    ``unit_read`` returns the month's unit-level file already read (see
+    :class:`UnitReadAhead`); without it the file is read here.
+    """
     for kind, files in month_files.items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
@@ -173,7 +219,8 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
         regional_rows = regional.rows
     if exports.UNIT_KIND in landed:
         unit_file = landed[exports.UNIT_KIND]
-        batches.append((_unit_batch(unit_file, period, regional_rows, settings, batch_id), [unit_file]))
+        read = unit_read() if unit_read is not None else None
+        batches.append((unit_batch(unit_file, period, regional_rows, settings, batch_id, read), [unit_file]))
 
     # Everything validated: only now publish, one publish per table.
     return [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources) for batch, sources in batches]
@@ -359,13 +406,19 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
         raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
 
 
-def _unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settings: Settings,
-                batch_id: str) -> publish.TableBatch:
+def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settings: Settings,
+               batch_id: str, read: unit_daily.UnitMonth | None = None) -> publish.TableBatch:
+    """One unit-level file → the validated ``ehealth_unit_daily`` batch of its month (not yet published).
+
+    ``regional_rows`` (the month's regional adoption rows, or None) is what
+    the daily bookings are summed against; ``read`` is the file already read.
+    """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    read = unit_daily.read_unit_daily(unit_file.uri)
+    if read is None:
+        read = unit_daily.read_unit_daily(unit_file.uri)
     _stamp_sha(read.rejected, unit_file.sha256)
     first, last = unit_daily.month_bounds(period)
     columns = ["month", "date", "region_code", "unit_hsa_id", "unit_name", "bookings", "cancellations",
