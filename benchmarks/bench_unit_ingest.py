@@ -29,7 +29,7 @@ from common import machine, median, run_python, table  # noqa: E402
 
 UNITS = int(os.environ.get("BENCH_UNITS", "4000"))
 SIZES = [int(x) for x in os.environ.get("BENCH_UNIT_MONTHS", "1,12,120").split(",")]
-REPEATS = int(os.environ.get("BENCH_REPEATS", "1"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 
 GENERATE = r"""
 import sys, datetime as dt

@@ -597,6 +597,17 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
+def committed_sha256(warehouse_uri: str, pipeline: str) -> dict[str, set[str]]:
+    """Per table: SHA-256 of every source file a pipeline has committed to it (published or unchanged)."""
+    per_table: dict[str, set[str]] = {}
+    log_rows = read_load_log(warehouse_uri).select(["pipeline", "outcome", "table_name", "source_sha256"])
+    for row in log_rows.to_pylist():
+        if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
+            continue
+        per_table.setdefault(row["table_name"], set()).update(row["source_sha256"] or [])
+    return per_table
+
+
 def loaded_sha256(warehouse_uri: str, pipeline: str, tables: tuple[str, ...] | None = None) -> set[str]:
     """SHA-256 of every source file a pipeline has committed (published or unchanged).
 
@@ -604,14 +615,10 @@ def loaded_sha256(warehouse_uri: str, pipeline: str, tables: tuple[str, ...] | N
     it: a run that died between two tables' publishes then simply redoes the
     file (publishing is idempotent) instead of leaving the second table short.
     """
-    per_table: dict[str | None, set[str]] = {t: set() for t in tables} if tables else {None: set()}
-    for row in read_load_log(warehouse_uri).to_pylist():
-        if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
-            continue
-        key = row["table_name"] if tables else None
-        if key in per_table:
-            per_table[key].update(row["source_sha256"] or [])
-    return set.intersection(*per_table.values())
+    per_table = committed_sha256(warehouse_uri, pipeline)
+    if not tables:
+        return set().union(*per_table.values())
+    return set.intersection(*(per_table.get(t, set()) for t in tables))
 
 
 def _read_location(warehouse_uri: str, location: str, schema: schemas.TableSchema) -> pa.Table:

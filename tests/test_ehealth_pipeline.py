@@ -113,6 +113,20 @@ def test_rerun_is_nothing_new_and_the_same_period_is_unchanged(settings, landing
     assert after.equals(before)  # not even lineage changed
 
 
+def test_sweep_redoes_a_month_whose_second_table_never_committed(settings, landing, warehouse):
+    """A run killed between the adoption and the national publish: the sweep must redo that month."""
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    national_rows = sorted((warehouse / "_load_log").glob("*-ehealth_adoption_national.parquet"))
+    assert len(national_rows) == 1
+    national_rows[0].unlink()  # as if the process died before the national table's load-log row
+    again = pipeline.run(settings)
+    assert {r.table: r.outcome for r in again.results} == {
+        "ehealth_adoption": "unchanged", "ehealth_adoption_national": "unchanged"}
+    assert pipeline.run(settings).outcome == "nothing_new"
+
+
 def test_republished_file_replaces_its_month_and_service(settings, landing, warehouse):
     first = _lines("journalen")
     first.insert(3, "2017-03;Region Atlantis;5;5;5")  # one bad line in the first delivery

@@ -60,6 +60,9 @@ PREFIX = "ehealth"
 SUFFIXES = (".csv", ".xlsx")
 RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
 MONTHLY_KINDS = ("journalen", "webbtidbok")
+ADOPTION_TABLES = ("ehealth_adoption", "ehealth_adoption_national")
+TABLES_BY_KIND = {"journalen": ADOPTION_TABLES, "webbtidbok": ADOPTION_TABLES,
+                  exports.UNIT_KIND: ("ehealth_unit_daily",)}
 
 ADOPTION_COLUMNS = ["region_code", "year", "month", "service", "metric", "value", "suppressed",
                     "source_file", "row_number", "raw"]
@@ -113,8 +116,13 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         log.warning("%s", note)
     report.messages.extend(ignored)
 
-    committed = publish.loaded_sha256(settings.warehouse_uri, PIPELINE)
-    pending = sorted(m for m, kinds in by_month.items() if any(f.sha256 not in committed for f in _files(kinds)))
+    # A file is done once every table it feeds has committed it, so a run killed
+    # between two tables' publishes is redone by the next sweep.
+    per_table = publish.committed_sha256(settings.warehouse_uri, PIPELINE)
+    committed = {kind: set.intersection(*(per_table.get(t, set()) for t in tables))
+                 for kind, tables in TABLES_BY_KIND.items()}
+    pending = sorted(m for m, kinds in by_month.items()
+                     if any(f.sha256 not in committed[kind] for kind, files in kinds.items() for f in files))
     if period is not None:
         months = [period] if period in by_month else []
         if catch_up_late:
