@@ -32,29 +32,33 @@ baseline()
 '''
 
 
-def measure(path: Path, repeats: int, env: dict) -> tuple[float, list[str]]:
-    times, modules = [], []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, str(PROBE), str(path)], capture_output=True, text=True, env=env, check=True)
-        probe = json.loads(out.stdout.strip().splitlines()[-1])
-        times.append(probe["seconds"])
-        modules = probe["modules"]
-    return median(times), modules
+def probe(path: Path, env: dict) -> tuple[float, list[str]]:
+    out = subprocess.run([sys.executable, str(PROBE), str(path)], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["modules"]
 
 
-def main(repeats: int = 5) -> None:
+def main(repeats: int = 9) -> None:
     tmp = Path(tempfile.mkdtemp())
     env = env_with_project(AIRFLOW_HOME=str(tmp / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
     baseline_file = tmp / "baseline_dag.py"
     baseline_file.write_text(BASELINE)
-    base, _ = measure(baseline_file, repeats, env)
+    files = [baseline_file, *sorted((ROOT / "dags").glob("*.py"))]
+    times: dict[Path, list[float]] = {f: [] for f in files}
+    modules: dict[Path, list[str]] = {}
+    # Round-robin, so a busy spell on the machine hits the baseline and every file alike.
+    for _ in range(repeats):
+        for path in files:
+            seconds, modules[path] = probe(path, env)
+            times[path].append(seconds)
+    base = median(times[baseline_file])
     rows = [["(baseline: minimal DAG)", base * 1000, 1.0, "-", "-"]]
-    for path in sorted((ROOT / "dags").glob("*.py")):
-        seconds, modules = measure(path, repeats, env)
-        heavy = sorted(HEAVY & set(modules))
+    for path in files[1:]:
+        seconds = median(times[path])
+        heavy = sorted(HEAVY & set(modules[path]))
         rows.append([path.name, seconds * 1000, seconds / base if base else float("nan"),
                      "yes" if seconds < 0.05 else "NO", ", ".join(heavy) or "none"])
-    print(f"DAG parse time, median of {repeats} fresh interpreters ({machine()})")
+    print(f"DAG parse time, median of {repeats} fresh interpreters, taken in turns ({machine()})")
     print(table(["file", "ms", "x baseline", "< 50 ms", "heavy imports"], rows))
 
 
