@@ -64,8 +64,17 @@ def safe_name(name: str) -> str:
     return name
 
 
-def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[LandedFile]:
-    """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name."""
+def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
+                skipped: list[str] | None = None) -> list[LandedFile]:
+    """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name.
+
+    Hidden files (``.name``, e.g. an upload in progress) and folders are not
+    deliveries. An entry that looks like a delivery but cannot be taken in —
+    a name that could escape its folder (``..``, ``\\``), a broken link — is
+    described in ``skipped`` when the caller passes a list (the pipeline then
+    loads the rest and fails naming it); without one, an unsafe name raises
+    :class:`BadInput`.
+    """
     fs, root = filesystem(join(landing_uri, prefix))
     try:
         if is_local(fs) and not fs.exists(filesystem(landing_uri)[1]):
@@ -80,12 +89,20 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> lis
         raise _unreadable(join(landing_uri, prefix), exc) from None
     found: list[LandedFile] = []
     for info in entries:
-        if info.get("type") != "file":
-            continue
         name = posixpath.basename(info["name"].rstrip("/"))
-        if name.startswith(".") or not name.lower().endswith(suffixes):
+        if name.startswith(".") or not name.lower().endswith(suffixes) or info.get("type") == "directory":
             continue
-        safe_name(name)
+        if info.get("type") != "file":
+            if skipped is not None:
+                skipped.append(f"{name!r}: not a regular file (a broken link?)")
+            continue
+        try:
+            safe_name(name)
+        except BadInput as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+            continue
         modified = info.get("mtime") or info.get("LastModified") or info.get("created")
         if hasattr(modified, "timestamp"):
             modified = modified.timestamp()

@@ -736,9 +736,26 @@ def _(ctx):
     # POSIX allows a backslash in a name ("..", "/" cannot be created; names starting with "." are hidden
     # files, skipped): to a Windows share or an object-store key it reads as a path that climbs out.
     (ctx.landing / "ehealth" / "x\\..\\..\\journalen_2017-04.csv").write_bytes(b"x")
-    fails(lambda: ehealth_adoption.run(ctx.settings), BadInput, "unsafe file name in landing storage",
-          "'x\\\\..\\\\..\\\\journalen_2017-04.csv'")
-    assert ctx.table("ehealth_adoption") == []
+    # The month beside it loads; the run then fails naming the file it could not take in.
+    fails(lambda: ehealth_adoption.run(ctx.settings), BadInput,
+          "ehealth_adoption: 1 file(s) in landing not loaded (rename or remove them)",
+          "unsafe file name in landing storage: 'x\\\\..\\\\..\\\\journalen_2017-04.csv'")
+    loaded = ctx.table("ehealth_adoption")
+    assert {r["month"] for r in loaded} == {dt.date(2017, 3, 1)} and len(loaded) == 21 * 8  # 21 regions x 8 metrics
+    failed = [r for r in publish.read_load_log(str(ctx.warehouse)).to_pylist() if r["outcome"] == "failed"]
+    assert len(failed) == 1 and "journalen_2017-04.csv" in failed[0]["message"]
+    # Until someone renames or removes it, every run says so again, loading nothing twice.
+    fails(lambda: ehealth_adoption.run(ctx.settings), BadInput, "1 file(s) in landing not loaded")
+    assert len(ctx.table("ehealth_adoption")) == 21 * 8
+
+
+@case("county-broken-link-in-landing")
+def _(ctx):
+    land_report(ctx, "skane_2017.json", builders.json_bytes(builders.doc(region="Region Skåne")))
+    (ctx.landing / "county_reports" / "gone_2017.json").symlink_to(ctx.landing / "no-such-file.json")
+    fails(lambda: county_reports.run(ctx.settings), BadInput,
+          "county_reports: 1 file(s) in landing not loaded", "'gone_2017.json': not a regular file (a broken link?)")
+    assert [r["region_code"] for r in ctx.table("county_report")] == ["12"]  # the readable report loaded
 
 
 @case("cli-ehealth-blocked-month")
@@ -755,7 +772,8 @@ def _(ctx):
 def _(ctx):
     ehealth_month(ctx)
     (ctx.landing / "ehealth" / "x\\..\\journalen_2017-05.csv").write_bytes(b"x")
-    cli_fails(ctx.cli("run", "ehealth-adoption"), "error: unsafe file name in landing storage")
+    cli_fails(ctx.cli("run", "ehealth-adoption"), "error: ehealth_adoption: 1 file(s) in landing not loaded",
+              "unsafe file name in landing storage")
 
 
 # --------------------------------------------------------------------------- unit-level daily files

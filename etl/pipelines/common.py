@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from etl import publish, schemas, validation
-from etl.errors import EtlError
+from etl.errors import BadInput, EtlError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,21 @@ def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str 
     """A failed batch still leaves its trace in the load log."""
     publish.append_load_log(warehouse_uri, pipeline, batch_id, table, sources, rows_in, 0, 0, "failed",
                             "failed", [], message[:2000], None, publish.utcnow())
+
+
+def refuse_skipped(warehouse_uri: str, pipeline: str, batch_id: str, skipped: list[str]) -> None:
+    """Landing entries that could not be taken in: what was loaded stands, but the run fails naming them.
+
+    Their rows are in no table and no quarantine, so a quiet success would be
+    a silent loss; the failure (and its load-log row) keeps them in view until
+    someone renames or removes them.
+    """
+    if not skipped:
+        return
+    message = (f"{pipeline}: {len(skipped)} file(s) in landing not loaded (rename or remove them): "
+               + "; ".join(skipped))
+    record_failure(warehouse_uri, pipeline, batch_id, None, [], message)
+    raise BadInput(message)
 
 
 def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from etl import publish, schemas, storage
 from etl.config import Settings
 from etl.errors import BadInput, EtlError
-from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new
+from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new, refuse_skipped
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -243,13 +243,17 @@ def run(settings: Settings, **_: object) -> RunReport:
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     warehouse = settings.warehouse_uri
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES)
+    skipped: list[str] = []
+    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped)
+    for note in skipped:
+        log.warning("not loaded: %s", note)
     done = publish.loaded_sha256(warehouse, PIPELINE, tables=TABLES)
     new = [f for f in landed if f.sha256 not in done]
     if not new:
         message = f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
+        refuse_skipped(warehouse, PIPELINE, batch_id, skipped)
         return report
 
     submissions = [read_submission(f) for f in new]
@@ -279,4 +283,7 @@ def run(settings: Settings, **_: object) -> RunReport:
     for sub in rejected:
         log.warning("quarantined %s whole: %s", sub.landed.name, sub.parsed.error)
         report.messages.append(f"  quarantined {sub.landed.name}: {sub.parsed.error}")
+    for line in report.lines():
+        log.info("%s", line)
+    refuse_skipped(warehouse, PIPELINE, batch_id, skipped)
     return report

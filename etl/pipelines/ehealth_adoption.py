@@ -49,7 +49,7 @@ from collections import defaultdict
 from etl import publish, regions, storage
 from etl.config import Settings
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new
+from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new, refuse_skipped
 from etl.sources import ehealth_exports as exports
 from etl.sources import unit_daily
 
@@ -110,7 +110,10 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         raise ConfigError(f"period must be YYYY-MM, not {period!r}")
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES)
+    skipped: list[str] = []
+    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped)
+    for note in skipped:
+        log.warning("not loaded: %s", note)
     by_month, ignored = _group_by_month(landed)
     for note in ignored:
         log.warning("%s", note)
@@ -135,6 +138,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                    else f"nothing new in {where}: every file is already loaded")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
+        refuse_skipped(settings.warehouse_uri, PIPELINE, batch_id, skipped)
         return report
 
     failures: list[tuple[str, EtlError]] = []
@@ -153,8 +157,11 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
             log.info("%s", line)
         done = len(months) - len(failures)
         summary = " | ".join(str(exc) for _, exc in failures)
+        if skipped:
+            summary += " | not loaded: " + "; ".join(skipped)
         cls = ValidationFailed if all(isinstance(e, ValidationFailed) for _, e in failures) else EtlError
         raise cls(f"{PIPELINE}: {len(failures)} month(s) blocked, {done} processed: {summary}")
+    refuse_skipped(settings.warehouse_uri, PIPELINE, batch_id, skipped)
     return report
 
 
