@@ -102,7 +102,7 @@ else:
 rows = 0
 start = time.perf_counter()
 for path in files:
-    encoding, delimiter, _ = unit_daily._header_and_encoding(fs, str(path), path.name)
+    encoding, delimiter, _ = unit_daily.header_and_encoding(fs, str(path), path.name)
     rows += convert(path, encoding, delimiter)
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

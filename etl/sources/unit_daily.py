@@ -69,8 +69,8 @@ class UnitMonth:
         return loaded + sum(r.get("rows_held", 1) for r in self.rejected)
 
 
-def _header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]:
-    """(encoding, delimiter, header cells) from the start of the file."""
+def header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]:
+    """(encoding, delimiter, header cells) detected from the start of a unit-level file; BadInput if unusable."""
     import csv
 
     with fs.open(path, "rb") as handle:
@@ -232,7 +232,7 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE) -> UnitMo
     fs, path = storage.filesystem(source_file)
     invalid: list[dict] = []
     try:
-        out.encoding, out.delimiter, header = _header_and_encoding(fs, path, file_name)
+        out.encoding, out.delimiter, header = header_and_encoding(fs, path, file_name)
         columns = match_header(header, WANTED, file_name)
     except BadInput as exc:
         return _rejected_file(out, fs, path, str(exc))
