@@ -7,6 +7,9 @@ wherever a local path does.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import os
 import posixpath
 from dataclasses import dataclass
 
@@ -14,6 +17,8 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from etl.errors import BadInput, SourceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -64,8 +69,55 @@ def safe_name(name: str) -> str:
     return name
 
 
+def hash_cache_uri(warehouse_uri: str, prefix: str) -> str:
+    """Where the SHA-256 of the files under a landing prefix are remembered between runs."""
+    return join(warehouse_uri, "_state", "landing_hashes", f"{prefix}.json")
+
+
+def _stamp(info: dict) -> list:
+    """What changes when a file's content changes, short of reading it.
+
+    Size and modification time everywhere, plus the inode on a local disk
+    (a replaced file is a new inode) and the ETag on an object store (a hash
+    of the content the store keeps).
+    """
+    modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if hasattr(modified, "timestamp"):
+        modified = modified.timestamp()
+    etag = info.get("ETag") or info.get("etag") or ""
+    return [int(info.get("size") or 0), float(modified) if modified is not None else None, str(etag),
+            int(info.get("ino") or 0)]
+
+
+def _read_hash_cache(uri: str) -> dict[str, dict]:
+    fs, path = filesystem(uri)
+    try:
+        if not fs.exists(path):
+            return {}
+        data = json.loads(fs.cat_file(path))
+        files = data["files"] if data.get("version") == 1 else {}
+        if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+            raise ValueError("not a map of file names to hashes")
+        return files
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # Only a hint: an unreadable cache means hashing everything once more, not a failed run.
+        log.warning("ignoring landing hash cache %s: %s", uri, exc)
+        return {}
+
+
+def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
+    fs, path = filesystem(uri)
+    try:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fs.pipe_file(tmp, json.dumps({"version": 1, "files": files}, sort_keys=True).encode())
+        fs.mv(tmp, path)
+    except OSError as exc:
+        log.warning("could not write landing hash cache %s: %s", uri, exc)
+
+
 def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
-                skipped: list[str] | None = None) -> list[LandedFile]:
+                skipped: list[str] | None = None, hash_cache: str | None = None) -> list[LandedFile]:
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name.
 
     Hidden files (``.name``, e.g. an upload in progress) and folders are not
@@ -74,6 +126,14 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
     described in ``skipped`` when the caller passes a list (the pipeline then
     loads the rest and fails naming it); without one, an unsafe name raises
     :class:`BadInput`.
+
+    Every file's SHA-256 identifies what was loaded. With ``hash_cache`` (see
+    :func:`hash_cache_uri`), a file whose size, modification time, inode or
+    ETag are unchanged since the last listing keeps its remembered hash
+    instead of being read again — a run with nothing new then costs a
+    listing, not a download of the whole landing area. (A file rewritten in
+    place with the same size *and* its old modification time restored would
+    be missed; deliveries do not do that.)
     """
     fs, root = filesystem(join(landing_uri, prefix))
     try:
@@ -87,6 +147,8 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         entries = fs.ls(root, detail=True)
     except OSError as exc:
         raise _unreadable(join(landing_uri, prefix), exc) from None
+    cached = _read_hash_cache(hash_cache) if hash_cache else {}
+    remembered: dict[str, dict] = {}
     found: list[LandedFile] = []
     for info in entries:
         name = posixpath.basename(info["name"].rstrip("/"))
@@ -103,18 +165,14 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
                 raise
             skipped.append(str(exc))
             continue
-        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
-        if hasattr(modified, "timestamp"):
-            modified = modified.timestamp()
-        found.append(
-            LandedFile(
-                uri=join(landing_uri, prefix, name),
-                name=name,
-                size=int(info.get("size") or 0),
-                modified=float(modified) if modified is not None else None,
-                sha256=sha256_of(fs, info["name"]),
-            )
-        )
+        stamp = _stamp(info)
+        known = cached.get(name)
+        sha256 = known["sha256"] if known and known.get("stamp") == stamp else sha256_of(fs, info["name"])
+        remembered[name] = {"stamp": stamp, "sha256": sha256}
+        found.append(LandedFile(uri=join(landing_uri, prefix, name), name=name, size=stamp[0], modified=stamp[1],
+                                sha256=sha256))
+    if hash_cache and remembered != cached:
+        _write_hash_cache(hash_cache, remembered)
     return sorted(found, key=lambda f: f.name)
 
 

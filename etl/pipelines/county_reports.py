@@ -244,7 +244,8 @@ def run(settings: Settings, **_: object) -> RunReport:
     report = RunReport(PIPELINE, batch_id)
     warehouse = settings.warehouse_uri
     skipped: list[str] = []
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped)
+    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
+                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX))
     for note in skipped:
         log.warning("not loaded: %s", note)
     done = publish.loaded_sha256(warehouse, PIPELINE, tables=TABLES)

@@ -111,7 +111,8 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     skipped: list[str] = []
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped)
+    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
+                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX))
     for note in skipped:
         log.warning("not loaded: %s", note)
     by_month, ignored = _group_by_month(landed)

@@ -1,0 +1,102 @@
+"""Listing landing storage: what counts as a delivery, and remembered hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from etl import storage
+from etl.errors import BadInput
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _land(folder, name: str, data: bytes, mtime: float | None = None):
+    path = folder / "ehealth" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _hashes(landing, cache=None) -> dict[str, str]:
+    return {f.name: f.sha256 for f in storage.list_landed(str(landing), "ehealth", (".csv",), hash_cache=cache)}
+
+
+def test_unchanged_files_keep_their_remembered_hash_and_changed_ones_are_read_again(tmp_path):
+    landing, cache = tmp_path / "landing", storage.hash_cache_uri(str(tmp_path / "warehouse"), "ehealth")
+    a = _land(landing, "a.csv", b"first", mtime=1_700_000_000)
+    _land(landing, "b.csv", b"other", mtime=1_700_000_000)
+    assert _hashes(landing, cache) == {"a.csv": _sha(b"first"), "b.csv": _sha(b"other")}
+
+    # Same size, same mtime, same inode: the remembered hash is used — the file is not read.
+    with a.open("r+b") as handle:
+        handle.write(b"FIRST")
+    os.utime(a, (1_700_000_000, 1_700_000_000))
+    assert _hashes(landing, cache)["a.csv"] == _sha(b"first")
+    assert _hashes(landing)["a.csv"] == _sha(b"FIRST")  # without the cache every file is read
+
+    # Any change a delivery makes is seen: a new modification time, a new size, a replaced file.
+    os.utime(a, (1_700_000_100, 1_700_000_100))
+    assert _hashes(landing, cache)["a.csv"] == _sha(b"FIRST")
+    _land(landing, "a.csv", b"first, longer", mtime=1_700_000_100)
+    assert _hashes(landing, cache)["a.csv"] == _sha(b"first, longer")
+    replacement = landing / "ehealth" / "new.tmp"
+    replacement.write_bytes(b"first, LONGER")
+    os.utime(replacement, (1_700_000_100, 1_700_000_100))
+    os.replace(replacement, a)  # same name, size and mtime; a new inode
+    assert _hashes(landing, cache) == {"a.csv": _sha(b"first, LONGER"), "b.csv": _sha(b"other")}
+
+    # A file that is gone is forgotten.
+    (landing / "ehealth" / "b.csv").unlink()
+    assert _hashes(landing, cache) == {"a.csv": _sha(b"first, LONGER")}
+    assert '"b.csv"' not in (tmp_path / "warehouse" / "_state" / "landing_hashes" / "ehealth.json").read_text()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"version": 99}', b"[]", b'{"version": 1, "files": 3}'])
+def test_a_damaged_cache_only_costs_a_full_read(tmp_path, content):
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    _land(landing, "a.csv", b"data")
+    cache_file = warehouse / "_state" / "landing_hashes" / "ehealth.json"
+    cache_file.parent.mkdir(parents=True)
+    cache_file.write_bytes(content)
+    assert _hashes(landing, storage.hash_cache_uri(str(warehouse), "ehealth")) == {"a.csv": _sha(b"data")}
+    assert '"version": 1' in cache_file.read_text()  # rewritten whole
+
+
+def test_object_store_listing_uses_the_cache_too(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/land/ehealth/a.csv", b"one")
+    cache = "memory://wh/_state/landing_hashes/ehealth.json"
+    files = storage.list_landed("memory://land", "ehealth", (".csv",), hash_cache=cache)
+    assert [(f.name, f.sha256) for f in files] == [("a.csv", _sha(b"one"))]
+    assert fs.exists("/wh/_state/landing_hashes/ehealth.json")
+    fs.pipe("/land/ehealth/a.csv", b"two!")  # a new size (and time): read again
+    files = storage.list_landed("memory://land", "ehealth", (".csv",), hash_cache=cache)
+    assert [(f.name, f.sha256) for f in files] == [("a.csv", _sha(b"two!"))]
+    fs.rm("/land", recursive=True)
+    fs.rm("/wh", recursive=True)
+
+
+def test_what_is_not_a_delivery_and_what_cannot_be_taken_in(tmp_path):
+    landing = tmp_path / "landing"
+    _land(landing, "a.csv", b"x")
+    _land(landing, ".upload-in-progress.csv", b"x")
+    _land(landing, "notes.txt", b"x")
+    (landing / "ehealth" / "folder.csv").mkdir()
+    (landing / "ehealth" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    _land(landing, "x\\..\\escape.csv", b"x")
+    skipped: list[str] = []
+    files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
+    assert [f.name for f in files] == ["a.csv"]
+    assert sorted(skipped) == ["'gone.csv': not a regular file (a broken link?)",
+                               "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'"]
+    with pytest.raises(BadInput, match="unsafe file name"):  # a caller that does not collect them is refused
+        storage.list_landed(str(landing), "ehealth", (".csv",))
