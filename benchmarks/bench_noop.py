@@ -4,6 +4,11 @@ On a warehouse already holding the whole sample, each pipeline's ``run``
 is timed in-process (the work a scheduled task does, median of 5) and as a
 whole CLI process (interpreter + imports + work). Baseline in the same run:
 ``python -c "import etl.cli"``. Target: under 2 s of work per DAG.
+
+Two things grow with the years and would slow every no-op run: the
+e-health landing area (a ~9 MB unit-level file a month) and the load log
+(a row per run). Both are measured at ten years against the way they were
+handled before: every file hashed on each run, one load-log file per row.
 """
 
 from __future__ import annotations
@@ -36,6 +41,26 @@ for _ in range(5):
     outcome = report.outcome
 times.sort()
 print(json.dumps({"median": times[2], "first": times[0], "outcome": outcome}))
+"""
+
+
+LOAD_LOG_GROWTH = r"""
+import json, shutil, sys, tempfile, time
+from etl import publish
+rows, mode = int(sys.argv[1]), sys.argv[2]
+if mode == "row-files":
+    publish.COMPACT_LOAD_LOG_AT = 10**9  # the baseline: one file per row, never merged
+warehouse = tempfile.mkdtemp()
+for i in range(rows):  # a daily DAG's "nothing new" rows
+    publish.append_load_log(warehouse, "county_reports", f"run-{i}", None, [], 0, 0, 0, "nothing_new", "skipped",
+                            [], "nothing new", None, publish.utcnow())
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    publish.loaded_sha256(warehouse, "county_reports")
+    times.append(time.perf_counter() - start)
+shutil.rmtree(warehouse)
+print(json.dumps({"median": sorted(times)[2]}))
 """
 
 
@@ -74,6 +99,16 @@ def main() -> None:
     rows.append(["ratio", "-", rows[0][2] / rows[1][2], "-"])
     print(f"\nehealth-adoption no-op with {months} unit-level months in landing ({size:,.0f} MB)")
     print(table(["listing", "outcome", "work s (median of 5)", "< 2 s"], rows))
+
+    # Every run reads the load log; a daily DAG adds a row a day even when nothing is new.
+    log_rows = int(os.environ.get("BENCH_NOOP_LOG_ROWS", "3650"))
+    rows = []
+    for label, mode in (("merged into segments (as shipped)", "segments"), ("one file per row (baseline)", "row-files")):
+        probe = json.loads(run_python(LOAD_LOG_GROWTH, str(log_rows), mode).strip().splitlines()[-1])
+        rows.append([label, probe["median"]])
+    rows.append(["ratio", rows[0][1] / rows[1][1]])
+    print(f"\nReading the load log after {log_rows} runs (ten years of a daily DAG), median of 5")
+    print(table(["load log", "read s"], rows))
 
 
 if __name__ == "__main__":

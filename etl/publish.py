@@ -556,6 +556,12 @@ def _source_lists(sources) -> tuple[list[str], list[str]]:
     return uris, shas
 
 
+LOAD_LOG = "_load_log"
+COMPACT_LOAD_LOG_AT = 256  # row files before they are merged into one segment file
+_SEGMENT_PREFIX = "segment-"
+_MEMBERS_KEY = b"etl.load_log.members"
+
+
 def append_load_log(
     warehouse_uri: str, pipeline: str, batch_id: str, table_name: str | None, sources, rows_in: int,
     rows_loaded: int, rows_quarantined: int, outcome: str, validation: str, warnings: list[str],
@@ -573,7 +579,7 @@ def append_load_log(
     schema = schemas.get("_load_log").arrow_schema
     table = pa.Table.from_pydict(row, schema=schema)
     fs, root = storage.filesystem(warehouse_uri)
-    folder = posixpath.join(root, "_load_log")
+    folder = posixpath.join(root, LOAD_LOG)
     fs.makedirs(folder, exist_ok=True)
     name = f"{started.strftime('%Y%m%dT%H%M%S%f')}-{batch_id}-{table_name or 'run'}.parquet"
     tmp = posixpath.join(folder, "." + name + ".tmp")
@@ -581,20 +587,94 @@ def append_load_log(
         pq.write_table(table, handle, compression=COMPRESSION)
     _checkpoint("load-log-written")
     fs.mv(tmp, posixpath.join(folder, name))
+    try:
+        if len(_load_log_files(fs, folder)[1]) >= COMPACT_LOAD_LOG_AT:
+            compact_load_log(warehouse_uri)
+    except (OSError, EtlError, pa.ArrowException) as exc:  # the row is written; merging can wait for the next one
+        log.warning("could not compact the load log: %s", exc)
+
+
+def _load_log_files(fs, folder: str) -> tuple[list[str], list[str]]:
+    """(segment files, row files) in the load-log folder, by name."""
+    if not fs.exists(folder):
+        return [], []
+    names = sorted(posixpath.basename(p) for p in fs.ls(folder, detail=False))
+    visible = [n for n in names if n.endswith(".parquet") and not n.startswith(".")]
+    segments = [n for n in visible if n.startswith(_SEGMENT_PREFIX)]
+    return segments, [n for n in visible if not n.startswith(_SEGMENT_PREFIX)]
+
+
+def _segment_members(fs, path: str) -> list[str]:
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_schema(handle).metadata or {}
+    return json.loads(metadata.get(_MEMBERS_KEY, b"[]"))
+
+
+def compact_load_log(warehouse_uri: str) -> int:
+    """Merge the load log's row files into one segment file; returns how many rows were merged.
+
+    Every scheduled run adds a row file (a daily DAG with nothing new, 365 a
+    year), and every run reads the whole log, so without merging a no-op
+    run would slow down year by year. A segment names its member files in
+    its Parquet metadata and readers skip members, so the order — segment
+    written whole, made visible, then members deleted — never shows a row
+    twice to :func:`read_load_log`; members left by a crash are deleted here
+    next time.
+    """
+    fs, root = storage.filesystem(warehouse_uri)
+    folder = posixpath.join(root, LOAD_LOG)
+    schema = schemas.get("_load_log").arrow_schema
+    with table_lock(warehouse_uri, LOAD_LOG):
+        for name in fs.ls(folder, detail=False) if fs.exists(folder) else []:
+            if posixpath.basename(name).startswith("." + _SEGMENT_PREFIX):
+                fs.rm(name)  # a segment whose writing was cut short; its rows are still in their files
+        segments, rows = _load_log_files(fs, folder)
+        merged = {m for seg in segments for m in _segment_members(fs, posixpath.join(folder, seg))}
+        for leftover in [n for n in rows if n in merged]:
+            fs.rm(posixpath.join(folder, leftover))
+        members = [n for n in rows if n not in merged]
+        if not members:
+            return 0
+        tables = []
+        for name in members:
+            with fs.open(posixpath.join(folder, name), "rb") as handle:
+                tables.append(pq.read_table(handle).cast(schema))
+        table = pa.concat_tables(tables).replace_schema_metadata({_MEMBERS_KEY: json.dumps(members).encode()})
+        final = f"{_SEGMENT_PREFIX}{members[0][:-len('.parquet')]}--{len(members)}.parquet"
+        tmp = posixpath.join(folder, "." + final + ".tmp")
+        with fs.open(tmp, "wb") as handle:
+            pq.write_table(table, handle, compression=COMPRESSION)
+        fs.mv(tmp, posixpath.join(folder, final))
+        for name in members:
+            fs.rm(posixpath.join(folder, name))
+        return len(members)
 
 
 def read_load_log(warehouse_uri: str) -> pa.Table:
+    """Every load-log row, once: segment files, then the row files no segment has merged yet."""
     fs, root = storage.filesystem(warehouse_uri)
-    folder = posixpath.join(root, "_load_log")
+    folder = posixpath.join(root, LOAD_LOG)
     schema = schemas.get("_load_log").arrow_schema
-    if not fs.exists(folder):
-        return schema.empty_table()
-    tables = []
-    for path in sorted(fs.ls(folder, detail=False)):
-        if path.endswith(".parquet") and not posixpath.basename(path).startswith("."):
-            with fs.open(path, "rb") as handle:
-                tables.append(pq.read_table(handle).cast(schema))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    for _attempt in range(5):
+        segments, rows = _load_log_files(fs, folder)
+        tables, merged, vanished = [], set(), False
+        for name in segments:
+            with fs.open(posixpath.join(folder, name), "rb") as handle:
+                table = pq.read_table(handle)
+            merged.update(json.loads((table.schema.metadata or {}).get(_MEMBERS_KEY, b"[]")))
+            tables.append(table.replace_schema_metadata(None).cast(schema))
+        for name in rows:
+            if name in merged:
+                continue  # already in a segment (a compaction was cut short before deleting it)
+            try:
+                with fs.open(posixpath.join(folder, name), "rb") as handle:
+                    tables.append(pq.read_table(handle).cast(schema))
+            except FileNotFoundError:
+                vanished = True  # merged into a segment since we listed the folder
+                break
+        if not vanished:
+            return pa.concat_tables(tables) if tables else schema.empty_table()
+    raise EtlError(f"{folder}: the load log kept changing while being read; try again")
 
 
 def committed_sha256(warehouse_uri: str, pipeline: str) -> dict[str, set[str]]:

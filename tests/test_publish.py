@@ -189,3 +189,64 @@ def test_concurrent_publishers_are_serialised(warehouse):
 
 def _publish_one(uri, code):
     publish.publish(uri, "test", _batch(_pop([(code, 2016, int(code))])), f"b{code}")
+
+
+def _log_rows(uri, n, start=0, pipeline="test"):
+    for i in range(start, start + n):
+        publish.append_load_log(uri, pipeline, f"b{i:04d}", None, [], 0, 0, 0, "nothing_new", "skipped", [],
+                                "nothing new", None, publish.utcnow())
+
+
+def _log_folder(warehouse):
+    names = sorted(p.name for p in (warehouse / "_load_log").iterdir())
+    return [n for n in names if n.startswith("segment-")], [n for n in names if not n.startswith("segment-")]
+
+
+def test_load_log_row_files_are_merged_into_segments_and_every_row_is_read_once(warehouse):
+    uri = str(warehouse)
+    _log_rows(uri, publish.COMPACT_LOAD_LOG_AT + 44)
+    segments, rows = _log_folder(warehouse)
+    assert len(segments) == 1 and len(rows) == 44
+    batch_ids = publish.read_load_log(uri)["batch_id"].to_pylist()
+    assert sorted(batch_ids) == [f"b{i:04d}" for i in range(publish.COMPACT_LOAD_LOG_AT + 44)]
+
+    # Analysts' DuckDB view over the folder sees the same rows, once.
+    import duckdb
+
+    from etl.marts import access
+
+    path = access.build_duckdb(uri)
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT batch_id) FROM load_log").fetchone() == (300, 300)
+
+
+def test_a_compaction_cut_short_never_shows_a_row_twice_and_is_finished_next_time(warehouse):
+    uri = str(warehouse)
+    _log_rows(uri, 10)
+    kept = {p.name: p.read_bytes() for p in (warehouse / "_load_log").iterdir()}
+    assert publish.compact_load_log(uri) == 10
+    # As if the process died after the segment became visible, before its members were deleted,
+    # and another one before its next segment was renamed into place.
+    for name, data in list(kept.items())[:3]:
+        (warehouse / "_load_log" / name).write_bytes(data)
+    (warehouse / "_load_log" / ".segment-x.parquet.tmp").write_bytes(b"half a file")
+    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(10)]
+    assert publish.compact_load_log(uri) == 0  # nothing new to merge; the leftovers are removed
+    segments, rows = _log_folder(warehouse)
+    assert len(segments) == 1 and rows == []
+    assert publish.read_load_log(uri).num_rows == 10
+
+
+def test_appends_racing_with_compaction_lose_and_double_nothing(warehouse):
+    import threading
+
+    uri = str(warehouse)
+    threads = [threading.Thread(target=_log_rows, args=(uri, 150, start)) for start in (0, 150)]
+    reads: list[int] = []
+    reader = threading.Thread(target=lambda: [reads.append(publish.read_load_log(uri).num_rows) for _ in range(20)])
+    for t in (*threads, reader):
+        t.start()
+    for t in (*threads, reader):
+        t.join()
+    assert reads == sorted(reads)  # never a row counted twice, then lost
+    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(300)]
