@@ -661,7 +661,12 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
         for name in segments:
             with fs.open(posixpath.join(folder, name), "rb") as handle:
                 table = pq.read_table(handle)
-            merged.update(json.loads((table.schema.metadata or {}).get(_MEMBERS_KEY, b"[]")))
+            members = json.loads((table.schema.metadata or {}).get(_MEMBERS_KEY, b"[]"))
+            if len(members) == table.num_rows and merged.intersection(members):
+                # Two compactions at once (object stores have no lock) merged the same row file
+                # twice; row i of a segment is its member i, so keep each member's row once.
+                table = table.filter(pa.array([m not in merged for m in members], pa.bool_()))
+            merged.update(members)
             tables.append(table.replace_schema_metadata(None).cast(schema))
         for name in rows:
             if name in merged:
