@@ -187,7 +187,9 @@ def _check_unique(table: pa.Table, schema: schemas.TableSchema) -> None:
         equal = pc.or_(pc.fill_null(pc.equal(before, after), False),
                        pc.and_(pc.is_null(before), pc.is_null(after)))
         same = equal if same is None else pc.and_(same, equal)
-    dupes = pc.sum(same).as_py() or 0
+    # Count keys, not rows: a key three times is one duplicate key (a run of equal neighbours).
+    previous = pa.concat_arrays([pa.array([False]), same.slice(0, len(same) - 1)])
+    dupes = pc.sum(pc.and_(same, pc.invert(previous))).as_py() or 0
     if dupes:
         first = pc.index(same, True).as_py()
         example = {k: table.column(k)[first].as_py() for k in schema.key}
@@ -200,7 +202,8 @@ def _same_content(old: pa.Table, new_sorted: pa.Table, schema: schemas.TableSche
     cols = schema.business_columns
     if old.num_rows != new_sorted.num_rows:
         return False
-    return _sort(old.select(cols), schema).equals(new_sorted.select(cols))
+    # Sorted by the whole key first: a key column need not be a business column (the quarantine's source_file).
+    return _sort(old, schema).select(cols).equals(new_sorted.select(cols))
 
 
 # --------------------------------------------------------------------------- storage of versions
@@ -590,8 +593,8 @@ def append_load_log(
     try:
         if len(_load_log_files(fs, folder)[1]) >= COMPACT_LOAD_LOG_AT:
             compact_load_log(warehouse_uri)
-    except (OSError, EtlError, pa.ArrowException) as exc:  # the row is written; merging can wait for the next one
-        log.warning("could not compact the load log: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - the row is committed; merging is housekeeping and can wait
+        log.warning("could not compact the load log: %s: %s", type(exc).__name__, exc)
 
 
 def _load_log_files(fs, folder: str) -> tuple[list[str], list[str]]:
@@ -656,6 +659,7 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
     folder = posixpath.join(root, LOAD_LOG)
     schema = schemas.get("_load_log").arrow_schema
     for _attempt in range(5):
+        fs.invalidate_cache(folder)  # object-store listings are cached; a retry must see the new segment
         segments, rows = _load_log_files(fs, folder)
         tables, merged, vanished = [], set(), False
         for name in segments:

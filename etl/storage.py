@@ -154,7 +154,8 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         name = posixpath.basename(info["name"].rstrip("/"))
         if name.startswith(".") or not name.lower().endswith(suffixes) or info.get("type") == "directory":
             continue
-        if info.get("type") != "file":
+        if info.get("type") != "file" and not (info.get("islink") and fs.isfile(info["name"])):
+            # (A link to a file is listed as "other"; it is a delivery like the file itself.)
             if skipped is not None:
                 skipped.append(f"{name!r}: not a regular file (a broken link?)")
             continue
@@ -167,7 +168,10 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             continue
         stamp = _stamp(info)
         known = cached.get(name)
-        sha256 = known["sha256"] if known and known.get("stamp") == stamp else sha256_of(fs, info["name"])
+        # Without a modification time, ETag or inode only the size is left: too little to trust.
+        telling = stamp[1] is not None or stamp[2] or stamp[3]
+        reuse = telling and known and known.get("stamp") == stamp
+        sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
         remembered[name] = {"stamp": stamp, "sha256": sha256}
         found.append(LandedFile(uri=join(landing_uri, prefix, name), name=name, size=stamp[0], modified=stamp[1],
                                 sha256=sha256))

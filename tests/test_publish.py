@@ -278,3 +278,18 @@ def test_two_segments_merging_the_same_row_files_still_read_each_row_once(wareho
     for m in members:
         (folder / m).unlink()
     assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(6)]
+
+
+def test_a_rerun_leaves_a_quarantine_of_several_source_files_unchanged(warehouse):
+    """The quarantine's key starts with source_file, which is not a business column: compare in key order."""
+    uri = str(warehouse)
+    q = pd.DataFrame([{"source_file": "b.json", "row_number": 1, "raw": "x", "reason": "bad"},
+                      {"source_file": "a.json", "row_number": 2, "raw": "y", "reason": "bad"},
+                      {"source_file": "a.json", "row_number": 1, "raw": "z", "reason": "bad"}])
+    versions = warehouse / "_versions" / "_quarantine" / "population"
+    publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b1")
+    before = os.readlink(warehouse / "_quarantine" / "population")
+    publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b2")
+    assert os.readlink(warehouse / "_quarantine" / "population") == before
+    assert {r["batch_id"] for r in publish.read_quarantine(uri, "population").to_pylist()} == {"b1"}
+    assert len([p for p in versions.iterdir() if not p.name.startswith((".", "_"))]) == 1

@@ -100,3 +100,14 @@ def test_what_is_not_a_delivery_and_what_cannot_be_taken_in(tmp_path):
                                "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'"]
     with pytest.raises(BadInput, match="unsafe file name"):  # a caller that does not collect them is refused
         storage.list_landed(str(landing), "ehealth", (".csv",))
+
+
+def test_a_link_to_a_file_is_a_delivery_like_the_file(tmp_path):
+    landing = tmp_path / "landing"
+    target = tmp_path / "elsewhere.csv"
+    target.write_bytes(b"linked")
+    (landing / "ehealth").mkdir(parents=True)
+    (landing / "ehealth" / "linked.csv").symlink_to(target)
+    skipped: list[str] = []
+    files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
+    assert [(f.name, f.sha256) for f in files] == [("linked.csv", _sha(b"linked"))] and skipped == []

@@ -160,8 +160,13 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         summary = " | ".join(str(exc) for _, exc in failures)
         if skipped:
             summary += " | not loaded: " + "; ".join(skipped)
+            record_failure(settings.warehouse_uri, PIPELINE, batch_id, None, [],
+                           "files in landing not loaded (rename or remove them): " + "; ".join(skipped))
         cls = ValidationFailed if all(isinstance(e, ValidationFailed) for _, e in failures) else EtlError
         raise cls(f"{PIPELINE}: {len(failures)} month(s) blocked, {done} processed: {summary}")
+    if skipped:
+        for line in report.lines():
+            log.info("%s", line)
     refuse_skipped(settings.warehouse_uri, PIPELINE, batch_id, skipped)
     return report
 
