@@ -92,14 +92,27 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
     names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
     options = {"period": args.period, "year": args.year, "offline_snapshot": args.offline_snapshot}
+    failed: list[str] = []
     for name in names:
         module = pipelines.get(name)
         started = time.monotonic()
         log.info("running %s (landing %s, warehouse %s)", name, settings.landing_uri, settings.warehouse_uri)
-        report = module.run(settings, **options)
+        try:
+            report = module.run(settings, **options)
+        except ConfigError:
+            raise  # the same settings would fail every pipeline
+        except EtlError as exc:
+            if len(names) == 1:
+                raise
+            # `run all`: like the DAGs, one pipeline's failure does not keep the others from running.
+            print(f"{name}: failed in {time.monotonic() - started:.1f} s: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
         for line in report.lines() or [f"{name}: nothing new"]:
             print(line)
         print(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
+    if failed:
+        raise EtlError(f"{len(failed)} of {len(names)} pipelines failed: {', '.join(failed)} (reasons above)")
     return 0
 
 

@@ -66,3 +66,19 @@ def test_committed_docs_are_up_to_date():
 
     assert (ROOT / "docs" / "tables.md").read_text(encoding="utf-8") == schemas.render_markdown() + "\n", (
         "docs/tables.md is stale: run `make docs`")
+
+
+def test_run_all_carries_on_past_a_failing_pipeline_and_exits_1_naming_it(tmp_path):
+    from etl.sample import reference as reference_sample
+
+    landing, wh = tmp_path / "l", tmp_path / "wh"
+    reference_sample.write(landing, 2016, 2025, units=1, unit_months=0, seed=1)
+    (landing / "county_reports").mkdir(exist_ok=True)
+    (landing / "county_reports" / "gone_2017.json").symlink_to(tmp_path / "nowhere.json")  # county-reports fails
+    out = etl("run", "all", "--landing", str(landing), "--warehouse", str(wh), "--kolada-kpis", "",
+              "--offline-snapshot")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "county-reports: failed in" in out.stderr and "'gone_2017.json': not a regular file" in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "error: 1 of 4 pipelines failed: county-reports (reasons above)"
+    # The pipelines after it still ran: e-health (no files here) and the follow-up mart.
+    assert "ehealth-adoption: nothing_new in" in out.stdout and "followup: published in" in out.stdout
