@@ -409,10 +409,11 @@ def write_version(
     new_parts: dict[str, pa.Table] = {}
     if part_cols and new_rows.num_rows:
         groups = new_rows.select(part_cols).group_by(part_cols).aggregate([])
-        if groups.num_rows == 1:  # the usual case (one month): no need to copy the rows through a filter
-            new_parts[_partition_path(schema, tuple(groups.column(c)[0].as_py() for c in part_cols))] = new_rows
-        for i in range(groups.num_rows if groups.num_rows > 1 else 0):
+        for i in range(groups.num_rows):
             values = tuple(groups.column(c)[i].as_py() for c in part_cols)
+            if groups.num_rows == 1:  # the usual case (one month): no need to copy the rows through a filter
+                new_parts[_partition_path(schema, values)] = new_rows
+                continue
             mask = None
             for c, v in zip(part_cols, values):
                 cond = pc.equal(new_rows[c], pa.scalar(v, type=new_rows.schema.field(c).type))
@@ -607,10 +608,14 @@ def _load_log_files(fs, folder: str) -> tuple[list[str], list[str]]:
     return segments, [n for n in visible if not n.startswith(_SEGMENT_PREFIX)]
 
 
+def _members(arrow_schema: pa.Schema) -> list[str]:
+    """The row files a segment merged, in its row order (from its Parquet metadata)."""
+    return json.loads((arrow_schema.metadata or {}).get(_MEMBERS_KEY, b"[]"))
+
+
 def _segment_members(fs, path: str) -> list[str]:
     with fs.open(path, "rb") as handle:
-        metadata = pq.read_schema(handle).metadata or {}
-    return json.loads(metadata.get(_MEMBERS_KEY, b"[]"))
+        return _members(pq.read_schema(handle))
 
 
 def compact_load_log(warehouse_uri: str) -> int:
@@ -665,7 +670,7 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
         for name in segments:
             with fs.open(posixpath.join(folder, name), "rb") as handle:
                 table = pq.read_table(handle)
-            members = json.loads((table.schema.metadata or {}).get(_MEMBERS_KEY, b"[]"))
+            members = _members(table.schema)
             if len(members) == table.num_rows and merged.intersection(members):
                 # Two compactions at once (object stores have no lock) merged the same row file
                 # twice; row i of a segment is its member i, so keep each member's row once.

@@ -74,7 +74,7 @@ def hash_cache_uri(warehouse_uri: str, prefix: str) -> str:
     return join(warehouse_uri, "_state", "landing_hashes", f"{prefix}.json")
 
 
-def _stamp(info: dict) -> list:
+def _content_stamp(info: dict) -> list:
     """What changes when a file's content changes, short of reading it.
 
     Size and modification time everywhere, plus the inode on a local disk
@@ -166,7 +166,7 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
                 raise
             skipped.append(str(exc))
             continue
-        stamp = _stamp(info)
+        stamp = _content_stamp(info)
         known = cached.get(name)
         # Without a modification time, ETag or inode only the size is left: too little to trust.
         telling = stamp[1] is not None or stamp[2] or stamp[3]

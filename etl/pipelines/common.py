@@ -115,19 +115,28 @@ def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str 
                             "failed", [], message[:2000], None, publish.utcnow())
 
 
-def refuse_skipped(warehouse_uri: str, pipeline: str, batch_id: str, skipped: list[str]) -> None:
-    """Landing entries that could not be taken in: what was loaded stands, but the run fails naming them.
+def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> str | None:
+    """Landing entries that could not be taken in: a load-log row naming them; returns its message.
 
     Their rows are in no table and no quarantine, so a quiet success would be
-    a silent loss; the failure (and its load-log row) keeps them in view until
-    someone renames or removes them.
+    a silent loss; the failure row keeps them in view until someone renames
+    or removes them.
     """
     if not skipped:
-        return
-    message = (f"{pipeline}: {len(skipped)} file(s) in landing not loaded (rename or remove them): "
+        return None
+    message = (f"{report.pipeline}: {len(skipped)} file(s) in landing not loaded (rename or remove them): "
                + "; ".join(skipped))
-    record_failure(warehouse_uri, pipeline, batch_id, None, [], message)
-    raise BadInput(message)
+    record_failure(warehouse_uri, report.pipeline, report.batch_id, None, [], message)
+    return message
+
+
+def refuse_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> None:
+    """What was loaded stands, but a run that skipped landing entries fails naming them."""
+    message = record_skipped(warehouse_uri, report, skipped)
+    if message:
+        for line in report.lines():  # the raise would hide what the run did load
+            log.info("%s", line)
+        raise BadInput(message)
 
 
 def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:

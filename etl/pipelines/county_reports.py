@@ -254,7 +254,7 @@ def run(settings: Settings, **_: object) -> RunReport:
         message = f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
-        refuse_skipped(warehouse, PIPELINE, batch_id, skipped)
+        refuse_skipped(warehouse, report, skipped)
         return report
 
     submissions = [read_submission(f) for f in new]
@@ -284,7 +284,5 @@ def run(settings: Settings, **_: object) -> RunReport:
     for sub in rejected:
         log.warning("quarantined %s whole: %s", sub.landed.name, sub.parsed.error)
         report.messages.append(f"  quarantined {sub.landed.name}: {sub.parsed.error}")
-    for line in report.lines():
-        log.info("%s", line)
-    refuse_skipped(warehouse, PIPELINE, batch_id, skipped)
+    refuse_skipped(warehouse, report, skipped)
     return report

@@ -49,7 +49,8 @@ from collections import defaultdict
 from etl import publish, regions, storage
 from etl.config import Settings
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new, refuse_skipped
+from etl.pipelines.common import (RunReport, checked_batch, record_failure, record_nothing_new, record_skipped,
+                                 refuse_skipped)
 from etl.sources import ehealth_exports as exports
 from etl.sources import unit_daily
 
@@ -139,7 +140,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                    else f"nothing new in {where}: every file is already loaded")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
-        refuse_skipped(settings.warehouse_uri, PIPELINE, batch_id, skipped)
+        refuse_skipped(settings.warehouse_uri, report, skipped)
         return report
 
     failures: list[tuple[str, EtlError]] = []
@@ -158,16 +159,12 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
             log.info("%s", line)
         done = len(months) - len(failures)
         summary = " | ".join(str(exc) for _, exc in failures)
-        if skipped:
-            summary += " | not loaded: " + "; ".join(skipped)
-            record_failure(settings.warehouse_uri, PIPELINE, batch_id, None, [],
-                           "files in landing not loaded (rename or remove them): " + "; ".join(skipped))
+        not_loaded = record_skipped(settings.warehouse_uri, report, skipped)
+        if not_loaded:
+            summary += " | " + not_loaded
         cls = ValidationFailed if all(isinstance(e, ValidationFailed) for _, e in failures) else EtlError
         raise cls(f"{PIPELINE}: {len(failures)} month(s) blocked, {done} processed: {summary}")
-    if skipped:
-        for line in report.lines():
-            log.info("%s", line)
-    refuse_skipped(settings.warehouse_uri, PIPELINE, batch_id, skipped)
+    refuse_skipped(settings.warehouse_uri, report, skipped)
     return report
 
 
@@ -202,12 +199,12 @@ class UnitReadAhead:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self):
-        submit = self._pool.submit
-        pending = submit(unit_daily.read_unit_daily, self._uris[0]) if self._uris and self._uris[0] else None
-        for i, _ in enumerate(self._uris):
-            current = pending
-            following = self._uris[i + 1] if i + 1 < len(self._uris) else None
-            pending = submit(unit_daily.read_unit_daily, following) if following else None
+        def start(uri):
+            return self._pool.submit(unit_daily.read_unit_daily, uri) if uri else None
+
+        pending = start(self._uris[0]) if self._uris else None
+        for following in [*self._uris[1:], None]:
+            current, pending = pending, start(following)
             yield (lambda future=current: future.result() if future is not None else None)
 
 
