@@ -144,7 +144,7 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    no_error = pa.scalar(None, pa.string())
+    null_text = pa.scalar(None, pa.string())
     raw_cols = [batch.column(i) for i in range(batch.num_columns)]
     raw = pc.binary_join_element_wise(*raw_cols, delimiter)
     trimmed = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in WANTED}
@@ -167,7 +167,7 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
     control = pc.match_substring_regex(raw, _CONTROL)
     if pc.any(control).as_py():
         flagged = pa.scalar("control character (NUL or similar) in the line", pa.string())
-        errors.append(("line", pc.if_else(control, flagged, no_error)))
+        errors.append(("line", pc.if_else(control, flagged, null_text)))
 
     parsed, err = _map_distinct(trimmed["date"], _parse_date_text)
     dates = pc.cast(parsed, pa.date32())
@@ -208,7 +208,7 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
         "region_code": codes,
         "unit_hsa_id": trimmed["unit_hsa_id"],
         # Unit names are optional; an empty cell is a missing name, not a name "".
-        "unit_name": pc.if_else(pc.equal(pc.utf8_length(names), 0), no_error, names),
+        "unit_name": pc.if_else(pc.equal(pc.utf8_length(names), 0), null_text, names),
         **counts,
         "row_number": pa.array(first_numbers, pa.int64()),
         "raw": raw,
