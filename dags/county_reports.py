@@ -2,7 +2,7 @@
 ### County reports: the regions' annual follow-up reports
 
 Loads new submissions from `<landing>/county_reports/` (the Excel template
-`.xlsx` or the web form's `.json`, input-formats §1), validates them with the
+`.xlsx` or the web form's `.json`, docs/input-formats.md §1), validates them with the
 suites in `expectations/` and publishes `county_report`,
 `county_initiative` and `county_ehealth_service`.
 

@@ -2,7 +2,7 @@
 ### E-health adoption: web booking and the patient journal online, per region and month
 
 Loads the national e-service operator's monthly exports from
-`<landing>/ehealth/` (input contract: input-formats §2 and §2b):
+`<landing>/ehealth/` (input contract: docs/input-formats.md §2 and §2b):
 
 * `journalen_YYYY-MM` and `webbtidbok_YYYY-MM` (`.csv` or `.xlsx`) →
   `ehealth_adoption` (21 regions, long format) and `ehealth_adoption_national`

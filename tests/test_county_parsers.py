@@ -1,4 +1,4 @@
-"""County report parsers (input-formats §1): every tolerance, and bad input rejected with its reason.
+"""County report parsers (docs/input-formats.md §1): every tolerance, and bad input rejected with its reason.
 
 Real files throughout: JSON bytes as the web form sends them and .xlsx
 workbooks filled into the blank template written by write_blank_template.

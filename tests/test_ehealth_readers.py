@@ -1,4 +1,4 @@
-"""The e-health export readers (input-formats §2, §2b) on real files: every tolerance, every kind of bad line."""
+"""The e-health export readers (docs/input-formats.md §2, §2b) on real files: every tolerance, every kind of bad line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit-level daily web booking (input-formats §2b) through the pipeline, the sample generator, and streaming."""
+"""Unit-level daily web booking (docs/input-formats.md §2b) through the pipeline, the sample generator, and streaming."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """E-health adoption pipeline: monthly exports and unit-level daily web booking → three tables.
 
-Reads ``<landing>/ehealth/`` (input-formats §2, §2b) one month at a time:
+Reads ``<landing>/ehealth/`` (docs/input-formats.md §2, §2b) one month at a time:
 
 * ``journalen_YYYY-MM`` and ``webbtidbok_YYYY-MM`` (CSV or .xlsx) →
   ``ehealth_adoption`` (the 21 regions, long format) and

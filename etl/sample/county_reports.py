@@ -1,4 +1,4 @@
-"""Synthetic county reports (input-formats §1) for demos and tests: ``<out>/county_reports/``.
+"""Synthetic county reports (docs/input-formats.md §1) for demos and tests: ``<out>/county_reports/``.
 
 One report per region for each agreement year 2016–2019 (clipped to the
 requested range), a seeded mix of the Excel template and web-form JSON,

@@ -1,4 +1,4 @@
-"""County report tables: the regions' annual follow-up reports (input-formats §1)."""
+"""County report tables: the regions' annual follow-up reports (docs/input-formats.md §1)."""
 
 import pyarrow as pa
 

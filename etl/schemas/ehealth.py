@@ -1,4 +1,4 @@
-"""E-health adoption tables: monthly exports and unit-level daily web booking (input-formats §2, §2b)."""
+"""E-health adoption tables: monthly exports and unit-level daily web booking (docs/input-formats.md §2, §2b)."""
 
 import pyarrow as pa
 

@@ -1,4 +1,4 @@
-"""Reading the regions' annual follow-up reports (input-formats §1): .xlsx template and web-form JSON.
+"""Reading the regions' annual follow-up reports (docs/input-formats.md §1): .xlsx template and web-form JSON.
 
 Both shapes become the same :class:`ParsedReport`: one header row for
 ``county_report`` and the rows for ``county_initiative`` and

@@ -1,6 +1,6 @@
 """The county report template: the one definition of its fields, enums and blank workbook.
 
-Every field of the regions' annual follow-up report (input-formats §1) is
+Every field of the regions' annual follow-up report (docs/input-formats.md §1) is
 declared once here — Swedish label in the Excel template, key in the web
 form's JSON, value kind and output column. The parser
 (:mod:`etl.sources.county_reports`), the blank template

@@ -1,4 +1,4 @@
-"""The national e-service operator's monthly e-health exports (input-formats §2).
+"""The national e-service operator's monthly e-health exports (docs/input-formats.md §2).
 
 Owns how ``journalen_YYYY-MM`` (patient journal online) and
 ``webbtidbok_YYYY-MM`` (web booking) files look — CSV in UTF-8 (± BOM) or

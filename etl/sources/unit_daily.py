@@ -1,4 +1,4 @@
-"""Care-unit level daily web booking: ``webbtidbok_enheter_YYYY-MM.csv`` (input-formats §2b).
+"""Care-unit level daily web booking: ``webbtidbok_enheter_YYYY-MM.csv`` (docs/input-formats.md §2b).
 
 The large one (~120 000 lines a month, ~15 million over ten years), so it
 is read as a stream: :func:`pyarrow.csv.open_csv` hands over blocks of a
