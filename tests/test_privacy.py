@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from etl import publish
-from etl.privacy import contains_personal_data, mask_personal_data, neutralise_formula
+from etl.privacy import contains_personal_data, mask_personal_data, neutralise_formula, redact_uri
 from etl.publish import TableBatch
 
 
@@ -36,3 +36,66 @@ def test_quarantine_never_holds_personal_data(warehouse):
         text = pd.read_parquet(path).to_csv()
         assert "anna@example.se" not in text and "19800101-1234" not in text
     assert "[e-post borttagen]" in publish.read_quarantine(str(warehouse), "population").column("raw")[0].as_py()
+
+
+# ---------------------------------------------------------------- credentials in URIs (issue 13 §5)
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # userinfo, in a bare URI and inside a message; a raw "@" in the password is still covered
+        ("http://user:password@host/landing", "http://***@host/landing"),
+        ("GET https://user:p@ss@host:8443/api?x=1#f failed", "GET https://***@host:8443/api?x=1#f failed"),
+        ("s3://AKIAXXX:wJalrSECRET@bucket/prefix/a.csv", "s3://***@bucket/prefix/a.csv"),
+        ("redis://:pw@redis:6379/0", "redis://***@redis:6379/0"),
+        ("https://ghp_token123@github.com/o/r", "https://***@github.com/o/r"),
+        # secret query parameters keep their name, lose their value
+        ("https://h/v3/kpi?api_key=123&page=2&per_page=5000", "https://h/v3/kpi?api_key=***&page=2&per_page=5000"),
+        ("http://h/x?token=abc", "http://h/x?token=***"),
+        ("http://h/x?a=1&password=hunter2&b=2", "http://h/x?a=1&password=***&b=2"),
+        ("http://h/x?client_secret=s3&subscription-key=k", "http://h/x?client_secret=***&subscription-key=***"),
+        ("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=AbC%3D", "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=***"),
+        ("https://h/cb#access_token=eyJhbGci&state=1", "https://h/cb#access_token=***&state=1"),
+        ("<a href=\"http://h/x?a=1&amp;token=abc\">", "<a href=\"http://h/x?a=1&amp;token=***\">"),
+        # an error body echoing a secret member
+        ('{"error":"bad request","access_token":"abc\\"x","n":1}', '{"error":"bad request","access_token":"***","n":1}'),
+    ],
+)
+def test_redact_uri_removes_credentials(text, expected):
+    assert redact_uri(text) == expected
+    assert redact_uri(expected) == expected  # idempotent
+
+
+def test_redact_uri_covers_aws_presigned_urls():
+    sigv4 = ("https://bucket.s3.eu-north-1.amazonaws.com/landing/a.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+             "&X-Amz-Credential=AKIAEXAMPLE%2F20240101%2Feu-north-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z"
+             "&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE"
+             "&X-Amz-Signature=0123456789abcdef")
+    shown = redact_uri(f"cannot read {sigv4}: 403")
+    for secret in ("AKIAEXAMPLE", "FwoGZXIvYXdzEXAMPLE", "0123456789abcdef"):
+        assert secret not in shown
+    assert "X-Amz-Expires=3600" in shown and "bucket.s3.eu-north-1.amazonaws.com/landing/a.csv" in shown
+    sigv2 = "https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIAEXAMPLE&Expires=1700000000&Signature=vjbyPxybd%2FZ"
+    assert redact_uri(sigv2) == "https://b.s3.amazonaws.com/k?AWSAccessKeyId=***&Expires=1700000000&Signature=***"
+    gcs = "https://storage.googleapis.com/b/o?X-Goog-Credential=sa%40p.iam&X-Goog-Signature=abcd"
+    assert redact_uri(gcs) == "https://storage.googleapis.com/b/o?X-Goog-Credential=***&X-Goog-Signature=***"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://host/path@x",  # an "@" in the path is not userinfo
+        "mail anna@example.se via http://host/x",  # an e-mail address after a URL is not its userinfo
+        "https://api.kolada.se/v3/data/kpi/N00001/year/2020?page=2&per_page=5000",
+        "https://api.scb.se/OV0104/v2beta/api/v2/tables/TAB638/data?lang=sv&valueCodes[Tid]=2020&outputFormat=json-stat2",
+        "plain text, no URI; a=b",
+        "",
+    ],
+)
+def test_redact_uri_leaves_text_without_credentials_alone(text):
+    assert redact_uri(text) == text
+
+
+@pytest.mark.parametrize("value", [None, 3, 2.5, b"http://u:p@h/"])
+def test_redact_uri_passes_non_strings_through(value):
+    assert redact_uri(value) is value
