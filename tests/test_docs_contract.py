@@ -4,6 +4,7 @@ import pathlib
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUTSIDE = "../" + "shared/"
 
 
 def test_no_reference_to_a_contract_outside_the_clone():
@@ -13,7 +14,9 @@ def test_no_reference_to_a_contract_outside_the_clone():
         path = ROOT / name
         if path.suffix not in {".py", ".md", ".json", ".yml", ".yaml", ".txt", ".toml", ".cfg", ".ini"}:
             continue
-        if "../shared/" in path.read_text(encoding="utf-8", errors="replace"):
+        if name == "tests/test_docs_contract.py":
+            continue
+        if OUTSIDE in path.read_text(encoding="utf-8", errors="replace"):
             offenders.append(name)
     assert offenders == []
     assert (ROOT / "docs" / "input-formats.md").is_file()
