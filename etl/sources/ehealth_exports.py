@@ -410,12 +410,15 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     return out
 
 
-def read_export_file(source_file: str) -> ExportRows:
-    """Read a landed monthly export by URI; a file too large to be one is rejected, not loaded into memory."""
+def read_export_file(source_file: str, *, location: str | None = None) -> ExportRows:
+    """Read a landed monthly export by URI; a file too large to be one is rejected, not loaded into memory.
+
+    ``location`` is where to open it when the store spells the name otherwise (NFD) than ``source_file``.
+    """
     from etl import storage
 
     try:
-        data = storage.read_bytes(source_file, max_bytes=MAX_EXPORT_BYTES)
+        data = storage.read_bytes(location or source_file, max_bytes=MAX_EXPORT_BYTES)
     except BadInput as exc:
         name = parse_file_name(posixpath.basename(source_file))
         out = ExportRows(source_file=source_file, name=name, spec=EXPORTS[name.kind])

@@ -218,7 +218,7 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
     return table, rejected
 
 
-def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE) -> UnitMonth:
+def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location: str | None = None) -> UnitMonth:
     """Stream one ``webbtidbok_enheter_YYYY-MM.csv`` into typed rows; never raises for bad content."""
     import numpy as np
     import pyarrow as pa
@@ -229,7 +229,7 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE) -> UnitMo
     if name.kind != UNIT_KIND:
         raise BadInput(f"{file_name}: not a unit-level file")
     out = UnitMonth(source_file=source_file, period=name.period)
-    fs, path = storage.filesystem(source_file)
+    fs, path = storage.filesystem(location or source_file)  # location: the store's own spelling of the name
     invalid: list[dict] = []
     try:
         out.encoding, out.delimiter, header = header_and_encoding(fs, path, file_name)
