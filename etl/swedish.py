@@ -2,8 +2,10 @@
 
 Amounts (``1 234 567 kr``, ``159 mnkr``, ``850 tkr``, ``1,5 mnkr``), counts
 with Swedish thousands separators, yes/no in its many spellings, months
-(``2017-03``, ``mars 2017``, ``2017M03``) and the markers for suppressed or
-missing cells. Every function raises :class:`BadInput` with a short reason
+(``2017-03``, ``mars 2017``, ``2017M03``), dates, Excel date serials (the
+day numbers a spreadsheet stores behind a date, which surface as ``43525``
+when a date column is exported as a number) and the markers for suppressed
+or missing cells. Every function raises :class:`BadInput` with a short reason
 for a value outside the contract, and returns ``None`` for "unknown".
 """
 
@@ -169,12 +171,44 @@ _MONTH_PATTERNS = (
 )
 
 
+# Excel's day 0 in its 1900 date system (the Windows default; day 60 is Excel's phantom 29 February
+# 1900, so counting from 30 December 1899 is right for every serial after it). Serials are taken
+# as dates only within 1990-01-01 .. 2099-12-31, so a count or a year is never read as a date.
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+EXCEL_SERIAL_RANGE = ((dt.date(1990, 1, 1) - EXCEL_EPOCH).days, (dt.date(2099, 12, 31) - EXCEL_EPOCH).days)
+_SERIAL_TEXT = re.compile(r"^\d{5}(?:[.,]\d+)?$")
+
+
+def excel_serial_date(value: object) -> dt.date | None:
+    """The date an Excel date serial stands for (``43525`` or ``"43525"`` → 2019-03-01), else None.
+
+    Accepts a number or its text, a fraction being the time of day (dropped);
+    only serials of 1990–2099 (32874–73050) are dates, anything else is None.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not _SERIAL_TEXT.match(text):
+            return None
+        value = float(text.replace(",", "."))
+    if not isinstance(value, (int, float, Decimal)) or value != value:
+        return None
+    day = int(value)
+    if not EXCEL_SERIAL_RANGE[0] <= day <= EXCEL_SERIAL_RANGE[1]:
+        return None
+    return EXCEL_EPOCH + dt.timedelta(days=day)
+
+
 def parse_month(value: object) -> dt.date:
-    """The first day of the month for ``2017-03``, ``2017-3``, ``mars 2017``, ``2017M03``."""
+    """The first day of the month for ``2017-03``, ``2017-3``, ``mars 2017``, ``2017M03``, a date or an Excel date serial."""
     if isinstance(value, dt.datetime):
         return dt.date(value.year, value.month, 1)
     if isinstance(value, dt.date):
         return value.replace(day=1)
+    serial = excel_serial_date(value)
+    if serial is not None:
+        return serial.replace(day=1)
     text = _SPACE_RE.sub(" ", _strip(value)).casefold()
     year = month = None
     for pattern in _MONTH_PATTERNS:
@@ -196,13 +230,16 @@ def parse_month(value: object) -> dt.date:
 
 
 def parse_date(value: object) -> dt.date | None:
-    """An ISO date (``2017-03-14``, also ``2017-03-14 00:00``); None when empty."""
+    """An ISO date (``2017-03-14``, also ``2017-03-14 00:00``) or an Excel date serial (``43538``); None when empty."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    serial = excel_serial_date(value)
+    if serial is not None:
+        return serial
     text = _strip(value)
     if not text:
         return None
