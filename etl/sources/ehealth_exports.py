@@ -1,12 +1,19 @@
 """The national e-service operator's monthly e-health exports (docs/input-formats.md §2).
 
 Owns how ``journalen_YYYY-MM`` (patient journal online) and
-``webbtidbok_YYYY-MM`` (web booking) files look — CSV in UTF-8 (± BOM) or
-Windows-1252 with ``;``, ``,`` or tab, or ``.xlsx`` with one sheet of the
+``webbtidbok_YYYY-MM`` (web booking) files look — text (``.csv``,
+``.csv.gz``, Excel's "Unicode text" ``.txt``) in UTF-8 (± BOM), UTF-16 with
+a BOM or Windows-1252, with ``;``, ``,`` or tab (detected, or given by
+Excel's ``sep=`` first line), or a spreadsheet (``.xlsx``, ``.xls``,
+``.ods``, read by :mod:`etl.sources.spreadsheet`) with one sheet of the
 same columns — and how their lines become long-format rows
 (``region_code, year, month, service, metric, value, suppressed``).
 Also the helpers the unit-level reader (:mod:`etl.sources.unit_daily`)
-shares: file names, encoding and delimiter detection, header matching.
+shares: file names, gzip, encoding, ``sep=`` hint and delimiter detection,
+header matching.
+
+A cell longer than :attr:`spreadsheet.Limits.max_cell_chars` rejects the
+file whole, in text files as in spreadsheets (one guard, one message).
 
 Nothing here knows about the warehouse: the reader returns rows and
 rejected lines; :mod:`etl.pipelines.ehealth_adoption` validates and
@@ -21,9 +28,12 @@ and a rejected file one entry (row 0) holding all its lines' rows.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
+import gzip
 import io
+import zlib
 import posixpath
 import re
 import unicodedata
@@ -31,6 +41,7 @@ from dataclasses import dataclass, field
 
 from etl import regions, swedish
 from etl.errors import BadInput
+from etl.sources import spreadsheet
 
 SERVICE_JOURNAL = "patient_journal_online"
 SERVICE_WEB_BOOKING = "web_booking"
@@ -76,9 +87,16 @@ EXPORTS: dict[str, ExportSpec] = {s.kind: s for s in (JOURNAL, WEB_BOOKING)}
 UNIT_KIND = "webbtidbok_enheter"
 ALL_METRICS: tuple[str, ...] = JOURNAL.metric_names + WEB_BOOKING.metric_names
 
-# Longest prefix first so webbtidbok_enheter is not read as webbtidbok.
+# Accepted file suffixes (lower-case; names are matched in any case). Monthly exports come as
+# text or as a spreadsheet; the unit-level file only as (gzipped) CSV, see UNIT_SUFFIXES.
+TEXT_SUFFIXES = (".csv", ".csv.gz", ".txt")
+SUFFIXES = TEXT_SUFFIXES + spreadsheet.SUFFIXES
+UNIT_SUFFIXES = (".csv", ".csv.gz")
+
+# Longest prefix first so webbtidbok_enheter is not read as webbtidbok; csv.gz before csv.
 _NAME_RE = re.compile(
-    r"^(?P<kind>journalen|webbtidbok_enheter|webbtidbok)_(?P<year>\d{4})-(?P<month>\d{2})\.(?P<ext>csv|xlsx)$",
+    r"^(?P<kind>journalen|webbtidbok_enheter|webbtidbok)_(?P<year>\d{4})-(?P<month>\d{2})"
+    r"\.(?P<ext>csv\.gz|csv|txt|xlsx|xls|ods)$",
     re.IGNORECASE,
 )
 
@@ -89,7 +107,11 @@ class ExportName:
 
     kind: str  # journalen | webbtidbok | webbtidbok_enheter
     period: str  # YYYY-MM
-    ext: str  # csv | xlsx
+    ext: str  # csv | csv.gz | txt | xlsx | xls | ods (lower-case, without the leading dot)
+
+    @property
+    def is_spreadsheet(self) -> bool:
+        return f".{self.ext}" in spreadsheet.SUFFIXES
 
     @property
     def month(self) -> dt.date:
@@ -101,15 +123,15 @@ def parse_file_name(name: str) -> ExportName:
     match = _NAME_RE.match(name.strip())
     if not match:
         raise BadInput(
-            f"{name}: not an e-health export name (journalen_YYYY-MM, webbtidbok_YYYY-MM .csv/.xlsx, "
-            "webbtidbok_enheter_YYYY-MM.csv)"
+            f"{name}: not an e-health export name (journalen_YYYY-MM, webbtidbok_YYYY-MM "
+            f"{'/'.join(SUFFIXES)}, webbtidbok_enheter_YYYY-MM {'/'.join(UNIT_SUFFIXES)})"
         )
     kind, ext = match.group("kind").lower(), match.group("ext").lower()
     month = int(match.group("month"))
     if not 1 <= month <= 12:
         raise BadInput(f"{name}: month {month:02d} in the file name does not exist")
-    if kind == UNIT_KIND and ext != "csv":
-        raise BadInput(f"{name}: unit-level files are CSV only")
+    if kind == UNIT_KIND and f".{ext}" not in UNIT_SUFFIXES:
+        raise BadInput(f"{name}: unit-level files are CSV only ({', '.join(UNIT_SUFFIXES)})")
     return ExportName(kind, f"{match.group('year')}-{month:02d}", ext)
 
 
@@ -120,13 +142,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def detect_encoding(sample: bytes, name: str, *, complete: bool = True) -> str:
-    """``utf-8-sig`` or ``cp1252`` for a file's bytes; :class:`BadInput` if it is neither text.
+    """``utf-16``, ``utf-8-sig`` or ``cp1252`` for a file's bytes; :class:`BadInput` if it is neither text.
 
-    ``complete=False`` means ``sample`` is the start of a longer file: a UTF-8
-    sequence cut at the end of the sample is not held against it.
+    UTF-16 is recognised by its byte-order mark only (Excel's "Unicode text"
+    always writes one). ``complete=False`` means ``sample`` is the start of a
+    longer file: a character cut at the end of the sample is not held against it.
     """
-    import codecs
-
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = codecs.getincrementaldecoder("utf-16")().decode(sample, final=complete)
+        except UnicodeDecodeError:
+            raise BadInput(f"{name}: starts with a UTF-16 byte-order mark but is not UTF-16 text") from None
+        if _CONTROL.search(text):
+            raise BadInput(f"{name}: not a text file (control characters or NUL bytes in its UTF-16 text)")
+        return "utf-16"
     try:
         decoder = codecs.getincrementaldecoder("utf-8-sig")()
         text = decoder.decode(sample, final=complete)
@@ -147,6 +176,38 @@ def decode_text(data: bytes, name: str) -> tuple[str, str]:
     """The whole file as text, and the encoding it was in."""
     encoding = detect_encoding(data, name)
     return data.decode(encoding), encoding
+
+
+def is_gzip(name: str) -> bool:
+    return name.lower().endswith(".gz")
+
+
+def gunzip(data: bytes, name: str, max_bytes: int) -> bytes:
+    """The content of a ``.gz`` file, at most ``max_bytes`` of it; :class:`BadInput` if broken, cut short or larger."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            content = stream.read(max_bytes + 1)  # streamed: a gzip bomb stops at the limit
+    except EOFError:
+        raise BadInput(f"{name}: the gzip file is cut short (still being written, or truncated)") from None
+    except (OSError, zlib.error) as exc:
+        raise BadInput(f"{name}: not a readable gzip file ({exc})") from None
+    if len(content) > max_bytes:
+        raise BadInput(f"{name}: decompresses to more than the {max_bytes}-byte limit")
+    return content
+
+
+_SEP_HINT = re.compile(r'^\ufeff?"?sep=(\\t|[^\r\n])"?\s*$', re.IGNORECASE)
+
+
+def sep_hint(line: str) -> str | None:
+    """The delimiter named by Excel's first-line hint ``sep=;`` (``sep=,``, ``sep=<tab>``, ``sep=\\t``), else None.
+
+    The hint line is neither header nor data: callers skip it.
+    """
+    match = _SEP_HINT.match(line)
+    if not match:
+        return None
+    return "\t" if match.group(1) == "\\t" else match.group(1)
 
 
 def normalise_label(label: object) -> str:
@@ -174,12 +235,18 @@ def match_header(cells: list[str], wanted: dict[str, tuple[str, ...]], name: str
     return found
 
 
-def detect_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], name: str) -> str:
+def detect_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], name: str, line_number: int = 1) -> str:
     """The delimiter (``;``, tab or ``,``) under which the header has the most known columns."""
     accepted = {normalise_label(label) for labels in wanted.values() for label in labels}
     best, best_hits = None, 0
     for delimiter in DELIMITERS:
-        cells = next(csv.reader([header_line], delimiter=delimiter))
+        try:
+            cells = next(csv.reader([header_line], delimiter=delimiter))
+        except csv.Error:  # a field over Python's csv limit: far over the cell limit below
+            cells = [max(header_line.split(delimiter), key=len)]
+        longest = max(map(len, cells), default=0)
+        if longest > spreadsheet.LIMITS.max_cell_chars:
+            raise spreadsheet.cell_too_large(name, f"line {line_number} (the header)", longest)
         hits = sum(normalise_label(c) in accepted for c in cells)
         if hits > best_hits:
             best, best_hits = delimiter, hits
@@ -230,57 +297,69 @@ class ExportRows:
         return len(self.national) + sum(r["rows_held"] for r in self.rejected_national)
 
 
+_CSV_FIELD_LIMIT = csv.field_size_limit()  # Python's csv refuses longer fields (131 072 characters)
+
+
 def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
-    """(header cells, [(line number, cells)]) of a CSV text; the delimiter is detected on the header."""
+    """(header cells, [(line number, cells)], delimiter) of a CSV text.
+
+    The delimiter is the ``sep=`` hint's when the first line is one (that line
+    is then skipped, line numbers still count it), else detected on the header.
+    """
     lines = text.splitlines()
-    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    hint = sep_hint(lines[first]) if first is not None else None
+    header_at = first if hint is None else next((i for i in range(first + 1, len(lines)) if lines[i].strip()), None)
     if header_at is None:
-        raise BadInput(f"{name}: the file is empty")
-    delimiter = detect_delimiter(lines[header_at], wanted, name)
+        raise BadInput(f"{name}: the file is empty" if hint is None else f"{name}: nothing under the sep= line")
+    delimiter = hint or detect_delimiter(lines[header_at], wanted, name, header_at + 1)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     records = []
     header = None
+    skip_hint = hint is not None
+    limit = spreadsheet.LIMITS.max_cell_chars
     try:
         for cells in reader:
+            longest = max(map(len, cells), default=0)
+            if longest > limit:
+                raise spreadsheet.cell_too_large(name, f"line {reader.line_num}", longest)
             if header is None:
                 if any(c.strip() for c in cells):
+                    if skip_hint:
+                        skip_hint = False
+                        continue
                     header = cells
                 continue
             records.append((reader.line_num, cells))
     except csv.Error as exc:
-        raise BadInput(f"{name}: unreadable CSV near line {reader.line_num}: {exc}") from None
+        if "field larger than field limit" not in str(exc):
+            raise BadInput(f"{name}: unreadable CSV near line {reader.line_num}: {exc}") from None
+        # Over Python's csv limit: the same rejection as any oversized cell. The size shown is the
+        # longest run of the line between delimiters (a quoted cell spanning lines shows as "more than").
+        line = lines[reader.line_num - 1] if 0 < reader.line_num <= len(lines) else ""
+        longest = max(map(len, line.split(delimiter)), default=0)
+        raise spreadsheet.cell_too_large(name, f"line {reader.line_num}", max(longest, _CSV_FIELD_LIMIT),
+                                         at_least=longest <= _CSV_FIELD_LIMIT) from None
     return header, records, delimiter
 
 
-def _xlsx_records(data: bytes, name: str):
-    """(header cells, [(sheet row, cells)]) of the one sheet of an .xlsx."""
-    import zipfile
-
-    from openpyxl import load_workbook
-
-    try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
-        raise BadInput(f"{name}: not a readable .xlsx workbook ({type(exc).__name__})") from None
-    try:
-        sheets = book.worksheets
-        if len(sheets) != 1:
-            raise BadInput(f"{name}: expected one sheet, found {len(sheets)} ({', '.join(s.title for s in sheets)})")
-        header = None
-        records = []
-        for number, row in enumerate(sheets[0].iter_rows(values_only=True), start=1):
-            cells = ["" if v is None else v for v in row]
-            while cells and (cells[-1] == "" or (isinstance(cells[-1], str) and not cells[-1].strip())):
-                cells.pop()
-            if header is None:
-                if cells:
-                    header = [str(c) for c in cells]
-                continue
-            records.append((number, cells))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
-        raise BadInput(f"{name}: the .xlsx workbook is damaged ({type(exc).__name__})") from None
-    finally:
-        book.close()
+def _sheet_records(data: bytes, name: str):
+    """(header cells, [(sheet row, cells)]) of the one sheet of a spreadsheet (.xlsx, .xls, .ods)."""
+    sheets = spreadsheet.read_workbook(data, name)
+    if len(sheets) != 1:
+        shown = ", ".join(s.name for s in sheets[:10])
+        raise BadInput(f"{name}: expected one sheet, found {len(sheets)} ({shown})")
+    header = None
+    records = []
+    for number, row in enumerate(sheets[0].rows, start=1):
+        cells = ["" if v is None else v for v in row]
+        while cells and (cells[-1] == "" or (isinstance(cells[-1], str) and not cells[-1].strip())):
+            cells.pop()
+        if header is None:
+            if cells:
+                header = [_cell_text(c) for c in cells]
+            continue
+        records.append((number, cells))
     if header is None:
         raise BadInput(f"{name}: the sheet is empty")
     return header, records
@@ -298,18 +377,19 @@ def _count_lines(data: bytes) -> int:
 def _cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, dt.datetime):
+    if isinstance(value, (dt.datetime, dt.date)):
         return value.strftime("%Y-%m-%d")
     return str(value)
 
 
 def read_export(source_file: str, data: bytes) -> ExportRows:
-    """Read one monthly export (CSV or .xlsx) into long rows; never raises for bad content.
+    """Read one monthly export (text or spreadsheet, by its name's suffix) into long rows; never raises for bad content.
 
     Line-level problems (wrong field count, unknown region, text or negative
     numbers, a Månad other than the file name's) reject that line; file-level
-    ones (undecodable, unreadable workbook, header without the columns,
-    every line for another month) reject the whole file with one reason.
+    ones (undecodable, broken gzip, unreadable workbook, a spreadsheet guard,
+    an oversized cell, header without the columns, every line for another
+    month) reject the whole file with one reason.
     """
     file_name = posixpath.basename(source_file)
     name = parse_file_name(file_name)
@@ -319,18 +399,21 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     out = ExportRows(source_file=source_file, name=name, spec=spec)
     wanted = _wanted_columns(spec)
     n_metrics = len(spec.metrics)
+    plain = data  # the text bytes, once decompressed: what a rejection counts lines in
     try:
         if len(data) > MAX_EXPORT_BYTES:
             raise BadInput(f"{file_name}: {len(data)} bytes is far too large for a monthly export")
-        if name.ext == "xlsx":
-            header, records = _xlsx_records(data, file_name)
+        if name.is_spreadsheet:
+            header, records = _sheet_records(data, file_name)
         else:
-            text, out.encoding = decode_text(data, file_name)
+            if is_gzip(file_name):
+                plain = gunzip(data, file_name, MAX_EXPORT_BYTES)
+            text, out.encoding = decode_text(plain, file_name)
             header, records, out.delimiter = _csv_records(text, file_name, wanted)
         columns = match_header([_cell_text(c) for c in header], wanted, file_name)
     except BadInput as exc:
         out.file_error = str(exc)
-        lines = _count_lines(data) if name.ext == "csv" else 0
+        lines = 0 if name.is_spreadsheet or plain is data and is_gzip(file_name) else _count_lines(plain)
         out.rejected_regional.append(_file_rejection(source_file, str(exc), max(1, lines) * n_metrics))
         return out
 

@@ -85,10 +85,14 @@ def suffix_of(name: str) -> str | None:
     return next((s for s in SUFFIXES if lower.endswith(s)), None)
 
 
-def cell_too_large(file_name: str, where: str, size: int, limits: Limits = LIMITS) -> BadInput:
-    """The one refusal of an oversized cell, for spreadsheets and CSV alike: file, place, observed size, rule."""
-    return BadInput(f"{file_name}: {where} holds a cell of {size} characters, over the limit of "
-                    f"{limits.max_cell_chars} characters per cell")
+def cell_too_large(file_name: str, where: str, size: int, limits: Limits = LIMITS, *,
+                   at_least: bool = False) -> BadInput:
+    """The one refusal of an oversized cell, for spreadsheets and CSV alike: file, place, observed size, rule.
+
+    ``at_least``: ``size`` is a lower bound (the reader stopped counting there).
+    """
+    return BadInput(f"{file_name}: {where} holds a cell of {'more than ' if at_least else ''}{size} characters, "
+                    f"over the limit of {limits.max_cell_chars} characters per cell")
 
 
 def read_workbook(data: bytes, file_name: str, *, limits: Limits = LIMITS) -> list[Sheet]:
