@@ -1,4 +1,4 @@
-"""Care-unit level daily web booking: ``webbtidbok_enheter_YYYY-MM.csv`` (docs/input-formats.md §2b).
+"""Care-unit level daily web booking: ``webbtidbok_enheter_YYYY-MM.csv`` / ``.csv.gz`` (docs/input-formats.md §2b).
 
 The large one (~120 000 lines a month, ~15 million over ten years), so it
 is read as a stream: :func:`pyarrow.csv.open_csv` hands over blocks of a
@@ -11,6 +11,12 @@ Values are parsed with the rules of :mod:`etl.swedish` and
 applied once per *distinct* text of a block (a month has ~31 dates and a
 few hundred distinct counts) and spread back to the lines with
 :func:`pyarrow.compute.index_in`.
+
+A ``.csv.gz`` file is decompressed on the fly (the stream never holds the
+whole file); Excel's ``sep=`` first line names the delimiter and is skipped
+like the header; a cell over the spreadsheet cell limit
+(:data:`etl.sources.spreadsheet.LIMITS`) rejects the file whole, as it
+does in every other reader.
 
 Rules that need the whole month (a unit and day twice, dates outside the
 month, malformed HSA ids) are checked by the ``ehealth_unit_daily`` suite,
@@ -27,13 +33,16 @@ from dataclasses import dataclass, field
 
 from etl import regions, storage, swedish
 from etl.errors import BadInput
+from etl.sources import spreadsheet
 from etl.sources.ehealth_exports import (
     ENCODING_SAMPLE_BYTES,
     UNIT_KIND,
     detect_delimiter,
     detect_encoding,
+    is_gzip,
     match_header,
     parse_file_name,
+    sep_hint,
 )
 
 BLOCK_SIZE = 4 << 20  # bytes per streamed block: a few MB keeps memory flat and overhead low
@@ -69,21 +78,60 @@ class UnitMonth:
         return loaded + sum(r.get("rows_held", 1) for r in self.rejected)
 
 
-def header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]:
-    """(encoding, delimiter, header cells) detected from the start of a unit-level file; BadInput if unusable."""
-    import csv
+@dataclass(frozen=True)
+class Layout:
+    """How a unit-level file's text is laid out, from its first MB."""
 
-    with fs.open(path, "rb") as handle:
-        sample = handle.read(ENCODING_SAMPLE_BYTES + 1)
+    encoding: str
+    delimiter: str
+    header: list[str]
+    header_line: int  # 1-based physical line of the header (2 after a sep= line); data starts below it
+
+
+def _open_text_bytes(fs, path: str, name: str):
+    """The file's bytes as a stream: decompressed on the fly for ``.gz``."""
+    import gzip
+
+    handle = fs.open(path, "rb")
+    return gzip.GzipFile(fileobj=handle) if is_gzip(name) else handle
+
+
+def layout(fs, path: str, name: str) -> Layout:
+    """Encoding, delimiter (a ``sep=`` line's, else detected), header cells and header line; BadInput if unusable."""
+    import csv
+    import zlib
+
+    try:
+        with _open_text_bytes(fs, path, name) as handle:
+            sample = handle.read(ENCODING_SAMPLE_BYTES + 1)
+    except EOFError:
+        raise BadInput(f"{name}: the gzip file is cut short (still being written, or truncated)") from None
+    except (OSError, zlib.error) as exc:
+        if not is_gzip(name):
+            raise
+        raise BadInput(f"{name}: not a readable gzip file ({exc})") from None
     complete = len(sample) <= ENCODING_SAMPLE_BYTES
     encoding = detect_encoding(sample[:ENCODING_SAMPLE_BYTES], name, complete=complete)
     text = sample[:ENCODING_SAMPLE_BYTES].decode(encoding, errors="ignore")
-    first = next((line for line in text.splitlines() if line.strip()), None)
-    if first is None:
+    lines = text.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.strip()), None)
+    hint = sep_hint(lines[at]) if at is not None else None
+    if hint is not None:
+        at = next((i for i in range(at + 1, len(lines)) if lines[i].strip()), None)
+    if at is None:
         raise BadInput(f"{name}: the file is empty")
-    delimiter = detect_delimiter(first, WANTED, name)
-    cells = next(csv.reader([first], delimiter=delimiter))
-    return encoding, delimiter, cells
+    delimiter = hint or detect_delimiter(lines[at], WANTED, name, at + 1)
+    try:
+        cells = next(csv.reader([lines[at]], delimiter=delimiter))
+    except csv.Error:
+        raise spreadsheet.cell_too_large(name, f"line {at + 1} (the header)", len(lines[at]), at_least=True) from None
+    return Layout(encoding, delimiter, cells, at + 1)
+
+
+def header_and_encoding(fs, path: str, name: str) -> tuple[str, str, list[str]]:
+    """(encoding, delimiter, header cells) detected from the start of a unit-level file; BadInput if unusable."""
+    found = layout(fs, path, name)
+    return found.encoding, found.delimiter, found.header
 
 
 def _map_distinct(values, parse):
@@ -219,9 +267,14 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
 
 
 def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location: str | None = None) -> UnitMonth:
-    """Stream one ``webbtidbok_enheter_YYYY-MM.csv`` into typed rows; never raises for bad content."""
+    """Stream one ``webbtidbok_enheter_YYYY-MM.csv`` (or ``.csv.gz``) into typed rows; never raises for bad content.
+
+    ``location`` is where to open it when the store spells the name otherwise than ``source_file``.
+    Storage failures (other than a broken gzip stream) raise; bad content is a rejected file or line.
+    """
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     file_name = posixpath.basename(source_file)
@@ -232,7 +285,8 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
     fs, path = storage.filesystem(location or source_file)  # location: the store's own spelling of the name
     invalid: list[dict] = []
     try:
-        out.encoding, out.delimiter, header = header_and_encoding(fs, path, file_name)
+        found = layout(fs, path, file_name)
+        out.encoding, out.delimiter, header = found.encoding, found.delimiter, found.header
         columns = match_header(header, WANTED, file_name)
     except BadInput as exc:
         return _rejected_file(out, fs, path, str(exc))
@@ -250,7 +304,8 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
         return "skip"
 
     read_options = pacsv.ReadOptions(
-        column_names=column_names, skip_rows=1, block_size=block_size,
+        # Everything down to the header (a sep= line, blank lines) is skipped; data lines keep their numbers.
+        column_names=column_names, skip_rows=found.header_line, block_size=block_size,
         # One thread so the reader knows every line's number (for quarantine).
         use_threads=False,
         encoding="utf8" if out.encoding == "utf-8-sig" else out.encoding,
@@ -261,11 +316,14 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
                                            strings_can_be_null=False, quoted_strings_can_be_null=False)
     pieces: list[pa.Table] = []
     rejected: list[dict] = []
-    next_line = 2  # line 1 is the header
+    next_line = found.header_line + 1
     skipped: set[int] = set()
     handle = path if storage.is_local(fs) else fs.open(path, "rb")
+    max_chars = spreadsheet.LIMITS.max_cell_chars
     try:
-        reader = pacsv.open_csv(handle, read_options=read_options, parse_options=parse_options,
+        # pyarrow inflates a gzip stream itself, block by block, local or remote alike.
+        source = pa.input_stream(handle, compression="gzip") if is_gzip(file_name) else handle
+        reader = pacsv.open_csv(source, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
         for batch in reader:
             if batch.num_rows == 0:
@@ -279,14 +337,27 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
             numbers = candidates[: batch.num_rows]
             next_line = int(numbers[-1]) + 1
             skipped = {n for n in skipped if n >= next_line}
+            for column in batch.columns:
+                lengths = pc.utf8_length(column)
+                longest = pc.max(lengths).as_py() or 0
+                if longest > max_chars:
+                    line = int(numbers[pc.index(lengths, longest).as_py()])
+                    raise spreadsheet.cell_too_large(file_name, f"line {line}", longest)
             table, bad = _type_block(batch, numbers, source_file, out.delimiter)
             pieces.append(table)
             rejected.extend(bad)
+    except BadInput as exc:
+        return _rejected_file(out, fs, path, str(exc))
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         message = str(exc).splitlines()[0][:200]
         if "UTF8" in message or isinstance(exc, UnicodeDecodeError):
             message = f"not valid {out.encoding} text further into the file (mixed encodings?): {message}"
         return _rejected_file(out, fs, path, f"{file_name}: unreadable CSV: {message}")
+    except (OSError, EOFError) as exc:
+        if not is_gzip(file_name):
+            raise  # the store failing is not bad input
+        message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return _rejected_file(out, fs, path, f"{file_name}: the gzip file is broken or cut short ({message})")
     finally:
         if not isinstance(handle, str):
             handle.close()
@@ -302,12 +373,12 @@ def _rejected_file(out: UnitMonth, fs, path: str, reason: str) -> UnitMonth:
     """The whole file is unusable: one quarantine entry holding all its lines."""
     lines, last = 0, b"\n"
     try:
-        with fs.open(path, "rb") as handle:
+        with _open_text_bytes(fs, path, posixpath.basename(out.source_file)) as handle:
             while block := handle.read(1 << 20):
                 lines += block.count(b"\n")
                 last = block[-1:]
-    except OSError:
-        pass
+    except (OSError, EOFError):
+        pass  # a broken gzip: the lines before the break are counted
     lines += last != b"\n"  # a last line without a newline is a line too
     lines -= 1  # the header is not data
     out.file_error = reason
