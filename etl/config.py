@@ -22,6 +22,13 @@ ENV_WAREHOUSE = "ETL_WAREHOUSE_URI"
 ENV_SCB_URL = "ETL_SCB_BASE_URL"
 ENV_KOLADA_URL = "ETL_KOLADA_BASE_URL"
 ENV_KOLADA_KPIS = "ETL_KOLADA_KPIS"
+ENV_SETTLE = "ETL_LANDING_SETTLE_SECONDS"
+
+# A landed file modified more recently than this is taken to be still
+# arriving and is left for the next run (docs/input-formats.md, "Sending a
+# file"). A minute covers an upload that stalls briefly; an upload that
+# stalls longer should use the hidden-name convention (.name, then rename).
+DEFAULT_SETTLE_SECONDS = 60.0
 
 SCB_DEFAULT_URL = "https://statistikdatabasen.scb.se/api/v2"
 KOLADA_DEFAULT_URL = "https://api.kolada.se/v3"
@@ -64,6 +71,7 @@ class Settings:
     scb_base_url: str = SCB_DEFAULT_URL
     kolada_base_url: str = KOLADA_DEFAULT_URL
     kolada_kpis: tuple[str, ...] = field(default=DEFAULT_KOLADA_KPIS)
+    landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     @classmethod
     def resolve(
@@ -85,4 +93,17 @@ class Settings:
             scb_base_url=(scb_base_url or env.get(ENV_SCB_URL) or SCB_DEFAULT_URL).rstrip("/"),
             kolada_base_url=(kolada_base_url or env.get(ENV_KOLADA_URL) or KOLADA_DEFAULT_URL).rstrip("/"),
             kolada_kpis=parse_kpi_list(kpis),
+            landing_settle_seconds=_parse_settle(env.get(ENV_SETTLE)),
         )
+
+
+def _parse_settle(value: str | None) -> float:
+    if value is None or not value.strip():
+        return DEFAULT_SETTLE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{ENV_SETTLE} must be a number of seconds, not {value!r}") from None
+    if not 0 <= seconds <= 86_400:
+        raise ConfigError(f"{ENV_SETTLE} must be between 0 and 86400 seconds, not {value!r}")
+    return seconds

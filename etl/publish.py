@@ -93,6 +93,52 @@ class TableBatch:
     quarantine_sources: list[str] = field(default_factory=list)  # sources whose old quarantine rows to clear
     warnings: list[str] = field(default_factory=list)
     validation: str = "passed"
+    # For the no-shrink check (etl.no_shrink): the merge keys each source file replaces, the
+    # sources refused whole (file → reason), and the sources that do not state this table at
+    # all (e.g. a county JSON without an "initiatives" key), so an empty result is no withdrawal.
+    source_keys: dict[str, list[tuple]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    unstated: set[str] = field(default_factory=set)
+
+    def source_rows(self, source_file: str) -> int:
+        """Input rows of one source file in this batch (loaded + quarantined)."""
+        loaded = int((self.rows["source_file"] == source_file).sum()) if len(self.rows) else 0
+        return loaded + self._quarantined_of(source_file)
+
+    def _quarantined_of(self, source_file: str) -> int:
+        q = self.quarantine
+        if q is None or not len(q):
+            return 0
+        mine = q[q["source_file"] == source_file]
+        if "rows_held" in mine.columns:
+            return int(mine["rows_held"].fillna(1).sum())
+        return int(mine["row_number"].nunique())
+
+    def without(self, sources: set[str]) -> "TableBatch":
+        """This batch minus everything of ``sources`` (rows, quarantine, the keys they replace).
+
+        Rows in shrink by exactly the rows those sources brought, so the
+        accounting of what remains still adds up.
+        """
+        import dataclasses
+
+        if not sources & (set(self.source_keys) | set(self.quarantine_sources) | set(self.refused)):
+            return self
+        removed = sum(self.source_rows(s) for s in sources)
+        dropped_keys = {k for s in sources for k in self.source_keys.get(s, [])}
+        kept_keys = {k for s, keys in self.source_keys.items() if s not in sources for k in keys}
+        rows = self.rows[~self.rows["source_file"].isin(sources)] if len(self.rows) else self.rows
+        quarantine = self.quarantine
+        if quarantine is not None and len(quarantine):
+            quarantine = quarantine[~quarantine["source_file"].isin(sources)]
+        return dataclasses.replace(
+            self, rows=rows.reset_index(drop=True), quarantine=quarantine, rows_in=self.rows_in - removed,
+            replace_keys=[k for k in self.replace_keys if k not in dropped_keys or k in kept_keys],
+            quarantine_sources=[s for s in self.quarantine_sources if s not in sources],
+            source_keys={s: k for s, k in self.source_keys.items() if s not in sources},
+            refused={s: r for s, r in self.refused.items() if s not in sources},
+            unstated=self.unstated - sources,
+        )
 
     @property
     def rows_quarantined(self) -> int:
@@ -720,6 +766,40 @@ def _read_location(warehouse_uri: str, location: str, schema: schemas.TableSchem
     parts = store.partitions(store.current_dir())
     tables = [store.read_partition(files, rel) for rel, files in sorted(parts.items())]
     return pa.concat_tables(tables) if tables else schema.arrow_schema.empty_table()
+
+
+def read_published_keys(warehouse_uri: str, name: str, merge_keys: tuple[str, ...], keys: set[tuple]) -> pa.Table:
+    """The key columns (``schema.key`` and ``merge_keys``) of the published rows under ``keys``.
+
+    Reads only the partitions those merge keys can be in, and only the key
+    columns: the no-shrink check asks this for every delivery it judges.
+    """
+    schema = schemas.get(name)
+    columns = list(dict.fromkeys([*schema.key, *merge_keys]))
+    store = _Store(warehouse_uri, name, schema)
+    parts = store.partitions(store.current_dir())
+    part_cols = list(schema.partition_by)
+    if part_cols and set(part_cols) <= set(merge_keys):
+        idx = [merge_keys.index(c) for c in part_cols]
+        wanted = {_partition_path(schema, tuple(k[i] for i in idx)) for k in keys}
+        parts = {rel: files for rel, files in parts.items() if rel in wanted}
+    file_columns = [c for c in columns if c not in part_cols]
+    tables = []
+    for rel, files in sorted(parts.items()):
+        for path in files:
+            with store.fs.open(path, "rb") as handle:
+                table = pq.read_table(handle, columns=file_columns)
+            if part_cols:
+                for col, value in zip(part_cols, _parse_partition_path(schema, rel)):
+                    table = table.append_column(col, pa.array([value] * table.num_rows,
+                                                              type=schema.arrow_schema.field(col).type))
+            tables.append(table.select(columns))
+    arrow = schema.arrow_schema
+    empty = pa.schema([arrow.field(c) for c in columns]).empty_table()
+    table = pa.concat_tables([t.cast(empty.schema) for t in tables]) if tables else empty
+    if not table.num_rows:
+        return table
+    return table.filter(pc.invert(_not_cleared(table, merge_keys, keys)))
 
 
 def read_table(warehouse_uri: str, name: str) -> pa.Table:

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import posixpath
+import time
+import unicodedata
 from dataclasses import dataclass
 
 import fsspec
@@ -55,11 +57,17 @@ def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) ->
 class LandedFile:
     """A file found in landing storage, with what identifies its content."""
 
-    uri: str  # full URI, as recorded in lineage columns and the load log
-    name: str  # base name, e.g. journalen_2017-03.csv
+    uri: str  # full URI, as recorded in lineage columns and the load log (NFC-normalised)
+    name: str  # base name, e.g. journalen_2017-03.csv (NFC-normalised)
     size: int
     modified: float | None  # epoch seconds, when the store reports it
     sha256: str
+    location: str = ""  # the path as the store spells it (NFD on some senders' disks); open this one
+
+    @property
+    def path(self) -> str:
+        """What to open: the store's own spelling when it differs from :attr:`uri`."""
+        return self.location or self.uri
 
 
 def safe_name(name: str) -> str:
@@ -117,15 +125,23 @@ def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
 
 
 def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
-                skipped: list[str] | None = None, hash_cache: str | None = None) -> list[LandedFile]:
+                skipped: list[str] | None = None, hash_cache: str | None = None,
+                settle_seconds: float = 0.0, arriving: list[str] | None = None) -> list[LandedFile]:
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name.
 
-    Hidden files (``.name``, e.g. an upload in progress) and folders are not
-    deliveries. An entry that looks like a delivery but cannot be taken in —
-    a name that could escape its folder (``..``, ``\\``), a broken link — is
-    described in ``skipped`` when the caller passes a list (the pipeline then
-    loads the rest and fails naming it); without one, an unsafe name raises
-    :class:`BadInput`.
+    Hidden entries (``.name``, e.g. an upload in progress) are not
+    deliveries. Every other entry is either returned or accounted for: when
+    the caller passes ``skipped``, an entry that cannot be taken in — a
+    folder, a name without one of ``suffixes``, a name that could escape its
+    folder (``..``, ``\\``), a broken link — is described there (the
+    pipeline then loads the rest and fails naming it); without a list, an
+    unsafe name raises :class:`BadInput` and other entries are ignored.
+
+    **Files still being written.** A file modified less than
+    ``settle_seconds`` ago is still arriving: it is not returned but named in
+    ``arriving`` (when given), and the next run takes it once it has been
+    left alone that long. Names are NFC-normalised (a file saved on macOS
+    arrives NFD-spelled; both spellings are one delivery).
 
     Every file's SHA-256 identifies what was loaded. With ``hash_cache`` (see
     :func:`hash_cache_uri`), a file whose size, modification time, inode or
@@ -150,9 +166,19 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
     cached = _read_hash_cache(hash_cache) if hash_cache else {}
     remembered: dict[str, dict] = {}
     found: list[LandedFile] = []
+    now = time.time()
     for info in entries:
-        name = posixpath.basename(info["name"].rstrip("/"))
-        if name.startswith(".") or not name.lower().endswith(suffixes) or info.get("type") == "directory":
+        stored_name = posixpath.basename(info["name"].rstrip("/"))
+        name = unicodedata.normalize("NFC", stored_name)
+        if name.startswith("."):
+            continue
+        if info.get("type") == "directory":
+            if skipped is not None:
+                skipped.append(f"{name!r} is a folder: deliveries are files directly under {prefix}/")
+            continue
+        if not name.lower().endswith(suffixes):
+            if skipped is not None:
+                skipped.append(f"{name!r}: not a file type this folder takes (accepted: {', '.join(suffixes)})")
             continue
         if info.get("type") != "file" and not (info.get("islink") and fs.isfile(info["name"])):
             # (A link to a file is listed as "other"; it is a delivery like the file itself.)
@@ -167,6 +193,11 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             skipped.append(str(exc))
             continue
         stamp = _content_stamp(info)
+        if settle_seconds and stamp[1] is not None and now - stamp[1] < settle_seconds:
+            if arriving is not None:
+                arriving.append(f"{name!r} was modified {max(0.0, now - stamp[1]):.0f} s ago (still being "
+                                f"written?); it is loaded once left alone for {settle_seconds:.0f} s")
+            continue
         known = cached.get(name)
         # Without a modification time, ETag or inode only the size is left: too little to trust.
         telling = stamp[1] is not None or stamp[2] or stamp[3]
@@ -174,10 +205,25 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
         remembered[name] = {"stamp": stamp, "sha256": sha256}
         found.append(LandedFile(uri=join(landing_uri, prefix, name), name=name, size=stamp[0], modified=stamp[1],
-                                sha256=sha256))
+                                sha256=sha256, location=join(landing_uri, prefix, stored_name)))
     if hash_cache and remembered != cached:
         _write_hash_cache(hash_cache, remembered)
-    return sorted(found, key=lambda f: f.name)
+    return _one_per_name(found, skipped)
+
+
+def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[LandedFile]:
+    """One file per NFC name: of two spellings of one name (NFC and NFD), the newer is the delivery.
+
+    The other is named in ``skipped`` so that the run says so until it is removed.
+    """
+    newest: dict[str, LandedFile] = {}
+    for f in sorted(found, key=lambda f: (f.modified or 0.0, f.location)):
+        older = newest.get(f.name)
+        if older is not None and skipped is not None:
+            skipped.append(f"{f.name!r} is in landing under two spellings (NFC and NFD); the newer one is "
+                           "loaded, remove the older")
+        newest[f.name] = f
+    return sorted(newest.values(), key=lambda f: f.name)
 
 
 def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:

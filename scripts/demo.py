@@ -56,6 +56,8 @@ def airflow_env() -> None:
     os.environ["AIRFLOW_VAR_ETL_LANDING_URI"] = str(LANDING)
     os.environ["AIRFLOW_VAR_ETL_WAREHOUSE_URI"] = str(WAREHOUSE)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+    # The sample files were written a moment ago; they are complete, not still arriving.
+    os.environ.setdefault("ETL_LANDING_SETTLE_SECONDS", "0")
 
 
 def main() -> int:

@@ -8,6 +8,8 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Test files are written a moment before each run: no settle interval, except where a test sets one.
+os.environ.setdefault("ETL_LANDING_SETTLE_SECONDS", "0")
 
 
 @pytest.fixture
@@ -28,4 +30,5 @@ def warehouse(tmp_path):
 def settings(landing, warehouse):
     from etl.config import Settings
 
-    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="", environ={})
+    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})

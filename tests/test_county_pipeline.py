@@ -300,8 +300,8 @@ def _warehouse_text(warehouse: Path) -> str:
 def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, warehouse):
     written = sample.write(landing, 2010, 2030, units=1, unit_months=1, seed=7)
     folder = landing / "county_reports"
-    assert written == 86 == len(list(folder.iterdir()))  # 21 regions x 4 years + 1 correction + README
-    assert "SYNTHETIC" in (folder / "README.txt").read_text()
+    assert written == 86 == len(list(folder.iterdir())) + 1  # 21 regions x 4 years + 1 correction, + README beside
+    assert "SYNTHETIC" in (folder.parent / "README-county_reports.txt").read_text()
     # A report whose header is bad still carries its contact person into the parser.
     builders.land(landing, "bad.json", builders.json_bytes(builders.doc(region="Atlantis")), T0)
     builders.land(landing, "good.xlsx", builders.xlsx_bytes(builders.doc(region="Region Gotland", report_year=2020)), T0)

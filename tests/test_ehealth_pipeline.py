@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from etl import publish, regions
-from etl.errors import ConfigError, EtlError, ValidationFailed
+from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
 
@@ -121,6 +121,8 @@ def test_sweep_redoes_a_month_whose_second_table_never_committed(settings, landi
     national_rows = sorted((warehouse / "_load_log").glob("*-ehealth_adoption_national.parquet"))
     assert len(national_rows) == 1
     national_rows[0].unlink()  # as if the process died before the national table's load-log row
+    # ... and so before the delivery record, which a run writes last
+    (warehouse / "_state" / "deliveries" / "ehealth_adoption.json").unlink()
     again = pipeline.run(settings)
     assert {r.table: r.outcome for r in again.results} == {
         "ehealth_adoption": "unchanged", "ehealth_adoption_national": "unchanged"}
@@ -152,31 +154,40 @@ def test_republished_file_replaces_its_month_and_service(settings, landing, ware
     _accounting_holds(warehouse)
 
 
-def test_republished_file_whose_lines_all_fail_still_replaces(settings, landing, warehouse):
+def test_republished_file_refused_whole_is_blocked_and_the_month_stays(settings, landing, warehouse):
+    """Issue 13 §1: a correction refused whole never deletes the published month (it used to, exit 0)."""
     _write(landing, "journalen")
     _write(landing, "webbtidbok")
     pipeline.run(settings)
+    before = _table(warehouse, "ehealth_adoption")
     _write(landing, "journalen", lines=_lines("journalen", dt.date(2017, 4, 1)))  # every line says 2017-04
-    pipeline.run(settings)
-    adoption = _table(warehouse, "ehealth_adoption")
-    assert set(adoption.service) == {"web_booking"}
-    assert set(_table(warehouse, "ehealth_adoption_national").service) == {"web_booking"}
-    q = _quarantine(warehouse, "ehealth_adoption")
-    assert list(q.row_number) == [0] and "differs from the file's month 2017-03" in q.reason.iloc[0]
+    with pytest.raises(ValidationFailed, match=r"journalen_2017-03.csv: blocked, refused whole: .*differs from the "
+                                               r"file's month 2017-03"):
+        pipeline.run(settings)
+    after = _table(warehouse, "ehealth_adoption")
+    assert set(after.service) == {"web_booking", "patient_journal_online"}
+    assert after.sort_values(["service", "region_code", "metric"]).value.tolist() == \
+        before.sort_values(["service", "region_code", "metric"]).value.tolist()
     log = _log(warehouse)
-    last = log[log.table_name == "ehealth_adoption"].iloc[-1]
-    assert (last.rows_in, last.rows_loaded, last.rows_quarantined) == (22 * 3 + 21 * 5, 21 * 5, 22 * 3)
+    last = log[log.outcome == "blocked"].iloc[-1]
+    assert (last.rows_in, last.rows_loaded, last.rows_quarantined) == (22 * 3, 0, 0)
+    with pytest.raises(ValidationFailed):  # not committed: every run says so until a good file replaces it
+        pipeline.run(settings)
+    _write(landing, "journalen")  # the original again
+    pipeline.run(settings)
 
 
-def test_undecodable_file_is_quarantined_whole(settings, landing, warehouse):
+def test_undecodable_file_is_refused_whole_and_fails_the_run(settings, landing, warehouse):
+    """A file refused whole fails the run even when it replaces nothing; the month's other file publishes."""
     _write(landing, "journalen", data=b"M\xe5nad;Region\n2017-03;\x81\x8d\x8f\n")
     _write(landing, "webbtidbok")
-    pipeline.run(settings)
-    q = _quarantine(warehouse, "ehealth_adoption")
-    assert list(q.row_number) == [0]
-    assert q.reason.iloc[0] == "journalen_2017-03.csv: neither UTF-8 nor Windows-1252 text (undecodable bytes)"
-    assert q.source_sha256.iloc[0] and len(q.source_sha256.iloc[0]) == 64
+    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: neither UTF-8 nor Windows-1252 text"):
+        pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
+    log = _log(warehouse)
+    blocked = log[log.outcome == "blocked"]
+    assert len(blocked) == 1 and blocked.source_files.iloc[0][0].endswith("journalen_2017-03.csv")
+    assert len(blocked.source_sha256.iloc[0][0]) == 64
     _accounting_holds(warehouse)
 
 
@@ -196,9 +207,10 @@ def test_missing_region_blocks_that_month_only(settings, landing, warehouse):
     assert "journalen_2017-03 lacks 1 region(s): 12 Region Skåne" in message
     assert "every monthly export must have a line for each of the 21 regions" in message
     adoption = _table(warehouse, "ehealth_adoption")
-    assert set(adoption.month) == {april}  # nothing of March, not even web booking
+    assert set(adoption.month) == {MARCH, april}
+    assert set(adoption[adoption.month == MARCH].service) == {"web_booking"}  # nothing of March's journal file
     log = _log(warehouse)
-    failed = log[log.outcome == "failed"]
+    failed = log[log.outcome == "blocked"]
     assert len(failed) == 1 and "lacks 1 region(s)" in failed.message.iloc[0]
     assert any(s.endswith("journalen_2017-03.csv") for s in failed.source_files.iloc[0])
     with pytest.raises(ValidationFailed):  # not committed: the next run tries March again
@@ -217,7 +229,7 @@ def test_national_row_must_reconcile_within_half_a_percent(settings, landing, wa
             pipeline.run(settings)
         assert (f"regions do not sum to the national total within 0.5%: journalen_2017-03 logins: regions sum to "
                 f"{total:,} vs national {wrong:,}") in str(error.value)
-        assert not (warehouse / "ehealth_adoption").exists()
+        assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     else:
         pipeline.run(settings)
         national = _table(warehouse, "ehealth_adoption_national")
@@ -241,21 +253,18 @@ def test_suppressed_cells_relax_reconciliation_but_known_cells_may_not_exceed(se
 # --------------------------------------------------------------------------- row-level rules
 
 
-def test_duplicate_region_lines_are_both_quarantined(settings, landing, warehouse):
+def test_duplicate_region_lines_block_the_file(settings, landing, warehouse):
+    """Both lines of a duplicated region are quarantined, so the region would be missing: the file is blocked."""
     lines = _lines("webbtidbok")
     dup = next(line for line in lines if line.split(";")[1] == "05")
     lines.insert(10, dup)
     _write(landing, "webbtidbok", lines=lines)
     _write(landing, "journalen")
-    report = pipeline.run(settings)
-    q = _quarantine(warehouse, "ehealth_adoption")
-    assert len(q) == 2 and q.reason.str.contains("appears on more than one line").all()
-    adoption = _table(warehouse, "ehealth_adoption")
-    assert "05" not in set(adoption.query("service == 'web_booking'").region_code)
-    regional = next(r for r in report.results if r.table == "ehealth_adoption")
-    assert (regional.rows_in, regional.rows_loaded, regional.rows_quarantined) == (168 + 5, 168 - 5, 10)
-    national = next(r for r in report.results if r.table == "ehealth_adoption_national")
-    assert any("reconciliation skipped, 1 region(s) quarantined" in w for w in national.warnings)
+    with pytest.raises(ValidationFailed, match=r"webbtidbok_2017-03.csv: blocked, the rows that would be published "
+                                               r"lack 1 region\(s\): 05 Region Östergötland \(2 line\(s\) quarantined: "
+                                               r"the region appears on more than one line"):
+        pipeline.run(settings)
+    assert set(_table(warehouse, "ehealth_adoption").service) == {"patient_journal_online"}
     _accounting_holds(warehouse)
 
 
@@ -273,16 +282,23 @@ def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehou
                          + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
     _write(landing, "webbtidbok", lines=web_lines)
     _write(landing, "journalen", lines=journal_lines)
-    report = pipeline.run(settings)
-    q = _quarantine(warehouse, "ehealth_adoption")
-    assert set(zip(q.source_file.str.rsplit("/", n=1).str[-1], q.row_number, q.reason)) == {
-        ("journalen_2017-03.csv", 8, "Unika användare (unique_users) exceeds Inloggningar (logins) on this line"),
-        ("webbtidbok_2017-03.csv", 7,
-         "Anslutna enheter (units_connected) exceeds Enheter totalt (units_total) on this line"),
-    }
-    regional = next(r for r in report.results if r.table == "ehealth_adoption")
-    assert (regional.rows_loaded, regional.rows_quarantined) == (168 - 3 - 5, 8)
+    with pytest.raises(ValidationFailed) as error:
+        pipeline.run(settings)
+    message = str(error.value)
+    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 08 Region Kalmar län "
+            "(1 line(s) quarantined: Unika användare (unique_users) exceeds Inloggningar (logins) on this line)") in message
+    assert ("webbtidbok_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 07 Region Kronoberg "
+            "(1 line(s) quarantined: Anslutna enheter (units_connected) exceeds Enheter totalt (units_total)") in message
+    assert not (warehouse / "ehealth_adoption").exists()
     # First-time users above unique users is only a warning: the line is loaded, the load log says so.
+    only_warning = _set(_lines("journalen"), "10", 4, journal["10"]["unique_users"] + 1)
+    only_warning = _set(only_warning, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
+                        + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
+    _write(landing, "journalen", lines=only_warning)
+    _write(landing, "webbtidbok")
+    report = pipeline.run(settings)
+    regional = next(r for r in report.results if r.table == "ehealth_adoption")
+    assert (regional.rows_loaded, regional.rows_quarantined) == (168, 0)
     assert [w.split(":")[0] for w in regional.warnings] == [
         "Förstagångsinloggningar (first_time_users) exceeds Unika användare (unique_users)"]
     log = _log(warehouse)
@@ -290,25 +306,21 @@ def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehou
     assert _value(_table(warehouse, "ehealth_adoption"), "10", "first_time_users") == journal["10"]["unique_users"] + 1
 
 
-def test_bad_cells_quarantine_the_line_without_blocking(settings, landing, warehouse):
+def test_bad_cells_quarantine_the_line_and_the_incomplete_file_is_blocked(settings, landing, warehouse):
+    """Issue 13 §1: the 21-regions rule is judged on the rows that would be published, after row quarantine."""
     lines = _set(_lines("journalen"), "06", 2, "många")
     lines = _set(lines, "13", 4, "-4")
     lines.insert(5, "2017-03;Region Atlantis;1;1;1")
     lines = _set(lines, "17", 0, "2017-04")
     _write(landing, "journalen", lines=lines)
     _write(landing, "webbtidbok")
-    report = pipeline.run(settings)
-    q = _quarantine(warehouse, "ehealth_adoption")
-    assert sorted(q.reason) == sorted([
-        "Inloggningar: not a number: 'många'",
-        "Förstagångsinloggningar: negative value: '-4'",
-        "unknown region 'Region Atlantis'",
-        "Månad 2017-04 does not match the file's month 2017-03",
-    ])
-    adoption = _table(warehouse, "ehealth_adoption").query("service == 'patient_journal_online'")
-    assert not {"06", "13", "17"} & set(adoption.region_code) and len(adoption) == 18 * 3
-    regional = next(r for r in report.results if r.table == "ehealth_adoption")
-    assert (regional.rows_in, regional.rows_loaded, regional.rows_quarantined) == (22 * 3 + 105, 18 * 3 + 105, 12)
+    with pytest.raises(ValidationFailed) as error:
+        pipeline.run(settings)
+    message = str(error.value)
+    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 3 region(s): "
+            "06 Region Jönköpings län, 13 Region Halland, 17 Region Värmland (4 line(s) quarantined: ") in message
+    assert "unknown region 'Region Atlantis'" in message
+    assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     _accounting_holds(warehouse)
 
 
@@ -318,7 +330,7 @@ def test_truncated_file_blocks_the_month(settings, landing, warehouse):
     _write(landing, "webbtidbok")
     with pytest.raises(ValidationFailed, match=r"journalen_2017-03 lacks 11 region\(s\): 13 Region Halland"):
         pipeline.run(settings)
-    assert not (warehouse / "ehealth_adoption").exists()
+    assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
 
 
 # --------------------------------------------------------------------------- which files, which months
@@ -340,14 +352,15 @@ def test_period_catch_up_and_sweep(settings, landing, warehouse):
         _write(landing, "journalen", month)
         _write(landing, "webbtidbok", month)
     (landing / "ehealth" / "journalen_mars.csv").write_text("x")
-    report = pipeline.run(settings, period="2017-02", catch_up_late=True)
+    # A file that is no export's name is never silent: the run loads the rest, then fails naming it.
+    with pytest.raises(BadInput, match="journalen_mars.csv"):
+        pipeline.run(settings, period="2017-02", catch_up_late=True)
     assert set(_table(warehouse, "ehealth_adoption").month) == set(months[:2])  # January late, March not yet
-    assert any("ignored" in m and "journalen_mars.csv" in m for m in report.messages)
+    (landing / "ehealth" / "journalen_mars.csv").unlink()
     pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").month) == set(months)
     assert pipeline.run(settings, period="2017-05").outcome == "nothing_new"
-    assert pipeline.missing_monthly_files(settings, "2017-05") == ["journalen_2017-05.csv|xlsx",
-                                                                    "webbtidbok_2017-05.csv|xlsx"]
+    assert pipeline.missing_monthly_files(settings, "2017-05") == ["journalen_2017-05", "webbtidbok_2017-05"]
     assert pipeline.missing_monthly_files(settings, "2017-03") == []
     with pytest.raises(ConfigError):
         pipeline.run(settings, period="2017-13")

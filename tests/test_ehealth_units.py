@@ -138,8 +138,8 @@ def test_sample_is_deterministic_and_reconciles(tmp_path):
         if path.suffix == ".csv":
             assert path.read_bytes() == (tmp_path / "b" / "ehealth" / path.name).read_bytes(), path.name
     names = [p.name for p in files_a]
-    assert "README.txt" in names and "webbtidbok_enheter_2016-11.csv" in names
-    assert "synthetic" in (tmp_path / "a" / "ehealth" / "README.txt").read_text().lower()
+    assert "README.txt" not in names and "webbtidbok_enheter_2016-11.csv" in names
+    assert "synthetic" in (tmp_path / "a" / "README-ehealth.txt").read_text().lower()
     assert any(n.endswith(".xlsx") for n in names)
     # Every tolerated encoding occurs.
     encodings = {exports.detect_encoding(p.read_bytes(), p.name) for p in files_a if p.suffix == ".csv"}
@@ -183,7 +183,7 @@ import json, resource, sys, time
 from etl.config import Settings
 from etl.pipelines import ehealth_adoption as pipeline
 landing, warehouse, *periods = sys.argv[1:]
-settings = Settings.resolve(landing=landing, warehouse=warehouse, kolada_kpis="", environ={})
+settings = Settings.resolve(landing=landing, warehouse=warehouse, kolada_kpis="", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
 seconds = []
 for period in periods:
     started = time.perf_counter()
@@ -231,7 +231,7 @@ def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ah
     by_month, _ = pipeline._group_by_month(storage.list_landed(str(tmp_path), "ehealth", (".csv", ".xlsx")))
     started: list[str] = []
     real = unit_daily.read_unit_daily
-    monkeypatch.setattr(unit_daily, "read_unit_daily", lambda uri: (started.append(uri), real(uri))[1])
+    monkeypatch.setattr(unit_daily, "read_unit_daily", lambda uri, **kw: (started.append(uri), real(uri, **kw))[1])
 
     periods = sorted(by_month)
     got = {}

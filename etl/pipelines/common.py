@@ -108,6 +108,42 @@ def checked_batch(
     )
 
 
+def combine(parts: list[publish.TableBatch]) -> publish.TableBatch | None:
+    """One batch of one table from per-file batches (validated apart so that one file can be blocked alone)."""
+    import pandas as pd
+
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    order = ("failed", "warning", "passed")
+    return publish.TableBatch(
+        table=first.table,
+        rows=pd.concat([p.rows for p in parts], ignore_index=True),
+        quarantine=pd.concat([p.quarantine for p in parts if p.quarantine is not None], ignore_index=True),
+        rows_in=sum(p.rows_in for p in parts),
+        merge_keys=first.merge_keys,
+        replace_keys=list(dict.fromkeys(k for p in parts for k in p.replace_keys)),
+        quarantine_sources=list(dict.fromkeys(s for p in parts for s in p.quarantine_sources)),
+        warnings=[w for p in parts for w in p.warnings],
+        validation=min((p.validation for p in parts), key=lambda v: order.index(v) if v in order else 0),
+        source_keys={s: k for p in parts for s, k in p.source_keys.items()},
+        refused={s: r for p in parts for s, r in p.refused.items()},
+        unstated={s for p in parts for s in p.unstated},
+    )
+
+
+def record_blocked(warehouse_uri: str, pipeline: str, batch_id: str, source, message: str, rows_in: int) -> None:
+    """A blocked delivery's load-log row: its rows were held back, none loaded, none quarantined.
+
+    ``outcome`` is ``blocked``: the delivery is not committed, so every later
+    run tries it again (and fails naming it) until a good file replaces it.
+    """
+    publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [source], rows_in, 0, 0, "blocked",
+                            "failed", [], message[:2000], None, publish.utcnow())
+
+
 def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources,
                    message: str, rows_in: int = 0) -> None:
     """A failed batch still leaves its trace in the load log."""

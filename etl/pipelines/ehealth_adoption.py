@@ -46,11 +46,12 @@ import logging
 import re
 from collections import defaultdict
 
-from etl import publish, regions, storage
+from etl import no_shrink, publish, regions, storage
 from etl.config import Settings
+from etl.deliveries import DeliveryRecord, display_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import (RunReport, checked_batch, record_failure, record_nothing_new, record_skipped,
-                                 refuse_skipped)
+from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
+                                 record_nothing_new, record_skipped, refuse_skipped)
 from etl.sources import ehealth_exports as exports
 from etl.sources import unit_daily
 
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
-SUFFIXES = (".csv", ".xlsx")
+SUFFIXES = (".csv", ".csv.gz", ".txt", ".xlsx", ".xls", ".ods")  # TODO(exports.SUFFIXES)
 RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
 MONTHLY_KINDS = ("journalen", "webbtidbok")
 ADOPTION_TABLES = ("ehealth_adoption", "ehealth_adoption_national")
@@ -73,17 +74,22 @@ ADOPTION_COLUMNS = ["region_code", "year", "month", "service", "metric", "value"
 
 
 def _group_by_month(landed: list[storage.LandedFile]) -> tuple[dict[str, dict[str, list]], list[str]]:
-    """period → kind → files, and a note for every file whose name is not an export's."""
+    """period → kind → files, and a line for every file whose name is not an export's (not loaded)."""
     by_month: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    ignored = []
+    unnamed = []
     for f in landed:
         try:
             name = exports.parse_file_name(f.name)
         except BadInput as exc:
-            ignored.append(f"ignored {f.uri}: {exc}")
+            unnamed.append(f"{f.name!r}: {exc}")
             continue
         by_month[name.period][name.kind].append(f)
-    return by_month, ignored
+    return by_month, unnamed
+
+
+def delivery_id(kind: str, period: str) -> str:
+    """The logical delivery a file is: its kind and month (``journalen_2019-03``), whatever its path or suffix."""
+    return f"{kind}_{period}"
 
 
 def _files(month_files: dict[str, list]) -> list[storage.LandedFile]:
@@ -91,20 +97,50 @@ def _files(month_files: dict[str, list]) -> list[storage.LandedFile]:
 
 
 def missing_monthly_files(settings: Settings, period: str) -> list[str]:
-    """The monthly exports of ``period`` not (yet) in landing, e.g. ``["journalen_2017-03.csv|xlsx"]``.
+    """The monthly exports of ``period`` not (yet) in landing, e.g. ``["journalen_2017-03"]``.
 
     Lists names only (no hashing), so a sensor can call it every few minutes.
     """
     import posixpath
 
     fs, root = storage.filesystem(storage.join(settings.landing_uri, PREFIX))
-    names = {posixpath.basename(p).lower() for p in fs.ls(root, detail=False)} if fs.exists(root) else set()
-    return [f"{kind}_{period}.csv|xlsx" for kind in MONTHLY_KINDS
-            if not {f"{kind}_{period}.csv", f"{kind}_{period}.xlsx"} & names]
+    names = [posixpath.basename(p) for p in fs.ls(root, detail=False)] if fs.exists(root) else []
+    present = set()
+    for name in names:
+        try:
+            parsed = exports.parse_file_name(name)
+        except BadInput:
+            continue
+        present.add((parsed.kind, parsed.period))
+    return [delivery_id(kind, period) for kind in MONTHLY_KINDS if (kind, period) not in present]
+
+
+def _legacy_committed(settings: Settings):
+    """Per delivery, the content last committed to all its tables (for deliveries the record lacks)."""
+    from etl.deliveries import last_committed
+
+    def committed() -> dict[str, str]:
+        out: dict[str, str] = {}
+        for kind, tables in TABLES_BY_KIND.items():
+            def delivery_of(uri: str, kind=kind) -> str | None:
+                try:
+                    name = exports.parse_file_name(display_name(uri.rsplit("/", 1)[-1]))
+                except BadInput:
+                    return None
+                return delivery_id(name.kind, name.period) if name.kind == kind else None
+            out.update(last_committed(settings.warehouse_uri, PIPELINE, tables, delivery_of))
+        return out
+    return committed
 
 
 def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False, **_: object) -> RunReport:
-    """Process ``period`` (YYYY-MM), or every month with files not yet committed; see the module doc."""
+    """Process ``period`` (YYYY-MM), or every month with a pending delivery; see the module doc.
+
+    Raises :class:`ValidationFailed` (every failure a blocked delivery or
+    month) or :class:`EtlError` at the end, after the other months and files
+    are published, naming what was not; :class:`BadInput` when landing holds
+    entries that cannot be taken in.
+    """
     if period in ("all", ""):
         period = None
     if period is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(period)):
@@ -112,22 +148,22 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     skipped: list[str] = []
+    arriving: list[str] = []
     landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
-                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX))
+                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
+                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving)
+    by_month, unnamed = _group_by_month(landed)
+    skipped.extend(unnamed)
     for note in skipped:
         log.warning("not loaded: %s", note)
-    by_month, ignored = _group_by_month(landed)
-    for note in ignored:
-        log.warning("%s", note)
-    report.messages.extend(ignored)
+    for note in arriving:
+        log.warning("not yet loaded: %s", note)
+        report.messages.append(f"not yet loaded: {note}")
 
-    # A file is done once every table it feeds has committed it, so a run killed
-    # between two tables' publishes is redone by the next sweep.
-    per_table = publish.committed_sha256(settings.warehouse_uri, PIPELINE)
-    committed = {kind: set.intersection(*(per_table.get(t, set()) for t in tables))
-                 for kind, tables in TABLES_BY_KIND.items()}
+    record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=_legacy_committed(settings))
     pending = sorted(m for m, kinds in by_month.items()
-                     if any(f.sha256 not in committed[kind] for kind, files in kinds.items() for f in files))
+                     if any(not record.is_published(delivery_id(kind, m), f)
+                            for kind, files in kinds.items() for f in files))
     if period is not None:
         months = [period] if period in by_month else []
         if catch_up_late:
@@ -137,23 +173,36 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     if not months:
         where = storage.join(settings.landing_uri, PREFIX)
         message = (f"no e-health files for {period} in {where}" if period is not None
-                   else f"nothing new in {where}: every file is already loaded")
+                   else f"nothing new in {where}: every delivery is loaded as it is in landing")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
         refuse_skipped(settings.warehouse_uri, report, skipped)
         return report
 
     failures: list[tuple[str, EtlError]] = []
-    with UnitReadAhead([by_month[m] for m in months]) as unit_reads:
-        for month, unit_read in zip(months, unit_reads):
-            month_batch = f"{batch_id}-{month}"
-            files = _files(by_month[month])
-            try:
-                report.results.extend(process_month(settings, month, by_month[month], month_batch, unit_read))
-            except EtlError as exc:
-                record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
-                log.error("%s", exc)
-                failures.append((month, exc))
+    try:
+        with UnitReadAhead([by_month[m] for m in months]) as unit_reads:
+            for month, unit_read in zip(months, unit_reads):
+                month_batch = f"{batch_id}-{month}"
+                files = _files(by_month[month])
+                try:
+                    results, blocked = process_month(settings, month, by_month[month], month_batch, unit_read)
+                except EtlError as exc:
+                    record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
+                    log.error("%s", exc)
+                    failures.append((month, exc))
+                    continue
+                report.results.extend(results)
+                for kind, month_files in by_month[month].items():
+                    for f in month_files:
+                        if f.uri not in blocked:
+                            record.mark_published(delivery_id(kind, month), f)
+                if blocked:
+                    exc = ValidationFailed(f"{month}: " + " | ".join(blocked.values()))
+                    log.error("%s", exc)
+                    failures.append((month, exc))
+    finally:
+        record.save()
     if failures:
         for line in report.lines():
             log.info("%s", line)
@@ -187,7 +236,7 @@ class UnitReadAhead:
     @staticmethod
     def _unit_uri(month_files: dict[str, list]) -> str | None:
         files = month_files.get(exports.UNIT_KIND) or []
-        return files[0].uri if len(files) == 1 else None  # several files: process_month refuses the month
+        return files[0] if len(files) == 1 else None  # several files: process_month refuses the month
 
     def __enter__(self):
         from concurrent.futures import ThreadPoolExecutor
@@ -199,8 +248,10 @@ class UnitReadAhead:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self):
-        def start(uri):
-            return self._pool.submit(unit_daily.read_unit_daily, uri) if uri else None
+        def start(landed):
+            if landed is None:
+                return None
+            return self._pool.submit(unit_daily.read_unit_daily, landed.uri, location=landed.path)
 
         pending = start(self._uris[0]) if self._uris else None
         for following in [*self._uris[1:], None]:
@@ -212,36 +263,114 @@ class UnitReadAhead:
 
 
 def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
-                  unit_read=None) -> list[publish.PublishResult]:
-    """Parse, validate and publish one month; raises (publishing nothing) when a critical rule fails.
+                  unit_read=None) -> tuple[list[publish.PublishResult], dict[str, str]]:
+    """Parse, validate and publish one month; returns (publish results, blocked file URI → one line).
 
-    ``unit_read`` returns the month's unit-level file already read (see
-    :class:`UnitReadAhead`); without it the file is read here.
+    Each file is judged on its own: a file refused whole, failing a critical
+    rule, lacking a region in the rows that would be published, or whose
+    publishing would remove published rows because of quarantined lines
+    (:mod:`etl.no_shrink`) is blocked — nothing of it is published and its
+    previous version stays — while the month's other files are published.
+    Raises :class:`BadInput` (publishing nothing) when the month has two files
+    of one kind. ``unit_read`` returns the month's unit-level file already
+    read (see :class:`UnitReadAhead`); without it the file is read here.
     """
     for kind, files in month_files.items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
             raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
     landed = {kind: files[0] for kind, files in month_files.items()}
-    parsed = [exports.read_export_file(landed[k].uri) for k in MONTHLY_KINDS if k in landed]
+    parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path)
+              for k in MONTHLY_KINDS if k in landed]
     for export in parsed:
         _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
 
-    batches: list[tuple[publish.TableBatch, list]] = []
-    regional_rows = None
-    if parsed:
-        monthly_sources = [landed[e.name.kind] for e in parsed]
-        regional = _regional_batch(parsed, settings, batch_id)
-        national = _national_batch(parsed, regional.rows, settings, batch_id)
-        batches += [(regional, monthly_sources), (national, monthly_sources)]
-        regional_rows = regional.rows
+    blocked: dict[str, str] = {}
+    held: dict[str, int] = {}
+    regional_parts, national_parts = [], []
+    for export in parsed:
+        source = export.source_file
+        held[source] = export.rows_in_regional + export.rows_in_national
+        if export.file_error is not None:
+            blocked[source] = f"{_shown(source)}: blocked, refused whole: {export.file_error}"
+            continue
+        try:
+            regional = _regional_batch([export], settings, batch_id)
+            national = _national_batch([export], regional.rows, settings, batch_id)
+        except ValidationFailed as exc:
+            blocked[source] = f"{_shown(source)}: blocked, {exc}"
+            continue
+        lacking = _regions_lacking(regional)
+        if lacking:
+            blocked[source] = (f"{_shown(source)}: blocked, the rows that would be published lack "
+                               f"{len(lacking)} region(s): {', '.join(lacking)} ({_quarantine_summary(regional)})")
+            continue
+        keys = _replace_keys([export])
+        regional.source_keys = {source: keys}
+        national.source_keys = {source: keys}
+        regional_parts.append(regional)
+        national_parts.append(national)
+
+    unit_part = None
     if exports.UNIT_KIND in landed:
         unit_file = landed[exports.UNIT_KIND]
         read = unit_read() if unit_read is not None else None
-        batches.append((unit_batch(unit_file, period, regional_rows, settings, batch_id, read), [unit_file]))
+        regional_rows = combine(regional_parts).rows if regional_parts else None
+        try:
+            unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
+        except ValidationFailed as exc:
+            blocked[unit_file.uri] = f"{_shown(unit_file.uri)}: blocked, {exc}"
+            held[unit_file.uri] = read.rows_in if read is not None else 0
+        else:
+            held[unit_file.uri] = unit_part.rows_in
+            if unit_part.refused:
+                # Judged with the other files below; kept apart here so the line names the refusal.
+                blocked[unit_file.uri] = (f"{_shown(unit_file.uri)}: blocked, refused whole: "
+                                          f"{unit_part.refused[unit_file.uri]}")
+                unit_part = None
 
-    # Everything validated: only now publish, one publish per table.
-    return [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources) for batch, sources in batches]
+    candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
+    blocked.update(no_shrink.blocked_sources(settings.warehouse_uri, candidates))
+    for source, line in blocked.items():
+        log.error("%s", line)
+        record_blocked(settings.warehouse_uri, PIPELINE, batch_id, _landed_of(landed, source), line,
+                       held.get(source, 0))
+    gone = set(blocked)
+    batches: list[tuple[publish.TableBatch, list]] = []
+    for parts in (regional_parts, national_parts):
+        batch = combine([p for p in parts if not set(p.source_keys) & gone])
+        if batch is not None:
+            sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
+            batches.append((batch, sources))
+    if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
+        batches.append((unit_part, [landed[exports.UNIT_KIND]]))
+
+    # Everything validated and judged: only now publish, one publish per table.
+    results = [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources)
+               for batch, sources in batches]
+    return results, blocked
+
+
+def _shown(uri: str) -> str:
+    return display_name(uri.rsplit("/", 1)[-1])
+
+
+def _landed_of(landed: dict[str, storage.LandedFile], uri: str) -> storage.LandedFile:
+    return next(f for f in landed.values() if f.uri == uri)
+
+
+def _regions_lacking(regional: publish.TableBatch) -> list[str]:
+    """The regions with no row in what would be published (the 21-regions rule, judged after quarantine)."""
+    present = set(regional.rows["region_code"]) if len(regional.rows) else set()
+    return [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES if c not in present]
+
+
+def _quarantine_summary(batch: publish.TableBatch) -> str:
+    q = batch.quarantine
+    if q is None or not len(q):
+        return "no row quarantined"
+    reasons = dict.fromkeys(str(r).split(";")[0] for r in q["reason"] if isinstance(r, str))
+    return f"{len(q)} line(s) quarantined: " + "; ".join(list(reasons)[:3])
 
 
 def _stamp_sha(entries: list[dict], sha256: str) -> None:
@@ -436,7 +565,7 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
     import pyarrow.compute as pc
 
     if read is None:
-        read = unit_daily.read_unit_daily(unit_file.uri)
+        read = unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
     _stamp_sha(read.rejected, unit_file.sha256)
     first, last = unit_daily.month_bounds(period)
     columns = ["month", "date", "region_code", "unit_hsa_id", "unit_name", "bookings", "cancellations",
@@ -459,6 +588,9 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
         quarantine_sources=[unit_file.uri],
     )
     batch.warnings.extend(unit_sum_warnings(period, batch.rows, regional_rows))
+    batch.source_keys = {unit_file.uri: [(period,)]}
+    if read.file_error is not None:
+        batch.refused = {unit_file.uri: read.file_error}
     return batch
 
 

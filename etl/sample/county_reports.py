@@ -12,7 +12,7 @@ Grants follow the agreements' national totals (950 MSEK in 2016, 976 MSEK in
 2017–2018 and, here, 2019) split by population share; spend is close to but
 never above the grant. Contact persons are fake names with ``example.se``
 addresses, there to prove the pipeline drops them. Everything is invented:
-see the README.txt written next to the files.
+see the README-county_reports.txt written beside their folder.
 """
 
 from __future__ import annotations
@@ -371,5 +371,6 @@ def write(out: Path, first_year: int, last_year: int, *, units: int = 0, unit_mo
                 path.write_bytes(data)
                 os.utime(path, (when.timestamp(), when.timestamp()))
                 written += 1
-    (folder / "README.txt").write_text(README.format(seed=seed), encoding="utf-8")
+    # Beside the folder, not in it: every file in landing/county_reports/ is taken as a delivery.
+    (folder.parent / f"README-{folder.name}.txt").write_text(README.format(seed=seed), encoding="utf-8")
     return written + 1

@@ -413,7 +413,8 @@ def write(out: Path, first_year: int, last_year: int, *, units: int = 4000, unit
     """Write every month first_year-01 … last_year-12 under ``<out>/ehealth/``; returns the number of files."""
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.txt").write_text(README, encoding="utf-8")
+    # Beside the folder, not in it: every file in landing/ehealth/ is taken as a delivery.
+    (Path(out) / f"README-{FOLDER}.txt").write_text(README, encoding="utf-8")
     months = [dt.date(y, m, 1) for y in range(first_year, last_year + 1) for m in range(1, 13)]
     unit_set = make_units(units, seed) if units > 0 and unit_months > 0 else None
     with_units = set(months[-unit_months:]) if unit_months > 0 else set()

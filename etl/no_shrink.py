@@ -1,0 +1,109 @@
+"""The no-shrink check: a delivery never removes published rows unless it says so.
+
+Judged on the rows that would be published, per source file, before
+anything is written. A delivery is **blocked** — nothing of it is published,
+the previous version stays, the run fails naming it — when
+
+* the file was refused whole (unreadable, wrong month, not a report …),
+  whether or not it replaces anything: a refused file is never a silent
+  no-op; or
+* publishing it would remove keys present in the published version (a
+  region's month, an initiative, a unit's day) *and* the removal is not
+  the sender's say: rows of the file were quarantined (a broken row rule,
+  an unknown region name, a truncated last line) or the file does not state
+  that table at all (a county JSON whose ``initiatives`` key is missing or
+  misspelt).
+
+A correction that states a table explicitly — ``"initiatives": []``, an
+export listing every region — is honoured, removals included: that is
+the only way published rows leave the warehouse.
+
+The other files of the batch are published as usual; the caller drops the
+blocked sources with :meth:`etl.publish.TableBatch.without`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from etl import publish, schemas
+from etl.deliveries import display_name
+
+MAX_EXAMPLES = 3
+
+
+def _file(source: str) -> str:
+    return display_name(str(source).rsplit("/", 1)[-1])
+
+
+def _key_set(table, columns: list[str]) -> set[tuple]:
+    if table.num_rows == 0:
+        return set()
+    return set(zip(*(table.column(c).to_pylist() for c in columns)))
+
+
+def _new_keys(batch: publish.TableBatch, source: str, schema: schemas.TableSchema) -> set[tuple]:
+    rows = batch.rows[batch.rows["source_file"] == source] if len(batch.rows) else batch.rows
+    if not len(rows):
+        return set()
+    table = publish._stamp(schema, rows, "no-shrink-check", publish.utcnow())
+    return _key_set(table, list(schema.key))
+
+
+def _quarantine_reasons(batch: publish.TableBatch, source: str) -> tuple[int, str]:
+    q = batch.quarantine
+    if q is None or not len(q):
+        return 0, ""
+    mine = q[q["source_file"] == source]
+    if not len(mine):
+        return 0, ""
+    held = int(mine["rows_held"].fillna(1).sum()) if "rows_held" in mine.columns else len(mine)
+    reasons = Counter(str(r).split(";")[0].strip() for r in mine["reason"] if isinstance(r, str))
+    top = ", ".join(f"{reason} ({n}×)" if n > 1 else reason for reason, n in reasons.most_common(2))
+    return held, top
+
+
+def _show_key(schema: schemas.TableSchema, key: tuple) -> str:
+    return " ".join(str(v.isoformat() if hasattr(v, "isoformat") else v) for v in key)
+
+
+def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> dict[str, str]:
+    """Source file → one line saying why it is blocked, over every table of the batch.
+
+    A source blocked for one table is blocked for all of them (the caller
+    drops it everywhere), so a file never half-lands.
+    """
+    reasons: dict[str, list[str]] = {}
+    for batch in batches:
+        for source, why in batch.refused.items():
+            reasons.setdefault(source, [])
+            if why not in reasons[source]:
+                reasons[source].append(f"refused whole: {why}")
+        if not batch.merge_keys:
+            continue
+        schema = schemas.get(batch.table)
+        for source, keys in batch.source_keys.items():
+            if source in batch.refused or not keys:
+                continue
+            held, top = _quarantine_reasons(batch, source)
+            unstated = source in batch.unstated
+            if not held and not unstated:
+                continue  # the file states this table whole: whatever it leaves out is withdrawn
+            published = publish.read_published_keys(warehouse_uri, batch.table, batch.merge_keys, set(keys))
+            dropped = _key_set(published, list(schema.key)) - _new_keys(batch, source, schema)
+            if not dropped:
+                continue
+            examples = ", ".join(_show_key(schema, k) for k in sorted(dropped, key=repr)[:MAX_EXAMPLES])
+            cause = (f"{held} row(s) quarantined: {top}" if held else
+                     f"the file does not state {batch.table} (to withdraw its rows, send the list empty)")
+            reasons.setdefault(source, []).append(
+                f"would remove {len(dropped)} published {batch.table} row(s) (e.g. {examples}) because {cause}")
+    return {source: f"{_file(source)}: blocked, " + "; ".join(dict.fromkeys(lines))
+            + "; the published version stays"
+            for source, lines in reasons.items()}
+
+
+def without_blocked(batches: list[publish.TableBatch], blocked: dict[str, str]) -> list[publish.TableBatch]:
+    """The batches minus every blocked source."""
+    sources = set(blocked)
+    return [batch.without(sources) for batch in batches]
