@@ -1,4 +1,8 @@
-"""Reading the regions' annual follow-up reports (docs/input-formats.md §1): .xlsx template and web-form JSON.
+"""Reading the regions' annual follow-up reports (docs/input-formats.md §1): the template as a spreadsheet, and web-form JSON.
+
+The template arrives as ``.xlsx``, or saved by the sender's tool as
+``.xls`` (Excel 97-2003) or ``.ods`` (LibreOffice); all three are read by
+:mod:`etl.sources.spreadsheet` (python-calamine), whose guards apply.
 
 Both shapes become the same :class:`ParsedReport`: one header row for
 ``county_report`` and the rows for ``county_initiative`` and
@@ -7,9 +11,9 @@ Both shapes become the same :class:`ParsedReport`: one header row for
 
 Two layers keep hostile or broken input out:
 
-* **Structure** (:func:`parse_report`): size cap, zip-bomb check before
-  openpyxl opens a workbook (openpyxl parses XML through defusedxml when it
-  is installed, which it is), sheets and columns present, JSON types. A
+* **Structure** (:func:`parse_report`): size cap, the spreadsheet guards
+  (zip bomb, rows, columns, cells, characters per cell — all judged before
+  a workbook is opened), sheets and columns present, JSON types. A
   problem here, or in a header field (region, year, amounts, spend over the
   grant…), rejects the report **whole** — ``error`` says why, and the row
   counts say how many rows it held.
@@ -27,26 +31,23 @@ plus the contact person's name: :func:`mask_personal_data` here).
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 
 from etl import privacy, regions, swedish
 from etl.errors import BadInput
 from etl.sources import county_template as tpl
+from etl.sources import spreadsheet
 from etl.sources.county_template import Field
 
+# Accepted file suffixes (lower-case; names are matched in any case).
+SUFFIXES = spreadsheet.SUFFIXES + (".json",)
 # A real report is a few tens of kilobytes; these limits are far above that
-# and far below what could hurt a worker.
-MAX_FILE_BYTES = 10 * 1024 * 1024
-MAX_UNCOMPRESSED_BYTES = 64 * 1024 * 1024  # all members of an .xlsx together
-MAX_MEMBER_RATIO = 100  # uncompressed / compressed, for members over RATIO_FLOOR
-RATIO_FLOOR = 1024 * 1024  # small members (styles, shared strings) legitimately compress better
-MAX_MEMBERS = 1000
-MAX_SHEET_ROWS = 5000  # rows read per sheet, blank ones included
-MAX_TABLE_COLUMNS = 30
+# and far below what could hurt a worker. Spreadsheets are held to spreadsheet.LIMITS
+# (the same file size, and the zip, row, column, cell and cell-size guards).
+MAX_FILE_BYTES = spreadsheet.LIMITS.max_file_bytes
+MAX_TABLE_COLUMNS = 30  # columns of a table sheet looked at; wider sheets' extra columns are ignored
 MAX_JSON_ITEMS = 5000
 MAX_RAW_CHARS = 1000
 MAX_WARNINGS = 20  # distinct warnings listed per file; the rest are counted
@@ -153,7 +154,7 @@ class _Extracted:
 
 
 def parse_report(data: bytes, file_name: str, *, source_file: str | None = None) -> ParsedReport:
-    """Parse one submission (``.xlsx`` or ``.json``, chosen by the file name). Never raises for bad input."""
+    """Parse one submission (a spreadsheet or ``.json``, chosen by the file name's suffix). Never raises for bad input."""
     report = ParsedReport(source_file=source_file or file_name, file_name=file_name)
     extracted = _Extracted()
     try:
@@ -161,13 +162,12 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
             raise BadInput("empty file")
         if len(data) > MAX_FILE_BYTES:
             raise BadInput(f"file is {len(data)} bytes, over the {MAX_FILE_BYTES}-byte limit")
-        lower = file_name.lower()
-        if lower.endswith(".xlsx"):
-            _extract_xlsx(data, extracted)
-        elif lower.endswith(".json"):
+        if spreadsheet.suffix_of(file_name):
+            _extract_workbook(data, file_name, extracted)
+        elif file_name.lower().endswith(".json"):
             _extract_json(data, extracted)
         else:
-            raise BadInput("not a .xlsx or .json file")
+            raise BadInput(f"not a {', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]} file")
     except BadInput as exc:
         extracted.problems.append(str(exc))
     names = _names_in(extracted.contact)
@@ -369,89 +369,32 @@ def spend_share(header: dict) -> float | None:
     return total / grant
 
 
-# --------------------------------------------------------------------------- .xlsx
+# --------------------------------------------------------------------------- spreadsheets
 
 
-def check_zip(data: bytes) -> None:
-    """Refuse a zip that is corrupt or would inflate into far more than a report could hold."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise BadInput("not a valid .xlsx file (not a zip archive)") from None
-    with archive:
-        members = archive.infolist()
-        if len(members) > MAX_MEMBERS:
-            raise BadInput(f"workbook has {len(members)} parts, over the limit of {MAX_MEMBERS}")
-        total = 0
-        for info in members:
-            total += info.file_size
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > RATIO_FLOOR and ratio > MAX_MEMBER_RATIO:
-                raise BadInput(
-                    f"workbook part {info.filename[:60]!r} inflates {ratio:.0f}x "
-                    f"(limit {MAX_MEMBER_RATIO}x): refused as a possible zip bomb"
-                )
-        if total > MAX_UNCOMPRESSED_BYTES:
-            raise BadInput(
-                f"workbook inflates to {total} bytes, over the {MAX_UNCOMPRESSED_BYTES}-byte limit: "
-                "refused as a possible zip bomb"
-            )
-        if "[Content_Types].xml" not in archive.namelist():
-            raise BadInput("not a valid .xlsx file ([Content_Types].xml missing)")
+def _extract_workbook(data: bytes, file_name: str, out: _Extracted) -> None:
+    sheets = {tpl.normalise_label(s.name): s for s in spreadsheet.read_workbook(data, file_name)}
+    wanted = (tpl.SHEET_REPORT, tpl.SHEET_INITIATIVES, tpl.SHEET_SERVICES)
+    missing = [name for name in wanted if tpl.normalise_label(name) not in sheets]
+    # Sheets that exist are read even when another is missing, so
+    # that the quarantine can say how many rows the report held.
+    if tpl.normalise_label(tpl.SHEET_REPORT) in sheets:
+        _read_field_sheet(sheets[tpl.normalise_label(tpl.SHEET_REPORT)], out)
+    for name, fields, target in (
+        (tpl.SHEET_INITIATIVES, tpl.INITIATIVE_FIELDS, out.initiatives),
+        (tpl.SHEET_SERVICES, tpl.SERVICE_FIELDS, out.services),
+    ):
+        if tpl.normalise_label(name) in sheets:
+            _read_table_sheet(sheets[tpl.normalise_label(name)], name, fields, target, out)
+    if missing:
+        found = ", ".join(s.name for s in list(sheets.values())[:10])
+        raise BadInput(f"missing sheet(s) {', '.join(missing)} (found: {found})")
 
 
-def _extract_xlsx(data: bytes, out: _Extracted) -> None:
-    check_zip(data)
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except BadInput:
-        raise
-    except Exception as exc:  # openpyxl and defusedxml raise many types for a broken or hostile file
-        raise BadInput(f"not a readable .xlsx workbook ({_cause(exc)})") from None
-    try:
-        sheets = {tpl.normalise_label(name): name for name in workbook.sheetnames}
-        wanted = (tpl.SHEET_REPORT, tpl.SHEET_INITIATIVES, tpl.SHEET_SERVICES)
-        missing = [name for name in wanted if tpl.normalise_label(name) not in sheets]
-        try:
-            # Sheets that exist are read even when another is missing, so
-            # that the quarantine can say how many rows the report held.
-            if tpl.normalise_label(tpl.SHEET_REPORT) in sheets:
-                _read_field_sheet(workbook[sheets[tpl.normalise_label(tpl.SHEET_REPORT)]], out)
-            for name, fields, target in (
-                (tpl.SHEET_INITIATIVES, tpl.INITIATIVE_FIELDS, out.initiatives),
-                (tpl.SHEET_SERVICES, tpl.SERVICE_FIELDS, out.services),
-            ):
-                if tpl.normalise_label(name) in sheets:
-                    _read_table_sheet(workbook[sheets[tpl.normalise_label(name)]], name, fields, target, out)
-        except BadInput:
-            raise
-        except Exception as exc:  # sheets are parsed lazily in read-only mode: same reasoning as above
-            raise BadInput(f"unreadable worksheet ({_cause(exc)})") from None
-        if missing:
-            found = ", ".join(workbook.sheetnames[:10])
-            raise BadInput(f"missing sheet(s) {', '.join(missing)} (found: {found})")
-    finally:
-        workbook.close()
-
-
-def _cause(exc: BaseException) -> str:
-    """The root cause of a reader's exception on one line (openpyxl wraps defusedxml's refusals in ValueError)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = re.sub(r"\s+", " ", str(exc)).strip()[:120]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _rows(sheet, max_col: int):
-    """Rows of a read-only sheet as (sheet row number, values), bounded."""
-    # A stale <dimension> tag would make openpyxl stop early and drop rows silently.
-    sheet.reset_dimensions()
-    for number, values in enumerate(sheet.iter_rows(values_only=True, max_col=max_col), start=1):
-        if number > MAX_SHEET_ROWS:
-            raise BadInput(f"sheet {sheet.title!r} has more than {MAX_SHEET_ROWS} rows")
-        yield number, values
+def _rows(sheet: spreadsheet.Sheet, max_col: int):
+    """Rows of a sheet as (sheet row number, the first ``max_col`` values); the reader has bounded the rows."""
+    for number, values in enumerate(sheet.rows, start=1):
+        yield number, values[:max_col]
 
 
 def _blank(value: object) -> bool:

@@ -85,24 +85,26 @@ def suffix_of(name: str) -> str | None:
     return next((s for s in SUFFIXES if lower.endswith(s)), None)
 
 
-def cell_too_large(file_name: str, where: str, size: int, limits: Limits = LIMITS, *,
+def cell_too_large(file_name: str, where: str, size: int, limits: Limits | None = None, *,
                    at_least: bool = False) -> BadInput:
     """The one refusal of an oversized cell, for spreadsheets and CSV alike: file, place, observed size, rule.
 
     ``at_least``: ``size`` is a lower bound (the reader stopped counting there).
     """
+    limit = (limits or LIMITS).max_cell_chars
     return BadInput(f"{file_name}: {where} holds a cell of {'more than ' if at_least else ''}{size} characters, "
-                    f"over the limit of {limits.max_cell_chars} characters per cell")
+                    f"over the limit of {limit} characters per cell")
 
 
-def read_workbook(data: bytes, file_name: str, *, limits: Limits = LIMITS) -> list[Sheet]:
+def read_workbook(data: bytes, file_name: str, *, limits: Limits | None = None) -> list[Sheet]:
     """Every worksheet of a ``.xlsx``/``.xls``/``.ods`` file (by the name's suffix), in workbook order.
 
     Chart and macro sheets are not returned. Raises :class:`BadInput` (one
     line: the file name and the rule or the reason) for a file over a guard
-    of ``limits``, a file that is not a readable workbook of its suffix's
-    format, or a name without a spreadsheet suffix.
+    of ``limits`` (default :data:`LIMITS`), a file that is not a readable
+    workbook of its suffix's format, or a name without a spreadsheet suffix.
     """
+    limits = limits or LIMITS
     suffix = suffix_of(file_name)
     if suffix is None:
         raise BadInput(f"{file_name}: not a spreadsheet ({', '.join(SUFFIXES)})")
@@ -128,9 +130,9 @@ def read_workbook(data: bytes, file_name: str, *, limits: Limits = LIMITS) -> li
 # --------------------------------------------------------------------------- zip guards
 
 
-def check_zip(data: bytes, file_name: str, fmt: str = "xlsx", limits: Limits = LIMITS) -> None:
+def check_zip(data: bytes, file_name: str, fmt: str = "xlsx", limits: Limits | None = None) -> None:
     """Refuse a zip-based workbook that is corrupt or would inflate into far more than a delivery could hold."""
-    with _open_zip(data, file_name, fmt, limits):
+    with _open_zip(data, file_name, fmt, limits or LIMITS):
         pass
 
 
@@ -322,9 +324,10 @@ def _xls_areas(data: bytes, file_name: str) -> list[_Area]:
     import olefile
 
     try:
-        if not olefile.isOleFile(data):
+        # Checked here and opened as a stream: olefile takes bytes shorter than 1536 for a file name.
+        if not data.startswith(olefile.MAGIC):
             raise BadInput(f"{file_name}: not a valid .xls file (not an Excel 97-2003 workbook)")
-        with olefile.OleFileIO(data) as ole:
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
             stream = next((s for s in ("Workbook", "Book") if ole.exists(s)), None)
             if stream is None:
                 raise BadInput(f"{file_name}: not a valid .xls file (no workbook stream)")
