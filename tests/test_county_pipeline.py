@@ -24,7 +24,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+
 from etl import publish, storage
+from etl.errors import ValidationFailed
 from etl.pipelines import county_reports as pipeline
 from etl.sample import county_reports as sample
 from etl.sources import county_template as tpl
@@ -124,36 +126,33 @@ def test_bad_reports_are_quarantined_whole_and_the_other_regions_load(settings, 
         *builders.VALID["initiatives"], {"title": "Forskningsprojekt", "area": "Forskning", "status": "Pågående"}])
     builders.land(landing, "halland_2017.json", builders.json_bytes(unknown_enum), T0)
 
-    report = pipeline.run(settings)
+    with pytest.raises(ValidationFailed) as error:
+        pipeline.run(settings)
+    message = str(error.value)
+    # Each file refused whole is named with its reason; the run fails, the other regions load.
+    assert f"{len(BAD_FILES)} file(s) blocked" in message
+    for name, (_, reason, *_) in BAD_FILES.items():
+        assert f"{name}: blocked, refused whole: " in message and reason in message, name
 
     loaded = {(r["region_code"], r["report_year"]) for r in rows(settings, "county_report")}
     assert loaded == {("03", 2017), ("14", 2017), ("13", 2017)}
-    reasons = quarantine(settings, "county_report")
-    assert set(reasons) == {(name, 0) for name in BAD_FILES}
-    for name, (_, reason, *_) in BAD_FILES.items():
-        assert reason in reasons[(name, 0)], (name, reasons[(name, 0)])
-    # The unknown enum loses only its own row; the rest of Halland's report loads.
+    assert quarantine(settings, "county_report") == {}  # refused files are held back, not half-loaded
+    # The unknown enum loses only its own row; the rest of Halland's report loads (it replaces nothing).
     initiative_reasons = quarantine(settings, "county_initiative")
     assert initiative_reasons[("halland_2017.json", 4)].startswith("Område: unknown area 'Forskning'")
     assert sorted(r["title"] for r in rows(settings, "county_initiative") if r["region_code"] == "13") == [
         "Digitala vårdbesök", "Kliniskt introduktionsår", "Vårdnära service"]
-    # Whole-report entries in the detail tables, one per rejected report that held rows.
-    assert {k for k in initiative_reasons if k[1] == 0} == {(n, 0) for n, v in BAD_FILES.items() if v[2]}
-    assert {k for k in quarantine(settings, "county_ehealth_service")} == {(n, 0) for n, v in BAD_FILES.items() if v[3]}
 
-    log = assert_accounting(settings, report)
-    held_initiatives = sum(v[2] for v in BAD_FILES.values())
-    held_services = sum(v[3] for v in BAD_FILES.values())
-    assert (log["county_report"]["rows_in"], log["county_report"]["rows_loaded"],
-            log["county_report"]["rows_quarantined"]) == (15, 3, 12)
-    assert (log["county_initiative"]["rows_in"], log["county_initiative"]["rows_loaded"],
-            log["county_initiative"]["rows_quarantined"]) == (10 + held_initiatives, 9, 1 + held_initiatives)
-    assert (log["county_ehealth_service"]["rows_in"], log["county_ehealth_service"]["rows_loaded"],
-            log["county_ehealth_service"]["rows_quarantined"]) == (12 + held_services, 12, held_services)
-    assert log["county_report"]["validation"] == "warning"
-    assert "spend exceeds the grant (within the 1 % tolerance)" in log["county_report"]["warnings"]
-    assert all(r.outcome == "published" for r in report.results)
-    assert any("quarantined zip_bomb.xlsx:" in line for line in report.lines())
+    log = publish.read_load_log(settings.warehouse_uri).to_pandas()
+    blocked = log[log.outcome == "blocked"]
+    assert len(blocked) == len(BAD_FILES)
+    done = log[log.outcome == "published"].set_index("table_name")
+    assert (done.rows_in == done.rows_loaded + done.rows_quarantined).all()
+    assert (done.loc["county_report", "rows_in"], done.loc["county_report", "rows_loaded"]) == (3, 3)
+    assert done.loc["county_report", "validation"] == "warning"
+    assert "spend exceeds the grant (within the 1 % tolerance)" in done.loc["county_report", "warnings"]
+    with pytest.raises(ValidationFailed):  # and so every run, until the files are replaced or removed
+        pipeline.run(settings)
 
 
 # --------------------------------------------------------------------------- corrections
@@ -211,7 +210,7 @@ def test_an_older_file_arriving_after_a_newer_one_does_not_override(settings, la
 
     assert snapshot(settings) == before
     reason = quarantine(settings, "county_report")[("uppsala_old.json", 0)]
-    assert reason.startswith("older than the published submission uppsala_new.json for region 03, 2017")
+    assert reason.startswith("superseded by uppsala_new.json (a later file for region 03, 2017 in landing)")
     log = assert_accounting(settings, report)
     assert {t: e["outcome"] for t, e in log.items()} == {t: "unchanged" for t in pipeline.TABLES}
 
@@ -243,7 +242,7 @@ def test_nothing_new_is_quick_and_logged(settings, landing):
     empty = pipeline.run(settings)
     assert empty.outcome == "nothing_new" and empty.results == []
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
-    builders.land(landing, "README.txt", b"not a report", T0)
+    builders.land(landing, ".README.txt", b"hidden: not a delivery", T0)
     assert pipeline.run(settings).outcome == "published"
     report = pipeline.run(settings)
     assert report.outcome == "nothing_new"
@@ -259,6 +258,7 @@ def test_a_run_that_died_between_tables_is_redone(settings, landing, warehouse):
     # As if the process died after publishing county_report: the later tables' log rows never got written.
     for path in (warehouse / "_load_log").glob(f"*{first.batch_id}-county_[ei]*.parquet"):
         path.unlink()
+    (warehouse / "_state" / "deliveries" / "county_reports.json").unlink()  # written last: never reached
     assert publish.loaded_sha256(settings.warehouse_uri, pipeline.PIPELINE, tables=pipeline.TABLES) == set()
     redo = pipeline.run(settings)
     assert redo.outcome == "unchanged"
@@ -306,15 +306,17 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     builders.land(landing, "bad.json", builders.json_bytes(builders.doc(region="Atlantis")), T0)
     builders.land(landing, "good.xlsx", builders.xlsx_bytes(builders.doc(region="Region Gotland", report_year=2020)), T0)
 
+    with pytest.raises(ValidationFailed, match=r"bad.json: blocked, refused whole: Region: unknown region 'Atlantis'"):
+        pipeline.run(settings)
+    (landing / "county_reports" / "bad.json").unlink()
     report = pipeline.run(settings)
-    log = assert_accounting(settings, report)
-    assert log["county_report"]["rows_in"] == 87
+    assert report.outcome == "nothing_new"  # everything else was loaded by the failing run
     reports = pd.DataFrame(rows(settings, "county_report"))
-    assert len(reports) == 85  # 84 sample reports + good.xlsx; the corrected original and bad.json quarantined
+    assert len(reports) == 85  # 84 sample reports + good.xlsx; the corrected original superseded, bad.json blocked
     sample_reports = reports[reports["report_year"] <= 2019]
     assert sorted(set(sample_reports["report_year"])) == [2016, 2017, 2018, 2019]
     assert sample_reports.groupby("report_year")["region_code"].nunique().tolist() == [21, 21, 21, 21]
-    assert len(quarantine(settings, "county_report")) == 2
+    assert len(quarantine(settings, "county_report")) == 1  # the superseded original
     # Grants: national totals and Västra Götaland's 2016 share, within the rounding of how senders write amounts.
     totals = sample_reports.groupby("report_year")["grant_sek"].sum()
     assert totals[2016] == pytest.approx(950e6, rel=0.005)
@@ -358,7 +360,7 @@ def test_sample_is_deterministic_and_clipped_to_the_agreement_years(tmp_path):
 
     assert fingerprint(a) == fingerprint(b)
     names = list(fingerprint(a))
-    assert {n.rsplit(".", 1)[1] for n in names} == {"xlsx", "json", "txt"}
+    assert {n.rsplit(".", 1)[1] for n in names} == {"xlsx", "json"}
     assert {n.split("_")[1] for n in names if n != "README.txt"} == {"2018", "2019"}
     assert sample.write(tmp_path / "c", 2021, 2025, units=1, unit_months=1, seed=3) == 1  # README only
     assert sample.grants(2016)["14"] == pytest.approx(159e6, rel=0.005)

@@ -1,25 +1,29 @@
 """County reports pipeline: the regions' annual follow-up reports → ``county_report``,
 ``county_initiative`` and ``county_ehealth_service``.
 
-Reads new ``<landing>/county_reports/*.xlsx|*.json`` (files whose SHA-256 is
-not yet committed), parses them with :mod:`etl.sources.county_reports`,
-decides which submission counts for each region and year, validates the
-three tables with their suites and publishes them.
+Reads ``<landing>/county_reports/*`` (``.xlsx``, ``.xls``, ``.ods``,
+``.json``), parses them with :mod:`etl.sources.county_reports`, decides
+which file is each region-year's delivery now, validates the three tables
+with their suites and publishes them.
 
-Which submission counts (a correction replaces, it never adds):
+Which file counts — **delivery order** (:mod:`etl.deliveries`): for each
+region and year the file in landing now with the newest modification time
+is the delivery, and the tables reflect it. It is (re)loaded whenever its
+content differs from the content the published version came from — so
+re-sending an earlier version after a correction undoes the correction.
+Older files for the same region-year stay in landing unloaded, named in
+the run's messages. All three tables merge on ``(region_code,
+report_year)``: a correction replaces every initiative and service row of
+that region-year — but only what it states (:mod:`etl.no_shrink`): a
+correction that would drop published rows because rows were quarantined,
+or because its JSON lacks (or misspells) ``initiatives`` /
+``ehealth_services``, is blocked; an explicit ``"initiatives": []`` is a
+withdrawal and is honoured.
 
-* one submission per region and year is current: the one with the newest
-  file timestamp (``submitted_at``). All three tables merge on
-  ``(region_code, report_year)``, so a correction replaces every initiative
-  and service row of that region-year, even when it has none.
-* two files for the same region-year in one delivery: the newer wins, the
-  older is quarantined whole ("superseded by …").
-* a file older than the submission already published for its region-year
-  is quarantined whole: a late-arriving old version must not undo a
-  correction.
-* a re-delivery with the same content changes nothing: identical bytes
-  are skipped by SHA-256, and identical content under new bytes keeps the
-  published ``submitted_at``, so the tables stay unchanged.
+A file refused whole (unreadable, not a report, no region) fails the run
+naming it, every run, until it is replaced or removed; the other files
+still publish. A re-delivery with the same content changes nothing
+(identical content keeps the published ``submitted_at``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from etl import publish, schemas, storage
+from etl import no_shrink, publish, schemas, storage
 from etl.config import Settings
-from etl.errors import BadInput, EtlError
-from etl.pipelines.common import RunReport, checked_batch, record_failure, record_nothing_new, refuse_skipped
+from etl.deliveries import DeliveryRecord, delivery_path, last_committed
+from etl.errors import BadInput, EtlError, ValidationFailed
+from etl.pipelines.common import (RunReport, checked_batch, record_blocked, record_failure, record_nothing_new,
+                                  record_skipped, refuse_skipped)
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -39,7 +45,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "county_reports"
 PREFIX = "county_reports"  # folder under the landing URI
-SUFFIXES = (".xlsx", ".json")
+SUFFIXES = source.SUFFIXES
 REPORT, INITIATIVE, SERVICE = "county_report", "county_initiative", "county_ehealth_service"
 TABLES = (REPORT, INITIATIVE, SERVICE)
 MERGE_KEYS = ("region_code", "report_year")
@@ -52,6 +58,8 @@ class Submission:
     landed: storage.LandedFile
     parsed: ParsedReport
     submitted_at: "pandas.Timestamp"  # noqa: F821
+    stated: frozenset = frozenset({"county_initiative", "county_ehealth_service"})  # tables the file states
+    superseded: bool = False  # a later file for the same region-year came in the same delivery
 
     @property
     def accepted(self) -> bool:
@@ -72,13 +80,32 @@ def _timestamp(modified: float | None):
 
 
 def read_submission(landed: storage.LandedFile) -> Submission:
+    stated = Submission.stated
     try:
-        data = storage.read_bytes(landed.uri, max_bytes=source.MAX_FILE_BYTES)
+        data = storage.read_bytes(landed.path, max_bytes=source.MAX_FILE_BYTES)
     except BadInput as exc:
         parsed = ParsedReport(source_file=landed.uri, file_name=landed.name).reject(str(exc))
     else:
         parsed = source.parse_report(data, landed.name, source_file=landed.uri)
-    return Submission(landed, parsed, _timestamp(landed.modified))
+        if parsed.error is None and landed.name.lower().endswith(".json"):
+            stated = _json_states(data)
+    return Submission(landed, parsed, _timestamp(landed.modified), stated)
+
+
+def _json_states(data: bytes) -> frozenset:
+    """The detail tables a web-form JSON states: its lists present under their exact keys.
+
+    The web form leaves an empty list out, so a missing (or misspelt,
+    ``"Initiatives"``) key says nothing about the region's initiatives; only
+    a present list — ``[]`` included — replaces the published ones.
+    """
+    import json
+
+    from etl.sources import county_template as tpl
+
+    document = json.loads(data.decode("utf-8-sig"))  # parse_report accepted it: valid JSON object
+    return frozenset(table for table, key in ((INITIATIVE, tpl.JSON_INITIATIVES), (SERVICE, tpl.JSON_SERVICES))
+                     if isinstance(document.get(key), list))
 
 
 # --------------------------------------------------------------------------- which submission counts
@@ -97,7 +124,7 @@ def _content(header: dict, initiatives: list[dict], services: list[dict]) -> tup
 
 
 def settle(submissions: list[Submission], warehouse_uri: str) -> None:
-    """Reject, in place, the submissions that do not count (superseded or older than published)."""
+    """Reject, in place, submissions superseded in the same delivery; keep the first time of unchanged content."""
     import pandas as pd
 
     groups: dict[tuple, list[Submission]] = defaultdict(list)
@@ -110,6 +137,7 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
         group.sort(key=lambda s: (s.submitted_at, s.landed.name))
         winners[key] = group[-1]
         for older in group[:-1]:
+            older.superseded = True
             older.parsed.reject(
                 f"superseded by {group[-1].landed.name} (a later submission for region {key[0]}, "
                 f"{key[1]} in the same delivery)"
@@ -136,12 +164,6 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
             # Nothing was corrected: keep the time the content was first
             # submitted, so the publish finds nothing to change.
             sub.submitted_at = old_time
-        elif sub.submitted_at < old_time:
-            sub.parsed.reject(
-                f"older than the published submission {old['source_file'].rsplit('/', 1)[-1]} for region "
-                f"{key[0]}, {key[1]} (file time {sub.submitted_at:%Y-%m-%d %H:%M:%S} < "
-                f"{old_time:%Y-%m-%d %H:%M:%S} UTC): not loaded; send a correction as a new file"
-            )
 
 
 # --------------------------------------------------------------------------- rows and batches
@@ -193,11 +215,11 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
         else:
             rejected.append(_whole(sub, parsed.error, 1, parsed.header_raw))
     warnings = [w for sub in submissions for w in sub.parsed.warnings]
-    return checked_batch(
+    return _judged(checked_batch(
         REPORT, _frame(REPORT, rows, (SPEND_SHARE,)), rejected, len(submissions), MERGE_KEYS,
         warehouse_uri=warehouse_uri, batch_id=batch_id,
         quarantine_sources=[s.landed.uri for s in submissions], extra_warnings=warnings,
-    )
+    ), submissions)
 
 
 def _drop_rejected_headers(submissions: list[Submission], report_batch) -> None:
@@ -229,36 +251,111 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
         rejected += _row_rejects(sub, bad)
     # Every accepted report replaces its region-year, also when it lists no rows.
     replace = sorted({sub.parsed.key for sub in submissions if sub.accepted})
-    return checked_batch(
+    batch = checked_batch(
         table, _frame(table, rows), rejected, rows_in, MERGE_KEYS, warehouse_uri=warehouse_uri,
         batch_id=batch_id, replace_keys=replace, quarantine_sources=[s.landed.uri for s in submissions],
     )
+    return _judged(batch, submissions, unstated={s.landed.uri for s in submissions if table not in s.stated})
+
+
+def _judged(batch, submissions: list[Submission], unstated: set[str] = frozenset()):
+    """What the no-shrink check needs: the region-year each file replaces, and the files refused whole."""
+    batch.source_keys = {s.landed.uri: [s.parsed.key] for s in submissions if s.accepted}
+    batch.refused = {s.landed.uri: s.parsed.error for s in submissions if not s.accepted and not s.superseded}
+    batch.unstated = set(unstated)
+    return batch
 
 
 # --------------------------------------------------------------------------- the run
 
 
+def delivery_id(key: tuple[str, int]) -> str:
+    """A county report's delivery: its region and report year (``01-2019``), whatever the file is called."""
+    return f"{key[0]}-{key[1]}"
+
+
+def _legacy_committed(warehouse: str):
+    """Per region-year, the content last committed to all three tables (for deliveries the record lacks)."""
+    def committed() -> dict[str, str]:
+        published = publish.read_table(warehouse, REPORT).select(["region_code", "report_year", "source_file"])
+        by_path = {delivery_path(r["source_file"]): delivery_id((r["region_code"], r["report_year"]))
+                   for r in published.to_pylist()}
+        return last_committed(warehouse, PIPELINE, TABLES, lambda uri: by_path.get(delivery_path(uri)))
+    return committed
+
+
+def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord):
+    """(current file per delivery id, parsed submissions by URI, files not loaded).
+
+    A file whose content was seen before keeps the delivery it was found to
+    be; only new or changed files are parsed. Files not loaded are those
+    refused whole and new files superseded by a newer one for the same
+    region-year (quarantined whole, not blocked).
+    """
+    parsed: dict[str, Submission] = {}
+    by_delivery: dict[str, list[storage.LandedFile]] = defaultdict(list)
+    refused: list[Submission] = []
+    for f in landed:
+        known, did = record.known_delivery(f)
+        if not known or did is None:
+            sub = read_submission(f)
+            parsed[f.uri] = sub
+            did = delivery_id(sub.parsed.key) if sub.accepted else None
+            record.remember_file(f, did)
+            if did is None:
+                refused.append(sub)
+                continue
+        by_delivery[did].append(f)
+    current = {}
+    for did, files in by_delivery.items():
+        files.sort(key=lambda f: (f.modified or 0.0, f.name))  # equal times: by name, never by listing order
+        current[did] = files[-1]
+        for older in files[:-1]:
+            sub = parsed.get(older.uri)
+            if sub is not None:  # new in landing: quarantined whole once, with the reason
+                key = sub.parsed.key
+                sub.superseded = True
+                sub.parsed.reject(f"superseded by {files[-1].name} (a later file for region {key[0]}, {key[1]} "
+                                  "in landing): not loaded")
+                refused.append(sub)
+    return current, parsed, refused
+
+
 def run(settings: Settings, **_: object) -> RunReport:
-    """Load every new county report file; one batch for the three tables."""
+    """Load every county report delivery whose file in landing is not what is published; one batch.
+
+    Raises :class:`ValidationFailed` after publishing the rest when a file is
+    refused whole or blocked by the no-shrink check (naming each), and
+    :class:`BadInput` when landing holds entries that cannot be taken in.
+    """
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     warehouse = settings.warehouse_uri
     skipped: list[str] = []
+    arriving: list[str] = []
     landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
-                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX))
+                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
+                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving)
     for note in skipped:
         log.warning("not loaded: %s", note)
-    done = publish.loaded_sha256(warehouse, PIPELINE, tables=TABLES)
-    new = [f for f in landed if f.sha256 not in done]
-    if not new:
+    for note in arriving:
+        log.warning("not yet loaded: %s", note)
+        report.messages.append(f"not yet loaded: {note}")
+    record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=_legacy_committed(warehouse))
+    current, parsed, not_loaded = _current_deliveries(landed, record)
+    pending = {did: f for did, f in current.items() if not record.is_published(did, f)}
+    submissions = [parsed.get(f.uri) or read_submission(f) for f in pending.values()] + not_loaded
+    if not submissions:
+        record.save({f.name for f in landed})
         message = f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
         refuse_skipped(warehouse, report, skipped)
         return report
+    new = [s.landed for s in submissions]
 
-    submissions = [read_submission(f) for f in new]
     table = None
+    blocked: dict[str, str] = {}
     try:
         settle(submissions, warehouse)
         # All three batches are validated before anything is published, so
@@ -266,23 +363,43 @@ def run(settings: Settings, **_: object) -> RunReport:
         report_batch = _report_batch(submissions, warehouse, batch_id)
         _drop_rejected_headers(submissions, report_batch)
         batches = [
-            report_batch,
+            _judged(report_batch, submissions),
             _detail_batch(INITIATIVE, submissions, warehouse, batch_id),
             _detail_batch(SERVICE, submissions, warehouse, batch_id),
         ]
+        blocked = no_shrink.blocked_sources(warehouse, batches)
+        for sub in submissions:
+            if sub.landed.uri in blocked:
+                log.error("%s", blocked[sub.landed.uri])
+                record_blocked(warehouse, PIPELINE, batch_id, sub.landed, blocked[sub.landed.uri],
+                               sum(b.source_rows(sub.landed.uri) for b in batches))
+        batches = no_shrink.without_blocked(batches, blocked)
+        sources = [f for f in new if f.uri not in blocked]
         for batch in batches:
             table = batch.table
-            report.results.append(publish.publish(warehouse, PIPELINE, batch, batch_id, new))
+            report.results.append(publish.publish(warehouse, PIPELINE, batch, batch_id, sources))
     except EtlError as exc:
         record_failure(warehouse, PIPELINE, batch_id, table, new, str(exc))
         raise
-    rejected = [s for s in submissions if not s.accepted]
+    finally:
+        for did, f in pending.items():
+            if f.uri not in blocked and report.results and len(report.results) == len(TABLES):
+                record.mark_published(did, f)
+        record.save({f.name for f in landed})
+    superseded = [s for s in submissions if s.superseded]
     report.messages.append(
-        f"{PIPELINE}: {len(new)} new file(s): {len(new) - len(rejected)} report(s) accepted, "
-        f"{len(rejected)} quarantined whole"
+        f"{PIPELINE}: {len(new)} file(s): {len(new) - len(blocked) - len(superseded)} report(s) loaded, "
+        f"{len(blocked)} blocked, {len(superseded)} superseded"
     )
-    for sub in rejected:
-        log.warning("quarantined %s whole: %s", sub.landed.name, sub.parsed.error)
+    for sub in superseded:
         report.messages.append(f"  quarantined {sub.landed.name}: {sub.parsed.error}")
+    if blocked:
+        for line in report.lines():
+            log.info("%s", line)
+        summary = " | ".join(blocked.values())
+        not_loaded = record_skipped(warehouse, report, skipped)
+        if not_loaded:
+            summary += " | " + not_loaded
+        raise ValidationFailed(f"{PIPELINE}: {len(blocked)} file(s) blocked: {summary}")
     refuse_skipped(warehouse, report, skipped)
     return report

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
-SUFFIXES = (".csv", ".csv.gz", ".txt", ".xlsx", ".xls", ".ods")  # TODO(exports.SUFFIXES)
+SUFFIXES = exports.SUFFIXES
 RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
 MONTHLY_KINDS = ("journalen", "webbtidbok")
 ADOPTION_TABLES = ("ehealth_adoption", "ehealth_adoption_national")
