@@ -115,7 +115,7 @@ def test_file_size():
 
 @pytest.mark.parametrize("name", ["x.xlsx", "x.ods"])
 def test_not_a_zip(name):
-    assert refused(b"PK\x03\x04 not really", name) == f"{name}: not a valid .{name.rsplit(".", 1)[1]} file (not a zip archive)"
+    assert refused(b"PK\x03\x04 not really", name) == f"{name}: not a valid .{name.rsplit('.', 1)[1]} file (not a zip archive)"
 
 
 def test_not_an_xls():
