@@ -103,3 +103,19 @@ def test_dates():
     assert parse_date("") is None
     with pytest.raises(BadInput):
         parse_date("2017-02-30")
+
+
+def test_excel_date_serials_in_months_and_dates():
+    """Spreadsheets store a date as a day number; exported as a number it reads 43525 (2019-03-01)."""
+    import datetime as _dt
+
+    from etl import swedish as _sv
+
+    assert _sv.excel_serial_date(43525) == _dt.date(2019, 3, 1)
+    assert _sv.excel_serial_date("43525") == _sv.excel_serial_date(43525.75) == _dt.date(2019, 3, 1)
+    assert _sv.parse_month("43538") == _dt.date(2019, 3, 1) and _sv.parse_month(43538.0) == _dt.date(2019, 3, 1)
+    assert _sv.parse_date(43538) == _dt.date(2019, 3, 14) and _sv.parse_date(" 43538,5 ") == _dt.date(2019, 3, 14)
+    # Only 1990–2099 are dates: a year, a count or a YYYYMM is never read as a serial.
+    for value in (2017, "201703", 12345, 99999, True, "4352x", None):
+        assert _sv.excel_serial_date(value) is None
+    assert _sv.parse_month("201703") == _dt.date(2017, 3, 1)
