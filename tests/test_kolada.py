@@ -20,23 +20,31 @@ FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.01, jitter=0.001, 
 REGION_IDS = ",".join(r.kolada_id for r in regions.REGIONS)
 
 
-def page(name: str, base_url: str, rename_next: str | None = None) -> dict:
-    doc = json.loads((FIXTURES / name).read_text(encoding="utf-8").replace("{base_url}", base_url))
+def page(name: str, rename_next: str | None = None) -> dict:
+    """A recorded page as the live API writes it: ``next_url`` absolute, on https://api.kolada.se/v3."""
+    doc = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
     if rename_next and "next_url" in doc:
         doc[rename_next] = doc.pop("next_url")
     return doc
 
 
-def serve_two_pages(httpserver, rename_next=None) -> str:
-    base = httpserver.url_for("/kolada/v3")
-
+def serve_two_pages(httpserver, rename_next=None, prefix: str = "/kolada/v3") -> str:
+    """The two recorded pages behind ``prefix`` on the local server; the configured base URL."""
     def answer(request):
         name = "kolada_page2.json" if request.args.get("page") == "2" else "kolada_page1.json"
-        return Response(json.dumps(page(name, base, rename_next)), content_type="application/json")
+        return Response(json.dumps(page(name, rename_next)), content_type="application/json")
 
-    httpserver.expect_request(f"/kolada/v3/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017",
+    httpserver.expect_request(f"{prefix}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017",
                               method="GET").respond_with_handler(answer)
-    return base
+    # As an operator would configure a local mirror: by address, with its path prefix.
+    return f"http://127.0.0.1:{httpserver.port}{prefix}"
+
+
+def test_fixtures_are_in_the_live_shape():
+    # The live API names its own host in next_url; a fixture that names the test server would
+    # never exercise the rebasing a proxy or mirror needs.
+    assert page("kolada_page1.json")["next_url"].startswith("https://api.kolada.se/v3/data/kpi/")
+    assert "{base_url}" not in (FIXTURES / "kolada_page2.json").read_text(encoding="utf-8")
 
 
 def as_tuples(result) -> list[tuple]:
@@ -44,13 +52,17 @@ def as_tuples(result) -> list[tuple]:
                   for r in result.rows)
 
 
+@pytest.mark.parametrize("prefix", ["/kolada/v3", "", "/mirror/kolada/v3"], ids=["base", "host-root", "mirror-prefix"])
 @pytest.mark.parametrize("next_key", ["next_url", "next_page"])
-def test_multi_page_answer_is_followed_to_the_end(httpserver, next_key):
-    base = serve_two_pages(httpserver, rename_next=None if next_key == "next_url" else "next_page")
+def test_multi_page_answer_is_followed_to_the_end(httpserver, next_key, prefix):
+    base = serve_two_pages(httpserver, rename_next=None if next_key == "next_url" else "next_page", prefix=prefix)
     result = kolada.fetch_kpis(base, ["N17473", "N17461"], [2016, 2017], policy=FAST)
 
     requests = [r for r, _ in httpserver.log]
     assert [r.args.get("page") for r in requests] == [None, "2"]
+    # Page 2 is asked of the configured server under its own prefix, not of api.kolada.se's /v3.
+    assert all(r.path.startswith(f"{prefix}/data/kpi/") for r in requests)
+    assert all(response.status_code == 200 for _, response in httpserver.log)
     assert requests[0].args.get("per_page") == "5000"
     assert as_tuples(result) == [
         ("N17461", "12", 2017, "K", 74.2, None),
@@ -65,8 +77,13 @@ def test_multi_page_answer_is_followed_to_the_end(httpserver, next_key):
     assert result.rows_in == 9
     reasons = sorted(r["reason"] for r in result.rejected)
     assert any("national total" in r for r in reasons) and any("'0180' is not a region id" in r for r in reasons)
-    assert result.warnings == []
-    assert len(result.sources) == 2 and result.sources[1][0].endswith("page=2&per_page=5000")
+    # Withdrawn values (isdeleted on a record with two values, and on one value) are dropped and counted,
+    # not input: rows in stays the 9 current values.
+    assert result.withdrawn == 3
+    assert result.warnings == ["3 withdrawn Kolada record(s) dropped (isdeleted: true; not current key figures)"]
+    assert len(result.sources) == 2
+    assert result.sources[1][0] == (f"{base}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017"
+                                    "?page=2&per_page=5000")
 
 
 def test_more_than_25_kpi_ids_are_chunked(httpserver):
@@ -155,3 +172,26 @@ def test_lists_longer_than_25_are_refused_in_one_url():
     assert kolada.chunked(list(range(51))) == [list(range(25)), list(range(25, 50)), [50]]
     with pytest.raises(ConfigError):
         kolada.fetch_kpis("http://localhost:1/v3", ["N1"], [2020], per_page=6000)
+
+
+def test_withdrawn_values_are_dropped_and_counted():
+    doc = {"values": [
+        {"kpi": "N1", "municipality": "0001", "period": 2020, "isdeleted": True,
+         "values": [{"gender": "T", "status": "", "value": 1.0}]},
+        {"kpi": "N1", "municipality": "0001", "period": 2020, "isdeleted": False,
+         "values": [{"gender": "K", "status": "", "value": 2.0, "isdeleted": False},
+                    {"gender": "M", "status": "", "value": 3.0, "isdeleted": True}]},
+    ]}
+    result = kolada.decode_page(doc, "https://api.kolada.se/v3/data/kpi/N1")
+    assert [(r["gender"], r["value"], r["row_number"]) for r in result.rows] == [("K", 2.0, 1)]
+    assert result.rejected == [] and result.rows_in == 1 and result.withdrawn == 2
+    assert kolada.withdrawn_warning(0) == []
+
+
+def test_a_redirect_or_link_to_another_host_never_leaves_the_configured_server(httpserver):
+    # A next_url naming some other host is still asked of the configured server (path and query only).
+    first = {"values": [], "next_url": "https://elsewhere.example/v3/data/kpi/N1/municipality/x/year/2020?page=2"}
+    httpserver.expect_request(f"/m/v3/data/kpi/N1/municipality/{REGION_IDS}/year/2020").respond_with_json(first)
+    httpserver.expect_request("/m/v3/data/kpi/N1/municipality/x/year/2020").respond_with_json({"values": []})
+    kolada.fetch_kpis(httpserver.url_for("/m/v3"), ["N1"], [2020], policy=FAST)
+    assert [r.path for r, _ in httpserver.log][-1] == "/m/v3/data/kpi/N1/municipality/x/year/2020"

@@ -10,6 +10,14 @@ Order of work: fetch everything, then validate both tables, then publish.
 A fetch or a blocking validation failure anywhere publishes neither API
 table, so the warehouse never mixes a new population with old key figures
 from a half-finished run.
+
+Withdrawn Kolada values (``isdeleted: true``) are dropped by the decoder and
+are *not* counted in ``kolada_kpi``'s rows in: like records outside the
+requested KPIs and years, they are not input of this run but the API saying
+the value no longer exists. So rows in = loaded + quarantined still holds
+over the current records, and the load log's warnings say
+"N withdrawn Kolada record(s) dropped". As ``kolada_kpi`` is replaced
+whole, a value that was published before and is withdrawn now disappears.
 """
 
 from __future__ import annotations
@@ -121,6 +129,7 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
             key_figures.extend(kolada.decode_page(doc, file.uri, sha256=file.sha256, kpi_ids=settings.kolada_kpis,
                                                   years=years, seen_kpis=seen))
         key_figures.warnings.extend(kolada.missing_kpis_warning(list(settings.kolada_kpis), seen))
+        key_figures.warnings.extend(kolada.withdrawn_warning(key_figures.withdrawn))
     return population, key_figures
 
 

@@ -25,7 +25,6 @@ import email.utils
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import httpx
 import tenacity
 
 from etl.errors import ConfigError, SourceUnavailable
+from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,23 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({403, 429, 503})
 
 
-# The userinfo of a URL (``https://user:password@host/…``): everything between "//" and the last
-# "@" before the path. Greedy, so a password with a raw "@" in it is still covered.
-_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+# The redaction is the project's one rule (etl.privacy); the old name stays for callers of this module.
+redact = redact_uri
+
+# Error bodies and transport errors quoted in a message: enough to recognise the server's complaint,
+# never a whole HTML error page (or whatever secrets it echoes) in a log line or the load log.
+SNIPPET_CHARS = 200
+URL_CHARS = 500  # a request URL in a message: long enough for Kolada's 25-id lists, bounded for server-made links
 
 
-def redact(text: str) -> str:
-    """``text`` with the credentials of any URL in it replaced by ``***``.
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """``text`` on one line, credentials redacted, cut to ``limit`` characters (with "…" when cut).
 
-    A base URL may carry credentials (``https://user:secret@mirror/…``, e.g. a
-    company proxy of the API). httpx sends them as Basic auth; they must never
-    reach a message, a log line, the load log or a lineage column.
+    Redacted before cutting, so a secret cut in half by the limit cannot
+    slip past the redaction.
     """
-    return _USERINFO.sub("***@", text)
+    one_line = redact_uri(" ".join(str(text).split()))
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,16 @@ class ApiRows:
     ``source_file`` (the request), ``row_number`` (position in that answer)
     and ``raw`` (the record as received); ``rejected`` are quarantine dicts
     with a ``reason``. ``rows_in`` = len(rows) + len(rejected).
+
+    ``withdrawn`` counts records the source itself marks as withdrawn
+    (Kolada's ``isdeleted``): dropped, not input, so not in ``rows_in``.
     """
 
     rows: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (request or file URI, sha256 of the answer)
     warnings: list[str] = field(default_factory=list)
+    withdrawn: int = 0
 
     @property
     def rows_in(self) -> int:
@@ -118,6 +126,7 @@ class ApiRows:
         self.rejected.extend(other.rejected)
         self.sources.extend(other.sources)
         self.warnings.extend(other.warnings)
+        self.withdrawn += other.withdrawn
 
 
 def compact_json(value: Any, limit: int = 2000) -> str:
@@ -183,13 +192,16 @@ class ApiClient:
         policy: RetryPolicy | None = None,
         extra_retry_statuses: frozenset[int] | set[int] = frozenset(),
         headers: dict[str, str] | None = None,
+        public_base: str | None = None,
     ):
         if not base_url or "://" not in base_url:
-            raise ConfigError(f"{name}: base URL {redact(str(base_url))!r} is not an http(s) URL")
+            raise ConfigError(f"{name}: base URL {redact_uri(str(base_url))!r} is not an http(s) URL")
         try:
             parsed = httpx.URL(base_url)
         except httpx.InvalidURL as exc:
-            raise ConfigError(f"{name}: base URL {redact(base_url)!r} is not a valid URL ({exc})") from None
+            raise ConfigError(
+                f"{name}: base URL {redact_uri(base_url)!r} is not a valid URL ({snippet(str(exc))})"
+            ) from None
         auth = None
         if parsed.userinfo:
             # Credentials in the URL travel as Basic auth and leave the URL: httpx logs every
@@ -198,6 +210,9 @@ class ApiClient:
             auth = httpx.BasicAuth(parsed.username, parsed.password)
             base_url = str(parsed.copy_with(username=None, password=None))
         self.base_url = base_url.rstrip("/")
+        # The API's own root (``https://api.kolada.se/v3``): absolute links it writes start with its
+        # path, which stands for whatever base is configured (a mirror's ``/mirror/kolada/v3``).
+        self.public_root = [s for s in urlsplit(public_base).path.split("/") if s] if public_base else None
         self.name = name
         self.policy = policy or RetryPolicy()
         self.retry_statuses = RETRY_STATUSES | frozenset(extra_retry_statuses)
@@ -227,18 +242,43 @@ class ApiClient:
         return self.base_url + "/" + path_or_url.lstrip("/")
 
     def _pin_to_base(self, link: str, current: str) -> str:
-        """A pagination link resolved against ``current`` and pinned to the configured host.
+        """A link the server gave (a next page) as a URL under the configured base.
 
-        APIs give absolute next links naming their public host; behind a
-        proxy or a local mirror that host is not the one configured. Only
-        path and query are taken from the link, so a paging answer can
-        never send the client to another server.
+        APIs give absolute links naming their public host and root
+        (Kolada: ``https://api.kolada.se/v3/data/…?page=2``). Behind a
+        proxy or mirror the configured base differs in host *and* may add a
+        path prefix (``http://mirror/kolada/v3``). The link is resolved
+        against ``current``, then:
+
+        * a link already under the configured base is kept as it is;
+        * a link under the API's public root (``public_base``, e.g. ``/v3``)
+          has that root replaced by the configured base path;
+        * any other link's path is taken relative to the longest trailing
+          run of the base path's segments that it starts with (``/v3`` for
+          ``…/mirror/kolada/v3``; none for a mirror of the host root) and put
+          under the base path.
+
+        The result is always on the configured scheme and host, and only
+        path and query are taken from the link, so an answer can never send
+        the client (and its credentials) to another server.
         """
         absolute = urljoin(current, link)
         parts, base = urlsplit(absolute), urlsplit(self.base_url)
-        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
-            log.debug("%s: next link %s rebased onto %s", self.name, redact(absolute), redact(self.base_url))
-        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        base_segments = [s for s in base.path.split("/") if s]
+        link_segments = [s for s in parts.path.split("/") if s]
+        same_origin = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+        if same_origin and link_segments[: len(base_segments)] == base_segments:
+            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        roots = [base_segments[start:] for start in range(len(base_segments) + 1)]
+        if self.public_root is not None:
+            roots.insert(0, self.public_root)
+        api_root = next(root for root in roots if link_segments[: len(root)] == root)  # [] always matches
+        rest = link_segments[len(api_root):]
+        path = "/" + "/".join(base_segments + rest)
+        if parts.path.endswith("/") and rest:
+            path += "/"
+        log.debug("%s: link %s rebased onto %s", self.name, snippet(absolute), redact_uri(self.base_url))
+        return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
 
     # ------------------------------------------------------------------ requests
 
@@ -254,7 +294,8 @@ class ApiClient:
         url = self.url(path_or_url)
         if params:
             url = str(httpx.URL(url).copy_merge_params(params))
-        shown = redact(url)  # what messages and logs may say
+        # What messages and logs may say: redacted, and bounded, as a next link comes from the server.
+        shown = snippet(url, URL_CHARS)
         attempts = 0
 
         def attempt() -> JsonResponse:
@@ -295,18 +336,18 @@ class ApiClient:
             response = self._http.request(method, url, json=body)
             content = response.content  # read fully here: a cut body surfaces as a transport error
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {redact(str(exc))[:200] or 'no detail'}") from None
+            raise _Retryable(f"{type(exc).__name__}: {snippet(str(exc)) or 'no detail'}") from None
         status = response.status_code
         if status in self.retry_statuses:
             retry_after = None
             if status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _Retryable(f"HTTP {status} {response.reason_phrase}".strip(), status, retry_after)
+            raise _Retryable(f"HTTP {status} {snippet(response.reason_phrase, 60)}".strip(), status, retry_after)
         if status >= 400:
-            snippet = redact(" ".join(response.text.split()))[:200]
+            body = snippet(response.text)
             raise SourceUnavailable(
-                f"{self.name}: {method} {shown} answered HTTP {status} {response.reason_phrase} (not retried)"
-                + (f": {snippet}" if snippet else "")
+                f"{self.name}: {method} {shown} answered HTTP {status} {snippet(response.reason_phrase, 60)} (not retried)"
+                + (f": {body}" if body else "")
             )
         if not content.strip():
             raise _Retryable(f"HTTP {status} with an empty body where JSON was expected", status)
@@ -325,7 +366,7 @@ class ApiClient:
                 f"{self.name}: {method} {shown} answered JSON nested too deeply to decode (not retried)"
             ) from None
         # The URL is lineage (source_file, load log): it must not carry the credentials.
-        return JsonResponse(redact(str(response.url)), data, hashlib.sha256(content).hexdigest(), status)
+        return JsonResponse(redact_uri(str(response.url)), data, hashlib.sha256(content).hexdigest(), status)
 
     # ------------------------------------------------------------------ paging
 
@@ -348,10 +389,10 @@ class ApiClient:
             if not link:
                 return
             url, page_params = self._pin_to_base(str(link), page.url), None
-            if redact(url) in seen:  # page.url is already redacted
-                raise SourceUnavailable(f"{self.name}: paging from {redact(first)} loops back to {redact(url)}; "
-                                        "stopping")
+            if redact_uri(url) in seen:  # page.url is already redacted
+                raise SourceUnavailable(f"{self.name}: paging from {snippet(first, URL_CHARS)} loops back to "
+                                        f"{snippet(url, URL_CHARS)}; stopping")
         raise SourceUnavailable(
-            f"{self.name}: paging from {redact(first)} went past {self.policy.max_pages} pages; stopping "
+            f"{self.name}: paging from {snippet(first, URL_CHARS)} went past {self.policy.max_pages} pages; stopping "
             "(endless pagination?)"
         )

@@ -9,6 +9,18 @@ record to rows ``kpi_id, region_code, year, gender, value, status``.
 
 Kolada answers an unknown KPI id with an empty list rather than an error,
 so a configured id that brings back nothing is reported as a warning.
+
+Kolada v3 keeps withdrawn values in its answers, marked ``isdeleted: true``
+(on a record, or on one value of it). They are not current key figures:
+they are dropped, as rKolada does by default, and counted
+(``ApiRows.withdrawn``, :func:`withdrawn_warning`) so the load log says how
+many. They are not input rows either: the API states they no longer exist,
+so they count in neither rows in, loaded nor quarantined.
+
+``next_url`` is absolute and names the public host and root
+(``https://api.kolada.se/v3/…``); the client rebases it onto the configured
+base, path prefix included (:data:`PUBLIC_BASE_URL`), so a mirror or proxy
+at ``…/mirror/kolada/v3`` is followed page after page.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from etl.sources.http import ApiClient, ApiRows, RetryPolicy, compact_json
 
 log = logging.getLogger(__name__)
 
+PUBLIC_BASE_URL = "https://api.kolada.se/v3"  # the root Kolada's own absolute links start with
 MAX_LIST = 25  # ids per comma list in one URL (Kolada's limit)
 MAX_PER_PAGE = 5000
 DEFAULT_POLICY = RetryPolicy()
@@ -52,6 +65,21 @@ def next_link(page: Any) -> str | None:
     if not isinstance(page, dict):
         return None
     return page.get("next_url") or page.get("next_page") or None
+
+
+def _withdrawn(item: Any) -> bool:
+    """Kolada's ``isdeleted`` flag: JSON ``true`` (or ``"true"``/``1`` from a lenient mirror)."""
+    flag = item.get("isdeleted") if isinstance(item, dict) else None
+    return flag is True or flag == 1 or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
+def withdrawn_warning(count: int) -> list[str]:
+    """The load-log line for ``count`` withdrawn values dropped (none when there were none)."""
+    if not count:
+        return []
+    message = f"{count} withdrawn Kolada record(s) dropped (isdeleted: true; not current key figures)"
+    log.info("%s", message)
+    return [message]
 
 
 def _number(value: Any) -> float | None:
@@ -92,6 +120,9 @@ def decode_page(
     ``kpi_ids`` / ``years`` keep only those (a recorded snapshot may hold
     more than this run asks for; records outside the request are not input
     of this run). ``seen_kpis`` collects the KPI ids the page mentions.
+    Withdrawn values (``isdeleted: true`` on the record or the value) are
+    counted in ``withdrawn`` — one per value that would have been a row —
+    and neither kept nor rejected.
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("values"), list):
         raise BadInput(f"Kolada: {source} is not a data page (no 'values' list)")
@@ -109,6 +140,9 @@ def decode_page(
         if isinstance(kpi, str) and seen_kpis is not None:
             seen_kpis.add(kpi)
         points = record.get("values") if isinstance(record, dict) else None
+        if _withdrawn(record):
+            out.withdrawn += len(points) if isinstance(points, list) and points else 1
+            continue
         if not isinstance(points, list):
             row_number += 1
             out.rejected.append({"source_file": source, "row_number": row_number, "raw": compact_json(record),
@@ -116,6 +150,9 @@ def decode_page(
             continue
         context = {k: record.get(k) for k in ("kpi", "municipality", "period")}
         for point in points:
+            if _withdrawn(point):
+                out.withdrawn += 1
+                continue
             row_number += 1
             origin = {"source_file": source, "row_number": row_number,
                       "raw": compact_json({**context, **(point if isinstance(point, dict) else {"point": point})})}
@@ -177,7 +214,7 @@ def fetch_kpis(
     years = sorted({int(y) for y in years})
     result = ApiRows()
     seen: set[str] = set()
-    with ApiClient(base_url, name="Kolada", policy=policy or DEFAULT_POLICY) as client:
+    with ApiClient(base_url, name="Kolada", policy=policy or DEFAULT_POLICY, public_base=PUBLIC_BASE_URL) as client:
         for kpis in chunked(kpi_ids):
             for munis in chunked(municipality_ids):
                 for year_chunk in chunked(years):
@@ -185,4 +222,5 @@ def fetch_kpis(
                     for page in client.pages(path, params={"per_page": per_page}, next_link=next_link):
                         result.extend(decode_page(page.data, page.url, sha256=page.sha256, seen_kpis=seen))
     result.warnings.extend(missing_kpis_warning(kpi_ids, seen))
+    result.warnings.extend(withdrawn_warning(result.withdrawn))
     return result
