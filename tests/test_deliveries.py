@@ -1,0 +1,252 @@
+"""Issue 13 §1–§3: deliveries as senders really send them.
+
+A refused or shrinking correction never removes published rows (blocked,
+previous version kept, run failed naming the file); nothing in landing is
+silent; corrections follow delivery order (a re-sent earlier version undoes
+a correction); one delivery under two paths or two spellings is one. The
+property test drives random sequences of deliveries through the e-health
+pipeline and checks the warehouse after each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import unicodedata
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from etl import publish, regions
+from etl.config import Settings
+from etl.errors import BadInput, EtlError, ValidationFailed
+from etl.pipelines import county_reports as county
+from etl.pipelines import ehealth_adoption as pipeline
+from tests.test_county_pipeline import DAY, T0, builders
+from tests.test_ehealth_pipeline import _lines, _set, _write
+
+LOGINS = 2  # column of Inloggningar in the journal export's PLAIN style
+
+
+def _journal(warehouse) -> dict[str, int]:
+    """region → logins of March's published journal rows."""
+    table = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
+    rows = table[(table.service == "patient_journal_online") & (table.metric == "logins")]
+    return dict(zip(rows.region_code, rows.value.astype(int)))
+
+
+def _blocked_rows(warehouse) -> int:
+    log = publish.read_load_log(str(warehouse)).to_pandas()
+    return int((log.outcome == "blocked").sum())
+
+
+# --------------------------------------------------------------------------- §1 no silent shrink
+
+
+def test_correction_with_a_broken_row_rule_is_blocked_and_the_region_stays(settings, landing, warehouse):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    before = _journal(warehouse)
+    lines = _set(_lines("journalen"), "08", 3, before["08"] + 1)  # Unika användare above Inloggningar
+    _write(landing, "journalen", lines=lines)
+    with pytest.raises(ValidationFailed) as error:
+        pipeline.run(settings)
+    assert "journalen_2017-03.csv: blocked" in str(error.value)
+    assert "08 Region Kalmar län" in str(error.value)
+    assert _journal(warehouse) == before  # the region's month is still there
+    assert _blocked_rows(warehouse) == 1
+
+
+def test_correction_with_no_recognisable_region_is_blocked(settings, landing, warehouse):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    before = _journal(warehouse)
+    lines = [";".join([c[0], f"Okänd {i}", *c[2:]]) if c[1] != "Riket" and i else line
+             for i, (line, c) in enumerate((line, line.split(";")) for line in _lines("journalen"))]
+    _write(landing, "journalen", lines=lines)
+    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked"):
+        pipeline.run(settings)
+    assert _journal(warehouse) == before
+
+
+def test_county_json_with_capitalised_keys_does_not_wipe_the_region_year(settings, landing):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county.run(settings)
+    initiatives = publish.read_table(settings.warehouse_uri, "county_initiative").num_rows
+    services = publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows
+    assert initiatives and services
+    doc = builders.doc()
+    doc["Initiatives"] = doc.pop("initiatives")
+    doc["Ehealth_services"] = doc.pop("ehealth_services")
+    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed) as error:
+        county.run(settings)
+    message = str(error.value)
+    assert "uppsala_rattelse.json: blocked, would remove" in message
+    assert "the file does not state county_initiative" in message
+    assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
+    assert publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows == services
+
+
+def test_county_explicit_withdrawal_is_honoured(settings, landing):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county.run(settings)
+    doc = builders.doc()
+    doc["initiatives"] = []
+    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(doc), T0 + DAY)
+    county.run(settings)
+    assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == 0
+    assert publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows > 0
+
+
+def test_unit_file_still_being_written_waits_and_a_truncated_correction_is_blocked(landing, warehouse):
+    from etl.sample import ehealth as sample
+
+    sample.write(landing, 2017, 2017, units=40, unit_months=1)
+    for path in (landing / "ehealth").iterdir():
+        if not path.name.startswith("webbtidbok_enheter"):
+            path.unlink()
+    unit = next((landing / "ehealth").iterdir())
+    waiting = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                               environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    report = pipeline.run(waiting)
+    assert report.outcome == "nothing_new"
+    assert any("still being written" in m and unit.name in m for m in report.messages)
+    old = time.time() - 120
+    os.utime(unit, (old, old))
+    pipeline.run(waiting)
+    loaded = publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows
+    assert loaded > 100
+    # A copy cut mid-line (as a half-written upload is): its last line is quarantined, so it is blocked.
+    data = unit.read_bytes()
+    unit.write_bytes(data[: len(data) // 2])
+    os.utime(unit, (old + 1, old + 1))
+    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, would remove \d+ published ehealth_unit_daily"):
+        pipeline.run(waiting)
+    assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
+
+
+# --------------------------------------------------------------------------- §2 nothing silent in landing
+
+
+def test_a_folder_named_like_a_delivery_fails_the_run_naming_it(settings, landing):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    (landing / "ehealth" / "webbtidbok_2019-03.csv").mkdir()
+    (landing / "ehealth" / ".upload-in-progress.csv").write_text("hidden: not a delivery")
+    with pytest.raises(BadInput, match=r"'webbtidbok_2019-03.csv' is a folder"):
+        pipeline.run(settings)
+    assert publish.read_table(settings.warehouse_uri, "ehealth_adoption").num_rows == 168  # the rest loaded
+
+
+def test_a_file_of_a_type_no_reader_takes_fails_the_run_naming_it(settings, landing):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    builders.land(landing, "uppsala.pdf", b"%PDF-1.4", T0)
+    with pytest.raises(BadInput, match=r"'uppsala.pdf': not a file type this folder takes"):
+        county.run(settings)
+    assert publish.read_table(settings.warehouse_uri, "county_report").num_rows == 1
+
+
+# --------------------------------------------------------------------------- §3 delivery order
+
+
+def test_resending_the_earlier_version_undoes_a_correction(settings, landing, warehouse):
+    _write(landing, "webbtidbok")
+    original = _lines("journalen")
+    _write(landing, "journalen", lines=original)
+    pipeline.run(settings)
+    first = _journal(warehouse)
+    journal = {c.split(";")[1]: c for c in original}
+    corrected = _set(_set(original, "01", LOGINS, first["01"] + 10), "Riket", LOGINS,
+                     int(journal["Riket"].split(";")[LOGINS]) + 10)
+    _write(landing, "journalen", lines=corrected)
+    pipeline.run(settings)
+    assert _journal(warehouse)["01"] == first["01"] + 10
+    _write(landing, "journalen", lines=original)  # the sender takes the correction back
+    report = pipeline.run(settings)
+    assert report.outcome == "published"
+    assert _journal(warehouse) == first
+
+
+def test_county_resending_the_earlier_version_undoes_a_correction(settings, landing):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
+    county.run(settings)
+    builders.land(landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
+                  T0 + DAY)
+    county.run(settings)
+    grant = lambda: publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist()  # noqa: E731
+    assert grant() == [22_000_000]
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")),
+                  T0 + 2 * DAY)  # re-sent: now the newest delivery for Uppsala 2017
+    county.run(settings)
+    assert grant() == [20_000_000]
+
+
+def test_one_delivery_through_two_mount_points_and_two_spellings(tmp_path, warehouse):
+    host, worker = tmp_path / "host", tmp_path / "worker"
+    name = "Region Jönköpings län.json"
+    doc = builders.doc(region="Region Jönköpings län")
+    builders.land(host, unicodedata.normalize("NFD", name), builders.json_bytes(doc), T0)
+    (worker).symlink_to(host, target_is_directory=True)
+    env = {"ETL_LANDING_SETTLE_SECONDS": "0"}
+    report = county.run(Settings.resolve(landing=str(host), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    assert report.outcome == "published"
+    assert any(unicodedata.is_normalized("NFC", m) for m in report.lines())
+    source = publish.read_table(str(warehouse), "county_report").column("source_file").to_pylist()[0]
+    assert source.endswith(unicodedata.normalize("NFC", name))
+    # The worker sees the same files under another path: nothing new.
+    again = county.run(Settings.resolve(landing=str(worker), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    assert again.outcome == "nothing_new"
+
+
+# --------------------------------------------------------------------------- property: sequences of deliveries
+
+
+GOOD, CORRECTED, REVERTED, BROKEN_ROW, TRUNCATED, REFUSED = range(6)
+
+
+def _journal_lines(variant: int) -> tuple[list[str], dict[str, int] | None]:
+    """Lines of one journal delivery and the logins it should publish (None: it must be blocked)."""
+    lines = _lines("journalen")
+    values = {c.split(";")[1]: int(c.split(";")[LOGINS]) for c in lines[1:]}
+    if variant == CORRECTED:
+        lines = _set(_set(lines, "01", LOGINS, values["01"] + 7), "Riket", LOGINS, values["Riket"] + 7)
+        values["01"] += 7
+    elif variant == BROKEN_ROW:
+        return _set(lines, "08", LOGINS, 0), None  # unique users above logins: row quarantined → blocked
+    elif variant == TRUNCATED:
+        return lines[:12], None
+    elif variant == REFUSED:
+        return [line.replace("2017-03", "2017-04") for line in lines], None
+    values.pop("Riket")
+    return lines, values
+
+
+@pytest.mark.slow
+@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([GOOD, CORRECTED, REVERTED, BROKEN_ROW, TRUNCATED, REFUSED]), min_size=1, max_size=5))
+def test_published_keys_disappear_only_by_withdrawal_and_the_latest_good_delivery_wins(tmp_path_factory, sequence):
+    base = tmp_path_factory.mktemp("seq")
+    landing, warehouse = base / "landing", base / "warehouse"
+    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    _write(landing, "webbtidbok")
+    published: dict[str, int] = {}
+    for step, variant in enumerate(sequence):
+        lines, expected = _journal_lines(GOOD if variant == REVERTED else variant)
+        path = _write(landing, "journalen", lines=lines)
+        os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
+        try:
+            pipeline.run(settings)
+            failed = False
+        except EtlError:
+            failed = True
+        assert failed == (expected is None), (sequence, step)
+        if expected is not None:
+            published = expected
+        now = _journal(warehouse) if (warehouse / "ehealth_adoption").exists() else {}
+        assert now == published, (sequence, step)  # the latest good delivery, never a shrunk one
+        if published:
+            assert set(now) == set(regions.REGION_CODES)
