@@ -163,23 +163,26 @@ def land_report(ctx: Ctx, name: str, data: bytes, mtime: float | None = None) ->
     builders.land(ctx.landing, name, data, mtime)
 
 
+def blocked_entry(ctx: Ctx, name: str, reason: str, rows_held: int) -> dict:
+    """The one load-log row of a blocked file: it holds the file's rows, none loaded, none quarantined."""
+    blocked = [r for r in ctx.log() if r["outcome"] == "blocked"]
+    assert len(blocked) == 1, blocked
+    entry = blocked[0]
+    assert entry["source_files"][0].endswith("/" + name), entry
+    assert reason in entry["message"] and f"{name}: blocked, refused whole: " in entry["message"], entry
+    assert (entry["rows_in"], entry["rows_loaded"], entry["rows_quarantined"]) == (rows_held, 0, 0)
+    return {"reason": entry["message"], "source_file": entry["source_files"][0]}
+
+
 def county_rejected_whole(ctx: Ctx, name: str, data: bytes, reason: str, initiatives: int = 0, services: int = 0):
-    """The report is quarantined whole, with ``reason``; its rows are held by the entries, none is loaded."""
+    """The report is refused whole: the run fails naming it and ``reason``; nothing of it is published."""
     land_report(ctx, name, data)
-    report = county_reports.run(ctx.settings)
-    assert "1 new file(s): 0 report(s) accepted, 1 quarantined whole" in " ".join(report.lines())
-    assert ctx.table("county_report") == []
-    entry = only_entry(ctx.quarantine("county_report"), reason, rows_held=1, row_number=0)
-    assert entry["source_file"].endswith("/county_reports/" + name)
-    assert counts(ctx, "county_report") == (1, 0, 1)
-    for table, held in (("county_initiative", initiatives), ("county_ehealth_service", services)):
-        assert ctx.table(table) == []
-        assert counts(ctx, table) == (held, 0, held)
-        if held:
-            assert only_entry(ctx.quarantine(table), reason, rows_held=held)
-        else:
-            assert ctx.quarantine(table) == []
-    return entry
+    with pytest.raises(ValidationFailed) as error:
+        county_reports.run(ctx.settings)
+    assert f"{name}: blocked, refused whole: " in str(error.value) and reason in str(error.value)
+    for table in ("county_report", "county_initiative", "county_ehealth_service"):
+        assert ctx.table(table) == [] and ctx.quarantine(table) == []
+    return blocked_entry(ctx, name, reason, 1 + initiatives + services)
 
 
 def garbage(size: int, seed: int = 1) -> bytes:
@@ -489,7 +492,7 @@ def run_month(ctx: Ctx):
 
 
 def journal_rejected_whole(ctx: Ctx, data: bytes | None, reason: str, rows_held: int, name: str | None = None):
-    """The journal export is quarantined whole with ``reason``; the month's web booking is still published."""
+    """The journal export is refused whole: the run fails naming it; the month's web booking is still published."""
     paths = ehealth_month(ctx)
     journal = paths["journalen"]
     if name is not None:
@@ -497,14 +500,15 @@ def journal_rejected_whole(ctx: Ctx, data: bytes | None, reason: str, rows_held:
         journal = journal.with_name(name)
     if data is not None:
         journal.write_bytes(data)
-    run_month(ctx)
+    with pytest.raises(ValidationFailed) as error:
+        run_month(ctx)
+    assert f"{journal.name}: blocked, refused whole: " in str(error.value)
     adoption = ctx.table("ehealth_adoption")
     assert {r["service"] for r in adoption} == {"web_booking"} and len(adoption) == 21 * 5
-    entry = only_entry(ctx.quarantine("ehealth_adoption"), reason, rows_held=rows_held, row_number=0)
-    assert entry["source_file"].endswith(journal.name)
-    assert counts(ctx, "ehealth_adoption") == (105 + rows_held, 105, rows_held)
+    assert ctx.quarantine("ehealth_adoption") == []
+    assert counts(ctx, "ehealth_adoption") == (105, 105, 0)
     assert {r["service"] for r in ctx.table("ehealth_adoption_national")} == {"web_booking"}
-    return entry
+    return blocked_entry(ctx, journal.name, reason, rows_held)
 
 
 JOURNAL_LINES = 22  # 21 regions + the national row
@@ -520,8 +524,10 @@ def _(ctx):
 @case("ehealth-csv-utf16")
 def _(ctx):
     paths = ehealth_month(ctx)
-    data = paths["journalen"].read_text(encoding="utf-8").encode("utf-16")
-    journal_rejected_whole(ctx, data, "control characters or NUL bytes", JOURNAL_HELD)
+    data = paths["journalen"].read_text(encoding="utf-8").encode("utf-16")  # with a BOM, as Excel writes it
+    paths["journalen"].write_bytes(data)
+    run_month(ctx)  # issue 13 §2: UTF-16 with a BOM is what Excel's "Unicode text" is; it loads
+    assert len(ctx.table("ehealth_adoption")) == 21 * 8
 
 
 @case("ehealth-csv-pipe-delimited")
@@ -574,26 +580,32 @@ def _(ctx):
 
 @case("ehealth-xlsx-binary-junk")
 def _(ctx):
-    entry = journal_rejected_whole(ctx, garbage(5000, seed=4), "not a readable .xlsx workbook", 3,
+    entry = journal_rejected_whole(ctx, garbage(5000, seed=4), "not a valid .xlsx file", 3,
                                    name="journalen_2017-03.xlsx")
     assert entry["source_file"].endswith(".xlsx")
 
 
 def line_rejected(ctx: Ctx, edit: Callable[[list[str]], list[str]], reason: str, line: int, held_lines: int = 1,
                   kind: str = "journalen", rows_in: int = 21 * 8):
-    """Line(s) of the export quarantined with ``reason``, first at ``line``; every other line is loaded."""
+    """Line(s) of the export quarantined with ``reason``: its region would be missing, so the file is blocked.
+
+    (Issue 13 §1: the 21-regions rule is judged on the rows that would be
+    published.) The run fails naming the file and the reason; the month's
+    other export is published; nothing of this one is.
+    """
     paths = ehealth_month(ctx)
     edit_lines(paths[kind], edit)
-    report = run_month(ctx)
-    assert {r.table: r.outcome for r in report.results}["ehealth_adoption"] == "published"
-    metrics = 3 if kind == "journalen" else 5
-    held = [q for q in ctx.quarantine("ehealth_adoption") if q["source_file"].endswith(paths[kind].name)]
-    assert [q["row_number"] for q in held][:1] == [line], held
-    assert all(reason in q["reason"] for q in held), held
-    assert sum(q["rows_held"] for q in held) == held_lines * metrics
-    assert counts(ctx, "ehealth_adoption") == (rows_in, rows_in - held_lines * metrics, held_lines * metrics)
-    assert len(ctx.table("ehealth_adoption")) == rows_in - held_lines * metrics
-    return held
+    with pytest.raises(ValidationFailed) as error:
+        run_month(ctx)
+    message = str(error.value)
+    assert f"{paths[kind].name}: blocked, the rows that would be published lack" in message, message
+    assert reason in message, message
+    service = "patient_journal_online" if kind == "journalen" else "web_booking"
+    assert service not in {r["service"] for r in ctx.table("ehealth_adoption")}
+    assert ctx.quarantine("ehealth_adoption") == []
+    blocked = [r for r in ctx.log() if r["outcome"] == "blocked"]
+    assert len(blocked) == 1 and blocked[0]["source_files"][0].endswith(paths[kind].name)
+    return blocked
 
 
 def set_cell(code: str, column: int, value: str) -> Callable[[list[str]], list[str]]:
@@ -617,9 +629,9 @@ def _(ctx):
     paths["journalen"].write_bytes(data[:cut])
     fails(lambda: run_month(ctx), ValidationFailed, "1 month(s) blocked", "journalen_2017-03 lacks 11 region(s)",
           "13 Region Halland")
-    # Blocked: nothing of the month is published, the failure is in the load log.
-    assert ctx.table("ehealth_adoption") == [] and ctx.table("ehealth_adoption_national") == []
-    failed = [r for r in ctx.log() if r["outcome"] == "failed"]
+    # Blocked: nothing of the file is published (the month's web booking is), the failure is in the load log.
+    assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
+    failed = [r for r in ctx.log() if r["outcome"] == "blocked"]
     assert len(failed) == 1 and "lacks 11 region(s)" in failed[0]["message"]
 
 
@@ -710,10 +722,9 @@ def _(ctx):
 def _(ctx):
     paths = ehealth_month(ctx)
     paths["journalen"].rename(paths["journalen"].with_name("journalen_2017-3.csv"))
-    report = run_month(ctx)
-    # Not guessed at: reported as ignored (CLI output, task log), and the month's journal is simply absent.
-    assert any("ignored " in line and "journalen_2017-3.csv: not an e-health export name" in line
-               for line in report.lines())
+    # Not guessed at, never silent: the run loads the rest, then fails naming it.
+    fails(lambda: run_month(ctx), BadInput, "1 file(s) in landing not loaded",
+          "journalen_2017-3.csv: not an e-health export name")
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
 
 
@@ -765,7 +776,7 @@ def _(ctx):
     out = ctx.cli("run", "ehealth-adoption", "--period", PERIOD)
     cli_fails(out, "error: ehealth_adoption: 1 month(s) blocked, 0 processed",
               "webbtidbok_2017-03 lacks 1 region(s): 14 Västra Götalandsregionen")
-    assert ctx.table("ehealth_adoption") == []
+    assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"patient_journal_online"}
 
 
 @case("cli-ehealth-unsafe-file-name")
@@ -800,6 +811,16 @@ def unit_rows_rejected(ctx: Ctx, edit, reason: str, lines: list[int], rows_in: i
     assert len(ctx.table("ehealth_unit_daily")) == rows_in - len(lines)
     assert counts(ctx, "ehealth_unit_daily") == (rows_in, rows_in - len(lines), len(lines))
     return held
+
+
+def unit_rejected_whole(ctx: Ctx, path: Path, reason: str, rows_held: int):
+    """The unit-level file is refused whole: the run fails naming it; the month's exports are published."""
+    with pytest.raises(ValidationFailed) as error:
+        run_month(ctx)
+    assert f"{path.name}: blocked, refused whole: " in str(error.value) and reason in str(error.value)
+    assert ctx.table("ehealth_unit_daily") == [] and path.exists()
+    assert len(ctx.table("ehealth_adoption")) == 21 * 8
+    return blocked_entry(ctx, path.name, reason, rows_held)
 
 
 def unit_cell(line: int, column: int, value: str):
@@ -867,19 +888,13 @@ def _(ctx):
 @case("unit-header-only")
 def _(ctx):
     path = unit_month(ctx, lambda lines: lines[:1])
-    run_month(ctx)
-    only_entry(ctx.quarantine("ehealth_unit_daily"), "no data lines under the header", rows_held=1, row_number=0)
-    assert ctx.table("ehealth_unit_daily") == [] and path.exists()
-    assert counts(ctx, "ehealth_unit_daily") == (1, 0, 1)
+    unit_rejected_whole(ctx, path, "no data lines under the header", 1)
 
 
 @case("unit-nul-byte")
 def _(ctx):
-    unit_month(ctx, unit_cell(10, 3, "Vårdcentralen\x00Åby"))
-    run_month(ctx)
-    only_entry(ctx.quarantine("ehealth_unit_daily"), "control characters or NUL bytes", rows_held=UNIT_ROWS,
-               row_number=0)
-    assert counts(ctx, "ehealth_unit_daily") == (UNIT_ROWS, 0, UNIT_ROWS)
+    path = unit_month(ctx, unit_cell(10, 3, "Vårdcentralen\x00Åby"))
+    unit_rejected_whole(ctx, path, "control characters or NUL bytes", UNIT_ROWS)
 
 
 @case("unit-nul-byte-after-first-mb")
