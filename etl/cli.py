@@ -3,6 +3,14 @@
 Exit 0 on success. On bad configuration or input: exit 2 (usage/config) or
 1 (a run failed) with one clear line on stderr; a traceback only with
 ``--debug``.
+
+Nothing the CLI shows carries credentials: a URI given on the command line
+or in the environment (``--landing http://user:password@host/…``, a
+presigned S3 URL, an API base with a token) may reach an exception message
+or a log line from any library. :class:`RedactingFilter`, installed on the
+log handlers, passes every log record (message, traceback) through
+:func:`etl.privacy.redact_uri`, and so does every line the CLI prints
+itself — the one-line error, ``--debug``'s traceback, a run's report.
 """
 
 from __future__ import annotations
@@ -13,13 +21,52 @@ import logging
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from etl.errors import ConfigError, EtlError
+from etl.privacy import redact_uri
 
 log = logging.getLogger("etl")
 
 SAMPLE_MODULES = ("etl.sample.reference", "etl.sample.county_reports", "etl.sample.ehealth")
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts credentials in URIs from each record's message, traceback and stack (see :func:`redact_uri`).
+
+    A handler filter, so it sees the records of every logger (httpx's
+    "HTTP Request: …", fsspec, pyarrow errors) that reach the CLI's output.
+    The message is rendered here, once, and the redacted text replaces
+    ``msg``/``args``; the traceback is formatted and cached in ``exc_text``,
+    which formatters use as it is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: let the handler report it as it would
+            return True
+        record.msg, record.args = redact_uri(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        if record.exc_text:
+            record.exc_text = redact_uri(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_uri(record.stack_info)
+        return True
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Put a :class:`RedactingFilter` on every handler of ``logger`` (the root logger), once each."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def say(text: object, *, err: bool = False) -> None:
+    """Print one line of the CLI's own output, credentials redacted."""
+    print(redact_uri(str(text)), file=sys.stderr if err else sys.stdout)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,12 +152,12 @@ def cmd_run(args) -> int:
             if len(names) == 1:
                 raise
             # `run all`: like the DAGs, one pipeline's failure does not keep the others from running.
-            print(f"{name}: failed in {time.monotonic() - started:.1f} s: {exc}", file=sys.stderr)
+            say(f"{name}: failed in {time.monotonic() - started:.1f} s: {exc}", err=True)
             failed.append(name)
             continue
         for line in report.lines() or [f"{name}: nothing new"]:
-            print(line)
-        print(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
+            say(line)
+        say(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
     if failed:
         raise EtlError(f"{len(failed)} of {len(names)} pipelines failed: {', '.join(failed)} (reasons above)")
     return 0
@@ -131,7 +178,7 @@ def cmd_sample(args) -> int:
                 continue
             raise
         written = module.write(out, first, last, units=args.units, unit_months=args.unit_months, seed=args.seed)
-        print(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")
+        say(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")
     return 0
 
 
@@ -139,7 +186,7 @@ def cmd_status(args) -> int:
     from etl import status
 
     settings = _settings(args)
-    print(status.render(settings.warehouse_uri))
+    say(status.render(settings.warehouse_uri))
     return 0
 
 
@@ -171,25 +218,30 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_redaction()
     for noisy in ("great_expectations", "fsspec", "httpx", "httpcore", "filelock"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2, args.debug)
     except EtlError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1, args.debug)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        say("error: interrupted", err=True)
         return 130
     except Exception as exc:  # an unexpected bug: still one line unless --debug
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _fail(exc, 1, args.debug, unexpected=True)
+
+
+def _fail(exc: BaseException, code: int, debug: bool, unexpected: bool = False) -> int:
+    """The one error line (or, with ``--debug``, the traceback), redacted; the exit code."""
+    if debug:
+        # Printed here rather than re-raised, so the traceback passes the same redaction.
+        say("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
+        return code
+    if unexpected:
+        say(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+    else:
+        say(f"error: {exc}", err=True)
+    return code

@@ -82,3 +82,51 @@ def test_run_all_carries_on_past_a_failing_pipeline_and_exits_1_naming_it(tmp_pa
     assert out.stderr.strip().splitlines()[-1] == "error: 1 of 4 pipelines failed: county-reports (reasons above)"
     # The pipelines after it still ran: e-health (no files here) and the follow-up mart.
     assert "ehealth-adoption: nothing_new in" in out.stdout and "followup: published in" in out.stdout
+
+
+# ---------------------------------------------------------------- credentials (issue 13 §5)
+
+SECRET = "s3cr3t-Pa55"
+
+
+def test_credentials_in_a_landing_uri_never_reach_stderr_or_stdout(tmp_path):
+    # A landing URI with userinfo and presigned-style parameters: the log line naming it shows where,
+    # without the secrets, with and without --debug.
+    landing = f"http://etl-user:{SECRET}@127.0.0.1:9/landing?X-Amz-Signature={SECRET}x&token={SECRET}y"
+    for extra in ((), ("--debug",)):
+        out = etl(*extra, "run", "county-reports", "--landing", landing, "--warehouse", str(tmp_path / "wh"))
+        assert SECRET not in out.stdout + out.stderr
+        assert "landing http://***@127.0.0.1:9/landing?X-Amz-Signature=***&token=***" in out.stderr
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_error_line_and_the_debug_traceback_are_redacted(monkeypatch, capsys, debug):
+    from etl import cli
+    from etl.errors import EtlError
+
+    def boom(args):
+        raise EtlError(f"cannot read s3://AKIA:{SECRET}@bucket/wh?X-Amz-Security-Token={SECRET}")
+
+    monkeypatch.setitem(cli.COMMANDS, "status", boom)
+    code = cli.main([*(["--debug"] if debug else []), "status", "--warehouse", "wh"])
+    err = capsys.readouterr().err
+    assert code == 1 and SECRET not in err
+    assert "cannot read s3://***@bucket/wh?X-Amz-Security-Token=***" in err
+    assert ("Traceback" in err) is debug
+
+
+def test_the_log_filter_redacts_messages_arguments_and_tracebacks():
+    import logging
+
+    from etl.cli import RedactingFilter
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "reading %s failed", (f"s3://AK:{SECRET}@b/k",),
+                               None)
+    try:
+        raise OSError(f"cannot open https://h/x?sig={SECRET}")
+    except OSError:
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    assert SECRET not in text
+    assert "reading s3://***@b/k failed" in text and "https://h/x?sig=***" in text
