@@ -236,22 +236,26 @@ def match_header(cells: list[str], wanted: dict[str, tuple[str, ...]], name: str
 
 
 def detect_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], name: str, line_number: int = 1) -> str:
-    """The delimiter (``;``, tab or ``,``) under which the header has the most known columns."""
+    """The delimiter (``;``, tab or ``,``) under which the header has the most known columns.
+
+    :class:`BadInput` if none gives two known columns, or if under the chosen
+    one a header cell is over the cell limit (one such cell must not abort a run).
+    """
     accepted = {normalise_label(label) for labels in wanted.values() for label in labels}
-    best, best_hits = None, 0
+    best, best_hits, best_cells = None, 0, []
     for delimiter in DELIMITERS:
         try:
             cells = next(csv.reader([header_line], delimiter=delimiter))
-        except csv.Error:  # a field over Python's csv limit: far over the cell limit below
-            cells = [max(header_line.split(delimiter), key=len)]
-        longest = max(map(len, cells), default=0)
-        if longest > spreadsheet.LIMITS.max_cell_chars:
-            raise spreadsheet.cell_too_large(name, f"line {line_number} (the header)", longest)
+        except csv.Error:  # a field over Python's csv limit: judged by its pieces, then refused below
+            cells = header_line.split(delimiter)
         hits = sum(normalise_label(c) in accepted for c in cells)
         if hits > best_hits:
-            best, best_hits = delimiter, hits
+            best, best_hits, best_cells = delimiter, hits, cells
     if best is None or best_hits < 2:
         raise BadInput(f"{name}: header not recognised (first line {header_line[:120]!r})")
+    longest = max(map(len, best_cells), default=0)
+    if longest > spreadsheet.LIMITS.max_cell_chars:
+        raise spreadsheet.cell_too_large(name, f"line {line_number} (the header)", longest)
     return best
 
 
