@@ -293,3 +293,10 @@ def test_unit_level_cell_over_the_limit(tmp_path):
     assert read.file_error == (f"{source.name}: line 4 holds a cell of {len(cells[3])} characters, "
                                "over the limit of 32767 characters per cell")
     assert read.rows is None and read.rejected[0]["rows_held"] == len(lines) - 1
+
+
+def test_a_wide_csv_header_is_not_one_giant_cell():
+    """Only the chosen delimiter's cells are measured: 10 000 short columns are not a 100 000-character cell."""
+    header = JOURNAL[0] + ";" + ";".join(f"Extra{i}" for i in range(10_000))
+    read = exports.read_export("/l/ehealth/journalen_2017-03.csv", ("\n".join([header, *JOURNAL[1:]]) + "\n").encode())
+    assert read.file_error is None and len(read.regional) == 9
