@@ -300,7 +300,7 @@ class _Store:
         tables = []
         for path in files:
             with self.fs.open(path, "rb") as handle:
-                tables.append(pq.read_table(handle))
+                tables.append(_read_parquet(handle))
         table = pa.concat_tables(tables) if tables else self.schema.arrow_schema.empty_table()
         if self.schema.partition_by:
             values = _parse_partition_path(self.schema, rel)
@@ -692,7 +692,7 @@ def compact_load_log(warehouse_uri: str) -> int:
         tables = []
         for name in members:
             with fs.open(posixpath.join(folder, name), "rb") as handle:
-                tables.append(pq.read_table(handle).cast(schema))
+                tables.append(_read_parquet(handle).cast(schema))
         table = pa.concat_tables(tables).replace_schema_metadata({_MEMBERS_KEY: json.dumps(members).encode()})
         final = f"{_SEGMENT_PREFIX}{members[0][:-len('.parquet')]}--{len(members)}.parquet"
         tmp = posixpath.join(folder, "." + final + ".tmp")
@@ -702,6 +702,21 @@ def compact_load_log(warehouse_uri: str) -> int:
         for name in members:
             fs.rm(posixpath.join(folder, name))
         return len(members)
+
+
+def _read_parquet(handle, **kwargs) -> pa.Table:
+    """A Parquet file from an open fsspec file, read from an Arrow-owned copy of its bytes.
+
+    Never hand pyarrow the Python file object itself: its readers finish
+    tearing down on Arrow's thread pools after returning, and a C++ object
+    holding a Python object (the file, a bytes buffer) needs the GIL to be
+    released. When that happens while the interpreter exits, the pool thread
+    is killed inside a noexcept destructor: "terminate called without an
+    active exception", exit 134 (issue 13 §8). Arrow-owned memory needs no GIL.
+    """
+    out = pa.BufferOutputStream()
+    out.write(handle.read())
+    return pq.read_table(pa.BufferReader(out.getvalue()), **kwargs)
 
 
 def read_load_log(warehouse_uri: str) -> pa.Table:
@@ -715,7 +730,7 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
         tables, merged, vanished = [], set(), False
         for name in segments:
             with fs.open(posixpath.join(folder, name), "rb") as handle:
-                table = pq.read_table(handle)
+                table = _read_parquet(handle)
             members = _members(table.schema)
             if len(members) == table.num_rows and merged.intersection(members):
                 # Two compactions at once (object stores have no lock) merged the same row file
@@ -728,7 +743,7 @@ def read_load_log(warehouse_uri: str) -> pa.Table:
                 continue  # already in a segment (a compaction was cut short before deleting it)
             try:
                 with fs.open(posixpath.join(folder, name), "rb") as handle:
-                    tables.append(pq.read_table(handle).cast(schema))
+                    tables.append(_read_parquet(handle).cast(schema))
             except FileNotFoundError:
                 vanished = True  # merged into a segment since we listed the folder
                 break
@@ -788,7 +803,7 @@ def read_published_keys(warehouse_uri: str, name: str, merge_keys: tuple[str, ..
     for rel, files in sorted(parts.items()):
         for path in files:
             with store.fs.open(path, "rb") as handle:
-                table = pq.read_table(handle, columns=file_columns)
+                table = _read_parquet(handle, columns=file_columns)
             if part_cols:
                 for col, value in zip(part_cols, _parse_partition_path(schema, rel)):
                     table = table.append_column(col, pa.array([value] * table.num_rows,

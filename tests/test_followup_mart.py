@@ -174,7 +174,7 @@ def settings_for(tmp) -> Settings:
     (tmp / "landing").mkdir(exist_ok=True)
     (tmp / "warehouse").mkdir(exist_ok=True)
     return Settings.resolve(landing=str(tmp / "landing"), warehouse=str(tmp / "warehouse"), kolada_kpis="",
-                            environ={})
+                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
 
 
 # --------------------------------------------------------------------------- the marts

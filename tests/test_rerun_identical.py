@@ -81,7 +81,7 @@ def loaded(tmp_path_factory):
     )
     assert out.returncode == 0, out.stderr
     # Default Kolada KPIs: the ones the snapshot recorded.
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), environ={})
+    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
     first = run_all(settings)
     assert all(r.outcome == "published" for r in first.values()), {k: r.outcome for k, r in first.items()}
     baseline = snapshot(settings.warehouse_uri)

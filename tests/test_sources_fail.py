@@ -77,7 +77,7 @@ def unreadable(monkeypatch):
 def county_loaded(landing: Path, warehouse: Path) -> Settings:
     """Landing through the ``unreadable://`` filesystem, two reports published."""
     settings = Settings.resolve(landing=f"unreadable://{landing}", warehouse=str(warehouse), kolada_kpis="",
-                                environ={})
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
     builders.land(landing, "skane_2017.xlsx", builders.xlsx_bytes(builders.doc(region="Region Skåne")),
                   mtime=1_600_000_000)
@@ -128,7 +128,7 @@ def test_unreadable_monthly_export_mid_backfill_keeps_what_was_published(landing
     import datetime as dt
 
     settings = Settings.resolve(landing=f"unreadable://{landing}", warehouse=str(warehouse), kolada_kpis="",
-                                environ={})
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
     for month in (1, 2):
         ehealth_sample.write_month(landing / "ehealth", dt.date(2017, month, 1), seed=3, style=ehealth_sample.PLAIN)
     ehealth_adoption.run(settings)
@@ -150,7 +150,7 @@ def test_unreadable_monthly_export_mid_backfill_keeps_what_was_published(landing
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
 def test_chmod_000_landing_file_fails_clearly(landing, warehouse):
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="", environ={})
+    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()))
     county_reports.run(settings)
     before = table_hashes(settings.warehouse_uri, COUNTY_TABLES)
@@ -187,7 +187,7 @@ def test_missing_landing_root_is_a_clear_failure_and_changes_nothing(landing, wa
     settings = county_loaded(landing, warehouse)
     before = table_hashes(settings.warehouse_uri, COUNTY_TABLES)
     gone = Settings.resolve(landing=str(tmp_path / "unmounted"), warehouse=str(warehouse), kolada_kpis="",
-                            environ={})
+                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
     # An unmounted volume must alert, not read as "nothing new" day after day.
     with pytest.raises(SourceUnavailable, match="unmounted.*does not exist"):
         county_reports.run(gone)
