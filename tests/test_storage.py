@@ -96,7 +96,10 @@ def test_what_is_not_a_delivery_and_what_cannot_be_taken_in(tmp_path):
     skipped: list[str] = []
     files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
     assert [f.name for f in files] == ["a.csv"]
-    assert sorted(skipped) == ["'gone.csv': not a regular file (a broken link?)",
+    # Nothing silent (issue 13 §2): the folder and the other type are named too; the dotfile is hidden.
+    assert sorted(skipped) == ["'folder.csv' is a folder: deliveries are files directly under ehealth/",
+                               "'gone.csv': not a regular file (a broken link?)",
+                               "'notes.txt': not a file type this folder takes (accepted: .csv)",
                                "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'"]
     with pytest.raises(BadInput, match="unsafe file name"):  # a caller that does not collect them is refused
         storage.list_landed(str(landing), "ehealth", (".csv",))
