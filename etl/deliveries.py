@@ -45,6 +45,11 @@ def display_name(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def shown_name(uri: str) -> str:
+    """A landed file's name as messages show it: the last part of its URI, NFC-normalised."""
+    return display_name(str(uri).rsplit("/", 1)[-1])
+
+
 def delivery_path(uri: str) -> str:
     """``<prefix>/<NFC name>`` of a landed file's URI: the same for every mount point and spelling."""
     parts = [p for p in str(uri).replace("\\", "/").split("/") if p]
@@ -128,30 +133,32 @@ class DeliveryRecord:
             log.warning("could not write the delivery record %s: %s", self.uri, exc)
 
 
-def last_committed(warehouse_uri: str, pipeline: str, tables: tuple[str, ...], delivery_of) -> dict[str, str]:
-    """Delivery id → SHA-256 of the content last committed to *every* one of ``tables``, from the load log.
+def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, str]:
+    """Delivery id → SHA-256 of the content last committed to *every* table it feeds, from the load log.
 
-    ``delivery_of(uri)`` names the delivery of a source file (or ``None``).
-    A delivery whose tables last committed different contents (a run killed
-    between two publishes) is left out, so it counts as pending.
+    ``delivery_of(uri)`` names the delivery of a source file and the tables
+    it feeds (``(id, tables)``), or ``None``. A delivery whose tables last
+    committed different contents (a run killed between two publishes) is
+    left out, so it counts as pending. The load log is read once.
     """
     from etl import publish
 
     log_rows = publish.read_load_log(warehouse_uri).select(
         ["pipeline", "outcome", "table_name", "source_files", "source_sha256", "started_at"]).to_pylist()
     last: dict[str, dict[str, str]] = {}
+    feeds: dict[str, tuple[str, ...]] = {}
     for row in sorted(log_rows, key=lambda r: r["started_at"]):
         if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
             continue
-        if row["table_name"] not in tables:
-            continue
         for uri, sha in zip(row["source_files"] or [], row["source_sha256"] or []):
-            delivery = delivery_of(uri)
-            if delivery is not None:
-                last.setdefault(delivery, {})[row["table_name"]] = sha
+            found = delivery_of(uri)
+            if found is None or row["table_name"] not in found[1]:
+                continue
+            delivery, feeds[delivery] = found
+            last.setdefault(delivery, {})[row["table_name"]] = sha
     out = {}
     for delivery, by_table in last.items():
         shas = set(by_table.values())
-        if len(by_table) == len(tables) and len(shas) == 1:
+        if len(by_table) == len(feeds[delivery]) and len(shas) == 1:
             out[delivery] = shas.pop()
     return out

@@ -27,13 +27,9 @@ from __future__ import annotations
 from collections import Counter
 
 from etl import publish, schemas
-from etl.deliveries import display_name
+from etl.deliveries import shown_name
 
 MAX_EXAMPLES = 3
-
-
-def _file(source: str) -> str:
-    return display_name(str(source).rsplit("/", 1)[-1])
 
 
 def _key_set(table, columns: list[str]) -> set[tuple]:
@@ -98,7 +94,7 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
                      f"the file does not state {batch.table} (to withdraw its rows, send the list empty)")
             reasons.setdefault(source, []).append(
                 f"would remove {len(dropped)} published {batch.table} row(s) (e.g. {examples}) because {cause}")
-    return {source: f"{_file(source)}: blocked, " + "; ".join(dict.fromkeys(lines))
+    return {source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines))
             + "; the published version stays"
             for source, lines in reasons.items()}
 

@@ -280,7 +280,10 @@ def _legacy_committed(warehouse: str):
         published = publish.read_table(warehouse, REPORT).select(["region_code", "report_year", "source_file"])
         by_path = {delivery_path(r["source_file"]): delivery_id((r["region_code"], r["report_year"]))
                    for r in published.to_pylist()}
-        return last_committed(warehouse, PIPELINE, TABLES, lambda uri: by_path.get(delivery_path(uri)))
+        def delivery_of(uri: str):
+            delivery = by_path.get(delivery_path(uri))
+            return None if delivery is None else (delivery, TABLES)
+        return last_committed(warehouse, PIPELINE, delivery_of)
     return committed
 
 

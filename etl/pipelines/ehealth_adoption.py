@@ -48,7 +48,7 @@ from collections import defaultdict
 
 from etl import no_shrink, publish, regions, storage
 from etl.config import Settings
-from etl.deliveries import DeliveryRecord, display_name
+from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
                                  record_nothing_new, record_skipped, refuse_skipped)
@@ -119,18 +119,14 @@ def _legacy_committed(settings: Settings):
     """Per delivery, the content last committed to all its tables (for deliveries the record lacks)."""
     from etl.deliveries import last_committed
 
-    def committed() -> dict[str, str]:
-        out: dict[str, str] = {}
-        for kind, tables in TABLES_BY_KIND.items():
-            def delivery_of(uri: str, kind=kind) -> str | None:
-                try:
-                    name = exports.parse_file_name(display_name(uri.rsplit("/", 1)[-1]))
-                except BadInput:
-                    return None
-                return delivery_id(name.kind, name.period) if name.kind == kind else None
-            out.update(last_committed(settings.warehouse_uri, PIPELINE, tables, delivery_of))
-        return out
-    return committed
+    def delivery_of(uri: str):
+        try:
+            name = exports.parse_file_name(shown_name(uri))
+        except BadInput:
+            return None
+        return delivery_id(name.kind, name.period), TABLES_BY_KIND[name.kind]
+
+    return lambda: last_committed(settings.warehouse_uri, PIPELINE, delivery_of)
 
 
 def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False, **_: object) -> RunReport:
@@ -292,17 +288,17 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
         source = export.source_file
         held[source] = export.rows_in_regional + export.rows_in_national
         if export.file_error is not None:
-            blocked[source] = f"{_shown(source)}: blocked, refused whole: {export.file_error}"
+            blocked[source] = f"{shown_name(source)}: blocked, refused whole: {export.file_error}"
             continue
         try:
             regional = _regional_batch([export], settings, batch_id)
             national = _national_batch([export], regional.rows, settings, batch_id)
         except ValidationFailed as exc:
-            blocked[source] = f"{_shown(source)}: blocked, {exc}"
+            blocked[source] = f"{shown_name(source)}: blocked, {exc}"
             continue
         lacking = _regions_lacking(regional)
         if lacking:
-            blocked[source] = (f"{_shown(source)}: blocked, the rows that would be published lack "
+            blocked[source] = (f"{shown_name(source)}: blocked, the rows that would be published lack "
                                f"{len(lacking)} region(s): {', '.join(lacking)} ({_quarantine_summary(regional)})")
             continue
         keys = _replace_keys([export])
@@ -319,13 +315,13 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
         try:
             unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
         except ValidationFailed as exc:
-            blocked[unit_file.uri] = f"{_shown(unit_file.uri)}: blocked, {exc}"
+            blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {exc}"
             held[unit_file.uri] = read.rows_in if read is not None else 0
         else:
             held[unit_file.uri] = unit_part.rows_in
             if unit_part.refused:
                 # Judged with the other files below; kept apart here so the line names the refusal.
-                blocked[unit_file.uri] = (f"{_shown(unit_file.uri)}: blocked, refused whole: "
+                blocked[unit_file.uri] = (f"{shown_name(unit_file.uri)}: blocked, refused whole: "
                                           f"{unit_part.refused[unit_file.uri]}")
                 unit_part = None
 
@@ -349,10 +345,6 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
     results = [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources)
                for batch, sources in batches]
     return results, blocked
-
-
-def _shown(uri: str) -> str:
-    return display_name(uri.rsplit("/", 1)[-1])
 
 
 def _landed_of(landed: dict[str, storage.LandedFile], uri: str) -> storage.LandedFile:
