@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="months (counting back from the last) that get unit-level files")
     sample.add_argument("--seed", type=int, default=2016)
 
+    check = sub.add_parser(
+        "check", help="judge delivery files as a run would, without loading them (exit 1 if any would not load whole)")
+    check.add_argument("files", nargs="+", metavar="FILE", help="monthly exports and/or county reports (paths or URIs)")
+    locations(check, landing=False)
+
     status = sub.add_parser("status", help="tables, row counts, last loads and failures")
     locations(status, landing=False)
 
@@ -182,6 +187,16 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """Exit 0 when every row of every file would load (or is already published); 1 otherwise."""
+    from etl import check
+
+    verdicts = check.check(args.files, _settings(args))
+    for line in check.render(verdicts):
+        say(line)
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
 def cmd_status(args) -> int:
     from etl import status
 
@@ -207,7 +222,7 @@ def cmd_template(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "status": cmd_status, "docs": cmd_docs, "template": cmd_template}
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "status": cmd_status, "docs": cmd_docs, "template": cmd_template}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from etl.errors import BadInput, SourceUnavailable
+from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,12 @@ def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) ->
 class LandedFile:
     """A file found in landing storage, with what identifies its content."""
 
-    uri: str  # full URI, as recorded in lineage columns and the load log (NFC-normalised)
+    uri: str  # full URI as recorded in lineage columns and the load log: NFC-normalised, credentials redacted
     name: str  # base name, e.g. journalen_2017-03.csv (NFC-normalised)
     size: int
     modified: float | None  # epoch seconds, when the store reports it
     sha256: str
-    location: str = ""  # the path as the store spells it (NFD on some senders' disks); open this one
+    location: str = ""  # the path as the store spells it (NFD on some senders' disks, credentials kept): open this
 
     @property
     def path(self) -> str:
@@ -204,11 +205,33 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         reuse = telling and known and known.get("stamp") == stamp
         sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
         remembered[name] = {"stamp": stamp, "sha256": sha256}
-        found.append(LandedFile(uri=join(landing_uri, prefix, name), name=name, size=stamp[0], modified=stamp[1],
+        found.append(LandedFile(uri=redact_uri(join(landing_uri, prefix, name)), name=name, size=stamp[0], modified=stamp[1],
                                 sha256=sha256, location=join(landing_uri, prefix, stored_name)))
     if hash_cache and remembered != cached:
         _write_hash_cache(hash_cache, remembered)
     return _one_per_name(found, skipped)
+
+
+def landed_file(uri: str) -> LandedFile:
+    """One file named directly (``python -m etl check FILE``), described as a listing would describe it.
+
+    Raises :class:`BadInput` when ``uri`` is not a file, and
+    :class:`SourceUnavailable` when it cannot be read.
+    """
+    fs, path = filesystem(uri)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise BadInput(f"{uri}: no such file") from None
+    except OSError as exc:
+        raise _unreadable(uri, exc) from None
+    if info.get("type") != "file":
+        raise BadInput(f"{uri}: not a file")
+    stored_name = posixpath.basename(path.rstrip("/"))
+    name = unicodedata.normalize("NFC", stored_name)
+    stamp = _content_stamp(info)
+    return LandedFile(uri=redact_uri(unicodedata.normalize("NFC", uri)), name=name, size=stamp[0], modified=stamp[1],
+                      sha256=sha256_of(fs, path), location=uri)
 
 
 def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[LandedFile]:

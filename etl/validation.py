@@ -21,6 +21,8 @@ building a context costs seconds, validating a batch milliseconds.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -36,6 +38,19 @@ log = logging.getLogger(__name__)
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 ROW_ID = "_row"
+
+# Off while ``python -m etl check`` judges files: a check leaves no trace in the warehouse.
+_PERSIST = contextvars.ContextVar("persist_validation_results", default=True)
+
+
+@contextlib.contextmanager
+def not_persisted():
+    """Validate without writing results or Data Docs into the warehouse (for checks that load nothing)."""
+    token = _PERSIST.set(False)
+    try:
+        yield
+    finally:
+        _PERSIST.reset(token)
 
 # GX phones home and draws progress bars unless told not to; neither belongs in task logs.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -236,7 +251,7 @@ def validate(
             outcome.critical.append(f"{reason} [{config.type}] {_examples(res)}".strip())
         else:
             outcome.warnings.append(f"{reason} {_examples(res)}".strip())
-    if warehouse_uri:
+    if warehouse_uri and _PERSIST.get():
         outcome.result_uri = _persist(warehouse_uri, table, batch_id, result)
     return outcome
 

@@ -246,7 +246,7 @@ def warehouse_text(warehouse: Path) -> str:
 
 
 def test_redact_removes_userinfo_only():
-    from etl.sources.http import redact
+    from etl.privacy import redact_uri as redact
 
     assert redact("GET https://user:p@ss@host:8443/api?x=1#f failed") == "GET https://***@host:8443/api?x=1#f failed"
     assert redact("http://host/path@x and ftp://a@b/c") == "http://host/path@x and ftp://***@b/c"

@@ -269,6 +269,26 @@ def _judged(batch, submissions: list[Submission], unstated: set[str] = frozenset
 # --------------------------------------------------------------------------- the run
 
 
+def judge(submissions: list[Submission], warehouse: str, batch_id: str):
+    """The three tables' batches for ``submissions`` and the files blocked from them; writes nothing.
+
+    Returns ``([county_report, county_initiative, county_ehealth_service]
+    batches, blocked file URI → one line)``. All three batches are validated
+    before anything is published, so a blocking validation failure
+    (:class:`ValidationFailed`) leaves every table as it was. Validation
+    results are persisted unless :func:`etl.validation.not_persisted` is in force.
+    """
+    settle(submissions, warehouse)
+    report_batch = _report_batch(submissions, warehouse, batch_id)
+    _drop_rejected_headers(submissions, report_batch)
+    batches = [
+        _judged(report_batch, submissions),
+        _detail_batch(INITIATIVE, submissions, warehouse, batch_id),
+        _detail_batch(SERVICE, submissions, warehouse, batch_id),
+    ]
+    return batches, no_shrink.blocked_sources(warehouse, batches)
+
+
 def delivery_id(key: tuple[str, int]) -> str:
     """A county report's delivery: its region and report year (``01-2019``), whatever the file is called."""
     return f"{key[0]}-{key[1]}"
@@ -360,17 +380,7 @@ def run(settings: Settings, **_: object) -> RunReport:
     table = None
     blocked: dict[str, str] = {}
     try:
-        settle(submissions, warehouse)
-        # All three batches are validated before anything is published, so
-        # a blocking validation failure leaves every table as it was.
-        report_batch = _report_batch(submissions, warehouse, batch_id)
-        _drop_rejected_headers(submissions, report_batch)
-        batches = [
-            _judged(report_batch, submissions),
-            _detail_batch(INITIATIVE, submissions, warehouse, batch_id),
-            _detail_batch(SERVICE, submissions, warehouse, batch_id),
-        ]
-        blocked = no_shrink.blocked_sources(warehouse, batches)
+        batches, blocked = judge(submissions, warehouse, batch_id)
         for sub in submissions:
             if sub.landed.uri in blocked:
                 log.error("%s", blocked[sub.landed.uri])

@@ -45,6 +45,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from etl import no_shrink, publish, regions, storage
 from etl.config import Settings
@@ -258,31 +259,48 @@ class UnitReadAhead:
 # --------------------------------------------------------------------------- one month
 
 
-def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
-                  unit_read=None) -> tuple[list[publish.PublishResult], dict[str, str]]:
-    """Parse, validate and publish one month; returns (publish results, blocked file URI → one line).
+@dataclass
+class MonthJudgement:
+    """One month's files judged, before anything is written (what :func:`process_month` publishes).
+
+    ``candidates`` are every validated per-file batch (blocked files
+    included: what ``python -m etl check`` reports from); ``batches`` the
+    per-table batches to publish with their sources, blocked files removed;
+    ``blocked`` file URI → one line; ``held`` file URI → its rows in.
+    """
+
+    landed: dict[str, storage.LandedFile]
+    candidates: list[publish.TableBatch] = field(default_factory=list)
+    batches: list[tuple[publish.TableBatch, list]] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+
+
+def judge_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
+                unit_read=None) -> MonthJudgement:
+    """Parse, validate and judge one month's files against the published warehouse; writes nothing.
 
     Each file is judged on its own: a file refused whole, failing a critical
     rule, lacking a region in the rows that would be published, or whose
     publishing would remove published rows because of quarantined lines
-    (:mod:`etl.no_shrink`) is blocked — nothing of it is published and its
-    previous version stays — while the month's other files are published.
-    Raises :class:`BadInput` (publishing nothing) when the month has two files
-    of one kind. ``unit_read`` returns the month's unit-level file already
-    read (see :class:`UnitReadAhead`); without it the file is read here.
+    (:mod:`etl.no_shrink`) is blocked, while the month's other files stay
+    publishable. Raises :class:`BadInput` when the month has two files of
+    one kind. ``unit_read`` returns the month's unit-level file already read
+    (see :class:`UnitReadAhead`); without it the file is read here.
+    Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
     for kind, files in month_files.items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
             raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
     landed = {kind: files[0] for kind, files in month_files.items()}
+    judged = MonthJudgement(landed)
+    blocked, held = judged.blocked, judged.held
     parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path)
               for k in MONTHLY_KINDS if k in landed]
     for export in parsed:
         _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
 
-    blocked: dict[str, str] = {}
-    held: dict[str, int] = {}
     regional_parts, national_parts = [], []
     for export in parsed:
         source = export.source_file
@@ -296,14 +314,15 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
         except ValidationFailed as exc:
             blocked[source] = f"{shown_name(source)}: blocked, {exc}"
             continue
+        keys = _replace_keys([export])
+        regional.source_keys = {source: keys}
+        national.source_keys = {source: keys}
+        judged.candidates += [regional, national]
         lacking = _regions_lacking(regional)
         if lacking:
             blocked[source] = (f"{shown_name(source)}: blocked, the rows that would be published lack "
                                f"{len(lacking)} region(s): {', '.join(lacking)} ({_quarantine_summary(regional)})")
             continue
-        keys = _replace_keys([export])
-        regional.source_keys = {source: keys}
-        national.source_keys = {source: keys}
         regional_parts.append(regional)
         national_parts.append(national)
 
@@ -319,6 +338,7 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
             held[unit_file.uri] = read.rows_in if read is not None else 0
         else:
             held[unit_file.uri] = unit_part.rows_in
+            judged.candidates.append(unit_part)
             if unit_part.refused:
                 # Judged with the other files below; kept apart here so the line names the refusal.
                 blocked[unit_file.uri] = (f"{shown_name(unit_file.uri)}: blocked, refused whole: "
@@ -327,24 +347,35 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
     blocked.update(no_shrink.blocked_sources(settings.warehouse_uri, candidates))
-    for source, line in blocked.items():
-        log.error("%s", line)
-        record_blocked(settings.warehouse_uri, PIPELINE, batch_id, _landed_of(landed, source), line,
-                       held.get(source, 0))
     gone = set(blocked)
-    batches: list[tuple[publish.TableBatch, list]] = []
     for parts in (regional_parts, national_parts):
         batch = combine([p for p in parts if not set(p.source_keys) & gone])
         if batch is not None:
             sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
-            batches.append((batch, sources))
+            judged.batches.append((batch, sources))
     if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
-        batches.append((unit_part, [landed[exports.UNIT_KIND]]))
+        judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
+    return judged
 
+
+def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
+                  unit_read=None) -> tuple[list[publish.PublishResult], dict[str, str]]:
+    """Judge one month (:func:`judge_month`) and publish what is not blocked, one publish per table.
+
+    Returns (publish results, blocked file URI → one line); each blocked
+    file gets its load-log row (``outcome=blocked``) and its previous
+    version stays. Raises :class:`BadInput` (publishing nothing) when the
+    month has two files of one kind.
+    """
+    judged = judge_month(settings, period, month_files, batch_id, unit_read)
+    for source, line in judged.blocked.items():
+        log.error("%s", line)
+        record_blocked(settings.warehouse_uri, PIPELINE, batch_id, _landed_of(judged.landed, source), line,
+                       judged.held.get(source, 0))
     # Everything validated and judged: only now publish, one publish per table.
     results = [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources)
-               for batch, sources in batches]
-    return results, blocked
+               for batch, sources in judged.batches]
+    return results, judged.blocked
 
 
 def _landed_of(landed: dict[str, storage.LandedFile], uri: str) -> storage.LandedFile:

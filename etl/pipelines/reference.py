@@ -89,7 +89,7 @@ def fetch_live(settings: Settings, years: Sequence[int], *, policy: RetryPolicy 
 
 
 def _load_json(file: storage.LandedFile):
-    data = storage.read_bytes(file.uri, SNAPSHOT_MAX_BYTES)
+    data = storage.read_bytes(file.path, SNAPSHOT_MAX_BYTES)
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -44,10 +44,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses whose Retry-After header is the server telling us how long to back off.
 RETRY_AFTER_STATUSES = frozenset({403, 429, 503})
 
-
-# The redaction is the project's one rule (etl.privacy); the old name stays for callers of this module.
-redact = redact_uri
-
 # Error bodies and transport errors quoted in a message: enough to recognise the server's complaint,
 # never a whole HTML error page (or whatever secrets it echoes) in a log line or the load log.
 SNIPPET_CHARS = 200

@@ -1,0 +1,209 @@
+"""``python -m etl check FILE…``: judge delivery files as a run would, without loading them.
+
+For senders (a region checking its report before sending it) and for
+engineers (a file a region says is fixed). Each file is parsed, validated
+with its table's expectation suite and judged by the no-shrink check
+against the published warehouse by the code a run uses
+(:func:`etl.pipelines.county_reports.judge`,
+:func:`etl.pipelines.ehealth_adoption.judge_month`), but nothing is
+written: no table, quarantine, load log, delivery record or validation
+result changes.
+
+Which pipeline a file belongs to follows from its name: an e-health export
+name (``journalen_2019-03.csv``, ``webbtidbok_enheter_2019-03.csv``) is a
+monthly export, any other ``.xlsx``/``.xls``/``.ods``/``.json`` a county
+report (docs/input-formats.md). Files given together are judged together,
+as if they had landed together (two reports for one region-year: the newer
+one counts).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from etl import privacy, publish, storage, validation
+from etl.config import Settings
+from etl.deliveries import DeliveryRecord, display_name
+from etl.errors import BadInput, ValidationFailed
+
+MAX_REASONS = 3
+MAX_ROW_NUMBERS = 5
+
+# Verdicts, from good to bad; exit 0 only when every file's verdict is one of OK.
+LOADS, UNCHANGED, QUARANTINE, SUPERSEDED, BLOCKED, REFUSED = (
+    "would load", "already published as it is", "would load, rows quarantined", "superseded", "blocked", "refused")
+OK = frozenset({LOADS, UNCHANGED})
+
+
+@dataclass
+class Verdict:
+    """What a run would do with one file: the verdict and the lines that explain it."""
+
+    name: str  # the file's name, NFC
+    verdict: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in OK
+
+
+def check(uris: list[str], settings: Settings) -> list[Verdict]:
+    """One :class:`Verdict` per file in ``uris`` (local paths or fsspec URIs), in the order given.
+
+    Reads the published warehouse at ``settings.warehouse_uri`` (an empty or
+    missing warehouse: every file replaces nothing) and writes nothing.
+    Raises :class:`EtlError` only for failures outside the files (the
+    warehouse unreadable).
+    """
+    from etl.pipelines import county_reports, ehealth_adoption
+    from etl.sources import ehealth_exports as exports
+
+    verdicts: dict[str, Verdict] = {}
+    county, ehealth = [], defaultdict(lambda: defaultdict(list))
+    for uri in uris:
+        name = display_name(posixpath.basename(uri.rstrip("/")))
+        try:
+            landed = storage.landed_file(uri)
+            storage.safe_name(landed.name)
+        except BadInput as exc:
+            verdicts[uri] = Verdict(name, REFUSED, [str(privacy.redact_uri(str(exc)))])
+            continue
+        try:
+            export = exports.parse_file_name(landed.name)
+        except BadInput as exc:
+            if landed.name.lower().endswith(county_reports.SUFFIXES):
+                county.append(landed)
+            else:
+                verdicts[uri] = Verdict(name, REFUSED, [f"not a file any pipeline takes: {exc}; county reports "
+                                                        f"are {', '.join(county_reports.SUFFIXES)}"])
+            continue
+        ehealth[export.period][export.kind].append(landed)
+    with validation.not_persisted():
+        if county:
+            verdicts.update(_check_county(county, settings))
+        for period in sorted(ehealth):
+            verdicts.update(_check_month(period, ehealth[period], settings))
+    return [verdicts[uri] for uri in uris]
+
+
+def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[str, Verdict]:
+    from etl.pipelines import county_reports as pipeline
+
+    warehouse = settings.warehouse_uri
+    record = DeliveryRecord.load(warehouse, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(warehouse))
+    submissions = [pipeline.read_submission(f) for f in landed]
+    try:
+        batches, blocked = pipeline.judge(submissions, warehouse, publish.new_batch_id())
+    except ValidationFailed as exc:  # a batch-level rule over all the files given
+        return {f.location: Verdict(f.name, BLOCKED, [str(exc)]) for f in landed}
+    out = {}
+    for sub in submissions:
+        f = sub.landed
+        if sub.superseded:
+            out[f.location] = Verdict(f.name, SUPERSEDED, [sub.parsed.error])
+        elif not sub.accepted:
+            out[f.location] = Verdict(f.name, REFUSED, [sub.parsed.error])
+        else:
+            did = pipeline.delivery_id(sub.parsed.key)
+            out[f.location] = _verdict(f, batches, blocked, warehouse,
+                                       unchanged=record.is_published(did, f), delivery=f"region {did}")
+    return out
+
+
+def _check_month(period: str, month_files: dict[str, list], settings: Settings) -> dict[str, Verdict]:
+    from etl.pipelines import ehealth_adoption as pipeline
+
+    files = [f for kind in month_files for f in month_files[kind]]
+    record = DeliveryRecord.load(settings.warehouse_uri, pipeline.PIPELINE,
+                                 legacy_committed=pipeline._legacy_committed(settings))
+    try:
+        judged = pipeline.judge_month(settings, period, month_files, publish.new_batch_id())
+    except BadInput as exc:  # two files of one kind for the month
+        return {f.location: Verdict(f.name, REFUSED, [str(exc)]) for f in files}
+    out = {}
+    for kind, kind_files in month_files.items():
+        f = kind_files[0]
+        did = pipeline.delivery_id(kind, period)
+        out[f.location] = _verdict(f, judged.candidates, judged.blocked, settings.warehouse_uri,
+                                   unchanged=record.is_published(did, f), delivery=did)
+    return out
+
+
+def _verdict(f: storage.LandedFile, batches: list[publish.TableBatch], blocked: dict[str, str],
+             warehouse: str, *, unchanged: bool, delivery: str) -> Verdict:
+    """The verdict on one accepted file from its table batches (blocked ones included)."""
+    lines, quarantined = [], 0
+    for batch in batches:
+        if f.uri not in batch.source_keys and not batch.source_rows(f.uri):
+            continue
+        rows = int((batch.rows["source_file"] == f.uri).sum()) if len(batch.rows) else 0
+        held, reasons = _quarantined(batch, f.uri)
+        quarantined += held
+        line = f"{batch.table}: {rows} row(s) to load"
+        keys = batch.source_keys.get(f.uri) or []
+        if batch.merge_keys and keys:
+            published = publish.read_published_keys(warehouse, batch.table, batch.merge_keys, set(keys)).num_rows
+            line += f", replacing {published} published row(s) of {delivery}" if published else " (new)"
+        if held:
+            line += f"; {held} row(s) would be quarantined: {reasons}"
+        lines.append(line)
+    for batch in batches:
+        if f.uri not in batch.source_keys:
+            continue
+        alone = set(batch.source_keys) == {f.uri}  # else only the warnings that name this file are its own
+        for warning in batch.warnings:
+            if alone or f.name in warning or delivery in warning:
+                lines.append(f"warning: {privacy.mask_personal_data(warning)}")
+    lines = list(dict.fromkeys(lines))
+    if f.uri in blocked:
+        line = _without_name(blocked[f.uri], f.name)
+        if line.startswith("blocked, refused whole: "):
+            return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *lines])
+        return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *lines])
+    if unchanged and not quarantined:
+        return Verdict(f.name, UNCHANGED, [f"the published {delivery} comes from this exact content"])
+    return Verdict(f.name, QUARANTINE if quarantined else LOADS, lines)
+
+
+def _quarantined(batch: publish.TableBatch, uri: str) -> tuple[int, str]:
+    """(rows held, "reason (rows 3, 7) …") for one file's quarantine entries in ``batch``."""
+    q = batch.quarantine
+    if q is None or not len(q):
+        return 0, ""
+    mine = q[q["source_file"] == uri]
+    if not len(mine):
+        return 0, ""
+    held = int(mine["rows_held"].fillna(1).sum())
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for reason, row in zip(mine["reason"], mine["row_number"]):
+        for part in str(reason).split("; "):
+            by_reason[str(privacy.mask_personal_data(part))].append(int(row))
+    counts = Counter({reason: len(rows) for reason, rows in by_reason.items()})
+    shown = []
+    for reason, _ in counts.most_common(MAX_REASONS):
+        numbers = sorted(set(by_reason[reason]))
+        where = ", ".join(map(str, numbers[:MAX_ROW_NUMBERS])) + (" …" if len(numbers) > MAX_ROW_NUMBERS else "")
+        shown.append(f"{reason} (line {where})" if numbers != [0] else reason)
+    more = len(counts) - len(shown)
+    return held, " | ".join(shown) + (f" | {more} other reason(s)" if more > 0 else "")
+
+
+def _without_name(line: str, name: str) -> str:
+    prefix = f"{name}: "
+    return line[len(prefix):] if line.startswith(prefix) else line
+
+
+def render(verdicts: list[Verdict]) -> list[str]:
+    """Output lines: per file ``name: verdict`` and its indented details, then one summary line."""
+    out = []
+    for v in verdicts:
+        out.append(f"{v.name}: {v.verdict}")
+        out.extend(f"  {line}" for line in v.lines)
+    counts = Counter(v.verdict for v in verdicts)
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+    out.append(f"{len(verdicts)} file(s) checked: {summary} (nothing was written)")
+    return out
+

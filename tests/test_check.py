@@ -1,0 +1,153 @@
+"""Issue 13 §6: ``python -m etl check FILE…`` judges files as a run would and writes nothing.
+
+Each verdict is checked against what a run then does with the same file,
+so the check cannot drift from the pipelines it stands in for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl import check, publish
+from etl.errors import ValidationFailed
+from etl.pipelines import county_reports as county
+from etl.pipelines import ehealth_adoption as pipeline
+from tests.test_county_pipeline import T0, builders
+from tests.test_deliveries import _journal
+from tests.test_ehealth_pipeline import _lines, _set, _write
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` → SHA-256 of its content: what "nothing was written" compares."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_good_files_would_load_and_a_check_writes_nothing(settings, landing, warehouse, tmp_path):
+    journal = _write(landing, "journalen")
+    report = builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    verdicts = check.check([str(journal), str(report)], settings)
+    assert [(v.name, v.verdict) for v in verdicts] == [("journalen_2017-03.csv", check.LOADS),
+                                                       ("uppsala.json", check.LOADS)]
+    assert "ehealth_adoption: 63 row(s) to load (new)" in verdicts[0].lines
+    assert any(line.startswith("county_initiative: ") and "(new)" in line for line in verdicts[1].lines)
+    assert _tree(warehouse) == {}  # no table, quarantine, load log, validation result or state file
+
+    # Loaded, the same files are "already published as it is"; a second check again writes nothing.
+    pipeline.run(settings)
+    county.run(settings)
+    before = _tree(warehouse)
+    again = check.check([str(journal), str(report)], settings)
+    assert [v.verdict for v in again] == [check.UNCHANGED, check.UNCHANGED]
+    assert _tree(warehouse) == before
+
+
+def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does(settings, landing, warehouse,
+                                                                                tmp_path):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    before = _journal(warehouse)
+    broken = _write(tmp_path / "outbox", "journalen", lines=_set(_lines("journalen"), "08", 3, before["08"] + 1))
+    tree = _tree(warehouse)
+
+    [verdict] = check.check([str(broken)], settings)
+    assert verdict.verdict == check.BLOCKED
+    assert "lack 1 region(s): 08 Region Kalmar län" in verdict.lines[0]
+    assert any("replacing 63 published row(s) of journalen_2017-03" in line
+               and "3 row(s) would be quarantined" in line for line in verdict.lines), verdict.lines
+    assert _tree(warehouse) == tree
+
+    # The run agrees: the same file in landing is blocked and the region's month stays.
+    os.replace(broken, landing / "ehealth" / broken.name)
+    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked"):
+        pipeline.run(settings)
+    assert _journal(warehouse) == before
+
+
+def test_county_json_with_a_misspelt_list_is_blocked_and_rows_quarantined_are_listed(settings, landing, tmp_path):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county.run(settings)
+    doc = builders.doc()
+    doc["Initiatives"] = doc.pop("initiatives")
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    misspelt = outbox / "uppsala.json"
+    misspelt.write_bytes(builders.json_bytes(doc))
+    new_region = outbox / "sormland.json"
+    new_region.write_bytes(builders.json_bytes(builders.doc(region="04", spend_sek={"it_support": "-5 000 kr"})))
+
+    verdicts = check.check([str(misspelt), str(new_region)], settings)
+    assert verdicts[0].verdict == check.BLOCKED
+    assert "does not state county_initiative" in verdicts[0].lines[0]
+    assert verdicts[1].verdict in (check.QUARANTINE, check.REFUSED), verdicts[1]
+    assert verdicts[1].lines
+
+
+def test_files_no_pipeline_takes_are_refused_by_name(settings, tmp_path):
+    readme = tmp_path / "README.txt"
+    readme.write_text("hej")
+    broken = tmp_path / "journalen_2017-13.csv"
+    broken.write_text("x")
+    verdicts = check.check([str(readme), str(broken), str(tmp_path / "missing.xlsx")], settings)
+    assert [v.verdict for v in verdicts] == [check.REFUSED] * 3
+    assert "not a file any pipeline takes" in verdicts[0].lines[0]
+    assert "month 13" in verdicts[1].lines[0]
+    assert "no such file" in verdicts[2].lines[0]
+
+
+def test_a_file_refused_whole_is_refused_even_when_it_replaces_nothing(settings, tmp_path):
+    # Månad says April in March's file: quarantined whole by a run, so refused here.
+    lines = [line.replace("2017-03;", "2017-04;") for line in _lines("journalen")]
+    wrong_month = _write(tmp_path / "outbox", "journalen", lines=lines)
+    [verdict] = check.check([str(wrong_month)], settings)
+    assert verdict.verdict == check.REFUSED, verdict
+
+
+def test_cli_exit_codes_and_output(settings, landing, warehouse, tmp_path):
+    good = _write(tmp_path / "outbox", "journalen")
+    done = _cli("check", str(good), "--warehouse", str(warehouse))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "journalen_2017-03.csv: would load"
+    assert done.stdout.splitlines()[-1] == "1 file(s) checked: 1 would load (nothing was written)"
+
+    bad = tmp_path / "notes.docx"
+    bad.write_text("x")
+    done = _cli("check", str(good), str(bad), "--warehouse", str(warehouse))
+    assert done.returncode == 1
+    assert "notes.docx: refused" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert _tree(warehouse) == {}
+
+
+def test_credentials_in_a_file_uri_never_reach_the_output(settings, tmp_path):
+    done = _cli("check", "http://user:s3cret@127.0.0.1:9/journalen_2017-03.csv", "--warehouse",
+                str(tmp_path / "wh"))
+    assert done.returncode == 1
+    assert "s3cret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_good_correction_would_load_replacing_the_published_month(settings, landing, warehouse, tmp_path):
+    _write(landing, "journalen")
+    pipeline.run(settings)
+    assert publish.read_table(str(warehouse), "ehealth_adoption").num_rows == 63
+    logins = _journal(warehouse)["08"] + 1000
+    corrected = _write(tmp_path / "outbox", "journalen", lines=_set(_lines("journalen"), "08", 2, logins))
+    [verdict] = check.check([str(corrected)], settings)
+    assert verdict.verdict == check.LOADS, verdict
+    assert "ehealth_adoption: 63 row(s) to load, replacing 63 published row(s) of journalen_2017-03" in verdict.lines
