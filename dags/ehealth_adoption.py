@@ -68,6 +68,7 @@ def ehealth_adoption():
     def wait_for_month_files() -> PokeReturnValue:
         """Done when both monthly exports of the run's month are in landing; returns the month."""
         from etl.pipelines import ehealth_adoption as pipeline
+        from etl.privacy import redact_uri
 
         context = get_current_context()
         month = _run_month(context)
@@ -76,7 +77,7 @@ def ehealth_adoption():
         settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
         missing = pipeline.missing_monthly_files(settings, month)
         if missing:
-            print(f"waiting for {', '.join(missing)} in {settings.landing_uri}/ehealth/ (gives up after "
+            print(f"waiting for {', '.join(missing)} in {redact_uri(settings.landing_uri)}/ehealth/ (gives up after "
                   f"{WAIT_FOR_FILES.in_days()} days; a later run picks the month up when its files land)")
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=month)

@@ -617,13 +617,19 @@ def append_load_log(
     rows_loaded: int, rows_quarantined: int, outcome: str, validation: str, warnings: list[str],
     message: str | None, version: str | None, started: dt.datetime,
 ) -> None:
-    """Append one row to ``_load_log/`` (one small file per row; written last, so it marks the commit)."""
+    """Append one row to ``_load_log/`` (one small file per row; written last, so it marks the commit).
+
+    Source URIs, warnings and the message pass through :func:`etl.privacy.redact_uri`
+    here, whoever wrote them: a landing URI with credentials never reaches the log.
+    """
     uris, shas = _source_lists(sources)
     row = {
-        "batch_id": [batch_id], "pipeline": [pipeline], "table_name": [table_name], "source_files": [uris],
+        "batch_id": [batch_id], "pipeline": [pipeline], "table_name": [table_name],
+        "source_files": [[privacy.redact_uri(u) for u in uris]],
         "source_sha256": [shas], "rows_in": [rows_in], "rows_loaded": [rows_loaded],
         "rows_quarantined": [rows_quarantined], "outcome": [outcome], "validation": [validation],
-        "warnings": ["; ".join(warnings) or None], "message": [message], "table_version": [version],
+        "warnings": [privacy.redact_uri("; ".join(warnings)) or None], "message": [privacy.redact_uri(message)],
+        "table_version": [version],
         "started_at": [started], "finished_at": [utcnow()],
     }
     schema = schemas.get("_load_log").arrow_schema

@@ -40,7 +40,7 @@ def join(uri: str, *parts: str) -> str:
 
 def _unreadable(uri: str, exc: OSError) -> SourceUnavailable:
     # Storage that is down or refuses us is an outside failure with a clear line, not a traceback.
-    return SourceUnavailable(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}")
+    return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
 
 def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
@@ -158,10 +158,14 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             # A missing landing root is an unmounted volume or a wrong setting: say so, don't
             # report "nothing new" every day. (A missing <prefix>/ is just no delivery yet; object
             # stores have no folders, so there an absent prefix always reads as empty.)
-            raise SourceUnavailable(f"landing storage: {landing_uri} does not exist (unmounted, or a wrong landing URI?)")
-        if not fs.exists(root):
+            raise SourceUnavailable(f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)")
+        if is_local(fs) and not fs.exists(root):
             return []
+        # Elsewhere ls itself answers: a missing prefix is FileNotFoundError (no delivery yet), while a
+        # store that cannot be reached raises another error (exists() would hide it as "absent").
         entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return []
     except OSError as exc:
         raise _unreadable(join(landing_uri, prefix), exc) from None
     cached = _read_hash_cache(hash_cache) if hash_cache else {}

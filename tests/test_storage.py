@@ -8,7 +8,7 @@ import os
 import pytest
 
 from etl import storage
-from etl.errors import BadInput
+from etl.errors import BadInput, SourceUnavailable
 
 
 def _sha(data: bytes) -> str:
@@ -114,3 +114,53 @@ def test_a_link_to_a_file_is_a_delivery_like_the_file(tmp_path):
     skipped: list[str] = []
     files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
     assert [(f.name, f.sha256) for f in files] == [("linked.csv", _sha(b"linked"))] and skipped == []
+
+
+# --------------------------------------------------------------------------- issue 13 §5: URIs with credentials
+
+
+@pytest.fixture
+def http_landing(landing):
+    """``landing`` served over HTTP on 127.0.0.1 (directory listings, as a plain web server gives them)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(landing))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://sender:s3cret-pw@127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_credentials_in_a_landing_uri_reach_no_column_load_log_or_state(http_landing, landing, warehouse):
+    from etl.config import Settings
+    from etl.pipelines import ehealth_adoption
+    from etl import publish
+    from tests.test_ehealth_pipeline import _write
+
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    settings = Settings.resolve(landing=http_landing, warehouse=str(warehouse), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    report = ehealth_adoption.run(settings)
+    assert report.outcome == "published"
+    assert ehealth_adoption.run(settings).outcome == "nothing_new"  # its message names the landing URI
+    sources = set(publish.read_table(str(warehouse), "ehealth_adoption").column("source_file").to_pylist())
+    assert sources == {f"{http_landing.replace('sender:s3cret-pw', '***')}/ehealth/{k}_2017-03.csv"
+                       for k in ("journalen", "webbtidbok")}
+    leaked = [p for p in warehouse.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
+    assert leaked == []  # tables, quarantine, load log, delivery record, hash cache, validation results
+
+
+def test_an_unreachable_remote_landing_fails_instead_of_reading_as_empty(warehouse):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SourceUnavailable, match="cannot read") as error:
+        storage.list_landed(f"http://u:s3cret-pw@127.0.0.1:{port}/landing", "ehealth", (".csv",))
+    assert "s3cret-pw" not in str(error.value)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 from etl import no_shrink, publish, regions, storage
 from etl.config import Settings
+from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
@@ -168,7 +169,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     else:
         months = pending
     if not months:
-        where = storage.join(settings.landing_uri, PREFIX)
+        where = redact_uri(storage.join(settings.landing_uri, PREFIX))
         message = (f"no e-health files for {period} in {where}" if period is not None
                    else f"nothing new in {where}: every delivery is loaded as it is in landing")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)

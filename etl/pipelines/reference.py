@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from etl import publish, regions, storage
 from etl.config import Settings
+from etl.privacy import redact_uri
 from etl.errors import BadInput, ConfigError, EtlError
 from etl.pipelines.common import RunReport, checked_batch, record_failure
 from etl.sources import kolada, scb
@@ -103,7 +104,7 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
     files = storage.list_landed(settings.landing_uri, SNAPSHOT_DIR, (".json",))
     by_name = {f.name: f for f in files}
     if SCB_SNAPSHOT not in by_name:
-        raise BadInput(f"offline snapshot: {storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT)} is "
+        raise BadInput(f"offline snapshot: {redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT))} is "
                        "missing (write one with `python -m etl sample --out <landing>`)")
     scb_file = by_name[SCB_SNAPSHOT]
     scb_doc = _load_json(scb_file)
@@ -119,7 +120,7 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
     if settings.kolada_kpis:
         if not pages:
             raise BadInput(f"offline snapshot: no {KOLADA_SNAPSHOT_PREFIX}*.json pages under "
-                           f"{storage.join(settings.landing_uri, SNAPSHOT_DIR)}")
+                           f"{redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR))}")
         seen: set[str] = set()
         docs = [(f, _load_json(f)) for f in pages]
         # Pages are recorded in order; the last one must end its chain, else a page is missing.
