@@ -574,6 +574,9 @@ def publish(
         q_frame["source_file"].unique() if len(q_frame) else []
     )
 
+    # The same delivery reached before through another mount point or spelling: its quarantine rows go too.
+    q_sources |= _same_delivery_sources(warehouse_uri, batch.table, q_sources)
+
     location = batch.table
     with table_lock(warehouse_uri, location):
         outcome, version, total = write_version(
@@ -592,6 +595,19 @@ def publish(
                            total, list(batch.warnings))
     log.info("%s", result.summary())
     return result
+
+
+def _same_delivery_sources(warehouse_uri: str, table: str, sources: set[str]) -> set[str]:
+    """Quarantined source files of ``table`` that are one of ``sources`` under another path or spelling."""
+    from etl.deliveries import delivery_path
+
+    if not sources:
+        return set()
+    wanted = {delivery_path(s) for s in sources}
+    published = read_quarantine(warehouse_uri, table)
+    if not published.num_rows:
+        return set()
+    return {s for s in set(published.column("source_file").to_pylist()) if s and delivery_path(s) in wanted}
 
 
 def _source_lists(sources) -> tuple[list[str], list[str]]:

@@ -201,6 +201,23 @@ def test_one_delivery_through_two_mount_points_and_two_spellings(tmp_path, wareh
     assert again.outcome == "nothing_new"
 
 
+def test_stale_quarantine_rows_of_another_mount_point_do_not_linger(tmp_path, warehouse):
+    host, worker = tmp_path / "host", tmp_path / "worker"
+    doc = builders.doc()
+    doc["initiatives"][1]["status"] = "Kanske"  # an unknown value: that initiative row is quarantined
+    builders.land(host, "uppsala.json", builders.json_bytes(doc), T0)
+    env = {"ETL_LANDING_SETTLE_SECONDS": "0"}
+    county.run(Settings.resolve(landing=str(host), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    quarantined = publish.read_quarantine(str(warehouse), "county_initiative").column("source_file").to_pylist()
+    assert quarantined == [str(host / "county_reports" / "uppsala.json")]
+    # Corrected, and now read by a worker that mounts the landing volume elsewhere (a symlink would be
+    # resolved away by the settings, so the worker's view is a second folder with the same file).
+    builders.land(worker, "uppsala.json", builders.json_bytes(builders.doc()), T0 + DAY)
+    county.run(Settings.resolve(landing=str(worker), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    assert publish.read_quarantine(str(warehouse), "county_initiative").num_rows == 0
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
+
+
 # --------------------------------------------------------------------------- property: sequences of deliveries
 
 
