@@ -23,13 +23,12 @@ import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from etl import privacy, publish, storage, validation
+from etl import no_shrink, privacy, publish, storage, validation
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, display_name
 from etl.errors import BadInput, ValidationFailed
 
 MAX_REASONS = 3
-MAX_ROW_NUMBERS = 5
 
 # Verdicts, from good to bad; exit 0 only when every file's verdict is one of OK.
 LOADS, UNCHANGED, QUARANTINE, SUPERSEDED, BLOCKED, REFUSED = (
@@ -140,7 +139,7 @@ def _verdict(f: storage.LandedFile, batches: list[publish.TableBatch], blocked: 
         if f.uri not in batch.source_keys and not batch.source_rows(f.uri):
             continue
         rows = int((batch.rows["source_file"] == f.uri).sum()) if len(batch.rows) else 0
-        held, reasons = _quarantined(batch, f.uri)
+        held, reasons = no_shrink.quarantine_reasons(batch, f.uri, limit=MAX_REASONS, lines=True)
         quarantined += held
         line = f"{batch.table}: {rows} row(s) to load"
         keys = batch.source_keys.get(f.uri) or []
@@ -166,29 +165,6 @@ def _verdict(f: storage.LandedFile, batches: list[publish.TableBatch], blocked: 
     if unchanged and not quarantined:
         return Verdict(f.name, UNCHANGED, [f"the published {delivery} comes from this exact content"])
     return Verdict(f.name, QUARANTINE if quarantined else LOADS, lines)
-
-
-def _quarantined(batch: publish.TableBatch, uri: str) -> tuple[int, str]:
-    """(rows held, "reason (rows 3, 7) …") for one file's quarantine entries in ``batch``."""
-    q = batch.quarantine
-    if q is None or not len(q):
-        return 0, ""
-    mine = q[q["source_file"] == uri]
-    if not len(mine):
-        return 0, ""
-    held = int(mine["rows_held"].fillna(1).sum())
-    by_reason: dict[str, list[int]] = defaultdict(list)
-    for reason, row in zip(mine["reason"], mine["row_number"]):
-        for part in str(reason).split("; "):
-            by_reason[str(privacy.mask_personal_data(part))].append(int(row))
-    counts = Counter({reason: len(rows) for reason, rows in by_reason.items()})
-    shown = []
-    for reason, _ in counts.most_common(MAX_REASONS):
-        numbers = sorted(set(by_reason[reason]))
-        where = ", ".join(map(str, numbers[:MAX_ROW_NUMBERS])) + (" …" if len(numbers) > MAX_ROW_NUMBERS else "")
-        shown.append(f"{reason} (line {where})" if numbers != [0] else reason)
-    more = len(counts) - len(shown)
-    return held, " | ".join(shown) + (f" | {more} other reason(s)" if more > 0 else "")
 
 
 def _without_name(line: str, name: str) -> str:

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from etl import publish, schemas
+from etl import privacy, publish, schemas
 from etl.deliveries import shown_name
 
 MAX_EXAMPLES = 3
+MAX_LINES = 5  # input line numbers named per reason
 
 
 def _key_set(table, columns: list[str]) -> set[tuple]:
@@ -46,7 +47,15 @@ def _new_keys(batch: publish.TableBatch, source: str, schema: schemas.TableSchem
     return _key_set(table, list(schema.key))
 
 
-def _quarantine_reasons(batch: publish.TableBatch, source: str) -> tuple[int, str]:
+def quarantine_reasons(batch: publish.TableBatch, source: str, *, limit: int = 2,
+                       lines: bool = False) -> tuple[int, str]:
+    """(rows held, the ``limit`` commonest reasons) of one source file's quarantine entries in ``batch``.
+
+    ``"Månad: not a month (3×), …"``; with ``lines=True`` each reason names
+    the input lines it hit (``"… (line 3, 7)"``). Reasons are masked for
+    personal data, as the stored quarantine is. ``(0, "")`` when nothing of
+    the file was quarantined.
+    """
     q = batch.quarantine
     if q is None or not len(q):
         return 0, ""
@@ -54,9 +63,21 @@ def _quarantine_reasons(batch: publish.TableBatch, source: str) -> tuple[int, st
     if not len(mine):
         return 0, ""
     held = int(mine["rows_held"].fillna(1).sum()) if "rows_held" in mine.columns else len(mine)
-    reasons = Counter(str(r).split(";")[0].strip() for r in mine["reason"] if isinstance(r, str))
-    top = ", ".join(f"{reason} ({n}×)" if n > 1 else reason for reason, n in reasons.most_common(2))
-    return held, top
+    by_reason: dict[str, list[int]] = {}
+    for reason, row in zip(mine["reason"], mine["row_number"]):
+        for part in str(reason).split("; ") if isinstance(reason, str) else ():
+            by_reason.setdefault(str(privacy.mask_personal_data(part.strip())), []).append(int(row))
+    counts = Counter({reason: len(rows) for reason, rows in by_reason.items()})
+    shown = []
+    for reason, n in counts.most_common(limit):
+        numbers = sorted(set(by_reason[reason]) - {0})  # line 0: the file as a whole
+        if lines and numbers:
+            where = ", ".join(map(str, numbers[:MAX_LINES])) + (" …" if len(numbers) > MAX_LINES else "")
+            shown.append(f"{reason} (line {where})")
+        else:
+            shown.append(f"{reason} ({n}×)" if n > 1 else reason)
+    more = len(counts) - len(shown)
+    return held, ", ".join(shown) + (f", {more} other reason(s)" if more > 0 else "")
 
 
 def _show_key(schema: schemas.TableSchema, key: tuple) -> str:
@@ -81,7 +102,7 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
         for source, keys in batch.source_keys.items():
             if source in batch.refused or not keys:
                 continue
-            held, top = _quarantine_reasons(batch, source)
+            held, top = quarantine_reasons(batch, source)
             unstated = source in batch.unstated
             if not held and not unstated:
                 continue  # the file states this table whole: whatever it leaves out is withdrawn

@@ -321,8 +321,11 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
         judged.candidates += [regional, national]
         lacking = _regions_lacking(regional)
         if lacking:
+            _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
+            lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
+            why = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
             blocked[source] = (f"{shown_name(source)}: blocked, the rows that would be published lack "
-                               f"{len(lacking)} region(s): {', '.join(lacking)} ({_quarantine_summary(regional)})")
+                               f"{len(lacking)} region(s): {', '.join(lacking)} ({why})")
             continue
         regional_parts.append(regional)
         national_parts.append(national)
@@ -387,14 +390,6 @@ def _regions_lacking(regional: publish.TableBatch) -> list[str]:
     """The regions with no row in what would be published (the 21-regions rule, judged after quarantine)."""
     present = set(regional.rows["region_code"]) if len(regional.rows) else set()
     return [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES if c not in present]
-
-
-def _quarantine_summary(batch: publish.TableBatch) -> str:
-    q = batch.quarantine
-    if q is None or not len(q):
-        return "no row quarantined"
-    reasons = dict.fromkeys(str(r).split(";")[0] for r in q["reason"] if isinstance(r, str))
-    return f"{len(q)} line(s) quarantined: " + "; ".join(list(reasons)[:3])
 
 
 def _stamp_sha(entries: list[dict], sha256: str) -> None:
