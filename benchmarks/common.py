@@ -40,7 +40,9 @@ def _fmt(value) -> str:
 
 
 def env_with_project(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1")
+    # Sample files are written a moment before the run: no settle interval (see Settings.landing_settle_seconds).
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1",
+               ETL_LANDING_SETTLE_SECONDS="0")
     env.update(extra)
     return env
 

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import posixpath
-
-import pyarrow.parquet as pq
-
-from etl import publish, schemas, storage
+from etl import publish, schemas
 
 
 def table_rows(warehouse_uri: str, location: str) -> int | None:
-    """Row count of a published table from Parquet footers (no data read); None if never published."""
-    fs, root = storage.filesystem(warehouse_uri)
-    path = posixpath.join(root, location)
-    if not fs.exists(path):
-        return None
-    total = 0
-    for file in fs.find(path):
-        if file.endswith(".parquet"):
-            with fs.open(file, "rb") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+    """Row count of a published table from its Delta log (no data read); None if never published."""
+    return publish.table_rows(warehouse_uri, location)
 
 
 def quarantined_rows(warehouse_uri: str, table: str) -> int:

@@ -34,6 +34,26 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def delta_options(uri: str) -> dict[str, str]:
+    """delta-rs storage options for a table URI: none locally; on S3-compatible stores, commits by conditional put.
+
+    Credentials are not here: delta-rs, like boto3 and s3fs, reads the standard
+    environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_ENDPOINT_URL``, ``AWS_REGION``), which the CLI inherits and a DAG sets
+    from its Airflow Connection. An ``http://`` endpoint (an on-premises store
+    on a closed network) is allowed explicitly.
+    """
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    options = {"conditional_put": "etag"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
 def join(uri: str, *parts: str) -> str:
     return posixpath.join(uri.rstrip("/"), *parts)
 

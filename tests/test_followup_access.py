@@ -68,7 +68,8 @@ def test_views_read_partitions_with_the_declared_types_and_absolute_paths(built)
     types = dict(_query(built, "select column_name, data_type from duckdb_columns() where table_name = 'county_report'"))
     assert types["report_year"] == "SMALLINT" and types["submitted_at"] == "TIMESTAMP WITH TIME ZONE"
     (sql,) = _query(built, "select sql from duckdb_views() where view_name = 'followup_region_year'")[0]
-    assert f"'{built['warehouse']}/followup_region_year/**/*.parquet'" in sql
+    # The current Delta version's files by absolute path (no glob: a glob would also find removed files).
+    assert f"'{built['warehouse']}/followup_region_year/part-" in sql and "**" not in sql
     # An empty quarantine is a typed empty view, so queries on it work.
     assert _query(built, "select count(*), count(reason) from quarantine_county_report") == [(0, 0)]
     assert _query(built, "select count(*) from load_log where pipeline = 'followup' and outcome = 'published'") == [(2,)]
@@ -249,7 +250,7 @@ def test_notes_sheet_has_vintage_and_caveats(built):
     assert "månadsmedel" in rows["Skyddade värden"]
     assert rows["Skapad"] == "2024-05-17"
     for table in ("dim_region", "population", "county_report", "ehealth_adoption", "followup_region_year"):
-        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{8}T", rows[table]), table
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d+$", rows[table]), table
     assert rows["kolada_kpi"] == "inte laddad"
 
 

@@ -32,17 +32,20 @@ def _content(uri, table="population"):
                   key=lambda r: (r["region_code"], r["year"]))
 
 
-def test_first_publish_is_readable_by_duckdb_and_symlinked(warehouse):
+def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehouse):
+    from deltalake import DeltaTable
+
     uri = str(warehouse)
     result = publish.publish(uri, "test", _batch(_pop([("01", 2016, 2_269_060), ("03", 2016, 368_971)])), "b1")
-    assert (result.outcome, result.rows_loaded, result.table_rows) == ("published", 2, 2)
-    assert os.path.islink(warehouse / "population")
-    got = duckdb.sql(
-        f"select region_code, population from read_parquet('{warehouse}/population/**/*.parquet', "
-        "hive_partitioning=true) order by 1").fetchall()
+    assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == ("published", 2, 2, "0")
+    assert (warehouse / "population" / "_delta_log").is_dir()
+    table = DeltaTable(str(warehouse / "population"))
+    assert sorted(table.to_pyarrow_table().column("population").to_pylist()) == [368_971, 2_269_060]
+    files = [f.removeprefix("file://") for f in publish.table_files(uri, "population")]
+    listed = ", ".join(f"'{f}'" for f in files)
+    got = duckdb.sql(f"select region_code, population from read_parquet([{listed}]) order by 1").fetchall()
     assert got == [("01", 2_269_060), ("03", 368_971)]
-    files = list((warehouse / "population").glob("**/*.parquet"))
-    assert files and pq.ParquetFile(files[0]).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert pq.ParquetFile(files[0]).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
 def test_merge_replaces_rows_with_the_same_key_and_keeps_others(warehouse):
@@ -114,25 +117,25 @@ def test_quarantine_is_replaced_per_source_file(warehouse):
     assert publish.read_quarantine(uri, "population").num_rows == 0
 
 
-def test_stale_staging_from_a_crash_is_swept_and_the_table_kept(warehouse):
+def test_files_of_a_write_that_never_committed_are_not_part_of_the_table(warehouse):
     uri = str(warehouse)
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)])), "b1")
-    stale = warehouse / "_versions" / "population" / ".staging-crashed"
-    (stale / "x").mkdir(parents=True)
-    (stale / "x" / "part.parquet").write_bytes(b"half a file")
+    stray = warehouse / "population" / "part-00000-crashed.zstd.parquet"
+    pq.write_table(publish._stamp(__import__("etl.schemas", fromlist=["get"]).get("population"),
+                                  _pop([("03", 2016, 99)]), "crashed", publish.utcnow()), stray)
     assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1}]
-    publish.publish(uri, "test", _batch(_pop([("03", 2016, 2)])), "b2")
-    assert not stale.exists()
-    assert len(_content(uri)) == 2
+    publish.publish(uri, "test", _batch(_pop([("04", 2016, 2)])), "b2")
+    assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1},
+                             {"region_code": "04", "year": 2016, "population": 2}]
 
 
-def test_old_versions_are_pruned(warehouse):
+def test_every_publish_is_one_version_and_earlier_versions_stay_readable(warehouse):
     uri = str(warehouse)
     for i in range(6):
-        publish.publish(uri, "test", _batch(_pop([("01", 2016, i)])), f"b{i}")
-    versions = [p for p in (warehouse / "_versions" / "population").iterdir() if not p.name.startswith(".")]
-    assert len(versions) <= publish.KEEP_VERSIONS
+        result = publish.publish(uri, "test", _batch(_pop([("01", 2016, i)])), f"b{i}")
+        assert result.version == str(i)
     assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 5}]
+    assert publish.read_table(uri, "population", version=2).column("population").to_pylist() == [2]
 
 
 def test_partitioned_table_touches_only_affected_partitions(warehouse):
@@ -143,28 +146,13 @@ def test_partitioned_table_touches_only_affected_partitions(warehouse):
     })
     batch = TableBatch("county_report", frame, pd.DataFrame(), 2, ("region_code", "report_year"))
     publish.publish(uri, "test", batch, "b1")
-    before_2016 = next((warehouse / "county_report").glob("report_year=2016/*.parquet"))
-    inode = before_2016.stat().st_ino
+    before_2016 = [f for f in publish.table_files(uri, "county_report") if "report_year=2016" in f]
     fix = frame.iloc[[1]].assign(grant_sek=25)
     publish.publish(uri, "test", TableBatch("county_report", fix, pd.DataFrame(), 1, ("region_code", "report_year")), "b2")
-    after_2016 = next((warehouse / "county_report").glob("report_year=2016/*.parquet"))
-    assert after_2016.stat().st_ino == inode  # hard-linked, not rewritten
-    got = duckdb.sql(f"select report_year, grant_sek from read_parquet('{warehouse}/county_report/**/*.parquet', "
-                     "hive_partitioning=true) order by 1").fetchall()
-    assert got == [(2016, 10), (2017, 25)]
-
-
-def test_remote_fsspec_warehouse_uses_the_same_code_path():
-    uri = f"memory://wh-{uuid.uuid4().hex}"
-    publish.publish(uri, "test", _batch(_pop([("01", 2016, 1), ("03", 2016, 2)])), "b1")
-    publish.publish(uri, "test", _batch(_pop([("03", 2016, 3)])), "b2")
-    assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1},
-                             {"region_code": "03", "year": 2016, "population": 3}]
-    import fsspec
-
-    fs = fsspec.filesystem("memory")
-    files = [p for p in fs.find(uri.replace("memory://", "/") + "/population")]
-    assert len(files) == 1  # the old version's file was removed after the swap
+    after = publish.table_files(uri, "county_report")
+    assert [f for f in after if "report_year=2016" in f] == before_2016  # untouched, not rewritten
+    got = publish.read_table(uri, "county_report").sort_by("report_year").select(["report_year", "grant_sek"])
+    assert got.to_pylist() == [{"report_year": 2016, "grant_sek": 10}, {"report_year": 2017, "grant_sek": 25}]
 
 
 def test_schema_drift_is_refused(warehouse):
@@ -197,99 +185,30 @@ def _log_rows(uri, n, start=0, pipeline="test"):
                                 "nothing new", None, publish.utcnow())
 
 
-def _log_folder(warehouse):
-    names = sorted(p.name for p in (warehouse / "_load_log").iterdir())
-    return [n for n in names if n.startswith("segment-")], [n for n in names if not n.startswith("segment-")]
-
-
-def test_load_log_row_files_are_merged_into_segments_and_every_row_is_read_once(warehouse):
-    uri = str(warehouse)
-    _log_rows(uri, publish.COMPACT_LOAD_LOG_AT + 44)
-    segments, rows = _log_folder(warehouse)
-    assert len(segments) == 1 and len(rows) == 44
-    batch_ids = publish.read_load_log(uri)["batch_id"].to_pylist()
-    assert sorted(batch_ids) == [f"b{i:04d}" for i in range(publish.COMPACT_LOAD_LOG_AT + 44)]
-
-    # Analysts' DuckDB view over the folder sees the same rows, once.
-    import duckdb
-
-    from etl.marts import access
-
-    path = access.build_duckdb(uri)
-    with duckdb.connect(path, read_only=True) as con:
-        assert con.execute("SELECT count(*), count(DISTINCT batch_id) FROM load_log").fetchone() == (300, 300)
-
-
-def test_a_compaction_cut_short_never_shows_a_row_twice_and_is_finished_next_time(warehouse):
-    uri = str(warehouse)
-    _log_rows(uri, 10)
-    kept = {p.name: p.read_bytes() for p in (warehouse / "_load_log").iterdir()}
-    assert publish.compact_load_log(uri) == 10
-    # As if the process died after the segment became visible, before its members were deleted,
-    # and another one before its next segment was renamed into place.
-    for name, data in list(kept.items())[:3]:
-        (warehouse / "_load_log" / name).write_bytes(data)
-    (warehouse / "_load_log" / ".segment-x.parquet.tmp").write_bytes(b"half a file")
-    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(10)]
-    assert publish.compact_load_log(uri) == 0  # nothing new to merge; the leftovers are removed
-    segments, rows = _log_folder(warehouse)
-    assert len(segments) == 1 and rows == []
-    assert publish.read_load_log(uri).num_rows == 10
-
-
-def test_appends_racing_with_compaction_lose_and_double_nothing(warehouse):
-    import threading
+def test_load_log_rows_are_each_read_once_also_when_appended_from_several_processes(warehouse):
+    import multiprocessing as mp
 
     uri = str(warehouse)
-    threads = [threading.Thread(target=_log_rows, args=(uri, 150, start)) for start in (0, 150)]
-    reads: list[int] = []
-    reader = threading.Thread(target=lambda: [reads.append(publish.read_load_log(uri).num_rows) for _ in range(20)])
-    for t in (*threads, reader):
-        t.start()
-    for t in (*threads, reader):
-        t.join()
-    assert reads == sorted(reads)  # never a row counted twice, then lost
-    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(300)]
-
-
-def test_two_segments_merging_the_same_row_files_still_read_each_row_once(warehouse):
-    """On an object store there is no lock: two compactions may merge the same files."""
-    uri = str(warehouse)
-    _log_rows(uri, 6)
-    folder = warehouse / "_load_log"
-    kept = {p.name: p.read_bytes() for p in folder.iterdir()}
-    publish.compact_load_log(uri)
-    (first,) = [p for p in folder.iterdir() if p.name.startswith("segment-")]
-    first.rename(folder / "segment-0-first.parquet")
-    for name, data in list(kept.items())[2:]:  # the second compaction listed four of the six
-        (folder / name).write_bytes(data)
-    for name in list(kept)[:2]:
-        (folder / name).unlink(missing_ok=True)
-    # Build the second segment by hand as a racing compaction would have: without seeing the first.
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    members = sorted(list(kept)[2:])
-    table = pa.concat_tables([pq.read_table(folder / m) for m in members]).replace_schema_metadata(
-        {b"etl.load_log.members": json.dumps(members).encode()})
-    pq.write_table(table, folder / "segment-1-second.parquet")
-    for m in members:
-        (folder / m).unlink()
-    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(6)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_log_rows, args=(uri, 10, 10 * i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sorted(publish.read_load_log(uri)["batch_id"].to_pylist()) == [f"b{i:04d}" for i in range(40)]
 
 
 def test_a_rerun_leaves_a_quarantine_of_several_source_files_unchanged(warehouse):
     """The quarantine's key starts with source_file, which is not a business column: compare in key order."""
+    from deltalake import DeltaTable
+
     uri = str(warehouse)
     q = pd.DataFrame([{"source_file": "b.json", "row_number": 1, "raw": "x", "reason": "bad"},
                       {"source_file": "a.json", "row_number": 2, "raw": "y", "reason": "bad"},
                       {"source_file": "a.json", "row_number": 1, "raw": "z", "reason": "bad"}])
-    versions = warehouse / "_versions" / "_quarantine" / "population"
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b1")
-    before = os.readlink(warehouse / "_quarantine" / "population")
+    before = DeltaTable(str(warehouse / "_quarantine" / "population")).version()
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b2")
-    assert os.readlink(warehouse / "_quarantine" / "population") == before
+    assert DeltaTable(str(warehouse / "_quarantine" / "population")).version() == before
     assert {r["batch_id"] for r in publish.read_quarantine(uri, "population").to_pylist()} == {"b1"}
-    assert len([p for p in versions.iterdir() if not p.name.startswith((".", "_"))]) == 1

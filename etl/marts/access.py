@@ -1,11 +1,15 @@
-"""``<warehouse>/followup.duckdb``: a DuckDB database of views over the published Parquet.
+"""``<warehouse>/followup.duckdb``: a DuckDB database of views over the published Delta tables.
 
 One view per published table (sources, marts), ``load_log``, one
 ``quarantine_<table>`` per quarantine and a ``quarantine`` view over all of
 them, so an analyst runs ``duckdb warehouse/followup.duckdb`` and then
-``select * from followup_region_year``. The file holds no data: views read
-the Parquet at query time, so they always show the current table version
-(a publish swaps the table folder atomically).
+``select * from followup_region_year``. The file holds no data: each view
+reads the Parquet files of its table's Delta snapshot, listed by name when
+the file is built, so a view always shows one whole table version, never a
+mix — DuckDB needs no Delta extension (which it would download). Every
+pipeline run that publishes rebuilds the file, so the views move to the new
+versions; files of the versions they named stay until vacuum, whose
+retention is far longer than a run.
 
 The views name **absolute** paths of a local warehouse, so the file works
 from any working directory — and must be rebuilt (``python -m etl run
@@ -13,9 +17,9 @@ followup``) if the warehouse folder moves. For an object-store warehouse
 the views name the ``s3://…`` URIs and the analyst needs DuckDB's httpfs
 extension and credentials (``CREATE SECRET``).
 
-The file is rebuilt from scratch on every run into a temporary file that
-replaces the old one with one ``os.replace``: a reader never sees a
-half-built catalogue, and one that has the old file open keeps it.
+The file is rebuilt from scratch into a temporary file that replaces the
+old one with one ``os.replace``: a reader never sees a half-built
+catalogue, and one that has the old file open keeps it.
 """
 
 from __future__ import annotations
@@ -55,10 +59,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def view_sql(view: str, schema: schemas.TableSchema, location_uri: str, has_files: bool) -> str:
-    """CREATE VIEW over ``<location>/**/*.parquet`` with the registry's column order and types."""
+def view_sql(view: str, schema: schemas.TableSchema, files: list[str]) -> str:
+    """CREATE VIEW over the Parquet ``files`` of one table version, with the registry's column order and types."""
     columns = ", ".join(_ident(c.name) for c in schema.all_columns)
-    if not has_files:
+    if not files:
         # A published but empty table has no Parquet file for read_parquet to find: a typed empty view instead.
         typed = ", ".join(f"CAST(NULL AS {duckdb_type(c.type)}) AS {_ident(c.name)}" for c in schema.all_columns)
         return f"CREATE VIEW {_ident(view)} AS SELECT {typed} WHERE false"
@@ -67,38 +71,38 @@ def view_sql(view: str, schema: schemas.TableSchema, location_uri: str, has_file
         types = ", ".join(f"{_literal(p)}: {duckdb_type(schema.arrow_schema.field(p).type)}"
                           for p in schema.partition_by)
         options.append(f"hive_types = {{{types}}}")
-    glob = _literal(storage.join(location_uri, "**", "*.parquet"))
-    return f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM read_parquet({glob}, {', '.join(options)})"
+    listed = "[" + ", ".join(_literal(f) for f in files) + "]"
+    return f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM read_parquet({listed}, {', '.join(options)})"
 
 
-def _views(warehouse_uri: str) -> list[tuple[str, schemas.TableSchema, str, bool, str]]:
-    """(view, schema, location URI, has parquet files, description) for everything published."""
+def _views(warehouse_uri: str) -> list[tuple[str, schemas.TableSchema, list[str], str]]:
+    """(view, schema, Parquet files of the current version, description) for everything published."""
+    from etl import publish
+
     fs, root = storage.filesystem(warehouse_uri)
-    local = storage.is_local(fs)
-    base = os.path.abspath(root) if local else warehouse_uri.rstrip("/")
+    base = os.path.abspath(root) if storage.is_local(fs) else warehouse_uri.rstrip("/")
 
-    def found(location: str) -> tuple[bool, bool]:
-        path = posixpath.join(root, location)
-        if not fs.exists(path):
-            return False, False
-        return True, any(p.endswith(".parquet") for p in fs.find(path))
+    def files(location: str) -> list[str] | None:
+        found = publish.table_files(base, location)
+        if found is None:
+            return None
+        # delta-rs names local files file:///…; DuckDB wants the path (and keeps s3:// as it is).
+        return [f.removeprefix("file://") for f in found]
 
     views = []
     for schema in sorted(schemas.all_tables(), key=lambda s: s.name):
         if schema.name.startswith("_"):
             continue
-        exists, has_files = found(schema.name)
-        if exists:
-            views.append((schema.name, schema, storage.join(base, schema.name), has_files, schema.description))
-        q_exists, q_files = found(posixpath.join("_quarantine", schema.name))
-        if q_exists:
-            views.append((f"quarantine_{schema.name}", schemas.get("_quarantine"),
-                          storage.join(base, "_quarantine", schema.name), q_files,
+        listed = files(schema.name)
+        if listed is not None:
+            views.append((schema.name, schema, listed, schema.description))
+        q_listed = files(posixpath.join("_quarantine", schema.name))
+        if q_listed is not None:
+            views.append((f"quarantine_{schema.name}", schemas.get("_quarantine"), q_listed,
                           f"Quarantined input rows meant for {schema.name}, with the reason."))
-    log_exists, log_files = found("_load_log")
-    if log_exists:
-        views.append(("load_log", schemas.get("_load_log"), storage.join(base, "_load_log"), log_files,
-                      schemas.get("_load_log").description))
+    log_listed = files("_load_log")
+    if log_listed is not None:
+        views.append(("load_log", schemas.get("_load_log"), log_listed, schemas.get("_load_log").description))
     return views
 
 
@@ -116,8 +120,8 @@ def build_duckdb(warehouse_uri: str) -> str:
     try:
         con = duckdb.connect(tmp)
         try:
-            for view, schema, location, has_files, description in views:
-                con.execute(view_sql(view, schema, location, has_files))
+            for view, schema, files, description in views:
+                con.execute(view_sql(view, schema, files))
                 con.execute(f"COMMENT ON VIEW {_ident(view)} IS {_literal(description)}")
                 for col in schema.all_columns:
                     con.execute(f"COMMENT ON COLUMN {_ident(view)}.{_ident(col.name)} IS {_literal(col.description)}")
