@@ -390,3 +390,24 @@ print(json.dumps({"errors": list(bag.import_errors), "schedule": str(dag.schedul
     assert result["tasks"] == ["load_new_reports"]
     assert result["pool"] == "etl_warehouse_writer"
     assert result["outlets"] == sorted(f"file://warehouse/{t}" for t in pipeline.TABLES)
+
+
+def test_the_analysts_views_follow_every_publish(settings, landing, warehouse):
+    """followup.duckdb is refreshed by each run that publishes, not only by the followup DAG (issue 14)."""
+    import duckdb
+
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    pipeline.run(settings)
+
+    def count(sql: str) -> int:
+        with duckdb.connect(str(warehouse / "followup.duckdb"), read_only=True) as con:
+            return con.execute(sql).fetchone()[0]
+
+    assert count("select count(*) from county_initiative") == 3
+    assert count("select count(*) from quarantine_county_initiative") == 0
+    doc = builders.doc(region="04")
+    doc["initiatives"][1]["status"] = "Kanske"  # quarantined row of a new region-year: nothing published shrinks
+    builders.land(landing, "sormland.json", builders.json_bytes(doc), T0 + DAY)
+    pipeline.run(settings)
+    assert count("select count(*) from county_initiative") == 5
+    assert count("select count(*) from quarantine_county_initiative") == 1  # once an empty view, now refreshed

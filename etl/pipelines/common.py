@@ -178,3 +178,20 @@ def refuse_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) ->
 def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:
     publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [], 0, 0, 0, "nothing_new", "skipped",
                             [], message, None, publish.utcnow())
+
+
+def refresh_views(warehouse_uri: str, report: RunReport) -> None:
+    """After a run that published anything: ``followup.duckdb``'s views move to the new table versions.
+
+    Until then they keep showing the versions they name, whole (their files
+    stay until vacuum). A failure here is a warning, not a failed run: the
+    tables are committed and the next run refreshes the views.
+    """
+    if not any(r.outcome == "published" for r in report.results):
+        return
+    from etl.marts import access
+
+    try:
+        access.build_duckdb(warehouse_uri)
+    except Exception as exc:  # noqa: BLE001 - the data is published; the catalogue is a convenience on top
+        log.warning("could not refresh the analysts' views (%s): %s: %s", access.DUCKDB_FILE, type(exc).__name__, exc)

@@ -37,7 +37,7 @@ from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path, last_committed
 from etl.errors import BadInput, EtlError, ValidationFailed
 from etl.pipelines.common import (RunReport, checked_batch, record_blocked, record_failure, record_nothing_new,
-                                  record_skipped, refuse_skipped)
+                                  record_skipped, refresh_views, refuse_skipped)
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -399,6 +399,7 @@ def run(settings: Settings, **_: object) -> RunReport:
             if f.uri not in blocked and report.results and len(report.results) == len(TABLES):
                 record.mark_published(did, f)
         record.save({f.name for f in landed})
+        refresh_views(warehouse, report)
     superseded = [s for s in submissions if s.superseded]
     report.messages.append(
         f"{PIPELINE}: {len(new)} file(s): {len(new) - len(blocked) - len(superseded)} report(s) loaded, "

@@ -53,7 +53,7 @@ from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
-                                 record_nothing_new, record_skipped, refuse_skipped)
+                                 record_nothing_new, record_skipped, refresh_views, refuse_skipped)
 from etl.sources import ehealth_exports as exports
 from etl.sources import unit_daily
 
@@ -201,6 +201,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                     failures.append((month, exc))
     finally:
         record.save()
+        refresh_views(settings.warehouse_uri, report)
     if failures:
         for line in report.lines():
             log.info("%s", line)

@@ -31,7 +31,7 @@ from etl import publish, regions, storage
 from etl.config import Settings
 from etl.privacy import redact_uri
 from etl.errors import BadInput, ConfigError, EtlError
-from etl.pipelines.common import RunReport, checked_batch, record_failure
+from etl.pipelines.common import RunReport, checked_batch, record_failure, refresh_views
 from etl.sources import kolada, scb
 from etl.sources.http import ApiRows, RetryPolicy
 
@@ -216,5 +216,6 @@ def run(
         raise
     report.results.append(publish.publish(wh, PIPELINE, pop_batch, batch_id, population.sources))
     report.results.append(publish.publish(wh, PIPELINE, kpi_batch, batch_id, key_figures.sources))
+    refresh_views(wh, report)
     report.messages.extend(f"warning: {w}" for w in (*population.warnings, *key_figures.warnings))
     return report
