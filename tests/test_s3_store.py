@@ -17,7 +17,6 @@ import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from tests.seaweedfs import s3_env, s3_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
 
