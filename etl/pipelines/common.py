@@ -189,7 +189,12 @@ def refresh_views(warehouse_uri: str, report: RunReport) -> None:
     """
     if not any(r.outcome == "published" for r in report.results):
         return
+    from etl import storage
     from etl.marts import access
+
+    if not storage.is_local(storage.filesystem(warehouse_uri)[0]):
+        # Views over s3:// need DuckDB's httpfs extension at build time; the followup run builds them there.
+        return
 
     try:
         access.build_duckdb(warehouse_uri)
