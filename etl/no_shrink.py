@@ -12,7 +12,10 @@ the previous version stays, the run fails naming it — when
   the sender's say: rows of the file were quarantined (a broken row rule,
   an unknown region name, a truncated last line) or the file does not state
   that table at all (a county JSON whose ``initiatives`` key is missing or
-  misspelt).
+  misspelt, an export without its national total line), or its figures
+  contradict the rest of the delivery (a unit-level file whose daily
+  bookings do not add up to the month's regional bookings: cut short at a
+  line boundary, which no parser can see).
 
 A correction that states a table explicitly — ``"initiatives": []``, an
 export listing every region — is honoured, removals included: that is
@@ -104,7 +107,8 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
                 continue
             held, top = quarantine_reasons(batch, source)
             unstated = source in batch.unstated
-            if not held and not unstated:
+            doubt = batch.doubts.get(source)
+            if not held and not unstated and not doubt:
                 continue  # the file states this table whole: whatever it leaves out is withdrawn
             published = publish.read_published_keys(warehouse_uri, batch.table, batch.merge_keys, set(keys))
             dropped = _key_set(published, list(schema.key)) - _new_keys(batch, source, schema)
@@ -112,7 +116,8 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
                 continue
             examples = ", ".join(_show_key(schema, k) for k in sorted(dropped, key=repr)[:MAX_EXAMPLES])
             cause = (f"{held} row(s) quarantined: {top}" if held else
-                     f"the file does not state {batch.table} (to withdraw its rows, send the list empty)")
+                     f"the file has no rows for {batch.table} (a withdrawal must be stated, e.g. an empty "
+                     "list in a report's JSON)" if unstated else doubt)
             reasons.setdefault(source, []).append(
                 f"would remove {len(dropped)} published {batch.table} row(s) (e.g. {examples}) because {cause}")
     return {source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines))

@@ -95,6 +95,9 @@ class TableBatch:
     source_keys: dict[str, list[tuple]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     unstated: set[str] = field(default_factory=set)
+    # Sources whose content contradicts other figures of the delivery (file → why), e.g. a unit-level
+    # file whose daily bookings do not add up to the month's regional bookings: cut short, maybe.
+    doubts: dict[str, str] = field(default_factory=dict)
 
     def source_rows(self, source_file: str) -> int:
         """Input rows of one source file in this batch (loaded + quarantined)."""
@@ -134,6 +137,7 @@ class TableBatch:
             source_keys={s: k for s, k in self.source_keys.items() if s not in sources},
             refused={s: r for s, r in self.refused.items() if s not in sources},
             unstated=self.unstated - sources,
+            doubts={s: d for s, d in self.doubts.items() if s not in sources},
         )
 
     @property
@@ -547,6 +551,14 @@ def read_published_keys(warehouse_uri: str, name: str, merge_keys: tuple[str, ..
     if not keys:
         return _read(None, schema, columns)
     return _read(_open(_uri(warehouse_uri, name)), schema, columns, _filter(merge_keys, keys, schema.arrow_schema))
+
+
+def read_table_where(warehouse_uri: str, name: str, merge_keys: tuple[str, ...], keys: set[tuple]) -> pa.Table:
+    """The published rows (all columns) under ``keys`` of ``merge_keys``; reads only their partitions."""
+    schema = schemas.get(name)
+    if not keys:
+        return _read(None, schema)
+    return _read(_open(_uri(warehouse_uri, name)), schema, None, _filter(merge_keys, keys, schema.arrow_schema))
 
 
 def read_table(warehouse_uri: str, name: str, version: int | None = None) -> pa.Table:

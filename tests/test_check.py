@@ -93,7 +93,7 @@ def test_county_json_with_a_misspelt_list_is_blocked_and_rows_quarantined_are_li
 
     verdicts = check.check([str(misspelt), str(new_region)], settings)
     assert verdicts[0].verdict == check.BLOCKED
-    assert "does not state county_initiative" in verdicts[0].lines[0]
+    assert "the file has no rows for county_initiative" in verdicts[0].lines[0]
     assert verdicts[1].verdict in (check.QUARANTINE, check.REFUSED), verdicts[1]
     assert verdicts[1].lines
 

@@ -85,7 +85,7 @@ def test_county_json_with_capitalised_keys_does_not_wipe_the_region_year(setting
         county.run(settings)
     message = str(error.value)
     assert "uppsala_rattelse.json: blocked, would remove" in message
-    assert "the file does not state county_initiative" in message
+    assert "the file has no rows for county_initiative" in message
     assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
     assert publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows == services
 
@@ -125,6 +125,27 @@ def test_unit_file_still_being_written_waits_and_a_truncated_correction_is_block
     os.utime(unit, (old + 1, old + 1))
     with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, would remove \d+ published ehealth_unit_daily"):
         pipeline.run(waiting)
+    assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
+
+
+def test_a_unit_file_cut_at_a_line_boundary_is_blocked_by_the_regional_bookings(settings, landing, warehouse):
+    """``head -n 1500`` of a unit file parses cleanly; its days no longer add up to the regional bookings."""
+    from etl.sample import ehealth as sample
+
+    sample.write(landing, 2017, 2017, units=40, unit_months=1)
+    unit = next((landing / "ehealth").glob("webbtidbok_enheter_*.csv"))
+    period = unit.stem.rsplit("_", 1)[-1]
+    for path in (landing / "ehealth").iterdir():
+        if period not in path.name:
+            path.unlink()
+    pipeline.run(settings)
+    loaded = publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows
+    lines = unit.read_bytes().splitlines(keepends=True)
+    unit.write_bytes(b"".join(lines[: len(lines) // 2]))
+    (landing / "ehealth" / f"webbtidbok_{period}.csv").unlink()  # the unit file alone: judged by what is published
+    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, would remove \d+ published "
+                                               r"ehealth_unit_daily row\(s\) .* do not sum to the regional"):
+        pipeline.run(settings)
     assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
 
 
@@ -267,3 +288,14 @@ def test_published_keys_disappear_only_by_withdrawal_and_the_latest_good_deliver
         assert now == published, (sequence, step)  # the latest good delivery, never a shrunk one
         if published:
             assert set(now) == set(regions.REGION_CODES)
+
+
+def test_an_export_without_its_national_total_line_keeps_the_published_national_rows(settings, landing, warehouse):
+    _write(landing, "journalen")
+    _write(landing, "webbtidbok")
+    pipeline.run(settings)
+    national = publish.read_table(str(warehouse), "ehealth_adoption_national").num_rows
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";Riket;" not in line])
+    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked.*no rows for ehealth_adoption_national"):
+        pipeline.run(settings)
+    assert publish.read_table(str(warehouse), "ehealth_adoption_national").num_rows == national

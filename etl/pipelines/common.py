@@ -131,6 +131,7 @@ def combine(parts: list[publish.TableBatch]) -> publish.TableBatch | None:
         source_keys={s: k for p in parts for s, k in p.source_keys.items()},
         refused={s: r for p in parts for s, r in p.refused.items()},
         unstated={s for p in parts for s in p.unstated},
+        doubts={s: d for p in parts for s, d in p.doubts.items()},
     )
 
 

@@ -319,6 +319,8 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
         keys = _replace_keys([export])
         regional.source_keys = {source: keys}
         national.source_keys = {source: keys}
+        if not export.national_lines:
+            national.unstated = {source}  # no national total line: says nothing about the published one
         judged.candidates += [regional, national]
         lacking = _regions_lacking(regional)
         if lacking:
@@ -607,11 +609,28 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
         warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=[(period,)],
         quarantine_sources=[unit_file.uri],
     )
-    batch.warnings.extend(unit_sum_warnings(period, batch.rows, regional_rows))
+    if regional_rows is None or not (regional_rows["service"] == exports.SERVICE_WEB_BOOKING).any():
+        regional_rows = _published_web_bookings(settings.warehouse_uri, period)  # no web booking file this run
+    off = unit_sum_warnings(period, batch.rows, regional_rows)
+    batch.warnings.extend(off)
+    mismatch = [w for w in off if "do not sum" in w]
+    if mismatch:
+        # Published unit rows are only replaced by a file whose days add up (no_shrink decides).
+        batch.doubts = {unit_file.uri: mismatch[0]}
     batch.source_keys = {unit_file.uri: [(period,)]}
     if read.file_error is not None:
         batch.refused = {unit_file.uri: read.file_error}
     return batch
+
+
+def _published_web_bookings(warehouse_uri: str, period: str):
+    """The month's published regional web booking rows (pandas), or None: what a unit file alone is summed against."""
+    import datetime as dt
+
+    year, month = (int(x) for x in period.split("-"))
+    keys = {(year, dt.date(year, month, 1), exports.SERVICE_WEB_BOOKING)}
+    table = publish.read_table_where(warehouse_uri, "ehealth_adoption", ("year", "month", "service"), keys)
+    return table.to_pandas() if table.num_rows else None
 
 
 def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
