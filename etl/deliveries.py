@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import posixpath
+import time
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -60,20 +61,33 @@ def record_uri(warehouse_uri: str, pipeline: str) -> str:
     return storage.join(warehouse_uri, "_state", "deliveries", f"{pipeline}.json")
 
 
+def _same_file(entry: dict | None, landed: storage.LandedFile) -> bool:
+    """Is ``landed`` the file ``entry`` remembers: same content, not written again since (same time)?
+
+    A file rewritten with its old content (a re-send under the same name) has
+    a new modification time: it arrived again. Entries written before times
+    were remembered match on content alone.
+    """
+    return bool(entry) and entry.get("sha256") == landed.sha256 \
+        and entry.get("modified", landed.modified) == landed.modified
+
+
 @dataclass
 class DeliveryRecord:
     """What each delivery's published version came from, and what each landed file was found to be.
 
     ``published``: delivery id → ``{"sha256": …, "file": NFC name}`` (committed).
-    ``files``: NFC file name → ``{"sha256": …, "delivery": id or None}`` — the
-    delivery a file's content was found to be (a county report's region and
-    year are inside the file), so unchanged files are not parsed again.
+    ``files``: NFC file name → ``{"sha256", "delivery": id or None, "seen": epoch s, "modified"}``
+    — the delivery a file's content was found to be (a county report's region
+    and year are inside the file), so unchanged files are not parsed again,
+    and when that content first arrived (delivery order).
     """
 
     uri: str
     published: dict[str, dict] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)
     legacy_source: object = None  # callable → {delivery id: SHA-256 last committed}, from the load log
+    now: float = field(default_factory=time.time)  # this run's arrival time: files first seen together tie
     _legacy: dict[str, str] | None = None
 
     @classmethod
@@ -108,12 +122,28 @@ class DeliveryRecord:
         self.published[delivery] = {"sha256": landed.sha256, "file": landed.name}
 
     def remember_file(self, landed: storage.LandedFile, delivery: str | None) -> None:
-        self.files[landed.name] = {"sha256": landed.sha256, "delivery": delivery}
+        """Note a file's content and delivery, and — the first time this content is seen under this name — when."""
+        entry = self.files.get(landed.name)
+        seen = entry.get("seen") if _same_file(entry, landed) else None
+        self.files[landed.name] = {"sha256": landed.sha256, "delivery": delivery, "seen": seen or self.now,
+                                   "modified": landed.modified}
+
+    def arrived(self, landed: storage.LandedFile) -> float:
+        """When this content was first seen in landing under this name (epoch s; 0 for records older than that).
+
+        Delivery order goes by arrival, not by the file's modification time:
+        a copy that keeps its old time (``cp -p``, rsync ``-a``, WinSCP) or a
+        sender's clock ahead of ours must not decide which version counts.
+        """
+        entry = self.files.get(landed.name)
+        if _same_file(entry, landed):
+            return float(entry.get("seen") or 0.0)
+        return self.now
 
     def known_delivery(self, landed: storage.LandedFile) -> tuple[bool, str | None]:
         """(known, delivery id) of a file whose content was seen before under this name."""
         entry = self.files.get(landed.name)
-        if entry and entry.get("sha256") == landed.sha256:
+        if _same_file(entry, landed):
             return True, entry.get("delivery")
         return False, None
 

@@ -161,8 +161,12 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
     **Files still being written.** A file modified less than
     ``settle_seconds`` ago is still arriving: it is not returned but named in
     ``arriving`` (when given), and the next run takes it once it has been
-    left alone that long. Names are NFC-normalised (a file saved on macOS
-    arrives NFD-spelled; both spellings are one delivery).
+    left alone that long — by its modification time, or (with
+    ``hash_cache``, which remembers when each size/time was first seen) by
+    having been listed unchanged that long, so a file stamped in the future
+    by a sender's clock is not held back for ever. Names are NFC-normalised
+    (a file saved on macOS arrives NFD-spelled; both spellings are one
+    delivery); a name that is not valid UTF-8 is named in ``skipped``.
 
     Every file's SHA-256 identifies what was loaded. With ``hash_cache`` (see
     :func:`hash_cache_uri`), a file whose size, modification time, inode or
@@ -197,6 +201,13 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         name = unicodedata.normalize("NFC", stored_name)
         if name.startswith("."):
             continue
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are no UTF-8 (a Latin-1 name from a Windows share or a zip)
+            if skipped is not None:
+                skipped.append(f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character "
+                               "set?); rename it")
+            continue
         if info.get("type") == "directory":
             if skipped is not None:
                 skipped.append(f"{name!r} is a folder: deliveries are files directly under {prefix}/")
@@ -218,17 +229,26 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             skipped.append(str(exc))
             continue
         stamp = _content_stamp(info)
-        if settle_seconds and stamp[1] is not None and now - stamp[1] < settle_seconds:
-            if arriving is not None:
-                arriving.append(f"{name!r} was modified {max(0.0, now - stamp[1]):.0f} s ago (still being "
-                                f"written?); it is loaded once left alone for {settle_seconds:.0f} s")
-            continue
         known = cached.get(name)
+        same = bool(known) and known.get("stamp") == stamp
+        # Unchanged since which listing: a file counts as settled when its modification time is
+        # settle_seconds old, or when this listing and one settle_seconds ago saw the same size,
+        # time, inode/ETag (a sender's clock ahead of ours must not hold a file back for ever).
+        seen = float(known.get("seen") or now) if same else now
+        if settle_seconds and stamp[1] is not None and now - stamp[1] < settle_seconds \
+                and now - seen < settle_seconds:
+            if arriving is not None:
+                age = now - stamp[1]
+                when = (f"was modified {age:.0f} s ago (still being written?)" if age >= 0 else
+                        f"has a modification time {-age:.0f} s in the future (the sender's clock?)")
+                arriving.append(f"{name!r} {when}; it is loaded once left unchanged for {settle_seconds:.0f} s")
+            remembered[name] = {"stamp": stamp, "seen": seen, "sha256": known.get("sha256") if same else None}
+            continue
         # Without a modification time, ETag or inode only the size is left: too little to trust.
         telling = stamp[1] is not None or stamp[2] or stamp[3]
-        reuse = telling and known and known.get("stamp") == stamp
+        reuse = telling and same and known.get("sha256")
         sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
-        remembered[name] = {"stamp": stamp, "sha256": sha256}
+        remembered[name] = {"stamp": stamp, "seen": seen, "sha256": sha256}
         found.append(LandedFile(uri=redact_uri(join(landing_uri, prefix, name)), name=name, size=stamp[0], modified=stamp[1],
                                 sha256=sha256, location=join(landing_uri, prefix, stored_name)))
     if hash_cache and remembered != cached:

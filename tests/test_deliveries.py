@@ -205,6 +205,31 @@ def test_county_resending_the_earlier_version_undoes_a_correction(settings, land
     assert grant() == [20_000_000]
 
 
+def test_a_resent_county_report_counts_by_arrival_even_with_its_old_modification_time(settings, landing):
+    """``cp -p`` / rsync ``-a`` / WinSCP keep a file's old time: arrival, not mtime, decides the delivery."""
+    def grant() -> list[int]:
+        return publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist()
+
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
+    county.run(settings)
+    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
+                  T0 + DAY)
+    county.run(settings)
+    assert grant() == [22_000_000]
+    # The first version sent again as a copy that kept its original time (older than the correction's).
+    builders.land(landing, "uppsala_igen.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
+    county.run(settings)
+    assert grant() == [20_000_000]
+    # A file stamped far in the future does not shadow a later correction either.
+    builders.land(landing, "uppsala_framtid.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")),
+                  T0 + 10_000 * DAY)
+    county.run(settings)
+    assert grant() == [21_000_000]
+    builders.land(landing, "uppsala_sista.json", builders.json_bytes(builders.doc(grant_sek="23 mnkr")), T0 + 2 * DAY)
+    county.run(settings)
+    assert grant() == [23_000_000]
+
+
 def test_one_delivery_through_two_mount_points_and_two_spellings(tmp_path, warehouse):
     host, worker = tmp_path / "host", tmp_path / "worker"
     name = "Region Jönköpings län.json"

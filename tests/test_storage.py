@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -164,3 +165,35 @@ def test_an_unreachable_remote_landing_fails_instead_of_reading_as_empty(warehou
     with pytest.raises(SourceUnavailable, match="cannot read") as error:
         storage.list_landed(f"http://u:s3cret-pw@127.0.0.1:{port}/landing", "ehealth", (".csv",))
     assert "s3cret-pw" not in str(error.value)
+
+
+def test_a_file_stamped_in_the_future_is_taken_once_listed_unchanged_for_the_settle_interval(tmp_path, monkeypatch):
+    folder = tmp_path / "landing" / "ehealth"
+    folder.mkdir(parents=True)
+    path = folder / "journalen_2020-02.csv"
+    path.write_text("x")
+    future = time.time() + 10 * 365 * 86400
+    os.utime(path, (future, future))
+    cache = str(tmp_path / "hashes.json")
+    arriving: list[str] = []
+    found = storage.list_landed(str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache,
+                                settle_seconds=60, arriving=arriving)
+    assert found == [] and "in the future" in arriving[0]
+    later = time.time() + 61
+    monkeypatch.setattr(storage.time, "time", lambda: later)
+    found = storage.list_landed(str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache,
+                                settle_seconds=60, arriving=[])
+    assert [f.name for f in found] == ["journalen_2020-02.csv"]
+
+
+def test_a_file_name_that_is_not_utf8_is_named_not_a_crash(tmp_path):
+    folder = tmp_path / "landing" / "county_reports"
+    folder.mkdir(parents=True)
+    (folder / "ok.json").write_text("{}")
+    with open(os.path.join(os.fsencode(folder), b"Sk\xe5ne.json"), "w") as handle:
+        handle.write("{}")
+    skipped: list[str] = []
+    found = storage.list_landed(str(tmp_path / "landing"), "county_reports", (".json",), skipped=skipped)
+    assert [f.name for f in found] == ["ok.json"]
+    assert len(skipped) == 1 and "not valid UTF-8" in skipped[0] and "Sk\\udce5ne.json" in skipped[0]
+    skipped[0].encode("utf-8")  # the line itself can be logged and stored

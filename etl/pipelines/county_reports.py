@@ -7,8 +7,9 @@ which file is each region-year's delivery now, validates the three tables
 with their suites and publishes them.
 
 Which file counts — **delivery order** (:mod:`etl.deliveries`): for each
-region and year the file in landing now with the newest modification time
-is the delivery, and the tables reflect it. It is (re)loaded whenever its
+region and year the file in landing now that arrived last (first seen by a
+run; files first seen together go by modification time) is the delivery,
+and the tables reflect it. It is (re)loaded whenever its
 content differs from the content the published version came from — so
 re-sending an earlier version after a correction undoes the correction.
 Older files for the same region-year stay in landing unloaded, named in
@@ -331,7 +332,9 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
         by_delivery[did].append(f)
     current = {}
     for did, files in by_delivery.items():
-        files.sort(key=lambda f: (f.modified or 0.0, f.name))  # equal times: by name, never by listing order
+        # The latest arrival counts; files that arrived together (a first load) go by modification time,
+        # then by name, never by listing order.
+        files.sort(key=lambda f: (record.arrived(f), f.modified or 0.0, f.name))
         current[did] = files[-1]
         for older in files[:-1]:
             sub = parsed.get(older.uri)
@@ -370,7 +373,9 @@ def run(settings: Settings, **_: object) -> RunReport:
     submissions = [parsed.get(f.uri) or read_submission(f) for f in pending.values()] + not_loaded
     if not submissions:
         record.save({f.name for f in landed})
-        message = f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
+        message = (f"nothing new loaded: {len(arriving)} county report file(s) still arriving (named above)"
+                   if arriving else
+                   f"nothing new: {len(landed)} county report file(s) in landing, all already loaded")
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
         refuse_skipped(warehouse, report, skipped)

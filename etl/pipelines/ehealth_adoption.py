@@ -171,7 +171,8 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     if not months:
         where = redact_uri(storage.join(settings.landing_uri, PREFIX))
         message = (f"no e-health files for {period} in {where}" if period is not None
-                   else f"nothing new in {where}: every delivery is loaded as it is in landing")
+                   else f"nothing new loaded from {where}: {len(arriving)} file(s) still arriving (named above)"
+                   if arriving else f"nothing new in {where}: every delivery is loaded as it is in landing")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
         refuse_skipped(settings.warehouse_uri, report, skipped)
