@@ -271,30 +271,28 @@ def _predicate(merge_keys: tuple[str, ...], keys: set[tuple]) -> str:
     return " OR ".join(terms)
 
 
-def _filter(merge_keys: tuple[str, ...], keys: set[tuple], arrow_schema: pa.Schema):
-    """The same rows as a pyarrow dataset filter (prunes partitions and row groups when reading)."""
-    expression = None
-    if len(merge_keys) == 1:
-        name = merge_keys[0]
-        values = pa.array([k[0] for k in keys], type=arrow_schema.field(name).type)
-        return pc.field(name).isin(values)
-    for k in keys:
-        term = None
-        for c, v in zip(merge_keys, k):
-            cond = pc.field(c) == pa.scalar(v, type=arrow_schema.field(c).type)
-            term = cond if term is None else term & cond
-        expression = term if expression is None else expression | term
-    return expression
+def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None,
+          where: str | None = None) -> pa.Table:
+    """Rows of a Delta table snapshot (``where``: a SQL predicate), cast to the registry schema.
 
+    Read by delta-rs's own query engine (DataFusion: partition and row-group
+    pruning), handed over as Arrow memory. Not through ``to_pyarrow_dataset``,
+    whose Python filesystem handler leaves Python objects on pyarrow's
+    threads that abort the interpreter at exit (issue 13 §8: exit 134).
+    """
+    from deltalake import QueryBuilder
 
-def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None, flt=None) -> pa.Table:
-    """Rows of a Delta table snapshot, cast to the registry schema (partition columns typed)."""
     arrow = schema.arrow_schema
     wanted = columns or arrow.names
-    if table is None:
-        return pa.schema([arrow.field(c) for c in wanted]).empty_table()
-    data = table.to_pyarrow_dataset().to_table(columns=wanted, filter=flt)
     target = pa.schema([arrow.field(c) for c in wanted])
+    if table is None:
+        return target.empty_table()
+    listed = ", ".join(f'"{c}"' for c in wanted)
+    sql = f"SELECT {listed} FROM t" + (f" WHERE {where}" if where else "")
+    data = pa.table(QueryBuilder().register("t", table).execute(sql))
+    if data.num_rows == 0:
+        return target.empty_table()
+    data = data.select(wanted)
     return data.cast(target) if data.schema != target else data
 
 
@@ -336,7 +334,7 @@ def write_version(
             if merge_keys is None:
                 old = _read(table, schema)
             elif clear_keys:
-                old = _read(table, schema, flt=_filter(merge_keys, clear_keys, schema.arrow_schema))
+                old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
             else:
                 old = schema.arrow_schema.empty_table()
             if _same_content(old, new_sorted, schema):
@@ -550,7 +548,7 @@ def read_published_keys(warehouse_uri: str, name: str, merge_keys: tuple[str, ..
     columns = list(dict.fromkeys([*schema.key, *merge_keys]))
     if not keys:
         return _read(None, schema, columns)
-    return _read(_open(_uri(warehouse_uri, name)), schema, columns, _filter(merge_keys, keys, schema.arrow_schema))
+    return _read(_open(_uri(warehouse_uri, name)), schema, columns, _predicate(merge_keys, keys))
 
 
 def read_table_where(warehouse_uri: str, name: str, merge_keys: tuple[str, ...], keys: set[tuple]) -> pa.Table:
@@ -558,7 +556,7 @@ def read_table_where(warehouse_uri: str, name: str, merge_keys: tuple[str, ...],
     schema = schemas.get(name)
     if not keys:
         return _read(None, schema)
-    return _read(_open(_uri(warehouse_uri, name)), schema, None, _filter(merge_keys, keys, schema.arrow_schema))
+    return _read(_open(_uri(warehouse_uri, name)), schema, None, _predicate(merge_keys, keys))
 
 
 def read_table(warehouse_uri: str, name: str, version: int | None = None) -> pa.Table:

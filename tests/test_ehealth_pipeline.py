@@ -11,6 +11,7 @@ from etl import publish, regions
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
+from tests.delta_support import arrow as _arrow
 
 SEED = 7
 MARCH = dt.date(2017, 3, 1)
@@ -114,7 +115,7 @@ def test_rerun_is_nothing_new_and_the_same_period_is_unchanged(settings, landing
 
 
 def pa_count(log, table: str) -> int:
-    return sum(1 for name in log.to_pyarrow_table().column("table_name").to_pylist() if name == table)
+    return sum(1 for name in _arrow(log).column("table_name").to_pylist() if name == table)
 
 
 def test_sweep_redoes_a_month_whose_second_table_never_committed(settings, landing, warehouse):

@@ -11,6 +11,7 @@ import pytest
 from etl import publish
 from etl.errors import AccountingError, EtlError
 from etl.publish import TableBatch
+from tests.delta_support import arrow as _arrow
 
 
 def _pop(rows, source="pop.json"):
@@ -40,7 +41,7 @@ def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehou
     assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == ("published", 2, 2, "0")
     assert (warehouse / "population" / "_delta_log").is_dir()
     table = DeltaTable(str(warehouse / "population"))
-    assert sorted(table.to_pyarrow_table().column("population").to_pylist()) == [368_971, 2_269_060]
+    assert sorted(_arrow(table).column("population").to_pylist()) == [368_971, 2_269_060]
     files = [f.removeprefix("file://") for f in publish.table_files(uri, "population")]
     listed = ", ".join(f"'{f}'" for f in files)
     got = duckdb.sql(f"select region_code, population from read_parquet([{listed}]) order by 1").fetchall()

@@ -15,6 +15,7 @@ import pytest
 from etl import publish
 from etl.config import Settings
 from etl.pipelines import county_reports, ehealth_adoption, reference
+from tests.delta_support import arrow as _arrow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,7 +106,7 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
     uri = f"{warehouse}/population"
     table = DeltaTable(uri, storage_options=storage.delta_options(uri))
     assert table.version() == 1
-    assert sorted(table.to_pyarrow_table().column("population").to_pylist()) == [11, 20]
+    assert sorted(_arrow(table).column("population").to_pylist()) == [11, 20]
     assert sorted(publish.read_table(warehouse, "population", version=0).column("population").to_pylist()) == [10, 20]
     files = publish.table_files(warehouse, "population")
     assert len(files) == 1 and files[0].startswith(uri + "/")

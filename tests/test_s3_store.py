@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from tests.delta_support import arrow as _arrow
 
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ def test_delta_partitioned_write_and_predicate_overwrite(s3_env):
     table = DeltaTable(uri, storage_options=options)
     assert table.version() == 2
     assert table.metadata().partition_columns == ["region"]
-    rows = sorted((r["region"], r["v"]) for r in table.to_pyarrow_table().to_pylist())
+    rows = sorted((r["region"], r["v"]) for r in _arrow(table).to_pylist())
     assert rows == [("01", 1), ("01", 2), ("03", 30), ("03", 31), ("05", 5)]
     history = sorted(table.history(), key=lambda h: h["version"])
     assert [(h["version"], h["operation"], h["operationParameters"]["mode"]) for h in history] == [
@@ -94,7 +95,7 @@ def test_delta_partitioned_write_and_predicate_overwrite(s3_env):
 
     # Time travel still sees the replaced rows (the old file is removed logically, not deleted).
     before = DeltaTable(uri, version=1, storage_options=options)
-    assert sorted(r["v"] for r in before.to_pyarrow_table().to_pylist()) == [1, 2, 3, 5]
+    assert sorted(r["v"] for r in _arrow(before).to_pylist()) == [1, 2, 3, 5]
 
     # deltalake also finds the server from the environment alone (what s3_env sets).
     assert DeltaTable(uri).version() == 2
@@ -153,7 +154,7 @@ def test_stale_commit_is_refused_by_the_store(s3_env):
         write_deltalake(stale, pa.table({"x": [2]}), mode="append", commit_properties=NO_INNER_RETRY)
     table = DeltaTable(uri, storage_options=options)
     assert table.version() == 1
-    assert sorted(table.to_pyarrow_table()["x"].to_pylist()) == [0, 1]
+    assert sorted(_arrow(table)["x"].to_pylist()) == [0, 1]
 
     # deltalake commits with put-if-absent only: with conditional put switched off it cannot commit at all.
     with pytest.raises(OSError, match="PutMode::Create"):
@@ -197,7 +198,7 @@ def test_two_processes_commit_concurrently_without_losing_a_commit(s3_env):
     print(f"lost commit races (retried): {lost}")
 
     table = DeltaTable(uri, storage_options=options)
-    rows = sorted((r["writer"], r["seq"]) for r in table.to_pyarrow_table().to_pylist())
+    rows = sorted((r["writer"], r["seq"]) for r in _arrow(table).to_pylist())
     assert rows == [(w, s) for w in (0, 1) for s in range(APPENDS_PER_WRITER)]
     assert table.version() == 2 * APPENDS_PER_WRITER
     history = table.history()
