@@ -97,14 +97,16 @@ def main() -> int:
 
     query = (
         "select region_code, population\n"
-        f"from read_parquet('{WAREHOUSE}/population/**/*.parquet', hive_partitioning=true)\n"
-        "where year = (select max(year) from read_parquet("
-        f"'{WAREHOUSE}/population/**/*.parquet', hive_partitioning=true))\n"
+        "from population\n"
+        "where year = (select max(year) from population)\n"
         "order by population desc limit 5"
     )
-    if (WAREHOUSE / "population").exists():
+    database = WAREHOUSE / "followup.duckdb"
+    if database.exists():
+        print(f"   -- duckdb {database}")
         print("   " + query.replace("\n", "\n   "))
-        print(duckdb.sql(query))
+        with duckdb.connect(str(database), read_only=True) as con:
+            print(con.sql(query))
     extra = ROOT / "scripts" / "demo_answers.py"
     if extra.exists():
         subprocess.run([str(BIN / "python"), str(extra), str(WAREHOUSE)], cwd=ROOT, check=True)
