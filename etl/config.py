@@ -7,15 +7,24 @@ DAG) > environment (``ETL_LANDING_URI``, ``ETL_WAREHOUSE_URI``) > defaults
 A URI is a local path or any fsspec URL (``s3://bucket/prefix``,
 ``memory://x``); both go through :mod:`etl.storage`, so no code elsewhere
 needs to know which it got.
+
+A URL's password must be percent-encoded where URLs reserve a character
+(``#`` as ``%23``, ``?`` as ``%3F``, ``/`` as ``%2F``, a space as ``%20``):
+:func:`check_url` refuses one typed as it is, with a one-line
+:class:`ConfigError` that shows the URL with its credentials redacted.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
+from etl.privacy import redact_uri, userinfo_spans
 
 ENV_LANDING = "ETL_LANDING_URI"
 ENV_WAREHOUSE = "ETL_WAREHOUSE_URI"
@@ -46,11 +55,64 @@ def _normalise_uri(value: str, name: str) -> str:
     if "://" in value:
         scheme = value.split("://", 1)[0]
         if not scheme.isidentifier() and not scheme.replace("-", "").isalnum():
-            raise ConfigError(f"{name} has an unreadable URL scheme: {value!r}")
+            raise ConfigError(f"{name} has an unreadable URL scheme: {redact_uri(value)!r}")
+        check_url(value, name)
         return value.rstrip("/")
     # Local paths are made absolute so Airflow workers, the CLI and tests
     # agree on them whatever their working directory.
     return str(Path(value).expanduser().resolve())
+
+
+# Characters a user name or password must not hold as they are: a URL parser ends the userinfo (or
+# the whole authority) at them, so the rest of the password is read as host, port, path or fragment.
+_MUST_ENCODE = {" ": "%20", "#": "%23", "?": "%3F", "/": "%2F"}
+# fsspec chains URLs with "::" (zip://a.csv::s3://bucket/a.zip); only the first one is checked here.
+_CHAIN = re.compile(r"::(?=[A-Za-z][\w+.\-]*://)")
+
+
+def check_url(value: str, name: str) -> None:
+    """Refuse, with a :class:`ConfigError`, a ``scheme://`` URL whose credentials would not survive parsing.
+
+    A password typed as it is (``http://alice:S3c#ret@host/landing``) is cut at the "#" by every URL
+    parser: the request goes to the wrong host, or fails deep inside a library with the password in
+    its message. So a URL whose userinfo holds whitespace, "#", "?" or "/", holds a control character,
+    or does not parse (bad port, unclosed IPv6 bracket) is a configuration error, named in one line with
+    the credentials redacted and the fix (percent-encode the password).
+    """
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        # Not shown: a line break would split the URI, and the redaction works line by line.
+        raise ConfigError(f"{name} holds a line break, tab or other control character: remove it "
+                          "(percent-encode it, e.g. a tab as %09, if it belongs in the password)")
+    first = _CHAIN.split(value, 1)[0]
+    netloc, parse_error = None, None
+    try:
+        parts = urlsplit(first)
+        netloc = parts.netloc
+        parts.port  # noqa: B018  (the port is parsed lazily: a bad one raises only here)
+    except ValueError as exc:
+        parse_error = exc
+    # The userinfo as the redaction reads it in text, and as a URL parser reads it (the same, unless the
+    # password looks like a port: http://alice:1234 5@host/).
+    userinfos = [value[start:end] for start, end in userinfo_spans(value)[:1]]
+    if netloc and "@" in netloc:
+        userinfos.append(netloc.rpartition("@")[0])
+    # A refused URL is shown with everything up to its last "@" hidden: where the password ends is
+    # exactly what is in doubt, so this hides too much rather than too little.
+    scheme, _, rest = value.partition("://")
+    shown = redact_uri(f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else value)
+    bad = sorted({ch if ch in _MUST_ENCODE else " " for ch in "".join(userinfos) if ch in _MUST_ENCODE or ch.isspace()})
+    if bad:
+        names = ["a space" if ch == " " else repr(ch) for ch in bad]
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        how = ", ".join(f"{'a space' if ch == ' ' else repr(ch)} as {_MUST_ENCODE[ch]}" for ch in bad)
+        raise ConfigError(f"{name} {shown!r}: its user name or password holds {listed}, which a URL cannot hold "
+                          f"as it is: percent-encode the password ({how}; a literal '%' as %25)")
+    if parse_error is not None:
+        # The parser's own message can quote a piece of the password (as the "port"): not shown.
+        reason = ("an unclosed [IPv6] bracket" if "IPv6" in str(parse_error)
+                  else "a port that is not a number from 0 to 65535")
+        raise ConfigError(f"{name} {shown!r} is not a valid URL ({reason}); if it has a password, percent-encode "
+                          "the characters in it that URLs reserve (e.g. ':' as %3A, '#' as %23, '@' as %40)")
 
 
 def parse_kpi_list(value: str | None) -> tuple[str, ...]:
@@ -87,11 +149,17 @@ class Settings:
         landing = landing or env.get(ENV_LANDING) or "landing"
         warehouse = warehouse or env.get(ENV_WAREHOUSE) or "warehouse"
         kpis = kolada_kpis if kolada_kpis is not None else env.get(ENV_KOLADA_KPIS)
+        landing_uri = _normalise_uri(landing, "landing URI")
+        warehouse_uri = _normalise_uri(warehouse, "warehouse URI")
+        scb_url = (scb_base_url or env.get(ENV_SCB_URL) or SCB_DEFAULT_URL).rstrip("/")
+        kolada_url = (kolada_base_url or env.get(ENV_KOLADA_URL) or KOLADA_DEFAULT_URL).rstrip("/")
+        check_url(scb_url, "SCB base URL")
+        check_url(kolada_url, "Kolada base URL")
         return cls(
-            landing_uri=_normalise_uri(landing, "landing URI"),
-            warehouse_uri=_normalise_uri(warehouse, "warehouse URI"),
-            scb_base_url=(scb_base_url or env.get(ENV_SCB_URL) or SCB_DEFAULT_URL).rstrip("/"),
-            kolada_base_url=(kolada_base_url or env.get(ENV_KOLADA_URL) or KOLADA_DEFAULT_URL).rstrip("/"),
+            landing_uri=landing_uri,
+            warehouse_uri=warehouse_uri,
+            scb_base_url=scb_url,
+            kolada_base_url=kolada_url,
             kolada_kpis=parse_kpi_list(kpis),
             landing_settle_seconds=_parse_settle(env.get(ENV_SETTLE)),
         )

@@ -48,6 +48,10 @@ def test_quarantine_never_holds_personal_data(warehouse):
         ("GET https://user:p@ss@host:8443/api?x=1#f failed", "GET https://***@host:8443/api?x=1#f failed"),
         ("s3://AKIAXXX:wJalrSECRET@bucket/prefix/a.csv", "s3://***@bucket/prefix/a.csv"),
         ("redis://:pw@redis:6379/0", "redis://***@redis:6379/0"),
+        # a password typed unencoded: a space, "#" (more shapes in test_redaction_cases.py)
+        ("landing http://alice:S3c retPW@127.0.0.1:8080/landing, warehouse /wh",
+         "landing http://***@127.0.0.1:8080/landing, warehouse /wh"),
+        ("Invalid URL 'http://alice:S3c#retPW@127.0.0.1:8080/landing'", "Invalid URL 'http://***@127.0.0.1:8080/landing'"),
         ("https://ghp_token123@github.com/o/r", "https://***@github.com/o/r"),
         # secret query parameters keep their name, lose their value
         ("https://h/v3/kpi?api_key=123&page=2&per_page=5000", "https://h/v3/kpi?api_key=***&page=2&per_page=5000"),
@@ -86,6 +90,7 @@ def test_redact_uri_covers_aws_presigned_urls():
     [
         "http://host/path@x",  # an "@" in the path is not userinfo
         "mail anna@example.se via http://host/x",  # an e-mail address after a URL is not its userinfo
+        "see http://host:8080 and mail anna@example.se",  # nor one further on in the text
         "https://api.kolada.se/v3/data/kpi/N00001/year/2020?page=2&per_page=5000",
         "https://api.scb.se/OV0104/v2beta/api/v2/tables/TAB638/data?lang=sv&valueCodes[Tid]=2020&outputFormat=json-stat2",
         "plain text, no URI; a=b",
