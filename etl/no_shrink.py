@@ -11,8 +11,8 @@ the previous version stays, the run fails naming it — when
   region's month, an initiative, a unit's day) *and* the removal is not
   the sender's say: rows of the file were quarantined (a broken row rule,
   an unknown region name, a truncated last line) or the file does not state
-  that table at all (a county JSON whose ``initiatives`` key is missing or
-  misspelt, an export without its national total line), or its figures
+  that table at all (a county JSON that leaves its ``initiatives`` list
+  out, an export without its national total line), or its figures
   contradict the rest of the delivery (a unit-level file whose daily
   bookings do not add up to the month's regional bookings: cut short at a
   line boundary, which no parser can see).

@@ -7,11 +7,19 @@ day numbers a spreadsheet stores behind a date, which surface as ``43525``
 when a date column is exported as a number) and the markers for suppressed
 or missing cells. Every function raises :class:`BadInput` with a short reason
 for a value outside the contract, and returns ``None`` for "unknown".
+
+Whole numbers are bounded here, once, by the integer column they are stored
+in (``etl/schemas``: amounts and counts are ``int64``): a number the column
+cannot hold — ``10**30``, ``99999999999999999999 mnkr``, a JSON ``1e400`` —
+is bad input ("number too large"), like any other unreadable number, never
+an ``OverflowError`` further on. Callers storing into a narrower column pass
+``bits=16`` or ``bits=32``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -41,6 +49,46 @@ _AMOUNT_RE = re.compile(
 )
 
 
+# Signed integer column widths (pyarrow int16 / int32 / int64); amounts and counts are int64.
+INT64_BITS = 64
+
+
+def int_range(bits: int = INT64_BITS) -> tuple[int, int]:
+    """The smallest and largest value a signed ``bits``-bit integer column holds."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _text(value: object) -> str:
+    """``str(value)``, also for an int too long for ``str`` (Python refuses ints of over 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(Decimal(value))
+    return str(value)
+
+
+def _within(number: Decimal, original: object, bits: int) -> int:
+    """``number`` rounded to a whole number, if a signed ``bits``-bit column holds it; :class:`BadInput` otherwise.
+
+    Compared as a Decimal before any conversion, so that no size of number
+    (``10**30``, ``1E+400``) reaches ``int()`` or a column as an overflow.
+    """
+    if not number.is_finite():
+        raise BadInput(f"not a number: {_text(original)[:60]!r}")
+    low, high = int_range(bits)
+    if number > high + 1 or number < low - 1:  # far out: never rounded (a huge exponent would overflow the context)
+        raise BadInput(f"number too large: {_text(original)[:40]!r}")
+    whole = number.to_integral_value()
+    if not low <= whole <= high:
+        raise BadInput(f"number too large: {_text(original)[:40]!r}")
+    return int(whole)
+
+
+def _decimal(value: int | float | Decimal) -> Decimal:
+    """A number cell (int, float or Decimal) as a Decimal: exact for ints, the shortest repr for floats."""
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else Decimal(value)
+    return Decimal(value)
+
+
 def _strip(value: object) -> str:
     return str(value).strip()
 
@@ -51,6 +99,8 @@ def is_suppressed(value: object) -> bool:
         return True
     if isinstance(value, float) and value != value:
         return True
+    if isinstance(value, (int, Decimal)):
+        return False  # a number, never a marker (and an int of 5000 digits has no str())
     return _strip(value) in SUPPRESSED_MARKERS
 
 
@@ -83,8 +133,10 @@ def _to_decimal(number: str, original: object) -> Decimal:
         raise BadInput(f"not a number: {str(original)[:60]!r}") from None
 
 
-def parse_amount(value: object, *, allow_negative: bool = False) -> int | None:
+def parse_amount(value: object, *, allow_negative: bool = False, bits: int = INT64_BITS) -> int | None:
     """An amount in whole kronor, or None when empty.
+
+    :class:`BadInput` for an amount the ``bits``-bit column (int64) cannot hold.
 
     >>> parse_amount("159 mnkr")
     159000000
@@ -96,7 +148,9 @@ def parse_amount(value: object, *, allow_negative: bool = False) -> int | None:
     if isinstance(value, bool):
         raise BadInput(f"not an amount: {value!r}")
     if isinstance(value, (int, float, Decimal)):
-        amount = Decimal(str(value))
+        amount = _decimal(value)
+        if not amount.is_finite():
+            raise BadInput(f"not a number: {_text(value)[:60]!r}")
     else:
         text = _strip(value).casefold()
         if text in {"", "-", "–", ".."}:
@@ -108,32 +162,43 @@ def parse_amount(value: object, *, allow_negative: bool = False) -> int | None:
         unit = (match.group("unit") or "").strip().rstrip(".")
         if unit and unit not in _UNITS:
             raise BadInput(f"unknown amount unit {unit!r} in {str(value)[:60]!r}")
-        amount = _to_decimal(match.group("number"), value) * _UNITS.get(unit, 1)
+        amount = _to_decimal(match.group("number"), value)
+        # Bounded before the unit is applied: multiplying a number of a million digits would
+        # overflow the Decimal context instead of saying what is wrong.
+        _within(amount, value, bits)
+        amount = amount * _UNITS.get(unit, 1)
         if match.group("sign") in {"-", "−"}:
-            amount = -amount
+            amount = amount.copy_negate()
     if amount < 0 and not allow_negative:
-        raise BadInput(f"negative amount: {str(value)[:60]!r}")
-    return int(amount.to_integral_value())
+        raise BadInput(f"negative amount: {_text(value)[:60]!r}")
+    return _within(amount, value, bits)
 
 
-def parse_count(value: object) -> int | None:
-    """A non-negative whole count (logins, bookings…); None when suppressed."""
+def parse_count(value: object, *, bits: int = INT64_BITS) -> int | None:
+    """A non-negative whole count (logins, bookings…); None when suppressed.
+
+    :class:`BadInput` for a count the ``bits``-bit column (int64) cannot hold.
+    """
     if is_suppressed(value):
         return None
     if isinstance(value, bool):
         raise BadInput(f"not a count: {value!r}")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(str(value))
+    if isinstance(value, (int, float, Decimal)):
+        number = _decimal(value)
     else:
         text = _strip(value)
-        sign = -1 if text[:1] in {"-", "−"} else 1
-        number = _to_decimal(text.lstrip("-−+").strip(), value) * sign
+        number = _to_decimal(text.lstrip("-−+").strip(), value)
+        if text[:1] in {"-", "−"}:
+            number = number.copy_negate()  # exact, unlike "* -1", which rounds in the context
+    if not number.is_finite():
+        raise BadInput(f"not a number: {_text(value)[:60]!r}")
     if number < 0:
-        raise BadInput(f"negative value: {str(value)[:60]!r}")
+        raise BadInput(f"negative value: {_text(value)[:60]!r}")
+    low, high = int_range(bits)
+    if number > high:
+        raise BadInput(f"number too large: {_text(value)[:40]!r}")
     if number != number.to_integral_value():
-        raise BadInput(f"not a whole number: {str(value)[:60]!r}")
+        raise BadInput(f"not a whole number: {_text(value)[:60]!r}")
     return int(number)
 
 
@@ -193,6 +258,8 @@ def excel_serial_date(value: object) -> dt.date | None:
             return None
         value = float(text.replace(",", "."))
     if not isinstance(value, (int, float, Decimal)) or value != value:
+        return None
+    if not EXCEL_SERIAL_RANGE[0] <= value < EXCEL_SERIAL_RANGE[1] + 1:  # also infinity: never int()'d
         return None
     day = int(value)
     if not EXCEL_SERIAL_RANGE[0] <= day <= EXCEL_SERIAL_RANGE[1]:

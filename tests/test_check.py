@@ -79,23 +79,27 @@ def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does
     assert _journal(warehouse) == before
 
 
-def test_county_json_with_a_misspelt_list_is_blocked_and_rows_quarantined_are_listed(settings, landing, tmp_path):
+def test_county_json_left_out_or_misspelt_lists_are_blocked_or_refused(settings, landing, tmp_path):
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
     county.run(settings)
-    doc = builders.doc()
-    doc["Initiatives"] = doc.pop("initiatives")
     outbox = tmp_path / "outbox"
     outbox.mkdir()
-    misspelt = outbox / "uppsala.json"
-    misspelt.write_bytes(builders.json_bytes(doc))
+    left_out = builders.doc()
+    del left_out["initiatives"]  # the web form leaves an empty list out: says nothing about the published ones
+    (outbox / "uppsala.json").write_bytes(builders.json_bytes(left_out))
+    misspelt = builders.doc()
+    misspelt["Initiatives"] = misspelt.pop("initiatives")
+    (outbox / "uppsala_rattelse.json").write_bytes(builders.json_bytes(misspelt))
     new_region = outbox / "sormland.json"
     new_region.write_bytes(builders.json_bytes(builders.doc(region="04", spend_sek={"it_support": "-5 000 kr"})))
 
-    verdicts = check.check([str(misspelt), str(new_region)], settings)
-    assert verdicts[0].verdict == check.BLOCKED
-    assert "the file has no rows for county_initiative" in verdicts[0].lines[0]
-    assert verdicts[1].verdict in (check.QUARANTINE, check.REFUSED), verdicts[1]
-    assert verdicts[1].lines
+    first, second, third = (check.check([str(outbox / name)], settings)[0]
+                            for name in ("uppsala.json", "uppsala_rattelse.json", "sormland.json"))
+    assert first.verdict == check.BLOCKED
+    assert "the file has no rows for county_initiative" in first.lines[0]
+    assert second.verdict == check.REFUSED
+    assert second.lines[0] == "unknown key(s), not produced by the web form: 'Initiatives' (did you mean 'initiatives'?)"
+    assert third.verdict in (check.QUARANTINE, check.REFUSED) and third.lines
 
 
 def test_files_no_pipeline_takes_are_refused_by_name(settings, tmp_path):

@@ -243,8 +243,8 @@ def test_unknown_fields_and_columns_are_ignored_with_a_warning():
     assert any("unknown field 'Kommentar' ignored" in w for w in report.warnings)
     assert any("unknown column 'Ansvarig' ignored" in w for w in report.warnings)
     assert "anna@example.se" not in json.dumps([report.header_raw, report.warnings])
-    json_report = accepted("json", builders.doc(comment="hej"))
-    assert json_report.warnings == ["report.json: unknown key 'comment' ignored"]
+    json_report = rejected("json", builders.doc(comment="hej"))
+    assert json_report.error == "unknown key(s), not produced by the web form: 'comment'"
 
 
 @pytest.mark.parametrize("shape", SHAPES)

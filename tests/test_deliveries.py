@@ -84,10 +84,18 @@ def test_county_json_with_capitalised_keys_does_not_wipe_the_region_year(setting
     with pytest.raises(ValidationFailed) as error:
         county.run(settings)
     message = str(error.value)
-    assert "uppsala_rattelse.json: blocked, would remove" in message
-    assert "the file has no rows for county_initiative" in message
+    assert ("uppsala_rattelse.json: blocked, refused whole: unknown key(s), not produced by the web form: "
+            "'Initiatives' (did you mean 'initiatives'?), 'Ehealth_services' (did you mean 'ehealth_services'?)"
+            ) in message
     assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
     assert publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows == services
+    # Left out (as the web form leaves an empty list out) rather than misspelt: blocked, not a withdrawal.
+    del doc["Initiatives"]
+    doc["ehealth_services"] = doc.pop("Ehealth_services")
+    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(doc), T0 + 2 * DAY)
+    with pytest.raises(ValidationFailed, match="blocked, would remove 3 published county_initiative row.*no rows for"):
+        county.run(settings)
+    assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
 
 
 def test_county_explicit_withdrawal_is_honoured(settings, landing):

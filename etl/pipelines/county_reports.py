@@ -17,9 +17,9 @@ the run's messages. All three tables merge on ``(region_code,
 report_year)``: a correction replaces every initiative and service row of
 that region-year — but only what it states (:mod:`etl.no_shrink`): a
 correction that would drop published rows because rows were quarantined,
-or because its JSON lacks (or misspells) ``initiatives`` /
-``ehealth_services``, is blocked; an explicit ``"initiatives": []`` is a
-withdrawal and is honoured.
+or because its JSON leaves ``initiatives`` / ``ehealth_services`` out, is
+blocked; an explicit ``"initiatives": []`` is a withdrawal and is honoured.
+(A misspelt or unknown key refuses the report whole at parsing.)
 
 A file refused whole (unreadable, not a report, no region) fails the run
 naming it, every run, until it is replaced or removed; the other files
@@ -96,9 +96,10 @@ def read_submission(landed: storage.LandedFile) -> Submission:
 def _json_states(data: bytes) -> frozenset:
     """The detail tables a web-form JSON states: its lists present under their exact keys.
 
-    The web form leaves an empty list out, so a missing (or misspelt,
-    ``"Initiatives"``) key says nothing about the region's initiatives; only
-    a present list — ``[]`` included — replaces the published ones.
+    The web form leaves an empty list out, so a missing key says nothing
+    about the region's initiatives; only a present list — ``[]`` included —
+    replaces the published ones. (A misspelt key never gets here: the
+    parser refuses a report with a key the web form does not write.)
     """
     import json
 

@@ -534,7 +534,7 @@ def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str,
                             f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined")
             continue
         known = cells["value"].dropna()
-        summed = int(known.sum())
+        summed = sum(int(v) for v in known)  # Python ints: an int64 sum of 21 large cells would wrap
         if len(known) == len(cells):
             deviation = abs(summed - total) / max(total, 1)
         else:

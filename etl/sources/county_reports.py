@@ -13,7 +13,10 @@ Two layers keep hostile or broken input out:
 
 * **Structure** (:func:`parse_report`): size cap, the spreadsheet guards
   (zip bomb, rows, columns, cells, characters per cell — all judged before
-  a workbook is opened), sheets and columns present, JSON types. A
+  a workbook is opened), sheets and columns present, JSON types, JSON keys
+  (only those the web form writes, :data:`county_template.JSON_KEYS`, each
+  once per object, at any level: a misspelt ``"Offers"`` would otherwise
+  silently null a published value, a key twice silently keep the last). A
   problem here, or in a header field (region, year, amounts, spend over the
   grant…), rejects the report **whole** — ``error`` says why, and the row
   counts say how many rows it held.
@@ -32,8 +35,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from etl import privacy, regions, swedish
 from etl.errors import BadInput
@@ -179,8 +185,8 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
     report.initiative_rows = len(extracted.initiatives)
     report.service_rows = len(extracted.services)
     report.header_raw = _cut(scrub(_header_raw(extracted)))
-    # Bounded: a file with 100 000 unknown keys (or the same unknown key in every item) must
-    # not turn into megabytes of warnings in the load log.
+    # Bounded: a workbook with thousands of unknown fields or columns must not turn into
+    # megabytes of warnings in the load log.
     warnings = list(dict.fromkeys(extracted.warnings))
     if len(warnings) > MAX_WARNINGS:
         warnings = warnings[:MAX_WARNINGS] + [f"and {len(warnings) - MAX_WARNINGS} more warning(s) not listed"]
@@ -461,6 +467,111 @@ def _read_table_sheet(sheet, title: str, fields: tuple[Field, ...], target: list
 
 # --------------------------------------------------------------------------- .json
 
+MAX_NAMED_KEYS = 10  # unknown or duplicated keys named in a refusal; the rest are counted
+
+
+class _JsonObject(dict):
+    """A JSON object as read, remembering the keys that appeared in it more than once (json keeps the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
+    obj = _JsonObject(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def _json_number(text: str) -> float | Decimal:
+    """A JSON number with a fraction or exponent: a float, or, past a float's range (``1e400``), the exact Decimal,
+    so that it is refused as a number too large rather than read as infinity."""
+    number = float(text)
+    return number if math.isfinite(number) else Decimal(text)
+
+
+def _json_constant(name: str) -> None:
+    raise BadInput(f"not valid JSON ({name} is not a JSON value)")
+
+
+def _load_json(text: str) -> object:
+    try:
+        return json.loads(text, object_pairs_hook=_json_object, parse_float=_json_number,
+                          parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise BadInput("JSON nested too deeply") from None
+    except ValueError:
+        # Python refuses to read an integer of more digits than sys.get_int_max_str_digits().
+        raise BadInput(f"not valid JSON (a number of more than {sys.get_int_max_str_digits()} digits)") from None
+
+
+def _duplicated_keys(document: object) -> list[str]:
+    """Every key that appears twice in one object, at any depth, by its path (``'initiatives[2].cost_sek'``)."""
+    found: list[str] = []
+    # Paths are linked (parent, step) pairs, spelt out only for a key found twice: a deep or wide
+    # document costs one small tuple per value, never a string per value. Not recursive: JSON as deep
+    # as json.loads reads must not overflow the stack here.
+    stack: list[tuple[object, tuple | None]] = [(document, None)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            found += [_path_text((path, f".{key}" if path else str(key))) for key in getattr(value, "duplicates", ())]
+            stack += [(item, (path, f".{key}" if path else str(key))) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(item, (path, f"[{n}]")) for n, item in enumerate(value, start=1)]
+    return sorted(found)
+
+
+def _path_text(path: tuple | None) -> str:
+    steps: list[str] = []
+    while path is not None:
+        path, step = path
+        steps.append(step[:60])
+    return repr("".join(reversed(steps)))[:200]
+
+
+def _named(keys: list[str], what: str) -> str:
+    shown = ", ".join(keys[:MAX_NAMED_KEYS])
+    more = f" and {len(keys) - MAX_NAMED_KEYS} more" if len(keys) > MAX_NAMED_KEYS else ""
+    return f"{what}: {shown}{more}"
+
+
+def _unknown_keys(document: dict) -> list[str]:
+    """The keys the web form does not produce (:data:`county_template.JSON_KEYS`), each once with where it was
+    and the known key it resembles: ``'Offers' (did you mean 'offers'?)``, ``'initiatives[].Cost_sek' in items 1, 2
+    (did you mean 'cost_sek'?)``."""
+    found: dict[tuple[str, str], list[int]] = {}
+
+    def look(obj: dict, where: str, item: int | None = None) -> None:
+        known = tpl.JSON_KEYS[where]
+        for key in obj:
+            if key not in known:
+                found.setdefault((where, key), []).extend(() if item is None else (item,))
+
+    look(document, "")
+    for parent in tpl.JSON_KEYS:
+        value = document.get(parent.removesuffix("[]")) if parent else None
+        if not parent.endswith("[]") and isinstance(value, dict):
+            look(value, parent)
+        elif parent.endswith("[]") and isinstance(value, list):
+            for number, item in enumerate(value, start=1):
+                if isinstance(item, dict):
+                    look(item, parent, number)
+    shown = []
+    for (where, key), items in found.items():
+        text = repr(f"{where}.{key}" if where else key)[:80]
+        if items:
+            text += f" in item{'s' if len(items) > 1 else ''} {', '.join(map(str, items[:5]))}"
+            text += f" and {len(items) - 5} more" if len(items) > 5 else ""
+        resembles = tpl.resembling_json_key(key, where)
+        if resembles is not None:
+            text += f" (did you mean {resembles!r}?)"
+        shown.append(text)
+    return shown
+
 
 def _extract_json(data: bytes, out: _Extracted) -> None:
     try:
@@ -469,31 +580,26 @@ def _extract_json(data: bytes, out: _Extracted) -> None:
         raise BadInput("JSON is not UTF-8") from None
     if not text.strip():
         raise BadInput("empty file")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise BadInput("JSON nested too deeply") from None
+    document = _load_json(text)
     if not isinstance(document, dict):
         raise BadInput(f"JSON must be an object at the top level, not {_json_type(document)}")
 
     # Type problems are collected, not raised, so that the rows the report
     # held are still counted for its quarantine entry.
     problems = out.problems
-    groups = {f.json_key.split(".", 1)[0] for f in tpl.REPORT_FIELDS if "." in f.json_key}
-    known_top = {f.json_key.split(".", 1)[0] for f in tpl.REPORT_FIELDS} | {tpl.JSON_INITIATIVES, tpl.JSON_SERVICES}
-    for key in document:
-        if key not in known_top:
-            out.warnings.append(f"unknown key {str(key)[:60]!r} ignored")
+    # A key twice (json would keep the last silently) or a key the web form does not produce (a misspelt
+    # "Offers" would silently null the published value): the report is refused whole, naming the keys.
+    duplicated = _duplicated_keys(document)
+    if duplicated:
+        problems.append(_named(duplicated, "key(s) appearing twice"))
+    unknown = _unknown_keys(document)
+    if unknown:
+        problems.append(_named(unknown, "unknown key(s), not produced by the web form"))
+    groups = [where for where in tpl.JSON_KEYS if where and not where.endswith("[]")]
     for parent in sorted(groups):
         group = document.get(parent)
         if group is not None and not isinstance(group, dict):
             problems.append(f"{parent} must be a JSON object, not {_json_type(group)}")
-        children = {f.json_key.split(".", 1)[1] for f in tpl.REPORT_FIELDS if f.json_key.startswith(parent + ".")}
-        for key in group if isinstance(group, dict) else ():
-            if key not in children:
-                out.warnings.append(f"unknown key {parent}.{str(key)[:60]} ignored")
     for fld in tpl.REPORT_FIELDS:
         if fld.kind == tpl.PERSONAL:
             out.contact = document.get(fld.json_key)
@@ -528,9 +634,6 @@ def _extract_json(data: bytes, out: _Extracted) -> None:
                 problems.append(f"{key}[{number}] must be a JSON object, not {_json_type(item)}")
                 target.append(_RawRow(number, {}, _show(item)[:200]))
                 continue
-            for name in item:
-                if name not in names:
-                    out.warnings.append(f"unknown key {key}[].{str(name)[:60]} ignored")
             values = {}
             for name in names:
                 value = item.get(name)

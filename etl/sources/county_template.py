@@ -134,6 +134,45 @@ ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
 ENUM_NAMES = {AREA: "area", INITIATIVE_STATUS: "status", SERVICE: "service",
               SERVICE_STATUS: "service status"}
 
+
+def _json_shape() -> dict[str, tuple[str, ...]]:
+    """Where each web-form JSON key belongs: ``""`` is the top level, ``"spend_sek"`` an object's
+    members, ``"initiatives[]"`` the members of each item of a list."""
+    shape: dict[str, list[str]] = {"": []}
+    for fld in REPORT_FIELDS:
+        parent, _, child = fld.json_key.rpartition(".")
+        if parent and parent not in shape[""]:
+            shape[""].append(parent)
+        shape.setdefault(parent, []).append(child)
+    shape[""] += [JSON_INITIATIVES, JSON_SERVICES]
+    shape[JSON_INITIATIVES + "[]"] = [f.json_key for f in INITIATIVE_FIELDS]
+    shape[JSON_SERVICES + "[]"] = [f.json_key for f in SERVICE_FIELDS]
+    return {where: tuple(keys) for where, keys in shape.items()}
+
+
+# Every key the web form produces, by where it may appear; any other key is refused
+# (docs/input-formats.md §1b): a misspelt key would otherwise silently null a published value.
+JSON_KEYS: dict[str, tuple[str, ...]] = _json_shape()
+
+
+def _key_form(key: str) -> str:
+    return re.sub(r"[\s_\-.]+", "", unicodedata.normalize("NFC", key)).casefold()
+
+
+def resembling_json_key(key: object, where: str = "") -> str | None:
+    """The web-form key an unknown ``key`` at ``where`` (see :data:`JSON_KEYS`) resembles, ignoring case,
+    spaces, ``-``, ``_`` and ``.`` (``"Offers"`` → ``offers``, ``"Cost_SEK"`` → ``cost_sek``); at the top level also a
+    key that belongs one level down (``"it_support"`` → ``spend_sek.it_support``). None when none does."""
+    form = _key_form(str(key))
+    candidates = list(JSON_KEYS.get(where, ()))
+    if where == "":
+        candidates += [f"{parent}.{child}" for parent, children in JSON_KEYS.items()
+                       if parent and not parent.endswith("[]") for child in children]
+    for candidate in candidates:
+        if form in (_key_form(candidate), _key_form(candidate.rpartition(".")[2])):
+            return candidate
+    return None
+
 _SPACES = re.compile(r"[\s\u00a0\u2009\u202f\u2007]+")
 
 

@@ -390,10 +390,11 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     """Read one monthly export (text or spreadsheet, by its name's suffix) into long rows; never raises for bad content.
 
     Line-level problems (wrong field count, unknown region, text or negative
-    numbers, a Månad other than the file name's) reject that line; file-level
-    ones (undecodable, broken gzip, unreadable workbook, a spreadsheet guard,
-    an oversized cell, header without the columns, every line for another
-    month) reject the whole file with one reason.
+    numbers, numbers too large for the ``int64`` value column, a Månad other
+    than the file name's) reject that line; file-level ones (undecodable,
+    broken gzip, unreadable workbook, a spreadsheet guard, an oversized cell,
+    header without the columns, every line for another month) reject the
+    whole file with one reason.
     """
     file_name = posixpath.basename(source_file)
     name = parse_file_name(file_name)

@@ -87,9 +87,13 @@ def _number(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInput(f"value {str(value)[:40]!r} is not a number")
-    if not math.isfinite(value):
+    try:
+        number = float(value)  # a JSON integer past float's range (1e309…) overflows here
+    except OverflowError:
+        raise BadInput(f"value {str(value)[:40]!r}… is too large") from None
+    if not math.isfinite(number):
         raise BadInput(f"value {value!r} is not a finite number")
-    return float(value)
+    return number
 
 
 def _year(period: Any) -> int:
