@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="months (counting back from the last) that get unit-level files")
     sample.add_argument("--seed", type=int, default=2016)
 
+    report = sub.add_parser("report", help="rebuild the HTML report and workbook from the table versions of a date")
+    report.add_argument("--as-of", required=True, metavar="DATE",
+                        help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp")
+    report.add_argument("--out", required=True, help="folder to write the report and workbook into")
+    locations(report, landing=True)
+
     check = sub.add_parser(
         "check", help="judge delivery files as a run would, without loading them (exit 1 if any would not load whole)")
     check.add_argument("files", nargs="+", metavar="FILE", help="monthly exports and/or county reports (paths or URIs)")
@@ -205,6 +211,25 @@ def _as_delivered_earlier(out: Path, since: float, hours: float = 1.0) -> None:
                 os.utime(path, (stat.st_atime - shift, stat.st_mtime - shift))
 
 
+def cmd_report(args) -> int:
+    import datetime as dt
+
+    from etl.pipelines import followup
+
+    text = args.as_of.strip()
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of must be a date (YYYY-MM-DD) or an ISO timestamp, not {text!r}") from None
+    if len(text) == 10:  # a date: the versions current at the end of that day
+        when = when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    for kind, uri in followup.build_as_of(_settings(args), when, args.out).items():
+        say(f"{kind}: {uri}")
+    return 0
+
+
 def cmd_check(args) -> int:
     """Exit 0 when every row of every file would load (or is already published); 1 otherwise."""
     from etl import check
@@ -240,7 +265,8 @@ def cmd_template(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "status": cmd_status, "docs": cmd_docs, "template": cmd_template}
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "report": cmd_report, "status": cmd_status,
+            "docs": cmd_docs, "template": cmd_template}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -560,8 +560,18 @@ def read_table_where(warehouse_uri: str, name: str, merge_keys: tuple[str, ...],
 
 
 def read_table(warehouse_uri: str, name: str, version: int | None = None) -> pa.Table:
-    """The current content (or ``version``) of a published table, schema applied; empty if never published."""
-    return _read(_open(_uri(warehouse_uri, name), version), schemas.get(name))
+    """The current content (or ``version``) of a published table, schema applied; empty if never published.
+
+    Raises :class:`EtlError` when ``version``'s files were removed by vacuum.
+    """
+    table = _open(_uri(warehouse_uri, name), version)
+    try:
+        return _read(table, schemas.get(name))
+    except Exception as exc:
+        if version is None:
+            raise
+        raise EtlError(f"{name}: version {version} can no longer be read (its files were vacuumed?): "
+                       f"{str(exc)[:200]}") from None
 
 
 def read_quarantine(warehouse_uri: str, table: str) -> pa.Table:
@@ -579,3 +589,26 @@ def table_rows(warehouse_uri: str, location: str) -> int | None:
     """Row count of a table's current version from the Delta log (no data read); None if never published."""
     table = _open(_uri(warehouse_uri, location))
     return None if table is None else _row_count(table)
+
+
+def version_at(warehouse_uri: str, location: str, when: dt.datetime) -> tuple[int, dt.datetime] | None:
+    """(version, commit time) of the table at ``location`` that was current at ``when`` (UTC).
+
+    None when the table did not exist yet. Raises :class:`EtlError` when the
+    table's history before ``when`` is no longer kept (log retention: see
+    :data:`TABLE_PROPERTIES`).
+    """
+    table = _open(_uri(warehouse_uri, location))
+    if table is None:
+        return None
+    commits = sorted((int(c["version"]), int(c["timestamp"])) for c in table.history())
+    cutoff = when.timestamp() * 1000
+    before = [(v, t) for v, t in commits if t <= cutoff]
+    if not before:
+        if commits and commits[0][0] == 0:
+            return None  # created after `when`
+        raise EtlError(f"{location}: its history before {when:%Y-%m-%d %H:%M} UTC is no longer kept "
+                       f"(earliest kept version {commits[0][0]}, committed "
+                       f"{dt.datetime.fromtimestamp(commits[0][1] / 1000, dt.timezone.utc):%Y-%m-%d})")
+    version, stamp = before[-1]
+    return version, dt.datetime.fromtimestamp(stamp / 1000, dt.timezone.utc)

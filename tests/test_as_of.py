@@ -1,0 +1,84 @@
+"""Issue 14: figures as they were — ``python -m etl report --as-of DATE`` from the table versions of that date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from etl import publish
+from etl.config import Settings
+from etl.errors import EtlError
+from etl.pipelines import county_reports, followup, reference
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _notes(path: str) -> dict[str, str]:
+    notes = load_workbook(path)["Anteckningar"]
+    return {r[0]: r[1] for r in notes.iter_rows(values_only=True) if r[0]}
+
+
+def _first_sheet(path: str) -> list[tuple]:
+    return list(load_workbook(path).worksheets[0].iter_rows(values_only=True))
+
+
+def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
+    from etl.sample import county_reports as county_sample
+    from etl.sample import reference as reference_sample
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    for module in (reference_sample, county_sample):
+        module.write(landing, 2019, 2019, units=0, unit_months=0, seed=2016)
+    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    reference.run(settings, offline_snapshot=True)
+    county_reports.run(settings)
+    followup.run(settings)
+    time.sleep(1.1)
+    before = dt.datetime.now(dt.timezone.utc)
+    time.sleep(1.1)
+
+    # A correction raises Stockholm's 2019 grant by 1 000 000 SEK.
+    original = next((landing / "county_reports").glob("arsrapport_2019_01_*.json"))
+    doc = json.loads(original.read_text(encoding="utf-8"))
+    doc["grant_sek"] = f"{publish.read_table(str(warehouse), 'county_report').to_pylist()[0]['grant_sek'] + 1_000_000} kr"
+    (landing / "county_reports" / "arsrapport_2019_01_rattelse.json").write_text(json.dumps(doc), encoding="utf-8")
+    county_reports.run(settings)
+    followup.run(settings)
+
+    then = followup.build_as_of(settings, before, str(tmp_path / "then"))
+    now = followup.build_as_of(settings, dt.datetime.now(dt.timezone.utc), str(tmp_path / "now"))
+    then_version = _notes(then["workbook"])["county_report"].rsplit("|", 1)[-1].strip()
+    now_version = _notes(now["workbook"])["county_report"].rsplit("|", 1)[-1].strip()
+    assert (then_version, now_version) == ("0", "1")
+    assert "county_report" in Path(then["report"]).read_text(encoding="utf-8")
+    changed = [(a, b) for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]))
+               for a, b in zip(ra, rb) if a != b]
+    assert changed, "the correction should change figures between the two reports"
+    # Built again as of the same moment: the same figures (reproducible).
+    again = followup.build_as_of(settings, before, str(tmp_path / "again"))
+    assert _first_sheet(again["workbook"]) == _first_sheet(then["workbook"])
+
+    with pytest.raises(EtlError, match="nothing was published by 2001-01-01"):
+        followup.build_as_of(settings, dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc), str(tmp_path / "x"))
+
+    # Through the CLI: one line per file, exit 0; a bad date is a usage error (exit 2), no traceback.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", before.isoformat(), "--out",
+                           str(tmp_path / "cli"), "--warehouse", str(warehouse), "--landing", str(landing)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["workbook", "report"]
+    bad = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", "last tuesday", "--out",
+                          str(tmp_path / "cli"), "--warehouse", str(warehouse)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--as-of must be a date" in bad.stderr
