@@ -6,10 +6,13 @@ Loads new submissions from `<landing>/county_reports/` (the Excel template
 suites in `expectations/` and publishes `county_report`,
 `county_initiative` and `county_ehealth_service`.
 
-* A later submission for the same region and year replaces the earlier one
-  (a correction); an older file arriving late is quarantined, never loaded.
-* Unusable reports (unknown region, bad year, spend over the grant, corrupt
-  file…) are quarantined whole with the reason; the other regions still load.
+* The file that arrived last for a region and year is the delivery (a
+  correction replaces the report in full; re-sending an earlier version
+  undoes it), whatever its modification time.
+* A report refused whole (unknown region, bad year, spend over the grant,
+  unknown JSON key, corrupt file…) or one that would remove published rows
+  (a JSON list left out, rows quarantined) is blocked: the published
+  version stays, the other regions still load, and the task fails naming it.
 * The contact person is dropped at parse time; e-mail addresses and
   personnummer in free text are masked.
 * Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.

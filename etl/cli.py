@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder to write the report and workbook into")
     locations(report, landing=True)
 
+    maintain = sub.add_parser("maintain", help="compact, checkpoint and vacuum every table (env ETL_RETENTION_DAYS)")
+    locations(maintain, landing=False)
+
     check = sub.add_parser(
         "check", help="judge delivery files as a run would, without loading them (exit 1 if any would not load whole)")
     check.add_argument("files", nargs="+", metavar="FILE", help="monthly exports and/or county reports (paths or URIs)")
@@ -230,6 +233,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_maintain(args) -> int:
+    from etl import maintenance
+
+    retention = maintenance.retention_days()
+    results = maintenance.maintain(_settings(args).warehouse_uri, retention)
+    for result in results:
+        say(result.line())
+    say(f"{len(results)} table(s) maintained; files older than {retention} day(s) that no version needs removed")
+    return 0
+
+
 def cmd_check(args) -> int:
     """Exit 0 when every row of every file would load (or is already published); 1 otherwise."""
     from etl import check
@@ -265,7 +279,7 @@ def cmd_template(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "report": cmd_report, "status": cmd_status,
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "report": cmd_report, "maintain": cmd_maintain, "status": cmd_status,
             "docs": cmd_docs, "template": cmd_template}
 
 

@@ -70,4 +70,9 @@ print(json.dumps(out))
             assert task["owner"] == "data-engineering", (dag_id, task_id)
             assert task["retries"] >= 2 and task["backoff"], (dag_id, task_id)
         outlets = [o for t in dag["tasks"].values() for o in t["outlets"]]
+        if dag_id == "warehouse_maintenance":
+            # Compaction commits new versions with the same rows: announcing them as Asset
+            # updates would start the followup DAG for nothing.
+            assert outlets == [], "maintenance must not announce data updates"
+            continue
         assert outlets, f"{dag_id} declares no Asset outlets"
