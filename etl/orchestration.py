@@ -16,6 +16,8 @@ VAR_WAREHOUSE = "etl_warehouse_uri"
 VAR_KOLADA_KPIS = "etl_kolada_kpis"
 # Pool that serialises runs writing the same warehouse (created by `make demo` / `make airflow`).
 WRITER_POOL = "etl_warehouse_writer"
+# Connection (type aws) holding the object store's credentials for s3:// landing and warehouse URIs.
+OBJECT_STORE_CONN = "etl_object_store"
 
 
 def default_args() -> dict:
@@ -63,6 +65,7 @@ def settings_from_airflow(conf: dict | None = None) -> Settings:
             host = f"{conn.schema or 'https'}://{host}"
         return host + (f":{conn.port}" if conn.port else "") + ("/" + conn.extra_dejson.get("path", "").strip("/") if conn.extra_dejson.get("path") else "")
 
+    use_object_store_connection()
     return Settings.resolve(
         landing=conf.get("landing_uri") or var(VAR_LANDING),
         warehouse=conf.get("warehouse_uri") or var(VAR_WAREHOUSE),
@@ -70,6 +73,38 @@ def settings_from_airflow(conf: dict | None = None) -> Settings:
         kolada_base_url=conf.get("kolada_base_url") or connection_url("kolada_default"),
         kolada_kpis=conf.get("kolada_kpis") if "kolada_kpis" in conf else var(VAR_KOLADA_KPIS),
     )
+
+
+def use_object_store_connection(conn_id: str = OBJECT_STORE_CONN) -> bool:
+    """Credentials for ``s3://`` URIs from an Airflow Connection, into this task process's environment.
+
+    The Connection (type ``aws``, Admin → Connections) holds the access key id
+    as login, the secret as password, and in its extra ``endpoint_url`` (an
+    on-premises store: MinIO, Ceph, SeaweedFS) and ``region_name``. s3fs,
+    botocore and delta-rs all read the standard variables, so this is the one
+    place a DAG's credentials are set; without the Connection the worker's
+    own environment (or an instance role) applies. Returns whether it was found.
+    """
+    import os
+
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # not defined (the usual case on local disk), or no metadata DB reachable
+        return False
+    extra = conn.extra_dejson or {}
+    values = {
+        "AWS_ACCESS_KEY_ID": conn.login,
+        "AWS_SECRET_ACCESS_KEY": conn.password,
+        "AWS_ENDPOINT_URL": extra.get("endpoint_url"),
+        "AWS_REGION": extra.get("region_name"),
+        "AWS_DEFAULT_REGION": extra.get("region_name"),
+    }
+    for name, value in values.items():
+        if value:
+            os.environ[name] = str(value)
+    return True
 
 
 def month_of_run(data_interval_start: dt.datetime | None, logical_date: dt.datetime | None,
