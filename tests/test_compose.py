@@ -108,7 +108,7 @@ def test_schema_validation_catches_broken_files(compose, breakage):
 
 
 def test_services_and_their_commands(compose):
-    services = compose["services"]
+    services = {name: s for name, s in compose["services"].items() if not s.get("profiles")}
     assert set(services) == ALL_SERVICES
     for name, command in AIRFLOW_SERVICES.items():
         assert services[name]["command"] == command, name
@@ -422,3 +422,15 @@ def test_interpolation_errors():
         interpolate("${A", {})
     with pytest.raises(ValueError, match="invalid interpolation"):
         interpolate("${A*b}", {"A": "1"})
+
+
+def test_the_s3_profile_runs_the_store_the_tests_use_and_wires_the_connection(compose):
+    store = compose["services"]["object-store"]
+    assert store["profiles"] == ["s3"]
+    assert store["image"].startswith("chrislusf/seaweedfs:")
+    script = "\n".join(store["command"])
+    assert "weed mini" in script and "-ip.bind=0.0.0.0" in script and "-s3.config=/tmp/s3.json" in script
+    assert "exit 1" in script  # no credentials: the store refuses to start rather than run open
+    assert "healthcheck" in store
+    for name in AIRFLOW_SERVICES:  # every Airflow component passes the Connection on when .env sets it
+        assert "AIRFLOW_CONN_ETL_OBJECT_STORE" in service_env(compose, name)
