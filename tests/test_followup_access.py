@@ -358,3 +358,18 @@ def test_a_run_with_unchanged_sources_is_a_quick_no_op(tmp_path):
     # A source that really changes makes the marts rebuild.
     build_sources(settings.warehouse_uri, county_reports=COUNTY_REPORTS[:-1])
     assert pipeline.run(settings).outcome == "published"
+
+
+def test_the_duckdb_cli_from_pypi_opens_the_database(built):
+    """README: `duckdb warehouse/followup.duckdb` after `make setup` (duckdb-cli lags the Python package)."""
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "duckdb"
+    assert cli.exists(), "duckdb-cli is in requirements.txt: run make setup"
+    done = subprocess.run([str(cli), "-readonly", "-csv", str(built["warehouse"] / "followup.duckdb"), "-c",
+                           "select count(*) from county_report; select count(*) from followup_region_year"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    counts = [line for line in done.stdout.splitlines() if line.strip().isdigit()]
+    assert counts == ["5", str(len(_query(built, "select * from followup_region_year")))]

@@ -34,6 +34,7 @@ import pyarrow as pa
 from etl import schemas, storage
 
 DUCKDB_FILE = "followup.duckdb"
+STORAGE_COMPATIBILITY = "v1.0.0"
 
 
 def duckdb_type(arrow_type: pa.DataType) -> str:
@@ -118,7 +119,9 @@ def build_duckdb(warehouse_uri: str) -> str:
     tmp_dir = root if local else tempfile.mkdtemp(prefix="followup-duckdb-")
     tmp = os.path.join(tmp_dir, f".{DUCKDB_FILE}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        con = duckdb.connect(tmp)
+        # Written in the oldest storage format that holds it, so every DuckDB since 1.0 opens it:
+        # the CLI from PyPI (duckdb-cli, what `make setup` installs) lags the Python package.
+        con = duckdb.connect(tmp, config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
         try:
             for view, schema, files, description in views:
                 con.execute(view_sql(view, schema, files))
