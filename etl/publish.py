@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -234,13 +235,31 @@ def _uri(warehouse_uri: str, location: str) -> str:
     return storage.join(warehouse_uri, location)
 
 
+# Tables opened in this process, brought up to date by reading only the commits since (a backfill
+# publishes one table hundreds of times; replaying its whole log each time grows with every month).
+_OPENED: dict[str, object] = {}
+_OPENED_LOCK = threading.Lock()
+
+
 def _open(uri: str, version: int | None = None):
-    """The Delta table at ``uri`` (at ``version``), or None when none was ever committed there."""
+    """The Delta table at ``uri`` (its latest version, or ``version``), or None when none was ever committed there."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(uri, version=version, storage_options=storage.delta_options(uri))
+        if version is not None:
+            return DeltaTable(uri, version=version, storage_options=storage.delta_options(uri))
+        with _OPENED_LOCK:
+            table = _OPENED.get(uri)
+            if table is not None:
+                try:
+                    table.update_incremental()
+                    return table
+                except Exception:  # noqa: BLE001 - replaced or cleaned up under us: open it afresh
+                    del _OPENED[uri]
+            table = DeltaTable(uri, storage_options=storage.delta_options(uri))
+            _OPENED[uri] = table
+            return table
     except TableNotFoundError:
         return None
     except OSError as exc:
@@ -345,11 +364,10 @@ def write_version(
                                 storage_options=options, configuration=TABLE_PROPERTIES,
                                 writer_properties=_writer_properties())
             elif merge_keys is None:
-                write_deltalake(uri, new_sorted, mode="overwrite", storage_options=options,
-                                writer_properties=_writer_properties())
+                write_deltalake(table, new_sorted, mode="overwrite", writer_properties=_writer_properties())
             elif clear_keys:
-                write_deltalake(uri, new_sorted, mode="overwrite", predicate=_predicate(merge_keys, clear_keys),
-                                storage_options=options, writer_properties=_writer_properties())
+                write_deltalake(table, new_sorted, mode="overwrite", predicate=_predicate(merge_keys, clear_keys),
+                                writer_properties=_writer_properties())
             else:
                 return "unchanged", str(table.version()), _row_count(table)
         except CommitFailedError as exc:
@@ -499,12 +517,26 @@ def append_load_log(
         "started_at": [started], "finished_at": [utcnow()],
     }
     schema = schemas.get("_load_log").arrow_schema
+    from deltalake.exceptions import CommitFailedError
+
     uri = _uri(warehouse_uri, LOAD_LOG)
-    try:
-        write_deltalake(uri, pa.Table.from_pydict(row, schema=schema), mode="append",
-                        storage_options=storage.delta_options(uri), configuration=TABLE_PROPERTIES)
-    except Exception as exc:  # noqa: BLE001 - delta-rs raises several kinds; the message is what matters
-        raise EtlError(privacy.redact_uri(f"load log: cannot append to {uri}: {exc}")) from None
+    data = pa.Table.from_pydict(row, schema=schema)
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            table = _open(uri)
+            if table is None:  # the first row creates the table (another process may be doing so too)
+                write_deltalake(uri, data, mode="append", storage_options=storage.delta_options(uri),
+                                configuration=TABLE_PROPERTIES)
+            else:
+                write_deltalake(table, data, mode="append")
+            break
+        except CommitFailedError:
+            _OPENED.pop(uri, None)  # lost a race (usually creating the table): append to what won
+            time.sleep(min(1.0, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.5))
+        except Exception as exc:  # noqa: BLE001 - delta-rs raises several kinds; the message is what matters
+            raise EtlError(privacy.redact_uri(f"load log: cannot append to {uri}: {exc}")) from None
+    else:
+        raise EtlError(f"load log: gave up appending to {privacy.redact_uri(uri)} after {COMMIT_ATTEMPTS} conflicts")
     _checkpoint("load-log-written")
 
 
