@@ -59,7 +59,8 @@ def sample_warehouse(units: int = 4000, unit_months: int = 12) -> tuple[Path, Pa
     """Landing + warehouse with the 2016–2025 sample loaded by the CLI (cached per size for the session)."""
     import tempfile
 
-    base = Path(tempfile.gettempdir()) / f"etl-bench-sample-{units}-{unit_months}"
+    # The warehouse format is part of the name: a cache written by an earlier format is not reused.
+    base = Path(tempfile.gettempdir()) / f"etl-bench-sample-delta-{units}-{unit_months}"
     landing, warehouse = base / "landing", base / "warehouse"
     done = base / ".done"
     if not done.exists():
