@@ -224,14 +224,30 @@ def test_blank_rows_are_skipped_and_row_numbers_stay_sheet_rows():
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_missing_optional_fields_are_null_and_absent_lists_are_empty(shape):
-    document = {"region": "Region Halland", "report_year": "2018", "contact_person": "x"}
+def test_blank_optional_fields_are_null_and_absent_lists_are_empty(shape):
+    document = {"region": "Region Halland", "report_year": "2018", "contact_person": "x", "grant_sek": None,
+                "earmarked": None, "spend_sek": {}, "offers": {}}  # JSON: the web form writes null when blank
+    document = builders.doc(**document)
+    for key in ("initiatives", "ehealth_services"):
+        document.pop(key)
     if shape == "xlsx":
         document.update(initiatives=[], ehealth_services=[])
     report = accepted(shape, document)
     assert report.header["region_code"] == "13" and report.header["report_year"] == 2018
     assert report.header["grant_sek"] is None and report.header["earmarked"] is None
     assert report.initiatives == [] and report.services == []
+
+
+def test_a_json_report_leaving_out_a_field_the_web_form_writes_is_refused():
+    """Left out is not blank: a correction without ``grant_sek`` would null the published grant unseen."""
+    document = builders.doc()
+    del document["grant_sek"]
+    del document["offers"]["task_shifting"]
+    for item in document["initiatives"][:2]:
+        del item["cost_sek"]
+    report = rejected("json", document)
+    assert report.error == ("key(s) the web form always writes are missing (write null for a blank field): "
+                            "'grant_sek', 'offers.task_shifting', 'initiatives[].cost_sek' in items 1, 2")
 
 
 def test_unknown_fields_and_columns_are_ignored_with_a_warning():

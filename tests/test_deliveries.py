@@ -332,3 +332,16 @@ def test_an_export_without_its_national_total_line_keeps_the_published_national_
     with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked.*no rows for ehealth_adoption_national"):
         pipeline.run(settings)
     assert publish.read_table(str(warehouse), "ehealth_adoption_national").num_rows == national
+
+
+def test_a_county_json_correction_leaving_a_field_out_keeps_the_published_value(settings, landing):
+    """Found by review: a left-out ``grant_sek`` (not null, absent) used to null the published grant, exit 0."""
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
+    county.run(settings)
+    doc = builders.doc(grant_sek="20 mnkr")
+    del doc["grant_sek"]
+    builders.land(landing, "uppsala_v2.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed, match="uppsala_v2.json: blocked, refused whole: key.s. the web form "
+                                               "always writes are missing .*'grant_sek'"):
+        county.run(settings)
+    assert publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist() == [20_000_000]

@@ -573,6 +573,43 @@ def _unknown_keys(document: dict) -> list[str]:
     return shown
 
 
+# Keys the web form may leave out: the two lists (it leaves an empty list out) and the contact person
+# (dropped at parsing anyway). Every other key it writes, null when the sender left the field blank.
+_OPTIONAL_JSON_KEYS = frozenset({tpl.JSON_INITIATIVES, tpl.JSON_SERVICES, "contact_person"})
+
+
+def _missing_keys(document: dict) -> list[str]:
+    """The keys the web form always writes that ``document`` lacks: ``'grant_sek'``,
+    ``'initiatives[].cost_sek' in items 1, 2``. A left-out key would null the published value
+    without the sender saying so; ``null`` says it."""
+    missing: dict[str, list[int]] = {}
+    for key in tpl.JSON_KEYS[""]:
+        if key not in document and key not in _OPTIONAL_JSON_KEYS:
+            missing.setdefault(key, [])
+    for parent, children in tpl.JSON_KEYS.items():
+        if not parent:
+            continue
+        value = document.get(parent.removesuffix("[]"))
+        if not parent.endswith("[]") and isinstance(value, dict):
+            for child in children:
+                if child not in value:
+                    missing.setdefault(f"{parent}.{child}", [])
+        elif parent.endswith("[]") and isinstance(value, list):
+            for number, item in enumerate(value, start=1):
+                if isinstance(item, dict):
+                    for child in children:
+                        if child not in item:
+                            missing.setdefault(f"{parent}.{child}", []).append(number)
+    shown = []
+    for key, items in missing.items():
+        text = repr(key)
+        if items:
+            text += f" in item{'s' if len(items) > 1 else ''} {', '.join(map(str, items[:5]))}"
+            text += f" and {len(items) - 5} more" if len(items) > 5 else ""
+        shown.append(text)
+    return shown
+
+
 def _extract_json(data: bytes, out: _Extracted) -> None:
     try:
         text = data.decode("utf-8-sig")
@@ -595,6 +632,10 @@ def _extract_json(data: bytes, out: _Extracted) -> None:
     unknown = _unknown_keys(document)
     if unknown:
         problems.append(_named(unknown, "unknown key(s), not produced by the web form"))
+    missing = _missing_keys(document)
+    if missing:
+        problems.append(_named(missing, "key(s) the web form always writes are missing (write null for a "
+                                         "blank field)"))
     groups = [where for where in tpl.JSON_KEYS if where and not where.endswith("[]")]
     for parent in sorted(groups):
         group = document.get(parent)
