@@ -34,6 +34,11 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "http" in protocol or "https" in protocol
+
+
 def delta_options(uri: str) -> dict[str, str]:
     """delta-rs storage options for a table URI: none locally; on S3-compatible stores, commits by conditional put.
 
@@ -189,6 +194,10 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         # store that cannot be reached raises another error (exists() would hide it as "absent").
         entries = fs.ls(root, detail=True)
     except FileNotFoundError:
+        if _is_http(fs) and not fs.exists(filesystem(landing_uri)[1].rstrip("/") + "/"):
+            # A web server has folders: a landing root it does not know is a wrong URI, not "no delivery yet".
+            raise SourceUnavailable(f"landing storage: {redact_uri(landing_uri)} does not exist on the server "
+                                    "(a wrong landing URI?)") from None
         return []
     except OSError as exc:
         raise _unreadable(join(landing_uri, prefix), exc) from None

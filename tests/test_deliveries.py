@@ -127,11 +127,11 @@ def test_unit_file_still_being_written_waits_and_a_truncated_correction_is_block
     pipeline.run(waiting)
     loaded = publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows
     assert loaded > 100
-    # A copy cut mid-line (as a half-written upload is): its last line is quarantined, so it is blocked.
+    # A copy cut mid-line (as a half-written upload is): refused whole, the published month stays.
     data = unit.read_bytes()
     unit.write_bytes(data[: len(data) // 2])
     os.utime(unit, (old + 1, old + 1))
-    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, would remove \d+ published ehealth_unit_daily"):
+    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, refused whole: .*the last line .* is cut short"):
         pipeline.run(waiting)
     assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
 

@@ -270,7 +270,7 @@ def test_unit_fixture_types_what_it_can_and_rejects_lines_it_cannot(block_size):
     read = unit_daily.read_unit_daily(str(FIXTURES / "webbtidbok_enheter_2024-02.csv"), block_size=block_size)
     assert (read.encoding, read.delimiter, read.file_error) == ("utf-8-sig", ";", None)
     rows = read.rows.to_pylist()
-    assert [r["row_number"] for r in rows] == [2, 3, 4, 5, 6, 7, 8, 14]  # line 10 is blank, not data
+    assert [r["row_number"] for r in rows] == [2, 3, 4, 5, 6, 7, 8, 15]  # line 10 is blank, not data
     first = rows[0]
     assert (first["date"], first["region_code"], first["unit_hsa_id"], first["unit_name"], first["bookings"]) == (
         dt.date(2024, 2, 1), "01", "SE2321000016-15CX", "Vårdcentralen Åby", 12)
@@ -281,9 +281,20 @@ def test_unit_fixture_types_what_it_can_and_rejects_lines_it_cannot(block_size):
         11: "Bokningar: not a number: 'tolv'",
         12: "Datum: not a valid date: '2024-02-30'",  # not rolled over to 2024-03-01
         13: "Region: unknown region 'Atlantis'",
-        15: "4 fields, expected 7 (truncated line or stray delimiter)",
+        14: "4 fields, expected 7 (truncated line or stray delimiter)",  # a short line inside the file
     }
     assert read.rows_in == 13 == len(rows) + len(read.rejected)
+
+
+def test_a_unit_file_whose_last_line_is_cut_short_is_refused_whole(tmp_path):
+    """An upload cut short mid-line: loading the rest would publish part of a month as the month."""
+    data = (FIXTURES / "webbtidbok_enheter_2024-02.csv").read_bytes()
+    path = tmp_path / "webbtidbok_enheter_2024-02.csv"
+    path.write_bytes(data[: data.rstrip(b"\r\n").rfind(b"\r\n") + 20])  # the last line cut inside its HSA id
+    read = unit_daily.read_unit_daily(str(path))
+    assert read.file_error == ("webbtidbok_enheter_2024-02.csv: the last line (line 15) is cut short: the file "
+                               "was not transferred whole; send it again")
+    assert read.rows is None and read.rejected[0]["rows_held"] == 14
 
 
 def test_unit_counts_are_what_the_one_parser_gives(tmp_path):

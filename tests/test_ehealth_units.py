@@ -59,7 +59,7 @@ def test_unit_rules_quarantine_rows_and_never_sum_duplicates(settings, landing, 
         11: "Bokningar: not a number: 'tolv'",
         12: "Datum: not a valid date: '2024-02-30'",
         13: "Region: unknown region 'Atlantis'",
-        15: "4 fields, expected 7 (truncated line or stray delimiter)",
+        14: "4 fields, expected 7 (truncated line or stray delimiter)",
     }
     assert "SE2321000131-B7" not in set(table.unit_hsa_id)
     assert result.warnings == ["2024-02: no regional web booking file this month; unit-level bookings not compared"]

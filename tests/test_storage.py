@@ -197,3 +197,11 @@ def test_a_file_name_that_is_not_utf8_is_named_not_a_crash(tmp_path):
     assert [f.name for f in found] == ["ok.json"]
     assert len(skipped) == 1 and "not valid UTF-8" in skipped[0] and "Sk\\udce5ne.json" in skipped[0]
     skipped[0].encode("utf-8")  # the line itself can be logged and stored
+
+
+def test_a_mistyped_http_landing_fails_instead_of_nothing_new_forever(http_landing, landing):
+    (landing / "ehealth").mkdir()
+    with pytest.raises(SourceUnavailable, match="does not exist on the server") as error:
+        storage.list_landed(f"{http_landing}/nonexistent", "ehealth", (".csv",))
+    assert "s3cret-pw" not in str(error.value)
+    assert storage.list_landed(http_landing, "county_reports", (".json",)) == []  # no delivery yet: fine

@@ -366,6 +366,15 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
     out.data_lines = out.rows_in
     if out.data_lines == 0:
         return _rejected_file(out, fs, path, f"{file_name}: no data lines under the header")
+    if invalid:
+        # The very last line short of fields: the file ends mid-line, an upload cut short. Loading the rest
+        # would publish part of a month as if it were the month, also when it replaces nothing.
+        last_good = pc.max(out.rows["row_number"]).as_py() if out.rows is not None and out.rows.num_rows else 0
+        last = invalid[-1]
+        if last["row_number"] > (last_good or 0) and last["reason"].split(" ")[0].isdigit() \
+                and int(last["reason"].split(" ")[0]) < len(header):
+            return _rejected_file(out, fs, path, f"{file_name}: the last line (line {last['row_number']}) is cut "
+                                                 "short: the file was not transferred whole; send it again")
     return out
 
 
