@@ -15,14 +15,17 @@ suites in `expectations/` and publishes `county_report`,
   version stays, the other regions still load, and the task fails naming it.
 * The contact person is dropped at parse time; e-mail addresses and
   personnummer in free text are masked.
-* Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
+* Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`
+  (a run conf cannot change them: the trigger form has no options).
+* A refused or blocked report fails the task at once (no retries: the same
+  file would fail again); storage that cannot be reached is retried.
 * Runs daily; a day without new files only writes a "nothing new" log row.
 """
 
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
 
 COUNTY_REPORT = Asset(asset_uri("county_report"))
 COUNTY_INITIATIVE = Asset(asset_uri("county_initiative"))
@@ -38,6 +41,7 @@ COUNTY_EHEALTH_SERVICE = Asset(asset_uri("county_ehealth_service"))
     default_args=default_args(),
     tags=["county", "reports", "landing"],
     doc_md=__doc__,
+    params={},  # no run options: a run loads whatever has landed
 )
 def county_reports():
     @task(outlets=[COUNTY_REPORT, COUNTY_INITIATIVE, COUNTY_EHEALTH_SERVICE])
@@ -45,12 +49,14 @@ def county_reports():
         """Parse → validate → publish the new submissions; nothing new = a quick no-op."""
         from etl.pipelines import county_reports as pipeline
 
-        context = get_current_context()
-        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
-        report = pipeline.run(settings)
-        for line in report.lines():
-            print(line)
-        return report.to_dict()
+        def run() -> dict:
+            settings = settings_from_airflow(dict(get_current_context()["dag_run"].conf or {}))
+            report = pipeline.run(settings)
+            for line in report.lines():
+                print(line)
+            return report.to_dict()
+
+        return fail_fast(run)
 
     load_new_reports()
 

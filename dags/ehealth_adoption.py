@@ -34,13 +34,20 @@ Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 """
 
 import pendulum
-from airflow.sdk import Asset, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, month_of_run, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, fail_fast, month_of_run, settings_from_airflow
 
 EHEALTH_ADOPTION = Asset(asset_uri("ehealth_adoption"))
 EHEALTH_ADOPTION_NATIONAL = Asset(asset_uri("ehealth_adoption_national"))
 EHEALTH_UNIT_DAILY = Asset(asset_uri("ehealth_unit_daily"))
+
+# The trigger form: what a run accepts (validated by Airflow before the run starts).
+PARAMS = {
+    "period": Param(None, type=["null", "string"], pattern=r"^(\d{4}-(0[1-9]|1[0-2])|all)$", title="Month",
+                    description="YYYY-MM to load that month, or all for every month with a pending delivery "
+                                "(a whole backfill in one run). Empty: the run's own month."),
+}
 
 # The operator publishes a month's exports within days of its end; two weeks of silence is a missing delivery.
 WAIT_FOR_FILES = pendulum.duration(days=14)
@@ -62,6 +69,7 @@ def _run_month(context) -> str:
     default_args=default_args(),
     tags=["ehealth", "monthly", "landing"],
     doc_md=__doc__,
+    params=PARAMS,
 )
 def ehealth_adoption():
     @task.sensor(poke_interval=30 * 60, timeout=WAIT_FOR_FILES.total_seconds(), mode="reschedule", soft_fail=False)
@@ -74,7 +82,7 @@ def ehealth_adoption():
         month = _run_month(context)
         if month == "all":
             return PokeReturnValue(is_done=True, xcom_value=month)
-        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
+        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
         missing = pipeline.missing_monthly_files(settings, month)
         if missing:
             print(f"waiting for {', '.join(missing)} in {redact_uri(settings.landing_uri)}/ehealth/ (gives up after "
@@ -88,12 +96,14 @@ def ehealth_adoption():
         """Parse → validate → publish the month, and any earlier month with late or corrected files."""
         from etl.pipelines import ehealth_adoption as pipeline
 
-        context = get_current_context()
-        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
-        report = pipeline.run(settings, period=None if month == "all" else month, catch_up_late=True)
-        for line in report.lines():
-            print(line)
-        return report.to_dict()
+        def run() -> dict:
+            settings = settings_from_airflow(dict(get_current_context()["dag_run"].conf or {}), set(PARAMS))
+            report = pipeline.run(settings, period=None if month == "all" else month, catch_up_late=True)
+            for line in report.lines():
+                print(line)
+            return report.to_dict()
+
+        return fail_fast(run)
 
     load_month(wait_for_month_files())
 

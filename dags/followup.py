@@ -23,7 +23,7 @@ import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
 from etl.marts import MART_TABLES, SOURCE_TABLES
-from etl.orchestration import asset_uri, default_args, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
 
 UPSTREAM = [Asset(asset_uri(table)) for table in SOURCE_TABLES]
 MARTS = [Asset(asset_uri(table)) for table in MART_TABLES]
@@ -39,6 +39,7 @@ MARTS = [Asset(asset_uri(table)) for table in MART_TABLES]
     default_args=default_args(),
     tags=["followup", "mart", "analysts"],
     doc_md=__doc__,
+    params={},  # no run options: the marts are rebuilt from the current source versions
 )
 def followup():
     @task(outlets=MARTS)
@@ -46,11 +47,14 @@ def followup():
         """Read the source tables → compute → validate → publish both marts."""
         from etl.pipelines import followup as pipeline
 
-        conf = dict(get_current_context()["dag_run"].conf or {})
-        report = pipeline.build_marts(settings_from_airflow(conf))
-        for line in report.lines():
-            print(line)
-        return report.to_dict()
+        def run() -> dict:
+            conf = dict(get_current_context()["dag_run"].conf or {})
+            report = pipeline.build_marts(settings_from_airflow(conf))
+            for line in report.lines():
+                print(line)
+            return report.to_dict()
+
+        return fail_fast(run)
 
     @task
     def build_access(marts: dict) -> dict:
@@ -58,7 +62,7 @@ def followup():
         from etl.pipelines import followup as pipeline
 
         conf = dict(get_current_context()["dag_run"].conf or {})
-        paths = pipeline.refresh_access(settings_from_airflow(conf), marts["outcome"])
+        paths = fail_fast(lambda: pipeline.refresh_access(settings_from_airflow(conf), marts["outcome"]))
         for kind, uri in paths.items():
             print(f"{kind}: {uri}")
         if not paths:

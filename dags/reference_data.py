@@ -17,13 +17,23 @@ and publishes them to the warehouse.
 """
 
 import pendulum
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
 
 DIM_REGION = Asset(asset_uri("dim_region"))
 POPULATION = Asset(asset_uri("population"))
 KOLADA_KPI = Asset(asset_uri("kolada_kpi"))
+
+
+# The trigger form: what a run accepts (validated by Airflow before the run starts).
+PARAMS = {
+    "offline_snapshot": Param(False, type="boolean", title="Offline snapshot",
+                              description="Read the bundled API snapshot from <landing>/api_snapshot/ instead of "
+                                          "calling SCB and Kolada (a closed network, or a demo)."),
+    "year": Param(None, type=["null", "integer"], minimum=2000, maximum=2100, title="Up to year",
+                  description="Load population for the years up to this one (empty: every year SCB has)."),
+}
 
 
 @dag(
@@ -35,25 +45,25 @@ KOLADA_KPI = Asset(asset_uri("kolada_kpi"))
     default_args=default_args(),
     tags=["reference", "scb", "kolada"],
     doc_md=__doc__,
+    params=PARAMS,
 )
 def reference_data():
     @task(outlets=[DIM_REGION, POPULATION, KOLADA_KPI])
     def fetch_validate_publish() -> dict:
         """Fetch → validate → publish; a failed fetch publishes nothing."""
-        from etl.errors import ConfigError
         from etl.pipelines import reference
 
-        context = get_current_context()
-        conf = dict(context["dag_run"].conf or {})
-        settings = settings_from_airflow(conf)
-        try:
-            year = int(conf["year"]) if conf.get("year") else None
-        except (TypeError, ValueError):
-            raise ConfigError(f"run conf 'year' must be a year such as 2024, not {conf.get('year')!r}") from None
-        report = reference.run(settings, year=year, offline_snapshot=bool(conf.get("offline_snapshot")))
-        for line in report.lines():
-            print(line)
-        return report.to_dict()
+        def run() -> dict:
+            conf = dict(get_current_context()["dag_run"].conf or {})
+            settings = settings_from_airflow(conf, accepted=set(PARAMS))
+            year = conf.get("year")
+            report = reference.run(settings, year=int(year) if year else None,
+                                   offline_snapshot=bool(conf.get("offline_snapshot")))
+            for line in report.lines():
+                print(line)
+            return report.to_dict()
+
+        return fail_fast(run)
 
     fetch_validate_publish()
 

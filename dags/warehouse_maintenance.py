@@ -27,6 +27,7 @@ from etl.orchestration import default_args, settings_from_airflow
     default_args=default_args(),
     tags=["warehouse", "maintenance"],
     doc_md=__doc__,
+    params={},
 )
 def warehouse_maintenance():
     @task

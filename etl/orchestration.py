@@ -39,11 +39,27 @@ def asset_uri(table: str) -> str:
     return f"file://warehouse/{table}"
 
 
-def settings_from_airflow(conf: dict | None = None) -> Settings:
-    """Settings for a task: run conf > Airflow Variables/Connections > environment > defaults."""
+def settings_from_airflow(conf: dict | None = None, accepted: frozenset[str] | set[str] = frozenset()) -> Settings:
+    """Settings for a task: Airflow Variables and Connections > environment > defaults.
+
+    ``conf`` is the run conf; ``accepted`` the keys the DAG declares as
+    Params (its run options). Any other key is refused with one line
+    (:class:`ConfigError`): storage locations and API endpoints are admin
+    territory (Variables, Connections), never something whoever may trigger
+    a run can redirect.
+    """
     from airflow.sdk import Variable
 
+    from etl.errors import ConfigError
+
     conf = conf or {}
+    refused = sorted(set(conf) - set(accepted))
+    if refused:
+        raise ConfigError(
+            f"run conf key(s) not accepted: {', '.join(map(repr, refused))}. Storage locations and API endpoints "
+            f"are set by admins (Variables {VAR_LANDING}, {VAR_WAREHOUSE}; Connections scb_default, "
+            f"kolada_default, {OBJECT_STORE_CONN}); this DAG's run options are its Params: "
+            f"{', '.join(sorted(accepted)) or 'none'}")
 
     def var(name: str) -> str | None:
         try:
@@ -67,12 +83,33 @@ def settings_from_airflow(conf: dict | None = None) -> Settings:
 
     use_object_store_connection()
     return Settings.resolve(
-        landing=conf.get("landing_uri") or var(VAR_LANDING),
-        warehouse=conf.get("warehouse_uri") or var(VAR_WAREHOUSE),
-        scb_base_url=conf.get("scb_base_url") or connection_url("scb_default"),
-        kolada_base_url=conf.get("kolada_base_url") or connection_url("kolada_default"),
-        kolada_kpis=conf.get("kolada_kpis") if "kolada_kpis" in conf else var(VAR_KOLADA_KPIS),
+        landing=var(VAR_LANDING),
+        warehouse=var(VAR_WAREHOUSE),
+        scb_base_url=connection_url("scb_default"),
+        kolada_base_url=connection_url("kolada_default"),
+        kolada_kpis=var(VAR_KOLADA_KPIS),
     )
+
+
+def fail_fast(call):
+    """``call()``, with bad data failing the task at once instead of being retried.
+
+    A delivery refused or blocked, a failed expectation, broken accounting or
+    an unusable setting (:class:`BadInput`, :class:`ValidationFailed`,
+    :class:`AccountingError`, :class:`ConfigError`) will fail the same way on
+    every retry: it becomes ``AirflowFailException`` (no retries) carrying the
+    one-line reason. What can heal — a source or storage unreachable
+    (:class:`SourceUnavailable`), HTTP 5xx, a bug — is raised as it is, for
+    the task's retries with backoff.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from etl.errors import AccountingError, BadInput, ConfigError, ValidationFailed
+
+    try:
+        return call()
+    except (BadInput, ValidationFailed, AccountingError, ConfigError) as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def use_object_store_connection(conn_id: str = OBJECT_STORE_CONN) -> bool:

@@ -50,6 +50,8 @@ out = {"errors": {k: str(v)[:500] for k, v in bag.import_errors.items()}, "dags"
 for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc": bool(dag.doc_md), "tags": sorted(dag.tags), "max_active_runs": dag.max_active_runs,
+        "params": {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description}
+                   for k in dag.params},
         "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries, "backoff": t.retry_exponential_backoff,
                               "pool": t.pool, "outlets": [getattr(o, "uri", str(o)) for o in t.outlets]}
                   for t in dag.tasks},
@@ -62,6 +64,14 @@ print(json.dumps(out))
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
     assert "reference_data" in result["dags"]
+    # The trigger form: every DAG declares what a run accepts, each option documented and typed.
+    assert {dag_id: sorted(d["params"]) for dag_id, d in result["dags"].items()} == {
+        "county_reports": [], "ehealth_adoption": ["period"], "followup": [],
+        "reference_data": ["offline_snapshot", "year"], "warehouse_maintenance": []}
+    for dag_id, dag in result["dags"].items():
+        for name, schema in dag["params"].items():
+            assert schema.get("description") and schema.get("type"), (dag_id, name)
+    assert result["dags"]["ehealth_adoption"]["params"]["period"]["pattern"]
     for dag_id, dag in result["dags"].items():
         assert dag["doc"], f"{dag_id} has no doc_md"
         assert dag["tags"], f"{dag_id} has no tags"

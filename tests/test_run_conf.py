@@ -1,0 +1,47 @@
+"""Issue 15 §1–§2: run conf cannot redirect storage or endpoints; bad data fails at once, outages are retried."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from etl import orchestration
+from etl.errors import AccountingError, BadInput, ConfigError, SourceUnavailable, ValidationFailed
+
+
+@pytest.mark.parametrize("key", ["warehouse_uri", "landing_uri", "scb_base_url", "kolada_base_url", "kolada_kpis",
+                                 "surprise"])
+def test_a_run_conf_key_that_is_no_param_is_refused_with_one_line(key, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        orchestration.settings_from_airflow({key: str(tmp_path / "elsewhere"), "period": "2019-03"}, {"period"})
+    message = str(error.value)
+    assert f"run conf key(s) not accepted: '{key}'" in message and "\n" not in message
+    assert "Params: period" in message
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_params_a_dag_declares_are_accepted(monkeypatch, tmp_path):
+    monkeypatch.setenv("ETL_WAREHOUSE_URI", str(tmp_path / "wh"))
+    settings = orchestration.settings_from_airflow({"period": "2019-03"}, {"period"})
+    assert settings.warehouse_uri == str(tmp_path / "wh")
+
+
+@pytest.mark.parametrize("error", [BadInput("x.csv: refused"), ValidationFailed("2019-03: blocked"),
+                                   AccountingError("rows lost"), ConfigError("bad setting")])
+def test_bad_data_fails_the_task_without_retries_carrying_its_line(error):
+    def run():
+        raise error
+
+    with pytest.raises(AirflowFailException) as failed:
+        orchestration.fail_fast(run)
+    assert str(failed.value) == str(error)
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_what_can_heal_is_raised_for_the_retries():
+    def run():
+        raise SourceUnavailable("SCB: HTTP 503 after 5 attempts")
+
+    with pytest.raises(SourceUnavailable):
+        orchestration.fail_fast(run)
+    assert orchestration.fail_fast(lambda: 42) == 42
