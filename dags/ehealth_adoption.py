@@ -9,14 +9,17 @@ Loads the national e-service operator's monthly exports from
   (the "Riket" row, used to reconcile the regions);
 * `webbtidbok_enheter_YYYY-MM.csv` (optional, large) → `ehealth_unit_daily`.
 
-**One run = one month** (its data interval; a manual run takes
-`conf["period"]` = `YYYY-MM` or `all`, else the last complete month).
-`wait_for_month_files` waits — in reschedule mode, holding no worker — for
-both monthly exports of the month, for up to 14 days, then fails (not
-skips) so a missing delivery is visible. `load_month` then validates and
-publishes the month (one publish per table); a critical rule (a region
-missing, regions not summing to the national total within 0.5 %) fails the
-task with the reason and publishes nothing of that month.
+**One run = one month** (its data interval; a manual run takes the Param
+`period` = `YYYY-MM` or `all`, else the last complete month). `load_month`
+loads whatever has landed — it never waits, so a late delivery never holds
+up later months or manual runs: a month without files is simply "nothing
+new". A critical rule (a region missing, regions not summing to the
+national total within 0.5 %) blocks that file or month, publishes nothing
+of it and fails the task at once (no retries: the same file would fail
+again). `report_overdue_deliveries` then lists the monthly exports due by
+now (14 days after their month) that have neither landed nor been loaded,
+and notifies them through the Connection `etl_notify`; it never fails the
+run.
 
 **Late and corrected files**: `load_month` also processes every earlier
 month that has a file not yet loaded (SHA-256 against the load log), so a
@@ -34,7 +37,7 @@ Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 """
 
 import pendulum
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from etl.orchestration import asset_uri, default_args, fail_fast, month_of_run, settings_from_airflow
 
@@ -49,8 +52,11 @@ PARAMS = {
                                 "(a whole backfill in one run). Empty: the run's own month."),
 }
 
-# The operator publishes a month's exports within days of its end; two weeks of silence is a missing delivery.
-WAIT_FOR_FILES = pendulum.duration(days=14)
+
+
+def _last_complete_month() -> str:
+    today = pendulum.now("UTC")
+    return today.subtract(months=1).format("YYYY-MM")
 
 
 def _run_month(context) -> str:
@@ -72,29 +78,13 @@ def _run_month(context) -> str:
     params=PARAMS,
 )
 def ehealth_adoption():
-    @task.sensor(poke_interval=30 * 60, timeout=WAIT_FOR_FILES.total_seconds(), mode="reschedule", soft_fail=False)
-    def wait_for_month_files() -> PokeReturnValue:
-        """Done when both monthly exports of the run's month are in landing; returns the month."""
-        from etl.pipelines import ehealth_adoption as pipeline
-        from etl.privacy import redact_uri
-
-        context = get_current_context()
-        month = _run_month(context)
-        if month == "all":
-            return PokeReturnValue(is_done=True, xcom_value=month)
-        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
-        missing = pipeline.missing_monthly_files(settings, month)
-        if missing:
-            print(f"waiting for {', '.join(missing)} in {redact_uri(settings.landing_uri)}/ehealth/ (gives up after "
-                  f"{WAIT_FOR_FILES.in_days()} days; a later run picks the month up when its files land)")
-            return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=month)
-
     @task(outlets=[EHEALTH_ADOPTION, EHEALTH_ADOPTION_NATIONAL, EHEALTH_UNIT_DAILY],
           execution_timeout=pendulum.duration(hours=4))
-    def load_month(month: str) -> dict:
+    def load_month() -> dict:
         """Parse → validate → publish the month, and any earlier month with late or corrected files."""
         from etl.pipelines import ehealth_adoption as pipeline
+
+        month = _run_month(get_current_context())
 
         def run() -> dict:
             settings = settings_from_airflow(dict(get_current_context()["dag_run"].conf or {}), set(PARAMS))
@@ -105,7 +95,27 @@ def ehealth_adoption():
 
         return fail_fast(run)
 
-    load_month(wait_for_month_files())
+    @task(trigger_rule="all_done")
+    def report_overdue_deliveries() -> list[str]:
+        """Monthly exports due by now that have not landed: logged and notified, never blocking a run."""
+        from etl.notify import notify
+        from etl.pipelines import ehealth_adoption as pipeline
+
+        context = get_current_context()
+        month = _run_month(context)
+        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
+        through = max(month, _last_complete_month()) if month != "all" else _last_complete_month()
+        overdue = pipeline.overdue_deliveries(settings, through)
+        if overdue:
+            line = (f"{len(overdue)} monthly export(s) overdue (due {pipeline.OVERDUE_AFTER_DAYS} days after the "
+                    f"month): {', '.join(overdue[:24])}" + (" …" if len(overdue) > 24 else ""))
+            print(line)
+            notify("[etl] e-health exports overdue", line)
+        else:
+            print(f"no monthly export overdue through {through}")
+        return overdue
+
+    load_month() >> report_overdue_deliveries()
 
 
 ehealth_adoption()

@@ -31,7 +31,16 @@ def default_args() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=30),
         "pool": WRITER_POOL,
+        # After the last retry: the failure and its one-line reason to the notifier (Connection etl_notify).
+        "on_failure_callback": notify_failure,
     }
+
+
+def notify_failure(context) -> None:
+    """``on_failure_callback`` of every task: see :func:`etl.notify.on_failure`."""
+    from etl.notify import on_failure
+
+    on_failure(context)
 
 
 def asset_uri(table: str) -> str:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -115,6 +116,49 @@ def missing_monthly_files(settings: Settings, period: str) -> list[str]:
             continue
         present.add((parsed.kind, parsed.period))
     return [delivery_id(kind, period) for kind in MONTHLY_KINDS if (kind, period) not in present]
+
+
+FIRST_MONTH = "2016-01"  # the first month the operator's exports are expected for (the agreement's start)
+OVERDUE_AFTER_DAYS = 14  # the operator publishes a month's exports within days of its end
+
+
+def overdue_deliveries(settings: Settings, through: str, today=None, grace_days: int = OVERDUE_AFTER_DAYS) -> list[str]:
+    """Monthly exports expected by now that are neither in landing nor published: ``["journalen_2017-05", …]``.
+
+    A month's exports are due ``grace_days`` after the month ends; months
+    from :data:`FIRST_MONTH` through ``through`` (YYYY-MM) are checked. One
+    listing of ``<landing>/ehealth/`` (names only) and the delivery record;
+    nothing is read or written. A late delivery never blocks a run: it is
+    reported (and notified) until it lands, and the next run loads it.
+    """
+    import datetime as dt
+    import posixpath
+
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    fs, root = storage.filesystem(storage.join(settings.landing_uri, PREFIX))
+    try:
+        names = [posixpath.basename(n) for n in fs.ls(root, detail=False)] if fs.exists(root) else []
+    except OSError as exc:
+        raise storage._unreadable(root, exc) from None
+    present = set()
+    for name in names:
+        try:
+            parsed = exports.parse_file_name(unicodedata.normalize("NFC", name))
+        except BadInput:
+            continue
+        present.add(delivery_id(parsed.kind, parsed.period))
+    published = set(DeliveryRecord.load(settings.warehouse_uri, PIPELINE).published)
+    overdue = []
+    year, month = (int(x) for x in FIRST_MONTH.split("-"))
+    while f"{year:04d}-{month:02d}" <= through:
+        following = dt.date(year + month // 12, month % 12 + 1, 1)
+        if following + dt.timedelta(days=grace_days) <= today:
+            for kind in MONTHLY_KINDS:
+                did = delivery_id(kind, f"{year:04d}-{month:02d}")
+                if did not in present and did not in published:
+                    overdue.append(did)
+        year, month = following.year, following.month
+    return overdue
 
 
 def _legacy_committed(settings: Settings):
