@@ -57,8 +57,10 @@ def store(request, tmp_path):
 
 
 def _child(warehouse: str, env: dict, first: int, count: int) -> subprocess.Popen:
-    env = {**env, "PYTHONPATH": str(ROOT)}
-    env.pop("ETL_FAULT_STAGE", None)
+    stage = env.get("ETL_FAULT_STAGE")
+    env = {k: v for k, v in env.items() if k != "ETL_FAULT_STAGE"} | {"PYTHONPATH": str(ROOT)}
+    if stage:
+        env["ETL_FAULT_STAGE"] = stage  # the child kills itself (SIGKILL) at that publish stage
     return subprocess.Popen([sys.executable, "-c", CHILD, warehouse, str(first), str(count), ",".join(CODES)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -132,3 +134,16 @@ def test_readers_in_a_loop_during_a_backfill_never_error_and_never_see_a_mix(sto
     assert writer.returncode == 0, writer.stderr.read()[-2000:]
     assert _one_version(warehouse) == 13
     assert reads["read_table"] >= 3, reads
+
+
+@pytest.mark.parametrize("stage", publish.FAULT_STAGES)
+def test_sigkill_at_each_publish_stage_leaves_the_old_or_the_new_version(store, stage):
+    warehouse, env = store
+    done = _child(warehouse, env, 1, 1)
+    assert done.wait(timeout=120) == 0, done.stderr.read()[-2000:]
+    killed = _child(warehouse, {**env, "ETL_FAULT_STAGE": stage}, 2, 1)
+    assert killed.wait(timeout=120) == -signal.SIGKILL, f"stage {stage} never reached"
+    assert _one_version(warehouse) in (1, 2)
+    recover = _child(warehouse, env, 3, 1)
+    assert recover.wait(timeout=120) == 0, recover.stderr.read()[-2000:]
+    assert _one_version(warehouse) == 3
