@@ -22,6 +22,7 @@ COPY --chown=airflow:0 etl /opt/airflow/project/etl
 COPY --chown=airflow:0 expectations /opt/airflow/project/expectations
 COPY --chown=airflow:0 scripts/airflow_init.py /opt/airflow/project/scripts/airflow_init.py
 COPY --chown=airflow:0 dags /opt/airflow/dags
+COPY --chown=airflow:0 plugins /opt/airflow/plugins
 
 ENV PYTHONPATH=/opt/airflow/project \
     GX_ANALYTICS_ENABLED=false
