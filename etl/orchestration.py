@@ -118,7 +118,24 @@ def fail_fast(call):
     try:
         return call()
     except (BadInput, ValidationFailed, AccountingError, ConfigError) as exc:
-        raise AirflowFailException(str(exc)) from None
+        raise AirflowFailException(f"{exc}{_quality_link()}") from None
+
+
+QUALITY_PAGE = "/etl-quality/run/{dag_id}/{run_id}"  # plugins/etl_quality_plugin.py: the run's "Data quality" tab
+
+
+def _quality_link() -> str:
+    """`` (data quality: /etl-quality/run/<dag>/<run>)`` for the running task, or "" outside a task."""
+    try:
+        from urllib.parse import quote
+
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+    except Exception:  # no task context (tests, the CLI)
+        return ""
+    return " (data quality: " + QUALITY_PAGE.format(dag_id=quote(dag_id, safe=""), run_id=quote(run_id, safe="")) + ")"
 
 
 def use_object_store_connection(conn_id: str = OBJECT_STORE_CONN) -> bool:
