@@ -97,12 +97,17 @@ def maintain_table(warehouse_uri: str, location: str, retention: int) -> TableMa
 def maintain(warehouse_uri: str, retention: int | None = None) -> list[TableMaintenance]:
     """Maintain every published table of the warehouse; returns the figures of each (see :class:`TableMaintenance`)."""
     retention = retention_days() if retention is None else retention
+    from etl.pipelines.common import refresh_views
+
     done = []
     for location in locations():
         result = maintain_table(warehouse_uri, location, retention)
         if result is not None:
             log.info("%s", result.line())
             done.append(result)
+    # Compaction made new versions of the same rows: the analysts' views follow them now, so that a
+    # later vacuum never deletes files a view still names.
+    refresh_views(warehouse_uri)
     return done
 
 

@@ -152,7 +152,8 @@ def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
 
 def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
                 skipped: list[str] | None = None, hash_cache: str | None = None,
-                settle_seconds: float = 0.0, arriving: list[str] | None = None) -> list[LandedFile]:
+                settle_seconds: float = 0.0, arriving: list[str] | None = None,
+                arriving_names: set[str] | None = None) -> list[LandedFile]:
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name.
 
     Hidden entries (``.name``, e.g. an upload in progress) are not
@@ -172,6 +173,7 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
     by a sender's clock is not held back for ever. Names are NFC-normalised
     (a file saved on macOS arrives NFD-spelled; both spellings are one
     delivery); a name that is not valid UTF-8 is named in ``skipped``.
+    ``arriving_names`` (when given) receives the NFC names of the files still arriving.
 
     Every file's SHA-256 identifies what was loaded. With ``hash_cache`` (see
     :func:`hash_cache_uri`), a file whose size, modification time, inode or
@@ -251,6 +253,8 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
                 when = (f"was modified {age:.0f} s ago (still being written?)" if age >= 0 else
                         f"has a modification time {-age:.0f} s in the future (the sender's clock?)")
                 arriving.append(f"{name!r} {when}; it is loaded once left unchanged for {settle_seconds:.0f} s")
+            if arriving_names is not None:
+                arriving_names.add(name)
             remembered[name] = {"stamp": stamp, "seen": seen, "sha256": known.get("sha256") if same else None}
             continue
         # Without a modification time, ETag or inode only the size is left: too little to trust.

@@ -345,3 +345,43 @@ def test_a_county_json_correction_leaving_a_field_out_keeps_the_published_value(
                                                "always writes are missing .*'grant_sek'"):
         county.run(settings)
     assert publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist() == [20_000_000]
+
+
+def test_a_published_correction_written_again_is_not_undone_while_it_settles(landing, warehouse):
+    """Found by review: touching (re-uploading) the published correction made the older file current for a run."""
+    settled = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                               environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+
+    def grant() -> list[int]:
+        return publish.read_table(str(warehouse), "county_report").column("grant_sek").to_pylist()
+
+    old = time.time() - 3600
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), old)
+    county.run(settled)
+    correction = builders.land(landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
+                               old + 60)
+    county.run(settled)
+    assert grant() == [22_000_000]
+    os.utime(correction)  # written again just now: settling for 60 s
+    report = county.run(settled)
+    assert grant() == [22_000_000]
+    assert report.results == [] and any("uppsala_v2.json" in m for m in report.messages)
+
+
+def test_the_views_follow_runs_with_nothing_new_and_maintenance(settings, landing, warehouse):
+    import duckdb
+
+    from etl import maintenance
+
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county.run(settings)
+
+    def logged() -> int:
+        with duckdb.connect(str(warehouse / "followup.duckdb"), read_only=True) as con:
+            return con.execute("select count(*) from load_log").fetchall()[0][0]
+
+    before = logged()
+    county.run(settings)  # nothing new: still a load-log row, and the view shows it
+    assert logged() == before + 1 == publish.read_load_log(str(warehouse)).num_rows
+    maintenance.maintain(str(warehouse), retention=0)  # compaction + vacuum of the files no version needs
+    assert logged() == before + 1  # the views name the compacted files, not the vacuumed ones

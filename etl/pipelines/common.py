@@ -181,15 +181,15 @@ def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message
                             [], message, None, publish.utcnow())
 
 
-def refresh_views(warehouse_uri: str, report: RunReport) -> None:
-    """After a run that published anything: ``followup.duckdb``'s views move to the new table versions.
+def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:
+    """At the end of every run: ``followup.duckdb``'s views move to the current table versions.
 
-    Until then they keep showing the versions they name, whole (their files
-    stay until vacuum). A failure here is a warning, not a failed run: the
-    tables are committed and the next run refreshes the views.
+    Every run changes at least the load log (a row per run), and maintenance
+    rewrites files, so the views are rebuilt each time, not only after a
+    publish. Until then they keep showing the versions they name, whole
+    (their files stay until vacuum). A failure here is a warning, not a
+    failed run: the tables are committed and the next run refreshes the views.
     """
-    if not any(r.outcome == "published" for r in report.results):
-        return
     from etl import storage
     from etl.marts import access
 

@@ -360,9 +360,11 @@ def run(settings: Settings, **_: object) -> RunReport:
     warehouse = settings.warehouse_uri
     skipped: list[str] = []
     arriving: list[str] = []
+    arriving_names: set[str] = set()
     landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
                                  hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
-                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving)
+                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving,
+                                 arriving_names=arriving_names)
     for note in skipped:
         log.warning("not loaded: %s", note)
     for note in arriving:
@@ -370,6 +372,10 @@ def run(settings: Settings, **_: object) -> RunReport:
         report.messages.append(f"not yet loaded: {note}")
     record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=_legacy_committed(warehouse))
     current, parsed, not_loaded = _current_deliveries(landed, record)
+    # A region-year whose published file is being written again (re-uploaded, touched) waits with it:
+    # judged without that file, an older one would look current and be republished for a run.
+    waiting = {did for did, entry in record.published.items() if entry.get("file") in arriving_names}
+    current = {did: f for did, f in current.items() if did not in waiting}
     pending = {did: f for did, f in current.items() if not record.is_published(did, f)}
     submissions = [parsed.get(f.uri) or read_submission(f) for f in pending.values()] + not_loaded
     if not submissions:
@@ -379,6 +385,7 @@ def run(settings: Settings, **_: object) -> RunReport:
                    f"nothing new: {len(landed)} county report file(s) in landing, all already loaded")
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
+        refresh_views(warehouse, report)
         refuse_skipped(warehouse, report, skipped)
         return report
     new = [s.landed for s in submissions]

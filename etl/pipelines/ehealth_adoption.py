@@ -219,6 +219,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                    if arriving else f"nothing new in {where}: every delivery is loaded as it is in landing")
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
+        refresh_views(settings.warehouse_uri, report)
         refuse_skipped(settings.warehouse_uri, report, skipped)
         return report
 

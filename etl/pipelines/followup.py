@@ -269,5 +269,9 @@ def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
 def run(settings: Settings, **_: object) -> RunReport:
     report = build_marts(settings)
     paths = refresh_access(settings, report.outcome)
+    if "duckdb" not in paths:  # the marts did not change, but this run's load-log row did
+        from etl.pipelines.common import refresh_views
+
+        refresh_views(settings.warehouse_uri, report)
     report.messages += [f"{kind}: {uri}" for kind, uri in paths.items()]
     return report
