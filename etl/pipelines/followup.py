@@ -215,7 +215,7 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
 
     Reads each source table at its version current at ``when`` (Delta time
     travel), computes the marts in memory (nothing is published) and writes
-    ``followup_report_<date>.html`` and ``followup_<date>.xlsx`` into
+    ``followup_report_as_of_<UTC timestamp>.html`` and ``followup_as_of_<UTC timestamp>.xlsx`` into
     ``out_dir``; both state the table versions they were built from. Raises
     :class:`EtlError` with one line when a version's history or files are no
     longer kept (retention), or when nothing was published by then.
@@ -244,8 +244,9 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
         marts.national_year, "followup_national_year")
     fs, root = storage.filesystem(out_dir)
     fs.makedirs(root, exist_ok=True)
-    workbook = storage.join(out_dir, f"followup_{day:%Y%m%d}_as_of.xlsx")
-    page = storage.join(out_dir, f"followup_report_{day:%Y%m%d}_as_of.html")
+    stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
+    workbook = storage.join(out_dir, f"followup_as_of_{stamp}.xlsx")
+    page = storage.join(out_dir, f"followup_report_as_of_{stamp}.html")
     exports.write_bytes_atomic(workbook, exports.build_workbook(region_year, national_year, vintage, synthetic, day))
     exports.write_bytes_atomic(page, report.render(region_year, national_year, marts.monthly, vintage, synthetic,
                                                    day).encode("utf-8"))
