@@ -391,33 +391,18 @@ def _month_end(period: str) -> dt.date:
     return dt.date(y + 1, 1, 1) if m == 12 else dt.date(y, m + 1, 1)
 
 
-def _landed_exports(landing_uri: str, prefix: str) -> tuple[dict[tuple[str, str], list[dict]], str | None]:
-    """(kind, period) → files under ``<landing>/<prefix>/`` (a listing: names, sizes, times; nothing read)."""
-    from etl.errors import BadInput
-    from etl.sources import ehealth_exports as exports
+def _landed_exports(landing_uri: str) -> tuple[dict[tuple[str, str], list[dict]], str | None]:
+    """(kind, period) → export files in landing (see :func:`ehealth_adoption.landed_exports`), or why not."""
+    from etl.errors import EtlError
+    from etl.pipelines import ehealth_adoption as eh
 
-    found: dict[tuple[str, str], list[dict]] = {}
-    fs, root = storage.filesystem(storage.join(landing_uri, prefix))
     try:
-        entries = fs.ls(root, detail=True)
-    except FileNotFoundError:
-        return found, None
-    except OSError as exc:
-        return found, shown_text(f"landing storage {storage.join(landing_uri, prefix)} cannot be listed: {exc}")
-    for info in entries:
-        name = unicodedata.normalize("NFC", posixpath.basename(str(info.get("name", "")).rstrip("/")))
-        if not name or name.startswith(".") or info.get("type") == "directory":
-            continue
-        try:
-            parsed = exports.parse_file_name(name)
-        except BadInput:
-            continue
-        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
-        if hasattr(modified, "timestamp"):
-            modified = modified.timestamp()
-        found.setdefault((parsed.kind, parsed.period), []).append({
-            "name": display_name(name), "size": int(info.get("size") or 0),
-            "modified": float(modified) if modified is not None else None})
+        found = eh.landed_exports(landing_uri)
+    except EtlError as exc:
+        return {}, shown_text(str(exc))
+    for files in found.values():
+        for entry in files:
+            entry["name"] = display_name(entry["name"])
     return found, None
 
 
@@ -478,7 +463,7 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
     months = month_range(first, last)
     today = today or dt.datetime.now(dt.timezone.utc).date()
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
-    landed, landing_error = _landed_exports(landing_uri, eh.PREFIX)
+    landed, landing_error = _landed_exports(landing_uri)
     hashes = _landing_hashes(warehouse_uri, eh.PREFIX)
     record = DeliveryRecord.load(warehouse_uri, eh.PIPELINE).published
 

@@ -99,23 +99,38 @@ def _files(month_files: dict[str, list]) -> list[storage.LandedFile]:
     return [f for kind in sorted(month_files) for f in month_files[kind]]
 
 
-def missing_monthly_files(settings: Settings, period: str) -> list[str]:
-    """The monthly exports of ``period`` not (yet) in landing, e.g. ``["journalen_2017-03"]``.
+def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
+    """(kind, period) → the export files under ``<landing>/ehealth/``: ``{"name", "size", "modified"}`` each.
 
-    Lists names only (no hashing), so a sensor can call it every few minutes.
+    A listing only (names, sizes, times; nothing read or hashed), cheap enough
+    for monitoring. Names that are no export's are left out (a run names
+    them). Raises :class:`SourceUnavailable` when the landing cannot be listed.
     """
     import posixpath
 
-    fs, root = storage.filesystem(storage.join(settings.landing_uri, PREFIX))
-    names = [posixpath.basename(p) for p in fs.ls(root, detail=False)] if fs.exists(root) else []
-    present = set()
-    for name in names:
+    found: dict[tuple[str, str], list[dict]] = {}
+    fs, root = storage.filesystem(storage.join(landing_uri, PREFIX))
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        raise storage._unreadable(root, exc) from None
+    for info in entries:
+        name = unicodedata.normalize("NFC", posixpath.basename(str(info.get("name", "")).rstrip("/")))
+        if not name or name.startswith(".") or info.get("type") == "directory":
+            continue
         try:
             parsed = exports.parse_file_name(name)
         except BadInput:
             continue
-        present.add((parsed.kind, parsed.period))
-    return [delivery_id(kind, period) for kind in MONTHLY_KINDS if (kind, period) not in present]
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        found.setdefault((parsed.kind, parsed.period), []).append({
+            "name": name, "size": int(info.get("size") or 0),
+            "modified": float(modified) if modified is not None else None})
+    return found
 
 
 FIRST_MONTH = "2016-01"  # the first month the operator's exports are expected for (the agreement's start)
@@ -132,21 +147,9 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     reported (and notified) until it lands, and the next run loads it.
     """
     import datetime as dt
-    import posixpath
 
     today = today or dt.datetime.now(dt.timezone.utc).date()
-    fs, root = storage.filesystem(storage.join(settings.landing_uri, PREFIX))
-    try:
-        names = [posixpath.basename(n) for n in fs.ls(root, detail=False)] if fs.exists(root) else []
-    except OSError as exc:
-        raise storage._unreadable(root, exc) from None
-    present = set()
-    for name in names:
-        try:
-            parsed = exports.parse_file_name(unicodedata.normalize("NFC", name))
-        except BadInput:
-            continue
-        present.add(delivery_id(parsed.kind, parsed.period))
+    present = {delivery_id(kind, period) for kind, period in landed_exports(settings.landing_uri)}
     published = set(DeliveryRecord.load(settings.warehouse_uri, PIPELINE).published)
     overdue = []
     year, month = (int(x) for x in FIRST_MONTH.split("-"))
