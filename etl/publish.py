@@ -475,10 +475,11 @@ def _same_delivery_sources(warehouse_uri: str, table: str, sources: set[str]) ->
     if not sources:
         return set()
     wanted = {delivery_path(s) for s in sources}
-    published = read_quarantine(warehouse_uri, table)
-    if not published.num_rows:
+    # Every publish asks this: read the file-name column only, not the quarantined rows.
+    names = _read(_open(_uri(warehouse_uri, f"_quarantine/{table}")), schemas.get("_quarantine"), ["source_file"])
+    if not names.num_rows:
         return set()
-    return {s for s in set(published.column("source_file").to_pylist()) if s and delivery_path(s) in wanted}
+    return {s for s in pc.unique(names.column("source_file")).to_pylist() if s and delivery_path(s) in wanted}
 
 
 def _source_lists(sources) -> tuple[list[str], list[str]]:
