@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE", help="monthly exports and/or county reports (paths or URIs)")
     locations(check, landing=False)
 
+    approve = sub.add_parser(
+        "approve", help="list blocked deliveries, or approve/reject publishing one as it is (who and why to the load log)")
+    approve.add_argument("file", nargs="?", metavar="FILE", help="the blocked file's name as the failure names it; "
+                                                                   "omit to list what is blocked now")
+    approve.add_argument("--reason", help="why (at least 10 characters); required with FILE")
+    approve.add_argument("--by", help="who decides (default: the login name)")
+    approve.add_argument("--reject", action="store_true", help="reject: the block stays (recorded all the same)")
+    locations(approve)
+
     status = sub.add_parser("status", help="tables, row counts, last loads and failures")
     locations(status, landing=False)
 
@@ -254,6 +263,36 @@ def cmd_check(args) -> int:
     return 0 if all(v.ok for v in verdicts) else 1
 
 
+def cmd_approve(args) -> int:
+    """Without FILE: what is blocked now. With FILE: the decision recorded, and on approval the file published."""
+    import getpass
+
+    from etl import approvals
+
+    settings = _settings(args)
+    if not args.file:
+        blocked = approvals.blocked_now(settings.warehouse_uri)
+        for b in blocked:
+            decided = f" [{b.decision.note()}]" if b.decision else ""
+            say(f"{b.name} ({b.pipeline}, blocked {b.blocked_at:%Y-%m-%d %H:%M} UTC"
+                f"{', approvable' if b.approvable else ', replace the file'}){decided}: {b.message}")
+        say(f"{len(blocked)} delivery(ies) blocked")
+        return 0
+    if not args.reason:
+        raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
+    blocked = approvals.find(settings.warehouse_uri, args.file)
+    decision = approvals.record(settings.warehouse_uri, blocked, not args.reject, args.by or getpass.getuser(),
+                                args.reason)
+    say(f"{blocked.name}: {decision.note()}")
+    if args.reject:
+        say(f"{blocked.name}: stays blocked until a new file replaces it")
+        return 0
+    report = approvals.publish_approved(settings, blocked)
+    for line in report.lines():
+        say(line)
+    return 0
+
+
 def cmd_status(args) -> int:
     from etl import status
 
@@ -279,7 +318,8 @@ def cmd_template(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "report": cmd_report, "maintain": cmd_maintain, "status": cmd_status,
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "approve": cmd_approve, "report": cmd_report,
+            "maintain": cmd_maintain, "status": cmd_status,
             "docs": cmd_docs, "template": cmd_template}
 
 

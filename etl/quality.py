@@ -34,7 +34,7 @@ import posixpath
 import re
 import unicodedata
 
-from etl import privacy, publish, schemas, storage
+from etl import approvals, privacy, publish, schemas, storage
 from etl.deliveries import delivery_path, display_name, shown_name
 
 EXAMPLES_PER_REASON = 3
@@ -275,6 +275,13 @@ def table_overview(warehouse_uri: str, *, examples: int = EXAMPLES_PER_REASON,
 # --------------------------------------------------------------------------- per delivery
 
 
+def _decision_text(row: dict | None) -> str | None:
+    """``"rejected by bo: … (2026-11-30 10:02 UTC)"`` from a decision's load-log row, or None."""
+    if row is None:
+        return None
+    return shown_text(f"{row.get('message') or row['outcome']} ({shown_time(row['finished_at'])})")
+
+
 def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeline: str | None = None,
                outcome: str | None = None, with_rows: bool = True) -> list[dict]:
     """Per source file in the load log: its latest outcome, rows, and why it was blocked; newest first.
@@ -291,9 +298,13 @@ def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeli
     """
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
     found: dict[str, dict] = {}
+    decisions: dict[str, dict] = {}  # SHA-256 → the latest approval or rejection of that content
     for row in log_rows:
         for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or []):
             if not sha:
+                continue
+            if row["outcome"] in approvals.DECISIONS:
+                decisions[sha] = row  # a person's decision, not an outcome of the delivery
                 continue
             key = delivery_path(uri)
             entry = found.setdefault(key, {"key": key, "uri": uri, "pipeline": row["pipeline"], "rows": [],
@@ -309,9 +320,12 @@ def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeli
         committed = [(r, s) for r, s in rows if r["outcome"] in COMMITTED]
         message = next((r.get("message") for r, _ in reversed(batch)
                         if r["outcome"] in ("blocked", "failed") and r.get("message")), None)
+        decision = decisions.get(latest_sha)
         out.append({
             "key": shown_text(key),
             "file": shown_text(shown_name(entry["uri"])),
+            "approvable": worst["outcome"] == "blocked" and approvals.HINT in (message or ""),
+            "decision": _decision_text(decision),
             "folder": shown_text(posixpath.dirname(key)) or None,
             "uri": shown_text(entry["uri"]),
             "pipeline": entry["pipeline"],
@@ -469,10 +483,14 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
 
     # Per delivery id: its load-log rows (oldest first), from the names of the files they name.
     history: dict[str, list[tuple[dict, str | None]]] = {}
+    decisions: dict[str, dict] = {}  # SHA-256 → the latest approval or rejection of that content
     for row in log_rows:
         if row["pipeline"] != eh.PIPELINE:
             continue
         for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or []):
+            if row["outcome"] in approvals.DECISIONS:
+                decisions[sha] = row
+                continue
             try:
                 name = exports.parse_file_name(shown_name(uri))
             except BadInput:
@@ -498,6 +516,9 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
                 note = "the file in landing changed since; the next run judges it again"
             if loaded:
                 note = ((note + "; ") if note else "") + "the previous version stays published"
+            decided = decisions.get(latest[1])
+            if decided is not None:
+                note = ((note + "; ") if note else "") + _decision_text(decided)
         elif loaded and (not files or landed_sha == loaded_sha):
             status = "loaded"
         elif files:

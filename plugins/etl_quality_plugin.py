@@ -208,7 +208,8 @@ tables (this file's rows in the current version); the load-log figures of a batc
 <td>{% for t in d.tables %}<div>{{ t.table or '(whole delivery)' }}: <span class="s-{{ t.outcome }}">{{ t.outcome }}</span>
 {{ t.rows_in|n }} / {{ t.rows_loaded|n }} / {{ t.rows_quarantined|n }}{% if t.files_in_batch > 1 %}
 <span class="muted">(with {{ t.files_in_batch - 1 }} other file{{ 's' if t.files_in_batch > 2 else '' }})</span>{% endif %}</div>{% endfor %}</td>
-<td>{{ d.message or '' }}</td></tr>
+<td>{{ d.message or '' }}{% if d.decision %}<div><b>Decision:</b> {{ d.decision }}</div>{% endif %}
+{% if d.approvable %}<div><a href="{{ links.approve }}">Approve or reject it</a> (trigger <code>approve_blocked_delivery</code> with Blocked file = {{ d.file }})</div>{% endif %}</td></tr>
 {% else %}<tr><td colspan="9">No deliveries{% if filtered %} match{% endif %}.</td></tr>{% endfor %}
 </table>
 {% endblock %}"""
@@ -277,6 +278,8 @@ def _links(request: Request) -> dict[str, str]:
         "ehealth": root + "/ehealth",
         "data_docs": root + "/data-docs/",
         "report": root + "/report",
+        # The Airflow UI's page of the approval DAG (its trigger form asks for the blocked file).
+        "approve": "/dags/approve_blocked_delivery",
     }
 
 

@@ -642,12 +642,12 @@ def _(ctx):
     lines = data.split(b"\n")
     cut = len(b"\n".join(lines[:11])) + 1 + len("2017-03;1")  # inside the region cell of line 12
     paths["journalen"].write_bytes(data[:cut])
-    fails(lambda: run_month(ctx), ValidationFailed, "1 month(s) blocked", "journalen_2017-03 lacks 11 region(s)",
+    fails(lambda: run_month(ctx), ValidationFailed, "1 month(s) blocked", "journalen_2017-03.csv: blocked, the rows that would be published lack 11 region(s)",
           "13 Region Halland")
     # Blocked: nothing of the file is published (the month's web booking is), the failure is in the load log.
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
     failed = [r for r in ctx.log() if r["outcome"] == "blocked"]
-    assert len(failed) == 1 and "lacks 11 region(s)" in failed[0]["message"]
+    assert len(failed) == 1 and "lack 11 region(s)" in failed[0]["message"]
 
 
 @case("ehealth-csv-wrong-type")
@@ -790,7 +790,8 @@ def _(ctx):
     edit_lines(paths["webbtidbok"], lambda lines: [line for line in lines if ";14;" not in line])
     out = ctx.cli("run", "ehealth-adoption", "--period", PERIOD)
     cli_fails(out, "error: ehealth_adoption: 1 month(s) blocked, 0 processed",
-              "webbtidbok_2017-03 lacks 1 region(s): 14 Västra Götalandsregionen")
+              "webbtidbok_2017-03.csv: blocked, the rows that would be published lack 1 region(s): "
+              "14 Västra Götalandsregionen", "a person may approve publishing it")
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"patient_journal_online"}
 
 

@@ -66,8 +66,8 @@ print(json.dumps(out))
     assert "reference_data" in result["dags"]
     # The trigger form: every DAG declares what a run accepts, each option documented and typed.
     assert {dag_id: sorted(d["params"]) for dag_id, d in result["dags"].items()} == {
-        "county_reports": [], "ehealth_adoption": ["period"], "followup": [],
-        "reference_data": ["offline_snapshot", "year"], "warehouse_maintenance": []}
+        "approve_blocked_delivery": ["delivery"], "county_reports": [], "ehealth_adoption": ["period"],
+        "followup": [], "reference_data": ["offline_snapshot", "year"], "warehouse_maintenance": []}
     for dag_id, dag in result["dags"].items():
         for name, schema in dag["params"].items():
             assert schema.get("description") and schema.get("type"), (dag_id, name)

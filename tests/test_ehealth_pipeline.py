@@ -211,14 +211,14 @@ def test_missing_region_blocks_that_month_only(settings, landing, warehouse):
         pipeline.run(settings)
     message = str(error.value)
     assert "1 month(s) blocked, 1 processed" in message
-    assert "journalen_2017-03 lacks 1 region(s): 12 Region Skåne" in message
-    assert "every monthly export must have a line for each of the 21 regions" in message
+    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 12 Region Skåne "
+            "(no line quarantined); a person may approve publishing it") in message
     adoption = _table(warehouse, "ehealth_adoption")
     assert set(adoption.month) == {MARCH, april}
     assert set(adoption[adoption.month == MARCH].service) == {"web_booking"}  # nothing of March's journal file
     log = _log(warehouse)
     failed = log[log.outcome == "blocked"]
-    assert len(failed) == 1 and "lacks 1 region(s)" in failed.message.iloc[0]
+    assert len(failed) == 1 and "lack 1 region(s)" in failed.message.iloc[0]
     assert any(s.endswith("journalen_2017-03.csv") for s in failed.source_files.iloc[0])
     with pytest.raises(ValidationFailed):  # not committed: the next run tries March again
         pipeline.run(settings)
@@ -335,7 +335,7 @@ def test_truncated_file_blocks_the_month(settings, landing, warehouse):
     text = ("\n".join(_lines("journalen")) + "\n").encode()
     _write(landing, "journalen", data=text[: text.index(b"\n2017-03;13;") + 14])
     _write(landing, "webbtidbok")
-    with pytest.raises(ValidationFailed, match=r"journalen_2017-03 lacks 11 region\(s\): 13 Region Halland"):
+    with pytest.raises(ValidationFailed, match=r"journalen_2017-03.csv: blocked, the rows that would be published lack 11 region\(s\): 13 Region Halland"):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
 

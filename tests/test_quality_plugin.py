@@ -66,7 +66,7 @@ def built(tmp_path_factory):
     units += (f"\n2024-02-09;01;{XSS};Vårdcentralen Åby;3;0;0"
               f"\n2024-02-10;01;SE2321000016-15CX;Kontakt {EMAIL} {PNR};-5;0;0\n")
     (folder / "webbtidbok_enheter_2024-02.csv").write_text(units, encoding="utf-8")
-    with pytest.raises(ValidationFailed, match="lacks 1 region"):
+    with pytest.raises(ValidationFailed, match="lack 1 region"):
         pipeline.run(settings)
 
     # A quarantine row as a warehouse from before masking would hold it: published with masking switched off.
@@ -99,7 +99,7 @@ def test_overview_per_table_counts_rows_loads_quarantine_and_blocked(built):
     assert adoption["last_load"]["outcome"] == "published"
     assert adoption["totals"]["rows_loaded"] == 21 * 5 and adoption["totals"]["rows_quarantined"] == 0
     [blocked] = adoption["blocked_deliveries"]
-    assert blocked["file"] == "journalen_2017-03.csv" and "lacks 1 region(s): 12 Region Skåne" in blocked["message"]
+    assert blocked["file"] == "journalen_2017-03.csv" and "lack 1 region(s): 12 Region Skåne" in blocked["message"]
     assert tables["county_report"]["rows"] is None and tables["county_report"]["last_load"] is None
 
     units = tables["ehealth_unit_daily"]
@@ -156,7 +156,7 @@ def test_deliveries_latest_outcome_rows_and_why_blocked(built):
                           "pop.json"}
     journal = found["journalen_2017-03.csv"]
     assert journal["outcome"] == "blocked" and journal["last_loaded"] is None
-    assert "lacks 1 region(s): 12 Region Skåne" in journal["message"]
+    assert "lack 1 region(s): 12 Region Skåne" in journal["message"]
     assert journal["rows_now"] == {}
     assert [(t["table"], t["outcome"], t["rows_in"], t["rows_loaded"]) for t in journal["tables"]] == [
         (None, "blocked", 21 * 3, 0)]  # the rows it held: 20 regions and the national line, 3 metrics
@@ -174,7 +174,7 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     months = {m["month"]: m for m in status["months"]}
     assert list(months) == ["2017-06", "2017-05", "2017-04", "2017-03"]
     march = {d["kind"]: d for d in months["2017-03"]["deliveries"]}
-    assert march["journalen"]["status"] == "blocked" and "lacks 1 region" in march["journalen"]["message"]
+    assert march["journalen"]["status"] == "blocked" and "lack 1 region" in march["journalen"]["message"]
     assert march["webbtidbok"]["status"] == "loaded" and march["webbtidbok"]["loaded_at"]
     assert months["2017-03"]["status"] == "blocked"
     april = {d["kind"]: d for d in months["2017-04"]["deliveries"]}
@@ -368,7 +368,7 @@ def test_authenticated_user_gets_the_pages(served):
     page = served["overview"]
     assert page["status"] == 200 and served["overview_cookie"] == 200
     assert "Data quality: tables" in page["body"] and "ehealth_unit_daily" in page["body"]
-    assert "lacks 1 region(s): 12 Region Skåne" in page["body"]
+    assert "lack 1 region(s): 12 Region Skåne" in page["body"]
     assert "<script" not in page["body"] and "http://" not in page["body"] and "https://" not in page["body"]
     assert "script-src" not in page["headers"]["content-security-policy"]
     assert page["headers"]["x-content-type-options"] == "nosniff"
@@ -405,7 +405,7 @@ def test_data_docs_and_report_are_served_safely(served):
 def test_dag_run_page_and_links_in_the_ui(served):
     run = served["run"]
     assert run["status"] == 200 and "manual__quality" in run["body"]
-    assert "journalen_2017-03.csv" in run["body"] and "lacks 1 region(s)" in run["body"]
+    assert "journalen_2017-03.csv" in run["body"] and "lack 1 region(s)" in run["body"]
     assert served["run_missing"] == 404
     [plugin] = [p for p in served["plugins"]["plugins"] if p["name"] == "etl_quality"]
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/etl-quality"]

@@ -139,10 +139,17 @@ def record_blocked(warehouse_uri: str, pipeline: str, batch_id: str, source, mes
     """A blocked delivery's load-log row: its rows were held back, none loaded, none quarantined.
 
     ``outcome`` is ``blocked``: the delivery is not committed, so every later
-    run tries it again (and fails naming it) until a good file replaces it.
+    run tries it again (and fails naming it) until a good file replaces it
+    or a person approves it (:mod:`etl.approvals`; the hint that says so
+    ends the message and survives shortening).
     """
+    from etl.approvals import HINT
+
+    tail = f"; {HINT}" if message.endswith(HINT) else ""
+    if len(message) > 2000:
+        message = message[:2000 - len(tail) - 2] + " …" + tail
     publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [source], rows_in, 0, 0, "blocked",
-                            "failed", [], message[:2000], None, publish.utcnow())
+                            "failed", [], message, None, publish.utcnow())
 
 
 def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources,

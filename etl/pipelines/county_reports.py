@@ -33,7 +33,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from etl import no_shrink, publish, schemas, storage
+from etl import approvals, no_shrink, publish, schemas, storage
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path, last_committed
 from etl.errors import BadInput, EtlError, ValidationFailed
@@ -277,8 +277,10 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
     Returns ``([county_report, county_initiative, county_ehealth_service]
     batches, blocked file URI → one line)``. All three batches are validated
     before anything is published, so a blocking validation failure
-    (:class:`ValidationFailed`) leaves every table as it was. Validation
-    results are persisted unless :func:`etl.validation.not_persisted` is in force.
+    (:class:`ValidationFailed`) leaves every table as it was. A block a
+    person approved (:mod:`etl.approvals`) is released: the file publishes
+    and its batches' warnings say who approved it. Validation results are
+    persisted unless :func:`etl.validation.not_persisted` is in force.
     """
     settle(submissions, warehouse)
     report_batch = _report_batch(submissions, warehouse, batch_id)
@@ -288,7 +290,17 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
         _detail_batch(INITIATIVE, submissions, warehouse, batch_id),
         _detail_batch(SERVICE, submissions, warehouse, batch_id),
     ]
-    return batches, no_shrink.blocked_sources(warehouse, batches)
+    blocked = no_shrink.blocked_sources(warehouse, batches)
+    # A block with rows to publish is a person's call (approvable); a report refused whole is not.
+    refused = {s for b in batches for s in b.refused}
+    released = approvals.release(blocked, set(blocked) - refused, {s.landed.uri: s.landed.sha256 for s in submissions},
+                                 approvals.approved(warehouse, PIPELINE))
+    for uri, decision in released.items():
+        log.warning("%s", approvals.release_note(uri, decision))
+        for batch in batches:
+            if uri in batch.source_keys:
+                batch.warnings.append(approvals.release_note(uri, decision))
+    return batches, blocked
 
 
 def delivery_id(key: tuple[str, int]) -> str:

@@ -48,7 +48,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import no_shrink, publish, regions, storage
+from etl import approvals, no_shrink, publish, regions, storage
 from etl.config import Settings
 from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
@@ -317,7 +317,8 @@ class MonthJudgement:
     ``candidates`` are every validated per-file batch (blocked files
     included: what ``python -m etl check`` reports from); ``batches`` the
     per-table batches to publish with their sources, blocked files removed;
-    ``blocked`` file URI → one line; ``held`` file URI → its rows in.
+    ``blocked`` file URI → one line; ``held`` file URI → its rows in;
+    ``approved`` file URI → the approval that released its block (:mod:`etl.approvals`).
     """
 
     landed: dict[str, storage.LandedFile]
@@ -325,6 +326,7 @@ class MonthJudgement:
     batches: list[tuple[publish.TableBatch, list]] = field(default_factory=list)
     blocked: dict[str, str] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
+    approved: dict[str, approvals.Decision] = field(default_factory=dict)
 
 
 def judge_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
@@ -347,6 +349,8 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     landed = {kind: files[0] for kind, files in month_files.items()}
     judged = MonthJudgement(landed)
     blocked, held = judged.blocked, judged.held
+    decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
+    sha_of = {f.uri: f.sha256 for f in landed.values()}
     parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path)
               for k in MONTHLY_KINDS if k in landed]
     for export in parsed:
@@ -376,9 +380,14 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
             _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
             lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
             why = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
-            blocked[source] = (f"{shown_name(source)}: blocked, the rows that would be published lack "
-                               f"{len(lacking)} region(s): {', '.join(lacking)} ({why})")
-            continue
+            line = {source: f"{shown_name(source)}: blocked, the rows that would be published lack "
+                            f"{len(lacking)} region(s): {', '.join(lacking)} ({why})"}
+            # A region that genuinely did not report is a person's call: approvable.
+            released = approvals.release(line, {source}, sha_of, decisions)
+            if not released:
+                blocked.update(line)
+                continue
+            judged.approved.update(released)
         regional_parts.append(regional)
         national_parts.append(national)
 
@@ -402,14 +411,22 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
                 unit_part = None
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
-    blocked.update(no_shrink.blocked_sources(settings.warehouse_uri, candidates))
+    shrinking = no_shrink.blocked_sources(settings.warehouse_uri, candidates)
+    refused = {s for b in candidates for s in b.refused}
+    judged.approved.update(approvals.release(shrinking, set(shrinking) - refused, sha_of, decisions))
+    blocked.update(shrinking)
     gone = set(blocked)
     for parts in (regional_parts, national_parts):
         batch = combine([p for p in parts if not set(p.source_keys) & gone])
         if batch is not None:
+            batch.warnings += [approvals.release_note(s, d) for s, d in judged.approved.items()
+                               if s in batch.source_keys]
             sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
             judged.batches.append((batch, sources))
     if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
+        unit_uri = landed[exports.UNIT_KIND].uri
+        if unit_uri in judged.approved:
+            unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
         judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
     return judged
 
@@ -424,6 +441,8 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
     month has two files of one kind.
     """
     judged = judge_month(settings, period, month_files, batch_id, unit_read)
+    for source, decision in judged.approved.items():
+        log.warning("%s", approvals.release_note(source, decision))
     for source, line in judged.blocked.items():
         log.error("%s", line)
         record_blocked(settings.warehouse_uri, PIPELINE, batch_id, _landed_of(judged.landed, source), line,

@@ -1,0 +1,130 @@
+"""
+### Approve (or reject) publishing a blocked delivery
+
+A delivery is **blocked** when publishing it would drop something the checks
+cannot tell is meant: an e-health export lacking a region's line, a county
+report that leaves its initiatives list out, quarantined lines that would
+remove published rows. The failed run names the file and, when a person can
+settle it, ends with *"a person may approve publishing it as it is"*.
+
+1. Trigger this DAG with **Blocked file** = the file's name as the failure
+   names it (`webbtidbok_2026-01.csv`, `Region Gotland 2025.xlsx`).
+2. `find_blocked_delivery` looks it up in the load log and fails at once,
+   naming what is blocked now, if it is not blocked or cannot be approved
+   (a file refused whole must be replaced: nothing of it could publish).
+3. `decide` waits for a person (**Required actions** in the UI, or the task's
+   page): *Approve* or *Reject*, with the reason, which is required.
+4. `record_decision` writes the decision — who and why — to the load log
+   (`outcome` `approved` / `rejected`). On approval it publishes the file
+   at once (an e-health export: its month; a county report: the county
+   pipeline), with the quarantine and removals the block named; the
+   publish's load-log row and the follow-up report's footnotes say who
+   approved it and why. A rejection keeps the block: the delivery's runs
+   keep failing until a new file replaces it.
+
+The decision holds for that file content only: a new file for the same
+delivery is judged afresh. The same from a shell:
+`python -m etl approve FILE --reason "…"` (`--reject` to reject, no FILE to
+list what is blocked).
+"""
+
+import pendulum
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+
+APPROVE, REJECT = "Approve", "Reject"
+PARAMS = {
+    "delivery": Param("", type="string", minLength=5, maxLength=255, title="Blocked file",
+                      description="The blocked file's name as the failed run names it, e.g. webbtidbok_2026-01.csv."),
+}
+FOUND = "ti.xcom_pull(task_ids='find_blocked_delivery')"
+# An approval publishes through the e-health or the county pipeline: the follow-up marts are rebuilt after it.
+PUBLISHES = [Asset(asset_uri(table)) for table in (
+    "ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily",
+    "county_report", "county_initiative", "county_ehealth_service")]
+
+
+@dag(
+    dag_id="approve_blocked_delivery",
+    schedule=None,  # only ever triggered by a person
+    start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["approval", "deliveries"],
+    doc_md=__doc__,
+    params=PARAMS,
+)
+def approve_blocked_delivery():
+    @task(pool="default_pool")
+    def find_blocked_delivery() -> dict:
+        """The blocked delivery named by the Param, or a one-line failure naming what is blocked now."""
+        from etl import approvals
+
+        def find() -> dict:
+            context = get_current_context()
+            settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
+            blocked = approvals.find(settings.warehouse_uri, str(context["params"]["delivery"]))
+            print(f"{blocked.name} ({blocked.pipeline}) blocked {blocked.blocked_at:%Y-%m-%d %H:%M} UTC: "
+                  f"{blocked.message}")
+            if blocked.decision is not None:
+                print(f"earlier decision on this content: {blocked.decision.note()}")
+            return {"name": blocked.name, "pipeline": blocked.pipeline, "sha256": blocked.sha256,
+                    "message": blocked.message}
+
+        return fail_fast(find)
+
+    decide = HITLOperator(
+        task_id="decide",
+        subject="Publish {{ " + FOUND + "['name'] }} although it is blocked?",
+        body=("**{{ " + FOUND + "['name'] }}** ({{ " + FOUND + "['pipeline'] }}) was blocked:\n\n"
+              "> {{ " + FOUND + "['message'] }}\n\n"
+              "*Approve* publishes it as it is: its quarantined lines stay in quarantine and the rows the block "
+              "names are removed from the published tables. *Reject* keeps the block until a new file "
+              "replaces it. Either way, who decided and why goes to the load log."),
+        options=[APPROVE, REJECT],
+        params={"reason": Param(type="string", minLength=10, maxLength=1000, title="Why",
+                                description="Why this delivery may (or may not) be published as it is; kept in "
+                                            "the load log and, on approval, in the report's footnotes.")},
+        pool="default_pool",  # waiting for a person must never hold the warehouse writer's slot
+    )
+
+    # Retried only for what can heal (storage unreachable); the same decision recorded twice is written once.
+    @task(outlets=PUBLISHES)
+    def record_decision(found: dict, response: dict) -> dict:
+        """Who and why to the load log; on approval, publish the file now."""
+        from etl import approvals
+
+        def record() -> dict:
+            context = get_current_context()
+            settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
+            blocked = approvals.find(settings.warehouse_uri, found["name"])
+            if blocked.sha256 != found["sha256"]:
+                from etl.errors import BadInput
+
+                raise BadInput(f"{found['name']}: the file changed while the decision was pending; "
+                               "trigger this DAG again to decide on the new content")
+            user = response.get("responded_by_user") or {}
+            who = user.get("name") or user.get("id") or "unknown user"
+            approve = response["chosen_options"] == [APPROVE]
+            decision = approvals.record(settings.warehouse_uri, blocked, approve, who,
+                                        (response.get("params_input") or {}).get("reason", ""))
+            print(f"{blocked.name}: {decision.note()}")
+            if not approve:
+                print(f"{blocked.name}: stays blocked until a new file replaces it")
+                return {"decision": "rejected", "by": who}
+            report = approvals.publish_approved(settings, blocked)
+            for line in report.lines():
+                print(line)
+            return {"decision": "approved", "by": who, "run": report.to_dict()}
+
+        return fail_fast(record)
+
+    found = find_blocked_delivery()
+    found >> decide
+    record_decision(found, decide.output)
+
+
+approve_blocked_delivery()

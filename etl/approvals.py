@@ -1,0 +1,264 @@
+"""Approval of a blocked delivery: a person decides to publish a delivery the checks blocked.
+
+A delivery is blocked when publishing it would drop something the checks
+cannot tell is meant (:mod:`etl.no_shrink`, the 21-regions rule of the
+e-health exports). Some of those blocks a person can settle: a region that
+genuinely did not report that month, a correction that really does leave
+an initiative out. Such a block is **approvable**; its line in the failed
+run and the load log says so and names the DAG to use (:data:`HINT`).
+Refused files (unreadable, wrong month, not a report) and failed
+critical rules without rows to publish are not: nothing could be
+published, the file has to be replaced.
+
+A decision is one load-log row (``outcome`` ``approved`` or ``rejected``)
+naming the file and its SHA-256 with ``"<decision> by <user>: <why>"``. It
+holds for that content only: a new file for the delivery is judged afresh.
+The latest decision per content counts, so an approval can be withdrawn by
+a rejection. Pipelines release an approved block when they judge the file
+(:func:`release`): its rows publish with the quarantine and removals the
+block named, and the publish's load-log row carries who approved it and
+why; the follow-up report footnotes it (:func:`footnotes`).
+
+In Airflow the DAG ``approve_blocked_delivery`` asks through the
+human-in-the-loop operator; ``python -m etl approve`` does the same from a
+shell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from etl import privacy, publish
+from etl.deliveries import delivery_path, display_name, shown_name
+from etl.errors import BadInput
+
+APPROVE_DAG = "approve_blocked_delivery"
+HINT = f"a person may approve publishing it as it is (Airflow DAG {APPROVE_DAG})"
+APPROVED, REJECTED = "approved", "rejected"
+DECISIONS = (APPROVED, REJECTED)  # the load-log outcomes of a decision (not outcomes of a delivery)
+MIN_REASON = 10  # characters: "ok" is not a reason anyone can audit later
+PIPELINES = ("ehealth_adoption", "county_reports")  # the pipelines whose deliveries can be blocked
+
+_DECISION = re.compile(r"^(approved|rejected) by (?P<by>[^:]*): (?P<why>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One person's decision on one blocked file content."""
+
+    pipeline: str
+    source_file: str  # URI as the load log holds it (redacted)
+    sha256: str
+    approved: bool
+    by: str
+    reason: str
+    at: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return shown_name(self.source_file)
+
+    def note(self) -> str:
+        """``"approved by ada on 2026-11-30: Gotland did not report"``, for load-log rows and run output."""
+        verb = APPROVED if self.approved else REJECTED
+        return f"{verb} by {self.by} on {self.at:%Y-%m-%d}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A delivery blocked now, from its latest load-log row."""
+
+    pipeline: str
+    source_file: str
+    sha256: str
+    message: str
+    approvable: bool
+    blocked_at: dt.datetime
+    decision: Decision | None = None  # the latest decision on this content, if any
+
+    @property
+    def name(self) -> str:
+        return shown_name(self.source_file)
+
+
+def approvable_line(line: str) -> str:
+    """A blocked file's one line, with the hint that a person may approve it."""
+    return f"{line}; {HINT}"
+
+
+def _decision(row: dict) -> Decision | None:
+    """The decision a load-log row (a dict) records, or None for any other row."""
+    if row["outcome"] not in DECISIONS or not row["source_sha256"]:
+        return None
+    match = _DECISION.match(row["message"] or "")
+    if match is None:
+        return None
+    return Decision(row["pipeline"], (row["source_files"] or [""])[0], row["source_sha256"][0],
+                    row["outcome"] == APPROVED, match["by"], match["why"], row["finished_at"])
+
+
+def _decisions(rows) -> dict[str, Decision]:
+    """Latest decision per file content (SHA-256) in load-log rows (dicts, oldest first)."""
+    return {d.sha256: d for d in map(_decision, rows) if d is not None}
+
+
+def approved(warehouse_uri: str, pipeline: str) -> dict[str, Decision]:
+    """SHA-256 → approval, for every file content of ``pipeline`` whose latest decision is an approval."""
+    rows = publish.read_load_log(warehouse_uri).to_pylist()
+    return {sha: d for sha, d in _decisions(rows).items() if d.approved and d.pipeline == pipeline}
+
+
+def release(blocked: dict[str, str], approvable: set[str], sha256: dict[str, str],
+            decisions: dict[str, Decision]) -> dict[str, Decision]:
+    """Settle ``blocked`` (file URI → line) against approvals; returns the released files' decisions.
+
+    An approvable file whose content was approved is removed from
+    ``blocked`` (it publishes); every other approvable file's line gets the
+    :data:`HINT`. Files not in ``approvable`` stay blocked as they are, an
+    approval notwithstanding (nothing of them could publish).
+    """
+    released = {}
+    for uri in list(blocked):
+        if uri not in approvable:
+            continue
+        decision = decisions.get(sha256.get(uri, ""))
+        if decision is not None:
+            released[uri] = decision
+            del blocked[uri]
+        else:
+            blocked[uri] = approvable_line(blocked[uri])
+    return released
+
+
+def release_note(uri: str, decision: Decision) -> str:
+    """The warning a released file's publish carries into the load log."""
+    return f"{shown_name(uri)}: published although blocked, {decision.note()}"
+
+
+def _latest_rows(rows) -> dict[tuple[str, str], dict]:
+    """Per (pipeline, delivery path): the latest load-log row that names the file (dicts, oldest first)."""
+    latest: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        if row["pipeline"] not in PIPELINES or row["outcome"] in DECISIONS:
+            continue
+        for uri in row["source_files"] or ():
+            latest[(row["pipeline"], delivery_path(uri))] = row
+    return latest
+
+
+def blocked_now(warehouse_uri: str) -> list[Blocked]:
+    """Every file whose latest load-log row blocked it, newest first, with the latest decision on its content.
+
+    A file later published (on approval or replaced by the same name) is
+    not blocked any more. A blocked file superseded by a newer file of
+    another name stays listed until its name reappears; approving it then
+    changes nothing, as the newer file is the delivery.
+    """
+    rows = publish.read_load_log(warehouse_uri).to_pylist()
+    decisions = _decisions(rows)
+    out = []
+    for (pipeline, _), row in _latest_rows(rows).items():
+        if row["outcome"] != "blocked" or not row["source_sha256"]:
+            continue
+        sha = row["source_sha256"][0]
+        message = row["message"] or ""
+        out.append(Blocked(pipeline, row["source_files"][0], sha, message, HINT in message, row["finished_at"],
+                           decisions.get(sha)))
+    return sorted(out, key=lambda b: b.blocked_at, reverse=True)
+
+
+def find(warehouse_uri: str, name: str) -> Blocked:
+    """The approvable blocked delivery whose file is called ``name`` (as failure lines show it).
+
+    Raises :class:`BadInput` naming what is blocked now when ``name`` is not
+    blocked, not approvable (the file must be replaced) or ambiguous.
+    """
+    wanted = display_name(name.strip().rsplit("/", 1)[-1])
+    blocked = blocked_now(warehouse_uri)
+    matches = [b for b in blocked if b.name == wanted]
+    if not matches:
+        approvable = sorted({b.name for b in blocked if b.approvable})
+        shown = ", ".join(approvable[:10]) + (" …" if len(approvable) > 10 else "")
+        raise BadInput(f"{wanted}: not a blocked delivery; blocked and approvable now: {shown or 'none'}")
+    if len(matches) > 1:
+        raise BadInput(f"{wanted}: {len(matches)} blocked deliveries of that name "
+                       f"({', '.join(b.pipeline for b in matches)}); rename one and let the next run judge it")
+    found = matches[0]
+    if not found.approvable:
+        raise BadInput(f"{wanted}: blocked for a reason no approval can settle (nothing of it could be "
+                       f"published); replace the file: {found.message[:300]}")
+    return found
+
+
+def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str) -> Decision:
+    """Write a decision on ``blocked`` to the load log; returns it.
+
+    ``by`` is the deciding user as Airflow knows them; ``reason`` at least
+    :data:`MIN_REASON` characters (:class:`BadInput` otherwise). Personal
+    data in the reason (e-mail addresses, personnummer) is masked, as
+    everywhere in the warehouse. The same decision as the latest one on
+    this content is not written again (a retried task).
+    """
+    reason = " ".join(str(reason or "").split())
+    if len(reason) < MIN_REASON:
+        raise BadInput(f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters "
+                       f"(got {reason!r})")
+    by = " ".join(str(by or "").replace(":", " ").split()) or "unknown user"
+    reason = str(privacy.mask_personal_data(reason))
+    verb = APPROVED if approve else REJECTED
+    earlier = blocked.decision
+    if earlier is not None and (earlier.approved, earlier.by, earlier.reason) == (approve, by, reason):
+        return earlier  # the same decision again (a retried task): written once
+    now = publish.utcnow()
+    message = f"{verb} by {by}: {reason}"
+    publish.append_load_log(warehouse_uri, blocked.pipeline, publish.new_batch_id(), None,
+                            [(blocked.source_file, blocked.sha256)], 0, 0, 0, verb, "skipped", [],
+                            message, None, now)
+    return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
+
+
+def publish_approved(settings, blocked: Blocked):
+    """Run ``blocked``'s pipeline so that the approved file publishes now; returns the run's report.
+
+    An e-health export runs its month only; a county report runs the county
+    pipeline (which loads every pending report). Raises what the run raises
+    (another file of the run may still be blocked).
+    """
+    if blocked.pipeline == "ehealth_adoption":
+        from etl.pipelines import ehealth_adoption
+        from etl.sources import ehealth_exports
+
+        period = ehealth_exports.parse_file_name(blocked.name).period
+        return ehealth_adoption.run(settings, period=period, catch_up_late=False)
+    from etl.pipelines import county_reports
+
+    return county_reports.run(settings)
+
+
+def footnotes(warehouse_uri: str, until: dt.datetime | None = None) -> list[str]:
+    """One line per file published on approval (up to ``until``), oldest first, for the report and workbook.
+
+    ``"webbtidbok_2019-03.csv (ehealth_adoption): publicerad trots spärr, godkänd 2026-11-30 av ada: …"``.
+    A file counts once a publish after its approval committed its content.
+    """
+    rows = [r for r in publish.read_load_log(warehouse_uri).to_pylist() if until is None or r["finished_at"] <= until]
+    approvals: dict[str, Decision] = {}
+    lines: dict[str, str] = {}
+    for row in rows:
+        decision = _decision(row)
+        if decision is not None:
+            if decision.approved:
+                approvals[decision.sha256] = decision
+            else:
+                approvals.pop(decision.sha256, None)
+            continue
+        if row["outcome"] not in ("published", "unchanged"):
+            continue
+        for sha in row["source_sha256"] or []:
+            d = approvals.get(sha)
+            if d is not None and sha not in lines:
+                lines[sha] = (f"{d.name} ({d.pipeline}): publicerad trots spärr, godkänd {d.at:%Y-%m-%d} "
+                              f"av {d.by}: {d.reason}")
+    return list(lines.values())

@@ -1,0 +1,160 @@
+"""Approval of a blocked delivery (issue 15 §6): who and why in the load log, the block released, rejection keeps it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl import approvals, publish
+from etl.errors import BadInput, ValidationFailed
+from etl.pipelines import county_reports
+from etl.pipelines import ehealth_adoption as pipeline
+from tests.test_ehealth_pipeline import MARCH, _lines, _write
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _log(warehouse) -> list[dict]:
+    return publish.read_load_log(str(warehouse)).to_pylist()
+
+
+def _march_regions(warehouse, service: str) -> set[str]:
+    rows = publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()
+    return {r["region_code"] for r in rows if r["month"] == MARCH and r["service"] == service}
+
+
+@pytest.fixture
+def gotland_missing(settings, landing, warehouse):
+    """March's journal export without Region Gotland (09), which genuinely did not report: blocked."""
+    path = _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    _write(landing, "webbtidbok")
+    with pytest.raises(ValidationFailed, match="a person may approve publishing it"):
+        pipeline.run(settings)
+    return path
+
+
+def test_a_missing_region_is_blocked_as_approvable_and_listed(settings, warehouse, gotland_missing):
+    blocked = approvals.blocked_now(str(warehouse))
+    assert [(b.name, b.pipeline, b.approvable, b.decision) for b in blocked] == [
+        ("journalen_2017-03.csv", "ehealth_adoption", True, None)]
+    assert "lack 1 region(s): 09 Region Gotland" in blocked[0].message
+    assert approvals.find(str(warehouse), "journalen_2017-03.csv").sha256 == blocked[0].sha256
+    with pytest.raises(BadInput, match="webbtidbok_2017-03.csv: not a blocked delivery; blocked and approvable "
+                                       "now: journalen_2017-03.csv"):
+        approvals.find(str(warehouse), "webbtidbok_2017-03.csv")
+
+
+def test_approval_publishes_the_file_with_who_and_why(settings, warehouse, gotland_missing):
+    assert _march_regions(warehouse, "patient_journal_online") == set()
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    decision = approvals.record(str(warehouse), blocked, True, "ada",
+                                "Gotland did not report in March; confirmed by ada@region.se")
+    report = approvals.publish_approved(settings, blocked)
+    assert report.outcome == "published"
+    published = _march_regions(warehouse, "patient_journal_online")
+    assert len(published) == 20 and "09" not in published
+    log = _log(warehouse)
+    approved = [r for r in log if r["outcome"] == "approved"]
+    assert len(approved) == 1
+    assert approved[0]["message"] == "approved by ada: Gotland did not report in March; confirmed by [e-post borttagen]"
+    assert approved[0]["source_sha256"] == [blocked.sha256]
+    publish_row = next(r for r in log if r["outcome"] == "published" and r["table_name"] == "ehealth_adoption"
+                       and blocked.sha256 in (r["source_sha256"] or []))
+    assert "journalen_2017-03.csv: published although blocked, approved by ada on" in publish_row["warnings"]
+    assert approvals.blocked_now(str(warehouse)) == []
+    notes = approvals.footnotes(str(warehouse))
+    assert notes == [f"journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd "
+                     f"{decision.at:%Y-%m-%d} av ada: Gotland did not report in March; confirmed by [e-post borttagen]"]
+    # An approval published is not published again: the next run is nothing new.
+    assert pipeline.run(settings).outcome == "nothing_new"
+
+
+def test_rejection_keeps_the_block_and_a_later_approval_can_still_release_it(settings, warehouse,
+                                                                              gotland_missing):
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    approvals.record(str(warehouse), blocked, False, "bo", "Gotland always reports; ask them for the file")
+    with pytest.raises(ValidationFailed, match="lack 1 region"):
+        pipeline.run(settings)
+    [still] = approvals.blocked_now(str(warehouse))
+    assert still.decision is not None and not still.decision.approved and still.decision.by == "bo"
+    assert _march_regions(warehouse, "patient_journal_online") == set()
+    approvals.record(str(warehouse), still, True, "ada", "Gotland confirmed by phone they had no data")
+    assert pipeline.run(settings).outcome == "published"
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 20
+
+
+def test_an_approval_holds_for_that_content_only(settings, landing, warehouse, gotland_missing):
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    approvals.record(str(warehouse), blocked, False, "bo", "withdrawn again below, see the next decision")
+    approvals.record(str(warehouse), blocked, True, "ada", "Gotland did not report in March")
+    # Before anything publishes, the sender replaces the file with one that lacks another region too.
+    lines = [line for line in _lines("journalen") if ";09;" not in line and ";10;" not in line]
+    _write(landing, "journalen", lines=lines)
+    with pytest.raises(ValidationFailed, match="lack 2 region"):
+        pipeline.run(settings)
+    assert _march_regions(warehouse, "patient_journal_online") == set()
+
+
+def test_a_refused_file_cannot_be_approved(settings, landing, warehouse):
+    _write(landing, "journalen", data=b"\xff\xfe\x00garbage that is no export\n")
+    _write(landing, "webbtidbok")
+    with pytest.raises(ValidationFailed, match="refused whole") as error:
+        pipeline.run(settings)
+    assert approvals.HINT not in str(error.value)
+    with pytest.raises(BadInput, match="blocked for a reason no approval can settle"):
+        approvals.find(str(warehouse), "journalen_2017-03.csv")
+
+
+def test_a_decision_needs_a_reason(settings, warehouse, gotland_missing):
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    with pytest.raises(BadInput, match="a reason of at least 10 characters"):
+        approvals.record(str(warehouse), blocked, True, "ada", "  ok  ")
+    assert not [r for r in _log(warehouse) if r["outcome"] == "approved"]
+
+
+def test_county_report_leaving_its_initiatives_out_is_approvable(settings, landing, warehouse):
+    from tests.test_county_pipeline import DAY, T0, builders
+
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county_reports.run(settings)
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
+    doc = builders.doc()
+    del doc["initiatives"]  # as the web form leaves an empty list out: blocked, not a withdrawal
+    builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed, match="would remove 3 published county_initiative.*a person may approve"):
+        county_reports.run(settings)
+    blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
+    assert blocked.pipeline == "county_reports"
+    approvals.record(str(warehouse), blocked, True, "ada", "Uppsala confirmed by phone: no initiatives in 2017")
+    approvals.publish_approved(settings, blocked)
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 0
+    assert approvals.blocked_now(str(warehouse)) == []
+    assert county_reports.run(settings).outcome == "nothing_new"
+
+
+def test_cli_lists_approves_and_rejects(settings, landing, warehouse, gotland_missing):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "etl", *args, "--landing", str(landing),
+                               "--warehouse", str(warehouse)], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+
+    listed = cli("approve")
+    assert listed.returncode == 0, listed.stderr
+    assert "journalen_2017-03.csv (ehealth_adoption, blocked" in listed.stdout and "approvable" in listed.stdout
+    no_reason = cli("approve", "journalen_2017-03.csv")
+    assert no_reason.returncode == 2 and no_reason.stderr.strip().splitlines()[-1].startswith("error: ")
+    rejected = cli("approve", "journalen_2017-03.csv", "--reason", "ask Gotland for the file", "--by", "bo",
+                   "--reject")
+    assert rejected.returncode == 0, rejected.stderr
+    assert "journalen_2017-03.csv: rejected by bo on" in rejected.stdout
+    approved = cli("approve", "journalen_2017-03.csv", "--reason", "Gotland had no data", "--by", "ada")
+    assert approved.returncode == 0, approved.stderr
+    assert "approved by ada on" in approved.stdout
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 20
+    unknown = cli("approve", "nope_2017-03.csv", "--reason", "whatever reason given")
+    assert unknown.returncode == 1
+    assert "nope_2017-03.csv: not a blocked delivery" in unknown.stderr.strip().splitlines()[-1]
