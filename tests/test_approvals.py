@@ -158,3 +158,39 @@ def test_cli_lists_approves_and_rejects(settings, landing, warehouse, gotland_mi
     unknown = cli("approve", "nope_2017-03.csv", "--reason", "whatever reason given")
     assert unknown.returncode == 1
     assert "nope_2017-03.csv: not a blocked delivery" in unknown.stderr.strip().splitlines()[-1]
+
+
+def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
+    """Who approved and why reach the analysts: the HTML report and the workbook's Anteckningar sheet."""
+    from openpyxl import load_workbook
+
+    from etl.config import Settings
+    from etl.pipelines import followup, reference
+    from etl.sample import county_reports as county_sample
+    from etl.sample import reference as reference_sample
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    for module in (reference_sample, county_sample):
+        module.write(landing, 2017, 2017, units=0, unit_months=0, seed=2016)
+    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    reference.run(settings, offline_snapshot=True)
+    county_reports.run(settings)
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    _write(landing, "webbtidbok")
+    with pytest.raises(ValidationFailed):
+        pipeline.run(settings)
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    approvals.record(str(warehouse), blocked, True, "ada", "Gotland <b>did not</b> report in March")
+    approvals.publish_approved(settings, blocked)
+    followup.run(settings)
+    page = (warehouse / "exports" / "followup_report.html").read_text(encoding="utf-8")
+    assert "Publicerat trots spärr" in page
+    assert ("journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd" in page
+            and "av ada: Gotland &lt;b&gt;did not&lt;/b&gt; report in March" in page)
+    notes = load_workbook(warehouse / "exports" / "followup_latest.xlsx")["Anteckningar"]
+    cells = {row[0]: row[1] for row in notes.iter_rows(values_only=True)}
+    assert cells["Fotnot 1"].endswith("av ada: Gotland <b>did not</b> report in March")
+    # As of a moment before the approval, the report has no such footnote.
+    earlier = followup.build_as_of(settings, blocked.blocked_at, str(tmp_path / "then"))
+    assert "Publicerat trots spärr" not in Path(earlier["report"]).read_text(encoding="utf-8")

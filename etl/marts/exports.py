@@ -165,8 +165,15 @@ def _fmt_time(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "–"
 
 
-def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date) -> list[list[str]]:
-    """The Anteckningar sheet (also used by the report): caveats, then the vintage of every table."""
+APPROVED_HEADING = "Publicerat trots spärr (godkänt av en person, från laddningsloggen)"
+
+
+def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: list[str] = ()) -> list[list[str]]:
+    """The Anteckningar sheet (also used by the report): caveats, the vintage of every table, then ``footnotes``.
+
+    ``footnotes`` are the deliveries published on a person's approval
+    although the checks blocked them (:func:`etl.approvals.footnotes`).
+    """
     origin = ("Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
               "inte regionernas verkliga uppgifter." if synthetic else
               "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
@@ -196,10 +203,14 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date) -> list[lis
             continue
         rows.append([entry["table"], f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
                                      f"{entry.get('version') or '–'}"])
+    if footnotes:
+        rows += [["", ""], [APPROVED_HEADING, ""]]
+        rows += [[f"Fotnot {i}", line] for i, line in enumerate(footnotes, start=1)]
     return rows
 
 
-def build_workbook(region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date) -> bytes:
+def build_workbook(region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date,
+                   footnotes: list[str] = ()) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
@@ -226,7 +237,7 @@ def build_workbook(region_year, national_year, vintage: list[dict], synthetic: b
         columns.column_dimensions[letter].width = width
 
     notes = book.create_sheet("Anteckningar", 0)
-    for i, (key, text) in enumerate(notes_rows(vintage, synthetic, today), start=1):
+    for i, (key, text) in enumerate(notes_rows(vintage, synthetic, today, footnotes), start=1):
         set_text(notes.cell(row=i, column=1), key)
         set_text(notes.cell(row=i, column=2), text)
         notes.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
@@ -256,8 +267,8 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
 
 
 def write_workbooks(warehouse_uri: str, region_year, national_year, vintage: list[dict], synthetic: bool,
-                    today: dt.date) -> dict[str, str]:
-    data = build_workbook(region_year, national_year, vintage, synthetic, today)
+                    today: dt.date, footnotes: list[str] = ()) -> dict[str, str]:
+    data = build_workbook(region_year, national_year, vintage, synthetic, today, footnotes)
     dated = storage.join(warehouse_uri, EXPORTS, f"followup_{today:%Y%m%d}.xlsx")
     latest = storage.join(warehouse_uri, EXPORTS, "followup_latest.xlsx")
     write_bytes_atomic(dated, data)

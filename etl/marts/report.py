@@ -14,7 +14,7 @@ import html
 import io
 
 from etl import storage
-from etl.marts.exports import AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
+from etl.marts.exports import APPROVED_HEADING, AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
 from etl.schemas.followup import AREAS, FLAGS
 
 REPORT_FILE = "followup_report.html"
@@ -292,7 +292,16 @@ text-align:right;vertical-align:top}th{background:#f3f3f3}td:first-child{text-al
 """
 
 
-def render(region_year, national_year, monthly, vintage: list[dict], synthetic: bool, today: dt.date) -> str:
+def _footnotes(footnotes: list[str]) -> str:
+    if not footnotes:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in footnotes)
+    return f"<h2>{html.escape(APPROVED_HEADING)}</h2><ol class='notes'>{items}</ol>"
+
+
+def render(region_year, national_year, monthly, vintage: list[dict], synthetic: bool, today: dt.date,
+           footnotes: list[str] = ()) -> str:
+    """The report page; ``footnotes`` name deliveries published on approval although blocked."""
     names = dict(zip(region_year["region_code"], region_year["region_name"]))
     year = _latest_report_year(national_year)
     notes = notes_rows(vintage, synthetic, today)
@@ -327,13 +336,15 @@ def render(region_year, national_year, monthly, vintage: list[dict], synthetic: 
                 "Skyddade månader saknas i kurvan."),
         "<h2>Datakällornas aktualitet</h2>",
         f"<table class='notes'>{vintage_rows}</table>",
+        _footnotes(list(footnotes)),
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
 def write_report(warehouse_uri: str, region_year, national_year, monthly, vintage: list[dict], synthetic: bool,
-                 today: dt.date) -> str:
+                 today: dt.date, footnotes: list[str] = ()) -> str:
     uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
-    write_bytes_atomic(uri, render(region_year, national_year, monthly, vintage, synthetic, today).encode("utf-8"))
+    write_bytes_atomic(uri, render(region_year, national_year, monthly, vintage, synthetic, today,
+                                   footnotes).encode("utf-8"))
     return uri

@@ -32,7 +32,7 @@ import datetime as dt
 import logging
 import posixpath
 
-from etl import publish, schemas, status, storage, validation
+from etl import approvals, publish, schemas, status, storage, validation
 from etl.config import Settings
 from etl.errors import EtlError, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
@@ -201,12 +201,14 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
     versions = table_versions(warehouse)
     vintage = [versions.get(t, {"table": t}) for t in (*SOURCE_TABLES, *MART_TABLES)]
     synthetic = _is_sample(settings)
-    paths.update(exports.write_workbooks(warehouse, region_year, national_year, vintage, synthetic, today))
+    footnotes = approvals.footnotes(warehouse)
+    paths.update(exports.write_workbooks(warehouse, region_year, national_year, vintage, synthetic, today, footnotes))
     sources, _ = read_sources(warehouse)
     from etl.marts import followup as mart
 
     monthly = mart.build(sources).monthly  # the monthly series are not a published table; recomputed here
-    paths["report"] = report.write_report(warehouse, region_year, national_year, monthly, vintage, synthetic, today)
+    paths["report"] = report.write_report(warehouse, region_year, national_year, monthly, vintage, synthetic, today,
+                                          footnotes)
     return paths
 
 
@@ -247,9 +249,11 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
     stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
     workbook = storage.join(out_dir, f"followup_as_of_{stamp}.xlsx")
     page = storage.join(out_dir, f"followup_report_as_of_{stamp}.html")
-    exports.write_bytes_atomic(workbook, exports.build_workbook(region_year, national_year, vintage, synthetic, day))
+    footnotes = approvals.footnotes(warehouse, until=when)
+    exports.write_bytes_atomic(workbook, exports.build_workbook(region_year, national_year, vintage, synthetic, day,
+                                                                footnotes))
     exports.write_bytes_atomic(page, report.render(region_year, national_year, marts.monthly, vintage, synthetic,
-                                                   day).encode("utf-8"))
+                                                   day, footnotes).encode("utf-8"))
     return {"workbook": workbook, "report": page}
 
 
