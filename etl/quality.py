@@ -557,14 +557,15 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
     out = []
     counts: dict[str, int] = {}
     for period in reversed(months):
-        expected = [one(kind, period, True) for kind in eh.MONTHLY_KINDS]
+        expected = [one(kind, period, exports.EXPORTS[kind].expected_in(period)) for kind in eh.MONTHLY_KINDS]
         unit = one(exports.UNIT_KIND, period, False)
         status = max((d["status"] for d in expected), key=lambda s: MONTH_STATUS_RANK[s])
         if unit["status"] in ("blocked", "waiting") and MONTH_STATUS_RANK[unit["status"]] > MONTH_STATUS_RANK[status]:
             status = unit["status"]
         for d in expected:
             counts[d["status"]] = counts.get(d["status"], 0) + 1
-        out.append({"month": period, "status": status, "due": expected[0]["due"], "deliveries": expected,
+        out.append({"month": period, "status": status, "due": next((d["due"] for d in expected if d["due"]), None),
+                    "deliveries": expected,
                     "units": unit})
     return {"first": months[0], "last": months[-1], "today": today.isoformat(),
             "overdue_after_days": overdue_after_days, "landing_error": landing_error, "counts": counts,

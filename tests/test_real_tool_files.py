@@ -28,7 +28,7 @@ make = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make)
 
 PERIOD = f"{make.MONTH:%Y-%m}"
-METRICS = {"journalen": exports.JOURNAL.metrics, "webbtidbok": exports.WEB_BOOKING.metrics}
+METRICS = {kind: [(m.header, m.name) for m in export.metrics] for kind, export in exports.EXPORTS.items()}
 
 
 def _expected(kind: str) -> tuple[dict, dict]:

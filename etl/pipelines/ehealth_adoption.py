@@ -56,6 +56,7 @@ from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
                                  record_nothing_new, record_skipped, refresh_views, refuse_skipped)
 from etl.sources import ehealth_exports as exports
+from etl.sources import ehealth_spec as spec
 from etl.sources import unit_daily
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,9 @@ PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
 SUFFIXES = exports.SUFFIXES
 RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
-MONTHLY_KINDS = ("journalen", "webbtidbok")
-ADOPTION_TABLES = ("ehealth_adoption", "ehealth_adoption_national")
-TABLES_BY_KIND = {"journalen": ADOPTION_TABLES, "webbtidbok": ADOPTION_TABLES,
-                  exports.UNIT_KIND: ("ehealth_unit_daily",)}
+MONTHLY_KINDS = spec.MONTHLY_KINDS
+ADOPTION_TABLES = spec.ADOPTION_TABLES
+TABLES_BY_KIND = spec.TABLES_BY_KIND
 
 ADOPTION_COLUMNS = ["region_code", "year", "month", "service", "metric", "value", "suppressed",
                     "source_file", "row_number", "raw"]
@@ -133,7 +133,7 @@ def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
     return found
 
 
-FIRST_MONTH = "2016-01"  # the first month the operator's exports are expected for (the agreement's start)
+FIRST_MONTH = spec.FIRST_MONTH  # the first month any export is expected for (each kind: its expected_from)
 OVERDUE_AFTER_DAYS = 14  # the operator publishes a month's exports within days of its end
 
 
@@ -141,7 +141,8 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     """Monthly exports expected by now that are neither in landing nor published: ``["journalen_2017-05", …]``.
 
     A month's exports are due ``grace_days`` after the month ends; months
-    from :data:`FIRST_MONTH` through ``through`` (YYYY-MM) are checked. One
+    from :data:`FIRST_MONTH` through ``through`` (YYYY-MM) are checked, each
+    for the kinds expected by then (``ExportSpec.expected_from``). One
     listing of ``<landing>/ehealth/`` (names only) and the delivery record;
     nothing is read or written. A late delivery never blocks a run: it is
     reported (and notified) until it lands, and the next run loads it.
@@ -156,7 +157,7 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     while f"{year:04d}-{month:02d}" <= through:
         following = dt.date(year + month // 12, month % 12 + 1, 1)
         if following + dt.timedelta(days=grace_days) <= today:
-            for kind in MONTHLY_KINDS:
+            for kind in spec.kinds_expected(f"{year:04d}-{month:02d}"):
                 did = delivery_id(kind, f"{year:04d}-{month:02d}")
                 if did not in present and did not in published:
                     overdue.append(did)
@@ -474,18 +475,13 @@ def _line_checks(rows: list[dict]) -> dict[int, dict[str, bool]]:
     for row in rows:
         by_line[row["row_number"]][row["metric"]] = row["value"]
 
-    def le(values: dict, small: str, large: str) -> bool:
-        a, b = values.get(small), values.get(large)
+    def holds(values: dict, rule: spec.LineRule) -> bool:
+        a, b = values.get(rule.lesser), values.get(rule.greater)
         return a is None or b is None or a <= b
 
-    return {
-        number: {
-            "_check_units_connected_le_total": le(values, "units_connected", "units_total"),
-            "_check_unique_users_le_logins": le(values, "unique_users", "logins"),
-            "_check_first_time_le_unique_users": le(values, "first_time_users", "unique_users"),
-        }
-        for number, values in by_line.items()
-    }
+    # Every rule on every line: a rule of the other export holds trivially (its metrics are absent).
+    return {number: {rule.check: holds(values, rule) for rule in spec.LINE_RULES}
+            for number, values in by_line.items()}
 
 
 def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = None):
@@ -502,8 +498,7 @@ def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = Non
             if extra:
                 record.update({k: f(export, row) for k, f in extra.items()})
             records.append(record)
-    check_cols = ["_check_units_connected_le_total", "_check_unique_users_le_logins",
-                  "_check_first_time_le_unique_users", "_check_suppressed_iff_null", *(extra or {})]
+    check_cols = [*(rule.check for rule in spec.LINE_RULES), "_check_suppressed_iff_null", *(extra or {})]
     frame = pd.DataFrame(records, columns=ADOPTION_COLUMNS + check_cols)
     frame["value"] = pd.array(frame["value"].tolist(), dtype="Int64")
     frame["year"] = frame["year"].astype("int64")

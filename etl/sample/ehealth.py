@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etl.regions import REGIONS
+from etl.sources import ehealth_spec as spec
 from etl.swedish import MONTHS_SV
 
 FOLDER = "ehealth"
@@ -44,12 +45,12 @@ DEFAULT_LIVE = dt.date(2015, 9, 1)
 # The full Swedish month names ("mars", "september"), taken from the one parser's table.
 _SV_MONTH_NAMES = {m: max((k for k, v in MONTHS_SV.items() if v == m), key=len) for m in range(1, 13)}
 
-JOURNAL_HEADER = ("Månad", "Region", "Inloggningar", "Unika användare", "Förstagångsinloggningar")
-WEB_BOOKING_HEADER = ("Månad", "Region", "Bokningar", "Avbokningar", "Ombokningar", "Anslutna enheter",
-                      "Enheter totalt")
-UNIT_HEADER = ("Datum", "Region", "HSA-id", "Enhet", "Bokningar", "Avbokningar", "Ombokningar")
-JOURNAL_METRICS = ("logins", "unique_users", "first_time_users")
-WEB_BOOKING_METRICS = ("bookings", "cancellations", "rebookings", "units_connected", "units_total")
+# Headers and metrics as the operator writes them: from the one declaration (etl/sources/ehealth_spec.py).
+JOURNAL_HEADER = ("Månad", "Region", *(m.header for m in spec.JOURNAL.metrics))
+WEB_BOOKING_HEADER = ("Månad", "Region", *(m.header for m in spec.WEB_BOOKING.metrics))
+UNIT_HEADER = spec.UNITS.header
+JOURNAL_METRICS = spec.JOURNAL.metric_names
+WEB_BOOKING_METRICS = spec.WEB_BOOKING.metric_names
 
 README = """Synthetic sample data — NOT real statistics.
 
@@ -304,8 +305,8 @@ def suppressed_cells(month: dt.date, seed: int) -> set[tuple[str, str]]:
 def export_rows(kind: str, month: dt.date, values: dict[str, dict[str, int]], style: Style,
                 suppressed: set[tuple[str, str]] = frozenset()) -> list[list[str | int]]:
     """Header and lines of a monthly export: 21 regions plus the national total (sum of true values)."""
-    header = JOURNAL_HEADER if kind == "journalen" else WEB_BOOKING_HEADER
-    metrics = JOURNAL_METRICS if kind == "journalen" else WEB_BOOKING_METRICS
+    header = ("Månad", "Region", *(m.header for m in spec.EXPORTS[kind].metrics))
+    metrics = spec.EXPORTS[kind].metric_names
     label = month_text(month, style.month_form)
     rows: list[list] = [list(header)]
     for region in REGIONS:

@@ -4,14 +4,17 @@ import pyarrow as pa
 
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
+from etl.sources.ehealth_spec import EXPORTS
+
+# The services and metrics are the export kinds' (etl/sources/ehealth_spec.py), not typed again here.
+_SERVICES = " | ".join(s.service for s in EXPORTS.values()) + "."
+_METRICS = "; ".join(f"{', '.join(s.metric_names)} ({s.service_en})" for s in EXPORTS.values()) + "."
 
 _ADOPTION_COLUMNS = (
     Column("year", pa.int16(), "Calendar year of the month (partition).", False),
     Column("month", pa.date32(), "The month, as its first day.", False),
-    Column("service", pa.string(), "patient_journal_online | web_booking.", False),
-    Column("metric", pa.string(),
-           "logins, unique_users, first_time_users (journal); bookings, cancellations, rebookings, "
-           "units_connected, units_total (web booking).", False),
+    Column("service", pa.string(), _SERVICES, False),
+    Column("metric", pa.string(), _METRICS, False),
     Column("value", pa.int64(), "The count; null when suppressed or not available (never 0 for those).", True),
     Column("suppressed", pa.bool_(), "True when the sender suppressed the cell or it was not available.", False),
 )

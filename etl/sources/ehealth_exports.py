@@ -42,9 +42,12 @@ from dataclasses import dataclass, field
 from etl import regions, swedish
 from etl.errors import BadInput
 from etl.sources import spreadsheet
+from etl.sources.ehealth_spec import ALL_METRICS, EXPORTS, JOURNAL, UNITS, WEB_BOOKING, ExportSpec  # noqa: F401
 
-SERVICE_JOURNAL = "patient_journal_online"
-SERVICE_WEB_BOOKING = "web_booking"
+# What the exports are (kinds, headers, metrics, rules) is declared once, in ehealth_spec; re-exported here.
+SERVICE_JOURNAL = JOURNAL.service
+SERVICE_WEB_BOOKING = WEB_BOOKING.service
+UNIT_KIND = UNITS.kind
 
 # Monthly exports are small (22 lines); anything this big is not one.
 MAX_EXPORT_BYTES = 20 * 1024 * 1024
@@ -54,39 +57,6 @@ DELIMITERS = (";", "\t", ",")
 MAX_NAMED_COLUMNS = 10  # unknown columns named in a note; the rest are counted
 
 
-@dataclass(frozen=True)
-class ExportSpec:
-    """One monthly export: its file-name prefix, the service, and its value columns → metrics."""
-
-    kind: str
-    service: str
-    metrics: tuple[tuple[str, str], ...]  # (header label, metric name)
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return tuple(m for _, m in self.metrics)
-
-
-JOURNAL = ExportSpec(
-    "journalen",
-    SERVICE_JOURNAL,
-    (("Inloggningar", "logins"), ("Unika användare", "unique_users"), ("Förstagångsinloggningar", "first_time_users")),
-)
-WEB_BOOKING = ExportSpec(
-    "webbtidbok",
-    SERVICE_WEB_BOOKING,
-    (
-        ("Bokningar", "bookings"),
-        ("Avbokningar", "cancellations"),
-        ("Ombokningar", "rebookings"),
-        ("Anslutna enheter", "units_connected"),
-        ("Enheter totalt", "units_total"),
-    ),
-)
-EXPORTS: dict[str, ExportSpec] = {s.kind: s for s in (JOURNAL, WEB_BOOKING)}
-UNIT_KIND = "webbtidbok_enheter"
-ALL_METRICS: tuple[str, ...] = JOURNAL.metric_names + WEB_BOOKING.metric_names
-
 # Accepted file suffixes (lower-case; names are matched in any case). Monthly exports come as
 # text or as a spreadsheet; the unit-level file only as (gzipped) CSV, see UNIT_SUFFIXES.
 TEXT_SUFFIXES = (".csv", ".csv.gz", ".txt")
@@ -94,9 +64,11 @@ SUFFIXES = TEXT_SUFFIXES + spreadsheet.SUFFIXES
 UNIT_SUFFIXES = (".csv", ".csv.gz")
 
 # Longest prefix first so webbtidbok_enheter is not read as webbtidbok; csv.gz before csv.
+_KINDS = sorted((*EXPORTS, UNIT_KIND), key=len, reverse=True)
+_EXTS = sorted({x.lstrip(".") for x in (*SUFFIXES, *UNIT_SUFFIXES)}, key=len, reverse=True)
 _NAME_RE = re.compile(
-    r"^(?P<kind>journalen|webbtidbok_enheter|webbtidbok)_(?P<year>\d{4})-(?P<month>\d{2})"
-    r"\.(?P<ext>csv\.gz|csv|txt|xlsx|xls|ods)$",
+    rf"^(?P<kind>{'|'.join(map(re.escape, _KINDS))})_(?P<year>\d{{4}})-(?P<month>\d{{2}})"
+    rf"\.(?P<ext>{'|'.join(map(re.escape, _EXTS))})$",
     re.IGNORECASE,
 )
 
@@ -123,8 +95,8 @@ def parse_file_name(name: str) -> ExportName:
     match = _NAME_RE.match(name.strip())
     if not match:
         raise BadInput(
-            f"{name}: not an e-health export name (journalen_YYYY-MM, webbtidbok_YYYY-MM "
-            f"{'/'.join(SUFFIXES)}, webbtidbok_enheter_YYYY-MM {'/'.join(UNIT_SUFFIXES)})"
+            f"{name}: not an e-health export name ({', '.join(f'{k}_YYYY-MM' for k in EXPORTS)} "
+            f"{'/'.join(SUFFIXES)}, {UNIT_KIND}_YYYY-MM {'/'.join(UNIT_SUFFIXES)})"
         )
     kind, ext = match.group("kind").lower(), match.group("ext").lower()
     month = int(match.group("month"))
@@ -268,8 +240,8 @@ _REGION_LABELS = ("Region", "Län", "Landsting")
 
 def _wanted_columns(spec: ExportSpec) -> dict[str, tuple[str, ...]]:
     wanted: dict[str, tuple[str, ...]] = {"month": _MONTH_LABELS, "region": _REGION_LABELS}
-    for label, metric in spec.metrics:
-        wanted[metric] = (label,)
+    for metric in spec.metrics:
+        wanted[metric.name] = (metric.header,)
     return wanted
 
 
@@ -470,11 +442,11 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
         except BadInput as exc:
             errors.append(f"Månad: {exc}")
         values: dict[str, int | None] = {}
-        for label, metric in spec.metrics:
+        for metric in spec.metrics:
             try:
-                values[metric] = swedish.parse_count(cells[columns[metric]])
+                values[metric.name] = swedish.parse_count(cells[columns[metric.name]])
             except BadInput as exc:
-                errors.append(f"{label}: {exc}")
+                errors.append(f"{metric.header}: {exc}")
         if errors:
             (out.rejected_national if national else out.rejected_regional).append(
                 _line_rejection(source_file, number, raw, "; ".join(errors), n_metrics))
