@@ -11,14 +11,17 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(CURDIR)/.airflow/airfl
 export ETL_LANDING_URI ?= $(CURDIR)/landing
 export ETL_WAREHOUSE_URI ?= $(CURDIR)/warehouse
 export GX_ANALYTICS_ENABLED := false
-export PYTHONPATH := $(CURDIR)
 
 .PHONY: setup demo test test-fast airflow bench docs lock env clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
+# The pins first, then the project itself, editable (pyproject.toml; its dependencies are requirements.txt):
+# `etl` and `python -m etl` work from any folder without PYTHONPATH. (PYTHONWARNINGS: setuptools warns that
+# a folder named like the package may shadow it, which for a checkout installed editable is the point.)
+$(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --no-deps -e . -c constraints.txt
 	touch $@
 
 setup: $(BIN)/.installed
@@ -47,8 +50,10 @@ lock:
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Full lock of the working environment (pip freeze), used as pip constraints.\n# Regenerate with `make lock` after changing requirements*.txt.' > constraints.txt
 
+# scripts/make_env.py is standard library only: a fresh clone needs no .venv, just $(PYTHON) or any python3.
 env:
-	$(BIN)/python scripts/make_env.py
+	@py="$$(command -v $(PYTHON) || command -v python3)" || { echo "make env: needs $(PYTHON) or python3 on PATH" >&2; exit 1; }; \
+	echo "$$py scripts/make_env.py"; "$$py" scripts/make_env.py
 
 clean:
 	rm -rf .airflow warehouse landing .pytest_cache

@@ -70,9 +70,25 @@ def say(text: object, *, err: bool = False) -> None:
     print(redact_uri(str(text)), file=sys.stderr if err else sys.stdout)
 
 
+def _version() -> str:
+    """The installed distribution's version (the wheel the image runs); the source's when not installed."""
+    from importlib import metadata
+
+    from etl import __version__
+
+    try:
+        return metadata.version("etl-followup")
+    except metadata.PackageNotFoundError:
+        return f"{__version__} (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m etl", description=__doc__.splitlines()[0])
+    # The console script `etl` (pyproject.toml) and `python -m etl` are the same program.
+    prog = "etl" if Path(sys.argv[0]).name == "etl" else "python -m etl"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="the installed library's version")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def locations(p: argparse.ArgumentParser, landing: bool = True) -> None:
@@ -126,7 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     locations(status, landing=False)
 
     docs = sub.add_parser("docs", help="write docs/tables.md from the schema registry")
-    docs.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "tables.md"))
+    docs.add_argument("--out", default=str(Path("docs") / "tables.md"),
+                      help="file to write (default: docs/tables.md under the current folder, the checkout's root "
+                           "under `make docs`)")
 
     template = sub.add_parser("template", help="write the blank county report template (.xlsx)")
     template.add_argument("--out", required=True)

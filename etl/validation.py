@@ -1,7 +1,9 @@
 """Validation with Great Expectations: suites in ``expectations/``, a severity policy.
 
 ``expectations/<table>.json`` is the reviewed source of truth (GX Core 1.x
-suite JSON). Each expectation carries GX's own ``severity``:
+suite JSON), installed as the package data ``etl.expectations`` and read
+with :mod:`importlib.resources` (see pyproject.toml). Each expectation
+carries GX's own ``severity``:
 
 * ``critical`` + row-level (a map expectation, which reports the failing
   rows): those rows go to quarantine with the expectation's reason; the
@@ -28,6 +30,7 @@ import datetime as dt
 import functools
 import hashlib
 import html
+import importlib.resources
 import json
 import logging
 import os
@@ -36,7 +39,7 @@ import re
 import string
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 from etl import storage
 from etl.errors import EtlError, ValidationFailed
@@ -44,7 +47,7 @@ from etl.privacy import mask_personal_data
 
 log = logging.getLogger(__name__)
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+SUITES_PACKAGE = "etl.expectations"  # the top-level expectations/ folder, installed as package data
 ROW_ID = "_row"
 
 # Off while ``python -m etl check`` judges files: a check leaves no trace in the warehouse.
@@ -84,14 +87,25 @@ class Validation:
             raise ValidationFailed(f"{self.table}: validation failed: " + " | ".join(self.critical))
 
 
-def suite_path(table: str) -> Path:
-    return EXPECTATIONS_DIR / f"{table}.json"
+def suites_dir() -> Traversable:
+    """The installed expectation suites (package data ``etl.expectations``)."""
+    return importlib.resources.files(SUITES_PACKAGE)
+
+
+def suite_names() -> list[str]:
+    """The tables that have a suite, sorted."""
+    return sorted(entry.name[: -len(".json")] for entry in suites_dir().iterdir()
+                  if entry.name.endswith(".json") and entry.is_file())
+
+
+def suite_path(table: str) -> Traversable:
+    return suites_dir() / f"{table}.json"
 
 
 @functools.lru_cache(maxsize=None)
 def load_suite_json(table: str) -> dict:
     path = suite_path(table)
-    if not path.exists():
+    if not path.is_file():
         raise EtlError(f"no expectation suite for {table}: {path} is missing")
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
@@ -601,7 +615,7 @@ def _result_page(table: str, entry: dict, data: dict, frame) -> str:
             f"<td>{_esc(severity)}</td><td>{_describe(config)}</td><td>{_text(_reason_of(config), 1000)}</td>"
             f"<td>{_observed(item.get('result') or {})}</td></tr>"
         )
-    has_suite = suite_path(table).exists()
+    has_suite = suite_path(table).is_file()
     body = (
         f"<h1>{_esc(table)} · batch {_esc(entry['batch_id'])}</h1>"
         f"<p>{_badge(entry['status'])} {_detail(entry)}</p>"
@@ -760,7 +774,7 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
         for page in sorted(pages - known):
             entry = _recover_entry(fs, root, table, page)
             shards.setdefault(_month(entry), {})[page] = entry
-    has_suite = suite_path(table).exists()
+    has_suite = suite_path(table).is_file()
     if not valid and not has_suite and not any(shards.values()):
         return None
     changed = sorted(m for m, shard in shards.items() if not valid or shard != before.get(m))

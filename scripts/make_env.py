@@ -5,6 +5,9 @@ change the database password of a running deployment or the Fernet key that
 encrypts stored Connections. To rotate, edit the file by hand (see
 docs/deployment.md). The file is created with mode 0600.
 
+Standard library only: `make env` runs it with the system's Python before
+any virtualenv exists (the first command on a fresh clone).
+
 Every value is URL-safe (``secrets.token_urlsafe``), because the passwords
 are written into database and broker URLs without escaping.
 """
@@ -12,6 +15,7 @@ are written into database and broker URLs without escaping.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import sys
@@ -31,9 +35,12 @@ SECRETS = {
 
 
 def fernet_key() -> str:
-    from cryptography.fernet import Fernet
+    """A Fernet key as ``cryptography.fernet.Fernet.generate_key()`` makes one: 32 random bytes, URL-safe base64.
 
-    return Fernet.generate_key().decode("ascii")
+    Written out with the standard library so that `make env` runs on a
+    fresh clone with any Python 3 and nothing installed.
+    """
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def generate(uid: int | None = None) -> dict[str, str]:

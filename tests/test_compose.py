@@ -169,20 +169,21 @@ def test_workers_can_be_scaled(compose):
         assert "ports" not in compose["services"][name], f"{name} must not be published to the host"
 
 
-def test_code_and_data_are_mounted_where_python_looks(compose):
+def test_dags_and_data_are_mounted_but_the_library_is_the_installed_wheel(compose):
     for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
         service = compose["services"][name]
         mounts = {volume.split(":")[1]: volume.split(":") for volume in service["volumes"]}
         env = service["environment"]
         assert mounts[env["AIRFLOW__CORE__DAGS_FOLDER"]][0] == "./dags"
-        pythonpath = env["PYTHONPATH"]
-        # etl/validation.py finds expectations/ next to the etl package.
-        assert mounts[f"{pythonpath}/etl"][0] == "./etl"
-        assert mounts[f"{pythonpath}/expectations"][0] == "./expectations"
-        for code in ("/opt/airflow/dags", f"{pythonpath}/etl", f"{pythonpath}/expectations"):
+        for code in ("/opt/airflow/dags", "/opt/airflow/plugins"):
             assert mounts[code][-1] == "ro", f"{name}: code mounted writable at {code}"
+        # Runs are pinned to the library the image installed: no checkout of etl/ or
+        # expectations/ mounted over it, no PYTHONPATH putting one ahead of it.
+        sources = {volume.split(":")[0] for volume in service["volumes"]}
+        assert not sources & {"./etl", "./expectations", "."}, f"{name} mounts library code"
+        assert "PYTHONPATH" not in env, name
         assert env["ETL_LANDING_URI"] in mounts and env["ETL_WAREHOUSE_URI"] in mounts
-    for source in ("dags", "etl", "expectations"):
+    for source in ("dags", "plugins"):
         assert (ROOT / source).is_dir()
 
 
@@ -376,16 +377,36 @@ def test_passwords_file_is_merged_private_and_rejects_garbage(tmp_path):
 def test_dockerfile_extends_the_pinned_airflow_image_with_the_lock():
     dockerfile = (ROOT / "Dockerfile").read_text()
     pinned = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
-    base = re.search(r"^FROM apache/airflow:(\S+)-python(\S+)$", dockerfile, re.M)
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert len(set(bases)) == 1, "the wheel is built on the image it is installed in"
+    base = re.fullmatch(r"apache/airflow:(\S+)-python(\S+)", bases[-1])
     assert base and base.group(1) == pinned, "the image's Airflow must be the one requirements.txt pins"
     assert base.group(2) == f"{sys.version_info.major}.{sys.version_info.minor}"
     install = re.search(r"^RUN pip install(?:\\\n|[^\n])*", dockerfile, re.M).group(0)
     assert "-r /opt/airflow/project/requirements.txt" in install and "-c /opt/airflow/project/constraints.txt" in install
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users and users[-1] == "airflow", "the image must not end as root"
-    for source in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile, re.M):
+    for source in re.findall(r"^COPY (?!.*--from=)(?:--\S+ )*(.+) \S+$", dockerfile, re.M):
         for path in source.split():
             assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
+
+
+def test_dockerfile_installs_the_library_as_its_wheel_only():
+    """The image runs the wheel of pyproject.toml (built in the first stage), never etl/ as a source folder."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build, image = re.split(r"^FROM .*$", dockerfile, flags=re.M)[1:]
+    assert re.search(r"pip wheel (?:\S+ )*--no-deps", build)
+    for needed in ("pyproject.toml", "README.md", "requirements.txt", "etl", "expectations"):
+        assert re.search(rf"^COPY .*\b{re.escape(needed)}\b", build, re.M), f"the wheel stage lacks {needed}"
+    assert re.search(r"^COPY --from=wheel ", image, re.M)
+    install = re.search(r"^RUN pip install[^\n]*etl_followup-\*\.whl", image, re.M)
+    assert install and "--no-deps" in install.group(0)
+    copied = " ".join(re.findall(r"^COPY (.*)$", image, re.M))
+    assert not re.search(r"(^|\s)(etl|expectations)(\s|/)", copied), "the image copies library source"
+    assert not re.search(r"^ENV .*PYTHONPATH", dockerfile, re.M)
+    # The suites reach the build context (.dockerignore must not drop them).
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert not ignored & {"etl", "expectations", "pyproject.toml", "README.md", "requirements-dev.txt"}
 
 
 def test_dockerignore_keeps_secrets_and_data_out_of_the_build_context():
