@@ -30,13 +30,22 @@ PERSONNUMMER = re.compile(
 )
 EMAIL_MASK = "[e-post borttagen]"
 PNR_MASK = "[personnummer borttaget]"
+NAME_MASK = "[namn borttaget]"
 
 
-def mask_personal_data(text: object) -> object:
-    """``text`` with e-mail addresses and personnummer replaced; non-strings pass through."""
+def mask_personal_data(text: object, names: tuple[str, ...] = ()) -> object:
+    """``text`` with e-mail addresses and personnummer replaced; non-strings (``None``) pass through.
+
+    ``names`` (a contact person's name and its parts, longest first) are
+    replaced too, as whole words in any case: the one masking rule for
+    every output, with the names a source knows to be personal.
+    """
     if not isinstance(text, str) or not text:
         return text
-    return PERSONNUMMER.sub(PNR_MASK, EMAIL.sub(EMAIL_MASK, text))
+    text = PERSONNUMMER.sub(PNR_MASK, EMAIL.sub(EMAIL_MASK, text))
+    for name in names:
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", NAME_MASK, text, flags=re.IGNORECASE)
+    return text
 
 
 def contains_personal_data(text: str) -> bool:

@@ -10,9 +10,9 @@ than a quarantined row.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
+from etl import swedish
 from etl.errors import BadInput
 
 
@@ -66,9 +66,7 @@ _CODE = re.compile(r"^(?:se-?)?(\d{1,4})$")
 
 
 def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFC", str(text))
-    text = text.replace("\u00a0", " ").replace("\u2009", " ").replace("\u202f", " ")
-    return re.sub(r"\s+", " ", text).strip().rstrip(":").strip().casefold()
+    return swedish.normalise_label(text)
 
 
 def _core(name: str) -> str:

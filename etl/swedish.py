@@ -5,7 +5,8 @@ with Swedish thousands separators, yes/no in its many spellings, months
 (``2017-03``, ``mars 2017``, ``2017M03``), dates, Excel date serials (the
 day numbers a spreadsheet stores behind a date, which surface as ``43525``
 when a date column is exported as a number) and the markers for suppressed
-or missing cells. Every function raises :class:`BadInput` with a short reason
+or missing cells, and the one text normaliser every label, header, enum
+and region name is compared with (:func:`normalise_label`). Every parsing function raises :class:`BadInput` with a short reason
 for a value outside the contract, and returns ``None`` for "unknown".
 
 Whole numbers are bounded here, once, by the integer column they are stored
@@ -21,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from etl.errors import BadInput
@@ -31,6 +33,30 @@ _SPACES = "\u0020\u00a0\u2009\u202f\u2007"
 _SPACE_RE = re.compile(f"[{_SPACES}]")
 
 SUPPRESSED_MARKERS = frozenset({"..", "–", "—", "-", ""})
+_WHITESPACE = re.compile(r"\s+")  # \s covers the no-break and thin spaces too
+
+
+def normalise_label(text: object, *, separators: str = "", fold_accents: bool = False) -> str:
+    """A label, header, enum spelling or name as a comparison key: ``" Månad: "`` → ``"månad"``.
+
+    Unicode NFC (a name typed on a Mac, NFD, meets the same name typed on
+    Windows), any run of whitespace (no-break and thin spaces included) as
+    one space, trailing ``:`` dropped, case folded. Each character of
+    ``separators`` counts as a space (``"_-"``: ``web_booking`` meets ``web
+    booking``). ``fold_accents`` also drops diacritics (``"Manad"`` meets
+    ``"Månad"``): for machine-written headers only, never for names a person
+    chose. ``None`` is ``""``.
+    """
+    value = unicodedata.normalize("NFC", "" if text is None else str(text))
+    for char in separators:
+        value = value.replace(char, " ")
+    if fold_accents:
+        value = "".join(ch for ch in unicodedata.normalize("NFKD", value) if not unicodedata.combining(ch))
+    value = _WHITESPACE.sub(" ", value).strip()
+    while value.endswith(":"):
+        value = value[:-1].rstrip()
+    return value.casefold()
+
 
 _UNITS = {
     "kr": 1,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from etl import cli
+from etl import cli, privacy
 from etl.sources import county_reports as cr
 from etl.sources import county_template as tpl
 from etl.sources import spreadsheet
@@ -274,11 +274,11 @@ def test_spend_up_to_one_percent_over_the_grant_is_accepted(shape):
 
 def test_masking_uses_the_core_rule_plus_the_contact_persons_name():
     text = "Mejla anna.berg@region.se, pnr 19800101-1234; belopp 1 234 567 kr den 2017-03-14. Ring Anna Berg eller BERG."
-    assert cr.mask_personal_data(text, ("Anna Berg", "Anna", "Berg")) == (
+    assert privacy.mask_personal_data(text, ("Anna Berg", "Anna", "Berg")) == (
         "Mejla [e-post borttagen], pnr [personnummer borttaget]; belopp 1 234 567 kr den 2017-03-14. "
         "Ring [namn borttaget] eller [namn borttaget]."
     )
-    assert cr.mask_personal_data(None) is None
+    assert privacy.mask_personal_data(None) is None
 
 
 # --------------------------------------------------------------------------- bad input: the whole report

@@ -119,3 +119,15 @@ def test_excel_date_serials_in_months_and_dates():
     for value in (2017, "201703", 12345, 99999, True, "4352x", None):
         assert _sv.excel_serial_date(value) is None
     assert _sv.parse_month("201703") == _dt.date(2017, 3, 1)
+
+
+def test_one_normaliser_for_labels_enums_names_and_headers():
+    from etl.swedish import normalise_label
+
+    nfd = "Ma\u030anad"  # "Månad" typed on a Mac (decomposed)
+    assert normalise_label(f"  {nfd}\u00a0: ") == normalise_label("MÅNAD") == "månad"
+    assert normalise_label("Unika\u202fanvändare::") == "unika användare"
+    assert normalise_label("web_booking", separators="_-") == normalise_label("Web-Booking", separators="_-")
+    assert normalise_label("Manad", fold_accents=True) == normalise_label("Månad", fold_accents=True) == "manad"
+    assert normalise_label("Manad") != normalise_label("Månad")  # names a person chose keep their letters
+    assert normalise_label(None) == ""

@@ -28,7 +28,7 @@ is read only to be dropped — and to mask that person's name wherever it
 turns up in free text. E-mail addresses and personnummer are masked in
 every free text, raw quarantine text, reason and warning that leaves here
 (:func:`etl.privacy.mask_personal_data`, the project's one masking rule,
-plus the contact person's name: :func:`mask_personal_data` here).
+with the contact person's name as ``names``).
 """
 
 from __future__ import annotations
@@ -64,17 +64,6 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # --------------------------------------------------------------------------- personal data
 
-NAME_MASK = "[namn borttaget]"
-
-
-def mask_personal_data(text: str | None, names: tuple[str, ...] = ()) -> str | None:
-    """:func:`etl.privacy.mask_personal_data` (e-mail, personnummer), plus the given ``names`` as whole words, any case."""
-    if text is None:
-        return None
-    text = privacy.mask_personal_data(str(text))
-    for name in names:
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", NAME_MASK, text, flags=re.IGNORECASE)
-    return text
 
 
 def _names_in(contact: object) -> tuple[str, ...]:
@@ -180,7 +169,7 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
     extracted.contact = None
 
     def scrub(text: object) -> str | None:
-        return mask_personal_data(None if text is None else str(text), names)
+        return privacy.mask_personal_data(None if text is None else str(text), names)
 
     report.initiative_rows = len(extracted.initiatives)
     report.service_rows = len(extracted.services)

@@ -12,10 +12,10 @@ changes everywhere (``docs/county-report-guide.md`` follows them by hand).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from etl import swedish
 from etl.errors import BadInput
 
 # Value kinds a field can have; the parser has one interpretation per kind.
@@ -156,7 +156,7 @@ JSON_KEYS: dict[str, tuple[str, ...]] = _json_shape()
 
 
 def _key_form(key: str) -> str:
-    return re.sub(r"[\s_\-.]+", "", unicodedata.normalize("NFC", key)).casefold()
+    return swedish.normalise_label(key, separators="_-.").replace(" ", "")
 
 
 def resembling_json_key(key: object, where: str = "") -> str | None:
@@ -173,20 +173,14 @@ def resembling_json_key(key: object, where: str = "") -> str | None:
             return candidate
     return None
 
-_SPACES = re.compile(r"[\s\u00a0\u2009\u202f\u2007]+")
-
-
 def normalise_label(text: object) -> str:
-    """Field label / header / sheet name for comparison: any case, spacing, trailing ':'."""
-    value = unicodedata.normalize("NFC", str(text))
-    value = _SPACES.sub(" ", value).strip()
-    while value.endswith(":"):
-        value = value[:-1].rstrip()
-    return value.casefold()
+    """Field label / header / sheet name for comparison: any case, spacing, trailing ':' (:func:`swedish.normalise_label`)."""
+    return swedish.normalise_label(text)
 
 
 def normalise_enum(text: object) -> str:
-    return normalise_label(str(text).replace("_", " ").replace("-", " ")).rstrip(".")
+    """An enum spelling for comparison: as a label, with ``_`` and ``-`` as spaces, a trailing ``.`` dropped."""
+    return swedish.normalise_label(text, separators="_-").rstrip(".")
 
 
 def _enum_index() -> dict[str, dict[str, str]]:

@@ -36,7 +36,6 @@ import io
 import zlib
 import posixpath
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
 from etl import regions, swedish
@@ -183,11 +182,9 @@ def sep_hint(line: str) -> str | None:
 
 
 def normalise_label(label: object) -> str:
-    """Header cell → comparable key: case, surrounding space, trailing ':', diacritics ignored."""
-    text = unicodedata.normalize("NFKD", str(label or "")).replace("\u00a0", " ")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"\s+", " ", text).strip().rstrip(":").strip().casefold()
-    return text.replace("_", " ")
+    """Header cell → comparable key: case, spacing, trailing ':', ``_`` as a space, and diacritics ignored
+    (the operator's headers are machine-written; an export without å/ä/ö has been seen)."""
+    return swedish.normalise_label(label, separators="_", fold_accents=True)
 
 
 def match_header(cells: list[str], wanted: dict[str, tuple[str, ...]], name: str) -> dict[str, int]:
