@@ -52,8 +52,8 @@ from etl import publish, maintenance
 rows, mode = int(sys.argv[1]), sys.argv[2]
 warehouse = tempfile.mkdtemp()
 for i in range(rows):  # a daily DAG's "nothing new" rows: one Delta commit each
-    publish.append_load_log(warehouse, "county_reports", f"run-{i}", None, [], 0, 0, 0, "nothing_new", "skipped",
-                            [], "nothing new", None, publish.utcnow())
+    publish.append_load_log(warehouse, publish.LoadLogEntry("county_reports", f"run-{i}", "nothing_new", "skipped",
+                                                           publish.utcnow(), message="nothing new"))
 if mode == "maintained":
     maintenance.maintain_table(warehouse, publish.LOAD_LOG, retention=3650)  # compaction + checkpoint
 files = len(DeltaTable(f"{warehouse}/{publish.LOAD_LOG}").file_uris())

@@ -213,9 +213,9 @@ def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason:
         return earlier  # the same decision again (a retried task): written once
     now = publish.utcnow()
     message = f"{verb} by {by}: {reason}"
-    publish.append_load_log(warehouse_uri, blocked.pipeline, publish.new_batch_id(), None,
-                            [(blocked.source_file, blocked.sha256)], 0, 0, 0, verb, "skipped", [],
-                            message, None, now)
+    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
+        blocked.pipeline, publish.new_batch_id(), verb, "skipped", now,
+        sources=[(blocked.source_file, blocked.sha256)], message=message))
     return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
 
 

@@ -180,14 +180,23 @@ def cmd_run(args) -> int:
     if args.period and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
         raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
     names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
-    options = {"period": args.period, "year": args.year, "offline_snapshot": args.offline_snapshot}
+    given = {k: v for k, v in {"period": args.period, "year": args.year,
+                                "offline_snapshot": args.offline_snapshot}.items() if v not in (None, False)}
+    # Each pipeline gets the options it takes; an option no pipeline of the run takes is a mistake.
+    taken = {name: {k: v for k, v in given.items() if k in pipelines.options_of(name)} for name in names}
+    unused = set(given) - {k for options in taken.values() for k in options}
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
+        takes = ", ".join("--" + k.replace("_", "-") for name in names for k in pipelines.options_of(name)
+                          if k in ("period", "year", "offline_snapshot")) or "none"
+        raise ConfigError(f"run {args.pipeline}: {flags} not taken here (options: {takes})")
     failed: list[str] = []
     for name in names:
         module = pipelines.get(name)
         started = time.monotonic()
         log.info("running %s (landing %s, warehouse %s)", name, settings.landing_uri, settings.warehouse_uri)
         try:
-            report = module.run(settings, **options)
+            report = module.run(settings, **taken[name])
         except ConfigError:
             raise  # the same settings would fail every pipeline
         except EtlError as exc:

@@ -420,8 +420,9 @@ def publish(
             f"{batch.table}: row accounting failed: {batch.rows_in} in != {rows_loaded} loaded "
             f"+ {batch.rows_quarantined} quarantined"
         )
-        append_load_log(warehouse_uri, pipeline, batch_id, batch.table, sources, batch.rows_in, rows_loaded,
-                        batch.rows_quarantined, "failed", "failed", batch.warnings, message, None, started)
+        append_load_log(warehouse_uri, LoadLogEntry(
+            pipeline, batch_id, "failed", "failed", started, batch.table, sources, batch.rows_in, rows_loaded,
+            batch.rows_quarantined, batch.warnings, message))
         raise AccountingError(message)
 
     loaded_at = started
@@ -460,8 +461,9 @@ def publish(
     )
     _checkpoint("quarantine-published")
     validation = batch.validation if not batch.warnings or batch.validation != "passed" else "warning"
-    append_load_log(warehouse_uri, pipeline, batch_id, batch.table, sources, batch.rows_in, rows_loaded,
-                    batch.rows_quarantined, outcome, validation, batch.warnings, None, version, started)
+    append_load_log(warehouse_uri, LoadLogEntry(
+        pipeline, batch_id, outcome, validation, started, batch.table, sources, batch.rows_in, rows_loaded,
+        batch.rows_quarantined, batch.warnings, None, version))
     result = PublishResult(batch.table, outcome, version, batch.rows_in, rows_loaded, batch.rows_quarantined,
                            total, list(batch.warnings))
     log.info("%s", result.summary())
@@ -494,12 +496,33 @@ def _source_lists(sources) -> tuple[list[str], list[str]]:
     return uris, shas
 
 
-def append_load_log(
-    warehouse_uri: str, pipeline: str, batch_id: str, table_name: str | None, sources, rows_in: int,
-    rows_loaded: int, rows_quarantined: int, outcome: str, validation: str, warnings: list[str],
-    message: str | None, version: str | None, started: dt.datetime,
-) -> None:
-    """Append one row to the ``_load_log`` Delta table (written after the table's commit).
+@dataclass(frozen=True)
+class LoadLogEntry:
+    """One row of the load log (schema ``_load_log``) as a writer states it, before redaction.
+
+    ``outcome``: published | unchanged | nothing_new | failed | blocked |
+    approved | rejected; ``validation``: passed | warning | failed | skipped.
+    ``sources`` are :class:`~etl.storage.LandedFile` or ``(uri, sha256)``
+    pairs; ``table`` is None for a row about a run or a delivery as a whole.
+    """
+
+    pipeline: str
+    batch_id: str
+    outcome: str
+    validation: str
+    started: dt.datetime
+    table: str | None = None
+    sources: tuple | list = ()
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    warnings: tuple | list = ()
+    message: str | None = None
+    version: str | None = None
+
+
+def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
+    """Append ``entry`` as one row to the ``_load_log`` Delta table (written after the table's commit).
 
     Source URIs, warnings and the message pass through :func:`etl.privacy.redact_uri`
     here, whoever wrote them: a landing URI with credentials never reaches the log.
@@ -507,15 +530,15 @@ def append_load_log(
     """
     from deltalake import write_deltalake
 
-    uris, shas = _source_lists(sources)
+    uris, shas = _source_lists(entry.sources)
     row = {
-        "batch_id": [batch_id], "pipeline": [pipeline], "table_name": [table_name],
+        "batch_id": [entry.batch_id], "pipeline": [entry.pipeline], "table_name": [entry.table],
         "source_files": [[privacy.redact_uri(u) for u in uris]],
-        "source_sha256": [shas], "rows_in": [rows_in], "rows_loaded": [rows_loaded],
-        "rows_quarantined": [rows_quarantined], "outcome": [outcome], "validation": [validation],
-        "warnings": [privacy.redact_uri("; ".join(warnings)) or None], "message": [privacy.redact_uri(message)],
-        "table_version": [version],
-        "started_at": [started], "finished_at": [utcnow()],
+        "source_sha256": [shas], "rows_in": [entry.rows_in], "rows_loaded": [entry.rows_loaded],
+        "rows_quarantined": [entry.rows_quarantined], "outcome": [entry.outcome], "validation": [entry.validation],
+        "warnings": [privacy.redact_uri("; ".join(entry.warnings)) or None],
+        "message": [privacy.redact_uri(entry.message)], "table_version": [entry.version],
+        "started_at": [entry.started], "finished_at": [utcnow()],
     }
     schema = schemas.get("_load_log").arrow_schema
     from deltalake.exceptions import CommitFailedError

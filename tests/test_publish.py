@@ -182,8 +182,8 @@ def _publish_one(uri, code):
 
 def _log_rows(uri, n, start=0, pipeline="test"):
     for i in range(start, start + n):
-        publish.append_load_log(uri, pipeline, f"b{i:04d}", None, [], 0, 0, 0, "nothing_new", "skipped", [],
-                                "nothing new", None, publish.utcnow())
+        publish.append_load_log(uri, publish.LoadLogEntry(pipeline, f"b{i:04d}", "nothing_new", "skipped",
+                                                          publish.utcnow(), message="nothing new"))
 
 
 def test_load_log_rows_are_each_read_once_also_when_appended_from_several_processes(warehouse):

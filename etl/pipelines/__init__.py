@@ -1,13 +1,16 @@
-"""The pipelines, by name: each module has ``run(settings, **options) -> RunReport``.
+"""The pipelines, by name: each module has ``run(settings, *, <its options>) -> RunReport``.
 
-The CLI and the DAGs look pipelines up here, so both run the same code.
+The CLI and the DAGs look pipelines up here, so both run the same code. A
+pipeline's options are the keyword-only parameters of its ``run``; an
+option it does not take is refused (:func:`options_of`), never swallowed.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 
-from etl.errors import EtlError
+from etl.errors import ConfigError, EtlError
 
 PIPELINES: dict[str, str] = {
     "reference": "etl.pipelines.reference",
@@ -30,3 +33,17 @@ def get(name: str):
         if exc.name == module_name:
             raise EtlError(f"pipeline {name!r} is not implemented yet") from None
         raise
+
+
+def options_of(name: str) -> tuple[str, ...]:
+    """The options pipeline ``name`` takes: the keyword-only parameters of its ``run``."""
+    parameters = inspect.signature(get(name).run).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_options(name: str, options: dict) -> None:
+    """:class:`ConfigError` naming every key of ``options`` that pipeline ``name`` does not take."""
+    unknown = sorted(set(options) - set(options_of(name)))
+    if unknown:
+        takes = ", ".join(options_of(name)) or "none"
+        raise ConfigError(f"{name}: option(s) {', '.join(unknown)} not taken by this pipeline (its options: {takes})")

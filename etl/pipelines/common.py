@@ -148,15 +148,15 @@ def record_blocked(warehouse_uri: str, pipeline: str, batch_id: str, source, mes
     tail = f"; {HINT}" if message.endswith(HINT) else ""
     if len(message) > 2000:
         message = message[:2000 - len(tail) - 2] + " …" + tail
-    publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [source], rows_in, 0, 0, "blocked",
-                            "failed", [], message, None, publish.utcnow())
+    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
+        pipeline, batch_id, "blocked", "failed", publish.utcnow(), sources=[source], rows_in=rows_in, message=message))
 
 
 def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources,
                    message: str, rows_in: int = 0) -> None:
     """A failed batch still leaves its trace in the load log."""
-    publish.append_load_log(warehouse_uri, pipeline, batch_id, table, sources, rows_in, 0, 0, "failed",
-                            "failed", [], message[:2000], None, publish.utcnow())
+    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
+        pipeline, batch_id, "failed", "failed", publish.utcnow(), table, sources, rows_in, message=message[:2000]))
 
 
 def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> str | None:
@@ -184,8 +184,8 @@ def refuse_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) ->
 
 
 def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:
-    publish.append_load_log(warehouse_uri, pipeline, batch_id, None, [], 0, 0, 0, "nothing_new", "skipped",
-                            [], message, None, publish.utcnow())
+    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
+        pipeline, batch_id, "nothing_new", "skipped", publish.utcnow(), message=message))
 
 
 def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:

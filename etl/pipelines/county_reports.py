@@ -360,7 +360,7 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
     return current, parsed, refused
 
 
-def run(settings: Settings, **_: object) -> RunReport:
+def run(settings: Settings) -> RunReport:
     """Load every county report delivery whose file in landing is not what is published; one batch.
 
     Raises :class:`ValidationFailed` after publishing the rest when a file is

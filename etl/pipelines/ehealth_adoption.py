@@ -179,7 +179,7 @@ def _legacy_committed(settings: Settings):
     return lambda: last_committed(settings.warehouse_uri, PIPELINE, delivery_of)
 
 
-def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False, **_: object) -> RunReport:
+def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False) -> RunReport:
     """Process ``period`` (YYYY-MM), or every month with a pending delivery; see the module doc.
 
     Raises :class:`ValidationFailed` (every failure a blocked delivery or

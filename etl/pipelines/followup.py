@@ -271,7 +271,7 @@ def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
     return build_access(settings)
 
 
-def run(settings: Settings, **_: object) -> RunReport:
+def run(settings: Settings) -> RunReport:
     report = build_marts(settings)
     paths = refresh_access(settings, report.outcome)
     if "duckdb" not in paths:  # the marts did not change, but this run's load-log row did

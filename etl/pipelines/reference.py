@@ -176,7 +176,6 @@ def run(
     first_year: int = FIRST_YEAR,
     policy: RetryPolicy | None = None,
     scb_cell_limit: int = scb.CELL_LIMIT,
-    **_: object,
 ) -> RunReport:
     """dim_region, then population (``first_year``..``year``) and kolada_kpi for ``settings.kolada_kpis``."""
     batch_id = publish.new_batch_id()

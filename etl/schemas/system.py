@@ -40,7 +40,7 @@ LOAD_LOG = table(
             Column("rows_in", pa.int64(), "Input rows read.", False),
             Column("rows_loaded", pa.int64(), "Rows published to the table.", False),
             Column("rows_quarantined", pa.int64(), "Rows sent to quarantine.", False),
-            Column("outcome", pa.string(), "published | unchanged | nothing_new | failed.", False),
+            Column("outcome", pa.string(), "published | unchanged | nothing_new | failed | blocked (a delivery held back whole) | approved | rejected (a person's decision on a blocked delivery: etl/approvals.py).", False),
             Column("validation", pa.string(), "passed | warning | failed | skipped.", False),
             Column("warnings", pa.string(), "Warnings from validation, '; '-joined.", True),
             Column("message", pa.string(), "Failure or summary message.", True),
