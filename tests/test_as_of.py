@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _notes(path: str) -> dict[str, str]:
+def _notes(path: str) -> dict[str, tuple]:
+    """Anteckningar's rows by their first cell (a table's: name, changed, checked, version)."""
     notes = load_workbook(path)["Anteckningar"]
-    return {r[0]: r[1] for r in notes.iter_rows(values_only=True) if r[0]}
+    return {r[0]: r for r in notes.iter_rows(values_only=True) if r[0]}
 
 
 def _first_sheet(path: str) -> list[tuple]:
@@ -57,9 +58,9 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
 
     then = followup.build_as_of(settings, before, str(tmp_path / "then"))
     now = followup.build_as_of(settings, dt.datetime.now(dt.timezone.utc), str(tmp_path / "now"))
-    then_version = _notes(then["workbook"])["county_report"].rsplit("|", 1)[-1].strip()
-    now_version = _notes(now["workbook"])["county_report"].rsplit("|", 1)[-1].strip()
-    assert (then_version, now_version) == ("0", "1")
+    then_version = _notes(then["workbook"])["county_report"][3]
+    now_version = _notes(now["workbook"])["county_report"][3]
+    assert (then_version, now_version) == (0, 1)
     assert "county_report" in Path(then["report"]).read_text(encoding="utf-8")
     changed = [(a, b) for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]))
                for a, b in zip(ra, rb) if a != b]

@@ -19,6 +19,8 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+from shutil import which as shutil_which
+
 import duckdb
 import pytest
 from test_followup_mart import COUNTY_REPORTS, INJECTED_NAME, build_sources, settings_for
@@ -248,10 +250,115 @@ def test_notes_sheet_has_vintage_and_caveats(built):
     assert "SYNTETISKA EXEMPELDATA" in rows["Ursprung"]
     assert "inte 'Nej' eller 0" in rows["Tom cell"]
     assert "månadsmedel" in rows["Skyddade värden"]
-    assert rows["Skapad"] == "2024-05-17"
+    assert "inte laddad" == rows["kolada_kpi"]
+    # Dates are dates, not text: the creation date and every table's times, its version a number.
+    cells = {row[0].value: row for row in notes.iter_rows() if row[0].value}
+    created = cells["Skapad"][1]
+    assert created.value == dt.datetime(2024, 5, 17) and created.is_date and created.number_format == "yyyy-mm-dd"
+    assert [c.value for c in cells["Tabell"]] == ["Tabell", "Senast ändrad (UTC)", "Senast kontrollerad (UTC)",
+                                                  "Version"]
     for table in ("dim_region", "population", "county_report", "ehealth_adoption", "followup_region_year"):
-        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \| \d+$", rows[table]), table
-    assert rows["kolada_kpi"] == "inte laddad"
+        _, changed, checked, version = cells[table][:4]
+        assert changed.is_date and checked.is_date and isinstance(checked.value, dt.datetime), table
+        assert dt.datetime(2020, 1, 1) < changed.value <= checked.value < dt.datetime.now() + dt.timedelta(days=1)
+        assert isinstance(version.value, int), table
+
+
+def test_workbook_column_descriptions_are_swedish_from_the_schema(built):
+    """Kolumner describes every header in Swedish: the mart schema's description_sv, not an English text."""
+    from openpyxl import load_workbook
+
+    from etl import schemas
+    from etl.marts.exports import SHEETS
+
+    sheet = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")["Kolumner"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("Blad", "Kolumn", "Namn i databasen (followup.duckdb)", "Beskrivning")
+    book = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")
+    on_sheets = {(title, c.value) for title, _ in SHEETS.values() for c in book[title][1]}
+    assert {(title, header) for title, header, _, _ in rows[1:]} == on_sheets  # every header, nothing else
+    for title, header, name, description in rows[1:]:
+        table, column = name.split(".")
+        assert SHEETS[table][0] == title and SHEETS[table][1][column] == header
+        assert description == next(c.description_sv for c in schemas.get(table).columns if c.name == column)
+    described = {r[2]: r[3] for r in rows[1:]}
+    assert described["followup_region_year.grant_sek"] == (
+        "Erhållna medel det året, kronor; tom när regionen inte rapporterat det året.")
+    assert described["followup_national_year.regions_answered_offers_clinical_intro_year"].startswith(
+        "Regioner som svarat (ja eller nej) på om de erbjuder ett kliniskt introduktionsår")
+    english = re.compile(r"\b(the|of|when|and|per month|null|that|which|region's)\b")
+    assert not [d for d in described.values() if english.search(d)], "English left in the descriptions"
+
+
+def test_every_mart_column_has_a_swedish_description():
+    """A new mart column without description_sv fails here (and would leave Kolumner's description empty)."""
+    from etl import schemas
+
+    for name in ("followup_region_year", "followup_national_year"):
+        table = schemas.get(name)
+        missing = [c.name for c in table.all_columns if not c.description_sv.strip()]
+        assert not missing, f"{name}: no Swedish description (description_sv) for {missing}"
+        same = [c.name for c in table.all_columns if c.description_sv == c.description]
+        assert not same, f"{name}: description_sv is the English text for {same}"
+
+
+def test_workbook_prints_landscape_readable_with_headers_and_labels_on_every_page(built):
+    from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
+
+    from etl.marts.exports import PAGE_WIDTH_PT, PRINT_MIN_SCALE, _width_pt
+
+    book = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")
+    for sheet in book.worksheets:
+        setup = sheet.page_setup
+        assert (setup.orientation, int(setup.paperSize)) == ("landscape", 9), sheet.title  # A4
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage and int(setup.fitToHeight) == 0, sheet.title
+        assert "&P" in sheet.oddFooter.center.text
+        widths = sum(_width_pt(sheet.column_dimensions[get_column_letter(j)].width)
+                     for j in range(1, sheet.max_column + 1))
+        pages = int(setup.fitToWidth)
+        if sheet.title in ("Anteckningar", "Kolumner"):
+            assert pages == 1, sheet.title
+            assert widths * PRINT_MIN_SCALE <= PAGE_WIDTH_PT, sheet.title
+        else:
+            # As few pages across as a readable scale allows, each with the header row and the row labels.
+            assert sheet.print_title_rows.replace("$", "") == "1:1"
+            labels = "A:C" if sheet.title == "Regioner per år" else "A:A"
+            assert sheet.print_title_cols.replace("$", "") == labels
+            first, last = labels.split(":")
+            label_width = sum(_width_pt(sheet.column_dimensions[c].width) for c in "ABC"[: "ABC".index(last) + 1])
+            per_page = PAGE_WIDTH_PT / PRINT_MIN_SCALE - label_width
+            assert (pages - 1) * per_page < widths - label_width <= pages * per_page, sheet.title
+            assert 2 <= pages <= 5, sheet.title
+
+
+@pytest.mark.skipif(not (shutil_which("soffice") and shutil_which("pdftotext")),
+                    reason="needs LibreOffice (apt-get install libreoffice-calc) and poppler-utils to print")
+def test_workbook_printed_by_libreoffice_has_labelled_pages(built, tmp_path):
+    """Printed for real: few pages, and every page of a mart sheet carries its header row and row labels."""
+    from openpyxl import load_workbook
+
+    source = built["warehouse"] / "exports" / "followup_latest.xlsx"
+    counts = {}
+    for name in ("Regioner per år", "Riket per år", "Kolumner", "Anteckningar"):
+        book = load_workbook(source)
+        for other in [n for n in book.sheetnames if n != name]:
+            book.remove(book[other])
+        path = tmp_path / f"{len(counts)}.xlsx"
+        book.save(path)
+        subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to",
+                        "pdf", "--outdir", str(tmp_path), str(path)], check=True, capture_output=True, timeout=300)
+        text = subprocess.run(["pdftotext", "-layout", str(path.with_suffix(".pdf")), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        pages = [p for p in text.split("\f") if p.strip()]
+        counts[name] = len(pages)
+        if name == "Regioner per år":
+            assert all("Region" in p and "Regionkod" in p and "År" in p for p in pages)
+        if name == "Riket per år":
+            assert all("År" in p and "2019" in p for p in pages)
+    # 63 region rows here (210 in the sample: 71 pages unset, 23 with this setup, measured with LibreOffice).
+    assert counts["Anteckningar"] == 1 and counts["Kolumner"] <= 5
+    assert counts["Riket per år"] <= 5 and counts["Regioner per år"] <= 10, counts
 
 
 # --------------------------------------------------------------------------- the HTML report
@@ -304,6 +411,25 @@ def test_report_national_table_and_caveats(built):
     assert "SYNTETISKA EXEMPELDATA" in html
     assert html.count("<h2>") >= 4
     assert "Senaste rapportår med regionrapporter: <b>2020</b>" in html
+
+
+def test_report_says_inga_rapporter_for_years_no_region_reported(built):
+    """2021 has population and e-health figures but no county report: said in words, not '0' and '– av 0'."""
+    html = (built["warehouse"] / "exports" / "followup_report.html").read_text(encoding="utf-8")
+    table = html[html.index("<h2>Riket per år</h2>"):html.index("<h2>Satsningar per region</h2>")]
+    rows = re.findall(r"<tr><td>(\d{4})</td>(.*?)</tr>", table)
+    cells = {year: re.findall(r"<td>(.*?)</td>", rest) for year, rest in rows}
+    assert cells["2021"][0] == "inga rapporter" and cells["2019"][0] == "3"
+    assert "av 0" not in table
+    assert "För 2021 har ingen region skickat in någon regionrapport (ännu)" in table
+
+
+def test_year_ranges_read_as_swedish_text():
+    from etl.marts.report import year_ranges
+
+    assert year_ranges([2021]) == "2021"
+    assert year_ranges([2020, 2021, 2022, 2023, 2024, 2025]) == "2020–2025"
+    assert year_ranges([2024, 2016, 2017, 2019]) == "2016–2017, 2019 och 2024"
 
 
 def test_report_renders_placeholders_when_nothing_is_reported(tmp_path):

@@ -2,8 +2,13 @@
 
 ``<warehouse>/exports/followup_<YYYYMMDD>.xlsx`` (one per run day) and a copy
 ``followup_latest.xlsx``: one sheet per mart with Swedish column headers and
-region names, a column dictionary (Kolumner) and a notes sheet
-(Anteckningar) with the data's vintage and caveats.
+region names, a column dictionary (Kolumner: each header with its Swedish
+description, ``description_sv`` of the mart schema) and a notes sheet
+(Anteckningar) with the data's vintage and caveats. Everything an analyst
+reads is Swedish; dates and times are stored as dates, not text. Every
+sheet prints on A4 landscape (:func:`print_setup`): the mart sheets a few
+pages across at a readable scale, each page repeating the header row and
+the region/year labels.
 
 Every text cell goes through :func:`set_text`, which neutralises formula
 injection: a text starting with ``=``, ``+``, ``-``, ``@`` (or a tab / CR)
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import posixpath
 
 from etl import schemas, storage
@@ -132,6 +138,68 @@ def _number_format(column: str) -> str | None:
     return None
 
 
+# Printing: A4 landscape, margins in inches. Excel and LibreOffice shrink a sheet to the pages asked for;
+# below PRINT_MIN_SCALE the numbers are too small to read, so a wide sheet gets more pages across instead.
+PAGE_WIDTH_PT = 842 - 2 * 0.4 * 72
+PRINT_MIN_SCALE = 0.6
+
+
+def _width_pt(width: float) -> float:
+    """A column width (characters of the default font) as printed, in points (Excel's 7 px per character + 5)."""
+    return (7 * width + 5) * 0.75
+
+
+def print_setup(sheet, *, header_rows: str | None = "1:1", label_columns: str | None = None) -> None:
+    """Landscape A4 with ``header_rows`` (and ``label_columns``) repeated on every page, page numbers in the footer.
+
+    The sheet is fitted to the page width, as many pages down as the rows
+    need. A sheet too wide to read on one page width (a mart has 50–55
+    columns: one page would print them at under 20 %) is fitted to the
+    fewest pages across that keep the scale at PRINT_MIN_SCALE or more,
+    and each of those pages repeats ``label_columns`` (region, code, year)
+    so it can be read on its own. Without any setup the workbook printed
+    on 71 portrait pages, most of them columns without their row labels.
+    """
+    from openpyxl.utils import column_index_from_string, get_column_letter
+
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_margins.left = sheet.page_margins.right = 0.4
+    sheet.page_margins.top = sheet.page_margins.bottom = 0.6
+    widths = [_width_pt(sheet.column_dimensions[get_column_letter(j)].width or 8.43)
+              for j in range(1, sheet.max_column + 1)]
+    labels = 0.0
+    if label_columns:
+        first, last = (column_index_from_string(c) for c in label_columns.split(":"))
+        labels = sum(widths[first - 1:last])
+        sheet.print_title_cols = label_columns
+    per_page = PAGE_WIDTH_PT / PRINT_MIN_SCALE - labels  # what one page holds besides the repeated labels
+    sheet.page_setup.fitToWidth = max(1, math.ceil((sum(widths) - labels) / per_page))
+    sheet.page_setup.fitToHeight = 0  # 0: as many pages down as the rows need
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    if header_rows:
+        sheet.print_title_rows = header_rows
+    sheet.oddFooter.center.text = "&A – sida &P av &N"
+
+
+def fit_row_heights(sheet, first_row: int = 1) -> None:
+    """Row heights for wrapped text, estimated from its length (openpyxl measures nothing; printed and
+    opened elsewhere, rows without a height do not grow and wrapped lines overlap the next row)."""
+    from openpyxl.utils import get_column_letter
+
+    for row in sheet.iter_rows(min_row=first_row):
+        lines = 1
+        for cell in row:
+            if isinstance(cell.value, str) and cell.alignment.wrap_text:
+                width = sheet.column_dimensions[get_column_letter(cell.column)].width or 8.43
+                lines = max(lines, math.ceil(len(cell.value) * 1.1 / max(width - 1, 1)))
+        if lines > 1:
+            sheet.row_dimensions[row[0].row].height = 15 * lines
+
+
+COLUMN_WIDTHS = {"region_name": 24, "region_code": 10, "year": 7, "grant_sek": 15, "spend_total_sek": 15}
+
+
 def _write_table(sheet, frame, headers: dict[str, str]) -> None:
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
@@ -142,7 +210,7 @@ def _write_table(sheet, frame, headers: dict[str, str]) -> None:
         set_text(cell, headers[column])
         cell.font = Font(bold=True)
         cell.alignment = Alignment(wrap_text=True, vertical="top")
-        sheet.column_dimensions[get_column_letter(j)].width = 28 if column == "region_name" else 16
+        sheet.column_dimensions[get_column_letter(j)].width = COLUMN_WIDTHS.get(column, 13)
     for i, record in enumerate(frame[columns].itertuples(index=False, name=None), start=2):
         for j, (column, raw) in enumerate(zip(columns, record), start=1):
             value = _display(column, raw)
@@ -156,9 +224,11 @@ def _write_table(sheet, frame, headers: dict[str, str]) -> None:
                 fmt = _number_format(column)
                 if fmt:
                     cell.number_format = fmt
-    sheet.row_dimensions[1].height = 60
+    sheet.row_dimensions[1].height = 105  # the long Swedish headers wrap on up to seven lines
     sheet.freeze_panes = "C2" if "region_name" in columns else "B2"
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(1, len(frame) + 1)}"
+    labels = [c for c in ("region_name", "region_code", "year") if c in columns]
+    print_setup(sheet, label_columns=f"A:{get_column_letter(len(labels))}")
 
 
 def _fmt_time(value) -> str:
@@ -168,11 +238,27 @@ def _fmt_time(value) -> str:
 APPROVED_HEADING = "Publicerat trots spärr (godkänt av en person, från laddningsloggen)"
 
 
-def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: list[str] = ()) -> list[list[str]]:
+def _utc_naive(value) -> dt.datetime | None:
+    """A UTC time as a spreadsheet stores it: no time zone (the headings say UTC)."""
+    if value is None:
+        return None
+    if getattr(value, "tzinfo", None) is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+
+
+VINTAGE_HEADINGS = ["Tabell", "Senast ändrad (UTC)", "Senast kontrollerad (UTC)", "Version"]
+
+
+def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: list[str] = (), *,
+               cells: bool = False) -> list[list]:
     """The Anteckningar sheet (also used by the report): caveats, the vintage of every table, then ``footnotes``.
 
     ``footnotes`` are the deliveries published on a person's approval
     although the checks blocked them (:func:`etl.approvals.footnotes`).
+    Text throughout (the report); with ``cells``, the values the workbook
+    stores: the creation date as a date, each table's times as date-times
+    in columns of their own and its version as a number.
     """
     origin = ("Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
               "inte regionernas verkliga uppgifter." if synthetic else
@@ -180,7 +266,7 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
               "python -m etl sample är det syntetiska exempeldata.")
     rows = [
         ["Uppföljning av statsbidraget: regioner och riket per år", ""],
-        ["Skapad", today.isoformat()],
+        ["Skapad", today if cells else today.isoformat()],
         ["", ""],
         ["Att tänka på", ""],
         ["Ursprung", origin],
@@ -195,14 +281,18 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
                   "Rikets nyttjande per 1 000 invånare bygger på avsändarens rikstotal (Riket)."],
         ["", ""],
         ["Datakällornas aktualitet (från laddningsloggen)", ""],
-        ["Tabell", "Senast ändrad | senast kontrollerad | version"],
+        list(VINTAGE_HEADINGS) if cells else ["Tabell", "Senast ändrad | senast kontrollerad | version"],
     ]
     for entry in vintage:
         if "checked_at" not in entry:
             rows.append([entry["table"], "inte laddad"])
-            continue
-        rows.append([entry["table"], f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
-                                     f"{entry.get('version') or '–'}"])
+        elif cells:
+            version = entry.get("version")
+            rows.append([entry["table"], _utc_naive(entry.get("changed_at")), _utc_naive(entry["checked_at"]),
+                         int(version) if isinstance(version, str) and version.isdigit() else version])
+        else:
+            rows.append([entry["table"], f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
+                                         f"{entry.get('version') or '–'}"])
     if footnotes:
         rows += [["", ""], [APPROVED_HEADING, ""]]
         rows += [[f"Fotnot {i}", line] for i, line in enumerate(footnotes, start=1)]
@@ -223,28 +313,50 @@ def build_workbook(region_year, national_year, vintage: list[dict], synthetic: b
         _write_table(book.create_sheet(title), frame, headers)
 
     columns = book.create_sheet("Kolumner")
-    for j, text in enumerate(["Blad", "Kolumn", "Namn i databasen (followup.duckdb)", "Beskrivning (engelska)"], 1):
+    for j, text in enumerate(["Blad", "Kolumn", "Namn i databasen (followup.duckdb)", "Beskrivning"], 1):
         set_text(columns.cell(row=1, column=j), text)
         columns.cell(row=1, column=j).font = Font(bold=True)
     row = 2
     for table, (title, headers) in SHEETS.items():
-        described = {c.name: c.description for c in schemas.get(table).columns}
+        # Swedish, from the schema: the description is declared once, beside the column's English one.
+        described = {c.name: c.description_sv for c in schemas.get(table).all_columns}
         for column, header in headers.items():
-            for j, text in enumerate([title, header, f"{table}.{column}", described.get(column, "")], 1):
+            if column not in described:  # a header for a column the mart does not have (is not on the sheet)
+                continue
+            for j, text in enumerate([title, header, f"{table}.{column}", described[column]], 1):
                 set_text(columns.cell(row=row, column=j), text)
+                columns.cell(row=row, column=j).alignment = Alignment(wrap_text=j in (2, 4), vertical="top")
             row += 1
-    for letter, width in zip("ABCD", (18, 48, 52, 100)):
+    for letter, width in zip("ABCD", (15, 40, 58, 90)):
         columns.column_dimensions[letter].width = width
+    columns.freeze_panes = "A2"
+    fit_row_heights(columns)
+    print_setup(columns)
 
     notes = book.create_sheet("Anteckningar", 0)
-    for i, (key, text) in enumerate(notes_rows(vintage, synthetic, today, footnotes), start=1):
-        set_text(notes.cell(row=i, column=1), key)
-        set_text(notes.cell(row=i, column=2), text)
-        notes.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
-        if key and not text or i == 1:
-            notes.cell(row=i, column=1).font = Font(bold=True)
+    for i, values in enumerate(notes_rows(vintage, synthetic, today, footnotes, cells=True), start=1):
+        key, text = values[0], values[1]
+        for j, value in enumerate(values, start=1):
+            cell = notes.cell(row=i, column=j)
+            if isinstance(value, str):
+                set_text(cell, value)
+            elif value is not None:
+                cell.value = value
+                if isinstance(value, dt.datetime):
+                    cell.number_format = "yyyy-mm-dd hh:mm"
+                elif isinstance(value, dt.date):
+                    cell.number_format = "yyyy-mm-dd"
+            cell.alignment = Alignment(wrap_text=j == 2 and isinstance(value, str), vertical="top",
+                                       horizontal="left")
+        if key and not text or i == 1 or values == VINTAGE_HEADINGS:
+            for j in range(1, len(values) + 1):
+                notes.cell(row=i, column=j).font = Font(bold=True)
     notes.column_dimensions["A"].width = 34
-    notes.column_dimensions["B"].width = 110
+    notes.column_dimensions["B"].width = 100
+    notes.column_dimensions["C"].width = 24
+    notes.column_dimensions["D"].width = 10
+    fit_row_heights(notes)
+    print_setup(notes, header_rows=None)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -256,15 +256,42 @@ NATIONAL_TABLE = (
 )
 
 
+# Columns of the national table that come from the regions' reports (the rest: SCB and the e-health exports).
+FROM_REPORTS = {"regions_reported", "grant_sek", "grant_per_inhabitant", "share_spent",
+                "regions_offers_clinical_intro_year", "regions_offers_specialist_nurse_study_salary",
+                "regions_earmarked", "initiatives_new_due_to_grant"}
+NO_REPORTS = "inga rapporter"
+
+
+def year_ranges(years) -> str:
+    """2020, 2021, 2022, 2024 → '2020–2022 och 2024'."""
+    spans: list[list[int]] = []
+    for year in sorted(int(y) for y in years):
+        if spans and year == spans[-1][1] + 1:
+            spans[-1][1] = year
+        else:
+            spans.append([year, year])
+    parts = [f"{a}" if a == b else f"{a}–{b}" for a, b in spans]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " och " + parts[-1]
+
+
+def _years_without_reports(national_year) -> list[int]:
+    return sorted(int(y) for y in national_year.loc[national_year["regions_reported"] == 0, "year"])
+
+
 def _national_table(national_year) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _, _ in NATIONAL_TABLE)
     body = []
     for _, row in national_year.sort_values("year").iterrows():
         cells = []
+        unreported = int(row["regions_reported"]) == 0
         for column, _, decimals, percent in NATIONAL_TABLE:
             value = row[column]
             if column == "year":
                 text = str(int(value))
+            elif unreported and column in FROM_REPORTS:
+                # No region reported that year: not "0 of 0" but said so (once per row; the rest a dash).
+                text = NO_REPORTS if column == "regions_reported" else "–"
             elif column.startswith("regions_") and column != "regions_reported":
                 answered = row.get(column.replace("regions_", "regions_answered_", 1))
                 text = f"{fmt_number(value)} av {fmt_number(answered)}"
@@ -272,7 +299,23 @@ def _national_table(national_year) -> str:
                 text = fmt_number(value, decimals, percent)
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    table = f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    return table + _no_reports_note(national_year)
+
+
+def _no_reports_note(national_year) -> str:
+    """One sentence for the years that have data from SCB or the e-health exports but no region's report."""
+    missing = _years_without_reports(national_year)
+    if not missing:
+        return ""
+    if len(missing) == len(national_year):
+        text = ("Ingen region har skickat in någon regionrapport ännu: kolumnerna som bygger på regionrapporterna "
+                "visar 'inga rapporter' eller –.")
+    else:
+        text = (f"För {year_ranges(missing)} har ingen region skickat in någon regionrapport (ännu): raderna visar "
+                "'inga rapporter' och – i kolumnerna som bygger på rapporterna (medel, satsningar, insatser). "
+                "Folkmängden och e-tjänsternas nyttjande kommer från SCB och e-hälsoexporterna.")
+    return f"<p class='no-reports'>{html.escape(text)}</p>"
 
 
 def _figure(png: str, alt: str, caption: str) -> str:

@@ -22,12 +22,17 @@ class Column:
     type: pa.DataType
     description: str
     nullable: bool = True
+    # The description in Swedish, for analysts (the workbook's Kolumner sheet); every mart column has one.
+    description_sv: str = ""
 
 
 LINEAGE: tuple[Column, ...] = (
-    Column("source_file", pa.string(), "Landing file (or API request) the row came from.", False),
-    Column("batch_id", pa.string(), "Load batch that published the row; joins to the load log.", False),
-    Column("loaded_at", pa.timestamp("us", tz="UTC"), "When the batch was published (UTC).", False),
+    Column("source_file", pa.string(), "Landing file (or API request) the row came from.", False,
+           "Fil i landningsytan (eller API-anrop) som raden kommer från."),
+    Column("batch_id", pa.string(), "Load batch that published the row; joins to the load log.", False,
+           "Laddningen som publicerade raden; kopplas till laddningsloggen."),
+    Column("loaded_at", pa.timestamp("us", tz="UTC"), "When the batch was published (UTC).", False,
+           "När laddningen publicerades (UTC)."),
 )
 
 

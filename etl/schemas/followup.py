@@ -5,6 +5,10 @@ Built by ``etl.pipelines.followup`` from the published source tables only
 Null means *not known* throughout: a region that did not report has null
 flags and counts, not ``false``/0; suppressed months are left out of means
 and counted in ``*_months``.
+
+Every column is described twice, once for the data dictionary (English) and
+once for analysts (``description_sv``, the workbook's Kolumner sheet);
+``*_SV`` phrases sit beside their English ones.
 """
 
 import pyarrow as pa
@@ -12,13 +16,19 @@ import pyarrow as pa
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
 
-YEAR = Column("year", pa.int16(), "Calendar / report year (every year present in any source, 2016 on).", False)
+YEAR = Column("year", pa.int16(), "Calendar / report year (every year present in any source, 2016 on).", False,
+              "Kalenderår / rapportår (varje år som finns i någon källa, från 2016).")
 
 AREAS = ("it_support", "competence_use", "competence_supply")
 AREA_TEXT = {
     "it_support": "priority area 1, IT support and e-health processes",
     "competence_use": "priority area 2, smarter use of staff competence",
     "competence_supply": "priority area 3, long-term competence supply",
+}
+AREA_TEXT_SV = {
+    "it_support": "prioriterat område 1, IT-stöd och e-hälsoprocesser",
+    "competence_use": "prioriterat område 2, smartare användning av personalens kompetens",
+    "competence_supply": "prioriterat område 3, långsiktig kompetensförsörjning",
 }
 FLAGS = ("offers_clinical_intro_year", "offers_specialist_nurse_study_salary", "has_care_near_service",
          "has_task_shifting")
@@ -29,6 +39,13 @@ FLAG_TEXT = {
     "has_care_near_service": "have care-near service staff",
     "has_task_shifting": "run task shifting between staff groups",
 }
+FLAG_TEXT_SV = {
+    "earmarked": "har öronmärkt medlen för särskilda insatser",
+    "offers_clinical_intro_year": "erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor",
+    "offers_specialist_nurse_study_salary": "erbjuder studielön under specialistsjuksköterskeutbildning",
+    "has_care_near_service": "har vårdnära servicepersonal",
+    "has_task_shifting": "arbetar med uppgiftsväxling mellan personalgrupper",
+}
 SERVICES = ("web_booking", "patient_journal_online", "remote_care", "self_check_in")
 SERVICE_TEXT = {
     "web_booking": "web booking",
@@ -36,80 +53,117 @@ SERVICE_TEXT = {
     "remote_care": "remote care",
     "self_check_in": "self check-in",
 }
+SERVICE_TEXT_SV = {
+    "web_booking": "webbtidbok",
+    "patient_journal_online": "Journal via nätet",
+    "remote_care": "vård på distans",
+    "self_check_in": "självincheckning",
+}
 
 
-def _population_columns(level: str) -> tuple[Column, ...]:
+def _population_columns(level: str, level_sv: str) -> tuple[Column, ...]:
+    national = level == "sum of the 21 regions"
     return (
         Column("population", pa.int64(), f"Population on 31 December of the year ({level}); null when SCB has not "
-               "published it" + (" for every region." if level == "sum of the 21 regions" else "."), True),
+               "published it" + (" for every region." if national else "."), True,
+               f"Folkmängd 31 december året ({level_sv}); tom när SCB inte har publicerat den"
+               + (" för alla regioner." if national else ".")),
         Column("population_change", pa.int64(), "Population minus the previous year's; null when either is null.",
-               True),
+               True, "Folkmängd minus föregående års; tom när någon av dem saknas."),
         Column("population_year_used", pa.int16(),
                "Year of the population count used as denominator for per-inhabitant figures: the year itself, or "
-               "the latest earlier year when that year's count is not published yet; null when none is.", True),
+               "the latest earlier year when that year's count is not published yet; null when none is.", True,
+               "År för den folkmängd som är nämnare i värdena per invånare: året självt, eller senaste tidigare år "
+               "när årets folkmängd inte är publicerad ännu; tom när ingen finns."),
     )
 
 
-def _spend_columns(how: str, share_how: str = "") -> tuple[Column, ...]:
+def _spend_columns(how: str, how_sv: str, share_how: str = "", share_how_sv: str = "") -> tuple[Column, ...]:
     cols = []
     for area in AREAS:
-        cols.append(Column(f"spend_{area}_sek", pa.int64(), f"Spent on {AREA_TEXT[area]}, kronor{how}.", True))
+        cols.append(Column(f"spend_{area}_sek", pa.int64(), f"Spent on {AREA_TEXT[area]}, kronor{how}.", True,
+                           f"Använt till {AREA_TEXT_SV[area]}, kronor{how_sv}."))
     cols.append(Column("spend_total_sek", pa.int64(),
-                       f"Spent on the three areas together, kronor{how}; null when any area is null.", True))
+                       f"Spent on the three areas together, kronor{how}; null when any area is null.", True,
+                       f"Använt till de tre områdena tillsammans, kronor{how_sv}; tom när något område saknas."))
     for area in AREAS:
         cols.append(Column(f"share_{area}", pa.float64(),
-                           f"Spend on {AREA_TEXT[area]} as a share of the grant (0–1.01){share_how}.", True))
-    cols.append(Column("share_spent", pa.float64(), f"Total spend as a share of the grant (0–1.01){share_how}.", True))
+                           f"Spend on {AREA_TEXT[area]} as a share of the grant (0–1.01){share_how}.", True,
+                           f"Använt till {AREA_TEXT_SV[area]} som andel av erhållna medel (0–1,01){share_how_sv}."))
+    cols.append(Column("share_spent", pa.float64(), f"Total spend as a share of the grant (0–1.01){share_how}.", True,
+                       f"Använt totalt som andel av erhållna medel (0–1,01){share_how_sv}."))
     return tuple(cols)
 
 
 def _adoption_columns() -> tuple[Column, ...]:
     mean = "monthly mean over the months with a value (suppressed months left out)"
     dec = "December value; null when December is missing or suppressed"
+    mean_sv = "månadsmedel över månaderna med värde (skyddade månader ingår inte)"
+    dec_sv = "decembervärdet; tomt när december saknas eller är skyddad"
+    change_sv = "per 1 000 invånare mot föregående år; tom när något av dem saknas."
     return (
         Column("journal_unique_users_per_1000_mean", pa.float64(),
-               f"Patient journal online: unique users per 1 000 inhabitants, {mean}.", True),
+               f"Patient journal online: unique users per 1 000 inhabitants, {mean}.", True,
+               f"Journal via nätet: unika användare per 1 000 invånare, {mean_sv}."),
         Column("journal_unique_users_per_1000_dec", pa.float64(),
-               f"Patient journal online: unique users per 1 000 inhabitants, {dec}.", True),
+               f"Patient journal online: unique users per 1 000 inhabitants, {dec}.", True,
+               f"Journal via nätet: unika användare per 1 000 invånare, {dec_sv}."),
         Column("journal_unique_users_months", pa.int16(),
-               "Months with a (non-suppressed) unique-users value that year: what the mean is over.", True),
+               "Months with a (non-suppressed) unique-users value that year: what the mean is over.", True,
+               "Månader med ett (ej skyddat) värde för unika användare det året: det månadsmedlet bygger på."),
         Column("journal_unique_users_per_1000_change", pa.float64(),
                "Change of the unique-users monthly mean per 1 000 from the previous year; null when either is null.",
-               True),
+               True, f"Förändring av månadsmedlet för unika användare {change_sv}"),
         Column("journal_logins_per_1000_mean", pa.float64(),
-               f"Patient journal online: logins per 1 000 inhabitants, {mean}.", True),
+               f"Patient journal online: logins per 1 000 inhabitants, {mean}.", True,
+               f"Journal via nätet: inloggningar per 1 000 invånare, {mean_sv}."),
         Column("journal_logins_per_1000_dec", pa.float64(),
-               f"Patient journal online: logins per 1 000 inhabitants, {dec}.", True),
-        Column("journal_logins_months", pa.int16(), "Months with a (non-suppressed) logins value that year.", True),
+               f"Patient journal online: logins per 1 000 inhabitants, {dec}.", True,
+               f"Journal via nätet: inloggningar per 1 000 invånare, {dec_sv}."),
+        Column("journal_logins_months", pa.int16(), "Months with a (non-suppressed) logins value that year.", True,
+               "Månader med ett (ej skyddat) värde för inloggningar det året."),
         Column("web_booking_bookings_per_1000_mean", pa.float64(),
-               f"Web booking: bookings per 1 000 inhabitants, {mean}.", True),
+               f"Web booking: bookings per 1 000 inhabitants, {mean}.", True,
+               f"Webbtidbok: bokningar per 1 000 invånare, {mean_sv}."),
         Column("web_booking_bookings_per_1000_dec", pa.float64(),
-               f"Web booking: bookings per 1 000 inhabitants, {dec}.", True),
+               f"Web booking: bookings per 1 000 inhabitants, {dec}.", True,
+               f"Webbtidbok: bokningar per 1 000 invånare, {dec_sv}."),
         Column("web_booking_bookings_months", pa.int16(), "Months with a (non-suppressed) bookings value that year.",
-               True),
+               True, "Månader med ett (ej skyddat) värde för bokningar det året."),
         Column("web_booking_bookings_per_1000_change", pa.float64(),
-               "Change of the bookings monthly mean per 1 000 from the previous year; null when either is null.", True),
+               "Change of the bookings monthly mean per 1 000 from the previous year; null when either is null.", True,
+               f"Förändring av månadsmedlet för bokningar {change_sv}"),
         Column("web_booking_units_connected_share_dec", pa.float64(),
                "Share of care units offering web booking in December (units connected / units in total); null when "
-               "either is missing, suppressed or the total is 0.", True),
+               "either is missing, suppressed or the total is 0.", True,
+               "Andel vårdenheter som erbjuder webbtidbok i december (anslutna enheter / alla enheter); tom när "
+               "någon av siffrorna saknas eller är skyddad, eller när alla enheter är 0."),
     )
 
 
-def _initiative_columns(how: str) -> tuple[Column, ...]:
-    cols = [Column(f"initiatives_{area}", pa.int32(), f"Initiatives in {AREA_TEXT[area]}{how}.", True)
+def _initiative_columns(how: str, how_sv: str) -> tuple[Column, ...]:
+    cols = [Column(f"initiatives_{area}", pa.int32(), f"Initiatives in {AREA_TEXT[area]}{how}.", True,
+                   f"Insatser inom {AREA_TEXT_SV[area]}{how_sv}.")
             for area in AREAS]
-    cols.append(Column("initiatives_total", pa.int32(), f"Initiatives in all areas{how}.", True))
+    cols.append(Column("initiatives_total", pa.int32(), f"Initiatives in all areas{how}.", True,
+                       f"Insatser inom alla områden{how_sv}."))
     cols += [Column(f"initiatives_new_{area}", pa.int32(),
-                    f"Initiatives in {AREA_TEXT[area]} that were new thanks to the grant{how}.", True)
+                    f"Initiatives in {AREA_TEXT[area]} that were new thanks to the grant{how}.", True,
+                    f"Insatser inom {AREA_TEXT_SV[area]} som var nya tack vare medlen{how_sv}.")
              for area in AREAS]
     cols.append(Column("initiatives_new_due_to_grant", pa.int32(),
-                       f"Initiatives (all areas) that would not have happened without the grant{how}.", True))
+                       f"Initiatives (all areas) that would not have happened without the grant{how}.", True,
+                       f"Insatser (alla områden) som inte hade blivit av utan medlen{how_sv}."))
     cols.append(Column("initiatives_new_unknown", pa.int32(),
-                       f"Initiatives whose 'new thanks to the grant' answer was left empty{how}.", True))
+                       f"Initiatives whose 'new thanks to the grant' answer was left empty{how}.", True,
+                       f"Insatser där frågan om de är nya tack vare medlen lämnats obesvarad{how_sv}."))
     return tuple(cols)
 
 
 _NOT_REPORTED = "; null when the region did not report that year"
+_NOT_REPORTED_SV = "; tom när regionen inte rapporterat det året"
+_STATUS_SV = ("Införd, Delvis införd, Planerad eller Ej påbörjad (i databasen implemented, partly_implemented, "
+              "planned, not_started)")
 
 FOLLOWUP_REGION_YEAR = table(
     TableSchema(
@@ -124,26 +178,36 @@ FOLLOWUP_REGION_YEAR = table(
         columns=(
             REGION_CODE,
             YEAR,
-            Column("region_name", pa.string(), "The region's name (from dim_region).", False),
-            Column("reported", pa.bool_(), "The region sent a county report for the year.", False),
-            *_population_columns("the region"),
-            Column("grant_sek", pa.int64(), "Grant received that year, kronor" + _NOT_REPORTED + ".", True),
+            Column("region_name", pa.string(), "The region's name (from dim_region).", False,
+                   "Regionens namn (från dim_region)."),
+            Column("reported", pa.bool_(), "The region sent a county report for the year.", False,
+                   "Regionen skickade en regionrapport för året."),
+            *_population_columns("the region", "regionen"),
+            Column("grant_sek", pa.int64(), "Grant received that year, kronor" + _NOT_REPORTED + ".", True,
+                   "Erhållna medel det året, kronor" + _NOT_REPORTED_SV + "."),
             Column("grant_per_inhabitant", pa.float64(),
-                   "Grant per inhabitant, kronor (population of population_year_used).", True),
+                   "Grant per inhabitant, kronor (population of population_year_used).", True,
+                   "Erhållna medel per invånare, kronor (folkmängden det år som kolumnen 'Folkmängd från år' anger)."),
             Column("earmarked", pa.bool_(),
-                   "Funds earmarked for specific initiatives; null = not stated / not reported.", True),
-            *_spend_columns(""),
-            *(Column(flag, pa.bool_(), f"Does the region {FLAG_TEXT[flag]}; null = not stated / not reported.", True)
+                   "Funds earmarked for specific initiatives; null = not stated / not reported.", True,
+                   "Medlen öronmärkta för särskilda insatser; tom = ej angivet eller ej rapporterat."),
+            *_spend_columns("", ""),
+            *(Column(flag, pa.bool_(), f"Does the region {FLAG_TEXT[flag]}; null = not stated / not reported.", True,
+                     f"Om regionen {FLAG_TEXT_SV[flag]}; tom = ej angivet eller ej rapporterat.")
               for flag in FLAGS),
             *(col for service in SERVICES for col in (
                 Column(f"{service}_status", pa.string(),
                        f"Status of {SERVICE_TEXT[service]}: implemented | partly_implemented | planned | not_started"
-                       + _NOT_REPORTED + " or did not list the service.", True),
+                       + _NOT_REPORTED + " or did not list the service.", True,
+                       f"Status för {SERVICE_TEXT_SV[service]}: {_STATUS_SV}" + _NOT_REPORTED_SV
+                       + " eller inte angett tjänsten."),
                 Column(f"{service}_implemented_on", pa.date32(),
-                       f"Date {SERVICE_TEXT[service]} was introduced, as reported that year.", True),
+                       f"Date {SERVICE_TEXT[service]} was introduced, as reported that year.", True,
+                       f"Datum då {SERVICE_TEXT_SV[service]} infördes, enligt årets rapport."),
             )),
             *_adoption_columns(),
-            *_initiative_columns(" (0 when the region reported none; null when it did not report)"),
+            *_initiative_columns(" (0 when the region reported none; null when it did not report)",
+                                 " (0 när regionen inte rapporterat några; tom när den inte rapporterat)"),
         ),
         key=("region_code", "year"),
     )
@@ -160,30 +224,39 @@ FOLLOWUP_NATIONAL_YEAR = table(
         ),
         columns=(
             YEAR,
-            Column("regions_total", pa.int16(), "Regions in dim_region (21).", False),
-            Column("regions_reported", pa.int16(), "Regions that sent a county report for the year.", False),
-            *_population_columns("sum of the 21 regions"),
+            Column("regions_total", pa.int16(), "Regions in dim_region (21).", False, "Regioner i dim_region (21)."),
+            Column("regions_reported", pa.int16(), "Regions that sent a county report for the year.", False,
+                   "Regioner som skickat en regionrapport för året (0: inga rapporter det året)."),
+            *_population_columns("sum of the 21 regions", "summan för de 21 regionerna"),
             Column("grant_sek", pa.int64(),
-                   "Sum of the grants of the reporting regions, kronor; null when none reported.", True),
+                   "Sum of the grants of the reporting regions, kronor; null when none reported.", True,
+                   "Summan av de rapporterande regionernas erhållna medel, kronor; tom när ingen rapporterat."),
             Column("grant_per_inhabitant", pa.float64(),
-                   "Grant per inhabitant over the regions that reported a grant and have a population, kronor.", True),
-            *_spend_columns(" (sum over the reporting regions)",
-                            ", over the regions that reported both that spend and the grant"),
+                   "Grant per inhabitant over the regions that reported a grant and have a population, kronor.", True,
+                   "Erhållna medel per invånare över de regioner som rapporterat medel och har en folkmängd, kronor."),
+            *_spend_columns(" (sum over the reporting regions)", " (summa över de rapporterande regionerna)",
+                            ", over the regions that reported both that spend and the grant",
+                            ", över de regioner som rapporterat både den användningen och medlen"),
             *(col for flag in ("earmarked", *FLAGS) for col in (
                 Column(f"regions_{flag}", pa.int16(),
-                       f"Regions that {FLAG_TEXT[flag]}; null when no region answered.", True),
+                       f"Regions that {FLAG_TEXT[flag]}; null when no region answered.", True,
+                       f"Regioner som {FLAG_TEXT_SV[flag]}; tom när ingen region svarat."),
                 Column(f"regions_answered_{flag}", pa.int16(),
-                       f"Regions that answered whether they {FLAG_TEXT[flag]} (yes or no).", False),
+                       f"Regions that answered whether they {FLAG_TEXT[flag]} (yes or no).", False,
+                       f"Regioner som svarat (ja eller nej) på om de {FLAG_TEXT_SV[flag]}."),
             )),
             *(col for service in SERVICES for col in (
                 Column(f"regions_{service}_implemented", pa.int16(),
                        f"Regions reporting {SERVICE_TEXT[service]} as implemented (fully); null when none reported it.",
-                       True),
+                       True, f"Regioner som rapporterat {SERVICE_TEXT_SV[service]} som (helt) införd; tom när ingen "
+                             "rapporterat den."),
                 Column(f"regions_{service}_reported", pa.int16(),
-                       f"Regions that reported a status for {SERVICE_TEXT[service]}.", False),
+                       f"Regions that reported a status for {SERVICE_TEXT[service]}.", False,
+                       f"Regioner som rapporterat en status för {SERVICE_TEXT_SV[service]}."),
             )),
             *_adoption_columns(),
-            *_initiative_columns(" (sum over the reporting regions; null when none reported)"),
+            *_initiative_columns(" (sum over the reporting regions; null when none reported)",
+                                 " (summa över de rapporterande regionerna; tom när ingen rapporterat)"),
         ),
         key=("year",),
     )
