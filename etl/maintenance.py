@@ -97,8 +97,10 @@ def maintain_table(warehouse_uri: str, location: str, retention: int) -> TableMa
 def maintain(warehouse_uri: str, retention: int | None = None) -> list[TableMaintenance]:
     """Maintain every published table of the warehouse; returns the figures of each (see :class:`TableMaintenance`)."""
     retention = retention_days() if retention is None else retention
+    from etl import migrations
     from etl.pipelines.common import refresh_views
 
+    migrations.ensure_current(warehouse_uri)  # before compaction: a migration rewrites the table anyway
     done = []
     for location in locations():
         result = maintain_table(warehouse_uri, location, retention)

@@ -46,7 +46,7 @@ def test_unit_rules_quarantine_rows_and_never_sum_duplicates(settings, landing, 
     assert list(zip(table.date.astype(str), table.unit_hsa_id, table.bookings)) == [
         ("2024-02-01", "SE2321000016-15CX", 12), ("2024-02-01", "SE2321000024-A1", 1234),
         ("2024-02-02", "SE2321000016-15CX", 7), ("2024-02-07", "SE2321000024-A1", 2000)]
-    assert set(table.month) == {"2024-02"}
+    assert set(table.month) == {FEB}
     q = _quarantine(warehouse, "ehealth_unit_daily")
     reasons = dict(zip(q.row_number, q.reason))
     assert reasons == {
@@ -104,8 +104,8 @@ def test_republished_unit_file_replaces_its_month_only(settings, landing, wareho
     _write_month(landing, FEB, units)
     pipeline.run(settings)
     daily = _table(warehouse, "ehealth_unit_daily")
-    assert daily.groupby("month").size().to_dict() == {"2024-01": 40 * 31, "2024-02": 40 * 29}
-    january = daily[daily.month == "2024-01"].drop(columns=["batch_id", "loaded_at"]).sort_values(
+    assert daily.groupby("month").size().to_dict() == {jan: 40 * 31, FEB: 40 * 29}
+    january = daily[daily.month == jan].drop(columns=["batch_id", "loaded_at"]).sort_values(
         ["date", "unit_hsa_id"]).reset_index(drop=True)
 
     smaller = sample.make_units(25, 6)  # a corrected February with fewer units
@@ -113,9 +113,9 @@ def test_republished_unit_file_replaces_its_month_only(settings, landing, wareho
     report = pipeline.run(settings)
     assert {r.table for r in report.results} == {"ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily"}
     daily = _table(warehouse, "ehealth_unit_daily")
-    assert daily.groupby("month").size().to_dict() == {"2024-01": 40 * 31, "2024-02": 25 * 29}
-    assert set(daily[daily.month == "2024-02"].unit_hsa_id) == set(smaller.hsa_id)
-    assert daily[daily.month == "2024-01"].drop(columns=["batch_id", "loaded_at"]).sort_values(
+    assert daily.groupby("month").size().to_dict() == {jan: 40 * 31, FEB: 25 * 29}
+    assert set(daily[daily.month == FEB].unit_hsa_id) == set(smaller.hsa_id)
+    assert daily[daily.month == jan].drop(columns=["batch_id", "loaded_at"]).sort_values(
         ["date", "unit_hsa_id"]).reset_index(drop=True).equals(january)
 
     again = pipeline.run(settings, period="2024-02")
@@ -243,3 +243,40 @@ def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ah
             assert all(uri.rsplit("_", 1)[1][:7] <= periods[min(i + 1, 3)] for uri in started)
     assert got == {"2024-01": "2024-01", "2024-02": "2024-02", "2024-03": None, "2024-04": "2024-04"}
     assert len(started) == 3
+
+
+def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, warehouse):
+    """Issue 16: one type for a month across tables; a unit table written as 'YYYY-MM' text is rewritten once."""
+    import datetime as dt
+
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from etl import migrations, publish, schemas
+
+    schema = schemas.get("ehealth_unit_daily").arrow_schema
+    old_fields = [pa.field("month", pa.string(), False) if f.name == "month" else f for f in schema]
+    rows = {f.name: [] for f in schema}
+    for day in (1, 2):
+        for month in ("2024-01", "2024-02"):
+            values = {"month": month, "date": dt.date(int(month[:4]), int(month[5:]), day), "region_code": "01",
+                      "unit_hsa_id": f"SE2321000016-{day}X", "unit_name": "Vårdcentralen", "bookings": day,
+                      "cancellations": 0, "rebookings": 0, "source_file": f"/l/ehealth/webbtidbok_enheter_{month}.csv",
+                      "batch_id": "old", "loaded_at": dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)}
+            for name in rows:
+                rows[name].append(values.get(name))
+    old = pa.Table.from_pydict(rows, schema=pa.schema(old_fields))
+    uri = str(warehouse / "ehealth_unit_daily")
+    write_deltalake(uri, old, partition_by=["month"])
+    assert [m.table for m in migrations.pending(str(warehouse))] == ["ehealth_unit_daily"]
+
+    lines = migrations.ensure_current(str(warehouse))
+    assert lines and lines[0].startswith("ehealth_unit_daily: migrated (month as date32), 4 row(s) rewritten")
+    assert migrations.pending(str(warehouse)) == [] and migrations.ensure_current(str(warehouse)) == []
+    table = publish.read_table(str(warehouse), "ehealth_unit_daily")
+    assert table.schema.field("month").type == pa.date32()
+    assert sorted(set(table.column("month").to_pylist())) == [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    assert table.num_rows == 4
+    assert DeltaTable(uri).metadata().partition_columns == ["month"]
+    # The old rows stay readable as they were (time travel), until vacuum.
+    assert DeltaTable(uri, version=0).to_pyarrow_table().column("month").to_pylist()[0] in ("2024-01", "2024-02")

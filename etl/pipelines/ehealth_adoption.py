@@ -48,7 +48,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import approvals, no_shrink, publish, regions, storage
+from etl import approvals, migrations, no_shrink, publish, regions, storage
 from etl.config import Settings
 from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
@@ -193,6 +193,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         raise ConfigError(f"period must be YYYY-MM, not {period!r}")
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
+    report.messages += migrations.ensure_current(settings.warehouse_uri)  # a warehouse of an older version
     skipped: list[str] = []
     arriving: list[str] = []
     landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
@@ -660,7 +661,7 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
         in_month = pc.and_(pc.greater_equal(table["date"], pa.scalar(first, pa.date32())),
                            pc.less_equal(table["date"], pa.scalar(last, pa.date32())))
         table = (table.append_column("_check_date_in_month", in_month)
-                 .append_column("month", pa.array([period] * table.num_rows, pa.string()))
+                 .append_column("month", pa.array([first] * table.num_rows, pa.date32()))
                  .append_column("source_file", pa.array([unit_file.uri] * table.num_rows, pa.string())))
         # Dates as datetime64, not Python date objects: GX's null and uniqueness checks and the
         # publisher's cast back to date32 are vectorised on it (a third less validation time).
@@ -669,7 +670,7 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
         frame = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     batch = checked_batch(
         "ehealth_unit_daily", frame, read.rejected, read.rows_in, ("month",),
-        warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=[(period,)],
+        warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=[(first,)],
         quarantine_sources=[unit_file.uri],
     )
     if regional_rows is None or not (regional_rows["service"] == exports.SERVICE_WEB_BOOKING).any():
@@ -680,7 +681,7 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
     if mismatch:
         # Published unit rows are only replaced by a file whose days add up (no_shrink decides).
         batch.doubts = {unit_file.uri: mismatch[0]}
-    batch.source_keys = {unit_file.uri: [(period,)]}
+    batch.source_keys = {unit_file.uri: [(first,)]}
     if read.file_error is not None:
         batch.refused = {unit_file.uri: read.file_error}
     return batch

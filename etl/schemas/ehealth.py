@@ -47,7 +47,8 @@ EHEALTH_UNIT_DAILY = table(
         domain="ehealth",
         description="Web booking per care unit and day (webbtidbok_enheter files).",
         columns=(
-            Column("month", pa.string(), "The month as YYYY-MM (partition).", False),
+            Column("month", pa.date32(), "The month, as its first day (partition; the same type as "
+                                         "ehealth_adoption.month).", False),
             Column("date", pa.date32(), "The day.", False),
             REGION_CODE,
             Column("unit_hsa_id", pa.string(), "The care unit's HSA id, e.g. SE2321000016-15CX.", False),
