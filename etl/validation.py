@@ -104,11 +104,18 @@ def suite_path(table: str) -> Traversable:
 
 @functools.lru_cache(maxsize=None)
 def load_suite_json(table: str) -> dict:
+    """The table's suite: its reviewed JSON, plus the expectations its schema derives from a source's
+    declaration (``TableSchema.expectations``: a yes/no field is boolean, a count of regions 0–21)."""
     path = suite_path(table)
     if not path.is_file():
         raise EtlError(f"no expectation suite for {table}: {path} is missing")
     with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+        suite = json.load(handle)
+    from etl import schemas
+
+    derived = schemas.get(table).expectations if table in {t.name for t in schemas.all_tables()} else ()
+    suite["expectations"] = [*suite.get("expectations", []), *(json.loads(json.dumps(e)) for e in derived)]
+    return suite
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,16 +24,15 @@ import math
 import posixpath
 
 from etl import schemas, storage
-from etl.schemas.followup import AREAS, FLAGS, SERVICES
+from etl.schemas.followup import AREAS, COUNTED_FLAGS, FLAGS, SERVICES
+from etl.sources.county_template import YES_NO_FIELDS
 
 EXPORTS = "exports"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 AREA_SV = {"it_support": "IT-stöd och processer", "competence_use": "Kompetensanvändning",
            "competence_supply": "Kompetensförsörjning"}
-FLAG_SV = {"earmarked": "Öronmärkta medel", "offers_clinical_intro_year": "Kliniskt introduktionsår",
-           "offers_specialist_nurse_study_salary": "Studielön specialistsjuksköterska",
-           "has_care_near_service": "Vårdnära service", "has_task_shifting": "Uppgiftsväxling"}
+FLAG_SV = {f.column: f.label for f in YES_NO_FIELDS}  # the template's own Swedish labels
 SERVICE_SV = {"web_booking": "Webbtidbok", "patient_journal_online": "Journal via nätet",
               "remote_care": "Vård på distans", "self_check_in": "Självincheckning"}
 STATUS_SV = {"implemented": "Införd", "partly_implemented": "Delvis införd", "planned": "Planerad",
@@ -91,7 +90,7 @@ HEADERS_NATIONAL: dict[str, str] = {
     **_common_headers(),
     "regions_total": "Antal regioner",
     "regions_reported": "Regioner som rapporterat",
-    **{col: text for flag in ("earmarked", *FLAGS) for col, text in (
+    **{col: text for flag in COUNTED_FLAGS for col, text in (
         (f"regions_{flag}", f"Regioner med ja: {FLAG_SV[flag].lower()}"),
         (f"regions_answered_{flag}", f"Regioner som svarat: {FLAG_SV[flag].lower()}"))},
     **{col: text for s in SERVICES for col, text in (

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from etl.schemas.followup import AREAS, FLAGS, SERVICES
+from etl.schemas.followup import AREAS, COUNTED_FLAGS, SERVICES
 
 FIRST_YEAR = 2016
 
@@ -209,7 +209,7 @@ def build_region_year(sources: dict[str, pd.DataFrame], years: list[int]):
     out["_pop_used"] = denominators["_pop_used"]
 
     report = _year_int(sources["county_report"].rename(columns={"report_year": "year"}))
-    report_cols = ["grant_sek", "earmarked", *(f"spend_{a}_sek" for a in AREAS), *FLAGS]
+    report_cols = ["grant_sek", *(f"spend_{a}_sek" for a in AREAS), *COUNTED_FLAGS]
     out = out.merge(report[KEY + report_cols].assign(_report=True), on=KEY, how="left")
 
     services, more = _services(sources["county_ehealth_service"], grid)
@@ -237,7 +237,7 @@ def build_region_year(sources: dict[str, pd.DataFrame], years: list[int]):
     for area in AREAS:
         out[f"share_{area}"] = _ratio(out[f"spend_{area}_sek"], out["grant_sek"])
     out["share_spent"] = _ratio(out["spend_total_sek"], out["grant_sek"])
-    for flag in ("earmarked", *FLAGS):
+    for flag in COUNTED_FLAGS:
         out[flag] = out[flag].astype("boolean")
 
     yearly, monthly = _adoption(sources["ehealth_adoption"], out[KEY + ["_pop_used"]], ["region_code"])
@@ -282,7 +282,7 @@ def build_national_year(sources: dict[str, pd.DataFrame], region_year: pd.DataFr
         pair = out[["year"]].merge(pairwise_sum(spend, "grant_sek"), on="year", how="left")
         out[f"share_{area}"] = _ratio(pair["_num"], pair["_den"])
 
-    for flag in ("earmarked", *FLAGS):
+    for flag in COUNTED_FLAGS:
         answered = by_year[flag].count().rename(f"regions_answered_{flag}")
         yes = by_year[flag].sum().rename(f"regions_{flag}")
         out = out.merge(pd.concat([yes, answered], axis=1).reset_index(), on="year", how="left")

@@ -12,6 +12,8 @@ import base64
 import datetime as dt
 import html
 import io
+import itertools
+import textwrap
 
 from etl import storage
 from etl.marts.exports import APPROVED_HEADING, AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
@@ -21,10 +23,17 @@ REPORT_FILE = "followup_report.html"
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 AREA_COLOURS = {"it_support": "#0072B2", "competence_use": "#E69F00", "competence_supply": "#009E73"}
 YES, NO, UNKNOWN = "#0072B2", "#E69F00", "#D9D9D9"
-# Column heads of the offers grid, hyphenated by hand: the long compounds would run into each other.
+# Okabe-Ito colours (without black), one per offer in the trend chart, repeating after seven.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+# Column heads of the offers grid, hyphenated by hand where the long compounds would run into each
+# other; any other offer's template label is wrapped (_grid_label).
 GRID_LABELS = {"offers_clinical_intro_year": "Kliniskt\nintroduktions-\når",
                "offers_specialist_nurse_study_salary": "Studielön\nspecialist-\nsjuksköterska",
                "has_care_near_service": "Vårdnära\nservice", "has_task_shifting": "Uppgifts-\nväxling"}
+
+
+def _grid_label(flag: str) -> str:
+    return GRID_LABELS.get(flag) or textwrap.fill(FLAG_SV[flag], 14)
 
 
 def _plt():
@@ -188,7 +197,7 @@ def chart_offers(region_year, year: int | None) -> str:
         for j, value in enumerate(row):
             label, colour = text[value]
             ax.text(j, i, label, ha="center", va="center", fontsize=9, color=colour)
-    ax.set_xticks(range(len(FLAGS)), [GRID_LABELS[f] for f in FLAGS])
+    ax.set_xticks(range(len(FLAGS)), [_grid_label(f) for f in FLAGS])
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(frame)), list(frame["region_name"]))
     ax.set_xticks([x - 0.5 for x in range(1, len(FLAGS))], minor=True)
@@ -216,9 +225,8 @@ def chart_offers_trend(national_year) -> str:
     frame = frame[(frame["year"] >= reported.min()) & (frame["year"] <= reported.max())]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    colours = ["#0072B2", "#E69F00", "#009E73", "#CC79A7"]
     years = [int(y) for y in frame["year"]]
-    for flag, colour in zip(FLAGS, colours):
+    for flag, colour in zip(FLAGS, itertools.cycle(OKABE_ITO)):
         values = [float("nan") if v is None else int(v) for v in _values(frame[f"regions_{flag}"])]
         ax.plot(years, values, marker="o", color=colour,
                 label=FLAG_SV[flag])

@@ -221,10 +221,24 @@ def build_report(rng: random.Random, code: str, year: int, grant: int) -> dict:
     return {
         "region_code": code, "report_year": year, "grant_sek": grant, "spend": spend,
         "earmarked": rng.choice((True, False, None)),
-        "offers": [rng.random() < 0.3 + 0.15 * progress if rng.random() > 0.1 else None for _ in range(4)],
+        # One value per offer the template declares (json key → True/False/None).
+        "offers": {f.json_key: rng.random() < 0.3 + 0.15 * progress if rng.random() > 0.1 else None
+                   for f in tpl.OFFER_FIELDS},
         "contact": _contact(rng, code),
         "initiatives": initiatives, "services": services,
     }
+
+
+def _nested(values: dict[str, object]) -> dict[str, object]:
+    """``{"offers.task_shifting": v}`` → ``{"offers": {"task_shifting": v}}``: the web form's shape of dotted keys."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        parent, _, child = key.rpartition(".")
+        if parent:
+            out.setdefault(parent, {})[child] = value  # type: ignore[index]
+        else:
+            out[key] = value
+    return out
 
 
 def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
@@ -237,9 +251,7 @@ def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
         "grant_sek": grant_text,
         "earmarked": _yes_no(rng, report["earmarked"], True),
         "spend_sek": dict(zip(("it_support", "competence_use", "competence_supply"), spend_texts)),
-        "offers": {key: _yes_no(rng, value, True) for key, value in zip(
-            ("clinical_intro_year", "specialist_nurse_study_salary", "care_near_service", "task_shifting"),
-            report["offers"])},
+        **_nested({key: _yes_no(rng, value, True) for key, value in report["offers"].items()}),
         "contact_person": report["contact"],
         "initiatives": [
             {
@@ -280,9 +292,7 @@ def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
         "spend_sek.competence_supply": spend_texts[2],
         "contact_person": report["contact"],
     }
-    offer_keys = ("offers.clinical_intro_year", "offers.specialist_nurse_study_salary",
-                  "offers.care_near_service", "offers.task_shifting")
-    for key, value in zip(offer_keys, report["offers"]):
+    for key, value in report["offers"].items():
         values[key] = _yes_no(rng, value, False)
 
     def sheet_name(name: str) -> str:

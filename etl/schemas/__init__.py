@@ -45,6 +45,9 @@ class TableSchema:
     partition_by: tuple[str, ...] = ()
     domain: str = ""
     lineage: bool = True
+    # Expectations that follow from a source's declaration (a yes/no field is boolean; a count of
+    # regions is 0–21), added to the table's suite by etl.validation; business rules stay in the JSON.
+    expectations: tuple[dict, ...] = ()
     all_columns: tuple[Column, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -4,12 +4,17 @@ import pyarrow as pa
 
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
+from etl.sources.county_template import YES_NO_FIELDS
 
 REPORT_YEAR = Column("report_year", pa.int16(), "The report year (2016 or later).", False)
 SUBMITTED_AT = Column(
     "submitted_at", pa.timestamp("us", tz="UTC"),
     "Timestamp of the submission file; a newer submission for the same region and year replaces an older one.", False,
 )
+
+# The template's yes/no fields as columns: null = not stated.
+YES_NO = {f.column: Column(f.column, pa.bool_(), f"Does the region {f.en}? Null = not stated.", True)
+          for f in YES_NO_FIELDS}
 
 COUNTY_REPORT = table(
     TableSchema(
@@ -20,18 +25,21 @@ COUNTY_REPORT = table(
             REGION_CODE,
             REPORT_YEAR,
             Column("grant_sek", pa.int64(), "Grant received that year, kronor.", True),
-            Column("earmarked", pa.bool_(), "Funds earmarked for specific initiatives (vs. the general budget); null = not stated.", True),
+            YES_NO["earmarked"],
             Column("spend_it_support_sek", pa.int64(), "Spent on priority area 1, IT support and e-health processes, kronor.", True),
             Column("spend_competence_use_sek", pa.int64(), "Spent on priority area 2, smarter use of staff competence, kronor.", True),
             Column("spend_competence_supply_sek", pa.int64(), "Spent on priority area 3, long-term competence supply, kronor.", True),
-            Column("offers_clinical_intro_year", pa.bool_(), "Offers a clinical introduction year for newly graduated nurses.", True),
-            Column("offers_specialist_nurse_study_salary", pa.bool_(), "Offers paid study salary for specialist-nurse training.", True),
-            Column("has_care_near_service", pa.bool_(), "Has care-near service staff taking over non-clinical tasks.", True),
-            Column("has_task_shifting", pa.bool_(), "Runs task shifting between staff groups.", True),
+            # The offers, in the template's order: a yes/no field declared there is a column here.
+            *(YES_NO[f.column] for f in YES_NO_FIELDS if f.column != "earmarked"),
             SUBMITTED_AT,
         ),
         key=("region_code", "report_year"),
         partition_by=("report_year",),
+        expectations=tuple(
+            {"type": "expect_column_values_to_be_in_type_list",
+             "kwargs": {"column": f.column, "type_list": ["bool", "boolean", "BooleanDtype"]}, "severity": "critical",
+             "meta": {"reason": f"{f.column} is not yes/no", "derived_from": "etl/sources/county_template.py"}}
+            for f in YES_NO_FIELDS),
     )
 )
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
+from etl.sources.county_template import OFFER_FIELDS, YES_NO_FIELDS
 
 YEAR = Column("year", pa.int16(), "Calendar / report year (every year present in any source, 2016 on).", False,
               "Kalenderår / rapportår (varje år som finns i någon källa, från 2016).")
@@ -30,22 +31,12 @@ AREA_TEXT_SV = {
     "competence_use": "prioriterat område 2, smartare användning av personalens kompetens",
     "competence_supply": "prioriterat område 3, långsiktig kompetensförsörjning",
 }
-FLAGS = ("offers_clinical_intro_year", "offers_specialist_nurse_study_salary", "has_care_near_service",
-         "has_task_shifting")
-FLAG_TEXT = {
-    "earmarked": "earmarked the funds for specific initiatives",
-    "offers_clinical_intro_year": "offer a clinical introduction year for newly graduated nurses",
-    "offers_specialist_nurse_study_salary": "offer paid study salary for specialist-nurse training",
-    "has_care_near_service": "have care-near service staff",
-    "has_task_shifting": "run task shifting between staff groups",
-}
-FLAG_TEXT_SV = {
-    "earmarked": "har öronmärkt medlen för särskilda insatser",
-    "offers_clinical_intro_year": "erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor",
-    "offers_specialist_nurse_study_salary": "erbjuder studielön under specialistsjuksköterskeutbildning",
-    "has_care_near_service": "har vårdnära servicepersonal",
-    "has_task_shifting": "arbetar med uppgiftsväxling mellan personalgrupper",
-}
+# The county template's yes/no fields (etl/sources/county_template.py): the offers, and every yes/no
+# field the marts count per region (earmarked too), with their phrases.
+FLAGS = tuple(f.column for f in OFFER_FIELDS)
+COUNTED_FLAGS = tuple(f.column for f in YES_NO_FIELDS)
+FLAG_TEXT = {f.column: f.en for f in YES_NO_FIELDS}
+FLAG_TEXT_SV = {f.column: f.sv for f in YES_NO_FIELDS}
 SERVICES = ("web_booking", "patient_journal_online", "remote_care", "self_check_in")
 SERVICE_TEXT = {
     "web_booking": "web booking",
@@ -237,7 +228,7 @@ FOLLOWUP_NATIONAL_YEAR = table(
             *_spend_columns(" (sum over the reporting regions)", " (summa över de rapporterande regionerna)",
                             ", over the regions that reported both that spend and the grant",
                             ", över de regioner som rapporterat både den användningen och medlen"),
-            *(col for flag in ("earmarked", *FLAGS) for col in (
+            *(col for flag in COUNTED_FLAGS for col in (
                 Column(f"regions_{flag}", pa.int16(),
                        f"Regions that {FLAG_TEXT[flag]}; null when no region answered.", True,
                        f"Regioner som {FLAG_TEXT_SV[flag]}; tom när ingen region svarat."),
@@ -259,5 +250,11 @@ FOLLOWUP_NATIONAL_YEAR = table(
                                  " (summa över de rapporterande regionerna; tom när ingen rapporterat)"),
         ),
         key=("year",),
+        # A count of regions per yes/no field of the template is 0–21, whichever fields it declares.
+        expectations=tuple(
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": column, "min_value": 0, "max_value": 21},
+             "severity": "critical", "meta": {"reason": f"{column}: a count of regions outside 0-21",
+                                              "derived_from": "etl/sources/county_template.py"}}
+            for flag in COUNTED_FLAGS for column in (f"regions_{flag}", f"regions_answered_{flag}")),
     )
 )

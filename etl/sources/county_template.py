@@ -36,6 +36,19 @@ FIRST_YEAR, LAST_YEAR = 2016, 2100
 
 @dataclass(frozen=True)
 class Field:
+    """One field of the template and the web form, declared once.
+
+    A yes/no field (``kind`` :data:`YES_NO`) also carries the phrases the
+    tables' docs and the analysts' outputs are built from: ``en`` completes
+    "Does the region …?" / "Regions that …", ``sv`` "Om regionen …" /
+    "Regioner som …"; its ``label`` is the Swedish heading analysts see. An
+    ``offer`` is one of the measures the marts count per region and year
+    (``regions_<column>``). From these come the ``county_report`` column, its
+    expectation, the follow-up mart columns, their suite's ranges, the
+    workbook's headers, the report's charts and the sample generator's
+    values: adding a yes/no field is this declaration (and the input contract).
+    """
+
     label: str  # as written in the Excel template
     json_key: str  # in the web form's JSON; "a.b" is key b inside object a
     kind: str
@@ -43,6 +56,9 @@ class Field:
     required: bool = False
     aliases: tuple[str, ...] = ()  # other accepted labels (compared after normalise_label)
     help: str = ""
+    en: str = ""  # yes/no fields: "offer a clinical introduction year for newly graduated nurses"
+    sv: str = ""  # yes/no fields: "erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor"
+    offer: bool = False  # one of the grant's measures, counted per region and year in the marts
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -65,7 +81,8 @@ REPORT_FIELDS: tuple[Field, ...] = (
     Field("Erhållna medel (kr)", "grant_sek", AMOUNT, "grant_sek", aliases=("Erhållna medel",),
           help="Belopp, t.ex. 159 mnkr, 850 tkr eller 1 234 567 kr"),
     Field("Öronmärkta medel", "earmarked", YES_NO, "earmarked",
-          help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)"),
+          help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)",
+          en="earmark the funds for specific initiatives", sv="har öronmärkt medlen för särskilda insatser"),
     Field("Använt IT-stöd och processer (kr)", "spend_sek.it_support", AMOUNT, "spend_it_support_sek",
           aliases=("Använt IT-stöd och processer",), help="Belopp använt inom område 1, IT-stöd och processer"),
     Field("Använt kompetensanvändning (kr)", "spend_sek.competence_use", AMOUNT, "spend_competence_use_sek",
@@ -73,16 +90,26 @@ REPORT_FIELDS: tuple[Field, ...] = (
     Field("Använt kompetensförsörjning (kr)", "spend_sek.competence_supply", AMOUNT, "spend_competence_supply_sek",
           aliases=("Använt kompetensförsörjning",), help="Belopp använt inom område 3, långsiktig kompetensförsörjning"),
     Field("Kliniskt introduktionsår", "offers.clinical_intro_year", YES_NO, "offers_clinical_intro_year",
-          help="Ja/Nej: erbjuder kliniskt introduktionsår för nyutexaminerade sjuksköterskor"),
+          help="Ja/Nej: erbjuder kliniskt introduktionsår för nyutexaminerade sjuksköterskor", offer=True,
+          en="offer a clinical introduction year for newly graduated nurses",
+          sv="erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor"),
     Field("Studielön specialistsjuksköterska", "offers.specialist_nurse_study_salary", YES_NO,
-          "offers_specialist_nurse_study_salary", help="Ja/Nej: erbjuder studielön under specialistutbildning"),
+          "offers_specialist_nurse_study_salary", help="Ja/Nej: erbjuder studielön under specialistutbildning",
+          offer=True, en="offer paid study salary for specialist-nurse training",
+          sv="erbjuder studielön under specialistsjuksköterskeutbildning"),
     Field("Vårdnära service", "offers.care_near_service", YES_NO, "has_care_near_service",
-          help="Ja/Nej: vårdnära servicepersonal tar över icke-kliniska uppgifter"),
+          help="Ja/Nej: vårdnära servicepersonal tar över icke-kliniska uppgifter", offer=True,
+          en="have care-near service staff taking over non-clinical tasks", sv="har vårdnära servicepersonal"),
     Field("Uppgiftsväxling", "offers.task_shifting", YES_NO, "has_task_shifting",
-          help="Ja/Nej: uppgiftsväxling mellan yrkesgrupper"),
+          help="Ja/Nej: uppgiftsväxling mellan yrkesgrupper", offer=True,
+          en="run task shifting between staff groups", sv="arbetar med uppgiftsväxling mellan personalgrupper"),
     Field("Kontaktperson", "contact_person", PERSONAL, None,
           help="Namn och e-post till den som fyllt i (lagras inte)"),
 )
+
+# The report's yes/no fields (what the marts count per region: earmarked and the offers), and the offers alone.
+YES_NO_FIELDS: tuple[Field, ...] = tuple(f for f in REPORT_FIELDS if f.kind == YES_NO and f.column)
+OFFER_FIELDS: tuple[Field, ...] = tuple(f for f in YES_NO_FIELDS if f.offer)
 
 # Sheet Insatser / JSON "initiatives".
 INITIATIVE_FIELDS: tuple[Field, ...] = (
