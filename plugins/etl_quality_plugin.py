@@ -51,6 +51,7 @@ import mimetypes
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import DictLoader, Environment, StrictUndefined
 
 from airflow.plugins_manager import AirflowPlugin
@@ -339,6 +340,21 @@ def _guarded(request: Request, here: str, render):
 # without these dependencies.
 app = FastAPI(title="ETL data quality", dependencies=[Depends(current_user)],
               docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _not_signed_in(request: Request, exc: StarletteHTTPException):
+    """A person following a link (a failure line, a notification) without a session goes to the login page and
+    back; API clients, and every other refusal, get the status as it is (401 / 403, no data)."""
+    from fastapi.exception_handlers import http_exception_handler
+
+    wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    if exc.status_code == 401 and wants_page and "authorization" not in request.headers:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303,
+                                headers=COMMON_HEADERS)
+    return await http_exception_handler(request, exc)
 
 
 @app.get("/", response_class=HTMLResponse, name="overview", dependencies=read_runs_of(*PIPELINE_DAGS))

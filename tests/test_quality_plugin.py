@@ -280,8 +280,10 @@ with create_session() as session:
     run.end_date = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
     session.add(run)
 
-def get(path, token=None, cookie=None):
+def get(path, token=None, cookie=None, accept=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if accept:
+        headers["Accept"] = accept
     cookies = {"_token": cookie} if cookie else {}
     r = client.get(path, headers=headers, cookies=cookies, follow_redirects=False)
     return {"status": r.status_code, "body": r.text, "headers": dict(r.headers)}
@@ -311,6 +313,8 @@ out = {
     "run": get("/etl-quality/run/ehealth_adoption/manual__quality", token=viewer),
     "run_missing": get("/etl-quality/run/ehealth_adoption/nope", token=viewer)["status"],
     "run_anonymous": get("/etl-quality/run/ehealth_adoption/manual__quality")["status"],
+    "run_anonymous_browser": get("/etl-quality/run/ehealth_adoption/manual__quality", accept="text/html,*/*"),
+    "garbage_browser": get("/etl-quality/", cookie="not-a-token", accept="text/html")["status"],
     "plugins": json.loads(get("/api/v2/plugins", token=viewer)["body"]),
     "openapi": get("/etl-quality/openapi.json", token=viewer)["status"],
 }
@@ -359,6 +363,12 @@ def test_every_route_refuses_unauthenticated_requests(served):
                                      "/etl-quality/data-docs/x", "/etl-quality/report", "/etl-quality/run/x/x"}
     assert served["anonymous"] == {path: 401 for path in served["routes"]}
     assert served["run_anonymous"] == 401
+    # A person following a failure line's link without a session: to the login page and back, no data.
+    browser = served["run_anonymous_browser"]
+    assert browser["status"] == 303 and "/login" in browser["headers"]["location"]
+    assert "next=" in browser["headers"]["location"] and "manual__quality" in browser["headers"]["location"]
+    assert "journalen" not in browser["body"]
+    assert served["garbage_browser"] == 403
     assert served["garbage_token"] == 403  # a token that is no valid JWT
     assert served["no_role"] == 403 and served["no_role_ehealth"] == 403  # valid token, no DAG access
     assert served["openapi"] in (401, 404)  # no unauthenticated schema or docs routes
