@@ -25,6 +25,7 @@ import posixpath
 
 from etl import schemas, storage
 from etl.schemas.followup import AREAS, COUNTED_FLAGS, FLAGS, SERVICES
+from etl.sources import ehealth_spec
 from etl.sources.county_template import YES_NO_FIELDS
 
 EXPORTS = "exports"
@@ -37,9 +38,8 @@ SERVICE_SV = {"web_booking": "Webbtidbok", "patient_journal_online": "Journal vi
               "remote_care": "Vård på distans", "self_check_in": "Självincheckning"}
 STATUS_SV = {"implemented": "Införd", "partly_implemented": "Delvis införd", "planned": "Planerad",
              "not_started": "Ej påbörjad"}
-SERIES_SV = {"journal_unique_users": ("Journalen", "unika användare"),
-             "journal_logins": ("Journalen", "inloggningar"),
-             "web_booking_bookings": ("Webbtidbok", "bokningar")}
+# Series prefix → (service, metric) as analysts read them, from the exports' declaration.
+SERIES_SV = {s.prefix: (s.export.short_sv, s.export.metric(s.metric).sv) for s in ehealth_spec.SERIES}
 
 
 def _adoption_headers() -> dict[str, str]:

@@ -31,16 +31,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from etl.schemas.followup import AREAS, COUNTED_FLAGS, SERVICES
+from etl.sources import ehealth_spec
 
 FIRST_YEAR = 2016
 
-# (service, metric) in ehealth_adoption → column prefix in the marts.
-RATE_METRICS: dict[tuple[str, str], str] = {
-    ("patient_journal_online", "unique_users"): "journal_unique_users",
-    ("patient_journal_online", "logins"): "journal_logins",
-    ("web_booking", "bookings"): "web_booking_bookings",
-}
-CHANGE_OF = ("journal_unique_users", "web_booking_bookings")  # prefixes that get a year-on-year change
+# (service, metric) in ehealth_adoption → column prefix in the marts: the analysts' series of the exports.
+RATE_METRICS: dict[tuple[str, str], str] = {(s.export.service, s.metric): s.prefix for s in ehealth_spec.SERIES}
+CHANGE_OF = tuple(s.prefix for s in ehealth_spec.SERIES if s.change)  # prefixes that get a year-on-year change
 KEY = ["region_code", "year"]
 
 

@@ -4,11 +4,35 @@ import pyarrow as pa
 
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
-from etl.sources.ehealth_spec import EXPORTS
+from etl.sources.ehealth_spec import ALL_METRICS, EXPORTS, LINE_RULES
 
 # The services and metrics are the export kinds' (etl/sources/ehealth_spec.py), not typed again here.
 _SERVICES = " | ".join(s.service for s in EXPORTS.values()) + "."
 _METRICS = "; ".join(f"{', '.join(s.metric_names)} ({s.service_en})" for s in EXPORTS.values()) + "."
+
+def _declared(national: bool) -> tuple[dict, ...]:
+    """What the exports declare (etl/sources/ehealth_spec.py), as expectations merged into the adoption
+    suites by etl.validation: the services and metrics there are, and each line rule on its _check_ column."""
+    def reason(rule) -> str:
+        if national:
+            return f"national {rule.lesser} exceeds {rule.greater}"
+        lesser, greater = (next(m.header for s in EXPORTS.values() for m in s.metrics if m.name == name)
+                           for name in (rule.lesser, rule.greater))
+        where = " on this line" if rule.severity == "critical" else ""  # a critical rule quarantines the line
+        return f"{lesser} ({rule.lesser}) exceeds {greater} ({rule.greater}){where}"
+
+    source = {"derived_from": "etl/sources/ehealth_spec.py"}
+    return (
+        {"type": "expect_column_values_to_be_in_set",
+         "kwargs": {"column": "service", "value_set": [s.service for s in EXPORTS.values()]}, "severity": "critical",
+         "meta": {"reason": "unknown service", **source}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "metric", "value_set": list(ALL_METRICS)},
+         "severity": "critical", "meta": {"reason": "unknown metric", **source}},
+        *({"type": "expect_column_values_to_be_in_set", "kwargs": {"column": rule.check, "value_set": [True]},
+           "severity": rule.severity, "meta": {"reason": reason(rule), **source}}
+          for rule in LINE_RULES),
+    )
+
 
 _ADOPTION_COLUMNS = (
     Column("year", pa.int16(), "Calendar year of the month (partition).", False),
@@ -27,6 +51,7 @@ EHEALTH_ADOPTION = table(
         columns=(REGION_CODE, *_ADOPTION_COLUMNS),
         key=("region_code", "month", "service", "metric"),
         partition_by=("year",),
+        expectations=_declared(national=False),
     )
 )
 
@@ -38,6 +63,7 @@ EHEALTH_ADOPTION_NATIONAL = table(
         columns=_ADOPTION_COLUMNS,
         key=("month", "service", "metric"),
         partition_by=("year",),
+        expectations=_declared(national=True),
     )
 )
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 from etl.schemas import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
 from etl.sources.county_template import OFFER_FIELDS, YES_NO_FIELDS
+from etl.sources.ehealth_spec import SERIES
 
 YEAR = Column("year", pa.int16(), "Calendar / report year (every year present in any source, 2016 on).", False,
               "Kalenderår / rapportår (varje år som finns i någon källa, från 2016).")
@@ -87,49 +88,53 @@ def _spend_columns(how: str, how_sv: str, share_how: str = "", share_how_sv: str
 
 
 def _adoption_columns() -> tuple[Column, ...]:
+    """Per analysts' series of the e-health exports (etl/sources/ehealth_spec.py SERIES): mean, December,
+    months and, where declared, the change from the previous year; then the web-booking units share."""
     mean = "monthly mean over the months with a value (suppressed months left out)"
     dec = "December value; null when December is missing or suppressed"
     mean_sv = "månadsmedel över månaderna med värde (skyddade månader ingår inte)"
     dec_sv = "decembervärdet; tomt när december saknas eller är skyddad"
     change_sv = "per 1 000 invånare mot föregående år; tom när något av dem saknas."
+    columns: list[Column] = []
+    for series in SERIES:
+        export, metric = series.export, series.export.metric(series.metric)
+        title, title_sv = f"{export.title_en}: {metric.en}", f"{export.service_sv}: {metric.sv}"
+        columns += [
+            Column(f"{series.prefix}_per_1000_mean", pa.float64(), f"{title} per 1 000 inhabitants, {mean}.", True,
+                   f"{title_sv} per 1 000 invånare, {mean_sv}."),
+            Column(f"{series.prefix}_per_1000_dec", pa.float64(), f"{title} per 1 000 inhabitants, {dec}.", True,
+                   f"{title_sv} per 1 000 invånare, {dec_sv}."),
+            Column(f"{series.prefix}_months", pa.int16(),
+                   f"Months with a (non-suppressed) {metric.en} value that year: what the mean is over.", True,
+                   f"Månader med ett (ej skyddat) värde för {metric.sv} det året: det månadsmedlet bygger på."),
+        ]
+        if series.change:
+            columns.append(Column(
+                f"{series.prefix}_per_1000_change", pa.float64(),
+                f"Change of the {metric.en} monthly mean per 1 000 from the previous year; null when either is null.",
+                True, f"Förändring av månadsmedlet för {metric.sv} {change_sv}"))
     return (
-        Column("journal_unique_users_per_1000_mean", pa.float64(),
-               f"Patient journal online: unique users per 1 000 inhabitants, {mean}.", True,
-               f"Journal via nätet: unika användare per 1 000 invånare, {mean_sv}."),
-        Column("journal_unique_users_per_1000_dec", pa.float64(),
-               f"Patient journal online: unique users per 1 000 inhabitants, {dec}.", True,
-               f"Journal via nätet: unika användare per 1 000 invånare, {dec_sv}."),
-        Column("journal_unique_users_months", pa.int16(),
-               "Months with a (non-suppressed) unique-users value that year: what the mean is over.", True,
-               "Månader med ett (ej skyddat) värde för unika användare det året: det månadsmedlet bygger på."),
-        Column("journal_unique_users_per_1000_change", pa.float64(),
-               "Change of the unique-users monthly mean per 1 000 from the previous year; null when either is null.",
-               True, f"Förändring av månadsmedlet för unika användare {change_sv}"),
-        Column("journal_logins_per_1000_mean", pa.float64(),
-               f"Patient journal online: logins per 1 000 inhabitants, {mean}.", True,
-               f"Journal via nätet: inloggningar per 1 000 invånare, {mean_sv}."),
-        Column("journal_logins_per_1000_dec", pa.float64(),
-               f"Patient journal online: logins per 1 000 inhabitants, {dec}.", True,
-               f"Journal via nätet: inloggningar per 1 000 invånare, {dec_sv}."),
-        Column("journal_logins_months", pa.int16(), "Months with a (non-suppressed) logins value that year.", True,
-               "Månader med ett (ej skyddat) värde för inloggningar det året."),
-        Column("web_booking_bookings_per_1000_mean", pa.float64(),
-               f"Web booking: bookings per 1 000 inhabitants, {mean}.", True,
-               f"Webbtidbok: bokningar per 1 000 invånare, {mean_sv}."),
-        Column("web_booking_bookings_per_1000_dec", pa.float64(),
-               f"Web booking: bookings per 1 000 inhabitants, {dec}.", True,
-               f"Webbtidbok: bokningar per 1 000 invånare, {dec_sv}."),
-        Column("web_booking_bookings_months", pa.int16(), "Months with a (non-suppressed) bookings value that year.",
-               True, "Månader med ett (ej skyddat) värde för bokningar det året."),
-        Column("web_booking_bookings_per_1000_change", pa.float64(),
-               "Change of the bookings monthly mean per 1 000 from the previous year; null when either is null.", True,
-               f"Förändring av månadsmedlet för bokningar {change_sv}"),
+        *columns,
         Column("web_booking_units_connected_share_dec", pa.float64(),
                "Share of care units offering web booking in December (units connected / units in total); null when "
                "either is missing, suppressed or the total is 0.", True,
                "Andel vårdenheter som erbjuder webbtidbok i december (anslutna enheter / alla enheter); tom när "
                "någon av siffrorna saknas eller är skyddad, eller när alla enheter är 0."),
     )
+
+
+def _derived(column: str, reason: str, **bounds) -> dict:
+    return {"type": "expect_column_values_to_be_between", "kwargs": {"column": column, **bounds},
+            "severity": "critical", "meta": {"reason": f"{column}: {reason}", "derived_from": "etl/sources"}}
+
+
+# Ranges that follow from what a column is (business rules, like "more users than inhabitants", stay in the
+# reviewed JSON suites): every series' per-1 000 figures are >= 0 and its months 0-12.
+SERIES_EXPECTATIONS = tuple(
+    e for series in SERIES for e in (
+        _derived(f"{series.prefix}_per_1000_mean", "a per-1 000 figure below 0", min_value=0),
+        _derived(f"{series.prefix}_per_1000_dec", "a per-1 000 figure below 0", min_value=0),
+        _derived(f"{series.prefix}_months", "months used must be 0-12", min_value=0, max_value=12)))
 
 
 def _initiative_columns(how: str, how_sv: str) -> tuple[Column, ...]:
@@ -201,6 +206,7 @@ FOLLOWUP_REGION_YEAR = table(
                                  " (0 när regionen inte rapporterat några; tom när den inte rapporterat)"),
         ),
         key=("region_code", "year"),
+        expectations=SERIES_EXPECTATIONS,
     )
 )
 
@@ -251,10 +257,8 @@ FOLLOWUP_NATIONAL_YEAR = table(
         ),
         key=("year",),
         # A count of regions per yes/no field of the template is 0–21, whichever fields it declares.
-        expectations=tuple(
-            {"type": "expect_column_values_to_be_between", "kwargs": {"column": column, "min_value": 0, "max_value": 21},
-             "severity": "critical", "meta": {"reason": f"{column}: a count of regions outside 0-21",
-                                              "derived_from": "etl/sources/county_template.py"}}
-            for flag in COUNTED_FLAGS for column in (f"regions_{flag}", f"regions_answered_{flag}")),
+        expectations=(*SERIES_EXPECTATIONS, *(
+            _derived(column, "a count of regions outside 0-21", min_value=0, max_value=21)
+            for flag in COUNTED_FLAGS for column in (f"regions_{flag}", f"regions_answered_{flag}"))),
     )
 )

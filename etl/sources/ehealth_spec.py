@@ -18,9 +18,13 @@ the value sets and line rules of ``expectations/ehealth_adoption.json`` and
 ``metric`` column docs of the schemas. The business rules in the suites
 (ranges, reconciliation tolerance) stay hand-written there.
 
-Adding an export kind: one :class:`ExportSpec` in :data:`EXPORTS`, its
-value set and rules in the two suites (the test says what is missing), and
-its sample values in :mod:`etl.sample.ehealth`.
+The suites' value sets of ``service`` and ``metric`` and the line rules'
+expectations are derived from here (``TableSchema.expectations``), and so
+are the follow-up marts' per-1 000 columns of every :data:`SERIES`, their
+expectations and labels. Adding an export kind: its :class:`ExportSpec` in
+:data:`EXPORTS` (and a :class:`Series` for what analysts follow), its
+sample values in :mod:`etl.sample.ehealth`, and the input contract
+(docs/input-formats.md).
 """
 
 from __future__ import annotations
@@ -61,8 +65,10 @@ class ExportSpec:
 
     kind: str  # file-name prefix
     service: str  # ``ehealth_adoption.service``
-    service_sv: str
-    service_en: str
+    service_sv: str  # "Journal via nätet"
+    service_en: str  # "the patient journal online" (inside a sentence)
+    title_en: str  # "Patient journal online" (a heading)
+    short_sv: str  # "Journalen": analysts' short name in headers
     metrics: tuple[Metric, ...]
     rules: tuple[LineRule, ...] = ()
     expected_from: str = FIRST_MONTH  # YYYY-MM: months before it never expect this kind (not overdue)
@@ -81,6 +87,21 @@ class ExportSpec:
 
 
 @dataclass(frozen=True)
+class Series:
+    """A metric the follow-up marts give per 1 000 inhabitants: ``<prefix>_per_1000_mean`` / ``_dec`` /
+    ``_months`` (and ``_change`` from the previous year's mean when ``change``), per region and for the country."""
+
+    prefix: str  # column prefix in the marts
+    kind: str  # the export kind
+    metric: str  # the metric's name
+    change: bool = False
+
+    @property
+    def export(self) -> "ExportSpec":
+        return EXPORTS[self.kind]
+
+
+@dataclass(frozen=True)
 class UnitExportSpec:
     """The optional unit-level export: ``<kind>_YYYY-MM.csv[.gz]``, one line per care unit and day."""
 
@@ -95,6 +116,8 @@ JOURNAL = ExportSpec(
     service="patient_journal_online",
     service_sv="Journal via nätet",
     service_en="the patient journal online",
+    title_en="Patient journal online",
+    short_sv="Journalen",
     metrics=(
         Metric("Inloggningar", "logins", "inloggningar", "logins"),
         Metric("Unika användare", "unique_users", "unika användare", "unique users"),
@@ -110,6 +133,8 @@ WEB_BOOKING = ExportSpec(
     service="web_booking",
     service_sv="Webbtidbok",
     service_en="web booking",
+    title_en="Web booking",
+    short_sv="Webbtidbok",
     metrics=(
         Metric("Bokningar", "bookings", "bokningar", "bookings"),
         Metric("Avbokningar", "cancellations", "avbokningar", "cancellations"),
@@ -133,6 +158,13 @@ SERVICES: dict[str, ExportSpec] = {s.service: s for s in EXPORTS.values()}
 ALL_METRICS: tuple[str, ...] = tuple(m for s in EXPORTS.values() for m in s.metric_names)
 LINE_RULES: tuple[LineRule, ...] = tuple(r for s in EXPORTS.values() for r in s.rules)
 TABLES_BY_KIND: dict[str, tuple[str, ...]] = {**{k: s.tables for k, s in EXPORTS.items()}, UNITS.kind: UNITS.tables}
+
+# What analysts follow per 1 000 inhabitants, in the marts' column order.
+SERIES: tuple[Series, ...] = (
+    Series("journal_unique_users", "journalen", "unique_users", change=True),
+    Series("journal_logins", "journalen", "logins"),
+    Series("web_booking_bookings", "webbtidbok", "bookings", change=True),
+)
 
 
 def kinds_expected(period: str) -> tuple[str, ...]:
