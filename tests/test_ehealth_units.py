@@ -235,7 +235,7 @@ def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ah
 
     periods = sorted(by_month)
     got = {}
-    with pipeline.UnitReadAhead([by_month[p] for p in periods]) as reads:
+    with unit_daily.ReadAhead([by_month[p] for p in periods]) as reads:
         for i, (period, read) in enumerate(zip(periods, reads)):
             month = read()
             got[period] = month.period if month else None

@@ -108,6 +108,33 @@ def checked_batch(
     )
 
 
+def fold_quarantine_by_line(batch: publish.TableBatch) -> publish.TableBatch:
+    """Make the quarantine count long rows, as rows_in does: one entry per input line (long-format sources).
+
+    A line quarantined by an expectation arrives as one entry per long row
+    (one per metric) sharing that line number. The publisher keeps one
+    quarantine row per (file, line) — taking the largest ``rows_held`` — so
+    the entries are folded here into one per line whose ``rows_held`` is the
+    number of long rows it stands for; left apart, the stored quarantine
+    would say 1 where the load log counts 3 (journal) or 5 (web booking).
+    """
+    quarantine = batch.quarantine
+    if not len(quarantine):
+        return batch
+    quarantine = quarantine.copy()
+    quarantine["rows_held"] = (quarantine["rows_held"].fillna(1) if "rows_held" in quarantine.columns
+                               else 1)
+    quarantine["rows_held"] = quarantine["rows_held"].astype("int64")
+
+    def join_reasons(values) -> str:
+        return "; ".join(dict.fromkeys(str(v) for v in values if isinstance(v, str)))
+
+    how = {column: "sum" if column == "rows_held" else join_reasons if column == "reason" else "first"
+           for column in quarantine.columns if column not in ("source_file", "row_number")}
+    batch.quarantine = quarantine.groupby(["source_file", "row_number"], as_index=False, sort=False).agg(how)
+    return batch
+
+
 def combine(parts: list[publish.TableBatch]) -> publish.TableBatch | None:
     """One batch of one table from per-file batches (validated apart so that one file can be blocked alone)."""
     import pandas as pd

@@ -14,7 +14,7 @@ missing from an export, regions not summing to the national total —
 blocks that month only: nothing of it is published, the failure is in the
 load log, and the run carries on with the other months and fails at the
 end naming the blocked ones. While a month is validated and published,
-the next month's unit-level file is already being read (:class:`UnitReadAhead`).
+the next month's unit-level file is already being read (:class:`etl.sources.unit_daily.ReadAhead`).
 
 **Which months.** ``period="YYYY-MM"`` processes that month (always: the
 result is idempotent, so a rerun just reports ``unchanged``);
@@ -53,9 +53,10 @@ from etl.config import Settings
 from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import (RunReport, checked_batch, combine, record_blocked, record_failure,
-                                 record_nothing_new, record_skipped, refresh_views, refuse_skipped)
+from etl.pipelines.common import (RunReport, checked_batch, combine, fold_quarantine_by_line, record_blocked,
+                                 record_failure, record_nothing_new, record_skipped, refresh_views, refuse_skipped)
 from etl.sources import ehealth_exports as exports
+from etl.sources import ehealth_rules as rules
 from etl.sources import ehealth_spec as spec
 from etl.sources import unit_daily
 
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
 SUFFIXES = exports.SUFFIXES
-RECONCILIATION_TOLERANCE = 0.005  # the same figure as the national suite's max_value
+RECONCILIATION_TOLERANCE = rules.RECONCILIATION_TOLERANCE
 MONTHLY_KINDS = spec.MONTHLY_KINDS
 ADOPTION_TABLES = spec.ADOPTION_TABLES
 TABLES_BY_KIND = spec.TABLES_BY_KIND
@@ -230,7 +231,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
 
     failures: list[tuple[str, EtlError]] = []
     try:
-        with UnitReadAhead([by_month[m] for m in months]) as unit_reads:
+        with unit_daily.ReadAhead([by_month[m] for m in months]) as unit_reads:
             for month, unit_read in zip(months, unit_reads):
                 month_batch = f"{batch_id}-{month}"
                 files = _files(by_month[month])
@@ -267,48 +268,6 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     return report
 
 
-class UnitReadAhead:
-    """Reads the next month's unit-level file in a background thread while this month is validated.
-
-    Reading is pyarrow work that runs outside the GIL, validation and
-    publishing mostly Python, so on a multi-core worker a backfill overlaps
-    the two. At most one month is read ahead: memory stays bounded by two
-    months of unit rows, whatever the number of months. Iterating yields,
-    per month, a callable returning that month's :class:`UnitMonth` (or
-    ``None`` without a unit file); an error reading the file is raised by
-    the callable, in the month it belongs to.
-    """
-
-    def __init__(self, months: list[dict[str, list]]):
-        self._uris = [self._unit_uri(files) for files in months]
-        self._pool = None
-
-    @staticmethod
-    def _unit_uri(month_files: dict[str, list]) -> str | None:
-        files = month_files.get(exports.UNIT_KIND) or []
-        return files[0] if len(files) == 1 else None  # several files: process_month refuses the month
-
-    def __enter__(self):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unit-read-ahead")
-        return self
-
-    def __exit__(self, *exc_info):
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __iter__(self):
-        def start(landed):
-            if landed is None:
-                return None
-            return self._pool.submit(unit_daily.read_unit_daily, landed.uri, location=landed.path)
-
-        pending = start(self._uris[0]) if self._uris else None
-        for following in [*self._uris[1:], None]:
-            current, pending = pending, start(following)
-            yield (lambda future=current: future.result() if future is not None else None)
-
-
 # --------------------------------------------------------------------------- one month
 
 
@@ -341,7 +300,7 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     (:mod:`etl.no_shrink`) is blocked, while the month's other files stay
     publishable. Raises :class:`BadInput` when the month has two files of
     one kind. ``unit_read`` returns the month's unit-level file already read
-    (see :class:`UnitReadAhead`); without it the file is read here.
+    (see :class:`etl.sources.unit_daily.ReadAhead`); without it the file is read here.
     Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
     for kind, files in month_files.items():
@@ -377,7 +336,7 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
         if not export.national_lines:
             national.unstated = {source}  # no national total line: says nothing about the published one
         judged.candidates += [regional, national]
-        lacking = _regions_lacking(regional)
+        lacking = rules.regions_lacking(set(regional.rows["region_code"]) if len(regional.rows) else set())
         if lacking:
             _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
             lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
@@ -459,30 +418,9 @@ def _landed_of(landed: dict[str, storage.LandedFile], uri: str) -> storage.Lande
     return next(f for f in landed.values() if f.uri == uri)
 
 
-def _regions_lacking(regional: publish.TableBatch) -> list[str]:
-    """The regions with no row in what would be published (the 21-regions rule, judged after quarantine)."""
-    present = set(regional.rows["region_code"]) if len(regional.rows) else set()
-    return [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES if c not in present]
-
-
 def _stamp_sha(entries: list[dict], sha256: str) -> None:
     for entry in entries:
         entry["source_sha256"] = sha256
-
-
-def _line_checks(rows: list[dict]) -> dict[int, dict[str, bool]]:
-    """Per input line (row_number): the cross-metric rules, to be tested on every long row of the line."""
-    by_line: dict[int, dict[str, int | None]] = defaultdict(dict)
-    for row in rows:
-        by_line[row["row_number"]][row["metric"]] = row["value"]
-
-    def holds(values: dict, rule: spec.LineRule) -> bool:
-        a, b = values.get(rule.lesser), values.get(rule.greater)
-        return a is None or b is None or a <= b
-
-    # Every rule on every line: a rule of the other export holds trivially (its metrics are absent).
-    return {number: {rule.check: holds(values, rule) for rule in spec.LINE_RULES}
-            for number, values in by_line.items()}
 
 
 def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = None):
@@ -492,7 +430,7 @@ def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = Non
     records = []
     for export in parsed:
         rows = getattr(export, attr)
-        checks = _line_checks(rows)
+        checks = rules.line_checks(rows)
         for row in rows:
             record = {**row, **checks[row["row_number"]],
                       "_check_suppressed_iff_null": row["suppressed"] == (row["value"] is None)}
@@ -511,33 +449,6 @@ def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = Non
     return frame
 
 
-def _count_long_rows(batch: publish.TableBatch) -> publish.TableBatch:
-    """Make the quarantine count long rows, as rows_in does: one entry per input line.
-
-    A line quarantined by an expectation arrives as one entry per long row
-    (one per metric) sharing that line number. The publisher keeps one
-    quarantine row per (file, line) — taking the largest ``rows_held`` — so
-    the entries are folded here into one per line whose ``rows_held`` is the
-    number of long rows it stands for; left apart, the stored quarantine
-    would say 1 where the load log counts 3 (journal) or 5 (web booking).
-    """
-    quarantine = batch.quarantine
-    if not len(quarantine):
-        return batch
-    quarantine = quarantine.copy()
-    quarantine["rows_held"] = (quarantine["rows_held"].fillna(1) if "rows_held" in quarantine.columns
-                               else 1)
-    quarantine["rows_held"] = quarantine["rows_held"].astype("int64")
-
-    def join_reasons(values) -> str:
-        return "; ".join(dict.fromkeys(str(v) for v in values if isinstance(v, str)))
-
-    how = {column: "sum" if column == "rows_held" else join_reasons if column == "reason" else "first"
-           for column in quarantine.columns if column not in ("source_file", "row_number")}
-    batch.quarantine = quarantine.groupby(["source_file", "row_number"], as_index=False, sort=False).agg(how)
-    return batch
-
-
 def _replace_keys(parsed: list[exports.ExportRows]) -> list[tuple]:
     return [(e.name.month.year, e.name.month, e.spec.service) for e in parsed]
 
@@ -547,7 +458,7 @@ def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableB
     rejected = [r for e in parsed for r in e.rejected_regional]
     notes = [n for e in parsed for n in e.notes]
     try:
-        return _count_long_rows(checked_batch(
+        return fold_quarantine_by_line(checked_batch(
             "ehealth_adoption", frame, rejected, sum(e.rows_in_regional for e in parsed), ("year", "month", "service"),
             warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=_replace_keys(parsed),
             quarantine_sources=[e.source_file for e in parsed], extra_warnings=notes,
@@ -563,62 +474,12 @@ def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableB
         raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
 
 
-def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str, float], list[str], list[str]]:
-    """Per metric of one export: how far the regions are from the national total.
-
-    Returns (metric → relative deviation, or -1 where it cannot be checked;
-    readable details of deviations over the tolerance; warnings). Where
-    every region's cell is known the regions must sum to the national value;
-    where some are suppressed the known ones may not exceed it. Regions
-    whose line was quarantined make the metric uncheckable (a warning).
-    """
-    deviations: dict[str, float] = {}
-    details: list[str] = []
-    warnings: list[str] = []
-    national_lines = {row["row_number"] for row in export.national}
-    if export.file_error is not None:
-        return deviations, details, warnings
-    if not national_lines:
-        if not export.rejected_national:
-            warnings.append(f"{export.name.kind}_{export.name.period}: no national total row (Riket); "
-                            "the regions could not be reconciled")
-        return deviations, details, warnings
-    mine = regional_rows[(regional_rows["source_file"] == export.source_file)]
-    for metric in export.spec.metric_names:
-        national = [r["value"] for r in export.national if r["metric"] == metric]
-        cells = mine[mine["metric"] == metric]
-        if len(national_lines) != 1 or national[0] is None:
-            deviations[metric] = -1.0  # suppressed national cell, or duplicate national rows (quarantined)
-            continue
-        total = national[0]
-        if cells["region_code"].nunique() < len(regions.REGION_CODES):
-            deviations[metric] = -1.0
-            warnings.append(f"{export.name.kind}_{export.name.period} {metric}: reconciliation skipped, "
-                            f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined")
-            continue
-        known = cells["value"].dropna()
-        summed = sum(int(v) for v in known)  # Python ints: an int64 sum of 21 large cells would wrap
-        if len(known) == len(cells):
-            deviation = abs(summed - total) / max(total, 1)
-        else:
-            deviation = max(0, summed - total) / max(total, 1)
-        deviations[metric] = float(deviation)
-        if deviation > RECONCILIATION_TOLERANCE:
-            suppressed = len(cells) - len(known)
-            details.append(
-                f"{export.name.kind}_{export.name.period} {metric}: regions sum to {summed:,} vs national "
-                f"{total:,} ({(summed - total) / max(total, 1):+.1%}"
-                + (f", {suppressed} suppressed cell(s)" if suppressed else "") + ")"
-            )
-    return deviations, details, warnings
-
-
 def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) -> publish.TableBatch:
     deviations: dict[tuple[str, str], float] = {}
     details: list[str] = []
     warnings: list[str] = []
     for export in parsed:
-        dev, det, warn = reconciliation(export, regional_rows)
+        dev, det, warn = rules.reconciliation(export, regional_rows)
         deviations.update({(export.source_file, m): v for m, v in dev.items()})
         details += det
         warnings += warn
@@ -627,7 +488,7 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
     frame = frame.drop(columns=["region_code"])
     rejected = [r for e in parsed for r in e.rejected_national]
     try:
-        return _count_long_rows(checked_batch(
+        return fold_quarantine_by_line(checked_batch(
             "ehealth_adoption_national", frame, rejected, sum(e.rows_in_national for e in parsed),
             ("year", "month", "service"), warehouse_uri=settings.warehouse_uri, batch_id=batch_id,
             replace_keys=_replace_keys(parsed), quarantine_sources=[e.source_file for e in parsed],
@@ -675,7 +536,7 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
     )
     if regional_rows is None or not (regional_rows["service"] == exports.SERVICE_WEB_BOOKING).any():
         regional_rows = _published_web_bookings(settings.warehouse_uri, period)  # no web booking file this run
-    off = unit_sum_warnings(period, batch.rows, regional_rows)
+    off = rules.unit_sum_warnings(period, batch.rows, regional_rows)
     batch.warnings.extend(off)
     mismatch = [w for w in off if "do not sum" in w]
     if mismatch:
@@ -695,28 +556,3 @@ def _published_web_bookings(warehouse_uri: str, period: str):
     keys = {(year, dt.date(year, month, 1), exports.SERVICE_WEB_BOOKING)}
     table = publish.read_table_where(warehouse_uri, "ehealth_adoption", ("year", "month", "service"), keys)
     return table.to_pandas() if table.num_rows else None
-
-
-def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
-    """The month's daily unit bookings, summed per region, against the regional ``bookings``."""
-    if regional_rows is None:
-        return [f"{period}: no regional web booking file this month; unit-level bookings not compared"]
-    regional = regional_rows[(regional_rows["service"] == exports.SERVICE_WEB_BOOKING)
-                             & (regional_rows["metric"] == "bookings")]
-    if regional.empty:
-        return [f"{period}: no usable regional web booking rows; unit-level bookings not compared"]
-    import pandas as pd
-
-    unit_sums = unit_rows.groupby("region_code")["bookings"].sum() if len(unit_rows) else pd.Series(dtype="Int64")
-    off = []
-    for code, value in zip(regional["region_code"], regional["value"]):
-        if pd.isna(value):
-            continue  # suppressed regional cell: nothing to compare with
-        summed = unit_sums.get(code)
-        units = 0 if summed is None or pd.isna(summed) else int(summed)
-        if units != int(value):
-            off.append(f"{code} (units {units:,} vs region {int(value):,})")
-    if not off:
-        return []
-    return [f"{period}: daily unit bookings do not sum to the regional bookings in {len(off)} region(s): "
-            + ", ".join(off[:6]) + (" …" if len(off) > 6 else "")]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from etl import regions, storage, swedish
 from etl.errors import BadInput
 from etl.sources import spreadsheet
+from etl.sources.ehealth_spec import UNITS
 from etl.sources.ehealth_exports import (
     ENCODING_SAMPLE_BYTES,
     UNIT_KIND,
@@ -403,3 +404,45 @@ def month_bounds(period: str) -> tuple[dt.date, dt.date]:
     first = dt.date(int(period[:4]), int(period[5:]), 1)
     following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return first, following - dt.timedelta(days=1)
+
+
+class ReadAhead:
+    """Reads the next month's unit-level file in a background thread while this month is validated.
+
+    Reading is pyarrow work that runs outside the GIL, validation and
+    publishing mostly Python, so on a multi-core worker a backfill overlaps
+    the two. At most one month is read ahead: memory stays bounded by two
+    months of unit rows, whatever the number of months. Iterating yields,
+    per month, a callable returning that month's :class:`UnitMonth` (or
+    ``None`` without a unit file); an error reading the file is raised by
+    the callable, in the month it belongs to.
+    """
+
+    def __init__(self, months: list[dict[str, list]]):
+        self._uris = [self._unit_uri(files) for files in months]
+        self._pool = None
+
+    @staticmethod
+    def _unit_uri(month_files: dict[str, list]) -> str | None:
+        files = month_files.get(UNITS.kind) or []
+        return files[0] if len(files) == 1 else None  # several files: the pipeline refuses the month
+
+    def __enter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unit-read-ahead")
+        return self
+
+    def __exit__(self, *exc_info):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self):
+        def start(landed):
+            if landed is None:
+                return None
+            return self._pool.submit(read_unit_daily, landed.uri, location=landed.path)
+
+        pending = start(self._uris[0]) if self._uris else None
+        for following in [*self._uris[1:], None]:
+            current, pending = pending, start(following)
+            yield (lambda future=current: future.result() if future is not None else None)
