@@ -149,3 +149,20 @@ def test_an_option_a_pipeline_does_not_take_is_refused(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == ("error: run county-reports: --period not taken here "
                                                    "(options: none)")
+
+
+def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
+    """Issue 16: months done of how many and rows per second, throttled (ETL_PROGRESS_SECONDS)."""
+    from etl.sample import ehealth as sample
+
+    landing = tmp_path / "landing"
+    sample.write(landing, 2017, 2018, units=0, unit_months=0, seed=3)
+    env = {**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0", "ETL_PROGRESS_SECONDS": "3600"}
+    out = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
+                          "--warehouse", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if "ehealth_adoption: " in line and " months (" in line]
+    # The first and the last month only (an hour between lines): never one line per month.
+    assert len(lines) == 2, lines
+    assert "1/24 months (4 %), 2017-01" in lines[0] and "rows/s" in lines[0] and "s left" in lines[0]
+    assert "24/24 months (100 %), 2018-12" in lines[1] and "s in all" in lines[1]

@@ -51,6 +51,42 @@ class RunReport:
         }
 
 
+class Progress:
+    """Progress of long work as log lines: the first item, then at most one every ``every`` seconds, and the last.
+
+    ``"ehealth_adoption: 37/120 months (31 %), 2017-01, 45 210 rows, 1 540 rows/s, about 50 s left"``:
+    what a person watching ``make demo``, the CLI or a task log needs, without one line per item
+    flooding CI logs. ``every`` defaults to ``ETL_PROGRESS_SECONDS`` (5 s).
+    """
+
+    def __init__(self, what: str, total: int, unit: str = "items", every: float | None = None):
+        import os
+        import time
+
+        self.what, self.total, self.unit = what, total, unit
+        self.every = float(os.environ.get("ETL_PROGRESS_SECONDS", "5")) if every is None else every
+        self.done = self.rows = 0
+        self._clock = time.monotonic
+        self._started = self._clock()
+        self._last = float("-inf")  # the first item is always shown: a person sees that work has started
+
+    def step(self, rows: int = 0, note: str = "") -> str | None:
+        """One item done (``rows`` rows in it); returns the line logged, or None when throttled."""
+        self.done += 1
+        self.rows += rows
+        now = self._clock()
+        if now - self._last < self.every and self.done < self.total:
+            return None
+        self._last = now
+        elapsed = max(now - self._started, 1e-9)
+        left = (self.total - self.done) * elapsed / self.done
+        line = (f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done // max(self.total, 1)} %)"
+                + (f", {note}" if note else "") + f", {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
+                + (f", about {left:.0f} s left" if self.done < self.total else f", {elapsed:.1f} s in all"))
+        log.info("%s", line)
+        return line
+
+
 def rejected_frame(rejected: list[dict]):
     """Quarantine rows (dicts with source_file, row_number, raw, reason) → DataFrame."""
     import pandas as pd

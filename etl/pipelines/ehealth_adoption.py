@@ -53,8 +53,9 @@ from etl.config import Settings
 from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import (RunReport, checked_batch, combine, fold_quarantine_by_line, record_blocked,
-                                 record_failure, record_nothing_new, record_skipped, refresh_views, refuse_skipped)
+from etl.pipelines.common import (Progress, RunReport, checked_batch, combine, fold_quarantine_by_line,
+                                 record_blocked, record_failure, record_nothing_new, record_skipped, refresh_views,
+                                 refuse_skipped)
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_rules as rules
 from etl.sources import ehealth_spec as spec
@@ -230,6 +231,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         return report
 
     failures: list[tuple[str, EtlError]] = []
+    progress = Progress(PIPELINE, len(months), "months")
     try:
         with unit_daily.ReadAhead([by_month[m] for m in months]) as unit_reads:
             for month, unit_read in zip(months, unit_reads):
@@ -241,7 +243,9 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                     record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
                     log.error("%s", exc)
                     failures.append((month, exc))
+                    progress.step(note=f"{month} failed")
                     continue
+                progress.step(sum(r.rows_in for r in results), note=month)
                 report.results.extend(results)
                 for kind, month_files in by_month[month].items():
                     for f in month_files:
