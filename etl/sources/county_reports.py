@@ -188,30 +188,17 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
         return report.reject(_one_line(scrub(str(exc))))
     report.header = header
     context = {"region_code": header["region_code"], "report_year": header["report_year"]}
-    for number, raw_row in enumerate(extracted.initiatives, start=1):
-        raw = _cut(scrub(raw_row.raw))
-        try:
-            row = _interpret_row(raw_row, tpl.INITIATIVE_FIELDS, scrub)
-        except BadInput as exc:
-            report.rejected_initiatives.append({"row_number": raw_row.row_number, "raw": raw,
-                                                "reason": _one_line(scrub(str(exc)))})
-            continue
+    for number, raw_row, raw, row in _interpreted(extracted.initiatives, tpl.INITIATIVE_FIELDS, scrub,
+                                                  report.rejected_initiatives):
         if not row["title"] or not row["title"].strip():
             report.rejected_initiatives.append({"row_number": raw_row.row_number, "raw": raw,
                                                 "reason": "Insats (title) is empty"})
             continue
         report.initiatives.append({**context, "initiative_no": number, **row,
                                    "row_number": raw_row.row_number, "raw": raw})
-    accepted: list[dict] = []
-    for raw_row in extracted.services:
-        raw = _cut(scrub(raw_row.raw))
-        try:
-            row = _interpret_row(raw_row, tpl.SERVICE_FIELDS, scrub)
-        except BadInput as exc:
-            report.rejected_services.append({"row_number": raw_row.row_number, "raw": raw,
-                                             "reason": _one_line(scrub(str(exc)))})
-            continue
-        accepted.append({**context, **row, "row_number": raw_row.row_number, "raw": raw})
+    accepted = [{**context, **row, "row_number": raw_row.row_number, "raw": raw}
+                for _, raw_row, raw, row in _interpreted(extracted.services, tpl.SERVICE_FIELDS, scrub,
+                                                         report.rejected_services)]
     # The same service twice cannot both be true: neither is chosen silently.
     seen: dict[str, list[int]] = {}
     for row in accepted:
@@ -225,6 +212,19 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
         else:
             report.services.append(row)
     return report
+
+
+def _interpreted(raw_rows, fields, scrub, rejected: list[dict]):
+    """(position from 1, raw row, its masked text, the interpreted row) for each row of a detail sheet or JSON
+    list that reads; a row that does not is appended to ``rejected`` with its one-line reason."""
+    for number, raw_row in enumerate(raw_rows, start=1):
+        raw = _cut(scrub(raw_row.raw))
+        try:
+            row = _interpret_row(raw_row, fields, scrub)
+        except BadInput as exc:
+            rejected.append({"row_number": raw_row.row_number, "raw": raw, "reason": _one_line(scrub(str(exc)))})
+            continue
+        yield number, raw_row, raw, row
 
 
 def _one_line(text: str) -> str:
