@@ -7,10 +7,15 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(CURDIR)/.airflow/airflow.db
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
 export ETL_LANDING_URI ?= $(CURDIR)/landing
 export ETL_WAREHOUSE_URI ?= $(CURDIR)/warehouse
 export GX_ANALYTICS_ENABLED := false
+# Noise from Airflow itself, ignored narrowly (that message, category and module only): Airflow 3.3.2's
+# execution API imports svcs.fastapi -> fastapi.testclient, which under Starlette 1.10 warns in every
+# Airflow process (StarletteDeprecationWarning, a UserWarning) that httpx should be httpx2. Same in
+# docker-compose.yml; tests/test_demo_logs.py checks task logs stay free of deprecation warnings.
+export PYTHONWARNINGS := ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning:fastapi.testclient
 
 .PHONY: setup demo test test-fast airflow bench docs lock env clean
 

@@ -27,10 +27,16 @@ file that lands after its run — or a republished correction, which replaces
 that month and service — is picked up by the next run. Unit-level files
 are not waited for; they are picked up the same way.
 
-**Backfill** is one command: the DAG has `catchup=True` from 2016-01, and
-`max_active_runs=1` keeps months in order (`airflow backfill create
---dag-id ehealth_adoption --from-date 2016-01-01 --to-date 2025-12-31
---max-active-runs 1`: a backfill has its own limit, 10 by default).
+**No catchup**: unpausing makes one run, for the latest month, and that run
+loads every earlier month with a pending file (above) — ten years of landed
+exports in one run. With catchup from 2016-01 it made a run per month, about
+130, each paying task start-up and starting `followup`, one at a time through
+the writer pool: 45 minutes on the sample, other DAGs' tasks waiting behind.
+
+**Backfill**, to run months one run each (e.g. to see each month's outcome in
+the grid), is one command: `airflow backfill create --dag-id ehealth_adoption
+--from-date 2016-01-01 --to-date 2025-12-31 --max-active-runs 1` (a backfill
+has its own limit, 10 by default; `max_active_runs=1` keeps months in order).
 Faster for a whole decade: one run with conf `{"period": "all"}`.
 
 Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
@@ -70,7 +76,7 @@ def _run_month(context) -> str:
     dag_id="ehealth_adoption",
     schedule="@monthly",
     start_date=pendulum.datetime(2016, 1, 1, tz="UTC"),
-    catchup=True,
+    catchup=False,  # unpausing runs the latest month only; it loads every pending month (docs above)
     max_active_runs=1,
     default_args=default_args(),
     tags=["ehealth", "monthly", "landing"],

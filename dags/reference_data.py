@@ -11,6 +11,11 @@ and publishes them to the warehouse.
 * Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 * Run conf: `year` (population and key figures 2016..year; default last year),
   `offline_snapshot` (read the recorded answers under `<landing>/api_snapshot/`).
+* Offline by default: Variable `etl_reference_offline_snapshot` = `true` makes
+  the runs that do not choose — the scheduled ones — read the recorded answers
+  too. `make airflow` sets it (its landing is the sample, recordings included,
+  and a laptop may have no network); unset or `false`, as in production: the
+  live APIs. A triggered run's `offline_snapshot` always decides for that run.
 * Runs yearly and on demand. Each HTTP call retries itself (backoff, Retry-After);
   the task retries with exponential backoff on top, and a failed fetch publishes
   nothing, so a retry starts clean.
@@ -20,6 +25,9 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+
+# Admin setting: what a run without its own offline_snapshot choice (a scheduled run) reads.
+VAR_OFFLINE_SNAPSHOT = "etl_reference_offline_snapshot"
 
 DIM_REGION = Asset(asset_uri("dim_region"))
 POPULATION = Asset(asset_uri("population"))
@@ -57,8 +65,12 @@ def reference_data():
             conf = dict(get_current_context()["dag_run"].conf or {})
             settings = settings_from_airflow(conf, accepted=set(PARAMS))
             year = conf.get("year")
-            report = reference.run(settings, year=int(year) if year else None,
-                                   offline_snapshot=bool(conf.get("offline_snapshot")))
+            offline = conf.get("offline_snapshot")
+            if offline is None:  # a scheduled run: the admin's setting, else the live APIs
+                from airflow.sdk import Variable
+
+                offline = str(Variable.get(VAR_OFFLINE_SNAPSHOT, default="false")).strip().lower() == "true"
+            report = reference.run(settings, year=int(year) if year else None, offline_snapshot=bool(offline))
             for line in report.lines():
                 print(line)
             return report.to_dict()

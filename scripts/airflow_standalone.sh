@@ -10,19 +10,33 @@ if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
 fi
 .venv/bin/airflow db migrate >/dev/null
 .venv/bin/airflow pools set etl_warehouse_writer 1 "one writer per warehouse" >/dev/null
-# The Variables the DAG docs name, in the metadata database so that they show (and can be changed) in
-# Admin → Variables; an existing value is kept. (Environment AIRFLOW_VAR_* would hide UI edits.)
-for pair in "etl_landing_uri=${ETL_LANDING_URI}" "etl_warehouse_uri=${ETL_WAREHOUSE_URI}"; do
-  name="${pair%%=*}"
-  .venv/bin/airflow variables get "$name" >/dev/null 2>&1 \
-    || .venv/bin/airflow variables set "$name" "${pair#*=}" >/dev/null
-done
+# Every Variable the docs name (README, docs/, the DAG docs; tests/test_unpause_all.py checks), in the
+# metadata database so that it shows, with what it does, and can be changed in Admin → Variables; an
+# existing value is kept. (Environment AIRFLOW_VAR_* would hide UI edits.) One import, not a CLI call each.
+vars_dir="$(mktemp -d)"
+.venv/bin/python - "${vars_dir}/variables.json" <<'PY'
+import json, os, sys
+from etl.config import DEFAULT_KOLADA_KPIS
+variables = {
+    "etl_landing_uri": (os.environ["ETL_LANDING_URI"], "Where the pipelines read deliveries (a folder or any fsspec URL)."),
+    "etl_warehouse_uri": (os.environ["ETL_WAREHOUSE_URI"], "Where the pipelines publish the tables (a folder or s3://…)."),
+    "etl_kolada_kpis": (",".join(DEFAULT_KOLADA_KPIS), "Kolada KPI ids reference_data loads, comma-separated (empty: none)."),
+    # The landing here is the sample, with the recorded API answers; a laptop may have no network.
+    "etl_reference_offline_snapshot": ("true", "true: scheduled reference_data runs read the recorded answers in "
+                                               "<landing>/api_snapshot/ instead of calling SCB and Kolada."),
+}
+with open(sys.argv[1], "w") as out:
+    json.dump({key: {"value": value, "description": text} for key, (value, text) in variables.items()}, out)
+PY
+.venv/bin/airflow variables import --action-on-existing-key skip "${vars_dir}/variables.json" >/dev/null
+rm -rf "${vars_dir}"
 cat <<MSG
 
 Airflow is starting at http://localhost:8080
 Log in as user 'admin'; the password is generated on first start and stored in
   ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
-DAGs are paused at creation: unpause them in the UI. Stop with Ctrl-C.
+DAGs are paused at creation: unpause them in the UI (each makes one run; ehealth_adoption's
+loads every month in landing). Stop with Ctrl-C.
 
 MSG
 exec .venv/bin/airflow standalone

@@ -50,6 +50,7 @@ out = {"errors": {k: str(v)[:500] for k, v in bag.import_errors.items()}, "dags"
 for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc": bool(dag.doc_md), "tags": sorted(dag.tags), "max_active_runs": dag.max_active_runs,
+        "catchup": dag.catchup,
         "params": {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description}
                    for k in dag.params},
         "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries, "backoff": t.retry_exponential_backoff,
@@ -76,6 +77,10 @@ print(json.dumps(out))
         assert dag["doc"], f"{dag_id} has no doc_md"
         assert dag["tags"], f"{dag_id} has no tags"
         assert dag["max_active_runs"] == 1, f"{dag_id} may run twice at once"
+        # Unpausing runs the latest interval only (issue 15 §4): each run loads whatever is pending, so
+        # catchup only adds runs, each paying task start-up (ehealth_adoption: ~130 since 2016, about
+        # 45 min through the writer pool). Backfills stay one `airflow backfill create` command.
+        assert dag["catchup"] is False, f"{dag_id} catches up: unpausing it would start a run per past interval"
         for task_id, task in dag["tasks"].items():
             assert task["owner"] == "data-engineering", (dag_id, task_id)
             assert task["retries"] >= 2 and task["backoff"], (dag_id, task_id)
