@@ -57,7 +57,7 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
     Raises :class:`EtlError` only for failures outside the files (the
     warehouse unreadable).
     """
-    from etl.pipelines import county_reports, ehealth_adoption
+    from etl.pipelines import county_reports
     from etl.sources import ehealth_exports as exports
 
     verdicts: dict[str, Verdict] = {}

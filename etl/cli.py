@@ -263,7 +263,7 @@ def cmd_report(args) -> int:
     if len(text) == 10:  # a date: the versions current at the end of that day
         when = when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     for kind, uri in followup.build_as_of(_settings(args), when, args.out).items():
         say(f"{kind}: {uri}")
     return 0

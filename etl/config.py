@@ -144,7 +144,7 @@ class Settings:
         kolada_base_url: str | None = None,
         kolada_kpis: str | None = None,
         environ: dict[str, str] | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         env = os.environ if environ is None else environ
         landing = landing or env.get(ENV_LANDING) or "landing"
         warehouse = warehouse or env.get(ENV_WAREHOUSE) or "warehouse"

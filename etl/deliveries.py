@@ -91,7 +91,7 @@ class DeliveryRecord:
     _legacy: dict[str, str] | None = None
 
     @classmethod
-    def load(cls, warehouse_uri: str, pipeline: str, legacy_committed=None) -> "DeliveryRecord":
+    def load(cls, warehouse_uri: str, pipeline: str, legacy_committed=None) -> DeliveryRecord:
         """Read the record; ``legacy_committed`` is asked, once, only for a delivery the record lacks."""
         uri = record_uri(warehouse_uri, pipeline)
         record = cls(uri, legacy_source=legacy_committed)

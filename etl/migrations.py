@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pyarrow as pa
 
@@ -83,7 +83,7 @@ def ensure_current(warehouse_uri: str) -> list[str]:
             table = publish._open(uri)
             if not migration.applies(pa.schema(table.schema().to_arrow())):
                 break
-            started = dt.datetime.now(dt.timezone.utc)
+            started = dt.datetime.now(dt.UTC)
             from deltalake import QueryBuilder
 
             rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t"))
@@ -96,7 +96,7 @@ def ensure_current(warehouse_uri: str) -> list[str]:
                 publish._OPENED.pop(uri, None)
                 continue
             line = (f"{migration.table}: migrated ({migration.name}), {migrated.num_rows} row(s) rewritten in "
-                    f"{(dt.datetime.now(dt.timezone.utc) - started).total_seconds():.1f} s")
+                    f"{(dt.datetime.now(dt.UTC) - started).total_seconds():.1f} s")
             log.warning("%s", line)
             done.append(line)
             break

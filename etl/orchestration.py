@@ -183,7 +183,7 @@ def month_of_run(data_interval_start: dt.datetime | None, logical_date: dt.datet
     start = data_interval_start or logical_date
     if start is not None:
         return f"{start.year:04d}-{start.month:02d}"
-    when = run_after or dt.datetime.now(dt.timezone.utc)
+    when = run_after or dt.datetime.now(dt.UTC)
     first = when.replace(day=1)
     previous = first - dt.timedelta(days=1)
     return f"{previous.year:04d}-{previous.month:02d}"

@@ -63,11 +63,11 @@ def _checkpoint(stage: str) -> None:
 
 
 def new_batch_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -82,8 +82,8 @@ class TableBatch:
     """
 
     table: str
-    rows: "pandas.DataFrame"  # noqa: F821
-    quarantine: "pandas.DataFrame"  # noqa: F821
+    rows: pandas.DataFrame  # noqa: F821
+    quarantine: pandas.DataFrame  # noqa: F821
     rows_in: int
     merge_keys: tuple[str, ...] | None  # None = replace the whole table
     replace_keys: list[tuple] = field(default_factory=list)
@@ -114,7 +114,7 @@ class TableBatch:
             return int(mine["rows_held"].fillna(1).sum())
         return int(mine["row_number"].nunique())
 
-    def without(self, sources: set[str]) -> "TableBatch":
+    def without(self, sources: set[str]) -> TableBatch:
         """This batch minus everything of ``sources`` (rows, quarantine, the keys they replace).
 
         Rows in shrink by exactly the rows those sources brought, so the
@@ -665,6 +665,6 @@ def version_at(warehouse_uri: str, location: str, when: dt.datetime) -> tuple[in
             return None  # created after `when`
         raise EtlError(f"{location}: its history before {when:%Y-%m-%d %H:%M} UTC is no longer kept "
                        f"(earliest kept version {commits[0][0]}, committed "
-                       f"{dt.datetime.fromtimestamp(commits[0][1] / 1000, dt.timezone.utc):%Y-%m-%d})")
+                       f"{dt.datetime.fromtimestamp(commits[0][1] / 1000, dt.UTC):%Y-%m-%d})")
     version, stamp = before[-1]
-    return version, dt.datetime.fromtimestamp(stamp / 1000, dt.timezone.utc)
+    return version, dt.datetime.fromtimestamp(stamp / 1000, dt.UTC)

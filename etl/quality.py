@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import re
-import unicodedata
 
 from etl import approvals, privacy, publish, schemas, storage
 from etl.deliveries import delivery_path, display_name, shown_name
@@ -91,7 +90,7 @@ def shown_time(value) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return value.strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)
 
@@ -129,8 +128,8 @@ def _delta(warehouse_uri: str, location: str):
 
 def rows_by_source(warehouse_uri: str, table: str) -> dict[str, int]:
     """Rows the table's current version holds per ``source_file`` (grouped in the Delta engine, one column read)."""
-    from deltalake import QueryBuilder
     import pyarrow as pa
+    from deltalake import QueryBuilder
 
     schema = schemas.get(table)
     if not schema.lineage:
@@ -165,7 +164,7 @@ def quarantine_summary(rows: list[dict], examples: int = EXAMPLES_PER_REASON) ->
     """
     reasons: dict[str, dict] = {}
     held = 0
-    ordered = sorted(rows, key=lambda r: (r.get("loaded_at") or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+    ordered = sorted(rows, key=lambda r: (r.get("loaded_at") or dt.datetime.min.replace(tzinfo=dt.UTC),
                                           r.get("source_file") or "", -(r.get("row_number") or 0)), reverse=True)
     for row in ordered:
         weight = row.get("rows_held") or 1
@@ -394,7 +393,7 @@ def month_range(first: str, last: str) -> list[str]:
 
 def default_months(today: dt.date | None = None, count: int = 24) -> tuple[str, str]:
     """The last ``count`` months through the current one."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     index = today.year * 12 + today.month - 1 - (count - 1)
     return f"{index // 12:04d}-{index % 12 + 1:02d}", f"{today.year:04d}-{today.month:02d}"
 
@@ -475,7 +474,7 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
     if overdue_after_days < 0:
         raise ValueError("overdue_after_days must be 0 or more")
     months = month_range(first, last)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
     landed, landing_error = _landed_exports(landing_uri)
     hashes = _landing_hashes(warehouse_uri, eh.PREFIX)
@@ -545,7 +544,7 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
             "due": due.isoformat() if expected else None,
             "days_overdue": (today - due).days if status == "overdue" else None,
             "received": [{"name": shown_text(f["name"]), "size": f["size"],
-                          "modified": shown_time(dt.datetime.fromtimestamp(f["modified"], dt.timezone.utc))
+                          "modified": shown_time(dt.datetime.fromtimestamp(f["modified"], dt.UTC))
                           if f["modified"] is not None else None} for f in files],
             "loaded_at": shown_time(committed[-1][0]["finished_at"]) if committed else None,
             "last_outcome": latest[0]["outcome"] if latest else None,

@@ -102,7 +102,7 @@ def suite_path(table: str) -> Traversable:
     return suites_dir() / f"{table}.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_suite_json(table: str) -> dict:
     """The table's suite: its reviewed JSON, plus the expectations its schema derives from a source's
     declaration (``TableSchema.expectations``: a yes/no field is boolean, a count of regions 0–21)."""
@@ -145,7 +145,7 @@ def _context():
     return context
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _batch_definition(table: str):
     context = _context()
     source = context.data_sources.add_pandas(f"etl_{table}")
@@ -153,7 +153,7 @@ def _batch_definition(table: str):
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def suite_columns(table: str) -> tuple[str, ...]:
     """The columns the table's suite looks at; only these are handed to GX.
 
@@ -170,14 +170,14 @@ def suite_columns(table: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(columns))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _suite(table: str):
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     return ExpectationSuite(**load_suite_json(table))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _range_checked_columns(table: str) -> frozenset[str]:
     """Columns the suite range-checks and whose dtype no expectation looks at."""
     ranged, typed = set(), set()
@@ -418,9 +418,9 @@ def _validation_time(data: dict) -> str:
     """When GX validated the batch (its batch load time), as ISO 8601 UTC; now if the result has none."""
     stamp = ((data.get("meta") or {}).get("batch_markers") or {}).get("ge_load_time")
     try:
-        moment = dt.datetime.strptime(str(stamp), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        moment = dt.datetime.strptime(str(stamp), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
     except ValueError:
-        moment = dt.datetime.now(dt.timezone.utc)
+        moment = dt.datetime.now(dt.UTC)
     return moment.isoformat(timespec="microseconds")
 
 
@@ -536,7 +536,7 @@ def _observed(result: dict) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _key_columns(table: str) -> tuple[str, ...]:
     """What names a row of ``table`` to a person: its region, partition and key columns."""
     try:
@@ -716,9 +716,9 @@ def _recover_entry(fs, root: str, table: str, page: str) -> dict:
         return entry
     try:  # neither: listed all the same, as of when it was written
         modified = fs.modified(path)
-        modified = modified.astimezone(dt.timezone.utc) if modified.tzinfo else modified.replace(tzinfo=dt.timezone.utc)
+        modified = modified.astimezone(dt.UTC) if modified.tzinfo else modified.replace(tzinfo=dt.UTC)
     except Exception:
-        modified = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        modified = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return {"page": page, "batch_id": batch_id, "table": table, "time": modified.isoformat(timespec="microseconds"),
             "status": "unknown", "evaluated": None, "failed": None, "rows": 0, "warnings": 0, "blocked": 0}
 

@@ -48,13 +48,12 @@ from __future__ import annotations
 import logging
 import mimetypes
 
+from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import DictLoader, Environment, StrictUndefined
-
-from airflow.plugins_manager import AirflowPlugin
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +293,7 @@ def _page(request: Request, template: str, here: str, title: str, status_code: i
            ("report", "Report", links["report"])]
     body = _TEMPLATES.get_template(template).render(
         title=title, here=here, nav=nav, links=links, warehouse=warehouse,
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), **context)
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), **context)
     return HTMLResponse(body, status_code=status_code,
                         headers={**COMMON_HEADERS, "Content-Security-Policy": PAGE_CSP})
 
@@ -420,10 +419,9 @@ def dag_run(request: Request, dag_id: str, run_id: str):
         context = {"dag_id": dag_id, "run_id": run_id, "pipeline": pipeline, "rows": [], "state": None,
                    "started": None, "ended": None}
         if pipeline is not None:
-            from sqlalchemy import select
-
             from airflow.models.dagrun import DagRun
             from airflow.utils.session import create_session
+            from sqlalchemy import select
 
             with create_session() as session:
                 run = session.scalars(

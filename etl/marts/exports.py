@@ -242,7 +242,7 @@ def _utc_naive(value) -> dt.datetime | None:
     if value is None:
         return None
     if getattr(value, "tzinfo", None) is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
 
 

@@ -37,8 +37,16 @@ from etl import approvals, no_shrink, publish, schemas, storage
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path, last_committed
 from etl.errors import BadInput, EtlError, ValidationFailed
-from etl.pipelines.common import (RunReport, checked_batch, record_blocked, record_failure, record_nothing_new,
-                                  record_skipped, refresh_views, refuse_skipped)
+from etl.pipelines.common import (
+    RunReport,
+    checked_batch,
+    record_blocked,
+    record_failure,
+    record_nothing_new,
+    record_skipped,
+    refresh_views,
+    refuse_skipped,
+)
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -58,7 +66,7 @@ SPEND_SHARE = "_check_spend_share"
 class Submission:
     landed: storage.LandedFile
     parsed: ParsedReport
-    submitted_at: "pandas.Timestamp"  # noqa: F821
+    submitted_at: pandas.Timestamp  # noqa: F821
     stated: frozenset = frozenset({"county_initiative", "county_ehealth_service"})  # tables the file states
     superseded: bool = False  # a later file for the same region-year came in the same delivery
 

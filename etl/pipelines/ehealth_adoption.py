@@ -50,12 +50,22 @@ from dataclasses import dataclass, field
 
 from etl import approvals, migrations, no_shrink, publish, regions, storage
 from etl.config import Settings
-from etl.privacy import redact_uri
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import (Progress, RunReport, checked_batch, combine, fold_quarantine_by_line,
-                                 record_blocked, record_failure, record_nothing_new, record_skipped, refresh_views,
-                                 refuse_skipped)
+from etl.pipelines.common import (
+    Progress,
+    RunReport,
+    checked_batch,
+    combine,
+    fold_quarantine_by_line,
+    record_blocked,
+    record_failure,
+    record_nothing_new,
+    record_skipped,
+    refresh_views,
+    refuse_skipped,
+)
+from etl.privacy import redact_uri
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_rules as rules
 from etl.sources import ehealth_spec as spec
@@ -151,7 +161,7 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     """
     import datetime as dt
 
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     present = {delivery_id(kind, period) for kind, period in landed_exports(settings.landing_uri)}
     published = set(DeliveryRecord.load(settings.warehouse_uri, PIPELINE).published)
     overdue = []

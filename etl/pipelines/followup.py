@@ -191,7 +191,7 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
     from etl.marts import access, exports, report
 
     warehouse = settings.warehouse_uri
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     paths = {"duckdb": access.build_duckdb(warehouse)}
     if any(status.table_rows(warehouse, t) is None for t in MART_TABLES):
         log.warning("the marts are not published yet: no workbook or report")
@@ -222,9 +222,8 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
     :class:`EtlError` with one line when a version's history or files are no
     longer kept (retention), or when nothing was published by then.
     """
-    from etl.marts import exports
+    from etl.marts import exports, report
     from etl.marts import followup as mart
-    from etl.marts import report
 
     warehouse = settings.warehouse_uri
     frames, vintage = {}, []
@@ -246,7 +245,7 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
         marts.national_year, "followup_national_year")
     fs, root = storage.filesystem(out_dir)
     fs.makedirs(root, exist_ok=True)
-    stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
+    stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
     workbook = storage.join(out_dir, f"followup_as_of_{stamp}.xlsx")
     page = storage.join(out_dir, f"followup_report_as_of_{stamp}.html")
     footnotes = approvals.footnotes(warehouse, until=when)

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 
 from etl import publish, regions, storage
 from etl.config import Settings
-from etl.privacy import redact_uri
 from etl.errors import BadInput, ConfigError, EtlError
 from etl.pipelines.common import RunReport, checked_batch, record_failure, refresh_views
+from etl.privacy import redact_uri
 from etl.sources import kolada, scb
 from etl.sources.http import ApiRows, RetryPolicy
 

@@ -351,7 +351,7 @@ def _fixed_times(xlsx: bytes, when: dt.datetime) -> bytes:
 
 def _submitted(rng: random.Random, year: int) -> dt.datetime:
     """Reports are due in the spring after the report year."""
-    start = dt.datetime(year + 1, 2, 15, 8, tzinfo=dt.timezone.utc)
+    start = dt.datetime(year + 1, 2, 15, 8, tzinfo=dt.UTC)
     return start + dt.timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 9 * 60))
 
 

@@ -191,10 +191,10 @@ def web_booking_targets(month: dt.date, seed: int) -> dict[str, dict[str, int]]:
 class Units:
     """The synthetic care units: region, HSA id, name and relative size (same every month)."""
 
-    region: "numpy.ndarray"  # noqa: F821
-    hsa_id: "numpy.ndarray"  # noqa: F821
-    name: "numpy.ndarray"  # noqa: F821
-    weight: "numpy.ndarray"  # noqa: F821
+    region: numpy.ndarray  # noqa: F821
+    hsa_id: numpy.ndarray  # noqa: F821
+    name: numpy.ndarray  # noqa: F821
+    weight: numpy.ndarray  # noqa: F821
 
 
 _UNIT_KINDS = ("Vårdcentralen", "Hälsocentralen", "Barnavårdscentralen", "Öron-näsa-hals mottagningen",

@@ -121,7 +121,7 @@ class ParsedReport:
             return None
         return self.header["region_code"], self.header["report_year"]
 
-    def reject(self, reason: str) -> "ParsedReport":
+    def reject(self, reason: str) -> ParsedReport:
         self.error = reason
         return self
 

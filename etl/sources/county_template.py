@@ -11,7 +11,6 @@ changes everywhere (``docs/county-report-guide.md`` follows them by hand).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

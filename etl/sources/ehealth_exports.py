@@ -33,9 +33,9 @@ import csv
 import datetime as dt
 import gzip
 import io
-import zlib
 import posixpath
 import re
+import zlib
 from dataclasses import dataclass, field
 
 from etl import regions, swedish

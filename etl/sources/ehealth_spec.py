@@ -97,7 +97,7 @@ class Series:
     change: bool = False
 
     @property
-    def export(self) -> "ExportSpec":
+    def export(self) -> ExportSpec:
         return EXPORTS[self.kind]
 
 

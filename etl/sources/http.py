@@ -117,7 +117,7 @@ class ApiRows:
     def rows_in(self) -> int:
         return len(self.rows) + len(self.rejected)
 
-    def extend(self, other: "ApiRows") -> None:
+    def extend(self, other: ApiRows) -> None:
         self.rows.extend(other.rows)
         self.rejected.extend(other.rejected)
         self.sources.extend(other.sources)
@@ -156,8 +156,8 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    now = now or dt.datetime.now(dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -220,7 +220,7 @@ class ApiClient:
             follow_redirects=True,
         )
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from etl import regions, storage, swedish
 from etl.errors import BadInput
 from etl.sources import spreadsheet
-from etl.sources.ehealth_spec import UNITS
 from etl.sources.ehealth_exports import (
     ENCODING_SAMPLE_BYTES,
     UNIT_KIND,
@@ -45,6 +44,7 @@ from etl.sources.ehealth_exports import (
     parse_file_name,
     sep_hint,
 )
+from etl.sources.ehealth_spec import UNITS
 
 BLOCK_SIZE = 4 << 20  # bytes per streamed block: a few MB keeps memory flat and overhead low
 COUNT_COLUMNS = (("Bokningar", "bookings"), ("Avbokningar", "cancellations"), ("Ombokningar", "rebookings"))
@@ -66,7 +66,7 @@ class UnitMonth:
 
     source_file: str
     period: str
-    rows: "pyarrow.Table | None" = None  # noqa: F821 - date, region_code, unit_hsa_id, unit_name, counts, row_number, raw
+    rows: pyarrow.Table | None = None  # noqa: F821 - date, region_code, unit_hsa_id, unit_name, counts, row_number, raw
     rejected: list[dict] = field(default_factory=list)
     data_lines: int = 0
     file_error: str | None = None
