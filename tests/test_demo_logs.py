@@ -29,7 +29,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
 from integration_support import ROOT, ProcessGroups, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

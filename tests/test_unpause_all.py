@@ -43,9 +43,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from integration_support import ROOT, ProcessGroups, free_port
 
 from etl import publish
-from integration_support import ROOT, ProcessGroups, free_port
 
 VENV_BIN = Path(sys.executable).parent
 SAMPLE_ARGS = ["--years", "2016-2025", "--units", "5", "--unit-months", "1"]
@@ -212,7 +212,7 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
 
     import datetime as dt
 
-    unpaused_at, unpaused_wall = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+    unpaused_at, unpaused_wall = time.monotonic(), dt.datetime.now(dt.UTC)
     for dag_id in dag_ids:
         response = airflow.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
         assert response.status_code == 200, response.text
