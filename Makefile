@@ -25,7 +25,7 @@ export PYTHONWARNINGS := ignore:Using `httpx` with `starlette.testclient` is dep
 $(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python scripts/pip_progress.py $(VENV)/pip-install.log -- install -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --no-deps -e . -c constraints.txt
 	touch $@
 

@@ -43,6 +43,7 @@ Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`.
 """
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from etl.orchestration import asset_uri, default_args, fail_fast, month_of_run, settings_from_airflow
@@ -121,7 +122,11 @@ def ehealth_adoption():
             print(f"no monthly export overdue through {through}")
         return overdue
 
-    load_month() >> report_overdue_deliveries()
+    loaded = load_month()
+    loaded >> report_overdue_deliveries()
+    # A run's state follows its leaf tasks: report_overdue_deliveries runs whatever happened (all_done), so
+    # without this leaf a blocked month's run would end green beside its failed load_month.
+    loaded >> EmptyOperator(task_id="month_loaded")
 
 
 ehealth_adoption()

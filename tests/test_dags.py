@@ -91,3 +91,19 @@ print(json.dumps(out))
             assert outlets == [], "maintenance must not announce data updates"
             continue
         assert outlets, f"{dag_id} declares no Asset outlets"
+
+
+def test_a_failed_load_makes_the_ehealth_run_fail(tmp_path):
+    """A run's state follows its leaves; report_overdue_deliveries runs whatever happened (all_done), so a leaf
+    that needs load_month to succeed keeps a blocked month's run from ending green (found by the browser test)."""
+    code = r"""
+import json
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder=__import__("os").environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["ehealth_adoption"]
+print(json.dumps({t.task_id: [str(t.trigger_rule), sorted(t.upstream_task_ids)] for t in dag.leaves}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(tmp_path),
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    leaves = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any(rule == "all_success" and "load_month" in upstream for rule, upstream in leaves.values()), leaves
