@@ -100,7 +100,7 @@ def test_a_failed_load_makes_the_ehealth_run_fail(tmp_path):
 import json
 from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder=__import__("os").environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["ehealth_adoption"]
-print(json.dumps({t.task_id: [str(t.trigger_rule), sorted(t.upstream_task_ids)] for t in dag.leaves}))
+print(json.dumps({t.task_id: [getattr(t.trigger_rule, "value", t.trigger_rule), sorted(t.upstream_task_ids)] for t in dag.leaves}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(tmp_path),
                          timeout=180)
