@@ -160,10 +160,9 @@ def _airflow_env(work: Path, db: ScratchDatabase, landing: Path, warehouse: Path
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        # Parse each DAG file once. The DAG has catchup=True from 2016: every re-parse
-        # recomputes its next scheduled run from the latest run (backfill runs count),
-        # and the scheduler would then add scheduled runs 2017-01.. that compete for the
-        # writer pool and catch up the backfill's months themselves (see _block_scheduled_runs).
+        # Parse each DAG file once. Every re-parse recomputes the DAG's next scheduled run
+        # from the latest run (backfill runs count), and the scheduler would then add
+        # scheduled runs that compete for the writer pool (see _block_scheduled_runs).
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "86400",
         "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
         "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),

@@ -7,7 +7,7 @@ simple auth manager (an admin for the set-up, a data engineer with role ``op``
 in the browser), the Variables ``etl_landing_uri`` / ``etl_warehouse_uri`` in the
 metadata database and the pool ``etl_warehouse_writer``. Schedules are off
 (``[scheduler] use_job_schedule``): only the runs a test triggers run, so
-unpausing the catchup DAG from the trigger form does not start 2016-01.
+unpausing a DAG from the trigger form adds no scheduled run beside them.
 
 The landing holds the synthetic sample of 2019 (``python -m etl sample``, small),
 loaded once by the CLI before the tests, except ``webbtidbok_2019-03.csv``,
@@ -114,7 +114,7 @@ class AirflowUI:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
-            # Only triggered runs: no catchup from 2016 when the trigger form unpauses ehealth_adoption.
+            # Only triggered runs: no scheduled run beside them when the trigger form unpauses a DAG.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             # A DAG file that appears while the test runs (the approval DAG) is found within seconds.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
