@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ DAG_RUNS = [
 ]
 
 
+PROGRESS = re.compile(r"\b[a-z_]+: \d+/\d+ \w+ \(\d+ %\)[^\[]*")  # up to Airflow's "[logger] dag_id=…" trailer
+
+
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
@@ -41,7 +45,15 @@ def run(cmd: list[str], log_name: str | None = None) -> float:
         log_path = Path(os.environ["AIRFLOW_HOME"]) / "logs-demo" / f"{log_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("w") as log:
-            result = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            # The whole output goes to the log; the pipelines' progress lines (months done of how many,
+            # rows per second: etl.pipelines.common.Progress) are shown too, so a long DAG is not silent.
+            process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if PROGRESS.search(line):
+                    print("   " + PROGRESS.search(line).group(0).rstrip(), flush=True)
+            result = subprocess.CompletedProcess(cmd, process.wait())
         if result.returncode != 0:
             tail = log_path.read_text(errors="replace").splitlines()[-40:]
             print("\n".join(tail))

@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     collected = 0
-    print(f"pip: installing ({' '.join(a for a in pip_args if not a.startswith('-'))[:80]}); full log: {log_path}",
-          flush=True)
+    files = [a for a in pip_args if a.endswith((".txt", ".toml"))]
+    print(f"pip: installing {', '.join(files) or ' '.join(pip_args)[:80]}; full log: {log_path}", flush=True)
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen([sys.executable, "-m", "pip", *pip_args, "--progress-bar", "off"],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
