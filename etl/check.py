@@ -61,7 +61,8 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
     from etl.sources import ehealth_exports as exports
 
     verdicts: dict[str, Verdict] = {}
-    county, ehealth = [], defaultdict(lambda: defaultdict(list))
+    county: list[storage.LandedFile] = []
+    ehealth: defaultdict[str, defaultdict[str, list[storage.LandedFile]]] = defaultdict(lambda: defaultdict(list))
     for uri in uris:
         name = display_name(posixpath.basename(uri.rstrip("/")))
         try:
@@ -102,11 +103,11 @@ def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[
     for sub in submissions:
         f = sub.landed
         if sub.superseded:
-            out[f.location] = Verdict(f.name, SUPERSEDED, [sub.parsed.error])
+            out[f.location] = Verdict(f.name, SUPERSEDED, [sub.reason])
         elif not sub.accepted:
-            out[f.location] = Verdict(f.name, REFUSED, [sub.parsed.error])
+            out[f.location] = Verdict(f.name, REFUSED, [sub.reason])
         else:
-            did = pipeline.delivery_id(sub.parsed.key)
+            did = pipeline.delivery_id(sub.key)
             out[f.location] = _verdict(f, batches, blocked, warehouse,
                                        unchanged=record.is_published(did, f), delivery=f"region {did}")
     return out

@@ -307,14 +307,14 @@ def cmd_approve(args) -> int:
         return 0
     if not args.reason:
         raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
-    blocked = approvals.find(settings.warehouse_uri, args.file)
-    decision = approvals.record(settings.warehouse_uri, blocked, not args.reject, args.by or getpass.getuser(),
+    delivery = approvals.find(settings.warehouse_uri, args.file)
+    decision = approvals.record(settings.warehouse_uri, delivery, not args.reject, args.by or getpass.getuser(),
                                 args.reason)
-    say(f"{blocked.name}: {decision.note()}")
+    say(f"{delivery.name}: {decision.note()}")
     if args.reject:
-        say(f"{blocked.name}: stays blocked until a new file replaces it")
+        say(f"{delivery.name}: stays blocked until a new file replaces it")
         return 0
-    report = approvals.publish_approved(settings, blocked)
+    report = approvals.publish_approved(settings, delivery)
     for line in report.lines():
         say(line)
     return 0

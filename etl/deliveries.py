@@ -32,7 +32,9 @@ import os
 import posixpath
 import time
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from etl import storage
 
@@ -61,15 +63,16 @@ def record_uri(warehouse_uri: str, pipeline: str) -> str:
     return storage.join(warehouse_uri, "_state", "deliveries", f"{pipeline}.json")
 
 
-def _same_file(entry: dict | None, landed: storage.LandedFile) -> bool:
+def _same_file(entry: dict | None, landed: storage.LandedFile) -> TypeGuard[dict]:
     """Is ``landed`` the file ``entry`` remembers: same content, not written again since (same time)?
 
     A file rewritten with its old content (a re-send under the same name) has
     a new modification time: it arrived again. Entries written before times
     were remembered match on content alone.
     """
-    return bool(entry) and entry.get("sha256") == landed.sha256 \
-        and entry.get("modified", landed.modified) == landed.modified
+    if not entry:
+        return False
+    return entry.get("sha256") == landed.sha256 and entry.get("modified", landed.modified) == landed.modified
 
 
 @dataclass
@@ -86,7 +89,7 @@ class DeliveryRecord:
     uri: str
     published: dict[str, dict] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)
-    legacy_source: object = None  # callable → {delivery id: SHA-256 last committed}, from the load log
+    legacy_source: Callable[[], Mapping[str, str]] | None = None  # callable → {delivery id: SHA-256 last committed}, from the load log
     now: float = field(default_factory=time.time)  # this run's arrival time: files first seen together tie
     _legacy: dict[str, str] | None = None
 
@@ -180,7 +183,7 @@ def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, 
     for row in sorted(log_rows, key=lambda r: r["started_at"]):
         if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
             continue
-        for uri, sha in zip(row["source_files"] or [], row["source_sha256"] or []):
+        for uri, sha in zip(row["source_files"] or [], row["source_sha256"] or [], strict=True):
             found = delivery_of(uri)
             if found is None or row["table_name"] not in found[1]:
                 continue

@@ -68,7 +68,7 @@ def quarantine_reasons(batch: publish.TableBatch, source: str, *, limit: int = 2
         return 0, ""
     held = int(mine["rows_held"].fillna(1).sum()) if "rows_held" in mine.columns else len(mine)
     by_reason: dict[str, list[int]] = {}
-    for reason, row in zip(mine["reason"], mine["row_number"]):
+    for reason, row in zip(mine["reason"], mine["row_number"], strict=True):
         for part in str(reason).split("; ") if isinstance(reason, str) else ():
             by_reason.setdefault(str(privacy.mask_personal_data(part.strip())), []).append(int(row))
     counts = Counter({reason: len(rows) for reason, rows in by_reason.items()})
@@ -116,7 +116,7 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
             if not dropped.num_rows:
                 continue
             first = dropped.sort_by([(k, "ascending") for k in schema.key]).slice(0, MAX_EXAMPLES)
-            shown = zip(*(first.column(k).to_pylist() for k in schema.key))
+            shown = zip(*(first.column(k).to_pylist() for k in schema.key), strict=True)
             examples = ", ".join(_show_key(schema, k) for k in shown)
             cause = (f"{held} row(s) quarantined: {top}" if held else
                      f"the file has no rows for {batch.table} (a withdrawal must be stated, e.g. an empty "

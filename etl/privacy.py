@@ -19,6 +19,9 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar, overload
+
+_T = TypeVar("_T")
 
 # The lookbehind lets a match start only where a run of address characters starts: without it
 # a long run with no "@" (a 100 kB description) is re-scanned from every position, which is
@@ -33,6 +36,10 @@ PNR_MASK = "[personnummer borttaget]"
 NAME_MASK = "[namn borttaget]"
 
 
+@overload
+def mask_personal_data(text: str, names: tuple[str, ...] = ()) -> str: ...
+@overload
+def mask_personal_data(text: _T, names: tuple[str, ...] = ()) -> _T: ...
 def mask_personal_data(text: object, names: tuple[str, ...] = ()) -> object:
     """``text`` with e-mail addresses and personnummer replaced; non-strings (``None``) pass through.
 
@@ -141,6 +148,10 @@ def _is_secret_name(name: str) -> bool:
     return flat in _SECRET_NAMES or any(part in flat for part in _SECRET_PARTS)
 
 
+@overload
+def redact_uri(text: str) -> str: ...
+@overload
+def redact_uri(text: _T) -> _T: ...
 def redact_uri(text: object) -> object:
     """``text`` with the credentials of every URI in it replaced by ``***``; non-strings pass through.
 

@@ -36,13 +36,20 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl import privacy, schemas, storage
 from etl.errors import AccountingError, EtlError
+
+if TYPE_CHECKING:
+    import pandas
+    from deltalake import DeltaTable
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +89,8 @@ class TableBatch:
     """
 
     table: str
-    rows: pandas.DataFrame  # noqa: F821
-    quarantine: pandas.DataFrame  # noqa: F821
+    rows: pandas.DataFrame
+    quarantine: pandas.DataFrame
     rows_in: int
     merge_keys: tuple[str, ...] | None  # None = replace the whole table
     replace_keys: list[tuple] = field(default_factory=list)
@@ -176,7 +183,7 @@ def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> set[tuple]:
     if table.num_rows == 0:
         return set()
     distinct = table.select(list(keys)).group_by(list(keys)).aggregate([])  # a month's rows share one key
-    return set(zip(*(distinct.column(k).to_pylist() for k in keys)))
+    return set(zip(*(distinct.column(k).to_pylist() for k in keys), strict=True))
 
 
 def _sort(table: pa.Table, schema: schemas.TableSchema) -> pa.Table:
@@ -201,6 +208,7 @@ def _check_unique(table: pa.Table, schema: schemas.TableSchema) -> None:
         equal = pc.or_(pc.fill_null(pc.equal(before, after), False),
                        pc.and_(pc.is_null(before), pc.is_null(after)))
         same = equal if same is None else pc.and_(same, equal)
+    assert same is not None  # schema.key is not empty (returned above)
     # Count keys, not rows: a key three times is one duplicate key (a run of equal neighbours).
     previous = pa.concat_arrays([pa.array([False]), same.slice(0, len(same) - 1)])
     dupes = pc.sum(pc.and_(same, pc.invert(previous))).as_py() or 0
@@ -237,7 +245,7 @@ def _uri(warehouse_uri: str, location: str) -> str:
 
 # Tables opened in this process, brought up to date by reading only the commits since (a backfill
 # publishes one table hundreds of times; replaying its whole log each time grows with every month).
-_OPENED: dict[str, object] = {}
+_OPENED: dict[str, DeltaTable] = {}
 _OPENED_LOCK = threading.Lock()
 
 
@@ -285,7 +293,7 @@ def _predicate(merge_keys: tuple[str, ...], keys: set[tuple]) -> str:
     if len(merge_keys) == 1:
         values = ", ".join(sorted(_sql_literal(k[0]) for k in keys))
         return f"{merge_keys[0]} IN ({values})"
-    terms = sorted("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(merge_keys, k)) + ")"
+    terms = sorted("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(merge_keys, k, strict=True)) + ")"
                    for k in keys)
     return " OR ".join(terms)
 
@@ -328,7 +336,7 @@ def write_version(
     schema: schemas.TableSchema,
     new_rows: pa.Table,
     merge_keys: tuple[str, ...] | None,
-    replace_keys: set[tuple] = frozenset(),
+    replace_keys: AbstractSet[tuple] = frozenset(),
 ) -> tuple[str, str | None, int]:
     """Merge ``new_rows`` into the Delta table at ``location``; returns (outcome, version, table rows).
 
@@ -403,7 +411,7 @@ def publish(
     pipeline: str,
     batch: TableBatch,
     batch_id: str,
-    sources: list[storage.LandedFile] | list[tuple[str, str]] = (),
+    sources: Sequence[storage.LandedFile | tuple[str, str | None]] = (),  # (uri, sha256): None where not hashed
 ) -> PublishResult:
     """Publish one table's batch and its quarantine, then append the load log row.
 
@@ -445,7 +453,7 @@ def publish(
              for c in q_frame.columns if c not in ("source_file", "row_number", "table_name")}
         )
     q_rows = _stamp(q_schema, q_frame, batch_id, loaded_at)
-    row_sources = batch.rows["source_file"].unique() if "source_file" in batch.rows.columns else []
+    row_sources: Iterable[str] = batch.rows["source_file"].unique() if "source_file" in batch.rows.columns else []
     q_sources = set(batch.quarantine_sources) | set(row_sources) | set(
         q_frame["source_file"].unique() if len(q_frame) else []
     )
@@ -512,7 +520,7 @@ class LoadLogEntry:
     validation: str
     started: dt.datetime
     table: str | None = None
-    sources: tuple | list = ()
+    sources: Sequence[storage.LandedFile | tuple[str, str | None]] = ()
     rows_in: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0

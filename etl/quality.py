@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import re
+from typing import overload
 
 from etl import approvals, privacy, publish, schemas, storage
 from etl.deliveries import delivery_path, display_name, shown_name
@@ -68,6 +69,12 @@ _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 # --------------------------------------------------------------------------- text
 
 
+@overload
+def shown_text(value: str, limit: int = TEXT_LIMIT) -> str: ...
+@overload
+def shown_text(value: None, limit: int = TEXT_LIMIT) -> None: ...
+@overload
+def shown_text(value: object, limit: int = TEXT_LIMIT) -> str | None: ...
 def shown_text(value: object, limit: int = TEXT_LIMIT) -> str | None:
     """``value`` as text fit to show: personal data masked, credentials redacted, control characters
     out, cut at ``limit``.
@@ -139,7 +146,7 @@ def rows_by_source(warehouse_uri: str, table: str) -> dict[str, int]:
         return {}
     result = pa.table(QueryBuilder().register("t", delta).execute(
         'SELECT "source_file" AS f, COUNT(*) AS n FROM t GROUP BY "source_file"'))
-    return {f: int(n) for f, n in zip(result.column("f").to_pylist(), result.column("n").to_pylist())}
+    return {f: int(n) for f, n in zip(result.column("f").to_pylist(), result.column("n").to_pylist(), strict=True)}
 
 
 def _quarantine_rows(warehouse_uri: str, table: str) -> list[dict]:
@@ -274,6 +281,10 @@ def table_overview(warehouse_uri: str, *, examples: int = EXAMPLES_PER_REASON,
 # --------------------------------------------------------------------------- per delivery
 
 
+@overload
+def _decision_text(row: dict) -> str: ...
+@overload
+def _decision_text(row: None) -> None: ...
 def _decision_text(row: dict | None) -> str | None:
     """``"rejected by bo: … (2026-11-30 10:02 UTC)"`` from a decision's load-log row, or None."""
     if row is None:
@@ -299,7 +310,7 @@ def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeli
     found: dict[str, dict] = {}
     decisions: dict[str, dict] = {}  # SHA-256 → the latest approval or rejection of that content
     for row in log_rows:
-        for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or []):
+        for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or [], strict=True):
             if not sha:
                 continue
             if row["outcome"] in approvals.DECISIONS:
@@ -482,11 +493,11 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
 
     # Per delivery id: its load-log rows (oldest first), from the names of the files they name.
     history: dict[str, list[tuple[dict, str | None]]] = {}
-    decisions: dict[str, dict] = {}  # SHA-256 → the latest approval or rejection of that content
+    decisions: dict[str | None, dict] = {}  # SHA-256 → the latest approval or rejection of that content
     for row in log_rows:
         if row["pipeline"] != eh.PIPELINE:
             continue
-        for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or []):
+        for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or [], strict=True):
             if row["outcome"] in approvals.DECISIONS:
                 decisions[sha] = row
                 continue

@@ -116,7 +116,7 @@ def _content_stamp(info: dict) -> list:
     of the content the store keeps).
     """
     modified = info.get("mtime") or info.get("LastModified") or info.get("created")
-    if hasattr(modified, "timestamp"):
+    if modified is not None and hasattr(modified, "timestamp"):
         modified = modified.timestamp()
     etag = info.get("ETag") or info.get("etag") or ""
     return [int(info.get("size") or 0), float(modified) if modified is not None else None, str(etag),
@@ -240,7 +240,7 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             skipped.append(str(exc))
             continue
         stamp = _content_stamp(info)
-        known = cached.get(name)
+        known = cached.get(name) or {}
         same = bool(known) and known.get("stamp") == stamp
         # Unchanged since which listing: a file counts as settled when its modification time is
         # settle_seconds old, or when this listing and one settle_seconds ago saw the same size,

@@ -494,8 +494,12 @@ def _describe_cached(kind: str, kwargs_json: str) -> str:
         from great_expectations.render import LegacyRendererType
 
         impl = get_renderer_impl(object_name=kind, renderer_type=LegacyRendererType.PRESCRIPTIVE)
+        if impl is None:
+            raise LookupError(f"GX has no prescriptive renderer for {kind}")  # the fallback below
         blocks = impl.renderer(configuration=ExpectationConfiguration(type=kind, kwargs=kwargs),
                                runtime_configuration={"include_column_name": True})
+        if not isinstance(blocks, list):
+            raise TypeError(f"GX rendered {kind} as one block, not a list")  # the fallback below
         sentences = []
         for block in blocks:
             template = getattr(block, "string_template", None)
@@ -840,7 +844,7 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
 def _count(entries: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for entry in entries:
-        status = entry.get("status") if entry.get("status") in _STATUS_LABEL else "unknown"
+        status = entry["status"] if entry.get("status") in _STATUS_LABEL else "unknown"
         counts[status] = counts.get(status, 0) + 1
     return counts
 

@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import math
 import posixpath
+from collections.abc import Sequence
 
 from etl import schemas, storage
 from etl.schemas.followup import AREAS, COUNTED_FLAGS, FLAGS, SERVICES
@@ -211,7 +212,7 @@ def _write_table(sheet, frame, headers: dict[str, str]) -> None:
         cell.alignment = Alignment(wrap_text=True, vertical="top")
         sheet.column_dimensions[get_column_letter(j)].width = COLUMN_WIDTHS.get(column, 13)
     for i, record in enumerate(frame[columns].itertuples(index=False, name=None), start=2):
-        for j, (column, raw) in enumerate(zip(columns, record), start=1):
+        for j, (column, raw) in enumerate(zip(columns, record, strict=True), start=1):
             value = _display(column, raw)
             if value is None:
                 continue
@@ -249,7 +250,7 @@ def _utc_naive(value) -> dt.datetime | None:
 VINTAGE_HEADINGS = ["Tabell", "Senast ändrad (UTC)", "Senast kontrollerad (UTC)", "Version"]
 
 
-def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: list[str] = (), *,
+def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: Sequence[str] = (), *,
                cells: bool = False) -> list[list]:
     """The Anteckningar sheet (also used by the report): caveats, the vintage of every table, then ``footnotes``.
 
@@ -263,7 +264,7 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
               "inte regionernas verkliga uppgifter." if synthetic else
               "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
               "python -m etl sample är det syntetiska exempeldata.")
-    rows = [
+    rows: list[list] = [
         ["Uppföljning av statsbidraget: regioner och riket per år", ""],
         ["Skapad", today if cells else today.isoformat()],
         ["", ""],
@@ -299,12 +300,14 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
 
 
 def build_workbook(region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date,
-                   footnotes: list[str] = ()) -> bytes:
+                   footnotes: Sequence[str] = ()) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
     book = Workbook()
-    book.remove(book.active)
+    default = book.active
+    assert default is not None  # a new workbook has its one sheet active
+    book.remove(default)
     frames = {"followup_region_year": region_year.sort_values(["year", "region_code"]),
               "followup_national_year": national_year.sort_values("year")}
     for table, frame in frames.items():
@@ -326,7 +329,7 @@ def build_workbook(region_year, national_year, vintage: list[dict], synthetic: b
                 set_text(columns.cell(row=row, column=j), text)
                 columns.cell(row=row, column=j).alignment = Alignment(wrap_text=j in (2, 4), vertical="top")
             row += 1
-    for letter, width in zip("ABCD", (15, 40, 58, 90)):
+    for letter, width in zip("ABCD", (15, 40, 58, 90), strict=True):
         columns.column_dimensions[letter].width = width
     columns.freeze_panes = "A2"
     fit_row_heights(columns)
@@ -378,7 +381,7 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
 
 
 def write_workbooks(warehouse_uri: str, region_year, national_year, vintage: list[dict], synthetic: bool,
-                    today: dt.date, footnotes: list[str] = ()) -> dict[str, str]:
+                    today: dt.date, footnotes: Sequence[str] = ()) -> dict[str, str]:
     data = build_workbook(region_year, national_year, vintage, synthetic, today, footnotes)
     dated = storage.join(warehouse_uri, EXPORTS, f"followup_{today:%Y%m%d}.xlsx")
     latest = storage.join(warehouse_uri, EXPORTS, "followup_latest.xlsx")

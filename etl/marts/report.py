@@ -14,6 +14,7 @@ import html
 import io
 import itertools
 import textwrap
+from collections.abc import Sequence
 
 from etl import storage
 from etl.marts.exports import APPROVED_HEADING, AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
@@ -108,7 +109,7 @@ def chart_adoption(monthly, names: dict[str, str]) -> str:
     months = pd.date_range(series["month"].min(), series["month"].max(), freq="MS")
     national = _monthly_gaps(series[series["region_code"] == "00"], months)
     top = float(series["per_1000"].max()) * 1.08
-    for ax, code in zip(axes.flat, codes):
+    for ax, code in zip(axes.flat, codes, strict=False):
         mine = _monthly_gaps(series[series["region_code"] == code], months)
         if national["per_1000"].notna().any():
             ax.plot(national["month"], national["per_1000"], color="#999999", linestyle="--", linewidth=1,
@@ -159,9 +160,9 @@ def chart_spend(region_year, year: int | None) -> str:
     for area in AREAS:
         shares = [0.0 if v is None else float(v) * 100 for v in _values(frame[f"share_{area}"])]
         ax.barh(names, shares, left=left, color=AREA_COLOURS[area], label=AREA_SV[area], height=0.7)
-        left = [a + b for a, b in zip(left, shares)]
-    unknown = [any(v is None for v in values) for values in zip(*(_values(frame[f"share_{a}"]) for a in AREAS))]
-    for i, (reported, incomplete) in enumerate(zip(frame["reported"], unknown)):
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    unknown = [any(v is None for v in values) for values in zip(*(_values(frame[f"share_{a}"]) for a in AREAS), strict=True)]
+    for i, (reported, incomplete) in enumerate(zip(frame["reported"], unknown, strict=True)):
         if not reported:
             ax.text(1, i, "ej rapporterat", va="center", fontsize=9, color="#666666")
         elif incomplete:
@@ -187,9 +188,9 @@ def chart_offers(region_year, year: int | None) -> str:
     from matplotlib.patches import Patch
 
     frame = region_year[region_year["year"] == year].sort_values("region_code")
-    codes = {True: 2, False: 1}
+    codes: dict[bool | None, int] = {True: 2, False: 1}  # None (not reported): 0
     columns = [_values(frame[flag]) for flag in FLAGS]
-    grid = [[codes.get(None if v is None else bool(v), 0) for v in row] for row in zip(*columns)]
+    grid = [[codes.get(None if v is None else bool(v), 0) for v in row] for row in zip(*columns, strict=True)]
     fig, ax = plt.subplots(figsize=(9.5, 0.36 * len(frame) + 2.2))
     ax.imshow(grid, cmap=ListedColormap([UNKNOWN, NO, YES]), vmin=0, vmax=2, aspect="auto")
     text = {2: ("Ja", "white"), 1: ("Nej", "black"), 0: ("–", "#555555")}
@@ -351,9 +352,9 @@ def _footnotes(footnotes: list[str]) -> str:
 
 
 def render(region_year, national_year, monthly, vintage: list[dict], synthetic: bool, today: dt.date,
-           footnotes: list[str] = ()) -> str:
+           footnotes: Sequence[str] = ()) -> str:
     """The report page; ``footnotes`` name deliveries published on approval although blocked."""
-    names = dict(zip(region_year["region_code"], region_year["region_name"]))
+    names = dict(zip(region_year["region_code"], region_year["region_name"], strict=True))
     year = _latest_report_year(national_year)
     notes = notes_rows(vintage, synthetic, today)
     caveats = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in notes[4:10])
@@ -394,7 +395,7 @@ def render(region_year, national_year, monthly, vintage: list[dict], synthetic: 
 
 
 def write_report(warehouse_uri: str, region_year, national_year, monthly, vintage: list[dict], synthetic: bool,
-                 today: dt.date, footnotes: list[str] = ()) -> str:
+                 today: dt.date, footnotes: Sequence[str] = ()) -> str:
     uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
     write_bytes_atomic(uri, render(region_year, national_year, monthly, vintage, synthetic, today,
                                    footnotes).encode("utf-8"))

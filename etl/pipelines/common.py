@@ -9,6 +9,7 @@ returns a :class:`~etl.publish.TableBatch` whose accounting adds up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from etl import publish, schemas, validation
@@ -106,9 +107,9 @@ def checked_batch(
     *,
     warehouse_uri: str,
     batch_id: str,
-    replace_keys: list[tuple] = (),
-    quarantine_sources: list[str] = (),
-    extra_warnings: list[str] = (),
+    replace_keys: Iterable[tuple] = (),
+    quarantine_sources: Iterable[str] = (),
+    extra_warnings: Iterable[str] = (),
 ) -> publish.TableBatch:
     """Validate ``rows`` and split them into what is published and what is quarantined."""
     import pandas as pd

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from etl import approvals, no_shrink, publish, schemas, storage
 from etl.config import Settings
@@ -50,6 +52,9 @@ from etl.pipelines.common import (
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
+if TYPE_CHECKING:
+    import pandas
+
 log = logging.getLogger(__name__)
 
 PIPELINE = "county_reports"
@@ -66,13 +71,34 @@ SPEND_SHARE = "_check_spend_share"
 class Submission:
     landed: storage.LandedFile
     parsed: ParsedReport
-    submitted_at: pandas.Timestamp  # noqa: F821
+    submitted_at: pandas.Timestamp
     stated: frozenset = frozenset({"county_initiative", "county_ehealth_service"})  # tables the file states
     superseded: bool = False  # a later file for the same region-year came in the same delivery
 
     @property
     def accepted(self) -> bool:
         return self.parsed.error is None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(region code, report year) of an accepted submission (a rejected one may have no header)."""
+        key = self.parsed.key
+        assert key is not None, f"{self.landed.name}: no header read"
+        return key
+
+    @property
+    def header(self) -> dict:
+        """The header of an accepted submission."""
+        header = self.parsed.header
+        assert header is not None, f"{self.landed.name}: no header read"
+        return header
+
+    @property
+    def reason(self) -> str:
+        """Why a submission is not accepted."""
+        error = self.parsed.error
+        assert error is not None, f"{self.landed.name} is accepted"
+        return error
 
 
 # --------------------------------------------------------------------------- what is new
@@ -140,7 +166,7 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
     groups: dict[tuple, list[Submission]] = defaultdict(list)
     for sub in submissions:
         if sub.accepted:
-            groups[sub.parsed.key].append(sub)
+            groups[sub.key].append(sub)
     winners: dict[tuple, Submission] = {}
     for key, group in groups.items():
         # Equal timestamps are broken by file name so the outcome never depends on listing order.
@@ -168,7 +194,7 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
         sub, old = winners[key], current[key]
         old_time = pd.Timestamp(old["submitted_at"])
         same = _content(old, old_rows[INITIATIVE][key], old_rows[SERVICE][key]) == _content(
-            sub.parsed.header, sub.parsed.initiatives, sub.parsed.services
+            sub.header, sub.parsed.initiatives, sub.parsed.services
         )
         if same:
             # Nothing was corrected: keep the time the content was first
@@ -179,7 +205,8 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
 # --------------------------------------------------------------------------- rows and batches
 
 
-_DTYPES = {"string": "string", "int16": "Int16", "int32": "Int32", "int64": "Int64", "bool": "boolean"}
+_DTYPES: dict[str, Literal["string", "Int16", "Int32", "Int64", "boolean"]] = {
+    "string": "string", "int16": "Int16", "int32": "Int32", "int64": "Int64", "bool": "boolean"}
 
 
 def _frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
@@ -220,10 +247,10 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
     for sub in submissions:
         parsed = sub.parsed
         if sub.accepted:
-            rows.append({**parsed.header, "submitted_at": sub.submitted_at, "source_file": sub.landed.uri,
-                         "row_number": 1, "raw": parsed.header_raw, SPEND_SHARE: source.spend_share(parsed.header)})
+            rows.append({**sub.header, "submitted_at": sub.submitted_at, "source_file": sub.landed.uri,
+                         "row_number": 1, "raw": parsed.header_raw, SPEND_SHARE: source.spend_share(sub.header)})
         else:
-            rejected.append(_whole(sub, parsed.error, 1, parsed.header_raw))
+            rejected.append(_whole(sub, sub.reason, 1, parsed.header_raw))
     warnings = [w for sub in submissions for w in sub.parsed.warnings]
     return _judged(checked_batch(
         REPORT, _frame(REPORT, rows, (SPEND_SHARE,)), rejected, len(submissions), MERGE_KEYS,
@@ -235,7 +262,7 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
 def _drop_rejected_headers(submissions: list[Submission], report_batch) -> None:
     """A report whose header row failed validation takes its initiatives and services with it."""
     loaded = set(report_batch.rows["source_file"])
-    reasons = {}
+    reasons: dict[str, str] = {}
     if len(report_batch.quarantine):
         for row in report_batch.quarantine.to_dict("records"):
             reasons.setdefault(row["source_file"], row["reason"])
@@ -253,14 +280,14 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
         rows_in += held
         if not sub.accepted:
             if held:
-                rejected.append(_whole(sub, parsed.error, held, f"{held} {what} row(s) of the rejected report"))
+                rejected.append(_whole(sub, sub.reason, held, f"{held} {what} row(s) of the rejected report"))
             continue
         good = parsed.initiatives if table == INITIATIVE else parsed.services
         bad = parsed.rejected_initiatives if table == INITIATIVE else parsed.rejected_services
         rows += [{**r, "submitted_at": sub.submitted_at, "source_file": sub.landed.uri} for r in good]
         rejected += _row_rejects(sub, bad)
     # Every accepted report replaces its region-year, also when it lists no rows.
-    replace = sorted({sub.parsed.key for sub in submissions if sub.accepted})
+    replace = sorted({sub.key for sub in submissions if sub.accepted})
     batch = checked_batch(
         table, _frame(table, rows), rejected, rows_in, MERGE_KEYS, warehouse_uri=warehouse_uri,
         batch_id=batch_id, replace_keys=replace, quarantine_sources=[s.landed.uri for s in submissions],
@@ -268,9 +295,9 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
     return _judged(batch, submissions, unstated={s.landed.uri for s in submissions if table not in s.stated})
 
 
-def _judged(batch, submissions: list[Submission], unstated: set[str] = frozenset()):
+def _judged(batch, submissions: list[Submission], unstated: AbstractSet[str] = frozenset()):
     """What the no-shrink check needs: the region-year each file replaces, and the files refused whole."""
-    batch.source_keys = {s.landed.uri: [s.parsed.key] for s in submissions if s.accepted}
+    batch.source_keys = {s.landed.uri: [s.key] for s in submissions if s.accepted}
     batch.refused = {s.landed.uri: s.parsed.error for s in submissions if not s.accepted and not s.superseded}
     batch.unstated = set(unstated)
     return batch
@@ -345,7 +372,7 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
         if not known or did is None:
             sub = read_submission(f)
             parsed[f.uri] = sub
-            did = delivery_id(sub.parsed.key) if sub.accepted else None
+            did = delivery_id(sub.key) if sub.accepted else None
             record.remember_file(f, did)
             if did is None:
                 refused.append(sub)
@@ -358,13 +385,13 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
         files.sort(key=lambda f: (record.arrived(f), f.modified or 0.0, f.name))
         current[did] = files[-1]
         for older in files[:-1]:
-            sub = parsed.get(older.uri)
-            if sub is not None:  # new in landing: quarantined whole once, with the reason
-                key = sub.parsed.key
-                sub.superseded = True
-                sub.parsed.reject(f"superseded by {files[-1].name} (a later file for region {key[0]}, {key[1]} "
-                                  "in landing): not loaded")
-                refused.append(sub)
+            older_sub = parsed.get(older.uri)
+            if older_sub is not None:  # new in landing: quarantined whole once, with the reason
+                key = older_sub.key
+                older_sub.superseded = True
+                older_sub.parsed.reject(f"superseded by {files[-1].name} (a later file for region {key[0]}, "
+                                        f"{key[1]} in landing): not loaded")
+                refused.append(older_sub)
     return current, parsed, refused
 
 

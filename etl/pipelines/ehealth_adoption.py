@@ -244,7 +244,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     progress = Progress(PIPELINE, len(months), "months")
     try:
         with unit_daily.ReadAhead([by_month[m] for m in months]) as unit_reads:
-            for month, unit_read in zip(months, unit_reads):
+            for month, unit_read in zip(months, unit_reads, strict=True):
                 month_batch = f"{batch_id}-{month}"
                 files = _files(by_month[month])
                 try:
@@ -262,9 +262,9 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
                         if f.uri not in blocked:
                             record.mark_published(delivery_id(kind, month), f)
                 if blocked:
-                    exc = ValidationFailed(f"{month}: " + " | ".join(blocked.values()))
-                    log.error("%s", exc)
-                    failures.append((month, exc))
+                    error = ValidationFailed(f"{month}: " + " | ".join(blocked.values()))
+                    log.error("%s", error)
+                    failures.append((month, error))
     finally:
         record.save()
         refresh_views(settings.warehouse_uri, report)
@@ -370,7 +370,8 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     if exports.UNIT_KIND in landed:
         unit_file = landed[exports.UNIT_KIND]
         read = unit_read() if unit_read is not None else None
-        regional_rows = combine(regional_parts).rows if regional_parts else None
+        all_regional = combine(regional_parts)  # None when there are no parts
+        regional_rows = all_regional.rows if all_regional is not None else None
         try:
             unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
         except ValidationFailed as exc:

@@ -127,6 +127,7 @@ def _region_spelling(rng: random.Random, code: str, year: int) -> object:
 def _grant_text(rng: random.Random, amount: int) -> tuple[object, int]:
     """How a sender writes the grant, and the kronor that text means."""
     style = rng.choice(("mnkr", "tkr", "kr", "number", "dots"))
+    text: object
     if style == "mnkr":
         text = swedish.format_amount(amount, "mnkr")
     elif style == "tkr":
@@ -137,7 +138,9 @@ def _grant_text(rng: random.Random, amount: int) -> tuple[object, int]:
         text = f"{amount:,}".replace(",", ".")
     else:
         text = amount
-    return text, swedish.parse_amount(text)
+    meant = swedish.parse_amount(text)
+    assert meant is not None  # every style writes the amount
+    return text, meant
 
 
 def _spend_text(rng: random.Random, amount: int) -> tuple[object, int]:
@@ -235,7 +238,9 @@ def _nested(values: dict[str, object]) -> dict[str, object]:
     for key, value in values.items():
         parent, _, child = key.rpartition(".")
         if parent:
-            out.setdefault(parent, {})[child] = value  # type: ignore[index]
+            group = out.setdefault(parent, {})
+            assert isinstance(group, dict)  # a dotted key's parent holds only the group
+            group[child] = value
         else:
             out[key] = value
     return out
@@ -250,7 +255,7 @@ def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
         "report_year": year,
         "grant_sek": grant_text,
         "earmarked": _yes_no(rng, report["earmarked"], True),
-        "spend_sek": dict(zip(("it_support", "competence_use", "competence_supply"), spend_texts)),
+        "spend_sek": dict(zip(("it_support", "competence_use", "competence_supply"), spend_texts, strict=True)),
         **_nested({key: _yes_no(rng, value, True) for key, value in report["offers"].items()}),
         "contact_person": report["contact"],
         "initiatives": [
@@ -300,6 +305,7 @@ def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
 
     workbook = Workbook()
     sheet = workbook.active
+    assert sheet is not None  # a new workbook has its one sheet active
     sheet.title = sheet_name(tpl.SHEET_REPORT)
     sheet.append(list(tpl.REPORT_HEADER))
     for fld in tpl.REPORT_FIELDS:

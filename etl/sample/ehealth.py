@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.regions import REGIONS
 from etl.sources import ehealth_spec as spec
 from etl.swedish import MONTHS_SV
+
+if TYPE_CHECKING:
+    import numpy
 
 FOLDER = "ehealth"
 BASE = dt.date(2016, 1, 1)  # the month the style rotation is counted from
@@ -191,10 +196,10 @@ def web_booking_targets(month: dt.date, seed: int) -> dict[str, dict[str, int]]:
 class Units:
     """The synthetic care units: region, HSA id, name and relative size (same every month)."""
 
-    region: numpy.ndarray  # noqa: F821
-    hsa_id: numpy.ndarray  # noqa: F821
-    name: numpy.ndarray  # noqa: F821
-    weight: numpy.ndarray  # noqa: F821
+    region: numpy.ndarray
+    hsa_id: numpy.ndarray
+    name: numpy.ndarray
+    weight: numpy.ndarray
 
 
 _UNIT_KINDS = ("Vårdcentralen", "Hälsocentralen", "Barnavårdscentralen", "Öron-näsa-hals mottagningen",
@@ -303,7 +308,7 @@ def suppressed_cells(month: dt.date, seed: int) -> set[tuple[str, str]]:
 
 
 def export_rows(kind: str, month: dt.date, values: dict[str, dict[str, int]], style: Style,
-                suppressed: set[tuple[str, str]] = frozenset()) -> list[list[str | int]]:
+                suppressed: Collection[tuple[str, str]] = frozenset()) -> list[list[str | int]]:
     """Header and lines of a monthly export: 21 regions plus the national total (sum of true values)."""
     header = ("Månad", "Region", *(m.header for m in spec.EXPORTS[kind].metrics))
     metrics = spec.EXPORTS[kind].metric_names
@@ -332,9 +337,10 @@ def render_xlsx(rows: list[list]) -> bytes:
 
     book = Workbook()
     sheet = book.active
+    assert sheet is not None  # a new workbook has its one sheet active
     sheet.title = "Export"
     for i, row in enumerate(rows):
-        out = []
+        out: list = []
         for cell in row:
             # Senders' workbooks hold numbers as numbers (some as text with separators).
             digits = str(cell).replace(" ", "").replace("\u00a0", "")
@@ -403,6 +409,7 @@ def write_month(folder: Path, month: dt.date, *, seed: int = 2016, units: Units 
         path.write_bytes(render_xlsx(rows) if as_xlsx else render_csv(rows, style))
         written.append(path)
     if daily is not None:
+        assert units is not None  # month_values gives unit columns only for units
         path = folder / f"webbtidbok_enheter_{period}.csv"
         path.write_bytes(render_unit_csv(month, units, daily, style, seed))
         written.append(path)

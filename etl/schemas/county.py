@@ -12,9 +12,10 @@ SUBMITTED_AT = Column(
     "Timestamp of the submission file; a newer submission for the same region and year replaces an older one.", False,
 )
 
-# The template's yes/no fields as columns: null = not stated.
+# The template's yes/no fields as columns: null = not stated. (Every yes/no field has a column;
+# ``if f.column`` only says so to the type checker.)
 YES_NO = {f.column: Column(f.column, pa.bool_(), f"Does the region {f.en}? Null = not stated.", True)
-          for f in YES_NO_FIELDS}
+          for f in YES_NO_FIELDS if f.column}
 
 COUNTY_REPORT = table(
     TableSchema(
@@ -30,7 +31,7 @@ COUNTY_REPORT = table(
             Column("spend_competence_use_sek", pa.int64(), "Spent on priority area 2, smarter use of staff competence, kronor.", True),
             Column("spend_competence_supply_sek", pa.int64(), "Spent on priority area 3, long-term competence supply, kronor.", True),
             # The offers, in the template's order: a yes/no field declared there is a column here.
-            *(YES_NO[f.column] for f in YES_NO_FIELDS if f.column != "earmarked"),
+            *(column for name, column in YES_NO.items() if name != "earmarked"),
             SUBMITTED_AT,
         ),
         key=("region_code", "report_year"),

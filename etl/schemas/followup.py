@@ -33,11 +33,12 @@ AREA_TEXT_SV = {
     "competence_supply": "prioriterat område 3, långsiktig kompetensförsörjning",
 }
 # The county template's yes/no fields (etl/sources/county_template.py): the offers, and every yes/no
-# field the marts count per region (earmarked too), with their phrases.
-FLAGS = tuple(f.column for f in OFFER_FIELDS)
-COUNTED_FLAGS = tuple(f.column for f in YES_NO_FIELDS)
-FLAG_TEXT = {f.column: f.en for f in YES_NO_FIELDS}
-FLAG_TEXT_SV = {f.column: f.sv for f in YES_NO_FIELDS}
+# field the marts count per region (earmarked too), with their phrases. (Every yes/no field has a
+# column; ``if f.column`` only says so to the type checker.)
+FLAGS = tuple(f.column for f in OFFER_FIELDS if f.column)
+COUNTED_FLAGS = tuple(f.column for f in YES_NO_FIELDS if f.column)
+FLAG_TEXT = {f.column: f.en for f in YES_NO_FIELDS if f.column}
+FLAG_TEXT_SV = {f.column: f.sv for f in YES_NO_FIELDS if f.column}
 SERVICES = ("web_booking", "patient_journal_online", "remote_care", "self_check_in")
 SERVICE_TEXT = {
     "web_booking": "web booking",

@@ -40,6 +40,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import overload
 
 from etl import privacy, regions, swedish
 from etl.errors import BadInput
@@ -168,6 +169,10 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
     names = _names_in(extracted.contact)
     extracted.contact = None
 
+    @overload
+    def scrub(text: str) -> str: ...
+    @overload
+    def scrub(text: object) -> str | None: ...
     def scrub(text: object) -> str | None:
         return privacy.mask_personal_data(None if text is None else str(text), names)
 
@@ -232,6 +237,12 @@ def _one_line(text: str) -> str:
     return _cut(re.sub(r"\s+", " ", text).strip())
 
 
+@overload
+def _cut(text: str) -> str: ...
+@overload
+def _cut(text: None) -> None: ...
+@overload
+def _cut(text: str | None) -> str | None: ...
 def _cut(text: str | None) -> str | None:
     if text is None:
         return None
@@ -323,8 +334,9 @@ def _interpret_header(extracted: _Extracted) -> dict:
             problems.append(f"{fld.label}: {exc}")
     if problems:
         raise BadInput("; ".join(problems))
-    grant = header["grant_sek"]
-    spend = [header[c] for c in ("spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek")]
+    grant = _amount(header, "grant_sek")
+    spend = [_amount(header, c) for c in ("spend_it_support_sek", "spend_competence_use_sek",
+                                          "spend_competence_supply_sek")]
     total = sum(s for s in spend if s is not None)
     if grant is not None and total * 100 > grant * SPEND_TOLERANCE_PCT:
         if grant == 0:
@@ -333,6 +345,12 @@ def _interpret_header(extracted: _Extracted) -> dict:
             f"spend {total} kr is {100 * total / grant:.1f} % of the grant {grant} kr (more than the 1 % tolerance over it)"
         )
     return header
+
+
+def _amount(header: dict[str, object], column: str) -> int | None:
+    value = header[column]
+    assert value is None or isinstance(value, int)  # an AMOUNT field: swedish.parse_amount's kronor
+    return value
 
 
 def _interpret_row(raw_row: _RawRow, fields: tuple[Field, ...], scrub) -> dict:
@@ -344,6 +362,7 @@ def _interpret_row(raw_row: _RawRow, fields: tuple[Field, ...], scrub) -> dict:
             typed = _value(fld, value, scrub)
             if typed is None and fld.required and fld.kind != tpl.TEXT:
                 raise BadInput("is missing")
+            assert fld.column is not None  # the detail sheets hold no personal field
             row[fld.column] = typed
         except BadInput as exc:
             problems.append(f"{fld.label}: {exc}")
@@ -469,7 +488,12 @@ def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
     obj = _JsonObject(pairs)
     if len(obj) < len(pairs):
         seen: set[str] = set()
-        obj.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+        repeated = []
+        for k, _ in pairs:
+            if k in seen:
+                repeated.append(k)
+            seen.add(k)
+        obj.duplicates = tuple(dict.fromkeys(repeated))
     return obj
 
 
@@ -634,7 +658,8 @@ def _extract_json(data: bytes, out: _Extracted) -> None:
         if fld.kind == tpl.PERSONAL:
             out.contact = document.get(fld.json_key)
             continue
-        container, name = document, fld.json_key
+        container: object = document
+        name = fld.json_key
         if "." in fld.json_key:
             parent, name = fld.json_key.split(".", 1)
             container = document.get(parent)

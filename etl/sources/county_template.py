@@ -262,6 +262,7 @@ def write_blank_template(path: Path) -> Path:
     workbook = Workbook()
 
     sheet = workbook.active
+    assert sheet is not None  # a new workbook has its one sheet active
     sheet.title = SHEET_REPORT
     # Column C holds guidance for the person filling in; the parser reads columns A and B only.
     sheet.append([*REPORT_HEADER, "Anvisning"])

@@ -282,7 +282,7 @@ def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     hint = sep_hint(lines[first]) if first is not None else None
-    header_at = first if hint is None else next((i for i in range(first + 1, len(lines)) if lines[i].strip()), None)
+    header_at = first if hint is None or first is None else next((i for i in range(first + 1, len(lines)) if lines[i].strip()), None)
     if header_at is None:
         raise BadInput(f"{name}: the file is empty" if hint is None else f"{name}: nothing under the sep= line")
     delimiter = hint or detect_delimiter(lines[header_at], wanted, name, header_at + 1)
@@ -449,10 +449,10 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
                 _line_rejection(source_file, number, raw, "; ".join(errors), n_metrics))
             continue
         target = out.national if national else out.regional
-        for metric, value in values.items():
+        for metric_name, value in values.items():
             target.append({
                 "region_code": code, "year": name.month.year, "month": name.month, "service": spec.service,
-                "metric": metric, "value": value, "suppressed": value is None,
+                "metric": metric_name, "value": value, "suppressed": value is None,
                 "source_file": source_file, "row_number": number, "raw": raw,
             })
     if out.data_lines == 0:

@@ -108,7 +108,7 @@ def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
 
     unit_sums = unit_rows.groupby("region_code")["bookings"].sum() if len(unit_rows) else pd.Series(dtype="Int64")
     off = []
-    for code, value in zip(regional["region_code"], regional["value"]):
+    for code, value in zip(regional["region_code"], regional["value"], strict=True):
         if pd.isna(value):
             continue  # suppressed regional cell: nothing to compare with
         summed = unit_sums.get(code)

@@ -92,7 +92,7 @@ class JsonStat:
         # json-stat's row-major order over ``id``.
         axes = [self.codes[d] for d in self.ids]
         for i, combo in enumerate(itertools.product(*axes)):
-            yield Cell(i, dict(zip(self.ids, combo)), self._value(i), self._status(i))
+            yield Cell(i, dict(zip(self.ids, combo, strict=True)), self._value(i), self._status(i))
 
 
 def _category_codes(dim_id: str, dim: Any) -> list[str]:
@@ -138,7 +138,7 @@ def decode_jsonstat2(doc: Any, *, require_values: bool = True) -> JsonStat:
     if len(ids) != len(sizes) or len(set(ids)) != len(ids):
         raise BadInput(f"json-stat2: id {ids} does not match size {sizes}")
     codes: dict[str, list[str]] = {}
-    for dim_id, size in zip(ids, sizes):
+    for dim_id, size in zip(ids, sizes, strict=True):
         if dim_id not in dims:
             raise BadInput(f"json-stat2: dimension {dim_id!r} is listed in id but not described")
         codes[dim_id] = _category_codes(dim_id, dims[dim_id])

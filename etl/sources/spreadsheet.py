@@ -256,14 +256,30 @@ _ODS_TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0|"
 _ODS_OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0|"
 
 
+@dataclass
+class _OdsState:
+    """Where the .ods parse is: the open table and its used area so far, the row and the cell being read."""
+
+    table: str | None = None
+    row: int = 0
+    rows: int = 0
+    cols: int = 0
+    repeat_rows: int = 1
+    col: int = 0
+    row_cols: int = 0
+    cell: int = 0  # the depth of the open cell element; 0 outside a cell
+    repeat_cols: int = 1
+    valued: bool = False
+    depth: int = 0
+
+
 def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
     """Used area of every table in ``content.xml``, counting repeated rows and cells the way calamine expands them."""
     from xml.parsers import expat
 
     data = _member(archive, archive.getinfo("content.xml"), file_name)
     areas: list[_Area] = []
-    state = {"table": None, "row": 0, "rows": 0, "cols": 0, "repeat_rows": 1, "col": 0, "row_cols": 0,
-             "cell": 0, "repeat_cols": 1, "valued": False, "depth": 0}
+    state = _OdsState()
 
     def count(attrs: dict, key: str) -> int:
         try:
@@ -272,32 +288,35 @@ def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
             raise BadInput(f"{file_name}: not a valid .ods file (bad {key} value)") from None
 
     def start(name: str, attrs: dict) -> None:
-        state["depth"] += 1
-        if state["cell"]:
-            state["valued"] = True  # a cell with content (text:p…) holds a value
+        state.depth += 1
+        if state.cell:
+            state.valued = True  # a cell with content (text:p…) holds a value
         elif name == _ODS_TABLE + "table":
-            state.update(table=attrs.get(_ODS_TABLE + "name", f"table {len(areas) + 1}"), row=0, rows=0, cols=0)
+            state.table = attrs.get(_ODS_TABLE + "name", f"table {len(areas) + 1}")
+            state.row = state.rows = state.cols = 0
         elif name == _ODS_TABLE + "table-row":
-            state.update(repeat_rows=count(attrs, "number-rows-repeated"), col=0, row_cols=0)
+            state.repeat_rows = count(attrs, "number-rows-repeated")
+            state.col = state.row_cols = 0
         elif name in (_ODS_TABLE + "table-cell", _ODS_TABLE + "covered-table-cell"):
-            state.update(cell=state["depth"], repeat_cols=count(attrs, "number-columns-repeated"),
-                         valued=_ODS_OFFICE + "value-type" in attrs)
+            state.cell = state.depth
+            state.repeat_cols = count(attrs, "number-columns-repeated")
+            state.valued = _ODS_OFFICE + "value-type" in attrs
 
     def end(name: str) -> None:
-        if state["cell"] == state["depth"]:
-            state["cell"] = 0
-            state["col"] += state["repeat_cols"]
-            if state["valued"]:
-                state["row_cols"] = state["col"]
+        if state.cell == state.depth:
+            state.cell = 0
+            state.col += state.repeat_cols
+            if state.valued:
+                state.row_cols = state.col
         elif name == _ODS_TABLE + "table-row":
-            state["row"] += state["repeat_rows"]
-            if state["row_cols"]:
-                state["rows"], state["cols"] = state["row"], max(state["cols"], state["row_cols"])
-        elif name == _ODS_TABLE + "table" and state["table"] is not None:
-            if state["rows"]:
-                areas.append((state["table"], state["rows"], state["cols"]))
-            state["table"] = None
-        state["depth"] -= 1
+            state.row += state.repeat_rows
+            if state.row_cols:
+                state.rows, state.cols = state.row, max(state.cols, state.row_cols)
+        elif name == _ODS_TABLE + "table" and state.table is not None:
+            if state.rows:
+                areas.append((state.table, state.rows, state.cols))
+            state.table = None
+        state.depth -= 1
 
     def refuse(*_: object) -> None:
         # What defusedxml refuses: a DTD can declare entities that expand into gigabytes.

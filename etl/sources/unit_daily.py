@@ -30,6 +30,7 @@ import datetime as dt
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from etl import regions, storage, swedish
 from etl.errors import BadInput
@@ -45,6 +46,9 @@ from etl.sources.ehealth_exports import (
     sep_hint,
 )
 from etl.sources.ehealth_spec import UNITS
+
+if TYPE_CHECKING:
+    import pyarrow
 
 BLOCK_SIZE = 4 << 20  # bytes per streamed block: a few MB keeps memory flat and overhead low
 COUNT_COLUMNS = (("Bokningar", "bookings"), ("Avbokningar", "cancellations"), ("Ombokningar", "rebookings"))
@@ -66,7 +70,7 @@ class UnitMonth:
 
     source_file: str
     period: str
-    rows: pyarrow.Table | None = None  # noqa: F821 - date, region_code, unit_hsa_id, unit_name, counts, row_number, raw
+    rows: pyarrow.Table | None = None  # date, region_code, unit_hsa_id, unit_name, counts, row_number, raw
     rejected: list[dict] = field(default_factory=list)
     data_lines: int = 0
     file_error: str | None = None
@@ -117,7 +121,7 @@ def layout(fs, path: str, name: str) -> Layout:
     lines = text.splitlines()
     at = next((i for i, line in enumerate(lines) if line.strip()), None)
     hint = sep_hint(lines[at]) if at is not None else None
-    if hint is not None:
+    if hint is not None and at is not None:  # (a hint is only read where at is set)
         at = next((i for i in range(at + 1, len(lines)) if lines[i].strip()), None)
     if at is None:
         raise BadInput(f"{name}: the file is empty")
@@ -167,6 +171,7 @@ def _parse_count_text(text: str):
         value = swedish.parse_count(text)
     except BadInput as exc:
         return None, str(exc)
+    assert value is not None  # parse_count is None only for the suppressed markers, returned above
     if value > _INT64_MAX:
         return None, f"number too large: {text[:40]!r}"
     return value, None
