@@ -17,7 +17,7 @@ export GX_ANALYTICS_ENABLED := false
 # docker-compose.yml; tests/test_demo_logs.py checks task logs stay free of deprecation warnings.
 export PYTHONWARNINGS := ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning:fastapi.testclient
 
-.PHONY: setup demo test test-fast airflow bench docs lock env clean
+.PHONY: setup demo test test-fast lint airflow bench docs lock env clean
 
 # The pins first, then the project itself, editable (pyproject.toml; its dependencies are requirements.txt):
 # `etl` and `python -m etl` work from any folder without PYTHONPATH. (PYTHONWARNINGS: setuptools warns that
@@ -39,6 +39,14 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not integration"
+
+# ruff (lint), mypy, then ruff's format check; configured in pyproject.toml. `make test` runs the same
+# (tests/test_code_quality.py). `$(BIN)/ruff check --fix etl dags plugins` and `$(BIN)/ruff format etl dags plugins`
+# apply what ruff can fix itself.
+lint: setup
+	$(BIN)/ruff check etl dags plugins
+	$(BIN)/mypy
+	$(BIN)/ruff format --check etl dags plugins
 
 airflow: setup
 	scripts/airflow_standalone.sh
