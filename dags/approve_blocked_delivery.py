@@ -36,14 +36,28 @@ from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_
 
 APPROVE, REJECT = "Approve", "Reject"
 PARAMS = {
-    "delivery": Param("", type="string", minLength=5, maxLength=255, title="Blocked file",
-                      description="The blocked file's name as the failed run names it, e.g. webbtidbok_2026-01.csv."),
+    "delivery": Param(
+        "",
+        type="string",
+        minLength=5,
+        maxLength=255,
+        title="Blocked file",
+        description="The blocked file's name as the failed run names it, e.g. webbtidbok_2026-01.csv.",
+    ),
 }
 FOUND = "ti.xcom_pull(task_ids='find_blocked_delivery')"
 # An approval publishes through the e-health or the county pipeline: the follow-up marts are rebuilt after it.
-PUBLISHES = [Asset(asset_uri(table)) for table in (
-    "ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily",
-    "county_report", "county_initiative", "county_ehealth_service")]
+PUBLISHES = [
+    Asset(asset_uri(table))
+    for table in (
+        "ehealth_adoption",
+        "ehealth_adoption_national",
+        "ehealth_unit_daily",
+        "county_report",
+        "county_initiative",
+        "county_ehealth_service",
+    )
+]
 
 
 @dag(
@@ -67,29 +81,44 @@ def approve_blocked_delivery():
             context = get_current_context()
             settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
             blocked = approvals.find(settings.warehouse_uri, str(context["params"]["delivery"]))
-            print(f"{blocked.name} ({blocked.pipeline}) blocked {blocked.blocked_at:%Y-%m-%d %H:%M} UTC: "
-                  f"{blocked.message}")
+            print(
+                f"{blocked.name} ({blocked.pipeline}) blocked {blocked.blocked_at:%Y-%m-%d %H:%M} UTC: "
+                f"{blocked.message}"
+            )
             if blocked.decision is not None:
                 print(f"earlier decision on this content: {blocked.decision.note()}")
-            return {"name": blocked.name, "pipeline": blocked.pipeline, "sha256": blocked.sha256,
-                    "message": blocked.message}
+            return {
+                "name": blocked.name,
+                "pipeline": blocked.pipeline,
+                "sha256": blocked.sha256,
+                "message": blocked.message,
+            }
 
         return fail_fast(find)
 
     decide = HITLOperator(
         task_id="decide",
         subject="Publish {{ " + FOUND + "['name'] }} although it is blocked?",
-        body=("**{{ " + FOUND + "['name'] }}** ({{ " + FOUND + "['pipeline'] }}) was blocked:\n\n"
-              "> {{ " + FOUND + "['message'] }}\n\n"
-              "*Approve* publishes it as it is: its quarantined lines stay in quarantine and the rows the block "
-              "names are removed from the published tables. *Reject* keeps the block until a new file "
-              "replaces it. Either way, who decided and why goes to the load log."),
+        body=(
+            "**{{ " + FOUND + "['name'] }}** ({{ " + FOUND + "['pipeline'] }}) was blocked:\n\n"
+            "> {{ " + FOUND + "['message'] }}\n\n"
+            "*Approve* publishes it as it is: its quarantined lines stay in quarantine and the rows the block "
+            "names are removed from the published tables. *Reject* keeps the block until a new file "
+            "replaces it. Either way, who decided and why goes to the load log."
+        ),
         options=[APPROVE, REJECT],
         # A default is needed: Airflow validates a task's Params when the task starts, before anyone answers.
         # The form still requires the field; approvals.record enforces the 10-character minimum.
-        params={"reason": Param("", type="string", maxLength=1000, title="Why",
-                                description="Why this delivery may (or may not) be published as it is; kept in "
-                                            "the load log and, on approval, in the report's footnotes.")},
+        params={
+            "reason": Param(
+                "",
+                type="string",
+                maxLength=1000,
+                title="Why",
+                description="Why this delivery may (or may not) be published as it is; kept in "
+                "the load log and, on approval, in the report's footnotes.",
+            )
+        },
         pool="default_pool",  # waiting for a person must never hold the warehouse writer's slot
     )
 
@@ -106,13 +135,16 @@ def approve_blocked_delivery():
             if blocked.sha256 != found["sha256"]:
                 from etl.errors import BadInput
 
-                raise BadInput(f"{found['name']}: the file changed while the decision was pending; "
-                               "trigger this DAG again to decide on the new content")
+                raise BadInput(
+                    f"{found['name']}: the file changed while the decision was pending; "
+                    "trigger this DAG again to decide on the new content"
+                )
             user = response.get("responded_by_user") or {}
             who = user.get("name") or user.get("id") or "unknown user"
             approve = response["chosen_options"] == [APPROVE]
-            decision = approvals.record(settings.warehouse_uri, blocked, approve, who,
-                                        (response.get("params_input") or {}).get("reason", ""))
+            decision = approvals.record(
+                settings.warehouse_uri, blocked, approve, who, (response.get("params_input") or {}).get("reason", "")
+            )
             print(f"{blocked.name}: {decision.note()}")
             if not approve:
                 print(f"{blocked.name}: stays blocked until a new file replaces it")

@@ -54,11 +54,15 @@ EHEALTH_UNIT_DAILY = Asset(asset_uri("ehealth_unit_daily"))
 
 # The trigger form: what a run accepts (validated by Airflow before the run starts).
 PARAMS = {
-    "period": Param(None, type=["null", "string"], pattern=r"^(\d{4}-(0[1-9]|1[0-2])|all)$", title="Month",
-                    description="YYYY-MM to load that month, or all for every month with a pending delivery "
-                                "(a whole backfill in one run). Empty: the run's own month."),
+    "period": Param(
+        None,
+        type=["null", "string"],
+        pattern=r"^(\d{4}-(0[1-9]|1[0-2])|all)$",
+        title="Month",
+        description="YYYY-MM to load that month, or all for every month with a pending delivery "
+        "(a whole backfill in one run). Empty: the run's own month.",
+    ),
 }
-
 
 
 def _last_complete_month() -> str:
@@ -69,8 +73,12 @@ def _last_complete_month() -> str:
 def _run_month(context) -> str:
     """YYYY-MM (or "all") this run handles; manual runs in Airflow 3 have no logical date."""
     dag_run = context["dag_run"]
-    return month_of_run(context.get("data_interval_start"), context.get("logical_date"),
-                        getattr(dag_run, "run_after", None), dict(dag_run.conf or {}))
+    return month_of_run(
+        context.get("data_interval_start"),
+        context.get("logical_date"),
+        getattr(dag_run, "run_after", None),
+        dict(dag_run.conf or {}),
+    )
 
 
 @dag(
@@ -85,8 +93,10 @@ def _run_month(context) -> str:
     params=PARAMS,
 )
 def ehealth_adoption():
-    @task(outlets=[EHEALTH_ADOPTION, EHEALTH_ADOPTION_NATIONAL, EHEALTH_UNIT_DAILY],
-          execution_timeout=pendulum.duration(hours=4))
+    @task(
+        outlets=[EHEALTH_ADOPTION, EHEALTH_ADOPTION_NATIONAL, EHEALTH_UNIT_DAILY],
+        execution_timeout=pendulum.duration(hours=4),
+    )
     def load_month() -> dict:
         """Parse → validate → publish the month, and any earlier month with late or corrected files."""
         from etl.pipelines import ehealth_adoption as pipeline
@@ -114,8 +124,10 @@ def ehealth_adoption():
         through = max(month, _last_complete_month()) if month != "all" else _last_complete_month()
         overdue = pipeline.overdue_deliveries(settings, through)
         if overdue:
-            line = (f"{len(overdue)} monthly export(s) overdue (due {pipeline.OVERDUE_AFTER_DAYS} days after the "
-                    f"month): {', '.join(overdue[:24])}" + (" …" if len(overdue) > 24 else ""))
+            line = (
+                f"{len(overdue)} monthly export(s) overdue (due {pipeline.OVERDUE_AFTER_DAYS} days after the "
+                f"month): {', '.join(overdue[:24])}" + (" …" if len(overdue) > 24 else "")
+            )
             print(line)
             notify("[etl] e-health exports overdue", line)
         else:

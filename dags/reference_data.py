@@ -36,11 +36,21 @@ KOLADA_KPI = Asset(asset_uri("kolada_kpi"))
 
 # The trigger form: what a run accepts (validated by Airflow before the run starts).
 PARAMS = {
-    "offline_snapshot": Param(False, type="boolean", title="Offline snapshot",
-                              description="Read the bundled API snapshot from <landing>/api_snapshot/ instead of "
-                                          "calling SCB and Kolada (a closed network, or a demo)."),
-    "year": Param(None, type=["null", "integer"], minimum=2000, maximum=2100, title="Up to year",
-                  description="Load population for the years up to this one (empty: every year SCB has)."),
+    "offline_snapshot": Param(
+        False,
+        type="boolean",
+        title="Offline snapshot",
+        description="Read the bundled API snapshot from <landing>/api_snapshot/ instead of "
+        "calling SCB and Kolada (a closed network, or a demo).",
+    ),
+    "year": Param(
+        None,
+        type=["null", "integer"],
+        minimum=2000,
+        maximum=2100,
+        title="Up to year",
+        description="Load population for the years up to this one (empty: every year SCB has).",
+    ),
 }
 
 

@@ -95,8 +95,15 @@ def _decision(row: dict) -> Decision | None:
     match = _DECISION.match(row["message"] or "")
     if match is None:
         return None
-    return Decision(row["pipeline"], (row["source_files"] or [""])[0], row["source_sha256"][0],
-                    row["outcome"] == APPROVED, match["by"], match["why"], row["finished_at"])
+    return Decision(
+        row["pipeline"],
+        (row["source_files"] or [""])[0],
+        row["source_sha256"][0],
+        row["outcome"] == APPROVED,
+        match["by"],
+        match["why"],
+        row["finished_at"],
+    )
 
 
 def _decisions(rows) -> dict[str, Decision]:
@@ -110,8 +117,9 @@ def approved(warehouse_uri: str, pipeline: str) -> dict[str, Decision]:
     return {sha: d for sha, d in _decisions(rows).items() if d.approved and d.pipeline == pipeline}
 
 
-def release(blocked: dict[str, str], approvable: set[str], sha256: dict[str, str],
-            decisions: dict[str, Decision]) -> dict[str, Decision]:
+def release(
+    blocked: dict[str, str], approvable: set[str], sha256: dict[str, str], decisions: dict[str, Decision]
+) -> dict[str, Decision]:
     """Settle ``blocked`` (file URI → line) against approvals; returns the released files' decisions.
 
     An approvable file whose content was approved is removed from
@@ -164,8 +172,11 @@ def blocked_now(warehouse_uri: str) -> list[Blocked]:
             continue
         sha = row["source_sha256"][0]
         message = row["message"] or ""
-        out.append(Blocked(pipeline, row["source_files"][0], sha, message, HINT in message, row["finished_at"],
-                           decisions.get(sha)))
+        out.append(
+            Blocked(
+                pipeline, row["source_files"][0], sha, message, HINT in message, row["finished_at"], decisions.get(sha)
+            )
+        )
     return sorted(out, key=lambda b: b.blocked_at, reverse=True)
 
 
@@ -183,12 +194,16 @@ def find(warehouse_uri: str, name: str) -> Blocked:
         shown = ", ".join(approvable[:10]) + (" …" if len(approvable) > 10 else "")
         raise BadInput(f"{wanted}: not a blocked delivery; blocked and approvable now: {shown or 'none'}")
     if len(matches) > 1:
-        raise BadInput(f"{wanted}: {len(matches)} blocked deliveries of that name "
-                       f"({', '.join(b.pipeline for b in matches)}); rename one and let the next run judge it")
+        raise BadInput(
+            f"{wanted}: {len(matches)} blocked deliveries of that name "
+            f"({', '.join(b.pipeline for b in matches)}); rename one and let the next run judge it"
+        )
     found = matches[0]
     if not found.approvable:
-        raise BadInput(f"{wanted}: blocked for a reason no approval can settle (nothing of it could be "
-                       f"published); replace the file: {found.message[:300]}")
+        raise BadInput(
+            f"{wanted}: blocked for a reason no approval can settle (nothing of it could be "
+            f"published); replace the file: {found.message[:300]}"
+        )
     return found
 
 
@@ -203,8 +218,9 @@ def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason:
     """
     reason = " ".join(str(reason or "").split())
     if len(reason) < MIN_REASON:
-        raise BadInput(f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters "
-                       f"(got {reason!r})")
+        raise BadInput(
+            f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters (got {reason!r})"
+        )
     by = " ".join(str(by or "").replace(":", " ").split()) or "unknown user"
     reason = str(privacy.mask_personal_data(reason))
     verb = APPROVED if approve else REJECTED
@@ -213,9 +229,18 @@ def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason:
         return earlier  # the same decision again (a retried task): written once
     now = publish.utcnow()
     message = f"{verb} by {by}: {reason}"
-    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
-        blocked.pipeline, publish.new_batch_id(), verb, "skipped", now,
-        sources=[(blocked.source_file, blocked.sha256)], message=message))
+    publish.append_load_log(
+        warehouse_uri,
+        publish.LoadLogEntry(
+            blocked.pipeline,
+            publish.new_batch_id(),
+            verb,
+            "skipped",
+            now,
+            sources=[(blocked.source_file, blocked.sha256)],
+            message=message,
+        ),
+    )
     return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
 
 
@@ -259,6 +284,7 @@ def footnotes(warehouse_uri: str, until: dt.datetime | None = None) -> list[str]
         for sha in row["source_sha256"] or []:
             d = approvals.get(sha)
             if d is not None and sha not in lines:
-                lines[sha] = (f"{d.name} ({d.pipeline}): publicerad trots spärr, godkänd {d.at:%Y-%m-%d} "
-                              f"av {d.by}: {d.reason}")
+                lines[sha] = (
+                    f"{d.name} ({d.pipeline}): publicerad trots spärr, godkänd {d.at:%Y-%m-%d} av {d.by}: {d.reason}"
+                )
     return list(lines.values())

@@ -32,7 +32,13 @@ MAX_REASONS = 3
 
 # Verdicts, from good to bad; exit 0 only when every file's verdict is one of OK.
 LOADS, UNCHANGED, QUARANTINE, SUPERSEDED, BLOCKED, REFUSED = (
-    "would load", "already published as it is", "would load, rows quarantined", "superseded", "blocked", "refused")
+    "would load",
+    "already published as it is",
+    "would load, rows quarantined",
+    "superseded",
+    "blocked",
+    "refused",
+)
 OK = frozenset({LOADS, UNCHANGED})
 
 
@@ -77,8 +83,11 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
             if landed.name.lower().endswith(county_reports.SUFFIXES):
                 county.append(landed)
             else:
-                verdicts[uri] = Verdict(name, REFUSED, [f"not a file any pipeline takes: {exc}; county reports "
-                                                        f"are {', '.join(county_reports.SUFFIXES)}"])
+                verdicts[uri] = Verdict(
+                    name,
+                    REFUSED,
+                    [f"not a file any pipeline takes: {exc}; county reports are {', '.join(county_reports.SUFFIXES)}"],
+                )
             continue
         ehealth[export.period][export.kind].append(landed)
     with validation.not_persisted():
@@ -108,8 +117,9 @@ def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[
             out[f.location] = Verdict(f.name, REFUSED, [sub.reason])
         else:
             did = pipeline.delivery_id(sub.key)
-            out[f.location] = _verdict(f, batches, blocked, warehouse,
-                                       unchanged=record.is_published(did, f), delivery=f"region {did}")
+            out[f.location] = _verdict(
+                f, batches, blocked, warehouse, unchanged=record.is_published(did, f), delivery=f"region {did}"
+            )
     return out
 
 
@@ -117,8 +127,9 @@ def _check_month(period: str, month_files: dict[str, list], settings: Settings) 
     from etl.pipelines import ehealth_adoption as pipeline
 
     files = [f for kind in month_files for f in month_files[kind]]
-    record = DeliveryRecord.load(settings.warehouse_uri, pipeline.PIPELINE,
-                                 legacy_committed=pipeline._legacy_committed(settings))
+    record = DeliveryRecord.load(
+        settings.warehouse_uri, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(settings)
+    )
     try:
         judged = pipeline.judge_month(settings, period, month_files, publish.new_batch_id())
     except BadInput as exc:  # two files of one kind for the month
@@ -127,13 +138,26 @@ def _check_month(period: str, month_files: dict[str, list], settings: Settings) 
     for kind, kind_files in month_files.items():
         f = kind_files[0]
         did = pipeline.delivery_id(kind, period)
-        out[f.location] = _verdict(f, judged.candidates, judged.blocked, settings.warehouse_uri,
-                                   unchanged=record.is_published(did, f), delivery=did)
+        out[f.location] = _verdict(
+            f,
+            judged.candidates,
+            judged.blocked,
+            settings.warehouse_uri,
+            unchanged=record.is_published(did, f),
+            delivery=did,
+        )
     return out
 
 
-def _verdict(f: storage.LandedFile, batches: list[publish.TableBatch], blocked: dict[str, str],
-             warehouse: str, *, unchanged: bool, delivery: str) -> Verdict:
+def _verdict(
+    f: storage.LandedFile,
+    batches: list[publish.TableBatch],
+    blocked: dict[str, str],
+    warehouse: str,
+    *,
+    unchanged: bool,
+    delivery: str,
+) -> Verdict:
     """The verdict on one accepted file from its table batches (blocked ones included)."""
     lines, quarantined = [], 0
     for batch in batches:
@@ -170,7 +194,7 @@ def _verdict(f: storage.LandedFile, batches: list[publish.TableBatch], blocked: 
 
 def _without_name(line: str, name: str) -> str:
     prefix = f"{name}: "
-    return line[len(prefix):] if line.startswith(prefix) else line
+    return line[len(prefix) :] if line.startswith(prefix) else line
 
 
 def render(verdicts: list[Verdict]) -> list[str]:
@@ -183,4 +207,3 @@ def render(verdicts: list[Verdict]) -> list[str]:
     summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
     out.append(f"{len(verdicts)} file(s) checked: {summary} (nothing was written)")
     return out
-

@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     prog = "etl" if Path(sys.argv[0]).name == "etl" else "python -m etl"
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
-                        help="the installed library's version")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="the installed library's version"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def locations(p: argparse.ArgumentParser, landing: bool = True) -> None:
@@ -104,20 +105,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kolada-kpis", help="comma-separated Kolada KPI ids ('' for none); env ETL_KOLADA_KPIS")
     run.add_argument("--scb-url", help="SCB PxWeb v2 base URL; env ETL_SCB_BASE_URL")
     run.add_argument("--kolada-url", help="Kolada v3 base URL; env ETL_KOLADA_BASE_URL")
-    run.add_argument("--offline-snapshot", action="store_true",
-                     help="reference: read the bundled API snapshot from <landing>/api_snapshot instead of HTTP")
+    run.add_argument(
+        "--offline-snapshot",
+        action="store_true",
+        help="reference: read the bundled API snapshot from <landing>/api_snapshot instead of HTTP",
+    )
 
     sample = sub.add_parser("sample", help="write synthetic sample input in the exact input formats")
     sample.add_argument("--out", required=True, help="folder (landing root) to write into")
     sample.add_argument("--years", default="2016-2025", help="year range, e.g. 2016-2025")
     sample.add_argument("--units", type=int, default=4000, help="care units in the unit-level files")
-    sample.add_argument("--unit-months", type=int, default=12,
-                        help="months (counting back from the last) that get unit-level files")
+    sample.add_argument(
+        "--unit-months", type=int, default=12, help="months (counting back from the last) that get unit-level files"
+    )
     sample.add_argument("--seed", type=int, default=2016)
 
     report = sub.add_parser("report", help="rebuild the HTML report and workbook from the table versions of a date")
-    report.add_argument("--as-of", required=True, metavar="DATE",
-                        help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp")
+    report.add_argument(
+        "--as-of", required=True, metavar="DATE", help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp"
+    )
     report.add_argument("--out", required=True, help="folder to write the report and workbook into")
     locations(report, landing=True)
 
@@ -125,14 +131,21 @@ def _parser() -> argparse.ArgumentParser:
     locations(maintain, landing=False)
 
     check = sub.add_parser(
-        "check", help="judge delivery files as a run would, without loading them (exit 1 if any would not load whole)")
+        "check", help="judge delivery files as a run would, without loading them (exit 1 if any would not load whole)"
+    )
     check.add_argument("files", nargs="+", metavar="FILE", help="monthly exports and/or county reports (paths or URIs)")
     locations(check, landing=False)
 
     approve = sub.add_parser(
-        "approve", help="list blocked deliveries, or approve/reject publishing one as it is (who and why to the load log)")
-    approve.add_argument("file", nargs="?", metavar="FILE", help="the blocked file's name as the failure names it; "
-                                                                   "omit to list what is blocked now")
+        "approve",
+        help="list blocked deliveries, or approve/reject publishing one as it is (who and why to the load log)",
+    )
+    approve.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="the blocked file's name as the failure names it; omit to list what is blocked now",
+    )
     approve.add_argument("--reason", help="why (at least 10 characters); required with FILE")
     approve.add_argument("--by", help="who decides (default: the login name)")
     approve.add_argument("--reject", action="store_true", help="reject: the block stays (recorded all the same)")
@@ -142,9 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     locations(status, landing=False)
 
     docs = sub.add_parser("docs", help="write docs/tables.md from the schema registry")
-    docs.add_argument("--out", default=str(Path("docs") / "tables.md"),
-                      help="file to write (default: docs/tables.md under the current folder, the checkout's root "
-                           "under `make docs`)")
+    docs.add_argument(
+        "--out",
+        default=str(Path("docs") / "tables.md"),
+        help="file to write (default: docs/tables.md under the current folder, the checkout's root under `make docs`)",
+    )
 
     template = sub.add_parser("template", help="write the blank county report template (.xlsx)")
     template.add_argument("--out", required=True)
@@ -180,15 +195,25 @@ def cmd_run(args) -> int:
     if args.period and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
         raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
     names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
-    given = {k: v for k, v in {"period": args.period, "year": args.year,
-                                "offline_snapshot": args.offline_snapshot}.items() if v not in (None, False)}
+    given = {
+        k: v
+        for k, v in {"period": args.period, "year": args.year, "offline_snapshot": args.offline_snapshot}.items()
+        if v not in (None, False)
+    }
     # Each pipeline gets the options it takes; an option no pipeline of the run takes is a mistake.
     taken = {name: {k: v for k, v in given.items() if k in pipelines.options_of(name)} for name in names}
     unused = set(given) - {k for options in taken.values() for k in options}
     if unused:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
-        takes = ", ".join("--" + k.replace("_", "-") for name in names for k in pipelines.options_of(name)
-                          if k in ("period", "year", "offline_snapshot")) or "none"
+        takes = (
+            ", ".join(
+                "--" + k.replace("_", "-")
+                for name in names
+                for k in pipelines.options_of(name)
+                if k in ("period", "year", "offline_snapshot")
+            )
+            or "none"
+        )
         raise ConfigError(f"run {args.pipeline}: {flags} not taken here (options: {takes})")
     failed: list[str] = []
     for name in names:
@@ -301,15 +326,18 @@ def cmd_approve(args) -> int:
         blocked = approvals.blocked_now(settings.warehouse_uri)
         for b in blocked:
             decided = f" [{b.decision.note()}]" if b.decision else ""
-            say(f"{b.name} ({b.pipeline}, blocked {b.blocked_at:%Y-%m-%d %H:%M} UTC"
-                f"{', approvable' if b.approvable else ', replace the file'}){decided}: {b.message}")
+            say(
+                f"{b.name} ({b.pipeline}, blocked {b.blocked_at:%Y-%m-%d %H:%M} UTC"
+                f"{', approvable' if b.approvable else ', replace the file'}){decided}: {b.message}"
+            )
         say(f"{len(blocked)} delivery(ies) blocked")
         return 0
     if not args.reason:
         raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
     delivery = approvals.find(settings.warehouse_uri, args.file)
-    decision = approvals.record(settings.warehouse_uri, delivery, not args.reject, args.by or getpass.getuser(),
-                                args.reason)
+    decision = approvals.record(
+        settings.warehouse_uri, delivery, not args.reject, args.by or getpass.getuser(), args.reason
+    )
     say(f"{delivery.name}: {decision.note()}")
     if args.reject:
         say(f"{delivery.name}: stays blocked until a new file replaces it")
@@ -345,9 +373,17 @@ def cmd_template(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "check": cmd_check, "approve": cmd_approve, "report": cmd_report,
-            "maintain": cmd_maintain, "status": cmd_status,
-            "docs": cmd_docs, "template": cmd_template}
+COMMANDS = {
+    "run": cmd_run,
+    "sample": cmd_sample,
+    "check": cmd_check,
+    "approve": cmd_approve,
+    "report": cmd_report,
+    "maintain": cmd_maintain,
+    "status": cmd_status,
+    "docs": cmd_docs,
+    "template": cmd_template,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,8 +81,10 @@ def check_url(value: str, name: str) -> None:
     """
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         # Not shown: a line break would split the URI, and the redaction works line by line.
-        raise ConfigError(f"{name} holds a line break, tab or other control character: remove it "
-                          "(percent-encode it, e.g. a tab as %09, if it belongs in the password)")
+        raise ConfigError(
+            f"{name} holds a line break, tab or other control character: remove it "
+            "(percent-encode it, e.g. a tab as %09, if it belongs in the password)"
+        )
     first = _CHAIN.split(value, 1)[0]
     netloc, parse_error = None, None
     try:
@@ -105,14 +107,21 @@ def check_url(value: str, name: str) -> None:
         names = ["a space" if ch == " " else repr(ch) for ch in bad]
         listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         how = ", ".join(f"{'a space' if ch == ' ' else repr(ch)} as {_MUST_ENCODE[ch]}" for ch in bad)
-        raise ConfigError(f"{name} {shown!r}: its user name or password holds {listed}, which a URL cannot hold "
-                          f"as it is: percent-encode the password ({how}; a literal '%' as %25)")
+        raise ConfigError(
+            f"{name} {shown!r}: its user name or password holds {listed}, which a URL cannot hold "
+            f"as it is: percent-encode the password ({how}; a literal '%' as %25)"
+        )
     if parse_error is not None:
         # The parser's own message can quote a piece of the password (as the "port"): not shown.
-        reason = ("an unclosed [IPv6] bracket" if "IPv6" in str(parse_error)
-                  else "a port that is not a number from 0 to 65535")
-        raise ConfigError(f"{name} {shown!r} is not a valid URL ({reason}); if it has a password, percent-encode "
-                          "the characters in it that URLs reserve (e.g. ':' as %3A, '#' as %23, '@' as %40)")
+        reason = (
+            "an unclosed [IPv6] bracket"
+            if "IPv6" in str(parse_error)
+            else "a port that is not a number from 0 to 65535"
+        )
+        raise ConfigError(
+            f"{name} {shown!r} is not a valid URL ({reason}); if it has a password, percent-encode "
+            "the characters in it that URLs reserve (e.g. ':' as %3A, '#' as %23, '@' as %40)"
+        )
 
 
 def parse_kpi_list(value: str | None) -> tuple[str, ...]:

@@ -89,7 +89,9 @@ class DeliveryRecord:
     uri: str
     published: dict[str, dict] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)
-    legacy_source: Callable[[], Mapping[str, str]] | None = None  # callable → {delivery id: SHA-256 last committed}, from the load log
+    legacy_source: Callable[[], Mapping[str, str]] | None = (
+        None  # callable → {delivery id: SHA-256 last committed}, from the load log
+    )
     now: float = field(default_factory=time.time)  # this run's arrival time: files first seen together tie
     _legacy: dict[str, str] | None = None
 
@@ -128,8 +130,12 @@ class DeliveryRecord:
         """Note a file's content and delivery, and — the first time this content is seen under this name — when."""
         entry = self.files.get(landed.name)
         seen = entry.get("seen") if _same_file(entry, landed) else None
-        self.files[landed.name] = {"sha256": landed.sha256, "delivery": delivery, "seen": seen or self.now,
-                                   "modified": landed.modified}
+        self.files[landed.name] = {
+            "sha256": landed.sha256,
+            "delivery": delivery,
+            "seen": seen or self.now,
+            "modified": landed.modified,
+        }
 
     def arrived(self, landed: storage.LandedFile) -> float:
         """When this content was first seen in landing under this name (epoch s; 0 for records older than that).
@@ -153,8 +159,9 @@ class DeliveryRecord:
     def save(self, landing_names: set[str] | None = None) -> None:
         """Write the record (atomically where the store can rename); files no longer in landing are forgotten."""
         files = self.files if landing_names is None else {n: v for n, v in self.files.items() if n in landing_names}
-        payload = json.dumps({"version": STATE_VERSION, "published": self.published, "files": files},
-                             sort_keys=True, ensure_ascii=False).encode()
+        payload = json.dumps(
+            {"version": STATE_VERSION, "published": self.published, "files": files}, sort_keys=True, ensure_ascii=False
+        ).encode()
         fs, path = storage.filesystem(self.uri)
         try:
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
@@ -176,8 +183,11 @@ def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, 
     """
     from etl import publish
 
-    log_rows = publish.read_load_log(warehouse_uri).select(
-        ["pipeline", "outcome", "table_name", "source_files", "source_sha256", "started_at"]).to_pylist()
+    log_rows = (
+        publish.read_load_log(warehouse_uri)
+        .select(["pipeline", "outcome", "table_name", "source_files", "source_sha256", "started_at"])
+        .to_pylist()
+    )
     last: dict[str, dict[str, str]] = {}
     feeds: dict[str, tuple[str, ...]] = {}
     for row in sorted(log_rows, key=lambda r: r["started_at"]):

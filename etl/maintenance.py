@@ -48,10 +48,12 @@ class TableMaintenance:
     checkpoint: bool
 
     def line(self) -> str:
-        return (f"{self.location}: {self.files_before} → {self.files_after} file(s) "
-                f"(compacted {self.compacted_from} into {self.compacted_into}), {self.vacuumed} old file(s) "
-                f"vacuumed, version {self.version_before} → {self.version_after}"
-                + (", checkpoint written" if self.checkpoint else ""))
+        return (
+            f"{self.location}: {self.files_before} → {self.files_after} file(s) "
+            f"(compacted {self.compacted_from} into {self.compacted_into}), {self.vacuumed} old file(s) "
+            f"vacuumed, version {self.version_before} → {self.version_after}"
+            + (", checkpoint written" if self.checkpoint else "")
+        )
 
 
 def retention_days(environ: dict | None = None) -> int:
@@ -89,9 +91,17 @@ def maintain_table(warehouse_uri: str, location: str, retention: int) -> TableMa
     table.cleanup_metadata()  # commit files older than the table's log retention
     removed = table.vacuum(retention_hours=retention * 24, dry_run=False, enforce_retention_duration=False)
     table = DeltaTable(uri, storage_options=options)
-    return TableMaintenance(location, before, table.version(), files_before, len(table.file_uris()),
-                            int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0)),
-                            len(removed), True)
+    return TableMaintenance(
+        location,
+        before,
+        table.version(),
+        files_before,
+        len(table.file_uris()),
+        int(metrics.get("numFilesRemoved", 0)),
+        int(metrics.get("numFilesAdded", 0)),
+        len(removed),
+        True,
+    )
 
 
 def maintain(warehouse_uri: str, retention: int | None = None) -> list[TableMaintenance]:

@@ -49,10 +49,14 @@ def _month_text_to_date(rows: pa.Table) -> pa.Table:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration("ehealth_unit_daily", "month as date32",
-              lambda stored: pa.types.is_string(stored.field("month").type)
-              or pa.types.is_large_string(stored.field("month").type),
-              _month_text_to_date),
+    Migration(
+        "ehealth_unit_daily",
+        "month as date32",
+        lambda stored: (
+            pa.types.is_string(stored.field("month").type) or pa.types.is_large_string(stored.field("month").type)
+        ),
+        _month_text_to_date,
+    ),
 )
 
 
@@ -89,14 +93,21 @@ def ensure_current(warehouse_uri: str) -> list[str]:
             rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t"))
             migrated = migration.transform(rows).select(schema.arrow_schema.names).cast(schema.arrow_schema)
             try:
-                write_deltalake(table, migrated, mode="overwrite", schema_mode="overwrite",
-                                partition_by=list(schema.partition_by) or None,
-                                writer_properties=publish._writer_properties())
+                write_deltalake(
+                    table,
+                    migrated,
+                    mode="overwrite",
+                    schema_mode="overwrite",
+                    partition_by=list(schema.partition_by) or None,
+                    writer_properties=publish._writer_properties(),
+                )
             except CommitFailedError:
                 publish._OPENED.pop(uri, None)
                 continue
-            line = (f"{migration.table}: migrated ({migration.name}), {migrated.num_rows} row(s) rewritten in "
-                    f"{(dt.datetime.now(dt.UTC) - started).total_seconds():.1f} s")
+            line = (
+                f"{migration.table}: migrated ({migration.name}), {migrated.num_rows} row(s) rewritten in "
+                f"{(dt.datetime.now(dt.UTC) - started).total_seconds():.1f} s"
+            )
             log.warning("%s", line)
             done.append(line)
             break

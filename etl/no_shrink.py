@@ -51,8 +51,9 @@ def _dropped(published, batch: publish.TableBatch, source: str, schema: schemas.
     return published.join(new.group_by(key).aggregate([]), keys=key, join_type="left anti")
 
 
-def quarantine_reasons(batch: publish.TableBatch, source: str, *, limit: int = 2,
-                       lines: bool = False) -> tuple[int, str]:
+def quarantine_reasons(
+    batch: publish.TableBatch, source: str, *, limit: int = 2, lines: bool = False
+) -> tuple[int, str]:
     """(rows held, the ``limit`` commonest reasons) of one source file's quarantine entries in ``batch``.
 
     ``"Månad: not a month (3×), …"``; with ``lines=True`` each reason names
@@ -118,14 +119,21 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
             first = dropped.sort_by([(k, "ascending") for k in schema.key]).slice(0, MAX_EXAMPLES)
             shown = zip(*(first.column(k).to_pylist() for k in schema.key), strict=True)
             examples = ", ".join(_show_key(schema, k) for k in shown)
-            cause = (f"{held} row(s) quarantined: {top}" if held else
-                     f"the file has no rows for {batch.table} (a withdrawal must be stated, e.g. an empty "
-                     "list in a report's JSON)" if unstated else doubt)
+            cause = (
+                f"{held} row(s) quarantined: {top}"
+                if held
+                else f"the file has no rows for {batch.table} (a withdrawal must be stated, e.g. an empty "
+                "list in a report's JSON)"
+                if unstated
+                else doubt
+            )
             reasons.setdefault(source, []).append(
-                f"would remove {dropped.num_rows} published {batch.table} row(s) (e.g. {examples}) because {cause}")
-    return {source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines))
-            + "; the published version stays"
-            for source, lines in reasons.items()}
+                f"would remove {dropped.num_rows} published {batch.table} row(s) (e.g. {examples}) because {cause}"
+            )
+    return {
+        source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines)) + "; the published version stays"
+        for source, lines in reasons.items()
+    }
 
 
 def without_blocked(batches: list[publish.TableBatch], blocked: dict[str, str]) -> list[publish.TableBatch]:

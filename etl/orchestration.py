@@ -68,7 +68,8 @@ def settings_from_airflow(conf: dict | None = None, accepted: frozenset[str] | s
             f"run conf key(s) not accepted: {', '.join(map(repr, refused))}. Storage locations and API endpoints "
             f"are set by admins (Variables {VAR_LANDING}, {VAR_WAREHOUSE}; Connections scb_default, "
             f"kolada_default, {OBJECT_STORE_CONN}); this DAG's run options are its Params: "
-            f"{', '.join(sorted(accepted)) or 'none'}")
+            f"{', '.join(sorted(accepted)) or 'none'}"
+        )
 
     def var(name: str) -> str | None:
         try:
@@ -88,7 +89,11 @@ def settings_from_airflow(conf: dict | None = None, accepted: frozenset[str] | s
             return None
         if "://" not in host:
             host = f"{conn.schema or 'https'}://{host}"
-        return host + (f":{conn.port}" if conn.port else "") + ("/" + conn.extra_dejson.get("path", "").strip("/") if conn.extra_dejson.get("path") else "")
+        return (
+            host
+            + (f":{conn.port}" if conn.port else "")
+            + ("/" + conn.extra_dejson.get("path", "").strip("/") if conn.extra_dejson.get("path") else "")
+        )
 
     use_object_store_connection()
     return Settings.resolve(
@@ -170,8 +175,12 @@ def use_object_store_connection(conn_id: str = OBJECT_STORE_CONN) -> bool:
     return True
 
 
-def month_of_run(data_interval_start: dt.datetime | None, logical_date: dt.datetime | None,
-                 run_after: dt.datetime | None, conf: dict | None = None) -> str:
+def month_of_run(
+    data_interval_start: dt.datetime | None,
+    logical_date: dt.datetime | None,
+    run_after: dt.datetime | None,
+    conf: dict | None = None,
+) -> str:
     """The month a monthly run handles, as YYYY-MM.
 
     Scheduled runs handle their data interval's month. Manual runs in

@@ -200,8 +200,9 @@ def _redact_once(text: str) -> str:
                 pos = end
             text = "".join(parts) + text[pos:]
     if "=" in text:
-        text = _PARAM.sub(lambda m: f"{m.group(1)}={MASK}" if _is_secret_name(m.group(1)) and m.group(2) else m.group(0),
-                          text)
+        text = _PARAM.sub(
+            lambda m: f"{m.group(1)}={MASK}" if _is_secret_name(m.group(1)) and m.group(2) else m.group(0), text
+        )
     if '"' in text:
         text = _JSON_MEMBER.sub(
             lambda m: m.group(1) + MASK + m.group(4) if _is_secret_name(m.group(2)) and m.group(3) else m.group(0), text

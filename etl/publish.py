@@ -139,7 +139,10 @@ class TableBatch:
         if quarantine is not None and len(quarantine):
             quarantine = quarantine[~quarantine["source_file"].isin(sources)]
         return dataclasses.replace(
-            self, rows=rows.reset_index(drop=True), quarantine=quarantine, rows_in=self.rows_in - removed,
+            self,
+            rows=rows.reset_index(drop=True),
+            quarantine=quarantine,
+            rows_in=self.rows_in - removed,
             replace_keys=[k for k in self.replace_keys if k not in dropped_keys or k in kept_keys],
             quarantine_sources=[s for s in self.quarantine_sources if s not in sources],
             source_keys={s: k for s, k in self.source_keys.items() if s not in sources},
@@ -205,8 +208,7 @@ def _check_unique(table: pa.Table, schema: schemas.TableSchema) -> None:
     for name in schema.key:
         column = table.column(name).combine_chunks()
         before, after = column.slice(0, len(column) - 1), column.slice(1)
-        equal = pc.or_(pc.fill_null(pc.equal(before, after), False),
-                       pc.and_(pc.is_null(before), pc.is_null(after)))
+        equal = pc.or_(pc.fill_null(pc.equal(before, after), False), pc.and_(pc.is_null(before), pc.is_null(after)))
         same = equal if same is None else pc.and_(same, equal)
     assert same is not None  # schema.key is not empty (returned above)
     # Count keys, not rows: a key three times is one duplicate key (a run of equal neighbours).
@@ -215,9 +217,7 @@ def _check_unique(table: pa.Table, schema: schemas.TableSchema) -> None:
     if dupes:
         first = pc.index(same, True).as_py()
         example = {k: table.column(k)[first].as_py() for k in schema.key}
-        raise AccountingError(
-            f"{schema.name}: {dupes} duplicate key(s) after merge, e.g. {example}; nothing published"
-        )
+        raise AccountingError(f"{schema.name}: {dupes} duplicate key(s) after merge, e.g. {example}; nothing published")
 
 
 def _same_content(old: pa.Table, new_sorted: pa.Table, schema: schemas.TableSchema) -> bool:
@@ -293,13 +293,13 @@ def _predicate(merge_keys: tuple[str, ...], keys: set[tuple]) -> str:
     if len(merge_keys) == 1:
         values = ", ".join(sorted(_sql_literal(k[0]) for k in keys))
         return f"{merge_keys[0]} IN ({values})"
-    terms = sorted("(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(merge_keys, k, strict=True)) + ")"
-                   for k in keys)
+    terms = sorted(
+        "(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(merge_keys, k, strict=True)) + ")" for k in keys
+    )
     return " OR ".join(terms)
 
 
-def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None,
-          where: str | None = None) -> pa.Table:
+def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
     """Rows of a Delta table snapshot (``where``: a SQL predicate), cast to the registry schema.
 
     Read by delta-rs's own query engine (DataFusion: partition and row-group
@@ -368,20 +368,31 @@ def write_version(
                 return "unchanged", str(table.version()), _row_count(table)
         try:
             if table is None:
-                write_deltalake(uri, new_sorted, mode="append", partition_by=list(schema.partition_by) or None,
-                                storage_options=options, configuration=TABLE_PROPERTIES,
-                                writer_properties=_writer_properties())
+                write_deltalake(
+                    uri,
+                    new_sorted,
+                    mode="append",
+                    partition_by=list(schema.partition_by) or None,
+                    storage_options=options,
+                    configuration=TABLE_PROPERTIES,
+                    writer_properties=_writer_properties(),
+                )
             elif merge_keys is None:
                 write_deltalake(table, new_sorted, mode="overwrite", writer_properties=_writer_properties())
             elif clear_keys:
-                write_deltalake(table, new_sorted, mode="overwrite", predicate=_predicate(merge_keys, clear_keys),
-                                writer_properties=_writer_properties())
+                write_deltalake(
+                    table,
+                    new_sorted,
+                    mode="overwrite",
+                    predicate=_predicate(merge_keys, clear_keys),
+                    writer_properties=_writer_properties(),
+                )
             else:
                 return "unchanged", str(table.version()), _row_count(table)
         except CommitFailedError as exc:
             # Another writer committed first: judge again against its version.
             log.info("%s: commit conflict (%s), retrying", location, str(exc)[:200])
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
             continue
         except DeltaError as exc:
             if table is None and "already exists" in str(exc).lower():
@@ -428,9 +439,23 @@ def publish(
             f"{batch.table}: row accounting failed: {batch.rows_in} in != {rows_loaded} loaded "
             f"+ {batch.rows_quarantined} quarantined"
         )
-        append_load_log(warehouse_uri, LoadLogEntry(
-            pipeline, batch_id, "failed", "failed", started, batch.table, sources, batch.rows_in, rows_loaded,
-            batch.rows_quarantined, batch.warnings, message))
+        append_load_log(
+            warehouse_uri,
+            LoadLogEntry(
+                pipeline,
+                batch_id,
+                "failed",
+                "failed",
+                started,
+                batch.table,
+                sources,
+                batch.rows_in,
+                rows_loaded,
+                batch.rows_quarantined,
+                batch.warnings,
+                message,
+            ),
+        )
         raise AccountingError(message)
 
     loaded_at = started
@@ -445,17 +470,21 @@ def publish(
         if column in q_frame.columns:
             q_frame[column] = q_frame[column].map(privacy.mask_personal_data)
     if len(q_frame):
+
         def join_texts(values):
             return "; ".join(dict.fromkeys(str(x) for x in values if x is not None and x == x)) or None
 
         q_frame = q_frame.groupby(["source_file", "row_number", "table_name"], as_index=False, sort=True).agg(
-            {c: ("max" if c == "rows_held" else join_texts)
-             for c in q_frame.columns if c not in ("source_file", "row_number", "table_name")}
+            {
+                c: ("max" if c == "rows_held" else join_texts)
+                for c in q_frame.columns
+                if c not in ("source_file", "row_number", "table_name")
+            }
         )
     q_rows = _stamp(q_schema, q_frame, batch_id, loaded_at)
     row_sources: Iterable[str] = batch.rows["source_file"].unique() if "source_file" in batch.rows.columns else []
-    q_sources = set(batch.quarantine_sources) | set(row_sources) | set(
-        q_frame["source_file"].unique() if len(q_frame) else []
+    q_sources = (
+        set(batch.quarantine_sources) | set(row_sources) | set(q_frame["source_file"].unique() if len(q_frame) else [])
     )
 
     # The same delivery reached before through another mount point or spelling: its quarantine rows go too.
@@ -465,15 +494,36 @@ def publish(
         warehouse_uri, batch.table, schema, new_rows, batch.merge_keys, set(batch.replace_keys)
     )
     write_version(
-        warehouse_uri, f"_quarantine/{batch.table}", q_schema, q_rows, ("source_file",), {(s,) for s in q_sources},
+        warehouse_uri,
+        f"_quarantine/{batch.table}",
+        q_schema,
+        q_rows,
+        ("source_file",),
+        {(s,) for s in q_sources},
     )
     _checkpoint("quarantine-published")
     validation = batch.validation if not batch.warnings or batch.validation != "passed" else "warning"
-    append_load_log(warehouse_uri, LoadLogEntry(
-        pipeline, batch_id, outcome, validation, started, batch.table, sources, batch.rows_in, rows_loaded,
-        batch.rows_quarantined, batch.warnings, None, version))
-    result = PublishResult(batch.table, outcome, version, batch.rows_in, rows_loaded, batch.rows_quarantined,
-                           total, list(batch.warnings))
+    append_load_log(
+        warehouse_uri,
+        LoadLogEntry(
+            pipeline,
+            batch_id,
+            outcome,
+            validation,
+            started,
+            batch.table,
+            sources,
+            batch.rows_in,
+            rows_loaded,
+            batch.rows_quarantined,
+            batch.warnings,
+            None,
+            version,
+        ),
+    )
+    result = PublishResult(
+        batch.table, outcome, version, batch.rows_in, rows_loaded, batch.rows_quarantined, total, list(batch.warnings)
+    )
     log.info("%s", result.summary())
     return result
 
@@ -540,13 +590,21 @@ def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
 
     uris, shas = _source_lists(entry.sources)
     row = {
-        "batch_id": [entry.batch_id], "pipeline": [entry.pipeline], "table_name": [entry.table],
+        "batch_id": [entry.batch_id],
+        "pipeline": [entry.pipeline],
+        "table_name": [entry.table],
         "source_files": [[privacy.redact_uri(u) for u in uris]],
-        "source_sha256": [shas], "rows_in": [entry.rows_in], "rows_loaded": [entry.rows_loaded],
-        "rows_quarantined": [entry.rows_quarantined], "outcome": [entry.outcome], "validation": [entry.validation],
+        "source_sha256": [shas],
+        "rows_in": [entry.rows_in],
+        "rows_loaded": [entry.rows_loaded],
+        "rows_quarantined": [entry.rows_quarantined],
+        "outcome": [entry.outcome],
+        "validation": [entry.validation],
         "warnings": [privacy.redact_uri("; ".join(entry.warnings)) or None],
-        "message": [privacy.redact_uri(entry.message)], "table_version": [entry.version],
-        "started_at": [entry.started], "finished_at": [utcnow()],
+        "message": [privacy.redact_uri(entry.message)],
+        "table_version": [entry.version],
+        "started_at": [entry.started],
+        "finished_at": [utcnow()],
     }
     schema = schemas.get("_load_log").arrow_schema
     from deltalake.exceptions import CommitFailedError
@@ -557,14 +615,15 @@ def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
         try:
             table = _open(uri)
             if table is None:  # the first row creates the table (another process may be doing so too)
-                write_deltalake(uri, data, mode="append", storage_options=storage.delta_options(uri),
-                                configuration=TABLE_PROPERTIES)
+                write_deltalake(
+                    uri, data, mode="append", storage_options=storage.delta_options(uri), configuration=TABLE_PROPERTIES
+                )
             else:
                 write_deltalake(table, data, mode="append")
             break
         except CommitFailedError:
             _OPENED.pop(uri, None)  # lost a race (usually creating the table): append to what won
-            time.sleep(min(1.0, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.5))
+            time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
         except Exception as exc:  # noqa: BLE001 - delta-rs raises several kinds; the message is what matters
             raise EtlError(privacy.redact_uri(f"load log: cannot append to {uri}: {exc}")) from None
     else:
@@ -634,8 +693,9 @@ def read_table(warehouse_uri: str, name: str, version: int | None = None) -> pa.
     except Exception as exc:
         if version is None:
             raise
-        raise EtlError(f"{name}: version {version} can no longer be read (its files were vacuumed?): "
-                       f"{str(exc)[:200]}") from None
+        raise EtlError(
+            f"{name}: version {version} can no longer be read (its files were vacuumed?): {str(exc)[:200]}"
+        ) from None
 
 
 def read_quarantine(warehouse_uri: str, table: str) -> pa.Table:
@@ -671,8 +731,10 @@ def version_at(warehouse_uri: str, location: str, when: dt.datetime) -> tuple[in
     if not before:
         if commits and commits[0][0] == 0:
             return None  # created after `when`
-        raise EtlError(f"{location}: its history before {when:%Y-%m-%d %H:%M} UTC is no longer kept "
-                       f"(earliest kept version {commits[0][0]}, committed "
-                       f"{dt.datetime.fromtimestamp(commits[0][1] / 1000, dt.UTC):%Y-%m-%d})")
+        raise EtlError(
+            f"{location}: its history before {when:%Y-%m-%d %H:%M} UTC is no longer kept "
+            f"(earliest kept version {commits[0][0]}, committed "
+            f"{dt.datetime.fromtimestamp(commits[0][1] / 1000, dt.UTC):%Y-%m-%d})"
+        )
     version, stamp = before[-1]
     return version, dt.datetime.fromtimestamp(stamp / 1000, dt.UTC)

@@ -54,8 +54,7 @@ DAG_PIPELINES = {
 OUTCOME_RANK = {"blocked": 4, "failed": 3, "published": 2, "unchanged": 1, "nothing_new": 0}
 COMMITTED = ("published", "unchanged")
 # Month status, most severe first (the month shows its worst delivery).
-MONTH_STATUS_RANK = {"overdue": 6, "blocked": 5, "waiting": 4, "expected": 3, "open": 2, "loaded": 1,
-                     "not sent": 0}
+MONTH_STATUS_RANK = {"overdue": 6, "blocked": 5, "waiting": 4, "expected": 3, "open": 2, "loaded": 1, "not sent": 0}
 
 # Files the plugin may serve from the warehouse: the GX Data Docs and the HTML report.
 DATA_DOCS = "_data_docs"
@@ -144,8 +143,11 @@ def rows_by_source(warehouse_uri: str, table: str) -> dict[str, int]:
     delta = _delta(warehouse_uri, table)
     if delta is None:
         return {}
-    result = pa.table(QueryBuilder().register("t", delta).execute(
-        'SELECT "source_file" AS f, COUNT(*) AS n FROM t GROUP BY "source_file"'))
+    result = pa.table(
+        QueryBuilder()
+        .register("t", delta)
+        .execute('SELECT "source_file" AS f, COUNT(*) AS n FROM t GROUP BY "source_file"')
+    )
     return {f: int(n) for f, n in zip(result.column("f").to_pylist(), result.column("n").to_pylist(), strict=True)}
 
 
@@ -171,8 +173,15 @@ def quarantine_summary(rows: list[dict], examples: int = EXAMPLES_PER_REASON) ->
     """
     reasons: dict[str, dict] = {}
     held = 0
-    ordered = sorted(rows, key=lambda r: (r.get("loaded_at") or dt.datetime.min.replace(tzinfo=dt.UTC),
-                                          r.get("source_file") or "", -(r.get("row_number") or 0)), reverse=True)
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            r.get("loaded_at") or dt.datetime.min.replace(tzinfo=dt.UTC),
+            r.get("source_file") or "",
+            -(r.get("row_number") or 0),
+        ),
+        reverse=True,
+    )
     for row in ordered:
         weight = row.get("rows_held") or 1
         held += weight
@@ -182,15 +191,17 @@ def quarantine_summary(rows: list[dict], examples: int = EXAMPLES_PER_REASON) ->
         entry["entries"] += 1
         entry["files"].add(delivery_path(row.get("source_file") or ""))
         if len(entry["examples"]) < examples:
-            entry["examples"].append({
-                "file": shown_text(shown_name(row.get("source_file") or "")),
-                "row_number": row.get("row_number"),
-                "whole_file": row.get("row_number") == 0,
-                "rows_held": weight,
-                "reason": shown_text(row.get("reason")),
-                "raw": shown_text(row.get("raw"), RAW_LIMIT),
-                "loaded_at": shown_time(row.get("loaded_at")),
-            })
+            entry["examples"].append(
+                {
+                    "file": shown_text(shown_name(row.get("source_file") or "")),
+                    "row_number": row.get("row_number"),
+                    "whole_file": row.get("row_number") == 0,
+                    "rows_held": weight,
+                    "reason": shown_text(row.get("reason")),
+                    "raw": shown_text(row.get("raw"), RAW_LIMIT),
+                    "loaded_at": shown_time(row.get("loaded_at")),
+                }
+            )
     listed = sorted(reasons.values(), key=lambda e: (-e["rows"], e["reason"]))
     for entry in listed:
         entry["files"] = len(entry["files"])
@@ -227,12 +238,19 @@ def pipeline_runs(log_rows: list[dict]) -> list[dict]:
         last[row["pipeline"]] = row
         if row["outcome"] in ("blocked", "failed"):
             failed[row["pipeline"]] = row
-    return [{"pipeline": p, "last": _log_row(last[p]), "last_failure": _log_row(failed[p]) if p in failed else None}
-            for p in sorted(last)]
+    return [
+        {"pipeline": p, "last": _log_row(last[p]), "last_failure": _log_row(failed[p]) if p in failed else None}
+        for p in sorted(last)
+    ]
 
 
-def table_overview(warehouse_uri: str, *, examples: int = EXAMPLES_PER_REASON,
-                   log_rows: list[dict] | None = None, delivery_rows: list[dict] | None = None) -> list[dict]:
+def table_overview(
+    warehouse_uri: str,
+    *,
+    examples: int = EXAMPLES_PER_REASON,
+    log_rows: list[dict] | None = None,
+    delivery_rows: list[dict] | None = None,
+) -> list[dict]:
     """Per published table: rows now, last load, load-log totals, blocked deliveries, quarantine by reason.
 
     ``blocked_deliveries`` are the deliveries of the table's pipeline whose
@@ -246,7 +264,8 @@ def table_overview(warehouse_uri: str, *, examples: int = EXAMPLES_PER_REASON,
     for d in delivery_rows:
         if d["outcome"] in ("blocked", "failed"):
             blocked_by_pipeline.setdefault(d["pipeline"], []).append(
-                {"file": d["file"], "outcome": d["outcome"], "message": d["message"], "since": d["last_seen"]})
+                {"file": d["file"], "outcome": d["outcome"], "message": d["message"], "since": d["last_seen"]}
+            )
     out = []
     for schema in published_tables():
         mine = [r for r in log_rows if r.get("table_name") == schema.name]
@@ -256,25 +275,27 @@ def table_overview(warehouse_uri: str, *, examples: int = EXAMPLES_PER_REASON,
         outcomes: dict[str, int] = {}
         for r in mine:
             outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-        out.append({
-            "table": schema.name,
-            "domain": schema.domain,
-            "description": schema.description.split(". ")[0].rstrip(".") + ".",
-            "pipeline": pipeline,
-            "rows": publish.table_rows(warehouse_uri, schema.name),
-            "last_load": _log_row(mine[-1]) if mine else None,
-            "last_change": shown_time(changed[-1]["finished_at"]) if changed else None,
-            "totals": {
-                "loads": len(mine),
-                "outcomes": outcomes,
-                "rows_in": sum(r["rows_in"] or 0 for r in committed),
-                "rows_loaded": sum(r["rows_loaded"] or 0 for r in committed),
-                "rows_quarantined": sum(r["rows_quarantined"] or 0 for r in committed),
-                "rows_held_back": sum(r["rows_in"] or 0 for r in mine if r["outcome"] not in COMMITTED),
-            },
-            "blocked_deliveries": blocked_by_pipeline.get(pipeline, []) if pipeline else [],
-            "quarantine": quarantine_summary(_quarantine_rows(warehouse_uri, schema.name), examples),
-        })
+        out.append(
+            {
+                "table": schema.name,
+                "domain": schema.domain,
+                "description": schema.description.split(". ")[0].rstrip(".") + ".",
+                "pipeline": pipeline,
+                "rows": publish.table_rows(warehouse_uri, schema.name),
+                "last_load": _log_row(mine[-1]) if mine else None,
+                "last_change": shown_time(changed[-1]["finished_at"]) if changed else None,
+                "totals": {
+                    "loads": len(mine),
+                    "outcomes": outcomes,
+                    "rows_in": sum(r["rows_in"] or 0 for r in committed),
+                    "rows_loaded": sum(r["rows_loaded"] or 0 for r in committed),
+                    "rows_quarantined": sum(r["rows_quarantined"] or 0 for r in committed),
+                    "rows_held_back": sum(r["rows_in"] or 0 for r in mine if r["outcome"] not in COMMITTED),
+                },
+                "blocked_deliveries": blocked_by_pipeline.get(pipeline, []) if pipeline else [],
+                "quarantine": quarantine_summary(_quarantine_rows(warehouse_uri, schema.name), examples),
+            }
+        )
     return out
 
 
@@ -292,8 +313,14 @@ def _decision_text(row: dict | None) -> str | None:
     return shown_text(f"{row.get('message') or row['outcome']} ({shown_time(row['finished_at'])})")
 
 
-def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeline: str | None = None,
-               outcome: str | None = None, with_rows: bool = True) -> list[dict]:
+def deliveries(
+    warehouse_uri: str,
+    *,
+    log_rows: list[dict] | None = None,
+    pipeline: str | None = None,
+    outcome: str | None = None,
+    with_rows: bool = True,
+) -> list[dict]:
     """Per source file in the load log: its latest outcome, rows, and why it was blocked; newest first.
 
     A delivery is a landed file (a source with a content hash; the
@@ -317,8 +344,9 @@ def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeli
                 decisions[sha] = row  # a person's decision, not an outcome of the delivery
                 continue
             key = delivery_path(uri)
-            entry = found.setdefault(key, {"key": key, "uri": uri, "pipeline": row["pipeline"], "rows": [],
-                                           "first_seen": row["finished_at"]})
+            entry = found.setdefault(
+                key, {"key": key, "uri": uri, "pipeline": row["pipeline"], "rows": [], "first_seen": row["finished_at"]}
+            )
             entry["rows"].append((row, sha))
             entry["uri"] = uri
     out = []
@@ -328,30 +356,46 @@ def deliveries(warehouse_uri: str, *, log_rows: list[dict] | None = None, pipeli
         batch = [(r, s) for r, s in rows if r["batch_id"] == latest_row["batch_id"]]
         worst = max((r for r, _ in batch), key=lambda r: OUTCOME_RANK.get(r["outcome"], 0))
         committed = [(r, s) for r, s in rows if r["outcome"] in COMMITTED]
-        message = next((r.get("message") for r, _ in reversed(batch)
-                        if r["outcome"] in ("blocked", "failed") and r.get("message")), None)
+        message = next(
+            (
+                r.get("message")
+                for r, _ in reversed(batch)
+                if r["outcome"] in ("blocked", "failed") and r.get("message")
+            ),
+            None,
+        )
         decision = decisions.get(latest_sha)
-        out.append({
-            "key": shown_text(key),
-            "file": shown_text(shown_name(entry["uri"])),
-            "approvable": worst["outcome"] == "blocked" and approvals.HINT in (message or ""),
-            "decision": _decision_text(decision),
-            "folder": shown_text(posixpath.dirname(key)) or None,
-            "uri": shown_text(entry["uri"]),
-            "pipeline": entry["pipeline"],
-            "outcome": worst["outcome"],
-            "message": shown_text(message),
-            "sha256": latest_sha,
-            "first_seen": shown_time(entry["first_seen"]),
-            "last_seen": shown_time(latest_row["finished_at"]),
-            "last_loaded": shown_time(committed[-1][0]["finished_at"]) if committed else None,
-            "loaded_sha256": committed[-1][1] if committed else None,
-            "loads": len(rows),
-            "tables": [{"table": r.get("table_name"), "outcome": r["outcome"], "rows_in": r["rows_in"],
-                        "rows_loaded": r["rows_loaded"], "rows_quarantined": r["rows_quarantined"],
-                        "files_in_batch": len(r.get("source_files") or [])} for r, _ in batch],
-            "_sort": latest_row["finished_at"],
-        })
+        out.append(
+            {
+                "key": shown_text(key),
+                "file": shown_text(shown_name(entry["uri"])),
+                "approvable": worst["outcome"] == "blocked" and approvals.HINT in (message or ""),
+                "decision": _decision_text(decision),
+                "folder": shown_text(posixpath.dirname(key)) or None,
+                "uri": shown_text(entry["uri"]),
+                "pipeline": entry["pipeline"],
+                "outcome": worst["outcome"],
+                "message": shown_text(message),
+                "sha256": latest_sha,
+                "first_seen": shown_time(entry["first_seen"]),
+                "last_seen": shown_time(latest_row["finished_at"]),
+                "last_loaded": shown_time(committed[-1][0]["finished_at"]) if committed else None,
+                "loaded_sha256": committed[-1][1] if committed else None,
+                "loads": len(rows),
+                "tables": [
+                    {
+                        "table": r.get("table_name"),
+                        "outcome": r["outcome"],
+                        "rows_in": r["rows_in"],
+                        "rows_loaded": r["rows_loaded"],
+                        "rows_quarantined": r["rows_quarantined"],
+                        "files_in_batch": len(r.get("source_files") or []),
+                    }
+                    for r, _ in batch
+                ],
+                "_sort": latest_row["finished_at"],
+            }
+        )
     if pipeline:
         out = [d for d in out if d["pipeline"] == pipeline]
     if outcome:
@@ -454,9 +498,16 @@ def _landed_sha(landed: dict, hashes: dict[str, dict]) -> str | None:
     return None
 
 
-def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, *,
-                   overdue_after_days: int = OVERDUE_AFTER_DAYS, today: dt.date | None = None,
-                   log_rows: list[dict] | None = None) -> dict:
+def ehealth_months(
+    warehouse_uri: str,
+    landing_uri: str,
+    first: str,
+    last: str,
+    *,
+    overdue_after_days: int = OVERDUE_AFTER_DAYS,
+    today: dt.date | None = None,
+    log_rows: list[dict] | None = None,
+) -> dict:
     """The delivery status of each month from ``first`` to ``last`` (YYYY-MM), newest first.
 
     Each month expects one ``journalen`` and one ``webbtidbok`` export
@@ -554,13 +605,21 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
             "note": note,
             "due": due.isoformat() if expected else None,
             "days_overdue": (today - due).days if status == "overdue" else None,
-            "received": [{"name": shown_text(f["name"]), "size": f["size"],
-                          "modified": shown_time(dt.datetime.fromtimestamp(f["modified"], dt.UTC))
-                          if f["modified"] is not None else None} for f in files],
+            "received": [
+                {
+                    "name": shown_text(f["name"]),
+                    "size": f["size"],
+                    "modified": shown_time(dt.datetime.fromtimestamp(f["modified"], dt.UTC))
+                    if f["modified"] is not None
+                    else None,
+                }
+                for f in files
+            ],
             "loaded_at": shown_time(committed[-1][0]["finished_at"]) if committed else None,
             "last_outcome": latest[0]["outcome"] if latest else None,
-            "message": shown_text(latest[0].get("message")) if latest and latest[0]["outcome"] in
-            ("blocked", "failed") else None,
+            "message": shown_text(latest[0].get("message"))
+            if latest and latest[0]["outcome"] in ("blocked", "failed")
+            else None,
             "rows_in": latest[0]["rows_in"] if latest else None,
         }
 
@@ -574,19 +633,37 @@ def ehealth_months(warehouse_uri: str, landing_uri: str, first: str, last: str, 
             status = unit["status"]
         for d in expected:
             counts[d["status"]] = counts.get(d["status"], 0) + 1
-        out.append({"month": period, "status": status, "due": next((d["due"] for d in expected if d["due"]), None),
-                    "deliveries": expected,
-                    "units": unit})
-    return {"first": months[0], "last": months[-1], "today": today.isoformat(),
-            "overdue_after_days": overdue_after_days, "landing_error": landing_error, "counts": counts,
-            "months": out}
+        out.append(
+            {
+                "month": period,
+                "status": status,
+                "due": next((d["due"] for d in expected if d["due"]), None),
+                "deliveries": expected,
+                "units": unit,
+            }
+        )
+    return {
+        "first": months[0],
+        "last": months[-1],
+        "today": today.isoformat(),
+        "overdue_after_days": overdue_after_days,
+        "landing_error": landing_error,
+        "counts": counts,
+        "months": out,
+    }
 
 
 # --------------------------------------------------------------------------- one DAG run
 
 
-def run_activity(warehouse_uri: str, pipeline: str, started: dt.datetime | None, ended: dt.datetime | None, *,
-                 log_rows: list[dict] | None = None) -> list[dict]:
+def run_activity(
+    warehouse_uri: str,
+    pipeline: str,
+    started: dt.datetime | None,
+    ended: dt.datetime | None,
+    *,
+    log_rows: list[dict] | None = None,
+) -> list[dict]:
     """The load-log rows ``pipeline`` wrote from ``started`` to ``ended``: a DAG run's span (``ended`` None: running)."""
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
     out = []
@@ -623,8 +700,9 @@ def safe_parts(path: str) -> list[str]:
     return parts
 
 
-def warehouse_file(warehouse_uri: str, parts: list[str] | tuple[str, ...],
-                   max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+def warehouse_file(
+    warehouse_uri: str, parts: list[str] | tuple[str, ...], max_bytes: int = MAX_FILE_BYTES
+) -> bytes | None:
     """The bytes of ``<warehouse>/<parts…>`` — a file of the Data Docs or the report — or None when absent.
 
     Only ``_data_docs/…`` and ``exports/followup_report.html`` are served;

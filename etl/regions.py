@@ -77,7 +77,7 @@ def _core(name: str) -> str:
         changed = False
         for prefix in _PREFIXES:
             if text.startswith(prefix):
-                text, changed = text[len(prefix):].strip(), True
+                text, changed = text[len(prefix) :].strip(), True
         for suffix in _SUFFIXES:
             if text.endswith(suffix) and len(text) > len(suffix):
                 text, changed = text[: -len(suffix)].strip(), True

@@ -53,5 +53,7 @@ def render(warehouse_uri: str, last: int = 10) -> str:
     failures = [r for r in log if r["outcome"] == "failed"]
     lines += ["", f"failures: {len(failures)}"]
     for row in failures[-last:]:
-        lines.append(f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']} {row['table_name'] or '-'}: {row['message']}")
+        lines.append(
+            f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']} {row['table_name'] or '-'}: {row['message']}"
+        )
     return "\n".join(lines)

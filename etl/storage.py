@@ -119,8 +119,12 @@ def _content_stamp(info: dict) -> list:
     if modified is not None and hasattr(modified, "timestamp"):
         modified = modified.timestamp()
     etag = info.get("ETag") or info.get("etag") or ""
-    return [int(info.get("size") or 0), float(modified) if modified is not None else None, str(etag),
-            int(info.get("ino") or 0)]
+    return [
+        int(info.get("size") or 0),
+        float(modified) if modified is not None else None,
+        str(etag),
+        int(info.get("ino") or 0),
+    ]
 
 
 def _read_hash_cache(uri: str) -> dict[str, dict]:
@@ -150,10 +154,17 @@ def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
         log.warning("could not write landing hash cache %s: %s", uri, exc)
 
 
-def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
-                skipped: list[str] | None = None, hash_cache: str | None = None,
-                settle_seconds: float = 0.0, arriving: list[str] | None = None,
-                arriving_names: set[str] | None = None) -> list[LandedFile]:
+def list_landed(
+    landing_uri: str,
+    prefix: str,
+    suffixes: tuple[str, ...],
+    *,
+    skipped: list[str] | None = None,
+    hash_cache: str | None = None,
+    settle_seconds: float = 0.0,
+    arriving: list[str] | None = None,
+    arriving_names: set[str] | None = None,
+) -> list[LandedFile]:
     """Files directly under ``<landing>/<prefix>/`` with one of ``suffixes``, sorted by name.
 
     Hidden entries (``.name``, e.g. an upload in progress) are not
@@ -189,7 +200,9 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             # A missing landing root is an unmounted volume or a wrong setting: say so, don't
             # report "nothing new" every day. (A missing <prefix>/ is just no delivery yet; object
             # stores have no folders, so there an absent prefix always reads as empty.)
-            raise SourceUnavailable(f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)")
+            raise SourceUnavailable(
+                f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)"
+            )
         if is_local(fs) and not fs.exists(root):
             return []
         # Elsewhere ls itself answers: a missing prefix is FileNotFoundError (no delivery yet), while a
@@ -198,8 +211,9 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
     except FileNotFoundError:
         if _is_http(fs) and not fs.exists(filesystem(landing_uri)[1].rstrip("/") + "/"):
             # A web server has folders: a landing root it does not know is a wrong URI, not "no delivery yet".
-            raise SourceUnavailable(f"landing storage: {redact_uri(landing_uri)} does not exist on the server "
-                                    "(a wrong landing URI?)") from None
+            raise SourceUnavailable(
+                f"landing storage: {redact_uri(landing_uri)} does not exist on the server (a wrong landing URI?)"
+            ) from None
         return []
     except OSError as exc:
         raise _unreadable(join(landing_uri, prefix), exc) from None
@@ -216,8 +230,9 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
             name.encode("utf-8")
         except UnicodeEncodeError:  # bytes that are no UTF-8 (a Latin-1 name from a Windows share or a zip)
             if skipped is not None:
-                skipped.append(f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character "
-                               "set?); rename it")
+                skipped.append(
+                    f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character set?); rename it"
+                )
             continue
         if info.get("type") == "directory":
             if skipped is not None:
@@ -246,12 +261,14 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         # settle_seconds old, or when this listing and one settle_seconds ago saw the same size,
         # time, inode/ETag (a sender's clock ahead of ours must not hold a file back for ever).
         seen = float(known.get("seen") or now) if same else now
-        if settle_seconds and stamp[1] is not None and now - stamp[1] < settle_seconds \
-                and now - seen < settle_seconds:
+        if settle_seconds and stamp[1] is not None and now - stamp[1] < settle_seconds and now - seen < settle_seconds:
             if arriving is not None:
                 age = now - stamp[1]
-                when = (f"was modified {age:.0f} s ago (still being written?)" if age >= 0 else
-                        f"has a modification time {-age:.0f} s in the future (the sender's clock?)")
+                when = (
+                    f"was modified {age:.0f} s ago (still being written?)"
+                    if age >= 0
+                    else f"has a modification time {-age:.0f} s in the future (the sender's clock?)"
+                )
                 arriving.append(f"{name!r} {when}; it is loaded once left unchanged for {settle_seconds:.0f} s")
             if arriving_names is not None:
                 arriving_names.add(name)
@@ -262,8 +279,16 @@ def list_landed(landing_uri: str, prefix: str, suffixes: tuple[str, ...], *,
         reuse = telling and same and known.get("sha256")
         sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
         remembered[name] = {"stamp": stamp, "seen": seen, "sha256": sha256}
-        found.append(LandedFile(uri=redact_uri(join(landing_uri, prefix, name)), name=name, size=stamp[0], modified=stamp[1],
-                                sha256=sha256, location=join(landing_uri, prefix, stored_name)))
+        found.append(
+            LandedFile(
+                uri=redact_uri(join(landing_uri, prefix, name)),
+                name=name,
+                size=stamp[0],
+                modified=stamp[1],
+                sha256=sha256,
+                location=join(landing_uri, prefix, stored_name),
+            )
+        )
     if hash_cache and remembered != cached:
         _write_hash_cache(hash_cache, remembered)
     return _one_per_name(found, skipped)
@@ -287,8 +312,14 @@ def landed_file(uri: str) -> LandedFile:
     stored_name = posixpath.basename(path.rstrip("/"))
     name = unicodedata.normalize("NFC", stored_name)
     stamp = _content_stamp(info)
-    return LandedFile(uri=redact_uri(unicodedata.normalize("NFC", uri)), name=name, size=stamp[0], modified=stamp[1],
-                      sha256=sha256_of(fs, path), location=uri)
+    return LandedFile(
+        uri=redact_uri(unicodedata.normalize("NFC", uri)),
+        name=name,
+        size=stamp[0],
+        modified=stamp[1],
+        sha256=sha256_of(fs, path),
+        location=uri,
+    )
 
 
 def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[LandedFile]:
@@ -300,8 +331,9 @@ def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[La
     for f in sorted(found, key=lambda f: (f.modified or 0.0, f.location)):
         older = newest.get(f.name)
         if older is not None and skipped is not None:
-            skipped.append(f"{f.name!r} is in landing under two spellings (NFC and NFD); the newer one is "
-                           "loaded, remove the older")
+            skipped.append(
+                f"{f.name!r} is in landing under two spellings (NFC and NFD); the newer one is loaded, remove the older"
+            )
         newest[f.name] = f
     return sorted(newest.values(), key=lambda f: f.name)
 

@@ -70,9 +70,7 @@ _UNITS = {
     "miljoner kronor": 1_000_000,
     "mdkr": 1_000_000_000,
 }
-_AMOUNT_RE = re.compile(
-    r"^(?P<sign>[-−+]?)\s*(?P<number>\d[\d., ]*?)\s*(?P<unit>[a-zåäö][a-zåäö ]*)?\.?$"
-)
+_AMOUNT_RE = re.compile(r"^(?P<sign>[-−+]?)\s*(?P<number>\d[\d., ]*?)\s*(?P<unit>[a-zåäö][a-zåäö ]*)?\.?$")
 
 
 # Signed integer column widths (pyarrow int16 / int32 / int64); amounts and counts are int64.
@@ -251,10 +249,30 @@ def parse_yes_no(value: object) -> bool | None:
 
 
 MONTHS_SV = {
-    "januari": 1, "jan": 1, "februari": 2, "feb": 2, "mars": 3, "mar": 3,
-    "april": 4, "apr": 4, "maj": 5, "juni": 6, "jun": 6, "juli": 7, "jul": 7,
-    "augusti": 8, "aug": 8, "september": 9, "sep": 9, "sept": 9,
-    "oktober": 10, "okt": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
+    "januari": 1,
+    "jan": 1,
+    "februari": 2,
+    "feb": 2,
+    "mars": 3,
+    "mar": 3,
+    "april": 4,
+    "apr": 4,
+    "maj": 5,
+    "juni": 6,
+    "jun": 6,
+    "juli": 7,
+    "jul": 7,
+    "augusti": 8,
+    "aug": 8,
+    "september": 9,
+    "sep": 9,
+    "sept": 9,
+    "oktober": 10,
+    "okt": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
 }
 _MONTH_PATTERNS = (
     re.compile(r"^(?P<y>\d{4})\s*[-/ M]\s*(?P<m>\d{1,2})$", re.IGNORECASE),

@@ -63,6 +63,7 @@ def not_persisted():
     finally:
         _PERSIST.reset(token)
 
+
 # GX phones home and draws progress bars unless told not to; neither belongs in task logs.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -94,8 +95,11 @@ def suites_dir() -> Traversable:
 
 def suite_names() -> list[str]:
     """The tables that have a suite, sorted."""
-    return sorted(entry.name[: -len(".json")] for entry in suites_dir().iterdir()
-                  if entry.name.endswith(".json") and entry.is_file())
+    return sorted(
+        entry.name[: -len(".json")]
+        for entry in suites_dir().iterdir()
+        if entry.name.endswith(".json") and entry.is_file()
+    )
 
 
 def suite_path(table: str) -> Traversable:
@@ -185,8 +189,10 @@ def _range_checked_columns(table: str) -> frozenset[str]:
         column = expectation.get("kwargs", {}).get("column")
         if expectation.get("type") == "expect_column_values_to_be_between":
             ranged.add(column)
-        elif expectation.get("type") in ("expect_column_values_to_be_in_type_list",
-                                         "expect_column_values_to_be_of_type"):
+        elif expectation.get("type") in (
+            "expect_column_values_to_be_in_type_list",
+            "expect_column_values_to_be_of_type",
+        ):
             typed.add(column)
     return frozenset(ranged - typed - {None})
 
@@ -209,8 +215,9 @@ def _for_gx(table: str, frame):
         dtype = frame[name].dtype
         if isinstance(dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(dtype):
             column = frame[name]
-            converted[name] = (column.to_numpy("int64") if not column.hasnans
-                               else column.to_numpy("float64", na_value=float("nan")))
+            converted[name] = (
+                column.to_numpy("int64") if not column.hasnans else column.to_numpy("float64", na_value=float("nan"))
+            )
     return frame.assign(**converted) if converted else frame
 
 
@@ -255,8 +262,11 @@ def validate(
     if not result.success:
         result = batch.validate(
             _suite(table),
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
-                           "partial_unexpected_count": 5},
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [ROW_ID],
+                "partial_unexpected_count": 5,
+            },
         )
     for item in result.results:
         if item.success:
@@ -441,10 +451,18 @@ def _entry(table: str, batch_id: str, page: str, data: dict) -> dict:
             blocked += 1
     status = "blocked" if blocked else "quarantined" if rows else "warning" if warnings else "passed"
     stats = data.get("statistics") or {}
-    return {"page": page, "batch_id": str(batch_id), "table": table, "time": _validation_time(data),
-            "status": status, "evaluated": stats.get("evaluated_expectations"),
-            "failed": stats.get("unsuccessful_expectations"), "rows": len(rows), "warnings": warnings,
-            "blocked": blocked}
+    return {
+        "page": page,
+        "batch_id": str(batch_id),
+        "table": table,
+        "time": _validation_time(data),
+        "status": status,
+        "evaluated": stats.get("evaluated_expectations"),
+        "failed": stats.get("unsuccessful_expectations"),
+        "rows": len(rows),
+        "warnings": warnings,
+        "blocked": blocked,
+    }
 
 
 def _when(entry: dict) -> str:
@@ -496,16 +514,19 @@ def _describe_cached(kind: str, kwargs_json: str) -> str:
         impl = get_renderer_impl(object_name=kind, renderer_type=LegacyRendererType.PRESCRIPTIVE)
         if impl is None:
             raise LookupError(f"GX has no prescriptive renderer for {kind}")  # the fallback below
-        blocks = impl.renderer(configuration=ExpectationConfiguration(type=kind, kwargs=kwargs),
-                               runtime_configuration={"include_column_name": True})
+        blocks = impl.renderer(
+            configuration=ExpectationConfiguration(type=kind, kwargs=kwargs),
+            runtime_configuration={"include_column_name": True},
+        )
         if not isinstance(blocks, list):
             raise TypeError(f"GX rendered {kind} as one block, not a list")  # the fallback below
         sentences = []
         for block in blocks:
             template = getattr(block, "string_template", None)
             if isinstance(template, dict) and template.get("template"):
-                params = {k: f'<span class="v">{_esc(_display(v))}</span>'
-                          for k, v in (template.get("params") or {}).items()}
+                params = {
+                    k: f'<span class="v">{_esc(_display(v))}</span>' for k, v in (template.get("params") or {}).items()
+                }
                 sentences.append(string.Template(_esc(template["template"])).safe_substitute(params))
         if sentences:
             return " ".join(sentences)
@@ -532,9 +553,15 @@ def _observed(result: dict) -> str:
     if result.get("missing_count"):
         text += f"; {_esc(result['missing_count'])} missing"
     counts = result.get("partial_unexpected_counts")
-    examples = ([f'<span class="v">{_text(c.get("value"), 80)}</span> ×{_esc(c.get("count"))}'
-                 for c in counts[:5] if isinstance(c, dict)] if counts else
-                [f'<span class="v">{_text(v, 80)}</span>' for v in (result.get("partial_unexpected_list") or [])[:5]])
+    examples = (
+        [
+            f'<span class="v">{_text(c.get("value"), 80)}</span> ×{_esc(c.get("count"))}'
+            for c in counts[:5]
+            if isinstance(c, dict)
+        ]
+        if counts
+        else [f'<span class="v">{_text(v, 80)}</span>' for v in (result.get("partial_unexpected_list") or [])[:5]]
+    )
     if examples:
         text += "; e.g. " + ", ".join(examples)
     return text
@@ -590,8 +617,7 @@ def _failing_rows(table: str, results: list[dict], frame) -> str:
         records = {int(r.pop(ROW_ID)): r for r in picked.to_dict("records")}
     for row in shown:
         records[row] = {**values.get(row, {}), **records.get(row, {})}
-    columns = [c for c in wanted if c not in ("source_file", "row_number")
-               and any(c in records[r] for r in shown)]
+    columns = [c for c in wanted if c not in ("source_file", "row_number") and any(c in records[r] for r in shown)]
     with_origin = any("source_file" in records[r] for r in shown)
     head = (["Source (file:line)"] if with_origin else ["Row"]) + columns + ["Reason"]
     lines = []
@@ -604,13 +630,21 @@ def _failing_rows(table: str, results: list[dict], frame) -> str:
         else:
             where = _esc(row)
         cells = "".join(f'<td class="v">{_text(record.get(c))}</td>' for c in columns)
-        lines.append(f"<tr><td class=\"v\">{where}</td>{cells}<td>{_text('; '.join(reasons[row]), 1000)}</td></tr>")
-    more = (f'<p class="muted">Showing the first {len(shown)} of {len(reasons)} failing rows; every one is in '
-            f"the quarantine table <code>_quarantine/{_esc(table)}</code>.</p>") if len(reasons) > len(shown) else ""
-    return (f"<h2>Failing rows ({len(reasons)})</h2>"
-            '<p class="muted">Rows failing a critical row-level expectation are quarantined and the rest of the '
-            "batch is published; personal data in values is masked.</p>"
-            f"<table><tr>{''.join(f'<th>{_esc(h)}</th>' for h in head)}</tr>{''.join(lines)}</table>{more}")
+        lines.append(f'<tr><td class="v">{where}</td>{cells}<td>{_text("; ".join(reasons[row]), 1000)}</td></tr>')
+    more = (
+        (
+            f'<p class="muted">Showing the first {len(shown)} of {len(reasons)} failing rows; every one is in '
+            f"the quarantine table <code>_quarantine/{_esc(table)}</code>.</p>"
+        )
+        if len(reasons) > len(shown)
+        else ""
+    )
+    return (
+        f"<h2>Failing rows ({len(reasons)})</h2>"
+        '<p class="muted">Rows failing a critical row-level expectation are quarantined and the rest of the '
+        "batch is published; personal data in values is masked.</p>"
+        f"<table><tr>{''.join(f'<th>{_esc(h)}</th>' for h in head)}</tr>{''.join(lines)}</table>{more}"
+    )
 
 
 def _result_page(table: str, entry: dict, data: dict, frame) -> str:
@@ -631,10 +665,10 @@ def _result_page(table: str, entry: dict, data: dict, frame) -> str:
         f"<h1>{_esc(table)} · batch {_esc(entry['batch_id'])}</h1>"
         f"<p>{_badge(entry['status'])} {_detail(entry)}</p>"
         f"<dl><dt>Validated</dt><dd>{_esc(_when(entry))}</dd>"
-        f"<dt>Batch</dt><dd class=\"v\">{_esc(entry['batch_id'])}</dd>"
+        f'<dt>Batch</dt><dd class="v">{_esc(entry["batch_id"])}</dd>'
         f"<dt>Expectations</dt><dd>{_esc(entry.get('evaluated'))} evaluated, "
         f"{_esc(entry.get('failed'))} failed</dd>"
-        f"<dt>Result JSON</dt><dd class=\"v\">_validation/{_esc(table)}/{_esc(entry['batch_id'])}.json</dd></dl>"
+        f'<dt>Result JSON</dt><dd class="v">_validation/{_esc(table)}/{_esc(entry["batch_id"])}.json</dd></dl>'
         f"{_failing_rows(table, results, frame)}"
         "<h2>Expectations</h2><table><tr><th>Result</th><th>Severity</th><th>Expectation</th><th>Reason</th>"
         f"<th>Observed</th></tr>{''.join(expectations)}</table>"
@@ -652,25 +686,29 @@ def _suite_page(table: str) -> str:
         for e in suite.get("expectations", [])
     )
     notes = (suite.get("meta") or {}).get("notes")
-    body = (f"<h1>Expectation suite: {_esc(table)}</h1>"
-            + (f"<p>{_text(notes, 4000)}</p>" if notes else "")
-            + f'<p class="muted">Source: <code>expectations/{_esc(table)}.json</code>. Critical row-level failures '
-            "quarantine the row; critical batch-level failures block the batch; warnings are recorded.</p>"
-            f"<table><tr><th>Severity</th><th>Expectation</th><th>Reason</th></tr>{rows}</table>")
+    body = (
+        f"<h1>Expectation suite: {_esc(table)}</h1>"
+        + (f"<p>{_text(notes, 4000)}</p>" if notes else "")
+        + f'<p class="muted">Source: <code>expectations/{_esc(table)}.json</code>. Critical row-level failures '
+        "quarantine the row; critical batch-level failures block the batch; warnings are recorded.</p>"
+        f"<table><tr><th>Severity</th><th>Expectation</th><th>Reason</th></tr>{rows}</table>"
+    )
     nav = [("../index.html", "Home"), ("index.html", f"{table}: all validations")]
     return _document(f"Expectation suite {table}", nav, body)
 
 
 def _entry_table(entries: list[dict], prefix: str, with_table: bool = False) -> str:
     """Validations as table rows, newest first; ``prefix`` leads from the index page to the table folder."""
-    head = ("<tr><th>Validated (UTC)</th>" + ("<th>Table</th>" if with_table else "")
-            + "<th>Batch</th><th>Status</th><th>Failed / evaluated expectations</th>"
-            "<th>Rows quarantined</th><th>Warnings</th></tr>")
+    head = (
+        "<tr><th>Validated (UTC)</th>"
+        + ("<th>Table</th>" if with_table else "")
+        + "<th>Batch</th><th>Status</th><th>Failed / evaluated expectations</th>"
+        "<th>Rows quarantined</th><th>Warnings</th></tr>"
+    )
     lines = []
     for e in entries:
         folder = f"{prefix}{urllib.parse.quote(str(e.get('table')))}/" if with_table else prefix
-        table_cell = (f'<td><a href="{_esc(folder)}index.html">{_esc(e.get("table"))}</a></td>'
-                      if with_table else "")
+        table_cell = f'<td><a href="{_esc(folder)}index.html">{_esc(e.get("table"))}</a></td>' if with_table else ""
         lines.append(
             f"<tr><td>{_esc(_when(e)[:-4])}</td>{table_cell}"
             f'<td class="v"><a href="{_esc(folder)}{_href(str(e.get("page")))}">{_esc(e.get("batch_id"))}</a></td>'
@@ -723,8 +761,18 @@ def _recover_entry(fs, root: str, table: str, page: str) -> dict:
         modified = modified.astimezone(dt.UTC) if modified.tzinfo else modified.replace(tzinfo=dt.UTC)
     except Exception:
         modified = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return {"page": page, "batch_id": batch_id, "table": table, "time": modified.isoformat(timespec="microseconds"),
-            "status": "unknown", "evaluated": None, "failed": None, "rows": 0, "warnings": 0, "blocked": 0}
+    return {
+        "page": page,
+        "batch_id": batch_id,
+        "table": table,
+        "time": modified.isoformat(timespec="microseconds"),
+        "status": "unknown",
+        "evaluated": None,
+        "failed": None,
+        "rows": 0,
+        "warnings": 0,
+        "blocked": 0,
+    }
 
 
 def _month(entry: dict) -> str:
@@ -732,8 +780,12 @@ def _month(entry: dict) -> str:
 
 
 def _summary_ok(summary) -> bool:
-    return (isinstance(summary, dict) and summary.get("version") == 2 and isinstance(summary.get("months"), dict)
-            and isinstance(summary.get("latest"), list))
+    return (
+        isinstance(summary, dict)
+        and summary.get("version") == 2
+        and isinstance(summary.get("months"), dict)
+        and isinstance(summary.get("latest"), list)
+    )
 
 
 def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict | None:
@@ -798,12 +850,16 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
     for month in changed:
         fs.pipe_file(posixpath.join(shard_folder, f"{month}.json"), json.dumps(shards[month]).encode("utf-8"))
         listed_month = sorted(shards[month].values(), key=_newest, reverse=True)
-        body = (f"<h1>{_esc(table)}: validations run in {_esc(month)} ({len(listed_month)})</h1>"
-                f"<p>{_counts_text(_count(listed_month))}</p>{_entry_table(listed_month, '../')}")
-        fs.pipe_file(posixpath.join(folder, "by-month", f"{month}.html"),
-                     _document(f"{table} {month}", nav_up, body).encode("utf-8"))
+        body = (
+            f"<h1>{_esc(table)}: validations run in {_esc(month)} ({len(listed_month)})</h1>"
+            f"<p>{_counts_text(_count(listed_month))}</p>{_entry_table(listed_month, '../')}"
+        )
+        fs.pipe_file(
+            posixpath.join(folder, "by-month", f"{month}.html"),
+            _document(f"{table} {month}", nav_up, body).encode("utf-8"),
+        )
     months = {} if full else dict(summary["months"])
-    for month in (shards if full else changed):
+    for month in shards if full else changed:
         months[month] = _count(list(shards[month].values()))
     months = {m: counts for m, counts in sorted(months.items(), reverse=True) if sum(counts.values())}
     if full:
@@ -824,19 +880,32 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
             fs.pipe_file(posixpath.join(folder, "suite.html"), _suite_page(table).encode("utf-8"))
     month_rows = "".join(
         f'<tr><td><a href="by-month/{_href(m)}.html">{_esc(m)}</a></td><td class="n">{sum(c.values())}</td>'
-        f"<td>{_counts_text(c)}</td></tr>" for m, c in months.items()
+        f"<td>{_counts_text(c)}</td></tr>"
+        for m, c in months.items()
     )
-    body = (f"<h1>{_esc(table)}: {total} validation(s)</h1><p>{_counts_text(counts)}</p>"
-            f"<h2>Newest</h2>{_entry_table(latest, '')}"
-            + ('<p class="muted">Older validations: by the month they were run in, below.</p>'
-               if total > len(latest) else "")
-            + "<h2>By month validated (newest first)</h2><table><tr><th>Month</th><th>Validations</th>"
-            f"<th>Status</th></tr>{month_rows}</table>")
+    body = (
+        f"<h1>{_esc(table)}: {total} validation(s)</h1><p>{_counts_text(counts)}</p>"
+        f"<h2>Newest</h2>{_entry_table(latest, '')}"
+        + (
+            '<p class="muted">Older validations: by the month they were run in, below.</p>'
+            if total > len(latest)
+            else ""
+        )
+        + "<h2>By month validated (newest first)</h2><table><tr><th>Month</th><th>Validations</th>"
+        f"<th>Status</th></tr>{month_rows}</table>"
+    )
     nav = [("../index.html", "Home")] + ([("suite.html", "Expectation suite")] if has_suite else [])
     fs.makedirs(folder, exist_ok=True)
     fs.pipe_file(posixpath.join(folder, "index.html"), _document(f"{table}: validations", nav, body).encode("utf-8"))
-    summary = {"version": 2, "table": table, "count": total, "counts": counts, "months": months,
-               "latest": latest, "suite_sha": suite_sha}
+    summary = {
+        "version": 2,
+        "table": table,
+        "count": total,
+        "counts": counts,
+        "months": months,
+        "latest": latest,
+        "suite_sha": suite_sha,
+    }
     fs.pipe_file(posixpath.join(folder, "_summary.json"), json.dumps(summary).encode("utf-8"))
     return summary
 
@@ -868,14 +937,16 @@ def _write_docs_index(fs, root: str, known: dict[str, dict]) -> None:
             f"<td>{_esc(_when(latest)[:-4]) if latest else ''}</td>"
             f"<td>{_badge(str(latest.get('status'))) if latest else ''}</td>"
             f'<td class="n">{_esc(summary.get("count", 0))}</td>'
-            f'<td>{_counts_text(summary.get("counts") or {})}</td></tr>'
+            f"<td>{_counts_text(summary.get('counts') or {})}</td></tr>"
         )
     newest = sorted((e for s in summaries.values() for e in s["latest"]), key=_newest, reverse=True)[:DOCS_RECENT]
-    body = ("<h1>Validation results</h1>"
-            '<p class="muted">Every validation is kept: each table\'s page lists all of them, by month.</p>'
-            "<h2>Tables</h2><table><tr><th>Table</th><th>Last validated (UTC)</th><th>Last status</th>"
-            f"<th>Validations</th><th>All statuses</th></tr>{''.join(table_rows)}</table>"
-            f"<h2>Newest validations (all tables)</h2>{_entry_table(newest, '', with_table=True)}")
+    body = (
+        "<h1>Validation results</h1>"
+        '<p class="muted">Every validation is kept: each table\'s page lists all of them, by month.</p>'
+        "<h2>Tables</h2><table><tr><th>Table</th><th>Last validated (UTC)</th><th>Last status</th>"
+        f"<th>Validations</th><th>All statuses</th></tr>{''.join(table_rows)}</table>"
+        f"<h2>Newest validations (all tables)</h2>{_entry_table(newest, '', with_table=True)}"
+    )
     fs.pipe_file(posixpath.join(root, "index.html"), _document("Validation results", [], body).encode("utf-8"))
 
 

@@ -61,16 +61,22 @@ URL_PREFIX = "/etl-quality"
 PIPELINE_DAGS = ("reference_data", "county_reports", "ehealth_adoption", "followup")
 
 # Our own pages: no script at all, styles inline, images only from here or data: URIs.
-PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'self'")
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
 # Data Docs: scripts and styles only as files from here (Data Docs rendered for offline use);
 # no inline script or event handler runs (a value like <img onerror=…> that escaped escaping stays inert).
-DATA_DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                 "font-src 'self' data:; connect-src 'none'; object-src 'none'; base-uri 'self'; "
-                 "form-action 'none'; frame-ancestors 'self'")
+DATA_DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'none'; object-src 'none'; base-uri 'self'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
 # The report is self-contained: inline styles and data: images, nothing else.
-REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; base-uri 'none'; "
-              "form-action 'none'; frame-ancestors 'self'")
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
 COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
@@ -250,8 +256,16 @@ what pipeline {{ pipeline }} wrote to the load log in that time.</p>
 {% endblock %}"""
 
 _TEMPLATES = Environment(
-    loader=DictLoader({"base.html": _BASE, "error.html": _ERROR, "overview.html": _OVERVIEW,
-                       "deliveries.html": _DELIVERIES, "ehealth.html": _EHEALTH, "run.html": _RUN}),
+    loader=DictLoader(
+        {
+            "base.html": _BASE,
+            "error.html": _ERROR,
+            "overview.html": _OVERVIEW,
+            "deliveries.html": _DELIVERIES,
+            "ehealth.html": _EHEALTH,
+            "run.html": _RUN,
+        }
+    ),
     autoescape=True,
     undefined=StrictUndefined,
 )
@@ -283,26 +297,43 @@ def _links(request: Request) -> dict[str, str]:
     }
 
 
-def _page(request: Request, template: str, here: str, title: str, status_code: int = 200,
-          warehouse: str = "", **context) -> HTMLResponse:
+def _page(
+    request: Request, template: str, here: str, title: str, status_code: int = 200, warehouse: str = "", **context
+) -> HTMLResponse:
     import datetime as dt
 
     links = _links(request)
-    nav = [("overview", "Tables", links["overview"]), ("deliveries", "Deliveries", links["deliveries"]),
-           ("ehealth", "E-health months", links["ehealth"]), ("data-docs", "Data Docs", links["data_docs"]),
-           ("report", "Report", links["report"])]
+    nav = [
+        ("overview", "Tables", links["overview"]),
+        ("deliveries", "Deliveries", links["deliveries"]),
+        ("ehealth", "E-health months", links["ehealth"]),
+        ("data-docs", "Data Docs", links["data_docs"]),
+        ("report", "Report", links["report"]),
+    ]
     body = _TEMPLATES.get_template(template).render(
-        title=title, here=here, nav=nav, links=links, warehouse=warehouse,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), **context)
-    return HTMLResponse(body, status_code=status_code,
-                        headers={**COMMON_HEADERS, "Content-Security-Policy": PAGE_CSP})
+        title=title,
+        here=here,
+        nav=nav,
+        links=links,
+        warehouse=warehouse,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        **context,
+    )
+    return HTMLResponse(body, status_code=status_code, headers={**COMMON_HEADERS, "Content-Security-Policy": PAGE_CSP})
 
 
 def _error(request: Request, status_code: int, message: str, warehouse: str = "") -> HTMLResponse:
     from etl.quality import shown_text
 
-    return _page(request, "error.html", "", "Cannot show this page", status_code, warehouse=warehouse,
-                 message=shown_text(message))
+    return _page(
+        request,
+        "error.html",
+        "",
+        "Cannot show this page",
+        status_code,
+        warehouse=warehouse,
+        message=shown_text(message),
+    )
 
 
 def _settings():
@@ -337,8 +368,9 @@ def _guarded(request: Request, here: str, render):
 # added later) need a valid Airflow token; each route adds the DAG access its data needs (FastAPI runs
 # current_user once per request: the checks share it). No OpenAPI or docs routes: they would be served
 # without these dependencies.
-app = FastAPI(title="ETL data quality", dependencies=[Depends(current_user)],
-              docs_url=None, redoc_url=None, openapi_url=None)
+app = FastAPI(
+    title="ETL data quality", dependencies=[Depends(current_user)], docs_url=None, redoc_url=None, openapi_url=None
+)
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -351,8 +383,9 @@ async def _not_signed_in(request: Request, exc: StarletteHTTPException):
     if exc.status_code == 401 and wants_page and "authorization" not in request.headers:
         from airflow.api_fastapi.app import get_auth_manager
 
-        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303,
-                                headers=COMMON_HEADERS)
+        return RedirectResponse(
+            get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303, headers=COMMON_HEADERS
+        )
     return await http_exception_handler(request, exc)
 
 
@@ -363,10 +396,16 @@ def overview(request: Request):
     def render(settings, warehouse):
         log_rows = quality.load_log_rows(settings.warehouse_uri)
         found = quality.deliveries(settings.warehouse_uri, log_rows=log_rows, with_rows=False)
-        return _page(request, "overview.html", "overview", "Data quality: tables", warehouse=warehouse,
-                     tables=quality.table_overview(settings.warehouse_uri, log_rows=log_rows, delivery_rows=found),
-                     runs=quality.pipeline_runs(log_rows),
-                     blocked=[d for d in found if d["outcome"] in ("blocked", "failed")])
+        return _page(
+            request,
+            "overview.html",
+            "overview",
+            "Data quality: tables",
+            warehouse=warehouse,
+            tables=quality.table_overview(settings.warehouse_uri, log_rows=log_rows, delivery_rows=found),
+            runs=quality.pipeline_runs(log_rows),
+            blocked=[d for d in found if d["outcome"] in ("blocked", "failed")],
+        )
 
     return _guarded(request, "overview", render)
 
@@ -377,11 +416,20 @@ def deliveries(request: Request, outcome: str | None = None, pipeline: str | Non
 
     def render(settings, warehouse):
         log_rows = quality.load_log_rows(settings.warehouse_uri)
-        found = quality.deliveries(settings.warehouse_uri, log_rows=log_rows, outcome=outcome or None,
-                                   pipeline=pipeline or None)
+        found = quality.deliveries(
+            settings.warehouse_uri, log_rows=log_rows, outcome=outcome or None, pipeline=pipeline or None
+        )
         pipelines = sorted({r["pipeline"] for r in log_rows if any(r.get("source_sha256") or ())})
-        return _page(request, "deliveries.html", "deliveries", "Data quality: deliveries", warehouse=warehouse,
-                     deliveries=found, pipelines=pipelines, filtered=bool(outcome or pipeline))
+        return _page(
+            request,
+            "deliveries.html",
+            "deliveries",
+            "Data quality: deliveries",
+            warehouse=warehouse,
+            deliveries=found,
+            pipelines=pipelines,
+            filtered=bool(outcome or pipeline),
+        )
 
     return _guarded(request, "deliveries", render)
 
@@ -397,27 +445,44 @@ def ehealth(request: Request):
         days = (params.get("overdue_after_days") or "").strip() or str(quality.OVERDUE_AFTER_DAYS)
         if not days.isdigit() or int(days) > 366:
             raise ValueError(f"overdue_after_days must be a whole number of days from 0 to 366, not {days!r}")
-        status = quality.ehealth_months(settings.warehouse_uri, settings.landing_uri,
-                                        (params.get("from") or "").strip() or default_first,
-                                        (params.get("to") or "").strip() or default_last,
-                                        overdue_after_days=int(days))
-        return _page(request, "ehealth.html", "ehealth", "Data quality: e-health deliveries per month",
-                     warehouse=warehouse, status=status,
-                     kinds=[*ehealth_adoption.MONTHLY_KINDS])
+        status = quality.ehealth_months(
+            settings.warehouse_uri,
+            settings.landing_uri,
+            (params.get("from") or "").strip() or default_first,
+            (params.get("to") or "").strip() or default_last,
+            overdue_after_days=int(days),
+        )
+        return _page(
+            request,
+            "ehealth.html",
+            "ehealth",
+            "Data quality: e-health deliveries per month",
+            warehouse=warehouse,
+            status=status,
+            kinds=[*ehealth_adoption.MONTHLY_KINDS],
+        )
 
     return _guarded(request, "ehealth", render)
 
 
-@app.get("/run/{dag_id}/{run_id:path}", response_class=HTMLResponse, name="run",
-         dependencies=read_runs_of(dag_in_path=True))
+@app.get(
+    "/run/{dag_id}/{run_id:path}", response_class=HTMLResponse, name="run", dependencies=read_runs_of(dag_in_path=True)
+)
 def dag_run(request: Request, dag_id: str, run_id: str):
     from etl import quality
 
     pipeline = quality.DAG_PIPELINES.get(dag_id)
 
     def render(settings, warehouse):
-        context = {"dag_id": dag_id, "run_id": run_id, "pipeline": pipeline, "rows": [], "state": None,
-                   "started": None, "ended": None}
+        context = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "pipeline": pipeline,
+            "rows": [],
+            "state": None,
+            "started": None,
+            "ended": None,
+        }
         if pipeline is not None:
             from airflow.models.dagrun import DagRun
             from airflow.utils.session import create_session
@@ -425,13 +490,17 @@ def dag_run(request: Request, dag_id: str, run_id: str):
 
             with create_session() as session:
                 run = session.scalars(
-                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
+                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                ).one_or_none()
                 if run is None:
                     return _error(request, 404, f"no run {run_id!r} of DAG {dag_id!r}", warehouse)
                 started, ended, state = run.start_date, run.end_date, run.state
-            context.update(state=str(state) if state else None, started=quality.shown_time(started),
-                           ended=quality.shown_time(ended),
-                           rows=quality.run_activity(settings.warehouse_uri, pipeline, started, ended))
+            context.update(
+                state=str(state) if state else None,
+                started=quality.shown_time(started),
+                ended=quality.shown_time(ended),
+                rows=quality.run_activity(settings.warehouse_uri, pipeline, started, ended),
+            )
         return _page(request, "run.html", "", f"Data quality: {dag_id} run", warehouse=warehouse, **context)
 
     return _guarded(request, "run", render)
@@ -443,8 +512,11 @@ def _file_response(request: Request, parts: list[str], csp: str, here: str) -> R
     def render(settings, warehouse):
         data = quality.warehouse_file(settings.warehouse_uri, parts)
         if data is None:
-            what = "The follow-up report has not been written yet (the followup DAG writes it)." \
-                if tuple(parts) == quality.REPORT else f"No {'/'.join(parts[1:])} in the Data Docs."
+            what = (
+                "The follow-up report has not been written yet (the followup DAG writes it)."
+                if tuple(parts) == quality.REPORT
+                else f"No {'/'.join(parts[1:])} in the Data Docs."
+            )
             return _error(request, 404, what, warehouse)
         media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
         if media.startswith("text/") or media in ("application/javascript", "application/json"):

@@ -44,8 +44,14 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
         return duckdb_type(arrow_type.value_type) + "[]"
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
-    simple = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
-              pa.bool_(): "BOOLEAN", pa.date32(): "DATE"}
+    simple = {
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float64(): "DOUBLE",
+        pa.bool_(): "BOOLEAN",
+        pa.date32(): "DATE",
+    }
     try:
         return simple[arrow_type]
     except KeyError:
@@ -69,8 +75,9 @@ def view_sql(view: str, schema: schemas.TableSchema, files: list[str]) -> str:
         return f"CREATE VIEW {_ident(view)} AS SELECT {typed} WHERE false"
     options = ["hive_partitioning = true", "union_by_name = true"]
     if schema.partition_by:
-        types = ", ".join(f"{_literal(p)}: {duckdb_type(schema.arrow_schema.field(p).type)}"
-                          for p in schema.partition_by)
+        types = ", ".join(
+            f"{_literal(p)}: {duckdb_type(schema.arrow_schema.field(p).type)}" for p in schema.partition_by
+        )
         options.append(f"hive_types = {{{types}}}")
     listed = "[" + ", ".join(_literal(f) for f in files) + "]"
     return f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM read_parquet({listed}, {', '.join(options)})"
@@ -99,8 +106,14 @@ def _views(warehouse_uri: str) -> list[tuple[str, schemas.TableSchema, list[str]
             views.append((schema.name, schema, listed, schema.description))
         q_listed = files(posixpath.join("_quarantine", schema.name))
         if q_listed is not None:
-            views.append((f"quarantine_{schema.name}", schemas.get("_quarantine"), q_listed,
-                          f"Quarantined input rows meant for {schema.name}, with the reason."))
+            views.append(
+                (
+                    f"quarantine_{schema.name}",
+                    schemas.get("_quarantine"),
+                    q_listed,
+                    f"Quarantined input rows meant for {schema.name}, with the reason.",
+                )
+            )
     log_listed = files("_load_log")
     if log_listed is not None:
         views.append(("load_log", schemas.get("_load_log"), log_listed, schemas.get("_load_log").description))

@@ -32,13 +32,24 @@ from etl.sources.county_template import YES_NO_FIELDS
 EXPORTS = "exports"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-AREA_SV = {"it_support": "IT-stöd och processer", "competence_use": "Kompetensanvändning",
-           "competence_supply": "Kompetensförsörjning"}
+AREA_SV = {
+    "it_support": "IT-stöd och processer",
+    "competence_use": "Kompetensanvändning",
+    "competence_supply": "Kompetensförsörjning",
+}
 FLAG_SV = {f.column: f.label for f in YES_NO_FIELDS}  # the template's own Swedish labels
-SERVICE_SV = {"web_booking": "Webbtidbok", "patient_journal_online": "Journal via nätet",
-              "remote_care": "Vård på distans", "self_check_in": "Självincheckning"}
-STATUS_SV = {"implemented": "Införd", "partly_implemented": "Delvis införd", "planned": "Planerad",
-             "not_started": "Ej påbörjad"}
+SERVICE_SV = {
+    "web_booking": "Webbtidbok",
+    "patient_journal_online": "Journal via nätet",
+    "remote_care": "Vård på distans",
+    "self_check_in": "Självincheckning",
+}
+STATUS_SV = {
+    "implemented": "Införd",
+    "partly_implemented": "Delvis införd",
+    "planned": "Planerad",
+    "not_started": "Ej påbörjad",
+}
 # Series prefix → (service, metric) as analysts read them, from the exports' declaration.
 SERIES_SV = {s.prefix: (s.export.short_sv, s.export.metric(s.metric).sv) for s in ehealth_spec.SERIES}
 
@@ -84,22 +95,40 @@ HEADERS_REGION: dict[str, str] = {
     "reported": "Har rapporterat",
     "earmarked": FLAG_SV["earmarked"],
     **{flag: FLAG_SV[flag] for flag in FLAGS},
-    **{col: text for s in SERVICES for col, text in (
-        (f"{s}_status", f"{SERVICE_SV[s]}: status"), (f"{s}_implemented_on", f"{SERVICE_SV[s]}: införd datum"))},
+    **{
+        col: text
+        for s in SERVICES
+        for col, text in (
+            (f"{s}_status", f"{SERVICE_SV[s]}: status"),
+            (f"{s}_implemented_on", f"{SERVICE_SV[s]}: införd datum"),
+        )
+    },
 }
 HEADERS_NATIONAL: dict[str, str] = {
     **_common_headers(),
     "regions_total": "Antal regioner",
     "regions_reported": "Regioner som rapporterat",
-    **{col: text for flag in COUNTED_FLAGS for col, text in (
-        (f"regions_{flag}", f"Regioner med ja: {FLAG_SV[flag].lower()}"),
-        (f"regions_answered_{flag}", f"Regioner som svarat: {FLAG_SV[flag].lower()}"))},
-    **{col: text for s in SERVICES for col, text in (
-        (f"regions_{s}_implemented", f"Regioner där {SERVICE_SV[s].lower()} är införd"),
-        (f"regions_{s}_reported", f"Regioner som rapporterat status: {SERVICE_SV[s].lower()}"))},
+    **{
+        col: text
+        for flag in COUNTED_FLAGS
+        for col, text in (
+            (f"regions_{flag}", f"Regioner med ja: {FLAG_SV[flag].lower()}"),
+            (f"regions_answered_{flag}", f"Regioner som svarat: {FLAG_SV[flag].lower()}"),
+        )
+    },
+    **{
+        col: text
+        for s in SERVICES
+        for col, text in (
+            (f"regions_{s}_implemented", f"Regioner där {SERVICE_SV[s].lower()} är införd"),
+            (f"regions_{s}_reported", f"Regioner som rapporterat status: {SERVICE_SV[s].lower()}"),
+        )
+    },
 }
-SHEETS = {"followup_region_year": ("Regioner per år", HEADERS_REGION),
-          "followup_national_year": ("Riket per år", HEADERS_NATIONAL)}
+SHEETS = {
+    "followup_region_year": ("Regioner per år", HEADERS_REGION),
+    "followup_national_year": ("Riket per år", HEADERS_NATIONAL),
+}
 
 
 def set_text(cell, text: str) -> None:
@@ -166,12 +195,13 @@ def print_setup(sheet, *, header_rows: str | None = "1:1", label_columns: str | 
     sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
     sheet.page_margins.left = sheet.page_margins.right = 0.4
     sheet.page_margins.top = sheet.page_margins.bottom = 0.6
-    widths = [_width_pt(sheet.column_dimensions[get_column_letter(j)].width or 8.43)
-              for j in range(1, sheet.max_column + 1)]
+    widths = [
+        _width_pt(sheet.column_dimensions[get_column_letter(j)].width or 8.43) for j in range(1, sheet.max_column + 1)
+    ]
     labels = 0.0
     if label_columns:
         first, last = (column_index_from_string(c) for c in label_columns.split(":"))
-        labels = sum(widths[first - 1:last])
+        labels = sum(widths[first - 1 : last])
         sheet.print_title_cols = label_columns
     per_page = PAGE_WIDTH_PT / PRINT_MIN_SCALE - labels  # what one page holds besides the repeated labels
     sheet.page_setup.fitToWidth = max(1, math.ceil((sum(widths) - labels) / per_page))
@@ -250,8 +280,9 @@ def _utc_naive(value) -> dt.datetime | None:
 VINTAGE_HEADINGS = ["Tabell", "Senast ändrad (UTC)", "Senast kontrollerad (UTC)", "Version"]
 
 
-def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: Sequence[str] = (), *,
-               cells: bool = False) -> list[list]:
+def notes_rows(
+    vintage: list[dict], synthetic: bool, today: dt.date, footnotes: Sequence[str] = (), *, cells: bool = False
+) -> list[list]:
     """The Anteckningar sheet (also used by the report): caveats, the vintage of every table, then ``footnotes``.
 
     ``footnotes`` are the deliveries published on a person's approval
@@ -260,25 +291,40 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
     stores: the creation date as a date, each table's times as date-times
     in columns of their own and its version as a number.
     """
-    origin = ("Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
-              "inte regionernas verkliga uppgifter." if synthetic else
-              "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
-              "python -m etl sample är det syntetiska exempeldata.")
+    origin = (
+        "Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
+        "inte regionernas verkliga uppgifter."
+        if synthetic
+        else "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
+        "python -m etl sample är det syntetiska exempeldata."
+    )
     rows: list[list] = [
         ["Uppföljning av statsbidraget: regioner och riket per år", ""],
         ["Skapad", today if cells else today.isoformat()],
         ["", ""],
         ["Att tänka på", ""],
         ["Ursprung", origin],
-        ["Tom cell", "Tom cell betyder okänt: regionen har inte rapporterat, lämnat fältet tomt eller värdet är "
-                     "skyddat. Det betyder inte 'Nej' eller 0."],
-        ["Skyddade värden", "Månader där avsändaren skyddat värdet ('..') ingår inte i månadsmedel; kolumnerna "
-                            "'månader med värde' visar hur många månader medlet bygger på."],
-        ["Per 1 000 invånare", "Folkmängd 31 december samma år; finns den inte ännu används senaste tidigare år "
-                               "(kolumnen 'Folkmängd från år')."],
+        [
+            "Tom cell",
+            "Tom cell betyder okänt: regionen har inte rapporterat, lämnat fältet tomt eller värdet är "
+            "skyddat. Det betyder inte 'Nej' eller 0.",
+        ],
+        [
+            "Skyddade värden",
+            "Månader där avsändaren skyddat värdet ('..') ingår inte i månadsmedel; kolumnerna "
+            "'månader med värde' visar hur många månader medlet bygger på.",
+        ],
+        [
+            "Per 1 000 invånare",
+            "Folkmängd 31 december samma år; finns den inte ännu används senaste tidigare år "
+            "(kolumnen 'Folkmängd från år').",
+        ],
         ["Andelar", "Andel av erhållna medel; upp till 101 % godtas (1 % tolerans i rapporteringen)."],
-        ["Riket", "Antal regioner räknar bara regioner som svarat; 'Regioner som svarat' visar hur många. "
-                  "Rikets nyttjande per 1 000 invånare bygger på avsändarens rikstotal (Riket)."],
+        [
+            "Riket",
+            "Antal regioner räknar bara regioner som svarat; 'Regioner som svarat' visar hur många. "
+            "Rikets nyttjande per 1 000 invånare bygger på avsändarens rikstotal (Riket).",
+        ],
         ["", ""],
         ["Datakällornas aktualitet (från laddningsloggen)", ""],
         list(VINTAGE_HEADINGS) if cells else ["Tabell", "Senast ändrad | senast kontrollerad | version"],
@@ -288,19 +334,31 @@ def notes_rows(vintage: list[dict], synthetic: bool, today: dt.date, footnotes: 
             rows.append([entry["table"], "inte laddad"])
         elif cells:
             version = entry.get("version")
-            rows.append([entry["table"], _utc_naive(entry.get("changed_at")), _utc_naive(entry["checked_at"]),
-                         int(version) if isinstance(version, str) and version.isdigit() else version])
+            rows.append(
+                [
+                    entry["table"],
+                    _utc_naive(entry.get("changed_at")),
+                    _utc_naive(entry["checked_at"]),
+                    int(version) if isinstance(version, str) and version.isdigit() else version,
+                ]
+            )
         else:
-            rows.append([entry["table"], f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
-                                         f"{entry.get('version') or '–'}"])
+            rows.append(
+                [
+                    entry["table"],
+                    f"{_fmt_time(entry.get('changed_at'))} | {_fmt_time(entry['checked_at'])} | "
+                    f"{entry.get('version') or '–'}",
+                ]
+            )
     if footnotes:
         rows += [["", ""], [APPROVED_HEADING, ""]]
         rows += [[f"Fotnot {i}", line] for i, line in enumerate(footnotes, start=1)]
     return rows
 
 
-def build_workbook(region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date,
-                   footnotes: Sequence[str] = ()) -> bytes:
+def build_workbook(
+    region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date, footnotes: Sequence[str] = ()
+) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
@@ -308,8 +366,10 @@ def build_workbook(region_year, national_year, vintage: list[dict], synthetic: b
     default = book.active
     assert default is not None  # a new workbook has its one sheet active
     book.remove(default)
-    frames = {"followup_region_year": region_year.sort_values(["year", "region_code"]),
-              "followup_national_year": national_year.sort_values("year")}
+    frames = {
+        "followup_region_year": region_year.sort_values(["year", "region_code"]),
+        "followup_national_year": national_year.sort_values("year"),
+    }
     for table, frame in frames.items():
         title, headers = SHEETS[table]
         _write_table(book.create_sheet(title), frame, headers)
@@ -348,8 +408,7 @@ def build_workbook(region_year, national_year, vintage: list[dict], synthetic: b
                     cell.number_format = "yyyy-mm-dd hh:mm"
                 elif isinstance(value, dt.date):
                     cell.number_format = "yyyy-mm-dd"
-            cell.alignment = Alignment(wrap_text=j == 2 and isinstance(value, str), vertical="top",
-                                       horizontal="left")
+            cell.alignment = Alignment(wrap_text=j == 2 and isinstance(value, str), vertical="top", horizontal="left")
         if key and not text or i == 1 or values == VINTAGE_HEADINGS:
             for j in range(1, len(values) + 1):
                 notes.cell(row=i, column=j).font = Font(bold=True)
@@ -380,8 +439,15 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
-def write_workbooks(warehouse_uri: str, region_year, national_year, vintage: list[dict], synthetic: bool,
-                    today: dt.date, footnotes: Sequence[str] = ()) -> dict[str, str]:
+def write_workbooks(
+    warehouse_uri: str,
+    region_year,
+    national_year,
+    vintage: list[dict],
+    synthetic: bool,
+    today: dt.date,
+    footnotes: Sequence[str] = (),
+) -> dict[str, str]:
     data = build_workbook(region_year, national_year, vintage, synthetic, today, footnotes)
     dated = storage.join(warehouse_uri, EXPORTS, f"followup_{today:%Y%m%d}.xlsx")
     latest = storage.join(warehouse_uri, EXPORTS, "followup_latest.xlsx")

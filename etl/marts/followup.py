@@ -74,9 +74,14 @@ def _previous(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.Da
 
 def _years(sources: dict[str, pd.DataFrame]) -> list[int]:
     found: set[int] = set()
-    for name, column in (("population", "year"), ("county_report", "report_year"),
-                         ("county_initiative", "report_year"), ("county_ehealth_service", "report_year"),
-                         ("ehealth_adoption", "year"), ("ehealth_adoption_national", "year")):
+    for name, column in (
+        ("population", "year"),
+        ("county_report", "report_year"),
+        ("county_initiative", "report_year"),
+        ("county_ehealth_service", "report_year"),
+        ("ehealth_adoption", "year"),
+        ("ehealth_adoption_national", "year"),
+    ):
         frame = sources.get(name)
         if frame is not None and len(frame):
             found.update(int(y) for y in frame[column].dropna().unique())
@@ -91,8 +96,9 @@ def _unknown_regions(sources: dict[str, pd.DataFrame], known: set[str]) -> list[
         unknown = sorted(set(frame["region_code"].dropna()) - known)
         if unknown:
             rows = int(frame["region_code"].isin(unknown).sum())
-            warnings.append(f"{name}: {rows} row(s) for region code(s) not in dim_region left out of the mart: "
-                            f"{unknown[:5]}")
+            warnings.append(
+                f"{name}: {rows} row(s) for region code(s) not in dim_region left out of the mart: {unknown[:5]}"
+            )
     return warnings
 
 
@@ -108,8 +114,9 @@ def _population_used(population: pd.DataFrame, grid: pd.DataFrame, by: list[str]
         return left.sort_values("_order").drop(columns="_order").reset_index(drop=True)
     right = known[by + ["year", "population"]].rename(columns={"population": "_pop_used"}).copy()
     right["population_year_used"] = right["year"]
-    merged = pd.merge_asof(left.sort_values("year"), right.sort_values("year"), on="year",
-                           by=by or None, direction="backward")
+    merged = pd.merge_asof(
+        left.sort_values("year"), right.sort_values("year"), on="year", by=by or None, direction="backward"
+    )
     merged = merged.sort_values("_order").drop(columns="_order").reset_index(drop=True)
     merged["population_year_used"] = merged["population_year_used"].astype("Int64")
     merged["_pop_used"] = merged["_pop_used"].astype("Int64")
@@ -135,12 +142,12 @@ def _adoption(adoption: pd.DataFrame, denominators: pd.DataFrame, by: list[str])
     for (service, metric), prefix in RATE_METRICS.items():
         part = rows[(rows["service"] == service) & (rows["metric"] == metric)]
         monthly_parts.append(part[by + ["month", "per_1000"]].assign(series=prefix))
-        stats = part.groupby(keys, sort=False).agg(
-            mean=("per_1000", "mean"), months=("value", "count")).reset_index()
+        stats = part.groupby(keys, sort=False).agg(mean=("per_1000", "mean"), months=("value", "count")).reset_index()
         dec = part[part["is_dec"]][keys + ["per_1000"]].rename(columns={"per_1000": "dec"})
         stats = stats.merge(dec, on=keys, how="left")
-        stats = stats.rename(columns={"mean": f"{prefix}_per_1000_mean", "dec": f"{prefix}_per_1000_dec",
-                                      "months": f"{prefix}_months"})
+        stats = stats.rename(
+            columns={"mean": f"{prefix}_per_1000_mean", "dec": f"{prefix}_per_1000_dec", "months": f"{prefix}_months"}
+        )
         yearly = yearly.merge(stats, on=keys, how="left")
         yearly[f"{prefix}_per_1000_mean"] = yearly[f"{prefix}_per_1000_mean"].astype("Float64")
         yearly[f"{prefix}_per_1000_dec"] = yearly[f"{prefix}_per_1000_dec"].astype("Float64")
@@ -150,8 +157,11 @@ def _adoption(adoption: pd.DataFrame, denominators: pd.DataFrame, by: list[str])
         part = rows[(rows["service"] == "web_booking") & (rows["metric"] == metric) & rows["is_dec"]]
         return part[keys + ["value"]].rename(columns={"value": metric})
 
-    units = yearly[keys].merge(december("units_connected"), on=keys, how="left").merge(
-        december("units_total"), on=keys, how="left")
+    units = (
+        yearly[keys]
+        .merge(december("units_connected"), on=keys, how="left")
+        .merge(december("units_total"), on=keys, how="left")
+    )
     yearly["web_booking_units_connected_share_dec"] = _ratio(units["units_connected"], units["units_total"])
 
     for prefix in CHANGE_OF:
@@ -181,11 +191,22 @@ def _initiatives(initiatives: pd.DataFrame, grid: pd.DataFrame) -> tuple[pd.Data
     warnings = [f"county_initiative: unknown area(s) left out of the per-area counts: {unknown}"] if unknown else []
     new = rows["new_due_to_grant"].astype("boolean")
     rows = rows.assign(_one=1, _new=new.fillna(False).astype(int), _unknown=new.isna().astype(int))
-    total = rows.groupby(KEY).agg(initiatives_total=("_one", "sum"), initiatives_new_due_to_grant=("_new", "sum"),
-                                  initiatives_new_unknown=("_unknown", "sum")).reset_index()
+    total = (
+        rows.groupby(KEY)
+        .agg(
+            initiatives_total=("_one", "sum"),
+            initiatives_new_due_to_grant=("_new", "sum"),
+            initiatives_new_unknown=("_unknown", "sum"),
+        )
+        .reset_index()
+    )
     for area in AREAS:
-        per = rows[rows["area"] == area].groupby(KEY).agg(
-            **{f"initiatives_{area}": ("_one", "sum"), f"initiatives_new_{area}": ("_new", "sum")}).reset_index()
+        per = (
+            rows[rows["area"] == area]
+            .groupby(KEY)
+            .agg(**{f"initiatives_{area}": ("_one", "sum"), f"initiatives_new_{area}": ("_new", "sum")})
+            .reset_index()
+        )
         frame = frame.merge(per, on=KEY, how="left")
     frame = frame.merge(total, on=KEY, how="left")
     return frame, warnings
@@ -215,8 +236,9 @@ def build_region_year(sources: dict[str, pd.DataFrame], years: list[int]):
     warnings += more
     out = out.merge(services, on=KEY, how="left").merge(initiatives, on=KEY, how="left")
     # All three tables come from the one county report submission: any of them means the region reported.
-    listed = pd.concat([sources[t][["region_code", "report_year"]]
-                        for t in ("county_initiative", "county_ehealth_service")])
+    listed = pd.concat(
+        [sources[t][["region_code", "report_year"]] for t in ("county_initiative", "county_ehealth_service")]
+    )
     listed = _year_int(listed.rename(columns={"report_year": "year"})).drop_duplicates().assign(_listed=True)
     out = out.merge(listed, on=KEY, how="left")
     out["reported"] = out["_report"].notna() | out["_listed"].notna()
@@ -249,13 +271,19 @@ def build_national_year(sources: dict[str, pd.DataFrame], region_year: pd.DataFr
 
     # National population only when every region has a count: a partial sum would look like a real total.
     population = _year_int(sources["population"][["region_code", "year", "population"]])
-    counted = population.dropna(subset=["population"]).groupby("year").agg(
-        population=("population", "sum"), regions=("population", "count")).reset_index()
+    counted = (
+        population.dropna(subset=["population"])
+        .groupby("year")
+        .agg(population=("population", "sum"), regions=("population", "count"))
+        .reset_index()
+    )
     complete = counted[counted["regions"] == regions_total][["year", "population"]]
     complete = complete.assign(population=complete["population"].astype("Int64"))
     out = grid.merge(complete, on="year", how="left")
-    out["population_change"] = (out["population"] - out[["year"]].merge(
-        complete.assign(year=complete["year"] + 1), on="year", how="left")["population"]).astype("Int64")
+    out["population_change"] = (
+        out["population"]
+        - out[["year"]].merge(complete.assign(year=complete["year"] + 1), on="year", how="left")["population"]
+    ).astype("Int64")
     denominators = _population_used(complete, grid, [])
     out["population_year_used"] = denominators["population_year_used"]
     out["_pop_used"] = denominators["_pop_used"]
@@ -270,11 +298,13 @@ def build_national_year(sources: dict[str, pd.DataFrame], region_year: pd.DataFr
     sums = by_year[["grant_sek", *(f"spend_{a}_sek" for a in AREAS)]].sum(min_count=1).reset_index()
     out = out.merge(sums, on="year", how="left")
     spend_total = pairwise_sum("spend_total_sek", "spend_total_sek")[["year", "_num"]].rename(
-        columns={"_num": "spend_total_sek"})
+        columns={"_num": "spend_total_sek"}
+    )
     out = out.merge(spend_total, on="year", how="left")
     per_inhabitant = pairwise_sum("grant_sek", "_pop_used")
-    out["grant_per_inhabitant"] = out[["year"]].merge(per_inhabitant, on="year", how="left").pipe(
-        lambda f: _ratio(f["_num"], f["_den"]))
+    out["grant_per_inhabitant"] = (
+        out[["year"]].merge(per_inhabitant, on="year", how="left").pipe(lambda f: _ratio(f["_num"], f["_den"]))
+    )
     for area, spend in [*((a, f"spend_{a}_sek") for a in AREAS), ("spent", "spend_total_sek")]:
         pair = out[["year"]].merge(pairwise_sum(spend, "grant_sek"), on="year", how="left")
         out[f"share_{area}"] = _ratio(pair["_num"], pair["_den"])
@@ -286,12 +316,17 @@ def build_national_year(sources: dict[str, pd.DataFrame], region_year: pd.DataFr
         out[f"regions_{flag}"] = out[f"regions_{flag}"].astype("Int64").where(out[f"regions_answered_{flag}"] > 0)
     for service in SERVICES:
         status = region_year[f"{service}_status"]
-        counts = region_year.assign(_impl=(status == "implemented").fillna(False).astype(int),
-                                    _rep=status.notna().astype(int)).groupby("year").agg(
-            **{f"regions_{service}_implemented": ("_impl", "sum"), f"regions_{service}_reported": ("_rep", "sum")})
+        counts = (
+            region_year.assign(
+                _impl=(status == "implemented").fillna(False).astype(int), _rep=status.notna().astype(int)
+            )
+            .groupby("year")
+            .agg(**{f"regions_{service}_implemented": ("_impl", "sum"), f"regions_{service}_reported": ("_rep", "sum")})
+        )
         out = out.merge(counts.reset_index(), on="year", how="left")
-        out[f"regions_{service}_implemented"] = out[f"regions_{service}_implemented"].astype("Int64").where(
-            out[f"regions_{service}_reported"] > 0)
+        out[f"regions_{service}_implemented"] = (
+            out[f"regions_{service}_implemented"].astype("Int64").where(out[f"regions_{service}_reported"] > 0)
+        )
 
     national = sources["ehealth_adoption_national"]
     yearly, monthly = _adoption(national, out[["year", "_pop_used"]], [])
@@ -307,11 +342,18 @@ def build(sources: dict[str, pd.DataFrame]) -> Marts:
     known = set(sources["dim_region"]["region_code"])
     warnings = _unknown_regions(sources, known)
     # From here on every region-level source holds only the regions of the dimension (reported above).
-    sources = {name: (frame[frame["region_code"].isin(known)] if "region_code" in frame.columns
-                      and name != "dim_region" else frame) for name, frame in sources.items()}
+    sources = {
+        name: (
+            frame[frame["region_code"].isin(known)]
+            if "region_code" in frame.columns and name != "dim_region"
+            else frame
+        )
+        for name, frame in sources.items()
+    }
     years = _years(sources)
     region_year, monthly, more = build_region_year(sources, years)
     national_year, national_monthly = build_national_year(sources, region_year, years)
     monthly = pd.concat([monthly, national_monthly], ignore_index=True)
-    return Marts(region_year.drop(columns=["_pop_used"]), national_year.drop(columns=["_pop_used"]),
-                 monthly, warnings + more)
+    return Marts(
+        region_year.drop(columns=["_pop_used"]), national_year.drop(columns=["_pop_used"]), monthly, warnings + more
+    )

@@ -28,9 +28,12 @@ YES, NO, UNKNOWN = "#0072B2", "#E69F00", "#D9D9D9"
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 # Column heads of the offers grid, hyphenated by hand where the long compounds would run into each
 # other; any other offer's template label is wrapped (_grid_label).
-GRID_LABELS = {"offers_clinical_intro_year": "Kliniskt\nintroduktions-\når",
-               "offers_specialist_nurse_study_salary": "Studielön\nspecialist-\nsjuksköterska",
-               "has_care_near_service": "Vårdnära\nservice", "has_task_shifting": "Uppgifts-\nväxling"}
+GRID_LABELS = {
+    "offers_clinical_intro_year": "Kliniskt\nintroduktions-\når",
+    "offers_specialist_nurse_study_salary": "Studielön\nspecialist-\nsjuksköterska",
+    "has_care_near_service": "Vårdnära\nservice",
+    "has_task_shifting": "Uppgifts-\nväxling",
+}
 
 
 def _grid_label(flag: str) -> str:
@@ -43,8 +46,9 @@ def _plt():
     matplotlib.use("Agg")  # no display on workers; must precede pyplot
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
-                         "axes.spines.right": False, "figure.dpi": 100})
+    plt.rcParams.update(
+        {"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100}
+    )
     return plt
 
 
@@ -112,19 +116,27 @@ def chart_adoption(monthly, names: dict[str, str]) -> str:
     for ax, code in zip(axes.flat, codes, strict=False):
         mine = _monthly_gaps(series[series["region_code"] == code], months)
         if national["per_1000"].notna().any():
-            ax.plot(national["month"], national["per_1000"], color="#999999", linestyle="--", linewidth=1,
-                    label="Riket")
+            ax.plot(
+                national["month"], national["per_1000"], color="#999999", linestyle="--", linewidth=1, label="Riket"
+            )
         if mine["per_1000"].notna().any():
             # Markers when points are few: a single month would otherwise be an invisible line.
             few = mine["per_1000"].notna().sum() < 24
-            ax.plot(mine["month"], mine["per_1000"], color="#0072B2", linewidth=1.6, label="Regionen",
-                    marker="o" if few else None, markersize=3)
+            ax.plot(
+                mine["month"],
+                mine["per_1000"],
+                color="#0072B2",
+                linewidth=1.6,
+                label="Regionen",
+                marker="o" if few else None,
+                markersize=3,
+            )
         else:
             ax.text(0.5, 0.5, "inga uppgifter", transform=ax.transAxes, ha="center", va="center", color="#666666")
         ax.set_title(names[code], fontsize=10)
         ax.set_ylim(0, top)
         ax.grid(axis="y", color="#eeeeee")
-    for ax in axes.flat[len(codes):]:
+    for ax in axes.flat[len(codes) :]:
         ax.set_axis_off()
     for ax in axes[:, 0]:
         ax.set_ylabel("per 1 000 inv.")
@@ -138,8 +150,10 @@ def chart_adoption(monthly, names: dict[str, str]) -> str:
         ax.set_xlabel("Månad")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if not handles:
-        handles = [plt.Line2D([], [], color="#0072B2", linewidth=1.6),
-                   plt.Line2D([], [], color="#999999", linestyle="--")]
+        handles = [
+            plt.Line2D([], [], color="#0072B2", linewidth=1.6),
+            plt.Line2D([], [], color="#999999", linestyle="--"),
+        ]
         labels = ["Regionen", "Riket"]
     fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False)
     fig.suptitle(title, fontsize=13, x=0.01, ha="left")
@@ -161,7 +175,9 @@ def chart_spend(region_year, year: int | None) -> str:
         shares = [0.0 if v is None else float(v) * 100 for v in _values(frame[f"share_{area}"])]
         ax.barh(names, shares, left=left, color=AREA_COLOURS[area], label=AREA_SV[area], height=0.7)
         left = [a + b for a, b in zip(left, shares, strict=True)]
-    unknown = [any(v is None for v in values) for values in zip(*(_values(frame[f"share_{a}"]) for a in AREAS), strict=True)]
+    unknown = [
+        any(v is None for v in values) for values in zip(*(_values(frame[f"share_{a}"]) for a in AREAS), strict=True)
+    ]
     for i, (reported, incomplete) in enumerate(zip(frame["reported"], unknown, strict=True)):
         if not reported:
             ax.text(1, i, "ej rapporterat", va="center", fontsize=9, color="#666666")
@@ -208,9 +224,17 @@ def chart_offers(region_year, year: int | None) -> str:
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_title(f"{title} {year}: erbjuder regionen …?", loc="left", pad=40)
-    ax.legend(handles=[Patch(color=YES, label="Ja"), Patch(color=NO, label="Nej"),
-                       Patch(color=UNKNOWN, label="Ej rapporterat / ej besvarat")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3, frameon=False)
+    ax.legend(
+        handles=[
+            Patch(color=YES, label="Ja"),
+            Patch(color=NO, label="Nej"),
+            Patch(color=UNKNOWN, label="Ej rapporterat / ej besvarat"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+        ncol=3,
+        frameon=False,
+    )
     fig.tight_layout()
     return _png(fig)
 
@@ -229,10 +253,15 @@ def chart_offers_trend(national_year) -> str:
     years = [int(y) for y in frame["year"]]
     for flag, colour in zip(FLAGS, itertools.cycle(OKABE_ITO)):
         values = [float("nan") if v is None else int(v) for v in _values(frame[f"regions_{flag}"])]
-        ax.plot(years, values, marker="o", color=colour,
-                label=FLAG_SV[flag])
-    ax.plot(years, [int(v) for v in frame["regions_reported"]], color="#666666", linestyle=":", marker=".",
-            label="Regioner som rapporterat")
+        ax.plot(years, values, marker="o", color=colour, label=FLAG_SV[flag])
+    ax.plot(
+        years,
+        [int(v) for v in frame["regions_reported"]],
+        color="#666666",
+        linestyle=":",
+        marker=".",
+        label="Regioner som rapporterat",
+    )
     total = int(frame["regions_total"].max())
     from matplotlib.ticker import MaxNLocator
 
@@ -266,9 +295,16 @@ NATIONAL_TABLE = (
 
 
 # Columns of the national table that come from the regions' reports (the rest: SCB and the e-health exports).
-FROM_REPORTS = {"regions_reported", "grant_sek", "grant_per_inhabitant", "share_spent",
-                "regions_offers_clinical_intro_year", "regions_offers_specialist_nurse_study_salary",
-                "regions_earmarked", "initiatives_new_due_to_grant"}
+FROM_REPORTS = {
+    "regions_reported",
+    "grant_sek",
+    "grant_per_inhabitant",
+    "share_spent",
+    "regions_offers_clinical_intro_year",
+    "regions_offers_specialist_nurse_study_salary",
+    "regions_earmarked",
+    "initiatives_new_due_to_grant",
+}
 NO_REPORTS = "inga rapporter"
 
 
@@ -318,18 +354,24 @@ def _no_reports_note(national_year) -> str:
     if not missing:
         return ""
     if len(missing) == len(national_year):
-        text = ("Ingen region har skickat in någon regionrapport ännu: kolumnerna som bygger på regionrapporterna "
-                "visar 'inga rapporter' eller –.")
+        text = (
+            "Ingen region har skickat in någon regionrapport ännu: kolumnerna som bygger på regionrapporterna "
+            "visar 'inga rapporter' eller –."
+        )
     else:
-        text = (f"För {year_ranges(missing)} har ingen region skickat in någon regionrapport (ännu): raderna visar "
-                "'inga rapporter' och – i kolumnerna som bygger på rapporterna (medel, satsningar, insatser). "
-                "Folkmängden och e-tjänsternas nyttjande kommer från SCB och e-hälsoexporterna.")
+        text = (
+            f"För {year_ranges(missing)} har ingen region skickat in någon regionrapport (ännu): raderna visar "
+            "'inga rapporter' och – i kolumnerna som bygger på rapporterna (medel, satsningar, insatser). "
+            "Folkmängden och e-tjänsternas nyttjande kommer från SCB och e-hälsoexporterna."
+        )
     return f"<p class='no-reports'>{html.escape(text)}</p>"
 
 
 def _figure(png: str, alt: str, caption: str) -> str:
-    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 STYLE = """
@@ -351,8 +393,15 @@ def _footnotes(footnotes: list[str]) -> str:
     return f"<h2>{html.escape(APPROVED_HEADING)}</h2><ol class='notes'>{items}</ol>"
 
 
-def render(region_year, national_year, monthly, vintage: list[dict], synthetic: bool, today: dt.date,
-           footnotes: Sequence[str] = ()) -> str:
+def render(
+    region_year,
+    national_year,
+    monthly,
+    vintage: list[dict],
+    synthetic: bool,
+    today: dt.date,
+    footnotes: Sequence[str] = (),
+) -> str:
     """The report page; ``footnotes`` name deliveries published on approval although blocked."""
     names = dict(zip(region_year["region_code"], region_year["region_name"], strict=True))
     year = _latest_report_year(national_year)
@@ -374,18 +423,30 @@ def render(region_year, national_year, monthly, vintage: list[dict], synthetic: 
         "som nej.</p>",
         _national_table(national_year),
         "<h2>Satsningar per region</h2>",
-        _figure(chart_offers(region_year, year), "Rutnät: regioner och de fyra satsningarna",
-                "Blått = ja, orange = nej, grått = ej rapporterat eller ej besvarat."),
-        _figure(chart_offers_trend(national_year), "Linjediagram: antal regioner per satsning och år",
-                "Antal regioner som svarat ja, per år; den prickade linjen visar hur många som rapporterat alls."),
+        _figure(
+            chart_offers(region_year, year),
+            "Rutnät: regioner och de fyra satsningarna",
+            "Blått = ja, orange = nej, grått = ej rapporterat eller ej besvarat.",
+        ),
+        _figure(
+            chart_offers_trend(national_year),
+            "Linjediagram: antal regioner per satsning och år",
+            "Antal regioner som svarat ja, per år; den prickade linjen visar hur många som rapporterat alls.",
+        ),
         "<h2>Medlens fördelning</h2>",
-        _figure(chart_spend(region_year, year), "Staplar: andel av medlen per område och region",
-                "Använda medel per prioriterat område som andel av regionens erhållna medel. Upp till 101 % "
-                "godtas; 'ofullständigt' = något område saknar uppgift."),
+        _figure(
+            chart_spend(region_year, year),
+            "Staplar: andel av medlen per område och region",
+            "Använda medel per prioriterat område som andel av regionens erhållna medel. Upp till 101 % "
+            "godtas; 'ofullständigt' = något område saknar uppgift.",
+        ),
         "<h2>Nyttjande av e-tjänsterna</h2>",
-        _figure(chart_adoption(monthly, names), "Små diagram: Journalens unika användare per region och månad",
-                "Unika användare av Journalen per månad per 1 000 invånare; streckad linje = riket. "
-                "Skyddade månader saknas i kurvan."),
+        _figure(
+            chart_adoption(monthly, names),
+            "Små diagram: Journalens unika användare per region och månad",
+            "Unika användare av Journalen per månad per 1 000 invånare; streckad linje = riket. "
+            "Skyddade månader saknas i kurvan.",
+        ),
         "<h2>Datakällornas aktualitet</h2>",
         f"<table class='notes'>{vintage_rows}</table>",
         _footnotes(list(footnotes)),
@@ -394,9 +455,18 @@ def render(region_year, national_year, monthly, vintage: list[dict], synthetic: 
     return "\n".join(parts)
 
 
-def write_report(warehouse_uri: str, region_year, national_year, monthly, vintage: list[dict], synthetic: bool,
-                 today: dt.date, footnotes: Sequence[str] = ()) -> str:
+def write_report(
+    warehouse_uri: str,
+    region_year,
+    national_year,
+    monthly,
+    vintage: list[dict],
+    synthetic: bool,
+    today: dt.date,
+    footnotes: Sequence[str] = (),
+) -> str:
     uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
-    write_bytes_atomic(uri, render(region_year, national_year, monthly, vintage, synthetic, today,
-                                   footnotes).encode("utf-8"))
+    write_bytes_atomic(
+        uri, render(region_year, national_year, monthly, vintage, synthetic, today, footnotes).encode("utf-8")
+    )
     return uri

@@ -43,9 +43,14 @@ class RunReport:
             "batch_id": self.batch_id,
             "outcome": self.outcome,
             "tables": {
-                r.table: {"outcome": r.outcome, "rows_in": r.rows_in, "rows_loaded": r.rows_loaded,
-                          "rows_quarantined": r.rows_quarantined, "table_rows": r.table_rows,
-                          "warnings": len(r.warnings)}
+                r.table: {
+                    "outcome": r.outcome,
+                    "rows_in": r.rows_in,
+                    "rows_loaded": r.rows_loaded,
+                    "rows_quarantined": r.rows_quarantined,
+                    "table_rows": r.table_rows,
+                    "warnings": len(r.warnings),
+                }
                 for r in self.results
             },
             "messages": self.messages,
@@ -81,9 +86,12 @@ class Progress:
         self._last = now
         elapsed = max(now - self._started, 1e-9)
         left = (self.total - self.done) * elapsed / self.done
-        line = (f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done // max(self.total, 1)} %)"
-                + (f", {note}" if note else "") + f", {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
-                + (f", about {left:.0f} s left" if self.done < self.total else f", {elapsed:.1f} s in all"))
+        line = (
+            f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done // max(self.total, 1)} %)"
+            + (f", {note}" if note else "")
+            + f", {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
+            + (f", about {left:.0f} s left" if self.done < self.total else f", {elapsed:.1f} s in all")
+        )
         log.info("%s", line)
         return line
 
@@ -123,9 +131,7 @@ def checked_batch(
     quarantined = rows.loc[failed, list(ORIGIN) + [validation.ROW_ID]].copy()
     quarantined["reason"] = quarantined[validation.ROW_ID].map(lambda r: "; ".join(result.failed_rows[r]))
     quarantined["rows_held"] = 1
-    quarantine = pd.concat(
-        [rejected_frame(rejected), quarantined.drop(columns=[validation.ROW_ID])], ignore_index=True
-    )
+    quarantine = pd.concat([rejected_frame(rejected), quarantined.drop(columns=[validation.ROW_ID])], ignore_index=True)
     quarantine["rows_held"] = quarantine["rows_held"].fillna(1).astype("int64")
     keep = [c for c in schema.column_names if c in rows.columns]
     missing = [c.name for c in schema.columns if c.name not in rows.columns and not c.nullable]
@@ -159,15 +165,17 @@ def fold_quarantine_by_line(batch: publish.TableBatch) -> publish.TableBatch:
     if not len(quarantine):
         return batch
     quarantine = quarantine.copy()
-    quarantine["rows_held"] = (quarantine["rows_held"].fillna(1) if "rows_held" in quarantine.columns
-                               else 1)
+    quarantine["rows_held"] = quarantine["rows_held"].fillna(1) if "rows_held" in quarantine.columns else 1
     quarantine["rows_held"] = quarantine["rows_held"].astype("int64")
 
     def join_reasons(values) -> str:
         return "; ".join(dict.fromkeys(str(v) for v in values if isinstance(v, str)))
 
-    how = {column: "sum" if column == "rows_held" else join_reasons if column == "reason" else "first"
-           for column in quarantine.columns if column not in ("source_file", "row_number")}
+    how = {
+        column: "sum" if column == "rows_held" else join_reasons if column == "reason" else "first"
+        for column in quarantine.columns
+        if column not in ("source_file", "row_number")
+    }
     batch.quarantine = quarantine.groupby(["source_file", "row_number"], as_index=False, sort=False).agg(how)
     return batch
 
@@ -211,16 +219,32 @@ def record_blocked(warehouse_uri: str, pipeline: str, batch_id: str, source, mes
 
     tail = f"; {HINT}" if message.endswith(HINT) else ""
     if len(message) > 2000:
-        message = message[:2000 - len(tail) - 2] + " …" + tail
-    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
-        pipeline, batch_id, "blocked", "failed", publish.utcnow(), sources=[source], rows_in=rows_in, message=message))
+        message = message[: 2000 - len(tail) - 2] + " …" + tail
+    publish.append_load_log(
+        warehouse_uri,
+        publish.LoadLogEntry(
+            pipeline,
+            batch_id,
+            "blocked",
+            "failed",
+            publish.utcnow(),
+            sources=[source],
+            rows_in=rows_in,
+            message=message,
+        ),
+    )
 
 
-def record_failure(warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources,
-                   message: str, rows_in: int = 0) -> None:
+def record_failure(
+    warehouse_uri: str, pipeline: str, batch_id: str, table: str | None, sources, message: str, rows_in: int = 0
+) -> None:
     """A failed batch still leaves its trace in the load log."""
-    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
-        pipeline, batch_id, "failed", "failed", publish.utcnow(), table, sources, rows_in, message=message[:2000]))
+    publish.append_load_log(
+        warehouse_uri,
+        publish.LoadLogEntry(
+            pipeline, batch_id, "failed", "failed", publish.utcnow(), table, sources, rows_in, message=message[:2000]
+        ),
+    )
 
 
 def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> str | None:
@@ -232,8 +256,9 @@ def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) ->
     """
     if not skipped:
         return None
-    message = (f"{report.pipeline}: {len(skipped)} file(s) in landing not loaded (rename or remove them): "
-               + "; ".join(skipped))
+    message = f"{report.pipeline}: {len(skipped)} file(s) in landing not loaded (rename or remove them): " + "; ".join(
+        skipped
+    )
     record_failure(warehouse_uri, report.pipeline, report.batch_id, None, [], message)
     return message
 
@@ -248,8 +273,10 @@ def refuse_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) ->
 
 
 def record_nothing_new(warehouse_uri: str, pipeline: str, batch_id: str, message: str) -> None:
-    publish.append_load_log(warehouse_uri, publish.LoadLogEntry(
-        pipeline, batch_id, "nothing_new", "skipped", publish.utcnow(), message=message))
+    publish.append_load_log(
+        warehouse_uri,
+        publish.LoadLogEntry(pipeline, batch_id, "nothing_new", "skipped", publish.utcnow(), message=message),
+    )
 
 
 def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:

@@ -140,8 +140,11 @@ def _json_states(data: bytes) -> frozenset:
     from etl.sources import county_template as tpl
 
     document = json.loads(data.decode("utf-8-sig"))  # parse_report accepted it: valid JSON object
-    return frozenset(table for table, key in ((INITIATIVE, tpl.JSON_INITIATIVES), (SERVICE, tpl.JSON_SERVICES))
-                     if isinstance(document.get(key), list))
+    return frozenset(
+        table
+        for table, key in ((INITIATIVE, tpl.JSON_INITIATIVES), (SERVICE, tpl.JSON_SERVICES))
+        if isinstance(document.get(key), list)
+    )
 
 
 # --------------------------------------------------------------------------- which submission counts
@@ -149,6 +152,7 @@ def _json_states(data: bytes) -> frozenset:
 
 def _content(header: dict, initiatives: list[dict], services: list[dict]) -> tuple:
     """What a submission says, without when it was sent: equal content = nothing to change."""
+
     def pick(table: str, row: dict) -> tuple:
         return tuple(row.get(c) for c in schemas.get(table).business_columns if c != "submitted_at")
 
@@ -206,7 +210,12 @@ def settle(submissions: list[Submission], warehouse_uri: str) -> None:
 
 
 _DTYPES: dict[str, Literal["string", "Int16", "Int32", "Int64", "boolean"]] = {
-    "string": "string", "int16": "Int16", "int32": "Int32", "int64": "Int64", "bool": "boolean"}
+    "string": "string",
+    "int16": "Int16",
+    "int32": "Int32",
+    "int64": "Int64",
+    "bool": "boolean",
+}
 
 
 def _frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
@@ -233,13 +242,18 @@ def _frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
 
 
 def _whole(sub: Submission, reason: str, rows_held: int, raw: str) -> dict:
-    return {"source_file": sub.landed.uri, "row_number": 0, "raw": raw, "reason": reason,
-            "rows_held": rows_held, "source_sha256": sub.landed.sha256}
+    return {
+        "source_file": sub.landed.uri,
+        "row_number": 0,
+        "raw": raw,
+        "reason": reason,
+        "rows_held": rows_held,
+        "source_sha256": sub.landed.sha256,
+    }
 
 
 def _row_rejects(sub: Submission, rejected: list[dict]) -> list[dict]:
-    return [{**r, "source_file": sub.landed.uri, "rows_held": 1, "source_sha256": sub.landed.sha256}
-            for r in rejected]
+    return [{**r, "source_file": sub.landed.uri, "rows_held": 1, "source_sha256": sub.landed.sha256} for r in rejected]
 
 
 def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: str):
@@ -247,16 +261,33 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
     for sub in submissions:
         parsed = sub.parsed
         if sub.accepted:
-            rows.append({**sub.header, "submitted_at": sub.submitted_at, "source_file": sub.landed.uri,
-                         "row_number": 1, "raw": parsed.header_raw, SPEND_SHARE: source.spend_share(sub.header)})
+            rows.append(
+                {
+                    **sub.header,
+                    "submitted_at": sub.submitted_at,
+                    "source_file": sub.landed.uri,
+                    "row_number": 1,
+                    "raw": parsed.header_raw,
+                    SPEND_SHARE: source.spend_share(sub.header),
+                }
+            )
         else:
             rejected.append(_whole(sub, sub.reason, 1, parsed.header_raw))
     warnings = [w for sub in submissions for w in sub.parsed.warnings]
-    return _judged(checked_batch(
-        REPORT, _frame(REPORT, rows, (SPEND_SHARE,)), rejected, len(submissions), MERGE_KEYS,
-        warehouse_uri=warehouse_uri, batch_id=batch_id,
-        quarantine_sources=[s.landed.uri for s in submissions], extra_warnings=warnings,
-    ), submissions)
+    return _judged(
+        checked_batch(
+            REPORT,
+            _frame(REPORT, rows, (SPEND_SHARE,)),
+            rejected,
+            len(submissions),
+            MERGE_KEYS,
+            warehouse_uri=warehouse_uri,
+            batch_id=batch_id,
+            quarantine_sources=[s.landed.uri for s in submissions],
+            extra_warnings=warnings,
+        ),
+        submissions,
+    )
 
 
 def _drop_rejected_headers(submissions: list[Submission], report_batch) -> None:
@@ -289,8 +320,15 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
     # Every accepted report replaces its region-year, also when it lists no rows.
     replace = sorted({sub.key for sub in submissions if sub.accepted})
     batch = checked_batch(
-        table, _frame(table, rows), rejected, rows_in, MERGE_KEYS, warehouse_uri=warehouse_uri,
-        batch_id=batch_id, replace_keys=replace, quarantine_sources=[s.landed.uri for s in submissions],
+        table,
+        _frame(table, rows),
+        rejected,
+        rows_in,
+        MERGE_KEYS,
+        warehouse_uri=warehouse_uri,
+        batch_id=batch_id,
+        replace_keys=replace,
+        quarantine_sources=[s.landed.uri for s in submissions],
     )
     return _judged(batch, submissions, unstated={s.landed.uri for s in submissions if table not in s.stated})
 
@@ -328,8 +366,12 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
     blocked = no_shrink.blocked_sources(warehouse, batches)
     # A block with rows to publish is a person's call (approvable); a report refused whole is not.
     refused = {s for b in batches for s in b.refused}
-    released = approvals.release(blocked, set(blocked) - refused, {s.landed.uri: s.landed.sha256 for s in submissions},
-                                 approvals.approved(warehouse, PIPELINE))
+    released = approvals.release(
+        blocked,
+        set(blocked) - refused,
+        {s.landed.uri: s.landed.sha256 for s in submissions},
+        approvals.approved(warehouse, PIPELINE),
+    )
     for uri, decision in released.items():
         log.warning("%s", approvals.release_note(uri, decision))
         for batch in batches:
@@ -345,14 +387,20 @@ def delivery_id(key: tuple[str, int]) -> str:
 
 def _legacy_committed(warehouse: str):
     """Per region-year, the content last committed to all three tables (for deliveries the record lacks)."""
+
     def committed() -> dict[str, str]:
         published = publish.read_table(warehouse, REPORT).select(["region_code", "report_year", "source_file"])
-        by_path = {delivery_path(r["source_file"]): delivery_id((r["region_code"], r["report_year"]))
-                   for r in published.to_pylist()}
+        by_path = {
+            delivery_path(r["source_file"]): delivery_id((r["region_code"], r["report_year"]))
+            for r in published.to_pylist()
+        }
+
         def delivery_of(uri: str):
             delivery = by_path.get(delivery_path(uri))
             return None if delivery is None else (delivery, TABLES)
+
         return last_committed(warehouse, PIPELINE, delivery_of)
+
     return committed
 
 
@@ -389,8 +437,10 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
             if older_sub is not None:  # new in landing: quarantined whole once, with the reason
                 key = older_sub.key
                 older_sub.superseded = True
-                older_sub.parsed.reject(f"superseded by {files[-1].name} (a later file for region {key[0]}, "
-                                        f"{key[1]} in landing): not loaded")
+                older_sub.parsed.reject(
+                    f"superseded by {files[-1].name} (a later file for region {key[0]}, "
+                    f"{key[1]} in landing): not loaded"
+                )
                 refused.append(older_sub)
     return current, parsed, refused
 
@@ -408,10 +458,16 @@ def run(settings: Settings) -> RunReport:
     skipped: list[str] = []
     arriving: list[str] = []
     arriving_names: set[str] = set()
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
-                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
-                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving,
-                                 arriving_names=arriving_names)
+    landed = storage.list_landed(
+        settings.landing_uri,
+        PREFIX,
+        SUFFIXES,
+        skipped=skipped,
+        hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
+        settle_seconds=settings.landing_settle_seconds,
+        arriving=arriving,
+        arriving_names=arriving_names,
+    )
     for note in skipped:
         log.warning("not loaded: %s", note)
     for note in arriving:
@@ -427,9 +483,11 @@ def run(settings: Settings) -> RunReport:
     submissions = [parsed.get(f.uri) or read_submission(f) for f in pending.values()] + not_loaded
     if not submissions:
         record.save({f.name for f in landed})
-        message = (f"nothing new loaded: {len(arriving)} county report file(s) still arriving (named above)"
-                   if arriving else
-                   f"nothing new: {len(landed)} county report file(s) in landing, all already loaded")
+        message = (
+            f"nothing new loaded: {len(arriving)} county report file(s) still arriving (named above)"
+            if arriving
+            else f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
+        )
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
         refresh_views(warehouse, report)
@@ -444,8 +502,14 @@ def run(settings: Settings) -> RunReport:
         for sub in submissions:
             if sub.landed.uri in blocked:
                 log.error("%s", blocked[sub.landed.uri])
-                record_blocked(warehouse, PIPELINE, batch_id, sub.landed, blocked[sub.landed.uri],
-                               sum(b.source_rows(sub.landed.uri) for b in batches))
+                record_blocked(
+                    warehouse,
+                    PIPELINE,
+                    batch_id,
+                    sub.landed,
+                    blocked[sub.landed.uri],
+                    sum(b.source_rows(sub.landed.uri) for b in batches),
+                )
         batches = no_shrink.without_blocked(batches, blocked)
         sources = [f for f in new if f.uri not in blocked]
         for batch in batches:

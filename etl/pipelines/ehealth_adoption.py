@@ -81,8 +81,18 @@ MONTHLY_KINDS = spec.MONTHLY_KINDS
 ADOPTION_TABLES = spec.ADOPTION_TABLES
 TABLES_BY_KIND = spec.TABLES_BY_KIND
 
-ADOPTION_COLUMNS = ["region_code", "year", "month", "service", "metric", "value", "suppressed",
-                    "source_file", "row_number", "raw"]
+ADOPTION_COLUMNS = [
+    "region_code",
+    "year",
+    "month",
+    "service",
+    "metric",
+    "value",
+    "suppressed",
+    "source_file",
+    "row_number",
+    "raw",
+]
 
 
 # --------------------------------------------------------------------------- which months
@@ -139,9 +149,13 @@ def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
         modified = info.get("mtime") or info.get("LastModified") or info.get("created")
         if hasattr(modified, "timestamp"):
             modified = modified.timestamp()
-        found.setdefault((parsed.kind, parsed.period), []).append({
-            "name": name, "size": int(info.get("size") or 0),
-            "modified": float(modified) if modified is not None else None})
+        found.setdefault((parsed.kind, parsed.period), []).append(
+            {
+                "name": name,
+                "size": int(info.get("size") or 0),
+                "modified": float(modified) if modified is not None else None,
+            }
+        )
     return found
 
 
@@ -208,9 +222,15 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     report.messages += migrations.ensure_current(settings.warehouse_uri)  # a warehouse of an older version
     skipped: list[str] = []
     arriving: list[str] = []
-    landed = storage.list_landed(settings.landing_uri, PREFIX, SUFFIXES, skipped=skipped,
-                                 hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
-                                 settle_seconds=settings.landing_settle_seconds, arriving=arriving)
+    landed = storage.list_landed(
+        settings.landing_uri,
+        PREFIX,
+        SUFFIXES,
+        skipped=skipped,
+        hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
+        settle_seconds=settings.landing_settle_seconds,
+        arriving=arriving,
+    )
     by_month, unnamed = _group_by_month(landed)
     skipped.extend(unnamed)
     for note in skipped:
@@ -220,9 +240,11 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         report.messages.append(f"not yet loaded: {note}")
 
     record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=_legacy_committed(settings))
-    pending = sorted(m for m, kinds in by_month.items()
-                     if any(not record.is_published(delivery_id(kind, m), f)
-                            for kind, files in kinds.items() for f in files))
+    pending = sorted(
+        m
+        for m, kinds in by_month.items()
+        if any(not record.is_published(delivery_id(kind, m), f) for kind, files in kinds.items() for f in files)
+    )
     if period is not None:
         months = [period] if period in by_month else []
         if catch_up_late:
@@ -231,9 +253,13 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         months = pending
     if not months:
         where = redact_uri(storage.join(settings.landing_uri, PREFIX))
-        message = (f"no e-health files for {period} in {where}" if period is not None
-                   else f"nothing new loaded from {where}: {len(arriving)} file(s) still arriving (named above)"
-                   if arriving else f"nothing new in {where}: every delivery is loaded as it is in landing")
+        message = (
+            f"no e-health files for {period} in {where}"
+            if period is not None
+            else f"nothing new loaded from {where}: {len(arriving)} file(s) still arriving (named above)"
+            if arriving
+            else f"nothing new in {where}: every delivery is loaded as it is in landing"
+        )
         record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
         report.messages.append(message)
         refresh_views(settings.warehouse_uri, report)
@@ -304,8 +330,9 @@ class MonthJudgement:
     approved: dict[str, approvals.Decision] = field(default_factory=dict)
 
 
-def judge_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
-                unit_read=None) -> MonthJudgement:
+def judge_month(
+    settings: Settings, period: str, month_files: dict[str, list], batch_id: str, unit_read=None
+) -> MonthJudgement:
     """Parse, validate and judge one month's files against the published warehouse; writes nothing.
 
     Each file is judged on its own: a file refused whole, failing a critical
@@ -326,8 +353,7 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     blocked, held = judged.blocked, judged.held
     decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
     sha_of = {f.uri: f.sha256 for f in landed.values()}
-    parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path)
-              for k in MONTHLY_KINDS if k in landed]
+    parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path) for k in MONTHLY_KINDS if k in landed]
     for export in parsed:
         _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
 
@@ -355,8 +381,10 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
             _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
             lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
             why = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
-            line = {source: f"{shown_name(source)}: blocked, the rows that would be published lack "
-                            f"{len(lacking)} region(s): {', '.join(lacking)} ({why})"}
+            line = {
+                source: f"{shown_name(source)}: blocked, the rows that would be published lack "
+                f"{len(lacking)} region(s): {', '.join(lacking)} ({why})"
+            }
             # A region that genuinely did not report is a person's call: approvable.
             released = approvals.release(line, {source}, sha_of, decisions)
             if not released:
@@ -382,8 +410,9 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
             judged.candidates.append(unit_part)
             if unit_part.refused:
                 # Judged with the other files below; kept apart here so the line names the refusal.
-                blocked[unit_file.uri] = (f"{shown_name(unit_file.uri)}: blocked, refused whole: "
-                                          f"{unit_part.refused[unit_file.uri]}")
+                blocked[unit_file.uri] = (
+                    f"{shown_name(unit_file.uri)}: blocked, refused whole: {unit_part.refused[unit_file.uri]}"
+                )
                 unit_part = None
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
@@ -395,8 +424,9 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     for parts in (regional_parts, national_parts):
         batch = combine([p for p in parts if not set(p.source_keys) & gone])
         if batch is not None:
-            batch.warnings += [approvals.release_note(s, d) for s, d in judged.approved.items()
-                               if s in batch.source_keys]
+            batch.warnings += [
+                approvals.release_note(s, d) for s, d in judged.approved.items() if s in batch.source_keys
+            ]
             sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
             judged.batches.append((batch, sources))
     if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
@@ -407,8 +437,9 @@ def judge_month(settings: Settings, period: str, month_files: dict[str, list], b
     return judged
 
 
-def process_month(settings: Settings, period: str, month_files: dict[str, list], batch_id: str,
-                  unit_read=None) -> tuple[list[publish.PublishResult], dict[str, str]]:
+def process_month(
+    settings: Settings, period: str, month_files: dict[str, list], batch_id: str, unit_read=None
+) -> tuple[list[publish.PublishResult], dict[str, str]]:
     """Judge one month (:func:`judge_month`) and publish what is not blocked, one publish per table.
 
     Returns (publish results, blocked file URI → one line); each blocked
@@ -421,11 +452,18 @@ def process_month(settings: Settings, period: str, month_files: dict[str, list],
         log.warning("%s", approvals.release_note(source, decision))
     for source, line in judged.blocked.items():
         log.error("%s", line)
-        record_blocked(settings.warehouse_uri, PIPELINE, batch_id, _landed_of(judged.landed, source), line,
-                       judged.held.get(source, 0))
+        record_blocked(
+            settings.warehouse_uri,
+            PIPELINE,
+            batch_id,
+            _landed_of(judged.landed, source),
+            line,
+            judged.held.get(source, 0),
+        )
     # Everything validated and judged: only now publish, one publish per table.
-    results = [publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources)
-               for batch, sources in judged.batches]
+    results = [
+        publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources) for batch, sources in judged.batches
+    ]
     return results, judged.blocked
 
 
@@ -447,8 +485,11 @@ def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = Non
         rows = getattr(export, attr)
         checks = rules.line_checks(rows)
         for row in rows:
-            record = {**row, **checks[row["row_number"]],
-                      "_check_suppressed_iff_null": row["suppressed"] == (row["value"] is None)}
+            record = {
+                **row,
+                **checks[row["row_number"]],
+                "_check_suppressed_iff_null": row["suppressed"] == (row["value"] is None),
+            }
             if extra:
                 record.update({k: f(export, row) for k, f in extra.items()})
             records.append(record)
@@ -473,17 +514,27 @@ def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableB
     rejected = [r for e in parsed for r in e.rejected_regional]
     notes = [n for e in parsed for n in e.notes]
     try:
-        return fold_quarantine_by_line(checked_batch(
-            "ehealth_adoption", frame, rejected, sum(e.rows_in_regional for e in parsed), ("year", "month", "service"),
-            warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=_replace_keys(parsed),
-            quarantine_sources=[e.source_file for e in parsed], extra_warnings=notes,
-        ))
+        return fold_quarantine_by_line(
+            checked_batch(
+                "ehealth_adoption",
+                frame,
+                rejected,
+                sum(e.rows_in_regional for e in parsed),
+                ("year", "month", "service"),
+                warehouse_uri=settings.warehouse_uri,
+                batch_id=batch_id,
+                replace_keys=_replace_keys(parsed),
+                quarantine_sources=[e.source_file for e in parsed],
+                extra_warnings=notes,
+            )
+        )
     except ValidationFailed as exc:
         missing = []
         for e in parsed:
             if e.file_error is None and len(e.regions_seen) < len(regions.REGION_CODES):
-                lacking = [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES
-                           if c not in e.regions_seen]
+                lacking = [
+                    f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES if c not in e.regions_seen
+                ]
                 missing.append(f"{e.name.kind}_{e.name.period} lacks {len(lacking)} region(s): {', '.join(lacking)}")
         detail = ("; ".join(missing) + " — ") if missing else ""
         raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
@@ -498,25 +549,48 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
         deviations.update({(export.source_file, m): v for m, v in dev.items()})
         details += det
         warnings += warn
-    frame = _frame(parsed, "national", {
-        "_check_reconciliation_deviation": lambda e, row: deviations.get((e.source_file, row["metric"]), -1.0)})
+    frame = _frame(
+        parsed,
+        "national",
+        {"_check_reconciliation_deviation": lambda e, row: deviations.get((e.source_file, row["metric"]), -1.0)},
+    )
     frame = frame.drop(columns=["region_code"])
     rejected = [r for e in parsed for r in e.rejected_national]
     try:
-        return fold_quarantine_by_line(checked_batch(
-            "ehealth_adoption_national", frame, rejected, sum(e.rows_in_national for e in parsed),
-            ("year", "month", "service"), warehouse_uri=settings.warehouse_uri, batch_id=batch_id,
-            replace_keys=_replace_keys(parsed), quarantine_sources=[e.source_file for e in parsed],
-            extra_warnings=warnings,
-        ))
+        return fold_quarantine_by_line(
+            checked_batch(
+                "ehealth_adoption_national",
+                frame,
+                rejected,
+                sum(e.rows_in_national for e in parsed),
+                ("year", "month", "service"),
+                warehouse_uri=settings.warehouse_uri,
+                batch_id=batch_id,
+                replace_keys=_replace_keys(parsed),
+                quarantine_sources=[e.source_file for e in parsed],
+                extra_warnings=warnings,
+            )
+        )
     except ValidationFailed as exc:
-        detail = ("regions do not sum to the national total within "
-                  f"{RECONCILIATION_TOLERANCE:.1%}: " + "; ".join(details) + " — ") if details else ""
+        detail = (
+            (
+                "regions do not sum to the national total within "
+                f"{RECONCILIATION_TOLERANCE:.1%}: " + "; ".join(details) + " — "
+            )
+            if details
+            else ""
+        )
         raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
 
 
-def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settings: Settings,
-               batch_id: str, read: unit_daily.UnitMonth | None = None) -> publish.TableBatch:
+def unit_batch(
+    unit_file: storage.LandedFile,
+    period: str,
+    regional_rows,
+    settings: Settings,
+    batch_id: str,
+    read: unit_daily.UnitMonth | None = None,
+) -> publish.TableBatch:
     """One unit-level file → the validated ``ehealth_unit_daily`` batch of its month (not yet published).
 
     ``regional_rows`` (the month's regional adoption rows, or None) is what
@@ -530,23 +604,45 @@ def unit_batch(unit_file: storage.LandedFile, period: str, regional_rows, settin
         read = unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
     _stamp_sha(read.rejected, unit_file.sha256)
     first, last = unit_daily.month_bounds(period)
-    columns = ["month", "date", "region_code", "unit_hsa_id", "unit_name", "bookings", "cancellations",
-               "rebookings", "source_file", "row_number", "raw", "_check_date_in_month"]
+    columns = [
+        "month",
+        "date",
+        "region_code",
+        "unit_hsa_id",
+        "unit_name",
+        "bookings",
+        "cancellations",
+        "rebookings",
+        "source_file",
+        "row_number",
+        "raw",
+        "_check_date_in_month",
+    ]
     if read.rows is not None and read.rows.num_rows:
         table = read.rows
-        in_month = pc.and_(pc.greater_equal(table["date"], pa.scalar(first, pa.date32())),
-                           pc.less_equal(table["date"], pa.scalar(last, pa.date32())))
-        table = (table.append_column("_check_date_in_month", in_month)
-                 .append_column("month", pa.array([first] * table.num_rows, pa.date32()))
-                 .append_column("source_file", pa.array([unit_file.uri] * table.num_rows, pa.string())))
+        in_month = pc.and_(
+            pc.greater_equal(table["date"], pa.scalar(first, pa.date32())),
+            pc.less_equal(table["date"], pa.scalar(last, pa.date32())),
+        )
+        table = (
+            table.append_column("_check_date_in_month", in_month)
+            .append_column("month", pa.array([first] * table.num_rows, pa.date32()))
+            .append_column("source_file", pa.array([unit_file.uri] * table.num_rows, pa.string()))
+        )
         # Dates as datetime64, not Python date objects: GX's null and uniqueness checks and the
         # publisher's cast back to date32 are vectorised on it (a third less validation time).
         frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, date_as_object=False)[columns]
     else:
         frame = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     batch = checked_batch(
-        "ehealth_unit_daily", frame, read.rejected, read.rows_in, ("month",),
-        warehouse_uri=settings.warehouse_uri, batch_id=batch_id, replace_keys=[(first,)],
+        "ehealth_unit_daily",
+        frame,
+        read.rejected,
+        read.rows_in,
+        ("month",),
+        warehouse_uri=settings.warehouse_uri,
+        batch_id=batch_id,
+        replace_keys=[(first,)],
         quarantine_sources=[unit_file.uri],
     )
     if regional_rows is None or not (regional_rows["service"] == exports.SERVICE_WEB_BOOKING).any():

@@ -50,8 +50,12 @@ def _frame(table):
     import pyarrow as pa
 
     mapping = {
-        pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(), pa.float64(): pd.Float64Dtype(), pa.string(): pd.StringDtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.float64(): pd.Float64Dtype(),
+        pa.string(): pd.StringDtype(),
     }
     return table.to_pandas(types_mapper=mapping.get)
 
@@ -63,8 +67,12 @@ def table_versions(warehouse_uri: str) -> dict[str, dict]:
         if row["table_name"] is None or row["outcome"] not in {"published", "unchanged"}:
             continue
         entry = latest.setdefault(row["table_name"], {"table": row["table_name"]})
-        entry.update(checked_at=row["finished_at"], version=row["table_version"], pipeline=row["pipeline"],
-                     batch_id=row["batch_id"])
+        entry.update(
+            checked_at=row["finished_at"],
+            version=row["table_version"],
+            pipeline=row["pipeline"],
+            batch_id=row["batch_id"],
+        )
         if row["outcome"] == "published":
             entry["changed_at"] = row["finished_at"]
     return latest
@@ -95,8 +103,9 @@ def _validate(table: str, frame, batch_id: str, warehouse_uri: str) -> validatio
     if table == "followup_region_year":
         checked["_check_regions_in_year"] = checked.groupby("year")["region_code"].transform("count")
         total = checked["initiatives_total"]
-        checked["_check_initiatives_not_new"] = total - checked["initiatives_new_due_to_grant"] - checked[
-            "initiatives_new_unknown"]
+        checked["_check_initiatives_not_new"] = (
+            total - checked["initiatives_new_due_to_grant"] - checked["initiatives_new_unknown"]
+        )
     checked[validation.ROW_ID] = range(len(checked))
     result = validation.validate(table, checked, warehouse_uri=warehouse_uri, batch_id=batch_id)
     problems = list(result.critical)
@@ -135,8 +144,11 @@ def build_marts(settings: Settings, batch_id: str | None = None) -> RunReport:
         record_nothing_new(warehouse, PIPELINE, batch_id, message)
         report.messages.append(message)
         return report
-    sources_log = [(storage.join(warehouse, name) + f"@{versions[name]['version']}", None)
-                   for name in MART_INPUTS if name in versions]
+    sources_log = [
+        (storage.join(warehouse, name) + f"@{versions[name]['version']}", None)
+        for name in MART_INPUTS
+        if name in versions
+    ]
 
     marts = mart.build(sources)
     if not len(marts.region_year):
@@ -155,8 +167,13 @@ def build_marts(settings: Settings, batch_id: str | None = None) -> RunReport:
         schema = schemas.get(table)
         rows = frame[schema.business_columns].assign(source_file=lineage)
         batch = publish.TableBatch(
-            table=table, rows=rows, quarantine=rejected_frame([]), rows_in=len(rows), merge_keys=None,
-            warnings=[*marts.warnings, *results[table].warnings], validation=results[table].outcome,
+            table=table,
+            rows=rows,
+            quarantine=rejected_frame([]),
+            rows_in=len(rows),
+            merge_keys=None,
+            warnings=[*marts.warnings, *results[table].warnings],
+            validation=results[table].outcome,
         )
         report.results.append(publish.publish(warehouse, PIPELINE, batch, batch_id, sources_log))
     return report
@@ -207,8 +224,9 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
     from etl.marts import followup as mart
 
     monthly = mart.build(sources).monthly  # the monthly series are not a published table; recomputed here
-    paths["report"] = report.write_report(warehouse, region_year, national_year, monthly, vintage, synthetic, today,
-                                          footnotes)
+    paths["report"] = report.write_report(
+        warehouse, region_year, national_year, monthly, vintage, synthetic, today, footnotes
+    )
     return paths
 
 
@@ -241,18 +259,23 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
     marts = mart.build(frames)
     day = when.date()
     synthetic = _is_sample(settings)
-    region_year, national_year = _typed(marts.region_year, "followup_region_year"), _typed(
-        marts.national_year, "followup_national_year")
+    region_year, national_year = (
+        _typed(marts.region_year, "followup_region_year"),
+        _typed(marts.national_year, "followup_national_year"),
+    )
     fs, root = storage.filesystem(out_dir)
     fs.makedirs(root, exist_ok=True)
     stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
     workbook = storage.join(out_dir, f"followup_as_of_{stamp}.xlsx")
     page = storage.join(out_dir, f"followup_report_as_of_{stamp}.html")
     footnotes = approvals.footnotes(warehouse, until=when)
-    exports.write_bytes_atomic(workbook, exports.build_workbook(region_year, national_year, vintage, synthetic, day,
-                                                                footnotes))
-    exports.write_bytes_atomic(page, report.render(region_year, national_year, marts.monthly, vintage, synthetic,
-                                                   day, footnotes).encode("utf-8"))
+    exports.write_bytes_atomic(
+        workbook, exports.build_workbook(region_year, national_year, vintage, synthetic, day, footnotes)
+    )
+    exports.write_bytes_atomic(
+        page,
+        report.render(region_year, national_year, marts.monthly, vintage, synthetic, day, footnotes).encode("utf-8"),
+    )
     return {"workbook": workbook, "report": page}
 
 

@@ -82,8 +82,9 @@ def reference_years(year: int | None, first_year: int = FIRST_YEAR, today: dt.da
 # --------------------------------------------------------------------------- fetching
 
 
-def fetch_live(settings: Settings, years: Sequence[int], *, policy: RetryPolicy | None = None,
-               scb_cell_limit: int = scb.CELL_LIMIT) -> tuple[ApiRows, ApiRows]:
+def fetch_live(
+    settings: Settings, years: Sequence[int], *, policy: RetryPolicy | None = None, scb_cell_limit: int = scb.CELL_LIMIT
+) -> tuple[ApiRows, ApiRows]:
     population = scb.fetch_population(settings.scb_base_url, years, policy=policy, cell_limit=scb_cell_limit)
     key_figures = kolada.fetch_kpis(settings.kolada_base_url, settings.kolada_kpis, years, policy=policy)
     return population, key_figures
@@ -104,8 +105,10 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
     files = storage.list_landed(settings.landing_uri, SNAPSHOT_DIR, (".json",))
     by_name = {f.name: f for f in files}
     if SCB_SNAPSHOT not in by_name:
-        raise BadInput(f"offline snapshot: {redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT))} is "
-                       "missing (write one with `python -m etl sample --out <landing>`)")
+        raise BadInput(
+            f"offline snapshot: {redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT))} is "
+            "missing (write one with `python -m etl sample --out <landing>`)"
+        )
     scb_file = by_name[SCB_SNAPSHOT]
     scb_doc = _load_json(scb_file)
     population = scb.population_rows(scb_doc, scb_file.uri, sha256=scb_file.sha256, years=years)
@@ -119,16 +122,21 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
     pages = [f for f in files if f.name.startswith(KOLADA_SNAPSHOT_PREFIX)]
     if settings.kolada_kpis:
         if not pages:
-            raise BadInput(f"offline snapshot: no {KOLADA_SNAPSHOT_PREFIX}*.json pages under "
-                           f"{redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR))}")
+            raise BadInput(
+                f"offline snapshot: no {KOLADA_SNAPSHOT_PREFIX}*.json pages under "
+                f"{redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR))}"
+            )
         seen: set[str] = set()
         docs = [(f, _load_json(f)) for f in pages]
         # Pages are recorded in order; the last one must end its chain, else a page is missing.
         if kolada.next_link(docs[-1][1]):
             raise BadInput(f"offline snapshot: {docs[-1][0].name} links to a next page that was not recorded")
         for file, doc in docs:
-            key_figures.extend(kolada.decode_page(doc, file.uri, sha256=file.sha256, kpi_ids=settings.kolada_kpis,
-                                                  years=years, seen_kpis=seen))
+            key_figures.extend(
+                kolada.decode_page(
+                    doc, file.uri, sha256=file.sha256, kpi_ids=settings.kolada_kpis, years=years, seen_kpis=seen
+                )
+            )
         key_figures.warnings.extend(kolada.missing_kpis_warning(list(settings.kolada_kpis), seen))
         key_figures.warnings.extend(kolada.withdrawn_warning(key_figures.withdrawn))
     return population, key_figures
@@ -196,8 +204,14 @@ def run(
         # whose row is now quarantined, leaves no stale value), while years outside this run's range
         # (`--year 2018` to reload a few years) stay as published.
         pop_batch = checked_batch(
-            "population", pop_rows, population.rejected, population.rows_in, ("year",),
-            warehouse_uri=wh, batch_id=batch_id, replace_keys=[(int(y),) for y in pop_rows["year"].unique()],
+            "population",
+            pop_rows,
+            population.rejected,
+            population.rows_in,
+            ("year",),
+            warehouse_uri=wh,
+            batch_id=batch_id,
+            replace_keys=[(int(y),) for y in pop_rows["year"].unique()],
             extra_warnings=population.warnings,
         )
         table = "kolada_kpi"
@@ -205,13 +219,26 @@ def run(
         # configuration must disappear, and an empty list gives an empty table. The fetch is
         # all-or-nothing, so a full replace never publishes a partial table.
         kpi_batch = checked_batch(
-            "kolada_kpi", kolada_frame(key_figures.rows), key_figures.rejected, key_figures.rows_in, None,
-            warehouse_uri=wh, batch_id=batch_id, extra_warnings=key_figures.warnings,
+            "kolada_kpi",
+            kolada_frame(key_figures.rows),
+            key_figures.rejected,
+            key_figures.rows_in,
+            None,
+            warehouse_uri=wh,
+            batch_id=batch_id,
+            extra_warnings=key_figures.warnings,
         )
     except EtlError as exc:
         sources = [*(population.sources if population else []), *(key_figures.sources if key_figures else [])]
-        record_failure(wh, PIPELINE, batch_id, table, sources, str(exc),
-                       population.rows_in if table == "population" and population else 0)
+        record_failure(
+            wh,
+            PIPELINE,
+            batch_id,
+            table,
+            sources,
+            str(exc),
+            population.rows_in if table == "population" and population else 0,
+        )
         raise
     report.results.append(publish.publish(wh, PIPELINE, pop_batch, batch_id, population.sources))
     report.results.append(publish.publish(wh, PIPELINE, kpi_batch, batch_id, key_figures.sources))

@@ -37,10 +37,27 @@ NATIONAL_GRANT_SEK = {2016: 950_000_000, 2017: 976_000_000, 2018: 976_000_000, 2
 # Inhabitants per region, approximately SCB's count of 31 December 2015 —
 # used only to split the national grant (Västra Götaland ≈ 16.7 % → ≈ 159 MSEK in 2016).
 POPULATION_2015 = {
-    "01": 2_231_439, "03": 354_164, "04": 287_253, "05": 445_661, "06": 347_837, "07": 191_369,
-    "08": 241_208, "09": 57_255, "10": 156_776, "12": 1_303_627, "13": 314_784, "14": 1_648_682,
-    "17": 277_237, "18": 294_880, "19": 264_276, "20": 281_028, "21": 281_815, "22": 244_193,
-    "23": 127_376, "24": 265_881, "25": 250_570,
+    "01": 2_231_439,
+    "03": 354_164,
+    "04": 287_253,
+    "05": 445_661,
+    "06": 347_837,
+    "07": 191_369,
+    "08": 241_208,
+    "09": 57_255,
+    "10": 156_776,
+    "12": 1_303_627,
+    "13": 314_784,
+    "14": 1_648_682,
+    "17": 277_237,
+    "18": 294_880,
+    "19": 264_276,
+    "20": 281_028,
+    "21": 281_815,
+    "22": 244_193,
+    "23": 127_376,
+    "24": 265_881,
+    "25": 250_570,
 }
 
 NBSP = "\u00a0"
@@ -49,17 +66,26 @@ LAST_NAMES = ("Provsson", "Exempelberg", "Testlund", "Fiktivsson", "Påhittsdott
 
 TITLES = {
     "it_support": (
-        "Digitala vårdbesök i primärvården", "Webbtidbok för fler mottagningar",
-        "Journal via nätet för vårdnadshavare", "Självincheckning på akutmottagningen",
-        "Taligenkänning för journalföring", "Digital remisshantering", "Mobil dokumentation i hemsjukvården",
+        "Digitala vårdbesök i primärvården",
+        "Webbtidbok för fler mottagningar",
+        "Journal via nätet för vårdnadshavare",
+        "Självincheckning på akutmottagningen",
+        "Taligenkänning för journalföring",
+        "Digital remisshantering",
+        "Mobil dokumentation i hemsjukvården",
     ),
     "competence_use": (
-        "Vårdnära service på vårdavdelningar", "Uppgiftsväxling mellan sjuksköterskor och undersköterskor",
-        "Administrativa vårdkoordinatorer", "Läkemedelsassistenter på avdelning", "Teambaserat arbetssätt på akuten",
+        "Vårdnära service på vårdavdelningar",
+        "Uppgiftsväxling mellan sjuksköterskor och undersköterskor",
+        "Administrativa vårdkoordinatorer",
+        "Läkemedelsassistenter på avdelning",
+        "Teambaserat arbetssätt på akuten",
     ),
     "competence_supply": (
-        "Kliniskt introduktionsår för nya sjuksköterskor", "Studielön för specialistsjuksköterskeutbildning",
-        "Karriärtrappa för sjuksköterskor", "Handledarutbildning för kliniska handledare",
+        "Kliniskt introduktionsår för nya sjuksköterskor",
+        "Studielön för specialistsjuksköterskeutbildning",
+        "Karriärtrappa för sjuksköterskor",
+        "Handledarutbildning för kliniska handledare",
         "Rekryteringsinsats för barnmorskor",
     ),
 }
@@ -84,8 +110,12 @@ SERVICE_SPELLINGS = {
     "self_check_in": ("Självincheckning",),
 }
 INITIATIVE_STATUS_SV = {"planned": "Planerad", "ongoing": "Pågående", "completed": "Genomförd", "cancelled": "Avbruten"}
-SERVICE_STATUS_SV = {"implemented": "Införd", "partly_implemented": "Delvis införd", "planned": "Planerad",
-                     "not_started": "Ej påbörjad"}
+SERVICE_STATUS_SV = {
+    "implemented": "Införd",
+    "partly_implemented": "Delvis införd",
+    "planned": "Planerad",
+    "not_started": "Ej påbörjad",
+}
 YES = ("Ja", "ja", "J", "x", "X", "Yes", 1)
 NO = ("Nej", "nej", "N", "NEJ", "No", 0)
 
@@ -199,20 +229,23 @@ def build_report(rng: random.Random, code: str, year: int, grant: int) -> dict:
     initiatives = []
     pool = [(area, title) for area, titles in TITLES.items() for title in titles]
     for area, title in rng.sample(pool, rng.randint(3, 7)):
-        status = rng.choices(("planned", "ongoing", "completed", "cancelled"),
-                             weights=(3 - progress * 0.6, 4, 1 + progress * 1.5, 0.3))[0]
+        status = rng.choices(
+            ("planned", "ongoing", "completed", "cancelled"), weights=(3 - progress * 0.6, 4, 1 + progress * 1.5, 0.3)
+        )[0]
         description = rng.choice(DESCRIPTIONS)
         if description and rng.random() < 0.15:
             # A colleague's address in free text: the pipeline must mask it.
             description += f" Kontakt: {_slug(rng.choice(FIRST_NAMES))}.{_slug(rng.choice(LAST_NAMES))}@example.se"
-        initiatives.append({
-            "title": title,
-            "area": area,
-            "status": status,
-            "new_due_to_grant": rng.choice((True, True, False, None)),
-            "cost_sek": rng.choice((None, rng.randrange(200, 8000) * 1000)),
-            "description": description,
-        })
+        initiatives.append(
+            {
+                "title": title,
+                "area": area,
+                "status": status,
+                "new_due_to_grant": rng.choice((True, True, False, None)),
+                "cost_sek": rng.choice((None, rng.randrange(200, 8000) * 1000)),
+                "description": description,
+            }
+        )
     services = []
     for service in SERVICE_SPELLINGS:
         level = min(3, max(0, progress + rng.randint(-1, 2)))
@@ -222,13 +255,18 @@ def build_report(rng: random.Random, code: str, year: int, grant: int) -> dict:
             implemented_on = dt.date(rng.randint(2014, year), rng.randint(1, 12), rng.randint(1, 28))
         services.append({"service": service, "status": status, "implemented_on": implemented_on})
     return {
-        "region_code": code, "report_year": year, "grant_sek": grant, "spend": spend,
+        "region_code": code,
+        "report_year": year,
+        "grant_sek": grant,
+        "spend": spend,
         "earmarked": rng.choice((True, False, None)),
         # One value per offer the template declares (json key → True/False/None).
-        "offers": {f.json_key: rng.random() < 0.3 + 0.15 * progress if rng.random() > 0.1 else None
-                   for f in tpl.OFFER_FIELDS},
+        "offers": {
+            f.json_key: rng.random() < 0.3 + 0.15 * progress if rng.random() > 0.1 else None for f in tpl.OFFER_FIELDS
+        },
         "contact": _contact(rng, code),
-        "initiatives": initiatives, "services": services,
+        "initiatives": initiatives,
+        "services": services,
     }
 
 
@@ -264,7 +302,8 @@ def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
                 "area": item["area"] if english else rng.choice(AREA_SPELLINGS[item["area"]]),
                 "status": item["status"] if english else INITIATIVE_STATUS_SV[item["status"]],
                 "new_due_to_grant": _yes_no(rng, item["new_due_to_grant"], True),
-                "cost_sek": item["cost_sek"] if item["cost_sek"] is None or rng.random() < 0.5
+                "cost_sek": item["cost_sek"]
+                if item["cost_sek"] is None or rng.random() < 0.5
                 else swedish.format_amount(item["cost_sek"], "tkr"),
                 "description": item["description"],
             }
@@ -315,25 +354,30 @@ def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
     initiatives.append([_odd_label(rng, f.label) for f in tpl.INITIATIVE_FIELDS])
     for item in report["initiatives"]:
         cost = item["cost_sek"]
-        initiatives.append([
-            item["title"],
-            rng.choice(AREA_SPELLINGS[item["area"]]),
-            INITIATIVE_STATUS_SV[item["status"]],
-            _yes_no(rng, item["new_due_to_grant"], False),
-            None if cost is None else rng.choice((cost, swedish.format_amount(cost, "tkr"),
-                                                  f"{cost:,}".replace(",", NBSP) + " kr")),
-            item["description"],
-        ])
+        initiatives.append(
+            [
+                item["title"],
+                rng.choice(AREA_SPELLINGS[item["area"]]),
+                INITIATIVE_STATUS_SV[item["status"]],
+                _yes_no(rng, item["new_due_to_grant"], False),
+                None
+                if cost is None
+                else rng.choice((cost, swedish.format_amount(cost, "tkr"), f"{cost:,}".replace(",", NBSP) + " kr")),
+                item["description"],
+            ]
+        )
 
     services = workbook.create_sheet(sheet_name(tpl.SHEET_SERVICES))
     services.append([_odd_label(rng, f.label) for f in tpl.SERVICE_FIELDS])
     for item in report["services"]:
         day = item["implemented_on"]
-        services.append([
-            rng.choice(SERVICE_SPELLINGS[item["service"]]),
-            SERVICE_STATUS_SV[item["status"]],
-            None if day is None else rng.choice((day.isoformat(), dt.datetime(day.year, day.month, day.day))),
-        ])
+        services.append(
+            [
+                rng.choice(SERVICE_SPELLINGS[item["service"]]),
+                SERVICE_STATUS_SV[item["status"]],
+                None if day is None else rng.choice((day.isoformat(), dt.datetime(day.year, day.month, day.day))),
+            ]
+        )
     workbook.properties.creator = "synthetic sample (etl/sample/county_reports.py)"
     buffer = io.BytesIO()
     workbook.save(buffer)
@@ -348,7 +392,9 @@ def _fixed_times(xlsx: bytes, when: dt.datetime) -> bytes:
         for info in source.infolist():
             data = source.read(info.filename)
             if info.filename == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)", rb"\g<1>" + stamp.encode() + rb"\2", data)
+                data = re.sub(
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)", rb"\g<1>" + stamp.encode() + rb"\2", data
+                )
             fixed = zipfile.ZipInfo(info.filename, date_time=when.timetuple()[:6])
             fixed.compress_type = zipfile.ZIP_DEFLATED
             target.writestr(fixed, data)

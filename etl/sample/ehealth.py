@@ -36,15 +36,40 @@ BASE = dt.date(2016, 1, 1)  # the month the style rotation is counted from
 
 # Rough populations (thousands) to give regions plausible relative sizes.
 POPULATION_K = {
-    "01": 2415, "03": 395, "04": 300, "05": 468, "06": 366, "07": 203, "08": 246, "09": 61, "10": 159,
-    "12": 1402, "13": 340, "14": 1744, "17": 283, "18": 306, "19": 279, "20": 288, "21": 287, "22": 245,
-    "23": 132, "24": 274, "25": 250,
+    "01": 2415,
+    "03": 395,
+    "04": 300,
+    "05": 468,
+    "06": 366,
+    "07": 203,
+    "08": 246,
+    "09": 61,
+    "10": 159,
+    "12": 1402,
+    "13": 340,
+    "14": 1744,
+    "17": 283,
+    "18": 306,
+    "19": 279,
+    "20": 288,
+    "21": 287,
+    "22": 245,
+    "23": 132,
+    "24": 274,
+    "25": 250,
 }
 # Month the patient journal went live per region: Uppsala first (2012), all by 2018.
 JOURNAL_LIVE = {
-    "03": dt.date(2012, 11, 1), "01": dt.date(2015, 5, 1), "25": dt.date(2014, 3, 1), "06": dt.date(2015, 1, 1),
-    "12": dt.date(2016, 10, 1), "09": dt.date(2017, 3, 1), "22": dt.date(2017, 9, 1), "13": dt.date(2018, 4, 1),
-    "14": dt.date(2016, 5, 1), "23": dt.date(2016, 2, 1),
+    "03": dt.date(2012, 11, 1),
+    "01": dt.date(2015, 5, 1),
+    "25": dt.date(2014, 3, 1),
+    "06": dt.date(2015, 1, 1),
+    "12": dt.date(2016, 10, 1),
+    "09": dt.date(2017, 3, 1),
+    "22": dt.date(2017, 9, 1),
+    "13": dt.date(2018, 4, 1),
+    "14": dt.date(2016, 5, 1),
+    "23": dt.date(2016, 2, 1),
 }
 DEFAULT_LIVE = dt.date(2015, 9, 1)
 # The full Swedish month names ("mars", "september"), taken from the one parser's table.
@@ -83,8 +108,17 @@ class Style:
 
 
 # The plainest spelling (UTF-8, ';', LF, 2017-03, region codes): what tests edit line by line.
-PLAIN = Style(encoding="utf-8", delimiter=";", newline="\n", month_form=0, separator="", region_form=2,
-              national_label="Riket", journal_xlsx=False, web_booking_xlsx=False)
+PLAIN = Style(
+    encoding="utf-8",
+    delimiter=";",
+    newline="\n",
+    month_form=0,
+    separator="",
+    region_form=2,
+    national_label="Riket",
+    journal_xlsx=False,
+    web_booking_xlsx=False,
+)
 
 
 def style_for(month: dt.date) -> Style:
@@ -202,10 +236,34 @@ class Units:
     weight: numpy.ndarray
 
 
-_UNIT_KINDS = ("Vårdcentralen", "Hälsocentralen", "Barnavårdscentralen", "Öron-näsa-hals mottagningen",
-               "Ungdomsmottagningen", "Tandvården", "Vaccinationsmottagningen", "Kvinnohälsovården")
-_PLACES = ("Åby", "Ängelholm", "Öster", "Norrmalm", "Söderby", "Björkö", "Västerås", "Lilla Edet", "Hagalund",
-           "Ekbacken", "Granvik", "Mälarhöjden", "Sjöbo", "Tallbacka", "Kvarnen", "Strömsund")
+_UNIT_KINDS = (
+    "Vårdcentralen",
+    "Hälsocentralen",
+    "Barnavårdscentralen",
+    "Öron-näsa-hals mottagningen",
+    "Ungdomsmottagningen",
+    "Tandvården",
+    "Vaccinationsmottagningen",
+    "Kvinnohälsovården",
+)
+_PLACES = (
+    "Åby",
+    "Ängelholm",
+    "Öster",
+    "Norrmalm",
+    "Söderby",
+    "Björkö",
+    "Västerås",
+    "Lilla Edet",
+    "Hagalund",
+    "Ekbacken",
+    "Granvik",
+    "Mälarhöjden",
+    "Sjöbo",
+    "Tallbacka",
+    "Kvarnen",
+    "Strömsund",
+)
 
 
 def make_units(units: int, seed: int) -> Units:
@@ -229,7 +287,7 @@ def make_units(units: int, seed: int) -> Units:
     region = np.repeat(np.array(codes), counts)
     index = np.arange(units)
     org = np.array([f"SE232100{int(c):04d}" for c in region])
-    suffix = np.array([np.base_repr(int(i) + 36 ** 3, 36) for i in index])  # 4 characters, letters and digits
+    suffix = np.array([np.base_repr(int(i) + 36**3, 36) for i in index])  # 4 characters, letters and digits
     hsa = np.char.add(np.char.add(org, "-"), suffix)
     kinds = np.array(_UNIT_KINDS)[rng.integers(0, len(_UNIT_KINDS), units)]
     places = np.array(_PLACES)[rng.integers(0, len(_PLACES), units)]
@@ -307,8 +365,13 @@ def suppressed_cells(month: dt.date, seed: int) -> set[tuple[str, str]]:
 # --------------------------------------------------------------------------- rendering
 
 
-def export_rows(kind: str, month: dt.date, values: dict[str, dict[str, int]], style: Style,
-                suppressed: Collection[tuple[str, str]] = frozenset()) -> list[list[str | int]]:
+def export_rows(
+    kind: str,
+    month: dt.date,
+    values: dict[str, dict[str, int]],
+    style: Style,
+    suppressed: Collection[tuple[str, str]] = frozenset(),
+) -> list[list[str | int]]:
     """Header and lines of a monthly export: 21 regions plus the national total (sum of true values)."""
     header = ("Månad", "Region", *(m.header for m in spec.EXPORTS[kind].metrics))
     metrics = spec.EXPORTS[kind].metric_names
@@ -369,18 +432,23 @@ def render_unit_csv(month: dt.date, units: Units, daily: dict, style: Style, see
         region_col = np.vectorize(lookup.__getitem__, otypes=[object])(codes) if n else codes
     else:
         region_col = codes
-    table = pa.table({
-        "Datum": pa.array(daily["date"].astype("datetime64[D]").astype(str)),
-        "Region": pa.array(region_col, pa.string()),
-        "HSA-id": pa.array(units.hsa_id[unit]),
-        "Enhet": pa.array(units.name[unit]),
-        "Bokningar": pa.array(daily["bookings"].astype(str)),
-        "Avbokningar": pa.array(daily["cancellations"].astype(str)),
-        "Ombokningar": pa.array(rebookings, pa.string()),
-    })
+    table = pa.table(
+        {
+            "Datum": pa.array(daily["date"].astype("datetime64[D]").astype(str)),
+            "Region": pa.array(region_col, pa.string()),
+            "HSA-id": pa.array(units.hsa_id[unit]),
+            "Enhet": pa.array(units.name[unit]),
+            "Bokningar": pa.array(daily["bookings"].astype(str)),
+            "Avbokningar": pa.array(daily["cancellations"].astype(str)),
+            "Ombokningar": pa.array(rebookings, pa.string()),
+        }
+    )
     sink = io.BytesIO()
-    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(
-        delimiter=style.delimiter, quoting_style="none", include_header=False))
+    pacsv.write_csv(
+        table,
+        sink,
+        write_options=pacsv.WriteOptions(delimiter=style.delimiter, quoting_style="none", include_header=False),
+    )
     body = sink.getvalue()
     header = style.delimiter.join(UNIT_HEADER) + "\n"
     if style.encoding == "utf-8" and style.newline == "\n":
@@ -391,8 +459,9 @@ def render_unit_csv(month: dt.date, units: Units, daily: dict, style: Style, see
     return text.encode(style.encoding)
 
 
-def write_month(folder: Path, month: dt.date, *, seed: int = 2016, units: Units | None = None,
-                style: Style | None = None) -> list[Path]:
+def write_month(
+    folder: Path, month: dt.date, *, seed: int = 2016, units: Units | None = None, style: Style | None = None
+) -> list[Path]:
     """Write one month's files (monthly exports, and the unit file when ``units`` is given) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     style = style or style_for(month)
@@ -402,8 +471,10 @@ def write_month(folder: Path, month: dt.date, *, seed: int = 2016, units: Units 
         suppressed = {cell for cell in suppressed if cell[1] not in WEB_BOOKING_METRICS}
     written = []
     period = f"{month.year}-{month.month:02d}"
-    for kind, values, as_xlsx in (("journalen", journal, style.journal_xlsx),
-                                  ("webbtidbok", web, style.web_booking_xlsx)):
+    for kind, values, as_xlsx in (
+        ("journalen", journal, style.journal_xlsx),
+        ("webbtidbok", web, style.web_booking_xlsx),
+    ):
         rows = export_rows(kind, month, values, style, suppressed)
         path = folder / f"{kind}_{period}.{'xlsx' if as_xlsx else 'csv'}"
         path.write_bytes(render_xlsx(rows) if as_xlsx else render_csv(rows, style))
@@ -416,8 +487,9 @@ def write_month(folder: Path, month: dt.date, *, seed: int = 2016, units: Units 
     return written
 
 
-def write(out: Path, first_year: int, last_year: int, *, units: int = 4000, unit_months: int = 12,
-          seed: int = 2016) -> int:
+def write(
+    out: Path, first_year: int, last_year: int, *, units: int = 4000, unit_months: int = 12, seed: int = 2016
+) -> int:
     """Write every month first_year-01 … last_year-12 under ``<out>/ehealth/``; returns the number of files."""
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)

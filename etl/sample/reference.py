@@ -22,11 +22,26 @@ SNAPSHOT_DIR = "api_snapshot"
 
 # Roughly the 2016 populations (31 December) and typical yearly growth per region.
 BASE_2016: dict[str, tuple[int, float]] = {
-    "01": (2_269_000, 0.014), "03": (361_000, 0.014), "04": (290_000, 0.009), "05": (453_000, 0.009),
-    "06": (352_000, 0.008), "07": (194_000, 0.009), "08": (242_000, 0.004), "09": (58_000, 0.006),
-    "10": (158_500, 0.002), "12": (1_324_000, 0.010), "13": (320_000, 0.013), "14": (1_671_000, 0.010),
-    "17": (280_000, 0.004), "18": (295_000, 0.009), "19": (268_000, 0.009), "20": (285_000, 0.004),
-    "21": (284_000, 0.003), "22": (245_000, 0.001), "23": (129_000, 0.005), "24": (267_000, 0.006),
+    "01": (2_269_000, 0.014),
+    "03": (361_000, 0.014),
+    "04": (290_000, 0.009),
+    "05": (453_000, 0.009),
+    "06": (352_000, 0.008),
+    "07": (194_000, 0.009),
+    "08": (242_000, 0.004),
+    "09": (58_000, 0.006),
+    "10": (158_500, 0.002),
+    "12": (1_324_000, 0.010),
+    "13": (320_000, 0.013),
+    "14": (1_671_000, 0.010),
+    "17": (280_000, 0.004),
+    "18": (295_000, 0.009),
+    "19": (268_000, 0.009),
+    "20": (285_000, 0.004),
+    "21": (284_000, 0.003),
+    "22": (245_000, 0.001),
+    "23": (129_000, 0.005),
+    "24": (267_000, 0.006),
     "25": (250_000, -0.001),
 }
 
@@ -50,8 +65,14 @@ Read with: python -m etl run reference --offline-snapshot --landing <landing>
 """
 
 
-def jsonstat2(dimensions: list[tuple[str, str, dict[str, str]]], values: list, *, label: str,
-              status: dict[str, str] | None = None, roles: dict | None = None) -> dict:
+def jsonstat2(
+    dimensions: list[tuple[str, str, dict[str, str]]],
+    values: list,
+    *,
+    label: str,
+    status: dict[str, str] | None = None,
+    roles: dict | None = None,
+) -> dict:
     """A json-stat2 dataset as PxWeb v2 writes it; ``dimensions`` = [(id, label, {code: label})] in ``id`` order."""
     doc = {
         "version": "2.0",
@@ -132,15 +153,16 @@ def kolada_records(kpi_ids: tuple[str, ...], first_year: int, last_year: int, se
     return records
 
 
-def kolada_pages(kpi_ids: tuple[str, ...], first_year: int, last_year: int, seed: int,
-                 pages: int = 2) -> list[dict]:
+def kolada_pages(kpi_ids: tuple[str, ...], first_year: int, last_year: int, seed: int, pages: int = 2) -> list[dict]:
     """The records split over ``pages`` data pages linked by ``next_url``, as Kolada v3 pages them."""
     records = kolada_records(kpi_ids, first_year, last_year, seed)
     per_page = max(1, math.ceil(len(records) / pages))
-    path = (f"{KOLADA_DEFAULT_URL}/data/kpi/{','.join(kpi_ids)}/municipality/"
-            f"{','.join(r.kolada_id for r in regions.REGIONS)}/year/"
-            f"{','.join(str(y) for y in range(first_year, last_year + 1))}")
-    chunks = [records[i:i + per_page] for i in range(0, len(records), per_page)] or [[]]
+    path = (
+        f"{KOLADA_DEFAULT_URL}/data/kpi/{','.join(kpi_ids)}/municipality/"
+        f"{','.join(r.kolada_id for r in regions.REGIONS)}/year/"
+        f"{','.join(str(y) for y in range(first_year, last_year + 1))}"
+    )
+    chunks = [records[i : i + per_page] for i in range(0, len(records), per_page)] or [[]]
     out = []
     for i, chunk in enumerate(chunks, start=1):
         page = {"count": len(records), "values": chunk}
@@ -152,8 +174,7 @@ def kolada_pages(kpi_ids: tuple[str, ...], first_year: int, last_year: int, seed
     return out
 
 
-def write(out: Path, first_year: int, last_year: int, *, units: int = 0, unit_months: int = 0,
-          seed: int = 2016) -> int:
+def write(out: Path, first_year: int, last_year: int, *, units: int = 0, unit_months: int = 0, seed: int = 2016) -> int:
     """Write ``<out>/api_snapshot/`` (SCB answer, Kolada pages, README); returns the number of files.
 
     ``units`` / ``unit_months`` belong to the care-unit sample and do not apply here.

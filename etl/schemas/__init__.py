@@ -27,12 +27,27 @@ class Column:
 
 
 LINEAGE: tuple[Column, ...] = (
-    Column("source_file", pa.string(), "Landing file (or API request) the row came from.", False,
-           "Fil i landningsytan (eller API-anrop) som raden kommer från."),
-    Column("batch_id", pa.string(), "Load batch that published the row; joins to the load log.", False,
-           "Laddningen som publicerade raden; kopplas till laddningsloggen."),
-    Column("loaded_at", pa.timestamp("us", tz="UTC"), "When the batch was published (UTC).", False,
-           "När laddningen publicerades (UTC)."),
+    Column(
+        "source_file",
+        pa.string(),
+        "Landing file (or API request) the row came from.",
+        False,
+        "Fil i landningsytan (eller API-anrop) som raden kommer från.",
+    ),
+    Column(
+        "batch_id",
+        pa.string(),
+        "Load batch that published the row; joins to the load log.",
+        False,
+        "Laddningen som publicerade raden; kopplas till laddningsloggen.",
+    ),
+    Column(
+        "loaded_at",
+        pa.timestamp("us", tz="UTC"),
+        "When the batch was published (UTC).",
+        False,
+        "När laddningen publicerades (UTC).",
+    ),
 )
 
 

@@ -10,27 +10,44 @@ from etl.sources.ehealth_spec import ALL_METRICS, EXPORTS, LINE_RULES
 _SERVICES = " | ".join(s.service for s in EXPORTS.values()) + "."
 _METRICS = "; ".join(f"{', '.join(s.metric_names)} ({s.service_en})" for s in EXPORTS.values()) + "."
 
+
 def _declared(national: bool) -> tuple[dict, ...]:
     """What the exports declare (etl/sources/ehealth_spec.py), as expectations merged into the adoption
     suites by etl.validation: the services and metrics there are, and each line rule on its _check_ column."""
+
     def reason(rule) -> str:
         if national:
             return f"national {rule.lesser} exceeds {rule.greater}"
-        lesser, greater = (next(m.header for s in EXPORTS.values() for m in s.metrics if m.name == name)
-                           for name in (rule.lesser, rule.greater))
+        lesser, greater = (
+            next(m.header for s in EXPORTS.values() for m in s.metrics if m.name == name)
+            for name in (rule.lesser, rule.greater)
+        )
         where = " on this line" if rule.severity == "critical" else ""  # a critical rule quarantines the line
         return f"{lesser} ({rule.lesser}) exceeds {greater} ({rule.greater}){where}"
 
     source = {"derived_from": "etl/sources/ehealth_spec.py"}
     return (
-        {"type": "expect_column_values_to_be_in_set",
-         "kwargs": {"column": "service", "value_set": [s.service for s in EXPORTS.values()]}, "severity": "critical",
-         "meta": {"reason": "unknown service", **source}},
-        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "metric", "value_set": list(ALL_METRICS)},
-         "severity": "critical", "meta": {"reason": "unknown metric", **source}},
-        *({"type": "expect_column_values_to_be_in_set", "kwargs": {"column": rule.check, "value_set": [True]},
-           "severity": rule.severity, "meta": {"reason": reason(rule), **source}}
-          for rule in LINE_RULES),
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "service", "value_set": [s.service for s in EXPORTS.values()]},
+            "severity": "critical",
+            "meta": {"reason": "unknown service", **source},
+        },
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "metric", "value_set": list(ALL_METRICS)},
+            "severity": "critical",
+            "meta": {"reason": "unknown metric", **source},
+        },
+        *(
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": rule.check, "value_set": [True]},
+                "severity": rule.severity,
+                "meta": {"reason": reason(rule), **source},
+            }
+            for rule in LINE_RULES
+        ),
     )
 
 
@@ -73,8 +90,12 @@ EHEALTH_UNIT_DAILY = table(
         domain="ehealth",
         description="Web booking per care unit and day (webbtidbok_enheter files).",
         columns=(
-            Column("month", pa.date32(), "The month, as its first day (partition; the same type as "
-                                         "ehealth_adoption.month).", False),
+            Column(
+                "month",
+                pa.date32(),
+                "The month, as its first day (partition; the same type as ehealth_adoption.month).",
+                False,
+            ),
             Column("date", pa.date32(), "The day.", False),
             REGION_CODE,
             Column("unit_hsa_id", pa.string(), "The care unit's HSA id, e.g. SE2321000016-15CX.", False),

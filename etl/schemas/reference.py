@@ -4,8 +4,13 @@ import pyarrow as pa
 
 from etl.schemas import Column, TableSchema, table
 
-REGION_CODE = Column("region_code", pa.string(), "Two-digit SCB county code ('01'…'25'); joins every table.", False,
-                     "Länskod från SCB, två siffror ('01'…'25'); kopplar ihop alla tabeller.")
+REGION_CODE = Column(
+    "region_code",
+    pa.string(),
+    "Two-digit SCB county code ('01'…'25'); joins every table.",
+    False,
+    "Länskod från SCB, två siffror ('01'…'25'); kopplar ihop alla tabeller.",
+)
 
 DIM_REGION = table(
     TableSchema(

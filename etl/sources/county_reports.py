@@ -66,7 +66,6 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # --------------------------------------------------------------------------- personal data
 
 
-
 def _names_in(contact: object) -> tuple[str, ...]:
     """What to mask of a contact person: the whole text, and each word of the name (longest first)."""
     texts: list[str] = []
@@ -193,17 +192,23 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
         return report.reject(_one_line(scrub(str(exc))))
     report.header = header
     context = {"region_code": header["region_code"], "report_year": header["report_year"]}
-    for number, raw_row, raw, row in _interpreted(extracted.initiatives, tpl.INITIATIVE_FIELDS, scrub,
-                                                  report.rejected_initiatives):
+    for number, raw_row, raw, row in _interpreted(
+        extracted.initiatives, tpl.INITIATIVE_FIELDS, scrub, report.rejected_initiatives
+    ):
         if not row["title"] or not row["title"].strip():
-            report.rejected_initiatives.append({"row_number": raw_row.row_number, "raw": raw,
-                                                "reason": "Insats (title) is empty"})
+            report.rejected_initiatives.append(
+                {"row_number": raw_row.row_number, "raw": raw, "reason": "Insats (title) is empty"}
+            )
             continue
-        report.initiatives.append({**context, "initiative_no": number, **row,
-                                   "row_number": raw_row.row_number, "raw": raw})
-    accepted = [{**context, **row, "row_number": raw_row.row_number, "raw": raw}
-                for _, raw_row, raw, row in _interpreted(extracted.services, tpl.SERVICE_FIELDS, scrub,
-                                                         report.rejected_services)]
+        report.initiatives.append(
+            {**context, "initiative_no": number, **row, "row_number": raw_row.row_number, "raw": raw}
+        )
+    accepted = [
+        {**context, **row, "row_number": raw_row.row_number, "raw": raw}
+        for _, raw_row, raw, row in _interpreted(
+            extracted.services, tpl.SERVICE_FIELDS, scrub, report.rejected_services
+        )
+    ]
     # The same service twice cannot both be true: neither is chosen silently.
     seen: dict[str, list[int]] = {}
     for row in accepted:
@@ -211,9 +216,13 @@ def parse_report(data: bytes, file_name: str, *, source_file: str | None = None)
     for row in accepted:
         rows = seen[row["service"]]
         if len(rows) > 1:
-            report.rejected_services.append({"row_number": row["row_number"], "raw": row["raw"],
-                                             "reason": f"service {row['service']} listed {len(rows)} times "
-                                                       f"(rows {', '.join(map(str, rows))})"})
+            report.rejected_services.append(
+                {
+                    "row_number": row["row_number"],
+                    "raw": row["raw"],
+                    "reason": f"service {row['service']} listed {len(rows)} times (rows {', '.join(map(str, rows))})",
+                }
+            )
         else:
             report.services.append(row)
     return report
@@ -254,8 +263,11 @@ def _cut(text: str | None) -> str | None:
 
 def _header_raw(extracted: _Extracted) -> str:
     by_key = {f.json_key: f for f in tpl.REPORT_FIELDS}
-    parts = [f"{by_key[key].label}={_show(value)}" for key, (_, value) in extracted.fields.items()
-             if by_key[key].kind != tpl.PERSONAL]
+    parts = [
+        f"{by_key[key].label}={_show(value)}"
+        for key, (_, value) in extracted.fields.items()
+        if by_key[key].kind != tpl.PERSONAL
+    ]
     return " | ".join(parts)
 
 
@@ -335,8 +347,9 @@ def _interpret_header(extracted: _Extracted) -> dict:
     if problems:
         raise BadInput("; ".join(problems))
     grant = _amount(header, "grant_sek")
-    spend = [_amount(header, c) for c in ("spend_it_support_sek", "spend_competence_use_sek",
-                                          "spend_competence_supply_sek")]
+    spend = [
+        _amount(header, c) for c in ("spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek")
+    ]
     total = sum(s for s in spend if s is not None)
     if grant is not None and total * 100 > grant * SPEND_TOLERANCE_PCT:
         if grant == 0:
@@ -468,8 +481,9 @@ def _read_table_sheet(sheet, title: str, fields: tuple[Field, ...], target: list
         # Rows are kept even when the header is broken: the report is then
         # rejected whole, and its quarantine entry says how many rows it held.
         row = {fld.json_key: values[pos] if pos < len(values) else None for pos, fld in columns.items()}
-        raw = " | ".join(f"{fld.label}={_show(values[pos] if pos < len(values) else None)}"
-                         for pos, fld in columns.items())
+        raw = " | ".join(
+            f"{fld.label}={_show(values[pos] if pos < len(values) else None)}" for pos, fld in columns.items()
+        )
         target.append(_RawRow(number, row, raw))
 
 
@@ -510,8 +524,7 @@ def _json_constant(name: str) -> None:
 
 def _load_json(text: str) -> object:
     try:
-        return json.loads(text, object_pairs_hook=_json_object, parse_float=_json_number,
-                          parse_constant=_json_constant)
+        return json.loads(text, object_pairs_hook=_json_object, parse_float=_json_number, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         raise BadInput(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
@@ -647,8 +660,7 @@ def _extract_json(data: bytes, out: _Extracted) -> None:
         problems.append(_named(unknown, "unknown key(s), not produced by the web form"))
     missing = _missing_keys(document)
     if missing:
-        problems.append(_named(missing, "key(s) the web form always writes are missing (write null for a "
-                                         "blank field)"))
+        problems.append(_named(missing, "key(s) the web form always writes are missing (write null for a blank field)"))
     groups = [where for where in tpl.JSON_KEYS if where and not where.endswith("[]")]
     for parent in sorted(groups):
         group = document.get(parent)

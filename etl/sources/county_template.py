@@ -74,36 +74,97 @@ JSON_SERVICES = "ehealth_services"
 # Sheet Uppgifter / the JSON top level. The "(kr)" unit in a label is
 # optional: senders drop it, and it carries no information the kind lacks.
 REPORT_FIELDS: tuple[Field, ...] = (
-    Field("Region", "region", REGION, "region_code", True,
-          help="Regionens namn eller länskod, t.ex. Region Uppsala eller 03"),
+    Field(
+        "Region",
+        "region",
+        REGION,
+        "region_code",
+        True,
+        help="Regionens namn eller länskod, t.ex. Region Uppsala eller 03",
+    ),
     Field("Redovisningsår", "report_year", YEAR, "report_year", True, help="Året rapporten gäller, t.ex. 2017"),
-    Field("Erhållna medel (kr)", "grant_sek", AMOUNT, "grant_sek", aliases=("Erhållna medel",),
-          help="Belopp, t.ex. 159 mnkr, 850 tkr eller 1 234 567 kr"),
-    Field("Öronmärkta medel", "earmarked", YES_NO, "earmarked",
-          help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)",
-          en="earmark the funds for specific initiatives", sv="har öronmärkt medlen för särskilda insatser"),
-    Field("Använt IT-stöd och processer (kr)", "spend_sek.it_support", AMOUNT, "spend_it_support_sek",
-          aliases=("Använt IT-stöd och processer",), help="Belopp använt inom område 1, IT-stöd och processer"),
-    Field("Använt kompetensanvändning (kr)", "spend_sek.competence_use", AMOUNT, "spend_competence_use_sek",
-          aliases=("Använt kompetensanvändning",), help="Belopp använt inom område 2, smartare kompetensanvändning"),
-    Field("Använt kompetensförsörjning (kr)", "spend_sek.competence_supply", AMOUNT, "spend_competence_supply_sek",
-          aliases=("Använt kompetensförsörjning",), help="Belopp använt inom område 3, långsiktig kompetensförsörjning"),
-    Field("Kliniskt introduktionsår", "offers.clinical_intro_year", YES_NO, "offers_clinical_intro_year",
-          help="Ja/Nej: erbjuder kliniskt introduktionsår för nyutexaminerade sjuksköterskor", offer=True,
-          en="offer a clinical introduction year for newly graduated nurses",
-          sv="erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor"),
-    Field("Studielön specialistsjuksköterska", "offers.specialist_nurse_study_salary", YES_NO,
-          "offers_specialist_nurse_study_salary", help="Ja/Nej: erbjuder studielön under specialistutbildning",
-          offer=True, en="offer paid study salary for specialist-nurse training",
-          sv="erbjuder studielön under specialistsjuksköterskeutbildning"),
-    Field("Vårdnära service", "offers.care_near_service", YES_NO, "has_care_near_service",
-          help="Ja/Nej: vårdnära servicepersonal tar över icke-kliniska uppgifter", offer=True,
-          en="have care-near service staff taking over non-clinical tasks", sv="har vårdnära servicepersonal"),
-    Field("Uppgiftsväxling", "offers.task_shifting", YES_NO, "has_task_shifting",
-          help="Ja/Nej: uppgiftsväxling mellan yrkesgrupper", offer=True,
-          en="run task shifting between staff groups", sv="arbetar med uppgiftsväxling mellan personalgrupper"),
-    Field("Kontaktperson", "contact_person", PERSONAL, None,
-          help="Namn och e-post till den som fyllt i (lagras inte)"),
+    Field(
+        "Erhållna medel (kr)",
+        "grant_sek",
+        AMOUNT,
+        "grant_sek",
+        aliases=("Erhållna medel",),
+        help="Belopp, t.ex. 159 mnkr, 850 tkr eller 1 234 567 kr",
+    ),
+    Field(
+        "Öronmärkta medel",
+        "earmarked",
+        YES_NO,
+        "earmarked",
+        help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)",
+        en="earmark the funds for specific initiatives",
+        sv="har öronmärkt medlen för särskilda insatser",
+    ),
+    Field(
+        "Använt IT-stöd och processer (kr)",
+        "spend_sek.it_support",
+        AMOUNT,
+        "spend_it_support_sek",
+        aliases=("Använt IT-stöd och processer",),
+        help="Belopp använt inom område 1, IT-stöd och processer",
+    ),
+    Field(
+        "Använt kompetensanvändning (kr)",
+        "spend_sek.competence_use",
+        AMOUNT,
+        "spend_competence_use_sek",
+        aliases=("Använt kompetensanvändning",),
+        help="Belopp använt inom område 2, smartare kompetensanvändning",
+    ),
+    Field(
+        "Använt kompetensförsörjning (kr)",
+        "spend_sek.competence_supply",
+        AMOUNT,
+        "spend_competence_supply_sek",
+        aliases=("Använt kompetensförsörjning",),
+        help="Belopp använt inom område 3, långsiktig kompetensförsörjning",
+    ),
+    Field(
+        "Kliniskt introduktionsår",
+        "offers.clinical_intro_year",
+        YES_NO,
+        "offers_clinical_intro_year",
+        help="Ja/Nej: erbjuder kliniskt introduktionsår för nyutexaminerade sjuksköterskor",
+        offer=True,
+        en="offer a clinical introduction year for newly graduated nurses",
+        sv="erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor",
+    ),
+    Field(
+        "Studielön specialistsjuksköterska",
+        "offers.specialist_nurse_study_salary",
+        YES_NO,
+        "offers_specialist_nurse_study_salary",
+        help="Ja/Nej: erbjuder studielön under specialistutbildning",
+        offer=True,
+        en="offer paid study salary for specialist-nurse training",
+        sv="erbjuder studielön under specialistsjuksköterskeutbildning",
+    ),
+    Field(
+        "Vårdnära service",
+        "offers.care_near_service",
+        YES_NO,
+        "has_care_near_service",
+        help="Ja/Nej: vårdnära servicepersonal tar över icke-kliniska uppgifter",
+        offer=True,
+        en="have care-near service staff taking over non-clinical tasks",
+        sv="har vårdnära servicepersonal",
+    ),
+    Field(
+        "Uppgiftsväxling",
+        "offers.task_shifting",
+        YES_NO,
+        "has_task_shifting",
+        help="Ja/Nej: uppgiftsväxling mellan yrkesgrupper",
+        offer=True,
+        en="run task shifting between staff groups",
+        sv="arbetar med uppgiftsväxling mellan personalgrupper",
+    ),
+    Field("Kontaktperson", "contact_person", PERSONAL, None, help="Namn och e-post till den som fyllt i (lagras inte)"),
 )
 
 # The report's yes/no fields (what the marts count per region: earmarked and the offers), and the offers alone.
@@ -133,10 +194,18 @@ SERVICE_FIELDS: tuple[Field, ...] = (
 ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
     AREA: {
         "it_support": ("IT-stöd och processer", "IT-stöd", "e-hälsa", "IT", "IT support", "IT support and processes"),
-        "competence_use": ("Kompetensanvändning", "smartare användning av medarbetarnas kompetens",
-                           "competence use", "smarter use of staff competence"),
-        "competence_supply": ("Kompetensförsörjning", "planering av långsiktig kompetensförsörjning",
-                              "competence supply", "long-term competence supply"),
+        "competence_use": (
+            "Kompetensanvändning",
+            "smartare användning av medarbetarnas kompetens",
+            "competence use",
+            "smarter use of staff competence",
+        ),
+        "competence_supply": (
+            "Kompetensförsörjning",
+            "planering av långsiktig kompetensförsörjning",
+            "competence supply",
+            "long-term competence supply",
+        ),
     },
     INITIATIVE_STATUS: {
         "planned": ("Planerad",),
@@ -157,8 +226,7 @@ ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
         "not_started": ("Ej påbörjad", "not started"),
     },
 }
-ENUM_NAMES = {AREA: "area", INITIATIVE_STATUS: "status", SERVICE: "service",
-              SERVICE_STATUS: "service status"}
+ENUM_NAMES = {AREA: "area", INITIATIVE_STATUS: "status", SERVICE: "service", SERVICE_STATUS: "service status"}
 
 
 def _json_shape() -> dict[str, tuple[str, ...]]:
@@ -192,12 +260,17 @@ def resembling_json_key(key: object, where: str = "") -> str | None:
     form = _key_form(str(key))
     candidates = list(JSON_KEYS.get(where, ()))
     if where == "":
-        candidates += [f"{parent}.{child}" for parent, children in JSON_KEYS.items()
-                       if parent and not parent.endswith("[]") for child in children]
+        candidates += [
+            f"{parent}.{child}"
+            for parent, children in JSON_KEYS.items()
+            if parent and not parent.endswith("[]")
+            for child in children
+        ]
     for candidate in candidates:
         if form in (_key_form(candidate), _key_form(candidate.rpartition(".")[2])):
             return candidate
     return None
+
 
 def normalise_label(text: object) -> str:
     """Field label / header / sheet name for comparison: any case, spacing, trailing ':' (:func:`swedish.normalise_label`)."""
@@ -288,7 +361,9 @@ def write_blank_template(path: Path) -> Path:
             cell.font, cell.fill = bold, shade
             letter = cell.column_letter
             ws.column_dimensions[letter].width = 48 if field.kind == TEXT else 24
-            formula = _YES_NO_LIST if field.kind == YES_NO else _list_formula(field.kind) if field.kind in ENUMS else None
+            formula = (
+                _YES_NO_LIST if field.kind == YES_NO else _list_formula(field.kind) if field.kind in ENUMS else None
+            )
             if formula:
                 check = DataValidation(type="list", formula1=formula, allow_blank=not field.required)
                 ws.add_data_validation(check)

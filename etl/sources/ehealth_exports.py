@@ -282,7 +282,11 @@ def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     hint = sep_hint(lines[first]) if first is not None else None
-    header_at = first if hint is None or first is None else next((i for i in range(first + 1, len(lines)) if lines[i].strip()), None)
+    header_at = (
+        first
+        if hint is None or first is None
+        else next((i for i in range(first + 1, len(lines)) if lines[i].strip()), None)
+    )
     if header_at is None:
         raise BadInput(f"{name}: the file is empty" if hint is None else f"{name}: nothing under the sep= line")
     delimiter = hint or detect_delimiter(lines[header_at], wanted, name, header_at + 1)
@@ -311,8 +315,9 @@ def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
         # longest run of the line between delimiters (a quoted cell spanning lines shows as "more than").
         line = lines[reader.line_num - 1] if 0 < reader.line_num <= len(lines) else ""
         longest = max(map(len, line.split(delimiter)), default=0)
-        raise spreadsheet.cell_too_large(name, f"line {reader.line_num}", max(longest, _CSV_FIELD_LIMIT),
-                                         at_least=longest <= _CSV_FIELD_LIMIT) from None
+        raise spreadsheet.cell_too_large(
+            name, f"line {reader.line_num}", max(longest, _CSV_FIELD_LIMIT), at_least=longest <= _CSV_FIELD_LIMIT
+        ) from None
     return header, records, delimiter
 
 
@@ -399,7 +404,8 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     if extra:
         # Named up to a few, then counted: a sheet 10 000 columns wide must not make a 100 kB warning.
         shown = ", ".join(extra[:MAX_NAMED_COLUMNS]) + (
-            f" and {len(extra) - MAX_NAMED_COLUMNS} more" if len(extra) > MAX_NAMED_COLUMNS else "")
+            f" and {len(extra) - MAX_NAMED_COLUMNS} more" if len(extra) > MAX_NAMED_COLUMNS else ""
+        )
         out.notes.append(f"{file_name}: ignored column(s) {shown}")
     delimiter = out.delimiter or ";"
     matched = mismatched = 0
@@ -416,7 +422,8 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
         if len(cells) != width:
             reason = f"{len(cells)} fields, expected {width} (truncated line or stray delimiter)"
             (out.rejected_national if national else out.rejected_regional).append(
-                _line_rejection(source_file, number, raw, reason, n_metrics))
+                _line_rejection(source_file, number, raw, reason, n_metrics)
+            )
             continue
         errors: list[str] = []
         code = None
@@ -446,15 +453,25 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
                 errors.append(f"{metric.header}: {exc}")
         if errors:
             (out.rejected_national if national else out.rejected_regional).append(
-                _line_rejection(source_file, number, raw, "; ".join(errors), n_metrics))
+                _line_rejection(source_file, number, raw, "; ".join(errors), n_metrics)
+            )
             continue
         target = out.national if national else out.regional
         for metric_name, value in values.items():
-            target.append({
-                "region_code": code, "year": name.month.year, "month": name.month, "service": spec.service,
-                "metric": metric_name, "value": value, "suppressed": value is None,
-                "source_file": source_file, "row_number": number, "raw": raw,
-            })
+            target.append(
+                {
+                    "region_code": code,
+                    "year": name.month.year,
+                    "month": name.month,
+                    "service": spec.service,
+                    "metric": metric_name,
+                    "value": value,
+                    "suppressed": value is None,
+                    "source_file": source_file,
+                    "row_number": number,
+                    "raw": raw,
+                }
+            )
     if out.data_lines == 0:
         _reject_file(out, f"{file_name}: no data lines under the header", 1)
     elif matched == 0 and mismatched:

@@ -36,8 +36,7 @@ def line_checks(rows: list[dict]) -> dict[int, dict[str, bool]]:
         return a is None or b is None or a <= b
 
     # Every rule on every line: a rule of the other export holds trivially (its metrics are absent).
-    return {number: {rule.check: holds(values, rule) for rule in spec.LINE_RULES}
-            for number, values in by_line.items()}
+    return {number: {rule.check: holds(values, rule) for rule in spec.LINE_RULES} for number, values in by_line.items()}
 
 
 def regions_lacking(present: set[str]) -> list[str]:
@@ -63,8 +62,10 @@ def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str,
         return deviations, details, warnings
     if not national_lines:
         if not export.rejected_national:
-            warnings.append(f"{export.name.kind}_{export.name.period}: no national total row (Riket); "
-                            "the regions could not be reconciled")
+            warnings.append(
+                f"{export.name.kind}_{export.name.period}: no national total row (Riket); "
+                "the regions could not be reconciled"
+            )
         return deviations, details, warnings
     mine = regional_rows[(regional_rows["source_file"] == export.source_file)]
     for metric in export.spec.metric_names:
@@ -76,8 +77,10 @@ def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str,
         total = national[0]
         if cells["region_code"].nunique() < len(regions.REGION_CODES):
             deviations[metric] = -1.0
-            warnings.append(f"{export.name.kind}_{export.name.period} {metric}: reconciliation skipped, "
-                            f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined")
+            warnings.append(
+                f"{export.name.kind}_{export.name.period} {metric}: reconciliation skipped, "
+                f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined"
+            )
             continue
         known = cells["value"].dropna()
         summed = sum(int(v) for v in known)  # Python ints: an int64 sum of 21 large cells would wrap
@@ -91,7 +94,8 @@ def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str,
             details.append(
                 f"{export.name.kind}_{export.name.period} {metric}: regions sum to {summed:,} vs national "
                 f"{total:,} ({(summed - total) / max(total, 1):+.1%}"
-                + (f", {suppressed} suppressed cell(s)" if suppressed else "") + ")"
+                + (f", {suppressed} suppressed cell(s)" if suppressed else "")
+                + ")"
             )
     return deviations, details, warnings
 
@@ -100,8 +104,9 @@ def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
     """The month's daily unit bookings, summed per region, against the regional ``bookings``."""
     if regional_rows is None:
         return [f"{period}: no regional web booking file this month; unit-level bookings not compared"]
-    regional = regional_rows[(regional_rows["service"] == exports.SERVICE_WEB_BOOKING)
-                             & (regional_rows["metric"] == "bookings")]
+    regional = regional_rows[
+        (regional_rows["service"] == exports.SERVICE_WEB_BOOKING) & (regional_rows["metric"] == "bookings")
+    ]
     if regional.empty:
         return [f"{period}: no usable regional web booking rows; unit-level bookings not compared"]
     import pandas as pd
@@ -117,5 +122,8 @@ def unit_sum_warnings(period: str, unit_rows, regional_rows) -> list[str]:
             off.append(f"{code} (units {units:,} vs region {int(value):,})")
     if not off:
         return []
-    return [f"{period}: daily unit bookings do not sum to the regional bookings in {len(off)} region(s): "
-            + ", ".join(off[:6]) + (" …" if len(off) > 6 else "")]
+    return [
+        f"{period}: daily unit bookings do not sum to the regional bookings in {len(off)} region(s): "
+        + ", ".join(off[:6])
+        + (" …" if len(off) > 6 else "")
+    ]

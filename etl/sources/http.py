@@ -269,7 +269,7 @@ class ApiClient:
         if self.public_root is not None:
             roots.insert(0, self.public_root)
         api_root = next(root for root in roots if link_segments[: len(root)] == root)  # [] always matches
-        rest = link_segments[len(api_root):]
+        rest = link_segments[len(api_root) :]
         path = "/" + "/".join(base_segments + rest)
         if parts.path.endswith("/") and rest:
             path += "/"
@@ -284,8 +284,9 @@ class ApiClient:
     def post_json(self, path_or_url: str, body: Any, params: dict | None = None) -> JsonResponse:
         return self.request_json("POST", path_or_url, params=params, body=body)
 
-    def request_json(self, method: str, path_or_url: str, *, params: dict | None = None,
-                     body: Any = None) -> JsonResponse:
+    def request_json(
+        self, method: str, path_or_url: str, *, params: dict | None = None, body: Any = None
+    ) -> JsonResponse:
         """One JSON answer, retried per the policy; :class:`SourceUnavailable` when it never comes."""
         url = self.url(path_or_url)
         if params:
@@ -302,8 +303,16 @@ class ApiClient:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning("%s: %s %s: %s; retry %d/%d in %.1f s", self.name, method, shown,
-                        getattr(exc, "reason", exc), state.attempt_number + 1, self.policy.attempts, wait)
+            log.warning(
+                "%s: %s %s: %s; retry %d/%d in %.1f s",
+                self.name,
+                method,
+                shown,
+                getattr(exc, "reason", exc),
+                state.attempt_number + 1,
+                self.policy.attempts,
+                wait,
+            )
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.policy.attempts),
@@ -353,7 +362,8 @@ class ApiClient:
             # A truncated body usually means a connection cut mid-answer: worth another try.
             raise _Retryable(
                 f"HTTP {status} body is not valid JSON (truncated?) at byte {getattr(exc, 'pos', '?')} "
-                f"of {len(content)}", status,
+                f"of {len(content)}",
+                status,
             ) from None
         except RecursionError:
             # Well-formed but nested deeper than the decoder can go (a hostile or broken server):
@@ -366,8 +376,9 @@ class ApiClient:
 
     # ------------------------------------------------------------------ paging
 
-    def pages(self, path_or_url: str, *, params: dict | None = None,
-              next_link: Callable[[Any], str | None]) -> Iterator[JsonResponse]:
+    def pages(
+        self, path_or_url: str, *, params: dict | None = None, next_link: Callable[[Any], str | None]
+    ) -> Iterator[JsonResponse]:
         """Every page of a paged GET, following ``next_link(page)`` until it gives nothing.
 
         Stops with :class:`SourceUnavailable` after ``policy.max_pages`` pages
@@ -386,8 +397,10 @@ class ApiClient:
                 return
             url, page_params = self._pin_to_base(str(link), page.url), None
             if redact_uri(url) in seen:  # page.url is already redacted
-                raise SourceUnavailable(f"{self.name}: paging from {snippet(first, URL_CHARS)} loops back to "
-                                        f"{snippet(url, URL_CHARS)}; stopping")
+                raise SourceUnavailable(
+                    f"{self.name}: paging from {snippet(first, URL_CHARS)} loops back to "
+                    f"{snippet(url, URL_CHARS)}; stopping"
+                )
         raise SourceUnavailable(
             f"{self.name}: paging from {snippet(first, URL_CHARS)} went past {self.policy.max_pages} pages; stopping "
             "(endless pagination?)"

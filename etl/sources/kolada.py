@@ -49,15 +49,17 @@ _YEAR = re.compile(r"^\d{4}$")
 def chunked(items: Sequence, size: int = MAX_LIST) -> list[list]:
     """``items`` in lists of at most ``size``, order kept."""
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def data_path(kpi_ids: Sequence[str], municipality_ids: Sequence[str], years: Sequence[int]) -> str:
     for name, items in (("KPI ids", kpi_ids), ("municipality ids", municipality_ids), ("years", years)):
         if not items or len(items) > MAX_LIST:
             raise ConfigError(f"Kolada: {len(items)} {name} in one request; 1 to {MAX_LIST} allowed")
-    return (f"/data/kpi/{','.join(kpi_ids)}/municipality/{','.join(municipality_ids)}"
-            f"/year/{','.join(str(y) for y in years)}")
+    return (
+        f"/data/kpi/{','.join(kpi_ids)}/municipality/{','.join(municipality_ids)}"
+        f"/year/{','.join(str(y) for y in years)}"
+    )
 
 
 def next_link(page: Any) -> str | None:
@@ -149,8 +151,14 @@ def decode_page(
             continue
         if not isinstance(points, list):
             row_number += 1
-            out.rejected.append({"source_file": source, "row_number": row_number, "raw": compact_json(record),
-                                 "reason": "Kolada: record has no 'values' list"})
+            out.rejected.append(
+                {
+                    "source_file": source,
+                    "row_number": row_number,
+                    "raw": compact_json(record),
+                    "reason": "Kolada: record has no 'values' list",
+                }
+            )
             continue
         context = {k: record.get(k) for k in ("kpi", "municipality", "period")}
         for point in points:
@@ -158,8 +166,11 @@ def decode_page(
                 out.withdrawn += 1
                 continue
             row_number += 1
-            origin = {"source_file": source, "row_number": row_number,
-                      "raw": compact_json({**context, **(point if isinstance(point, dict) else {"point": point})})}
+            origin = {
+                "source_file": source,
+                "row_number": row_number,
+                "raw": compact_json({**context, **(point if isinstance(point, dict) else {"point": point})}),
+            }
             try:
                 if not isinstance(point, dict):
                     raise BadInput("value entry is not an object")
@@ -189,8 +200,10 @@ def missing_kpis_warning(kpi_ids: Sequence[str], seen: set[str]) -> list[str]:
     missing = [k for k in kpi_ids if k not in seen]
     if not missing:
         return []
-    message = (f"Kolada returned nothing for KPI id(s) {', '.join(missing)} "
-               "(unknown id, or no data for these regions and years)")
+    message = (
+        f"Kolada returned nothing for KPI id(s) {', '.join(missing)} "
+        "(unknown id, or no data for these regions and years)"
+    )
     log.warning("%s", message)
     return [message]
 

@@ -174,8 +174,9 @@ def build_query(region_codes: Sequence[str], years: Sequence[int]) -> dict:
     }
 
 
-def split_selection(region_codes: Sequence[str], years: Sequence[int],
-                    cell_limit: int = CELL_LIMIT) -> list[tuple[list[str], list[int]]]:
+def split_selection(
+    region_codes: Sequence[str], years: Sequence[int], cell_limit: int = CELL_LIMIT
+) -> list[tuple[list[str], list[int]]]:
     """(regions, years) pieces whose cell count (regions × 1 content × years) stays within ``cell_limit``.
 
     Years are split first (whole regions per call keep each answer's
@@ -188,11 +189,9 @@ def split_selection(region_codes: Sequence[str], years: Sequence[int],
         return []
     if len(region_codes) <= cell_limit:
         per_call = max(1, cell_limit // len(region_codes))
-        return [(region_codes, years[i:i + per_call]) for i in range(0, len(years), per_call)]
+        return [(region_codes, years[i : i + per_call]) for i in range(0, len(years), per_call)]
     return [
-        (region_codes[i:i + cell_limit], [year])
-        for year in years
-        for i in range(0, len(region_codes), cell_limit)
+        (region_codes[i : i + cell_limit], [year]) for year in years for i in range(0, len(region_codes), cell_limit)
     ]
 
 
@@ -231,8 +230,10 @@ def usable_years(metadata: Any, years: Sequence[int]) -> tuple[list[int], list[s
     warnings = []
     if missing:
         latest = max(published) if published else None
-        warnings.append(f"SCB {TABLE} has no population for {', '.join(map(str, missing))} yet "
-                        f"(latest published: {latest}); those years are skipped")
+        warnings.append(
+            f"SCB {TABLE} has no population for {', '.join(map(str, missing))} yet "
+            f"(latest published: {latest}); those years are skipped"
+        )
         log.warning("%s", warnings[-1])
     return [y for y in wanted if y in published], warnings
 
@@ -256,8 +257,9 @@ def population_rows(doc: Any, source: str, *, sha256: str = "", years: Sequence[
         if dim_id in (REGION, TIME) or len(stat.codes[dim_id]) == 1:
             continue
         # Summing or picking would be a guess; the query eliminates these.
-        raise BadInput(f"SCB {TABLE}: answer splits {dim_id!r} into {len(stat.codes[dim_id])} values; "
-                       f"expected it eliminated")
+        raise BadInput(
+            f"SCB {TABLE}: answer splits {dim_id!r} into {len(stat.codes[dim_id])} values; expected it eliminated"
+        )
     if CONTENTS in stat.codes and stat.codes[CONTENTS] != [POPULATION]:
         raise BadInput(f"SCB {TABLE}: answer is for {stat.codes[CONTENTS]}, not {POPULATION}")
     wanted = {int(y) for y in years} if years is not None else None
@@ -309,8 +311,9 @@ def fetch_population(
             wanted, warnings = usable_years(meta.data, wanted)
             result.warnings.extend(warnings)
         for region_codes, chunk in split_selection(regions.REGION_CODES, wanted, cell_limit):
-            answer = client.post_json(f"/tables/{TABLE}/data", build_query(region_codes, chunk),
-                                      {"lang": LANG, "outputFormat": "json-stat2"})
+            answer = client.post_json(
+                f"/tables/{TABLE}/data", build_query(region_codes, chunk), {"lang": LANG, "outputFormat": "json-stat2"}
+            )
             # One URL serves every chunk (the query is the body): name the chunk in the lineage.
             source = f"{answer.url}#Region={region_codes[0]}-{region_codes[-1]}&Tid={chunk[0]}-{chunk[-1]}"
             result.extend(population_rows(answer.data, source, sha256=answer.sha256))

@@ -85,15 +85,18 @@ def suffix_of(name: str) -> str | None:
     return next((s for s in SUFFIXES if lower.endswith(s)), None)
 
 
-def cell_too_large(file_name: str, where: str, size: int, limits: Limits | None = None, *,
-                   at_least: bool = False) -> BadInput:
+def cell_too_large(
+    file_name: str, where: str, size: int, limits: Limits | None = None, *, at_least: bool = False
+) -> BadInput:
     """The one refusal of an oversized cell, for spreadsheets and CSV alike: file, place, observed size, rule.
 
     ``at_least``: ``size`` is a lower bound (the reader stopped counting there).
     """
     limit = (limits or LIMITS).max_cell_chars
-    return BadInput(f"{file_name}: {where} holds a cell of {'more than ' if at_least else ''}{size} characters, "
-                    f"over the limit of {limit} characters per cell")
+    return BadInput(
+        f"{file_name}: {where} holds a cell of {'more than ' if at_least else ''}{size} characters, "
+        f"over the limit of {limit} characters per cell"
+    )
 
 
 def read_workbook(data: bytes, file_name: str, *, limits: Limits | None = None) -> list[Sheet]:
@@ -176,8 +179,10 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_name: str) -> 
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise BadInput(f"{file_name}: workbook part {info.filename[:60]!r} is damaged ({type(exc).__name__})") from None
     if len(data) > info.file_size:
-        raise BadInput(f"{file_name}: workbook part {info.filename[:60]!r} inflates past the size it declares: "
-                       "refused as a possible zip bomb")
+        raise BadInput(
+            f"{file_name}: workbook part {info.filename[:60]!r} inflates past the size it declares: "
+            "refused as a possible zip bomb"
+        )
     return data
 
 
@@ -362,10 +367,10 @@ def _xls_areas(data: bytes, file_name: str) -> list[_Area]:
     pos = 0
     while pos + 4 <= len(book):
         kind, size = struct.unpack_from("<HH", book, pos)
-        body = book[pos + 4: pos + 4 + size]
+        body = book[pos + 4 : pos + 4 + size]
         if kind == _XLS_BOUNDSHEET and len(body) >= 8:
             offset, cch, flags = struct.unpack_from("<I", body)[0], body[6], body[7]
-            raw = body[8: 8 + (2 * cch if flags & 1 else cch)]
+            raw = body[8 : 8 + (2 * cch if flags & 1 else cch)]
             names[offset] = raw.decode("utf-16-le" if flags & 1 else "latin-1", errors="replace")
         elif kind == _XLS_BOF and pos in names:
             current = areas.setdefault(pos, [names[pos], 0, 0])
@@ -382,15 +387,20 @@ def _check_areas(areas: list[_Area], file_name: str, limits: Limits) -> None:
     total = 0
     for sheet, rows, cols in areas:
         if rows > limits.max_rows:
-            raise BadInput(f"{file_name}: sheet {sheet[:60]!r} has cells down to row {rows}, over the limit of "
-                           f"{limits.max_rows} rows")
+            raise BadInput(
+                f"{file_name}: sheet {sheet[:60]!r} has cells down to row {rows}, over the limit of "
+                f"{limits.max_rows} rows"
+            )
         if cols > limits.max_columns:
-            raise BadInput(f"{file_name}: sheet {sheet[:60]!r} has cells out to column {cols}, over the limit of "
-                           f"{limits.max_columns} columns")
+            raise BadInput(
+                f"{file_name}: sheet {sheet[:60]!r} has cells out to column {cols}, over the limit of "
+                f"{limits.max_columns} columns"
+            )
         total += rows * cols
     if total > limits.max_cells:
-        raise BadInput(f"{file_name}: the sheets' used areas hold {total} cells, over the limit of "
-                       f"{limits.max_cells} cells")
+        raise BadInput(
+            f"{file_name}: the sheets' used areas hold {total} cells, over the limit of {limits.max_cells} cells"
+        )
 
 
 # --------------------------------------------------------------------------- reading
@@ -412,8 +422,12 @@ def _read(data: bytes, file_name: str, fmt: str, limits: Limits) -> list[Sheet]:
                 grid = workbook.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
             except Exception as exc:  # noqa: BLE001 - as above
                 raise BadInput(f"{file_name}: unreadable worksheet {meta.name[:60]!r} ({_cause(exc)})") from None
-            sheets.append(Sheet(meta.name, [_row(file_name, meta.name, number, row, limits)
-                                            for number, row in enumerate(grid, start=1)]))
+            sheets.append(
+                Sheet(
+                    meta.name,
+                    [_row(file_name, meta.name, number, row, limits) for number, row in enumerate(grid, start=1)],
+                )
+            )
     return sheets
 
 
@@ -422,8 +436,9 @@ def _row(file_name: str, sheet: str, number: int, row: list, limits: Limits) -> 
     for position, value in enumerate(row):
         if isinstance(value, str):
             if len(value) > limits.max_cell_chars:
-                raise cell_too_large(file_name, f"sheet {sheet[:60]!r} cell {_cell_name(number, position)}",
-                                     len(value), limits)
+                raise cell_too_large(
+                    file_name, f"sheet {sheet[:60]!r} cell {_cell_name(number, position)}", len(value), limits
+                )
             value = value if value else None
         elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             value = int(value)  # every spreadsheet number is a float; 2017.0 is the year 2017

@@ -251,22 +251,30 @@ def _type_block(batch, first_numbers, source_file: str, delimiter: str):
         raw_bad = raw.take(pa.array(bad_idx)).to_pylist()
         for j, i in enumerate(bad_idx):
             reasons = [f"{label}: {texts[label][j]}" for label, _ in errors if texts[label][j]]
-            rejected.append({"source_file": source_file, "row_number": int(first_numbers[i]),
-                             "raw": re.sub(_CONTROL, "\ufffd", raw_bad[j][:1000]), "reason": "; ".join(reasons),
-                             "rows_held": 1})
+            rejected.append(
+                {
+                    "source_file": source_file,
+                    "row_number": int(first_numbers[i]),
+                    "raw": re.sub(_CONTROL, "\ufffd", raw_bad[j][:1000]),
+                    "reason": "; ".join(reasons),
+                    "rows_held": 1,
+                }
+            )
         good = pc.invert(bad)
 
     names = trimmed["unit_name"]
-    table = pa.table({
-        "date": dates,
-        "region_code": codes,
-        "unit_hsa_id": trimmed["unit_hsa_id"],
-        # Unit names are optional; an empty cell is a missing name, not a name "".
-        "unit_name": pc.if_else(pc.equal(pc.utf8_length(names), 0), null_text, names),
-        **counts,
-        "row_number": pa.array(first_numbers, pa.int64()),
-        "raw": raw,
-    })
+    table = pa.table(
+        {
+            "date": dates,
+            "region_code": codes,
+            "unit_hsa_id": trimmed["unit_hsa_id"],
+            # Unit names are optional; an empty cell is a missing name, not a name "".
+            "unit_name": pc.if_else(pc.equal(pc.utf8_length(names), 0), null_text, names),
+            **counts,
+            "row_number": pa.array(first_numbers, pa.int64()),
+            "raw": raw,
+        }
+    )
     if good is not None:
         table = table.filter(good)
     return table, rejected
@@ -304,22 +312,33 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
     def on_invalid(row) -> str:
         # Lines with too few fields (a truncated file) or too many (a stray delimiter).
         invalid_numbers.append(int(row.number))
-        invalid.append({"source_file": source_file, "row_number": int(row.number), "raw": (row.text or "")[:1000],
-                        "reason": f"{row.actual_columns} fields, expected {row.expected_columns} "
-                                  "(truncated line or stray delimiter)", "rows_held": 1})
+        invalid.append(
+            {
+                "source_file": source_file,
+                "row_number": int(row.number),
+                "raw": (row.text or "")[:1000],
+                "reason": f"{row.actual_columns} fields, expected {row.expected_columns} "
+                "(truncated line or stray delimiter)",
+                "rows_held": 1,
+            }
+        )
         return "skip"
 
     read_options = pacsv.ReadOptions(
         # Everything down to the header (a sep= line, blank lines) is skipped; data lines keep their numbers.
-        column_names=column_names, skip_rows=found.header_line, block_size=block_size,
+        column_names=column_names,
+        skip_rows=found.header_line,
+        block_size=block_size,
         # One thread so the reader knows every line's number (for quarantine).
         use_threads=False,
         encoding="utf8" if out.encoding == "utf-8-sig" else out.encoding,
     )
-    parse_options = pacsv.ParseOptions(delimiter=out.delimiter, invalid_row_handler=on_invalid,
-                                       ignore_empty_lines=False)
-    convert_options = pacsv.ConvertOptions(column_types={c: pa.string() for c in column_names},
-                                           strings_can_be_null=False, quoted_strings_can_be_null=False)
+    parse_options = pacsv.ParseOptions(
+        delimiter=out.delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False
+    )
+    convert_options = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in column_names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
     pieces: list[pa.Table] = []
     rejected: list[dict] = []
     next_line = found.header_line + 1
@@ -329,8 +348,9 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
     try:
         # pyarrow inflates a gzip stream itself, block by block, local or remote alike.
         source = pa.input_stream(handle, compression="gzip") if is_gzip(file_name) else handle
-        reader = pacsv.open_csv(source, read_options=read_options, parse_options=parse_options,
-                                convert_options=convert_options)
+        reader = pacsv.open_csv(
+            source, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+        )
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -377,10 +397,18 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
         # would publish part of a month as if it were the month, also when it replaces nothing.
         last_good = pc.max(out.rows["row_number"]).as_py() if out.rows is not None and out.rows.num_rows else 0
         last = invalid[-1]
-        if last["row_number"] > (last_good or 0) and last["reason"].split(" ")[0].isdigit() \
-                and int(last["reason"].split(" ")[0]) < len(header):
-            return _rejected_file(out, fs, path, f"{file_name}: the last line (line {last['row_number']}) is cut "
-                                                 "short: the file was not transferred whole; send it again")
+        if (
+            last["row_number"] > (last_good or 0)
+            and last["reason"].split(" ")[0].isdigit()
+            and int(last["reason"].split(" ")[0]) < len(header)
+        ):
+            return _rejected_file(
+                out,
+                fs,
+                path,
+                f"{file_name}: the last line (line {last['row_number']}) is cut "
+                "short: the file was not transferred whole; send it again",
+            )
     return out
 
 
@@ -398,8 +426,9 @@ def _rejected_file(out: UnitMonth, fs, path: str, reason: str) -> UnitMonth:
     lines -= 1  # the header is not data
     out.file_error = reason
     out.rows = None
-    out.rejected = [{"source_file": out.source_file, "row_number": 0, "raw": None, "reason": reason,
-                     "rows_held": max(1, lines)}]
+    out.rejected = [
+        {"source_file": out.source_file, "row_number": 0, "raw": None, "reason": reason, "rows_held": max(1, lines)}
+    ]
     out.data_lines = out.rows_in
     return out
 
