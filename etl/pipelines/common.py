@@ -299,3 +299,54 @@ def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:
         access.build_duckdb(warehouse_uri)
     except Exception as exc:  # noqa: BLE001 - the data is published; the catalogue is a convenience on top
         log.warning("could not refresh the analysts' views (%s): %s: %s", access.DUCKDB_FILE, type(exc).__name__, exc)
+
+
+# --------------------------------------------------------------------------- a landing-fed run's two ends
+
+
+@dataclass
+class Intake:
+    """What a landing-fed run found under its prefix: the files ready to judge, the entries it cannot take
+    in (``skipped``: named in a failed run), and the files still being written (``arriving``: next run)."""
+
+    landed: list
+    skipped: list[str]
+    arriving: list[str]
+    arriving_names: set[str]
+
+
+def take_in(settings, prefix: str, suffixes: tuple[str, ...], report: RunReport) -> Intake:
+    """List ``<landing>/<prefix>/`` once (hash cache, settle interval: :func:`etl.storage.list_landed`).
+
+    Entries that cannot be taken in are logged as warnings; files still
+    arriving are logged and noted in ``report``. Raises what listing raises
+    (:class:`SourceUnavailable` when the landing cannot be read).
+    """
+    from etl import storage
+
+    intake = Intake([], [], [], set())
+    intake.landed = storage.list_landed(
+        settings.landing_uri,
+        prefix,
+        suffixes,
+        skipped=intake.skipped,
+        hash_cache=storage.hash_cache_uri(settings.warehouse_uri, prefix),
+        settle_seconds=settings.landing_settle_seconds,
+        arriving=intake.arriving,
+        arriving_names=intake.arriving_names,
+    )
+    for note in intake.skipped:
+        log.warning("not loaded: %s", note)
+    for note in intake.arriving:
+        log.warning("not yet loaded: %s", note)
+        report.messages.append(f"not yet loaded: {note}")
+    return intake
+
+
+def nothing_new(warehouse_uri: str, report: RunReport, skipped: list[str], message: str) -> RunReport:
+    """End a run that found nothing to load: its load-log row, the views refreshed, skipped entries refused."""
+    record_nothing_new(warehouse_uri, report.pipeline, report.batch_id, message)
+    report.messages.append(message)
+    refresh_views(warehouse_uri, report)
+    refuse_skipped(warehouse_uri, report, skipped)
+    return report

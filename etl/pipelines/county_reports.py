@@ -42,12 +42,13 @@ from etl.errors import BadInput, EtlError, ValidationFailed
 from etl.pipelines.common import (
     RunReport,
     checked_batch,
+    nothing_new,
     record_blocked,
     record_failure,
-    record_nothing_new,
     record_skipped,
     refresh_views,
     refuse_skipped,
+    take_in,
 )
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
@@ -455,24 +456,8 @@ def run(settings: Settings) -> RunReport:
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     warehouse = settings.warehouse_uri
-    skipped: list[str] = []
-    arriving: list[str] = []
-    arriving_names: set[str] = set()
-    landed = storage.list_landed(
-        settings.landing_uri,
-        PREFIX,
-        SUFFIXES,
-        skipped=skipped,
-        hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
-        settle_seconds=settings.landing_settle_seconds,
-        arriving=arriving,
-        arriving_names=arriving_names,
-    )
-    for note in skipped:
-        log.warning("not loaded: %s", note)
-    for note in arriving:
-        log.warning("not yet loaded: %s", note)
-        report.messages.append(f"not yet loaded: {note}")
+    intake = take_in(settings, PREFIX, SUFFIXES, report)
+    landed, skipped, arriving, arriving_names = intake.landed, intake.skipped, intake.arriving, intake.arriving_names
     record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=_legacy_committed(warehouse))
     current, parsed, not_loaded = _current_deliveries(landed, record)
     # A region-year whose published file is being written again (re-uploaded, touched) waits with it:
@@ -488,11 +473,7 @@ def run(settings: Settings) -> RunReport:
             if arriving
             else f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
         )
-        record_nothing_new(warehouse, PIPELINE, batch_id, message)
-        report.messages.append(message)
-        refresh_views(warehouse, report)
-        refuse_skipped(warehouse, report, skipped)
-        return report
+        return nothing_new(warehouse, report, skipped, message)
     new = [s.landed for s in submissions]
 
     table = None

@@ -58,12 +58,13 @@ from etl.pipelines.common import (
     checked_batch,
     combine,
     fold_quarantine_by_line,
+    nothing_new,
     record_blocked,
     record_failure,
-    record_nothing_new,
     record_skipped,
     refresh_views,
     refuse_skipped,
+    take_in,
 )
 from etl.privacy import redact_uri
 from etl.sources import ehealth_exports as exports
@@ -220,24 +221,12 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     batch_id = publish.new_batch_id()
     report = RunReport(PIPELINE, batch_id)
     report.messages += migrations.ensure_current(settings.warehouse_uri)  # a warehouse of an older version
-    skipped: list[str] = []
-    arriving: list[str] = []
-    landed = storage.list_landed(
-        settings.landing_uri,
-        PREFIX,
-        SUFFIXES,
-        skipped=skipped,
-        hash_cache=storage.hash_cache_uri(settings.warehouse_uri, PREFIX),
-        settle_seconds=settings.landing_settle_seconds,
-        arriving=arriving,
-    )
-    by_month, unnamed = _group_by_month(landed)
-    skipped.extend(unnamed)
-    for note in skipped:
+    intake = take_in(settings, PREFIX, SUFFIXES, report)
+    skipped, arriving = intake.skipped, intake.arriving
+    by_month, unnamed = _group_by_month(intake.landed)
+    for note in unnamed:
         log.warning("not loaded: %s", note)
-    for note in arriving:
-        log.warning("not yet loaded: %s", note)
-        report.messages.append(f"not yet loaded: {note}")
+    skipped.extend(unnamed)
 
     record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=_legacy_committed(settings))
     pending = sorted(
@@ -260,11 +249,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
             if arriving
             else f"nothing new in {where}: every delivery is loaded as it is in landing"
         )
-        record_nothing_new(settings.warehouse_uri, PIPELINE, batch_id, message)
-        report.messages.append(message)
-        refresh_views(settings.warehouse_uri, report)
-        refuse_skipped(settings.warehouse_uri, report, skipped)
-        return report
+        return nothing_new(settings.warehouse_uri, report, skipped, message)
 
     failures: list[tuple[str, EtlError]] = []
     progress = Progress(PIPELINE, len(months), "months")
