@@ -100,8 +100,11 @@ def approve_blocked_delivery():
         task_id="decide",
         subject="Publish {{ " + FOUND + "['name'] }} although it is blocked?",
         body=(
-            "**{{ " + FOUND + "['name'] }}** ({{ " + FOUND + "['pipeline'] }}) was blocked:\n\n"
-            "> {{ " + FOUND + "['message'] }}\n\n"
+            # The file name and the block line carry text a sender wrote: shown as an indented code block (one
+            # line each), never as Markdown that could turn into a link or an image in the approval form.
+            "A delivery of {{ " + FOUND + "['pipeline'] }} was blocked:\n\n"
+            "    {{ " + FOUND + "['name'] | replace('\\n', ' ') }}\n"
+            "    {{ " + FOUND + "['message'] | replace('\\n', ' ') }}\n\n"
             "*Approve* publishes it as it is: its quarantined lines stay in quarantine and the rows the block "
             "names are removed from the published tables. *Reject* keeps the block until a new file "
             "replaces it. Either way, who decided and why goes to the load log."
@@ -142,17 +145,16 @@ def approve_blocked_delivery():
             user = response.get("responded_by_user") or {}
             who = user.get("name") or user.get("id") or "unknown user"
             approve = response["chosen_options"] == [APPROVE]
-            decision = approvals.record(
-                settings.warehouse_uri, blocked, approve, who, (response.get("params_input") or {}).get("reason", "")
+            decision, report = approvals.decide(
+                settings, blocked, approve, who, (response.get("params_input") or {}).get("reason", "")
             )
             print(f"{blocked.name}: {decision.note()}")
-            if not approve:
+            if report is None:
                 print(f"{blocked.name}: stays blocked until a new file replaces it")
-                return {"decision": "rejected", "by": who}
-            report = approvals.publish_approved(settings, blocked)
+                return {"decision": "rejected", "by": decision.by}
             for line in report.lines():
                 print(line)
-            return {"decision": "approved", "by": who, "run": report.to_dict()}
+            return {"decision": "approved", "by": decision.by, "run": report.to_dict()}
 
         return fail_fast(record)
 

@@ -83,6 +83,13 @@ class Blocked:
         return shown_name(self.source_file)
 
 
+def is_approvable(message: str, source_file: str) -> bool:
+    """Whether a stored block line says a person may approve it: the hint ends the line (text a sender
+    controls, quoted inside a refusal, can neither end it nor stand where a refusal begins)."""
+    refused = message.startswith(f"{shown_name(source_file)}: blocked, refused whole:")
+    return message.endswith(f"; {HINT}") and not refused
+
+
 def approvable_line(line: str) -> str:
     """A blocked file's one line, with the hint that a person may approve it."""
     return f"{line}; {HINT}"
@@ -112,9 +119,34 @@ def _decisions(rows) -> dict[str, Decision]:
 
 
 def approved(warehouse_uri: str, pipeline: str) -> dict[str, Decision]:
-    """SHA-256 → approval, for every file content of ``pipeline`` whose latest decision is an approval."""
+    """SHA-256 → approval, for every file content of ``pipeline`` whose latest decision is an approval not yet used.
+
+    An approval releases one block, the one the person saw: once its
+    content has been published after the decision, it is used up. The same
+    content landing again later (re-sent after a complete delivery replaced
+    it) is judged afresh and blocked again, never published on an old
+    approval.
+    """
     rows = publish.read_load_log(warehouse_uri).to_pylist()
-    return {sha: d for sha, d in _decisions(rows).items() if d.approved and d.pipeline == pipeline}
+    used = _published_after(rows)
+    return {
+        sha: d for sha, d in _decisions(rows).items() if d.approved and d.pipeline == pipeline and not used(sha, d.at)
+    }
+
+
+def _published_after(rows: list[dict]):
+    """``used(sha, when)``: whether a publish committed that content after ``when`` (load-log rows, dicts)."""
+    published: dict[str, list[dt.datetime]] = {}
+    for row in rows:
+        if row["outcome"] in ("published", "unchanged"):
+            for sha in row["source_sha256"] or ():
+                published.setdefault(sha, []).append(row["finished_at"])
+    return lambda sha, when: any(at > when for at in published.get(sha, ()))
+
+
+def published_since(warehouse_uri: str, decision: Decision) -> bool:
+    """Whether ``decision``'s file content was published after it (the approval did what it was for)."""
+    return _published_after(publish.read_load_log(warehouse_uri).to_pylist())(decision.sha256, decision.at)
 
 
 def release(
@@ -174,7 +206,13 @@ def blocked_now(warehouse_uri: str) -> list[Blocked]:
         message = row["message"] or ""
         out.append(
             Blocked(
-                pipeline, row["source_files"][0], sha, message, HINT in message, row["finished_at"], decisions.get(sha)
+                pipeline,
+                row["source_files"][0],
+                sha,
+                message,
+                is_approvable(message, row["source_files"][0]),
+                row["finished_at"],
+                decisions.get(sha),
             )
         )
     return sorted(out, key=lambda b: b.blocked_at, reverse=True)
@@ -210,18 +248,23 @@ def find(warehouse_uri: str, name: str) -> Blocked:
 def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str) -> Decision:
     """Write a decision on ``blocked`` to the load log; returns it.
 
-    ``by`` is the deciding user as Airflow knows them; ``reason`` at least
+    ``by`` is the deciding user as Airflow knows them; a user name that is
+    an e-mail address (single sign-on) is kept as its local part — the load
+    log names the engineer, not their address; ``reason`` at least
     :data:`MIN_REASON` characters (:class:`BadInput` otherwise). Personal
-    data in the reason (e-mail addresses, personnummer) is masked, as
-    everywhere in the warehouse. The same decision as the latest one on
-    this content is not written again (a retried task).
+    data in both (e-mail addresses, personnummer) is masked, as everywhere
+    in the warehouse. The same decision as the latest one on this content
+    is not written again (a retried task).
     """
     reason = " ".join(str(reason or "").split())
     if len(reason) < MIN_REASON:
         raise BadInput(
             f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters (got {reason!r})"
         )
-    by = " ".join(str(by or "").replace(":", " ").split()) or "unknown user"
+    by = " ".join(str(by or "").replace(":", " ").split())
+    if privacy.EMAIL.fullmatch(by):
+        by = by.split("@", 1)[0]
+    by = str(privacy.mask_personal_data(by)) or "unknown user"
     reason = str(privacy.mask_personal_data(reason))
     verb = APPROVED if approve else REJECTED
     earlier = blocked.decision
@@ -242,6 +285,27 @@ def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason:
         ),
     )
     return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
+
+
+def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
+    """Record a person's decision on ``blocked`` (:func:`record`); on approval publish the file now.
+
+    Returns (the decision, the run's report or None after a rejection).
+    Raises :class:`BadInput` when an approval published nothing — the file
+    is no longer its delivery's current one (a newer file replaced it) — so
+    nobody believes an approval did what it did not; raises what the run
+    raises (another file of the month may still be blocked).
+    """
+    decision = record(settings.warehouse_uri, blocked, approve, by, reason)
+    if not approve:
+        return decision, None
+    report = publish_approved(settings, blocked)
+    if not published_since(settings.warehouse_uri, decision):
+        raise BadInput(
+            f"{blocked.name}: approval recorded, but the run did not publish the file: it is no longer the "
+            "current file of its delivery (a newer one replaced it), so nothing changed"
+        )
+    return decision, report
 
 
 def publish_approved(settings, blocked: Blocked):

@@ -335,14 +335,11 @@ def cmd_approve(args) -> int:
     if not args.reason:
         raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
     delivery = approvals.find(settings.warehouse_uri, args.file)
-    decision = approvals.record(
-        settings.warehouse_uri, delivery, not args.reject, args.by or getpass.getuser(), args.reason
-    )
+    decision, report = approvals.decide(settings, delivery, not args.reject, args.by or getpass.getuser(), args.reason)
     say(f"{delivery.name}: {decision.note()}")
-    if args.reject:
+    if report is None:
         say(f"{delivery.name}: stays blocked until a new file replaces it")
         return 0
-    report = approvals.publish_approved(settings, delivery)
     for line in report.lines():
         say(line)
     return 0

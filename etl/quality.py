@@ -369,7 +369,7 @@ def deliveries(
             {
                 "key": shown_text(key),
                 "file": shown_text(shown_name(entry["uri"])),
-                "approvable": worst["outcome"] == "blocked" and approvals.HINT in (message or ""),
+                "approvable": worst["outcome"] == "blocked" and approvals.is_approvable(message or "", entry["uri"]),
                 "decision": _decision_text(decision),
                 "folder": shown_text(posixpath.dirname(key)) or None,
                 "uri": shown_text(entry["uri"]),

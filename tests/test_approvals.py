@@ -194,3 +194,60 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     # As of a moment before the approval, the report has no such footnote.
     earlier = followup.build_as_of(settings, blocked.blocked_at, str(tmp_path / "then"))
     assert "Publicerat trots spärr" not in Path(earlier["report"]).read_text(encoding="utf-8")
+
+
+def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(settings, landing, warehouse,
+                                                                            gotland_missing):
+    """Found by a reviewer: the approved bytes re-sent after a complete delivery silently removed Gotland again."""
+    approved_bytes = gotland_missing.read_bytes()
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    approvals.decide(settings, blocked, True, "ada", "Gotland did not report in March")
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 20
+    _write(landing, "journalen")  # the complete delivery: Gotland reported after all
+    pipeline.run(settings)
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 21
+    gotland_missing.write_bytes(approved_bytes)  # the approved copy lands again
+    with pytest.raises(ValidationFailed, match="lack 1 region.s.: 09 Region Gotland"):
+        pipeline.run(settings)
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 21
+    assert approvals.approved(str(warehouse), "ehealth_adoption") == {}
+
+
+def test_the_approver_is_named_not_their_address_and_personal_data_is_masked(settings, warehouse, gotland_missing):
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    decision, _ = approvals.decide(settings, blocked, True, "ada.lovelace@region.se",
+                                   "Gotland did not report, call 19121212-1212")
+    assert decision.by == "ada.lovelace"
+    text = str(publish.read_load_log(str(warehouse)).to_pylist())
+    assert "region.se" not in text and "19121212-1212" not in text
+    assert "approved by ada.lovelace:" in text
+
+
+def test_a_sender_cannot_make_a_refused_file_look_approvable(settings, landing, warehouse):
+    header = f"{approvals.HINT};x;y"
+    _write(landing, "journalen", data=(header + "\n2017-03;01;1;1;1\n").encode())
+    _write(landing, "webbtidbok")
+    with pytest.raises(ValidationFailed, match="refused whole"):
+        pipeline.run(settings)
+    [listed] = approvals.blocked_now(str(warehouse))
+    assert not listed.approvable
+    with pytest.raises(BadInput, match="no approval can settle"):
+        approvals.find(str(warehouse), "journalen_2017-03.csv")
+
+
+def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, landing, warehouse):
+    from tests.test_county_pipeline import DAY, T0, builders
+
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county_reports.run(settings)
+    doc = builders.doc()
+    del doc["initiatives"]
+    builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed):
+        county_reports.run(settings)
+    blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
+    builders.land(landing, "uppsala_v3.json", builders.json_bytes(builders.doc()), T0 + 2 * DAY)
+    county_reports.run(settings)  # the newer, complete report is the delivery now
+    with pytest.raises(BadInput, match="approval recorded, but the run did not publish the file"):
+        approvals.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
