@@ -113,7 +113,7 @@ def _decision(row: dict) -> Decision | None:
     )
 
 
-def _decisions(rows) -> dict[str, Decision]:
+def latest_decisions(rows) -> dict[str, Decision]:
     """Latest decision per file content (SHA-256) in load-log rows (dicts, oldest first)."""
     return {d.sha256: d for d in map(_decision, rows) if d is not None}
 
@@ -130,7 +130,9 @@ def approved(warehouse_uri: str, pipeline: str) -> dict[str, Decision]:
     rows = publish.read_load_log(warehouse_uri).to_pylist()
     used = _published_after(rows)
     return {
-        sha: d for sha, d in _decisions(rows).items() if d.approved and d.pipeline == pipeline and not used(sha, d.at)
+        sha: d
+        for sha, d in latest_decisions(rows).items()
+        if d.approved and d.pipeline == pipeline and not used(sha, d.at)
     }
 
 
@@ -197,7 +199,7 @@ def blocked_now(warehouse_uri: str) -> list[Blocked]:
     changes nothing, as the newer file is the delivery.
     """
     rows = publish.read_load_log(warehouse_uri).to_pylist()
-    decisions = _decisions(rows)
+    decisions = latest_decisions(rows)
     out = []
     for (pipeline, _), row in _latest_rows(rows).items():
         if row["outcome"] != "blocked" or not row["source_sha256"]:

@@ -303,14 +303,12 @@ def table_overview(
 
 
 @overload
-def _decision_text(row: dict) -> str: ...
+def _decision_text(decision: approvals.Decision) -> str: ...
 @overload
-def _decision_text(row: None) -> None: ...
-def _decision_text(row: dict | None) -> str | None:
-    """``"rejected by bo: … (2026-11-30 10:02 UTC)"`` from a decision's load-log row, or None."""
-    if row is None:
-        return None
-    return shown_text(f"{row.get('message') or row['outcome']} ({shown_time(row['finished_at'])})")
+def _decision_text(decision: None) -> None: ...
+def _decision_text(decision: approvals.Decision | None) -> str | None:
+    """``"rejected by bo on 2026-11-30: …"`` (:meth:`etl.approvals.Decision.note`), masked; None for no decision."""
+    return None if decision is None else shown_text(decision.note())
 
 
 def deliveries(
@@ -335,13 +333,12 @@ def deliveries(
     """
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
     found: dict[str, dict] = {}
-    decisions: dict[str, dict] = {}  # SHA-256 → the latest approval or rejection of that content
+    decisions = approvals.latest_decisions(log_rows)  # SHA-256 → the latest approval or rejection
     for row in log_rows:
+        if row["outcome"] in approvals.DECISIONS:
+            continue  # a person's decision, not an outcome of the delivery
         for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or [], strict=True):
             if not sha:
-                continue
-            if row["outcome"] in approvals.DECISIONS:
-                decisions[sha] = row  # a person's decision, not an outcome of the delivery
                 continue
             key = delivery_path(uri)
             entry = found.setdefault(
@@ -544,14 +541,11 @@ def ehealth_months(
 
     # Per delivery id: its load-log rows (oldest first), from the names of the files they name.
     history: dict[str, list[tuple[dict, str | None]]] = {}
-    decisions: dict[str | None, dict] = {}  # SHA-256 → the latest approval or rejection of that content
+    decisions = approvals.latest_decisions(log_rows)  # SHA-256 → the latest approval or rejection
     for row in log_rows:
-        if row["pipeline"] != eh.PIPELINE:
+        if row["pipeline"] != eh.PIPELINE or row["outcome"] in approvals.DECISIONS:
             continue
         for uri, sha in zip(row.get("source_files") or [], row.get("source_sha256") or [], strict=True):
-            if row["outcome"] in approvals.DECISIONS:
-                decisions[sha] = row
-                continue
             try:
                 name = exports.parse_file_name(shown_name(uri))
             except BadInput:
@@ -577,7 +571,7 @@ def ehealth_months(
                 note = "the file in landing changed since; the next run judges it again"
             if loaded:
                 note = ((note + "; ") if note else "") + "the previous version stays published"
-            decided = decisions.get(latest[1])
+            decided = decisions.get(latest[1]) if latest[1] else None
             if decided is not None:
                 note = ((note + "; ") if note else "") + _decision_text(decided)
         elif loaded and (not files or landed_sha == loaded_sha):
