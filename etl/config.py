@@ -70,6 +70,9 @@ _MUST_ENCODE = {" ": "%20", "#": "%23", "?": "%3F", "/": "%2F"}
 _CHAIN = re.compile(r"::(?=[A-Za-z][\w+.\-]*://)")
 
 
+OBJECT_STORE_SCHEMES = ("s3", "s3a")  # credentials come from the environment or a Connection, never the URL
+
+
 def check_url(value: str, name: str) -> None:
     """Refuse, with a :class:`ConfigError`, a ``scheme://`` URL whose credentials would not survive parsing.
 
@@ -77,7 +80,8 @@ def check_url(value: str, name: str) -> None:
     parser: the request goes to the wrong host, or fails deep inside a library with the password in
     its message. So a URL whose userinfo holds whitespace, "#", "?" or "/", holds a control character,
     or does not parse (bad port, unclosed IPv6 bracket) is a configuration error, named in one line with
-    the credentials redacted and the fix (percent-encode the password).
+    the credentials redacted and the fix (percent-encode the password). So is any user name or password
+    in an ``s3://`` URL, which the object-store libraries would take for the bucket name.
     """
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         # Not shown: a line break would split the URI, and the redaction works line by line.
@@ -121,6 +125,14 @@ def check_url(value: str, name: str) -> None:
         raise ConfigError(
             f"{name} {shown!r} is not a valid URL ({reason}); if it has a password, percent-encode "
             "the characters in it that URLs reserve (e.g. ':' as %3A, '#' as %23, '@' as %40)"
+        )
+    if scheme.lower() in OBJECT_STORE_SCHEMES and netloc and "@" in netloc:
+        # s3fs and delta-rs read the whole authority as the bucket name: the key would not be used, and the
+        # store's error would quote it without the scheme, where no redaction recognises it as a URL.
+        raise ConfigError(
+            f"{name} {shown!r}: an {scheme}:// URL takes no user name or password (they would be read as "
+            "the bucket name); give the credentials as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or in "
+            "Airflow as the Connection etl_object_store"
         )
 
 

@@ -207,6 +207,19 @@ def test_a_url_with_an_unencoded_password_is_a_one_line_config_error(uri, secret
         assert secret not in message and "alice" not in message and "***@" in message
 
 
+@pytest.mark.parametrize("uri", ["s3://user:secret@nohost.invalid/bucket", "s3://AKIAUSER:secret@bucket/path",
+                                 "S3A://AKIAUSER:secret@bucket"])
+def test_credentials_in_an_object_store_url_are_refused_without_being_shown(uri, tmp_path):
+    """Found by a reviewer: s3fs read 'user:secret@host' as the bucket and botocore's error quoted it, unredacted."""
+    for kwargs in ({"landing": uri, "warehouse": "/tmp/wh"}, {"landing": "/tmp/l", "warehouse": uri}):
+        with pytest.raises(ConfigError, match="takes no user name or password") as error:
+            Settings.resolve(**kwargs, kolada_kpis="", environ={})
+        assert "secret" not in str(error.value) and "AWS_ACCESS_KEY_ID" in str(error.value)
+    out = subprocess.run([sys.executable, "-m", "etl", "--debug", "run", "ehealth-adoption", "--landing", uri,
+                          "--warehouse", str(tmp_path / "wh")], capture_output=True, text=True)
+    assert out.returncode == 2 and "secret" not in out.stdout + out.stderr, out.stderr[-1000:]
+
+
 def test_the_password_is_checked_wherever_the_url_comes_from():
     bad = "http://alice:S3c#retPW@127.0.0.1:8080/x"
     for kwargs, name in [({"warehouse": bad}, "warehouse URI"), ({"scb_base_url": bad}, "SCB base URL"),
