@@ -15,7 +15,7 @@ version inside the retention window needs deleted (`etl/maintenance.py`).
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from etl.orchestration import default_args, settings_from_airflow
+from etl.orchestration import default_args, fail_fast, settings_from_airflow
 
 
 @dag(
@@ -36,7 +36,8 @@ def warehouse_maintenance():
         from etl import maintenance
 
         context = get_current_context()
-        settings = settings_from_airflow(dict(context["dag_run"].conf or {}))
+        # A refused run conf key fails at once (fail_fast); storage that cannot be reached is retried.
+        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {})))
         results = maintenance.maintain(settings.warehouse_uri)
         for result in results:
             print(result.line())

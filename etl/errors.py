@@ -27,3 +27,8 @@ class AccountingError(EtlError):
 
 class SourceUnavailable(EtlError):
     """An outside source (HTTP API, landing storage) failed after all retries."""
+
+
+class SourceRefused(SourceUnavailable):
+    """The source answered, and asking again would bring the same answer (an HTTP 4xx, JSON nested too
+    deeply, pagination that loops or never ends): a task fails at once instead of being retried."""

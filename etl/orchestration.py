@@ -110,19 +110,20 @@ def fail_fast(call):
 
     A delivery refused or blocked, a failed expectation, broken accounting or
     an unusable setting (:class:`BadInput`, :class:`ValidationFailed`,
-    :class:`AccountingError`, :class:`ConfigError`) will fail the same way on
-    every retry: it becomes ``AirflowFailException`` (no retries) carrying the
-    one-line reason. What can heal — a source or storage unreachable
+    :class:`AccountingError`, :class:`ConfigError`), or a source that answered
+    what it will answer again (:class:`SourceRefused`: an HTTP 4xx) will fail
+    the same way on every retry: it becomes ``AirflowFailException`` (no
+    retries) carrying the one-line reason. What can heal — a source or storage unreachable
     (:class:`SourceUnavailable`), HTTP 5xx, a bug — is raised as it is, for
     the task's retries with backoff.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from etl.errors import AccountingError, BadInput, ConfigError, ValidationFailed
+    from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed
 
     try:
         return call()
-    except (BadInput, ValidationFailed, AccountingError, ConfigError) as exc:
+    except (BadInput, ValidationFailed, AccountingError, ConfigError, SourceRefused) as exc:
         raise AirflowFailException(f"{exc}{_quality_link()}") from None
 
 

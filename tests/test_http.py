@@ -10,7 +10,7 @@ import time
 import pytest
 from werkzeug import Response
 
-from etl.errors import ConfigError, SourceUnavailable
+from etl.errors import ConfigError, SourceRefused, SourceUnavailable
 from etl.sources.http import ApiClient, RetryPolicy, parse_retry_after
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.01, jitter=0.001, read_timeout=5, connect_timeout=2)
@@ -58,6 +58,8 @@ def test_scb_style_403_rate_limit_is_retried_only_when_declared(httpserver):
         api.get_json("/data")
     assert len(httpserver.log) == 1
     assert "HTTP 403" in str(err.value) and "not retried" in str(err.value)
+    # The same answer would come again: a task fails at once (orchestration.fail_fast), no Airflow retries.
+    assert isinstance(err.value, SourceRefused)
 
 
 def test_repeated_500s_fail_with_one_clear_line(httpserver):

@@ -6,7 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl import orchestration
-from etl.errors import AccountingError, BadInput, ConfigError, SourceUnavailable, ValidationFailed
+from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, SourceUnavailable, ValidationFailed
 
 
 @pytest.mark.parametrize("key", ["warehouse_uri", "landing_uri", "scb_base_url", "kolada_base_url", "kolada_kpis",
@@ -27,7 +27,8 @@ def test_the_params_a_dag_declares_are_accepted(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("error", [BadInput("x.csv: refused"), ValidationFailed("2019-03: blocked"),
-                                   AccountingError("rows lost"), ConfigError("bad setting")])
+                                   AccountingError("rows lost"), ConfigError("bad setting"),
+                                   SourceRefused("SCB: GET /tables/x answered HTTP 404 Not Found (not retried)")])
 def test_bad_data_fails_the_task_without_retries_carrying_its_line(error):
     def run():
         raise error

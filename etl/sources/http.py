@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 import tenacity
 
-from etl.errors import ConfigError, SourceUnavailable
+from etl.errors import ConfigError, SourceRefused, SourceUnavailable
 from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class ApiClient:
             raise _Retryable(f"HTTP {status} {snippet(response.reason_phrase, 60)}".strip(), status, retry_after)
         if status >= 400:
             body = snippet(response.text)
-            raise SourceUnavailable(
+            raise SourceRefused(
                 f"{self.name}: {method} {shown} answered HTTP {status} {snippet(response.reason_phrase, 60)} (not retried)"
                 + (f": {body}" if body else "")
             )
@@ -368,7 +368,7 @@ class ApiClient:
         except RecursionError:
             # Well-formed but nested deeper than the decoder can go (a hostile or broken server):
             # asking again brings the same answer, so it is not retried.
-            raise SourceUnavailable(
+            raise SourceRefused(
                 f"{self.name}: {method} {shown} answered JSON nested too deeply to decode (not retried)"
             ) from None
         # The URL is lineage (source_file, load log): it must not carry the credentials.
@@ -397,11 +397,11 @@ class ApiClient:
                 return
             url, page_params = self._pin_to_base(str(link), page.url), None
             if redact_uri(url) in seen:  # page.url is already redacted
-                raise SourceUnavailable(
+                raise SourceRefused(
                     f"{self.name}: paging from {snippet(first, URL_CHARS)} loops back to "
                     f"{snippet(url, URL_CHARS)}; stopping"
                 )
-        raise SourceUnavailable(
+        raise SourceRefused(
             f"{self.name}: paging from {snippet(first, URL_CHARS)} went past {self.policy.max_pages} pages; stopping "
             "(endless pagination?)"
         )
