@@ -301,7 +301,7 @@ def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:
         log.warning("could not refresh the analysts' views (%s): %s: %s", access.DUCKDB_FILE, type(exc).__name__, exc)
 
 
-# --------------------------------------------------------------------------- a landing-fed run's two ends
+# --------------------------------------------------------------------------- a landing-fed run's intake
 
 
 @dataclass
@@ -341,12 +341,3 @@ def take_in(settings, prefix: str, suffixes: tuple[str, ...], report: RunReport)
         log.warning("not yet loaded: %s", note)
         report.messages.append(f"not yet loaded: {note}")
     return intake
-
-
-def nothing_new(warehouse_uri: str, report: RunReport, skipped: list[str], message: str) -> RunReport:
-    """End a run that found nothing to load: its load-log row, the views refreshed, skipped entries refused."""
-    record_nothing_new(warehouse_uri, report.pipeline, report.batch_id, message)
-    report.messages.append(message)
-    refresh_views(warehouse_uri, report)
-    refuse_skipped(warehouse_uri, report, skipped)
-    return report

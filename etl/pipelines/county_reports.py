@@ -38,18 +38,9 @@ from typing import TYPE_CHECKING, Literal
 from etl import approvals, no_shrink, publish, schemas, storage
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path, last_committed
-from etl.errors import BadInput, EtlError, ValidationFailed
-from etl.pipelines.common import (
-    RunReport,
-    checked_batch,
-    nothing_new,
-    record_blocked,
-    record_failure,
-    record_skipped,
-    refresh_views,
-    refuse_skipped,
-    take_in,
-)
+from etl.errors import BadInput
+from etl.pipelines import skeleton
+from etl.pipelines.common import RunReport, checked_batch, take_in
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -453,72 +444,50 @@ def run(settings: Settings) -> RunReport:
     refused whole or blocked by the no-shrink check (naming each), and
     :class:`BadInput` when landing holds entries that cannot be taken in.
     """
-    batch_id = publish.new_batch_id()
-    report = RunReport(PIPELINE, batch_id)
+    report = RunReport(PIPELINE, publish.new_batch_id())
+    return skeleton.execute(settings, report, plan(settings, report))
+
+
+def plan(settings: Settings, report: RunReport) -> skeleton.Plan:
+    """One step for every pending county report (they validate and publish together), or nothing new."""
     warehouse = settings.warehouse_uri
     intake = take_in(settings, PREFIX, SUFFIXES, report)
-    landed, skipped, arriving, arriving_names = intake.landed, intake.skipped, intake.arriving, intake.arriving_names
+    landed = intake.landed
     record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=_legacy_committed(warehouse))
     current, parsed, not_loaded = _current_deliveries(landed, record)
     # A region-year whose published file is being written again (re-uploaded, touched) waits with it:
     # judged without that file, an older one would look current and be republished for a run.
-    waiting = {did for did, entry in record.published.items() if entry.get("file") in arriving_names}
+    waiting = {did for did, entry in record.published.items() if entry.get("file") in intake.arriving_names}
     current = {did: f for did, f in current.items() if did not in waiting}
     pending = {did: f for did, f in current.items() if not record.is_published(did, f)}
     submissions = [parsed.get(f.uri) or read_submission(f) for f in pending.values()] + not_loaded
+    the_plan = skeleton.Plan(skipped=intake.skipped, record=record, landing_names={f.name for f in landed})
     if not submissions:
-        record.save({f.name for f in landed})
-        message = (
-            f"nothing new loaded: {len(arriving)} county report file(s) still arriving (named above)"
-            if arriving
+        the_plan.nothing_new = (
+            f"nothing new loaded: {len(intake.arriving)} county report file(s) still arriving (named above)"
+            if intake.arriving
             else f"nothing new: {len(landed)} county report file(s) in landing, all already loaded"
         )
-        return nothing_new(warehouse, report, skipped, message)
+        return the_plan
     new = [s.landed for s in submissions]
 
-    table = None
-    blocked: dict[str, str] = {}
-    try:
-        batches, blocked = judge(submissions, warehouse, batch_id)
-        for sub in submissions:
-            if sub.landed.uri in blocked:
-                log.error("%s", blocked[sub.landed.uri])
-                record_blocked(
-                    warehouse,
-                    PIPELINE,
-                    batch_id,
-                    sub.landed,
-                    blocked[sub.landed.uri],
-                    sum(b.source_rows(sub.landed.uri) for b in batches),
-                )
-        batches = no_shrink.without_blocked(batches, blocked)
+    def judge_reports(step: skeleton.Step) -> skeleton.Judgement:
+        batches, blocked = judge(submissions, warehouse, step.batch_id)
+        judged = skeleton.Judgement(
+            blocked=blocked,
+            landed={f.uri: f for f in new},
+            held={uri: sum(b.source_rows(uri) for b in batches) for uri in blocked},
+            delivered={did: [f] for did, f in pending.items()},
+        )
         sources = [f for f in new if f.uri not in blocked]
-        for batch in batches:
-            table = batch.table
-            report.results.append(publish.publish(warehouse, PIPELINE, batch, batch_id, sources))
-    except EtlError as exc:
-        record_failure(warehouse, PIPELINE, batch_id, table, new, str(exc))
-        raise
-    finally:
-        for did, f in pending.items():
-            if f.uri not in blocked and report.results and len(report.results) == len(TABLES):
-                record.mark_published(did, f)
-        record.save({f.name for f in landed})
-        refresh_views(warehouse, report)
-    superseded = [s for s in submissions if s.superseded]
-    report.messages.append(
-        f"{PIPELINE}: {len(new)} file(s): {len(new) - len(blocked) - len(superseded)} report(s) loaded, "
-        f"{len(blocked)} blocked, {len(superseded)} superseded"
-    )
-    for sub in superseded:
-        report.messages.append(f"  quarantined {sub.landed.name}: {sub.parsed.error}")
-    if blocked:
-        for line in report.lines():
-            log.info("%s", line)
-        summary = " | ".join(blocked.values())
-        not_loaded = record_skipped(warehouse, report, skipped)
-        if not_loaded:
-            summary += " | " + not_loaded
-        raise ValidationFailed(f"{PIPELINE}: {len(blocked)} file(s) blocked: {summary}")
-    refuse_skipped(warehouse, report, skipped)
-    return report
+        judged.batches = [(batch, sources) for batch in no_shrink.without_blocked(batches, blocked)]
+        superseded = [s for s in submissions if s.superseded]
+        report.messages.append(
+            f"{PIPELINE}: {len(new)} file(s): {len(new) - len(blocked) - len(superseded)} report(s) loaded, "
+            f"{len(blocked)} blocked, {len(superseded)} superseded"
+        )
+        report.messages += [f"  quarantined {s.landed.name}: {s.parsed.error}" for s in superseded]
+        return judged
+
+    the_plan.steps = [skeleton.Step("county reports", report.batch_id, judge_reports, sources=new)]
+    return the_plan

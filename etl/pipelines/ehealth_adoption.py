@@ -51,21 +51,9 @@ from dataclasses import dataclass, field
 from etl import approvals, migrations, no_shrink, publish, regions, storage
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
-from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
-from etl.pipelines.common import (
-    Progress,
-    RunReport,
-    checked_batch,
-    combine,
-    fold_quarantine_by_line,
-    nothing_new,
-    record_blocked,
-    record_failure,
-    record_skipped,
-    refresh_views,
-    refuse_skipped,
-    take_in,
-)
+from etl.errors import BadInput, ConfigError, ValidationFailed
+from etl.pipelines import skeleton
+from etl.pipelines.common import RunReport, checked_batch, combine, fold_quarantine_by_line, take_in
 from etl.privacy import redact_uri
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_rules as rules
@@ -218,17 +206,19 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         period = None
     if period is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(period)):
         raise ConfigError(f"period must be YYYY-MM, not {period!r}")
-    batch_id = publish.new_batch_id()
-    report = RunReport(PIPELINE, batch_id)
+    report = RunReport(PIPELINE, publish.new_batch_id())
     report.messages += migrations.ensure_current(settings.warehouse_uri)  # a warehouse of an older version
+    return skeleton.execute(settings, report, plan(settings, report, period, catch_up_late))
+
+
+def plan(settings: Settings, report: RunReport, period: str | None, catch_up_late: bool) -> skeleton.Plan:
+    """One independent step per month to process (see the module doc), or nothing new."""
     intake = take_in(settings, PREFIX, SUFFIXES, report)
-    skipped, arriving = intake.skipped, intake.arriving
     by_month, unnamed = _group_by_month(intake.landed)
     for note in unnamed:
         log.warning("not loaded: %s", note)
-    skipped.extend(unnamed)
-
     record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=_legacy_committed(settings))
+    the_plan = skeleton.Plan(unit="month", skipped=[*intake.skipped, *unnamed], record=record)
     pending = sorted(
         m
         for m, kinds in by_month.items()
@@ -242,81 +232,49 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         months = pending
     if not months:
         where = redact_uri(storage.join(settings.landing_uri, PREFIX))
-        message = (
+        the_plan.nothing_new = (
             f"no e-health files for {period} in {where}"
             if period is not None
-            else f"nothing new loaded from {where}: {len(arriving)} file(s) still arriving (named above)"
-            if arriving
+            else f"nothing new loaded from {where}: {len(intake.arriving)} file(s) still arriving (named above)"
+            if intake.arriving
             else f"nothing new in {where}: every delivery is loaded as it is in landing"
         )
-        return nothing_new(settings.warehouse_uri, report, skipped, message)
+        return the_plan
 
-    failures: list[tuple[str, EtlError]] = []
-    progress = Progress(PIPELINE, len(months), "months")
     # Read once for the run, not once a month: it reads the whole load log (~0.14 s at 260 rows, and growing).
     decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
-    try:
-        with unit_daily.ReadAhead([by_month[m] for m in months]) as unit_reads:
-            for month, unit_read in zip(months, unit_reads, strict=True):
-                month_batch = f"{batch_id}-{month}"
-                files = _files(by_month[month])
-                try:
-                    results, blocked = process_month(
-                        settings, month, by_month[month], month_batch, unit_read, decisions
-                    )
-                except EtlError as exc:
-                    record_failure(settings.warehouse_uri, PIPELINE, month_batch, None, files, str(exc))
-                    log.error("%s", exc)
-                    failures.append((month, exc))
-                    progress.step(note=f"{month} failed")
-                    continue
-                progress.step(sum(r.rows_in for r in results), note=month)
-                report.results.extend(results)
-                for kind, month_files in by_month[month].items():
-                    for f in month_files:
-                        if f.uri not in blocked:
-                            record.mark_published(delivery_id(kind, month), f)
-                if blocked:
-                    error = ValidationFailed(f"{month}: " + " | ".join(blocked.values()))
-                    log.error("%s", error)
-                    failures.append((month, error))
-    finally:
-        record.save()
-        refresh_views(settings.warehouse_uri, report)
-    if failures:
-        for line in report.lines():
-            log.info("%s", line)
-        done = len(months) - len(failures)
-        summary = " | ".join(str(exc) for _, exc in failures)
-        not_loaded = record_skipped(settings.warehouse_uri, report, skipped)
-        if not_loaded:
-            summary += " | " + not_loaded
-        cls = ValidationFailed if all(isinstance(e, ValidationFailed) for _, e in failures) else EtlError
-        raise cls(f"{PIPELINE}: {len(failures)} month(s) blocked, {done} processed: {summary}")
-    refuse_skipped(settings.warehouse_uri, report, skipped)
-    return report
+    read_ahead = unit_daily.ReadAhead([by_month[m] for m in months])
+    unit_reads = iter(read_ahead)  # a generator: it starts reading when the first month asks, inside the context
+
+    def judge(month: str):
+        def judge_this_month(step: skeleton.Step) -> skeleton.Judgement:
+            unit_read = next(unit_reads)  # first thing: every month takes its own read, in order, even one that fails
+            judged = judge_month(settings, month, by_month[month], step.batch_id, unit_read, decisions)
+            judged.delivered = {delivery_id(kind, month): files for kind, files in by_month[month].items()}
+            return judged
+
+        return judge_this_month
+
+    the_plan.context = read_ahead
+    the_plan.steps = [
+        skeleton.Step(month, f"{report.batch_id}-{month}", judge(month), sources=_files(by_month[month]))
+        for month in months
+    ]
+    return the_plan
 
 
 # --------------------------------------------------------------------------- one month
 
 
 @dataclass
-class MonthJudgement:
-    """One month's files judged, before anything is written (what :func:`process_month` publishes).
+class MonthJudgement(skeleton.Judgement):
+    """One month's files judged, before anything is written (a :class:`~etl.pipelines.skeleton.Judgement`).
 
     ``candidates`` are every validated per-file batch (blocked files
-    included: what ``python -m etl check`` reports from); ``batches`` the
-    per-table batches to publish with their sources, blocked files removed;
-    ``blocked`` file URI → one line; ``held`` file URI → its rows in;
-    ``approved`` file URI → the approval that released its block (:mod:`etl.approvals`).
+    included: what ``python -m etl check`` reports from).
     """
 
-    landed: dict[str, storage.LandedFile]
     candidates: list[publish.TableBatch] = field(default_factory=list)
-    batches: list[tuple[publish.TableBatch, list]] = field(default_factory=list)
-    blocked: dict[str, str] = field(default_factory=dict)
-    held: dict[str, int] = field(default_factory=dict)
-    approved: dict[str, approvals.Decision] = field(default_factory=dict)
 
 
 def judge_month(
@@ -345,7 +303,7 @@ def judge_month(
             names = ", ".join(f.name for f in files)
             raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
     landed = {kind: files[0] for kind, files in month_files.items()}
-    judged = MonthJudgement(landed)
+    judged = MonthJudgement(landed={f.uri: f for f in landed.values()})
     blocked, held = judged.blocked, judged.held
     if decisions is None:
         decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
@@ -432,45 +390,6 @@ def judge_month(
             unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
         judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
     return judged
-
-
-def process_month(
-    settings: Settings,
-    period: str,
-    month_files: dict[str, list],
-    batch_id: str,
-    unit_read=None,
-    decisions: dict[str, approvals.Decision] | None = None,
-) -> tuple[list[publish.PublishResult], dict[str, str]]:
-    """Judge one month (:func:`judge_month`) and publish what is not blocked, one publish per table.
-
-    Returns (publish results, blocked file URI → one line); each blocked
-    file gets its load-log row (``outcome=blocked``) and its previous
-    version stays. Raises :class:`BadInput` (publishing nothing) when the
-    month has two files of one kind.
-    """
-    judged = judge_month(settings, period, month_files, batch_id, unit_read, decisions)
-    for source, decision in judged.approved.items():
-        log.warning("%s", approvals.release_note(source, decision))
-    for source, line in judged.blocked.items():
-        log.error("%s", line)
-        record_blocked(
-            settings.warehouse_uri,
-            PIPELINE,
-            batch_id,
-            _landed_of(judged.landed, source),
-            line,
-            judged.held.get(source, 0),
-        )
-    # Everything validated and judged: only now publish, one publish per table.
-    results = [
-        publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, sources) for batch, sources in judged.batches
-    ]
-    return results, judged.blocked
-
-
-def _landed_of(landed: dict[str, storage.LandedFile], uri: str) -> storage.LandedFile:
-    return next(f for f in landed.values() if f.uri == uri)
 
 
 def _stamp_sha(entries: list[dict], sha256: str) -> None:

@@ -36,7 +36,8 @@ from etl import approvals, publish, schemas, status, storage, validation
 from etl.config import Settings
 from etl.errors import EtlError, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
-from etl.pipelines.common import RunReport, record_failure, record_nothing_new, rejected_frame
+from etl.pipelines import skeleton
+from etl.pipelines.common import RunReport, record_failure, rejected_frame
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,22 @@ def _validate(table: str, frame, batch_id: str, warehouse_uri: str) -> validatio
 
 def build_marts(settings: Settings, batch_id: str | None = None) -> RunReport:
     """Compute, validate and publish both marts (all or nothing: the second is not published if the first fails)."""
+    report = RunReport(PIPELINE, batch_id or publish.new_batch_id())
+    return skeleton.execute(settings, report, plan_marts(settings, report))
+
+
+def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
+    """One step publishing both marts, or nothing new when the published marts reflect the sources.
+
+    Raises :class:`EtlError` (with its load-log row) when ``dim_region`` is not published.
+    """
     from etl.marts import followup as mart
 
-    batch_id = batch_id or publish.new_batch_id()
-    report = RunReport(PIPELINE, batch_id)
     warehouse = settings.warehouse_uri
     sources, missing = read_sources(warehouse)
     if "dim_region" in missing or not len(sources["dim_region"]):
         message = "dim_region is not published: run the reference pipeline first (python -m etl run reference)"
-        record_failure(warehouse, PIPELINE, batch_id, None, [], message)
+        record_failure(warehouse, PIPELINE, report.batch_id, None, [], message)
         raise EtlError(message)
     if missing:
         report.messages.append(f"not published yet, their columns are null: {', '.join(missing)}")
@@ -140,43 +148,42 @@ def build_marts(settings: Settings, batch_id: str | None = None) -> RunReport:
     if _marts_reflect(warehouse, lineage):
         # Same source versions as the published marts were built from: rebuilding
         # would give the same rows, so a run with nothing new costs a load-log read.
-        message = "nothing new: the marts are already built from the current source table versions"
-        record_nothing_new(warehouse, PIPELINE, batch_id, message)
-        report.messages.append(message)
-        return report
+        return skeleton.Plan(
+            nothing_new="nothing new: the marts are already built from the current source table versions"
+        )
     sources_log = [
         (storage.join(warehouse, name) + f"@{versions[name]['version']}", None)
         for name in MART_INPUTS
         if name in versions
     ]
-
     marts = mart.build(sources)
     if not len(marts.region_year):
-        record_nothing_new(warehouse, PIPELINE, batch_id, "no years in any source table: nothing to build")
-        report.messages.append("no years in any source table: nothing to build")
-        return report
+        return skeleton.Plan(nothing_new="no years in any source table: nothing to build")
     frames = {"followup_region_year": marts.region_year, "followup_national_year": marts.national_year}
-    results = {}
-    for table, frame in frames.items():
-        try:
-            results[table] = _validate(table, frame, batch_id, warehouse)
-        except EtlError as exc:
-            record_failure(warehouse, PIPELINE, batch_id, table, sources_log, str(exc), rows_in=len(frame))
-            raise
-    for table, frame in frames.items():
-        schema = schemas.get(table)
-        rows = frame[schema.business_columns].assign(source_file=lineage)
-        batch = publish.TableBatch(
-            table=table,
-            rows=rows,
-            quarantine=rejected_frame([]),
-            rows_in=len(rows),
-            merge_keys=None,
-            warnings=[*marts.warnings, *results[table].warnings],
-            validation=results[table].outcome,
-        )
-        report.results.append(publish.publish(warehouse, PIPELINE, batch, batch_id, sources_log))
-    return report
+
+    def judge_marts(step: skeleton.Step) -> skeleton.Judgement:
+        judged = skeleton.Judgement()
+        step.sources = sources_log
+        results = {}
+        for table, frame in frames.items():  # both validated before either is published
+            step.table, step.rows_in = table, len(frame)
+            results[table] = _validate(table, frame, step.batch_id, warehouse)
+        for table, frame in frames.items():
+            schema = schemas.get(table)
+            rows = frame[schema.business_columns].assign(source_file=lineage)
+            batch = publish.TableBatch(
+                table=table,
+                rows=rows,
+                quarantine=rejected_frame([]),
+                rows_in=len(rows),
+                merge_keys=None,
+                warnings=[*marts.warnings, *results[table].warnings],
+                validation=results[table].outcome,
+            )
+            judged.batches.append((batch, sources_log))
+        return judged
+
+    return skeleton.Plan(steps=[skeleton.Step("marts", report.batch_id, judge_marts)])
 
 
 def _marts_reflect(warehouse_uri: str, lineage: str) -> bool:
@@ -294,11 +301,8 @@ def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
 
 
 def run(settings: Settings) -> RunReport:
+    """The marts (:func:`build_marts`), then the analysts' access to them (:func:`refresh_access`)."""
     report = build_marts(settings)
     paths = refresh_access(settings, report.outcome)
-    if "duckdb" not in paths:  # the marts did not change, but this run's load-log row did
-        from etl.pipelines.common import refresh_views
-
-        refresh_views(settings.warehouse_uri, report)
     report.messages += [f"{kind}: {uri}" for kind, uri in paths.items()]
     return report

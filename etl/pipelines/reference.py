@@ -29,8 +29,9 @@ from collections.abc import Sequence
 
 from etl import publish, regions, storage
 from etl.config import Settings
-from etl.errors import BadInput, ConfigError, EtlError
-from etl.pipelines.common import RunReport, checked_batch, record_failure, refresh_views
+from etl.errors import BadInput, ConfigError
+from etl.pipelines import skeleton
+from etl.pipelines.common import RunReport, checked_batch
 from etl.privacy import redact_uri
 from etl.sources import kolada, scb
 from etl.sources.http import ApiRows, RetryPolicy
@@ -48,7 +49,8 @@ POPULATION_COLUMNS = ["region_code", "year", "population", "source_file", "row_n
 KOLADA_COLUMNS = ["kpi_id", "region_code", "year", "gender", "value", "status", "source_file", "row_number", "raw"]
 
 
-def build_dim_region(settings: Settings, batch_id: str) -> publish.PublishResult:
+def dim_region_batch(settings: Settings, batch_id: str) -> publish.TableBatch:
+    """``dim_region``'s 21 rows from :mod:`etl.regions`, validated (replaced whole)."""
     import pandas as pd
 
     rows = pd.DataFrame(
@@ -65,10 +67,9 @@ def build_dim_region(settings: Settings, batch_id: str) -> publish.PublishResult
             for i, r in enumerate(regions.REGIONS)
         ]
     )
-    batch = checked_batch(
+    return checked_batch(
         "dim_region", rows, [], len(rows), None, warehouse_uri=settings.warehouse_uri, batch_id=batch_id
     )
-    return publish.publish(settings.warehouse_uri, PIPELINE, batch, batch_id, [])
 
 
 def reference_years(year: int | None, first_year: int = FIRST_YEAR, today: dt.date | None = None) -> list[int]:
@@ -185,20 +186,27 @@ def run(
     policy: RetryPolicy | None = None,
     scb_cell_limit: int = scb.CELL_LIMIT,
 ) -> RunReport:
-    """dim_region, then population (``first_year``..``year``) and kolada_kpi for ``settings.kolada_kpis``."""
-    batch_id = publish.new_batch_id()
-    report = RunReport(PIPELINE, batch_id)
-    report.results.append(build_dim_region(settings, batch_id))
+    """dim_region, then population (``first_year``..``year``) and kolada_kpi for ``settings.kolada_kpis``.
+
+    Two steps: the region dimension is published first (it needs no
+    network); a fetch or validation failure of the API step then publishes
+    neither API table and fails the run (:class:`SourceUnavailable`,
+    :class:`BadInput`, :class:`ValidationFailed`), with its load-log row.
+    """
     years = reference_years(year, first_year)
+    report = RunReport(PIPELINE, publish.new_batch_id())
     wh = settings.warehouse_uri
-    population = key_figures = None
-    table = None
-    try:
+
+    def judge_regions(step: skeleton.Step) -> skeleton.Judgement:
+        return skeleton.Judgement(batches=[(dim_region_batch(settings, step.batch_id), [])])
+
+    def judge_api_tables(step: skeleton.Step) -> skeleton.Judgement:
         if offline_snapshot:
             population, key_figures = read_snapshot(settings, years)
         else:
             population, key_figures = fetch_live(settings, years, policy=policy, scb_cell_limit=scb_cell_limit)
-        table = "population"
+        step.sources = [*population.sources, *key_figures.sources]
+        step.table, step.rows_in = "population", population.rows_in
         pop_rows = population_frame(population.rows)
         # Merge by year: each fetched year replaces that year wholesale (a revision by SCB, or a region
         # whose row is now quarantined, leaves no stale value), while years outside this run's range
@@ -210,11 +218,11 @@ def run(
             population.rows_in,
             ("year",),
             warehouse_uri=wh,
-            batch_id=batch_id,
+            batch_id=step.batch_id,
             replace_keys=[(int(y),) for y in pop_rows["year"].unique()],
             extra_warnings=population.warnings,
         )
-        table = "kolada_kpi"
+        step.table, step.rows_in = "kolada_kpi", 0
         # Full replace: the table is by definition "the configured KPI ids"; a KPI dropped from the
         # configuration must disappear, and an empty list gives an empty table. The fetch is
         # all-or-nothing, so a full replace never publishes a partial table.
@@ -225,23 +233,14 @@ def run(
             key_figures.rows_in,
             None,
             warehouse_uri=wh,
-            batch_id=batch_id,
+            batch_id=step.batch_id,
             extra_warnings=key_figures.warnings,
         )
-    except EtlError as exc:
-        sources = [*(population.sources if population else []), *(key_figures.sources if key_figures else [])]
-        record_failure(
-            wh,
-            PIPELINE,
-            batch_id,
-            table,
-            sources,
-            str(exc),
-            population.rows_in if table == "population" and population else 0,
-        )
-        raise
-    report.results.append(publish.publish(wh, PIPELINE, pop_batch, batch_id, population.sources))
-    report.results.append(publish.publish(wh, PIPELINE, kpi_batch, batch_id, key_figures.sources))
-    refresh_views(wh, report)
-    report.messages.extend(f"warning: {w}" for w in (*population.warnings, *key_figures.warnings))
-    return report
+        report.messages.extend(f"warning: {w}" for w in (*population.warnings, *key_figures.warnings))
+        return skeleton.Judgement(batches=[(pop_batch, population.sources), (kpi_batch, key_figures.sources)])
+
+    steps = [
+        skeleton.Step("region dimension", report.batch_id, judge_regions),
+        skeleton.Step("population and key figures", report.batch_id, judge_api_tables),
+    ]
+    return skeleton.execute(settings, report, skeleton.Plan(steps=steps))

@@ -1,0 +1,222 @@
+"""The one run skeleton every pipeline fills in: plan, judge each step, publish, record, end.
+
+A pipeline's ``run`` checks its options, works out what this run has to do
+(a :class:`Plan`: its steps, or why there is nothing new) and hands it to
+:func:`execute`. What every run must do the same way lives here once:
+
+* a plan without steps ends as *nothing new*: its load-log row, the views
+  refreshed, entries in landing that could not be taken in refused;
+* each :class:`Step` is judged first (parse, validate, no-shrink, approvals:
+  the pipeline's :class:`Judgement`, nothing written), then its blocked
+  files get their ``blocked`` load-log rows and the rest is published, one
+  publish per table in the order judged;
+* a step that raises leaves a ``failed`` load-log row naming its table and
+  sources; its deliveries are marked published in the delivery record only
+  once every table of the step is published;
+* the delivery record is saved and the analysts' views refreshed whether
+  the run succeeds or not;
+* the run then fails — after publishing everything else — naming each
+  blocked file or failed step and every landing entry it could not take in.
+
+What differs between pipelines is only what they plan and how a step is
+judged: the e-health run has one independent step per month (a failing
+month is recorded and the next one goes on), the county run one step for
+all pending reports, the reference run the region dimension then the API
+tables, the follow-up run the two marts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl import approvals, publish, storage
+from etl.config import Settings
+from etl.deliveries import DeliveryRecord
+from etl.errors import EtlError, ValidationFailed
+from etl.pipelines.common import (
+    Progress,
+    RunReport,
+    record_blocked,
+    record_failure,
+    record_nothing_new,
+    record_skipped,
+    refresh_views,
+    refuse_skipped,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Judgement:
+    """One step judged, before anything is written.
+
+    ``batches``: (table batch, the sources its load-log row names), in
+    publish order, blocked files already removed; ``blocked``: file URI →
+    one line saying why; ``held``: file URI → its rows in (for the blocked
+    row); ``landed``: file URI → the landed file (blocked ones at least);
+    ``approved``: file URI → the approval that released its block;
+    ``delivered``: delivery id → its files, marked published in the
+    delivery record once every batch of the step is published (blocked
+    files excepted).
+    """
+
+    batches: list[tuple[publish.TableBatch, list]] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    landed: dict[str, storage.LandedFile] = field(default_factory=dict)
+    approved: dict[str, approvals.Decision] = field(default_factory=dict)
+    delivered: dict[str, list[storage.LandedFile]] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    """One all-or-nothing piece of a run (a month, the pending county reports, the marts).
+
+    ``judge(step)`` returns the step's :class:`Judgement`; as it goes it may
+    set ``table``, ``sources`` and ``rows_in``, which a ``failed`` load-log
+    row names if it raises. ``batch_id`` is the run's, or the run's with a
+    suffix when steps are published apart (``<batch>-2019-03``).
+    """
+
+    label: str
+    batch_id: str
+    judge: Callable[[Step], Judgement]
+    sources: list = field(default_factory=list)
+    table: str | None = None
+    rows_in: int = 0
+
+
+@dataclass
+class Plan:
+    """What one run has to do.
+
+    ``steps`` in order; without any, ``nothing_new`` is the run's message.
+    ``unit`` names independent steps (``"month"``): a step that fails is
+    recorded and the run goes on with the next, counting them in its
+    progress lines; without a unit a failing step ends the run at once.
+    ``skipped``: landing entries the run could not take in (the run fails
+    naming them, after the rest). ``record`` is saved at the end, keeping
+    ``landing_names`` when given. ``context`` is entered around the steps
+    (a read-ahead thread). ``finish`` replaces the views' refresh after a
+    run that got through its steps (the follow-up run builds all analyst
+    access there).
+    """
+
+    steps: list[Step] = field(default_factory=list)
+    nothing_new: str = ""
+    unit: str = ""
+    skipped: list[str] = field(default_factory=list)
+    record: DeliveryRecord | None = None
+    landing_names: set[str] | None = None
+    context: contextlib.AbstractContextManager[Any] | None = None
+    finish: Callable[[RunReport], None] | None = None
+
+
+def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
+    """Run ``plan``'s steps (see the module doc); returns ``report`` with every publish result.
+
+    Raises :class:`ValidationFailed` naming every blocked file when that is
+    all that went wrong, :class:`EtlError` (or the step's own error, for a
+    plan without a unit) when a step failed, and :class:`BadInput` when
+    landing holds entries the run could not take in — each after the rest
+    is published and logged.
+    """
+    warehouse = settings.warehouse_uri
+    if not plan.steps:
+        if plan.record is not None:
+            plan.record.save(plan.landing_names)
+        record_nothing_new(warehouse, report.pipeline, report.batch_id, plan.nothing_new)
+        report.messages.append(plan.nothing_new)
+        _finish(settings, report, plan)
+        refuse_skipped(warehouse, report, plan.skipped)
+        return report
+
+    failures: list[tuple[Step, EtlError]] = []
+    blocked_files = 0
+    progress = Progress(report.pipeline, len(plan.steps), f"{plan.unit}s") if plan.unit else None
+    finished = False
+    try:
+        with plan.context or contextlib.nullcontext():
+            for step in plan.steps:
+                try:
+                    judged, results = _run_step(warehouse, report.pipeline, step, plan.record)
+                except EtlError as exc:
+                    record_failure(
+                        warehouse, report.pipeline, step.batch_id, step.table, step.sources, str(exc), step.rows_in
+                    )
+                    if not plan.unit:
+                        raise
+                    log.error("%s", exc)
+                    failures.append((step, exc))
+                    if progress:
+                        progress.step(note=f"{step.label} failed")
+                    continue
+                if progress:
+                    progress.step(sum(r.rows_in for r in results), note=step.label)
+                report.results.extend(results)
+                if judged.blocked:
+                    blocked_files += len(judged.blocked)
+                    prefix = f"{step.label}: " if plan.unit else ""
+                    failure = ValidationFailed(prefix + " | ".join(judged.blocked.values()))
+                    if plan.unit:
+                        log.error("%s", failure)
+                    failures.append((step, failure))
+        finished = True
+    finally:
+        if plan.record is not None:
+            plan.record.save(plan.landing_names)
+        if finished:
+            _finish(settings, report, plan)
+        else:
+            refresh_views(warehouse, report)
+    if failures:
+        for line in report.lines():  # the raise would hide what the run did publish
+            log.info("%s", line)
+        summary = " | ".join(str(exc) for _, exc in failures)
+        not_loaded = record_skipped(warehouse, report, plan.skipped)
+        if not_loaded:
+            summary += " | " + not_loaded
+        every_blocked = all(isinstance(exc, ValidationFailed) for _, exc in failures)
+        if plan.unit:
+            done = len(plan.steps) - len(failures)
+            what = f"{len(failures)} {plan.unit}(s) blocked, {done} processed"
+        else:
+            what = f"{blocked_files} file(s) blocked"
+        raise (ValidationFailed if every_blocked else EtlError)(f"{report.pipeline}: {what}: {summary}")
+    refuse_skipped(warehouse, report, plan.skipped)
+    return report
+
+
+def _run_step(
+    warehouse: str, pipeline: str, step: Step, record: DeliveryRecord | None
+) -> tuple[Judgement, list[publish.PublishResult]]:
+    """Judge ``step``, record its blocked files, publish the rest, mark its deliveries published."""
+    judged = step.judge(step)
+    for source, decision in judged.approved.items():
+        log.warning("%s", approvals.release_note(source, decision))
+    for source, line in judged.blocked.items():
+        log.error("%s", line)
+        record_blocked(warehouse, pipeline, step.batch_id, judged.landed[source], line, judged.held.get(source, 0))
+    results = []
+    # Everything validated and judged: only now publish, one publish per table.
+    for batch, sources in judged.batches:
+        step.table, step.sources = batch.table, sources
+        results.append(publish.publish(warehouse, pipeline, batch, step.batch_id, sources))
+    if record is not None:
+        for delivery, files in judged.delivered.items():
+            for f in files:
+                if f.uri not in judged.blocked:
+                    record.mark_published(delivery, f)
+    return judged, results
+
+
+def _finish(settings: Settings, report: RunReport, plan: Plan) -> None:
+    if plan.finish is not None:
+        plan.finish(report)
+    else:
+        refresh_views(settings.warehouse_uri, report)
