@@ -8,6 +8,9 @@ without a traceback, Airflow tasks fail with it as the log's last line.
 class EtlError(Exception):
     """Base class: an expected failure with a readable one-line message."""
 
+    # True when whoever raised it already wrote its ``failed`` load-log row (the run must not write a second).
+    in_load_log: bool = False
+
 
 class ConfigError(EtlError):
     """The configuration (flags, environment, Airflow Variables) is unusable."""

@@ -151,6 +151,34 @@ class TableBatch:
             doubts={s: d for s, d in self.doubts.items() if s not in sources},
         )
 
+    def log_entry(
+        self,
+        pipeline: str,
+        batch_id: str,
+        outcome: str,
+        validation: str,
+        started: dt.datetime,
+        sources: Sequence[storage.LandedFile | tuple[str, str | None]],
+        message: str | None = None,
+        version: str | None = None,
+    ) -> LoadLogEntry:
+        """This batch's load-log row: its table, rows in, loaded, quarantined and warnings."""
+        return LoadLogEntry(
+            pipeline,
+            batch_id,
+            outcome,
+            validation,
+            started,
+            self.table,
+            sources,
+            self.rows_in,
+            len(self.rows),
+            self.rows_quarantined,
+            self.warnings,
+            message,
+            version,
+        )
+
     @property
     def rows_quarantined(self) -> int:
         if self.quarantine is None or len(self.quarantine) == 0:
@@ -440,23 +468,11 @@ def publish(
             f"+ {batch.rows_quarantined} quarantined"
         )
         append_load_log(
-            warehouse_uri,
-            LoadLogEntry(
-                pipeline,
-                batch_id,
-                "failed",
-                "failed",
-                started,
-                batch.table,
-                sources,
-                batch.rows_in,
-                rows_loaded,
-                batch.rows_quarantined,
-                batch.warnings,
-                message,
-            ),
+            warehouse_uri, batch.log_entry(pipeline, batch_id, "failed", "failed", started, sources, message)
         )
-        raise AccountingError(message)
+        error = AccountingError(message)
+        error.in_load_log = True
+        raise error
 
     loaded_at = started
     new_rows = _stamp(schema, batch.rows, batch_id, loaded_at)
@@ -504,22 +520,7 @@ def publish(
     _checkpoint("quarantine-published")
     validation = batch.validation if not batch.warnings or batch.validation != "passed" else "warning"
     append_load_log(
-        warehouse_uri,
-        LoadLogEntry(
-            pipeline,
-            batch_id,
-            outcome,
-            validation,
-            started,
-            batch.table,
-            sources,
-            batch.rows_in,
-            rows_loaded,
-            batch.rows_quarantined,
-            batch.warnings,
-            None,
-            version,
-        ),
+        warehouse_uri, batch.log_entry(pipeline, batch_id, outcome, validation, started, sources, version=version)
     )
     result = PublishResult(
         batch.table, outcome, version, batch.rows_in, rows_loaded, batch.rows_quarantined, total, list(batch.warnings)

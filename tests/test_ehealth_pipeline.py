@@ -372,3 +372,18 @@ def test_period_catch_up_and_sweep(settings, landing, warehouse):
     assert {"journalen_2017-03", "webbtidbok_2017-03"} <= landed
     with pytest.raises(ConfigError):
         pipeline.run(settings, period="2017-13")
+
+
+def test_a_month_whose_file_is_still_being_written_is_not_called_without_files(landing, warehouse):
+    """Found by review: with the month's file inside the settle window the run said "no e-health files for …"."""
+    from etl.config import Settings
+
+    settling = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    _write(landing, "journalen")  # written just now: inside the 60 s settle window
+    report = pipeline.run(settling, period="2017-03")
+    assert report.results == []
+    assert any("not yet loaded: " in m and "journalen_2017-03.csv" in m for m in report.messages)
+    assert "1 file(s) for 2017-03 still arriving" in report.messages[-1]
+    assert not any("no e-health files" in m for m in report.messages)
+    assert "no e-health files for 2017-04" in pipeline.run(settling, period="2017-04").messages[-1]

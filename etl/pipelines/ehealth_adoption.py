@@ -232,11 +232,15 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
         months = pending
     if not months:
         where = redact_uri(storage.join(settings.landing_uri, PREFIX))
+        # A month whose files are still being written is not "without files": say they are on their way.
+        settling = [n for n in intake.arriving_names if period is None or period in n]
         the_plan.nothing_new = (
-            f"no e-health files for {period} in {where}"
+            f"nothing new loaded from {where}: {len(settling)} file(s) "
+            + (f"for {period} " if period else "")
+            + "still arriving (named above)"
+            if settling
+            else f"no e-health files for {period} in {where}"
             if period is not None
-            else f"nothing new loaded from {where}: {len(intake.arriving)} file(s) still arriving (named above)"
-            if intake.arriving
             else f"nothing new in {where}: every delivery is loaded as it is in landing"
         )
         return the_plan
@@ -430,24 +434,40 @@ def _replace_keys(parsed: list[exports.ExportRows]) -> list[tuple]:
     return [(e.name.month.year, e.name.month, e.spec.service) for e in parsed]
 
 
+def _adoption_batch(
+    table: str, frame, rejected: list[dict], rows_in: int, parsed, settings: Settings, batch_id: str, warnings
+) -> publish.TableBatch:
+    """A validated adoption batch replacing each parsed file's month and service, quarantine folded by line."""
+    return fold_quarantine_by_line(
+        checked_batch(
+            table,
+            frame,
+            rejected,
+            rows_in,
+            ("year", "month", "service"),
+            warehouse_uri=settings.warehouse_uri,
+            batch_id=batch_id,
+            replace_keys=_replace_keys(parsed),
+            quarantine_sources=[e.source_file for e in parsed],
+            extra_warnings=warnings,
+        )
+    )
+
+
 def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableBatch:
     frame = _frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)})
     rejected = [r for e in parsed for r in e.rejected_regional]
     notes = [n for e in parsed for n in e.notes]
     try:
-        return fold_quarantine_by_line(
-            checked_batch(
-                "ehealth_adoption",
-                frame,
-                rejected,
-                sum(e.rows_in_regional for e in parsed),
-                ("year", "month", "service"),
-                warehouse_uri=settings.warehouse_uri,
-                batch_id=batch_id,
-                replace_keys=_replace_keys(parsed),
-                quarantine_sources=[e.source_file for e in parsed],
-                extra_warnings=notes,
-            )
+        return _adoption_batch(
+            "ehealth_adoption",
+            frame,
+            rejected,
+            sum(e.rows_in_regional for e in parsed),
+            parsed,
+            settings,
+            batch_id,
+            notes,
         )
     except ValidationFailed as exc:
         missing = []
@@ -478,19 +498,15 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
     frame = frame.drop(columns=["region_code"])
     rejected = [r for e in parsed for r in e.rejected_national]
     try:
-        return fold_quarantine_by_line(
-            checked_batch(
-                "ehealth_adoption_national",
-                frame,
-                rejected,
-                sum(e.rows_in_national for e in parsed),
-                ("year", "month", "service"),
-                warehouse_uri=settings.warehouse_uri,
-                batch_id=batch_id,
-                replace_keys=_replace_keys(parsed),
-                quarantine_sources=[e.source_file for e in parsed],
-                extra_warnings=warnings,
-            )
+        return _adoption_batch(
+            "ehealth_adoption_national",
+            frame,
+            rejected,
+            sum(e.rows_in_national for e in parsed),
+            parsed,
+            settings,
+            batch_id,
+            warnings,
         )
     except ValidationFailed as exc:
         detail = (

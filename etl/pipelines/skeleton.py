@@ -137,7 +137,7 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
         return report
 
     failures: list[tuple[Step, EtlError]] = []
-    blocked_files = 0
+    blocked_files = partly = 0  # partly: blocked steps whose other files did publish
     progress = Progress(report.pipeline, len(plan.steps), f"{plan.unit}s") if plan.unit else None
     finished = False
     try:
@@ -146,9 +146,10 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                 try:
                     judged, results = _run_step(warehouse, report.pipeline, step, plan.record)
                 except EtlError as exc:
-                    record_failure(
-                        warehouse, report.pipeline, step.batch_id, step.table, step.sources, str(exc), step.rows_in
-                    )
+                    if not exc.in_load_log:
+                        record_failure(
+                            warehouse, report.pipeline, step.batch_id, step.table, step.sources, str(exc), step.rows_in
+                        )
                     if not plan.unit:
                         raise
                     log.error("%s", exc)
@@ -161,6 +162,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                 report.results.extend(results)
                 if judged.blocked:
                     blocked_files += len(judged.blocked)
+                    if any(r.outcome == "published" for r in results):
+                        partly += 1
                     prefix = f"{step.label}: " if plan.unit else ""
                     failure = ValidationFailed(prefix + " | ".join(judged.blocked.values()))
                     if plan.unit:
@@ -185,6 +188,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
         if plan.unit:
             done = len(plan.steps) - len(failures)
             what = f"{len(failures)} {plan.unit}(s) blocked, {done} processed"
+            if partly:
+                what += f" ({partly} of the blocked published their other files)"
         else:
             what = f"{blocked_files} file(s) blocked"
         raise (ValidationFailed if every_blocked else EtlError)(f"{report.pipeline}: {what}: {summary}")
