@@ -19,7 +19,6 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-from shutil import which as shutil_which
 
 import duckdb
 import pytest
@@ -332,9 +331,18 @@ def test_workbook_prints_landscape_readable_with_headers_and_labels_on_every_pag
             assert 2 <= pages <= 5, sheet.title
 
 
-@pytest.mark.skipif(not (shutil_which("soffice") and shutil_which("pdftotext")),
-                    reason="needs LibreOffice (apt-get install libreoffice-calc) and poppler-utils to print")
-def test_workbook_printed_by_libreoffice_has_labelled_pages(built, tmp_path):
+@pytest.fixture(scope="session")
+def printer():
+    """LibreOffice Calc to print and poppler-utils to read the PDF, installed with apt-get when missing."""
+    from tests import debian_support
+
+    reason = debian_support.install(("libreoffice-calc", "poppler-utils"), ("soffice", "pdftotext"))
+    if reason:
+        debian_support.unavailable(f"cannot print the workbook with LibreOffice: {reason}")
+
+
+@pytest.mark.slow
+def test_workbook_printed_by_libreoffice_has_labelled_pages(built, tmp_path, printer):
     """Printed for real: few pages, and every page of a mart sheet carries its header row and row labels."""
     from openpyxl import load_workbook
 
