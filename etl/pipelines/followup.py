@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import posixpath
+from collections.abc import Callable
 
 from etl import approvals, publish, schemas, status, storage, validation
 from etl.config import Settings
@@ -122,10 +123,18 @@ def _validate(table: str, frame, batch_id: str, warehouse_uri: str) -> validatio
     return result
 
 
-def build_marts(settings: Settings, batch_id: str | None = None) -> RunReport:
-    """Compute, validate and publish both marts (all or nothing: the second is not published if the first fails)."""
+def build_marts(
+    settings: Settings, batch_id: str | None = None, *, access: Callable[[RunReport], bool] | None = None
+) -> RunReport:
+    """Compute, validate and publish both marts (all or nothing: the second is not published if the first fails).
+
+    ``access`` (see :attr:`etl.pipelines.skeleton.Plan.finish`) builds the analysts' access once the
+    marts are settled and says whether that refreshed the views; without it the views are refreshed here.
+    """
     report = RunReport(PIPELINE, batch_id or publish.new_batch_id())
-    return skeleton.execute(settings, report, plan_marts(settings, report))
+    plan = plan_marts(settings, report)
+    plan.finish = access
+    return skeleton.execute(settings, report, plan)
 
 
 def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
@@ -302,7 +311,12 @@ def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
 
 def run(settings: Settings) -> RunReport:
     """The marts (:func:`build_marts`), then the analysts' access to them (:func:`refresh_access`)."""
-    report = build_marts(settings)
-    paths = refresh_access(settings, report.outcome)
+    paths: dict[str, str] = {}
+
+    def access(report: RunReport) -> bool:
+        paths.update(refresh_access(settings, report.outcome))
+        return "duckdb" in paths  # built with the workbook and report: no second build of the views
+
+    report = build_marts(settings, access=access)
     report.messages += [f"{kind}: {uri}" for kind, uri in paths.items()]
     return report

@@ -102,9 +102,9 @@ class Plan:
     ``skipped``: landing entries the run could not take in (the run fails
     naming them, after the rest). ``record`` is saved at the end, keeping
     ``landing_names`` when given. ``context`` is entered around the steps
-    (a read-ahead thread). ``finish`` replaces the views' refresh after a
-    run that got through its steps (the follow-up run builds all analyst
-    access there).
+    (a read-ahead thread). ``finish`` runs after a run that got through its
+    steps and returns whether it refreshed the views itself (the follow-up
+    run builds all analyst access there, views included); else the skeleton does.
     """
 
     steps: list[Step] = field(default_factory=list)
@@ -114,7 +114,7 @@ class Plan:
     record: DeliveryRecord | None = None
     landing_names: set[str] | None = None
     context: contextlib.AbstractContextManager[Any] | None = None
-    finish: Callable[[RunReport], None] | None = None
+    finish: Callable[[RunReport], bool] | None = None
 
 
 def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
@@ -221,7 +221,5 @@ def _run_step(
 
 
 def _finish(settings: Settings, report: RunReport, plan: Plan) -> None:
-    if plan.finish is not None:
-        plan.finish(report)
-    else:
+    if plan.finish is None or not plan.finish(report):
         refresh_views(settings.warehouse_uri, report)
