@@ -94,6 +94,7 @@ class DeliveryRecord:
     )
     now: float = field(default_factory=time.time)  # this run's arrival time: files first seen together tie
     _legacy: dict[str, str] | None = None
+    _stored: bytes | None = None  # the record as read: a run that changed nothing does not write it again
 
     @classmethod
     def load(cls, warehouse_uri: str, pipeline: str, legacy_committed=None) -> DeliveryRecord:
@@ -103,8 +104,10 @@ class DeliveryRecord:
         fs, path = storage.filesystem(uri)
         try:
             if fs.exists(path):
-                data = json.loads(fs.cat_file(path))
+                stored = fs.cat_file(path)
+                data = json.loads(stored)
                 if data.get("version") == STATE_VERSION:
+                    record._stored = stored
                     record.published = dict(data.get("published") or {})
                     record.files = dict(data.get("files") or {})
         except (OSError, ValueError, TypeError, AttributeError) as exc:
@@ -157,17 +160,21 @@ class DeliveryRecord:
         return False, None
 
     def save(self, landing_names: set[str] | None = None) -> None:
-        """Write the record (atomically where the store can rename); files no longer in landing are forgotten."""
+        """Write the record (atomically where the store can rename) unless it is as read; files no longer in
+        landing are forgotten."""
         files = self.files if landing_names is None else {n: v for n, v in self.files.items() if n in landing_names}
         payload = json.dumps(
             {"version": STATE_VERSION, "published": self.published, "files": files}, sort_keys=True, ensure_ascii=False
         ).encode()
+        if payload == self._stored or (self._stored is None and not self.published and not files):
+            return
         fs, path = storage.filesystem(self.uri)
         try:
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             fs.pipe_file(tmp, payload)
             fs.mv(tmp, path)
+            self._stored = payload
         except OSError as exc:
             # The tables are committed; without the record the next run reloads (unchanged).
             log.warning("could not write the delivery record %s: %s", self.uri, exc)

@@ -86,7 +86,8 @@ def test_a_failing_month_is_recorded_and_the_next_month_still_publishes(settings
         unit="month",
         record=record,
     )
-    with pytest.raises(EtlError, match=r"^test: 1 month\(s\) blocked, 1 processed: x_2019-01.csv: not a CSV") as err:
+    with pytest.raises(EtlError, match=r"^test: 1 month\(s\) failed or blocked, 1 processed: "
+                                        r"2019-01: x_2019-01.csv: not a CSV file$") as err:
         skeleton.execute(settings, RunReport("test", "b"), plan)
     assert not isinstance(err.value, ValidationFailed)  # a broken file is not a block a person can approve
     failed, published = _log(settings)
@@ -182,3 +183,42 @@ def test_every_pipeline_publishes_only_through_the_skeleton(module):
     assert "skeleton.execute(" in source
     for own in ("publish.publish(", "record_blocked(", "refresh_views(", "refuse_skipped("):
         assert own not in source, f"{module} calls {own} itself"
+
+
+def test_a_failed_write_names_its_table_and_rows_in_and_every_file_of_the_step(settings):
+    """Found by review: the row named only the failing table's files, and the rows in of the step's judge."""
+    files = [_file("journalen_2019-05.csv"), _file("webbtidbok_2019-05.csv")]
+
+    def judge(step):
+        broken = _batch(2019, 1, files[1].uri)
+        broken.rows.loc[0, "year"] = None  # a null merge key: publish refuses the batch
+        return skeleton.Judgement(batches=[(_batch(2018, 1, files[0].uri), [files[0]]), (broken, [files[1]])],
+                                  delivered={"j": [files[0]], "w": [files[1]]})
+
+    plan = skeleton.Plan(steps=[skeleton.Step("2019-05", "b-2019-05", judge, sources=files)], unit="month",
+                         record=DeliveryRecord.load(settings.warehouse_uri, "test"))
+    with pytest.raises(EtlError, match=r"^test: 1 month\(s\) failed or blocked, 0 processed: 2019-05: "):
+        skeleton.execute(settings, RunReport("test", "b"), plan)
+    published, failed = _log(settings)
+    assert published["outcome"] == "published"
+    assert (failed["outcome"], failed["table_name"], failed["rows_in"]) == ("failed", "population", 2)
+    assert failed["source_files"] == [f.uri for f in files]
+    assert _published(settings) == {}  # neither delivery counts as published: the step is tried again
+
+
+def test_a_run_that_changes_nothing_does_not_write_the_delivery_record(settings):
+    path = Path(record_uri(settings.warehouse_uri, "test"))
+
+    def run():
+        skeleton.execute(settings, RunReport("test", "b"), skeleton.Plan(
+            nothing_new="nothing new", record=DeliveryRecord.load(settings.warehouse_uri, "test")))
+
+    run()
+    assert not path.exists()  # an empty record is not worth a write
+    record = DeliveryRecord.load(settings.warehouse_uri, "test")
+    record.mark_published("x", _file("x.csv"))
+    record.save()
+    written = path.stat().st_mtime_ns
+    inode = path.stat().st_ino  # a write replaces the file (write a temporary file, rename): a new inode
+    run()
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, written)

@@ -309,6 +309,15 @@ def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
     return build_access(settings)
 
 
+def access_follows(report: RunReport) -> bool:
+    """For :func:`build_marts` in the Airflow DAG: True when its next task, ``build_access``, rebuilds the views.
+
+    :func:`refresh_access` rebuilds everything unless the marts were found unchanged with nothing
+    new, so only then must the marts task refresh the views (its own load-log row) itself.
+    """
+    return report.outcome != "nothing_new"
+
+
 def run(settings: Settings) -> RunReport:
     """The marts (:func:`build_marts`), then the analysts' access to them (:func:`refresh_access`)."""
     paths: dict[str, str] = {}

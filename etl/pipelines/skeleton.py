@@ -153,7 +153,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                     if not plan.unit:
                         raise
                     log.error("%s", exc)
-                    failures.append((step, exc))
+                    named = exc if str(exc).startswith(step.label) else type(exc)(f"{step.label}: {exc}")
+                    failures.append((step, named))
                     if progress:
                         progress.step(note=f"{step.label} failed")
                     continue
@@ -187,7 +188,7 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
         every_blocked = all(isinstance(exc, ValidationFailed) for _, exc in failures)
         if plan.unit:
             done = len(plan.steps) - len(failures)
-            what = f"{len(failures)} {plan.unit}(s) blocked, {done} processed"
+            what = f"{len(failures)} {plan.unit}(s) {'blocked' if every_blocked else 'failed or blocked'}, {done} processed"
             if partly:
                 what += f" ({partly} of the blocked published their other files)"
         else:
@@ -210,7 +211,9 @@ def _run_step(
     results = []
     # Everything validated and judged: only now publish, one publish per table.
     for batch, sources in judged.batches:
-        step.table, step.sources = batch.table, sources
+        # A failed write's row names this table and its rows in, and still every file of the step:
+        # none of them is published as a whole until the step is.
+        step.table, step.rows_in = batch.table, batch.rows_in
         results.append(publish.publish(warehouse, pipeline, batch, step.batch_id, sources))
     if record is not None:
         for delivery, files in judged.delivered.items():
