@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from etl import privacy, publish
 from etl.deliveries import delivery_path, display_name, shown_name
-from etl.errors import BadInput
+from etl.errors import BadInput, ValidationFailed
 
 APPROVE_DAG = "approve_blocked_delivery"
 HINT = f"a person may approve publishing it as it is (Airflow DAG {APPROVE_DAG})"
@@ -295,13 +295,23 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
     Returns (the decision, the run's report or None after a rejection).
     Raises :class:`BadInput` when an approval published nothing — the file
     is no longer its delivery's current one (a newer file replaced it) — so
-    nobody believes an approval did what it did not; raises what the run
-    raises (another file of the month may still be blocked).
+    nobody believes an approval did what it did not. Another file the run
+    finds blocked does not fail a decision whose file published: the
+    returned report's message names it.
     """
     decision = record(settings.warehouse_uri, blocked, approve, by, reason)
     if not approve:
         return decision, None
-    report = publish_approved(settings, blocked)
+    try:
+        report = publish_approved(settings, blocked)
+    except ValidationFailed as exc:
+        if not published_since(settings.warehouse_uri, decision):
+            raise
+        # The approved file did publish; other files the run found blocked stay blocked, each with its
+        # own load-log row and hint, and must not make this approval look failed.
+        from etl.pipelines.common import RunReport
+
+        report = RunReport(blocked.pipeline, "", messages=[f"{blocked.name} published; still blocked: {exc}"])
     if not published_since(settings.warehouse_uri, decision):
         raise BadInput(
             f"{blocked.name}: approval recorded, but the run did not publish the file: it is no longer the "

@@ -251,3 +251,20 @@ def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, la
     with pytest.raises(BadInput, match="approval recorded, but the run did not publish the file"):
         approvals.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
+
+
+def test_approving_one_of_two_blocked_files_succeeds_and_names_the_other(settings, landing, warehouse):
+    """Found by review: `etl approve` exited 1 when another file of the month stayed blocked, though the
+    approved one was published."""
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    _write(landing, "webbtidbok", lines=[line for line in _lines("webbtidbok") if ";10;" not in line])
+    with pytest.raises(ValidationFailed, match=r"1 month\(s\) blocked, 0 processed"):
+        pipeline.run(settings)
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    decision, report = approvals.decide(settings, blocked, True, "ada", "Gotland did not report in March")
+    assert decision.approved and len(_march_regions(warehouse, "patient_journal_online")) == 20
+    assert report.messages == [report.messages[0]] and report.messages[0].startswith(
+        "journalen_2017-03.csv published; still blocked: ehealth_adoption: 1 month(s) blocked, 0 processed "
+        "(1 of the blocked published their other files): 2017-03: webbtidbok_2017-03.csv: blocked")
+    assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
+    assert _march_regions(warehouse, "web_booking") == set()
