@@ -404,7 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         say("error: interrupted", err=True)
         return 130
     except Exception as exc:  # an unexpected bug: still one line unless --debug
-        return _fail(exc, 1, args.debug, unexpected=True)
+        from etl.storage import store_error
+
+        known = store_error(exc)  # a store refusing or unreachable is no bug: say what to fix
+        if known is not None and not args.debug:
+            return _fail(known, 2 if isinstance(known, ConfigError) else 1, args.debug)
+        return _fail(exc, 1, args.debug, unexpected=known is None)
 
 
 def _fail(exc: BaseException, code: int, debug: bool, unexpected: bool = False) -> int:

@@ -115,16 +115,26 @@ def fail_fast(call):
     the same way on every retry: it becomes ``AirflowFailException`` (no
     retries) carrying the one-line reason. What can heal — a source or storage unreachable
     (:class:`SourceUnavailable`), HTTP 5xx, a bug — is raised as it is, for
-    the task's retries with backoff.
+    the task's retries with backoff. An object store's own errors are said
+    as one of these (:func:`etl.storage.store_error`): no or wrong
+    credentials fail at once, an unreachable endpoint is retried.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed
+    from etl.storage import store_error
 
     try:
         return call()
     except (BadInput, ValidationFailed, AccountingError, ConfigError, SourceRefused) as exc:
         raise AirflowFailException(f"{exc}{_quality_link()}") from None
+    except Exception as exc:
+        known = store_error(exc)  # an object store refusing (fail now) or unreachable (retry), said in one line
+        if isinstance(known, ConfigError):
+            raise AirflowFailException(str(known)) from None
+        if known is not None:
+            raise known from None
+        raise
 
 
 QUALITY_PAGE = "/etl-quality/run/{dag_id}/{run_id}"  # plugins/etl_quality_plugin.py: the run's "Data quality" tab

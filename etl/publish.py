@@ -299,7 +299,7 @@ def _open(uri: str, version: int | None = None):
     except TableNotFoundError:
         return None
     except OSError as exc:
-        raise EtlError(privacy.redact_uri(f"warehouse storage: cannot read {uri}: {exc}")) from None
+        raise storage.delta_store_error(f"warehouse storage: cannot read {privacy.redact_uri(uri)}", exc) from None
 
 
 def _sql_literal(value) -> str:
@@ -425,7 +425,7 @@ def write_version(
         except DeltaError as exc:
             if table is None and "already exists" in str(exc).lower():
                 continue  # created concurrently: merge into it
-            raise EtlError(privacy.redact_uri(f"{location}: publish failed: {exc}")) from None
+            raise storage.delta_store_error(f"{privacy.redact_uri(location)}: publish failed", exc) from None
         committed = _open(uri)
         _checkpoint("table-committed")
         return "published", str(committed.version()), _row_count(committed)
@@ -626,7 +626,7 @@ def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
             _OPENED.pop(uri, None)  # lost a race (usually creating the table): append to what won
             time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
         except Exception as exc:  # noqa: BLE001 - delta-rs raises several kinds; the message is what matters
-            raise EtlError(privacy.redact_uri(f"load log: cannot append to {uri}: {exc}")) from None
+            raise storage.delta_store_error(f"load log: cannot append to {privacy.redact_uri(uri)}", exc) from None
     else:
         raise EtlError(f"load log: gave up appending to {privacy.redact_uri(uri)} after {COMMIT_ATTEMPTS} conflicts")
     _checkpoint("load-log-written")

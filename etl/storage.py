@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from etl.errors import BadInput, SourceUnavailable
+from etl.errors import BadInput, ConfigError, EtlError, SourceUnavailable
 from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,80 @@ def join(uri: str, *parts: str) -> str:
     return posixpath.join(uri.rstrip("/"), *parts)
 
 
-def _unreadable(uri: str, exc: OSError) -> SourceUnavailable:
-    # Storage that is down or refuses us is an outside failure with a clear line, not a traceback.
+def store_error(exc: BaseException) -> EtlError | None:
+    """An object-store client's own error as the project's one-line error; None when ``exc`` is not one.
+
+    botocore and s3fs raise their own classes where a store refuses or cannot
+    be reached from anywhere in a run (listing, hashing, validation results,
+    the delivery record). Unmapped, they reach a person as an "unexpected"
+    error and Airflow retries a missing credential for minutes. Returns
+    :class:`ConfigError` (no or wrong credentials, access refused: the same
+    on every retry) or :class:`SourceUnavailable` (the endpoint unreachable:
+    worth retrying); the message is redacted.
+    """
+    name, text = type(exc).__name__, redact_uri(str(exc))
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return ConfigError(
+            f"object store: no credentials for s3:// ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or the Airflow Connection etl_object_store"
+        )
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+        return SourceUnavailable(f"object store unreachable: {text}")
+    if isinstance(exc, PermissionError):
+        if _CREDENTIALS_REFUSED.search(text):
+            return ConfigError(
+                f"the object store refused the credentials ({text}): check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY or the Airflow Connection etl_object_store"
+            )
+        return ConfigError(f"storage refused access: {text} (check the credentials and what they may do)")
+    return None
+
+
+# What S3 says (botocore's text, the XML <Code>) when the key or secret is wrong, not one object's rights.
+_CREDENTIALS_REFUSED = re.compile(
+    r"SignatureDoesNotMatch|InvalidAccessKeyId|signature we calculated does not match|Access Key Id you provided"
+)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CAUSE = re.compile(r"\s*↳\s*")
+
+
+def delta_store_error(what: str, exc: BaseException) -> EtlError:
+    """A delta-rs error reaching the store as one redacted line: ``"<what>: <reason>"``.
+
+    delta-rs (Rust ``object_store``) reports a store's refusal as a chain of
+    causes over several lines with ANSI colours and the server's XML body;
+    the chain is joined into one line, the XML cut to its ``<Code>``. Wrong
+    or missing credentials (``SignatureDoesNotMatch``, ``InvalidAccessKeyId``,
+    ``AccessDenied``, or a fall-back to the EC2 metadata endpoint) give
+    :class:`ConfigError` — the same on every retry; everything else
+    :class:`EtlError`.
+    """
+    text = _ANSI.sub("", str(exc))
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    text = re.sub(r"<\?xml.*", "", text, flags=re.DOTALL).strip()
+    parts = [p.strip() for p in _CAUSE.split(" ".join(text.split())) if p.strip()]
+    line = redact_uri(" ← ".join(parts + ([code.group(1)] if code else [])))
+    refused = code is not None and (_CREDENTIALS_REFUSED.search(code.group(1)) or code.group(1) == "AccessDenied")
+    if refused:
+        return ConfigError(
+            f"{what}: the object store refused the credentials ({code.group(1) if code else ''}): "
+            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the Airflow Connection etl_object_store"
+        )
+    if "169.254.169.254" in text:  # no credentials configured: object_store asked the EC2 metadata service
+        return ConfigError(
+            f"{what}: no credentials for s3:// (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or the Airflow Connection etl_object_store)"
+        )
+    return EtlError(f"{what}: {line}")
+
+
+def _unreadable(uri: str, exc: OSError) -> EtlError:
+    # Storage that is down or refuses us is an outside failure with a clear line, not a traceback;
+    # wrong credentials are a setting, the same on every retry.
+    if isinstance(exc, PermissionError) and _CREDENTIALS_REFUSED.search(str(exc)):
+        return ConfigError(redact_uri(f"landing storage: cannot read {uri}: {store_error(exc)}"))
     return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
 

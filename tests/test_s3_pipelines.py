@@ -111,3 +111,53 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
     assert sorted(publish.read_table(warehouse, "population", version=0).column("population").to_pylist()) == [10, 20]
     files = publish.table_files(warehouse, "population")
     assert len(files) == 1 and files[0].startswith(uri + "/")
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "no credentials", "wrong secret for landing"])
+def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_server, tmp_path, case):
+    """Measured: these printed delta-rs' cause chain over 6–10 lines with ANSI colours and the server's XML,
+    "error: unexpected NoCredentialsError", or (landing) a retryable "cannot read" — exit 1, and Airflow
+    retried them; now one line saying what to fix, exit 2."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, **s3_server.env(), "ETL_LANDING_SETTLE_SECONDS": "0"}
+    if case.startswith("wrong secret"):
+        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+    else:
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    landing, warehouse = tmp_path / "landing", s3_server.uri("refused")
+    (landing / "ehealth").mkdir(parents=True)
+    if case == "wrong secret for landing":
+        landing, warehouse = s3_server.uri("landing"), tmp_path / "warehouse"
+    done = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
+                           "--warehouse", str(warehouse)], env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2, done.stderr
+    expected = {"wrong secret": "the object store refused the credentials (SignatureDoesNotMatch)",
+                "no credentials": "no credentials for s3://",
+                "wrong secret for landing": "landing storage: cannot read s3://"}[case]
+    assert len(errors) == 1 and expected in errors[0], done.stderr
+    assert "\x1b[" not in done.stderr and "<?xml" not in done.stderr  # delta-rs' coloured cause chain, cut
+    assert "unexpected" not in done.stderr and "not-the-secret" not in done.stderr + done.stdout
+
+
+def test_fail_fast_fails_a_refused_store_at_once_and_retries_an_unreachable_one():
+    pytest.importorskip("airflow")
+    import botocore.exceptions
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from etl.errors import SourceUnavailable
+    from etl.orchestration import fail_fast
+
+    def raises(exc):
+        def call():
+            raise exc
+        return call
+
+    with pytest.raises(AirflowFailException, match="^object store: no credentials"):
+        fail_fast(raises(botocore.exceptions.NoCredentialsError()))
+    with pytest.raises(SourceUnavailable, match="^object store unreachable: Could not connect"):
+        fail_fast(raises(botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")))
+    with pytest.raises(ZeroDivisionError):  # a bug stays a bug, retried with its traceback
+        fail_fast(raises(ZeroDivisionError("x")))
