@@ -1,8 +1,9 @@
-"""What is in a warehouse: tables, row counts, quarantine, last loads and failures."""
+"""What is in a warehouse: tables, row counts, quarantine, last loads, deliveries blocked now and failures."""
 
 from __future__ import annotations
 
-from etl import publish, schemas
+from etl import approvals, publish, schemas
+from etl.deliveries import shown_name
 
 
 def table_rows(warehouse_uri: str, location: str) -> int | None:
@@ -45,11 +46,23 @@ def render(warehouse_uri: str, last: int = 10) -> str:
     log.sort(key=lambda r: r["finished_at"])
     lines += ["", f"last {min(last, len(log))} loads:"]
     for row in log[-last:]:
+        # A row about a delivery as a whole (blocked, approved, rejected) names its file instead of a table.
+        what = row["table_name"] or (shown_name(row["source_files"][0]) if row["source_files"] else "-")
         lines.append(
-            f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']:<17} {row['table_name'] or '-':<26} "
+            f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']:<17} {what:<26} "
             f"{row['outcome']:<11} in={row['rows_in']} loaded={row['rows_loaded']} "
             f"quarantined={row['rows_quarantined']} validation={row['validation']}"
         )
+    blocked = approvals.blocked_now(warehouse_uri)
+    lines += ["", f"blocked now: {len(blocked)}"]
+    for b in blocked:
+        how = (
+            f"a person may approve it: python -m etl approve {b.name} --reason '…'"
+            if b.approvable
+            else "refused whole: replace the file"
+        )
+        decided = f"; {b.decision.note()}" if b.decision is not None else ""
+        lines.append(f"  {b.name} ({b.pipeline}, since {b.blocked_at:%Y-%m-%d %H:%M}): {how}{decided}")
     failures = [r for r in log if r["outcome"] == "failed"]
     lines += ["", f"failures: {len(failures)}"]
     for row in failures[-last:]:

@@ -268,3 +268,19 @@ def test_approving_one_of_two_blocked_files_succeeds_and_names_the_other(setting
         "(1 of the blocked published their other files): 2017-03: webbtidbok_2017-03.csv: blocked")
     assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
     assert _march_regions(warehouse, "web_booking") == set()
+
+
+def test_status_names_what_is_blocked_now_and_who_approved_it(settings, warehouse, gotland_missing):
+    """`etl status` named neither a blocked file nor its approver (only the load log's message did)."""
+    from etl import status
+
+    text = status.render(str(warehouse))
+    assert "\nblocked now: 1\n" in text
+    assert ("  journalen_2017-03.csv (ehealth_adoption, since " in text
+            and "): a person may approve it: python -m etl approve journalen_2017-03.csv --reason '…'" in text)
+    approvals.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
+                     "Gotland did not report in March")
+    text = status.render(str(warehouse), last=20)
+    assert "\nblocked now: 0\n" in text
+    approved = [line for line in text.splitlines() if " approved " in line]
+    assert len(approved) == 1 and "journalen_2017-03.csv" in approved[0]
