@@ -231,6 +231,27 @@ class ProcessGroups:
     def all_logs(self, lines: int = 40) -> str:
         return "\n".join(self.log_tail(name, lines) for name in self.processes)
 
+    def wait_for(self, what: str, check, *, timeout: float, interval: float, errors: tuple = (OSError,),
+                 log_lines: int = 40):
+        """``check()``'s first truthy result, polled every ``interval`` s; fails naming ``what``, the last
+        error (one of ``errors``, e.g. a refused connection while a server starts) and the logs when a
+        process dies or ``timeout`` s pass."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            self.assert_running()
+            try:
+                result = check()
+            except errors as exc:
+                result, last = None, exc
+            if result:
+                return result
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})\n"
+                             + self.all_logs(log_lines))
+
     def assert_running(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:

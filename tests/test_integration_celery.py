@@ -271,19 +271,8 @@ def _airflow_fqdn() -> str:
 
 
 def wait_for(what: str, check, timeout: float, deployment: LocalDeployment, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        deployment.assert_running()
-        try:
-            result = check()
-        except (httpx.HTTPError, OSError) as exc:
-            result, last = None, exc
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})\n"
-                         + deployment.all_logs())
+    return deployment.groups.wait_for(what, check, timeout=timeout, interval=interval,
+                                      errors=(httpx.HTTPError, OSError))
 
 
 # --- the test ------------------------------------------------------------------------

@@ -137,19 +137,8 @@ class AirflowUI:
             self.groups.start(component, [AIRFLOW, component], self.env, cwd=self.base)
 
     def wait_for(self, what: str, check, timeout: float = STARTUP_TIMEOUT, interval: float = 0.5):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            self.groups.assert_running()
-            try:
-                result = check()
-            except (httpx.HTTPError, OSError) as exc:
-                result, last = None, exc
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})\n"
-                             + self.groups.all_logs())
+        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
+                                    errors=(httpx.HTTPError, OSError))
 
     def healthy(self) -> bool:
         health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()

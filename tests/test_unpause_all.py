@@ -110,19 +110,8 @@ class MakeAirflow:
         self.groups.start("make-airflow", self.argv, self.env, cwd=ROOT)
 
     def wait(self, what: str, check, timeout: float, interval: float = 2.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            self.groups.assert_running()
-            try:
-                result = check()
-            except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
-                result, last = None, exc
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})\n"
-                             + self.groups.all_logs(80))
+        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
+                                    errors=(httpx.HTTPError, OSError, KeyError, ValueError), log_lines=80)
 
     def login(self) -> httpx.Client:
         client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
