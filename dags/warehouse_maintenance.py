@@ -36,9 +36,10 @@ def warehouse_maintenance():
         from etl import maintenance
 
         context = get_current_context()
-        # A refused run conf key fails at once (fail_fast); storage that cannot be reached is retried.
+        # A refused run conf key or store credentials fail at once (fail_fast); a store that cannot be
+        # reached is retried.
         settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {})))
-        results = maintenance.maintain(settings.warehouse_uri)
+        results = fail_fast(lambda: maintenance.maintain(settings.warehouse_uri))
         for result in results:
             print(result.line())
         return maintenance.as_dicts(results)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from etl import privacy, publish
@@ -118,21 +119,24 @@ def latest_decisions(rows) -> dict[str, Decision]:
     return {d.sha256: d for d in map(_decision, rows) if d is not None}
 
 
-def approved(warehouse_uri: str, pipeline: str) -> dict[str, Decision]:
-    """SHA-256 → approval, for every file content of ``pipeline`` whose latest decision is an approval not yet used.
+def approved(warehouse_uri: str, pipeline: str, published: AbstractSet[str] = frozenset()) -> dict[str, Decision]:
+    """SHA-256 → approval, for every file content of ``pipeline`` whose latest decision is an approval in force.
 
-    An approval releases one block, the one the person saw: once its
-    content has been published after the decision, it is used up. The same
-    content landing again later (re-sent after a complete delivery replaced
-    it) is judged afresh and blocked again, never published on an old
-    approval.
+    An approval releases one block, the one the person saw: it holds while
+    its content is what its delivery is published from now (``published``:
+    the delivery record's SHA-256s) — a month judged again because another
+    of its files is still blocked must not block the approved file again
+    beside it — and is used up once a later publish moved the delivery on.
+    The same content landing again then (re-sent after a complete delivery
+    replaced it) is judged afresh and blocked again, never published on an
+    old approval.
     """
     rows = publish.read_load_log(warehouse_uri).to_pylist()
     used = _published_after(rows)
     return {
         sha: d
         for sha, d in latest_decisions(rows).items()
-        if d.approved and d.pipeline == pipeline and not used(sha, d.at)
+        if d.approved and d.pipeline == pipeline and (sha in published or not used(sha, d.at))
     }
 
 

@@ -131,7 +131,9 @@ def _check_month(period: str, month_files: dict[str, list], settings: Settings) 
         settings.warehouse_uri, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(settings)
     )
     try:
-        judged = pipeline.judge_month(settings, period, month_files, publish.new_batch_id())
+        judged = pipeline.judge_month(
+            settings, period, month_files, publish.new_batch_id(), decisions=pipeline.approved_now(settings, record)
+        )
     except BadInput as exc:  # two files of one kind for the month
         return {f.location: Verdict(f.name, REFUSED, [str(exc)]) for f in files}
     out = {}

@@ -407,9 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         from etl.storage import store_error
 
         known = store_error(exc)  # a store refusing or unreachable is no bug: say what to fix
-        if known is not None and not args.debug:
-            return _fail(known, 2 if isinstance(known, ConfigError) else 1, args.debug)
-        return _fail(exc, 1, args.debug, unexpected=known is None)
+        if known is not None:
+            code = 2 if isinstance(known, ConfigError) else 1
+            return _fail(exc if args.debug else known, code, args.debug)  # --debug: the original traceback
+        return _fail(exc, 1, args.debug, unexpected=True)
 
 
 def _fail(exc: BaseException, code: int, debug: bool, unexpected: bool = False) -> int:

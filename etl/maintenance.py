@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from etl import publish, schemas, storage
-from etl.errors import ConfigError, EtlError
+from etl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def maintain_table(warehouse_uri: str, location: str, retention: int) -> TableMa
     except Exception as exc:  # noqa: BLE001 - TableNotFoundError and storage errors alike
         if type(exc).__name__ == "TableNotFoundError":
             return None
-        raise EtlError(f"{location}: cannot open: {str(exc)[:200]}") from None
+        raise storage.delta_store_error(f"{location}: cannot open", exc) from None
     before, files_before = table.version(), len(table.file_uris())
     metrics = table.optimize.compact(writer_properties=publish._writer_properties())
     table = DeltaTable(uri, storage_options=options)

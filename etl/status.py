@@ -57,12 +57,12 @@ def render(warehouse_uri: str, last: int = 10) -> str:
     lines += ["", f"blocked now: {len(blocked)}"]
     for b in blocked:
         how = (
-            f"a person may approve it: python -m etl approve {b.name} --reason '…'"
+            f"a person may approve it: python -m etl approve {b.name} --reason '…' --warehouse {warehouse_uri}"
             if b.approvable
             else "refused whole: replace the file"
         )
         decided = f"; {b.decision.note()}" if b.decision is not None else ""
-        lines.append(f"  {b.name} ({b.pipeline}, since {b.blocked_at:%Y-%m-%d %H:%M}): {how}{decided}")
+        lines.append(f"  {b.name} ({b.pipeline}, last blocked {b.blocked_at:%Y-%m-%d %H:%M}): {how}{decided}")
     failures = [r for r in log if r["outcome"] == "failed"]
     lines += ["", f"failures: {len(failures)}"]
     for row in failures[-last:]:

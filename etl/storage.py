@@ -84,19 +84,24 @@ def store_error(exc: BaseException) -> EtlError | None:
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return SourceUnavailable(f"object store unreachable: {text}")
     if isinstance(exc, PermissionError):
-        if _CREDENTIALS_REFUSED.search(text):
-            return ConfigError(
-                f"the object store refused the credentials ({text}): check AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY or the Airflow Connection etl_object_store"
-            )
+        if _ACCESS_REFUSED.search(text):
+            return ConfigError(f"the object store refused access ({text}): {_REFUSED_HINT}")
         return ConfigError(f"storage refused access: {text} (check the credentials and what they may do)")
+    from deltalake.exceptions import DeltaError
+
+    if isinstance(exc, DeltaError) or "Kernel error" in str(exc):  # delta-rs, where no caller translated it
+        return delta_store_error("warehouse storage", exc)
     return None
 
 
-# What S3 says (botocore's text, the XML <Code>) when the key or secret is wrong, not one object's rights.
-_CREDENTIALS_REFUSED = re.compile(
-    r"SignatureDoesNotMatch|InvalidAccessKeyId|signature we calculated does not match|Access Key Id you provided"
+# What S3 says (botocore's text, the XML <Code>, a bodiless 403 to a HEAD) when it refuses the key, the
+# secret or the key's rights — never a local file's "Permission denied", which a person fixes on disk.
+_ACCESS_REFUSED = re.compile(
+    r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|Access Denied|signature we calculated does not match"
+    r"|access key id you provided does not exist|^Forbidden$",
+    re.IGNORECASE,
 )
+_REFUSED_HINT = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the Airflow Connection etl_object_store) and what the key may do"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -108,35 +113,37 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
 
     delta-rs (Rust ``object_store``) reports a store's refusal as a chain of
     causes over several lines with ANSI colours and the server's XML body;
-    the chain is joined into one line, the XML cut to its ``<Code>``. Wrong
-    or missing credentials (``SignatureDoesNotMatch``, ``InvalidAccessKeyId``,
-    ``AccessDenied``, or a fall-back to the EC2 metadata endpoint) give
-    :class:`ConfigError` — the same on every retry; everything else
-    :class:`EtlError`.
+    the chain is joined into one line, the server's body cut to its
+    ``<Code>``. Wrong or missing credentials or rights (``SignatureDoesNotMatch``,
+    ``InvalidAccessKeyId``, ``AccessDenied``, a fall-back to the EC2 metadata
+    endpoint) and a missing bucket give :class:`ConfigError` — the same on
+    every retry; an endpoint that does not answer :class:`SourceUnavailable`;
+    everything else :class:`EtlError`.
     """
     text = _ANSI.sub("", str(exc))
     code = re.search(r"<Code>([^<]+)</Code>", text)
-    text = re.sub(r"<\?xml.*", "", text, flags=re.DOTALL).strip()
+    # A server's answer body (S3's XML, or the HTML page of something that is not S3) is cut: its code stays.
+    text = re.sub(r"(<\?xml|<!DOCTYPE|<html).*", "", text, flags=re.DOTALL | re.IGNORECASE).strip()
     parts = [p.strip() for p in _CAUSE.split(" ".join(text.split())) if p.strip()]
     line = redact_uri(" ← ".join(parts + ([code.group(1)] if code else [])))
-    refused = code is not None and (_CREDENTIALS_REFUSED.search(code.group(1)) or code.group(1) == "AccessDenied")
-    if refused:
-        return ConfigError(
-            f"{what}: the object store refused the credentials ({code.group(1) if code else ''}): "
-            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the Airflow Connection etl_object_store"
-        )
+    if code is not None and _ACCESS_REFUSED.search(code.group(1)):
+        return ConfigError(f"{what}: the object store refused access ({code.group(1)}): {_REFUSED_HINT}")
+    if code is not None and code.group(1) == "NoSuchBucket":
+        return ConfigError(f"{what}: the bucket does not exist (NoSuchBucket)")
     if "169.254.169.254" in text:  # no credentials configured: object_store asked the EC2 metadata service
         return ConfigError(
             f"{what}: no credentials for s3:// (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
             "or the Airflow Connection etl_object_store)"
         )
+    if re.search(r"connection refused|error sending request|dns error|timed out", text, re.IGNORECASE):
+        return SourceUnavailable(f"{what}: object store unreachable: {line}")
     return EtlError(f"{what}: {line}")
 
 
 def _unreadable(uri: str, exc: OSError) -> EtlError:
     # Storage that is down or refuses us is an outside failure with a clear line, not a traceback;
     # wrong credentials are a setting, the same on every retry.
-    if isinstance(exc, PermissionError) and _CREDENTIALS_REFUSED.search(str(exc)):
+    if isinstance(exc, PermissionError) and _ACCESS_REFUSED.search(str(exc)):
         return ConfigError(redact_uri(f"landing storage: cannot read {uri}: {store_error(exc)}"))
     return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
@@ -287,6 +294,19 @@ def list_landed(
             raise SourceUnavailable(
                 f"landing storage: {redact_uri(landing_uri)} does not exist on the server (a wrong landing URI?)"
             ) from None
+        if not is_local(fs) and not _is_http(fs):
+            # An object store has buckets: an absent prefix is "no delivery yet", an absent bucket (or an
+            # endpoint that is no object store at all) a wrong setting, not "nothing new" every day.
+            bucket = root.split("/", 1)[0]
+            try:
+                fs.ls(bucket, detail=False)
+            except FileNotFoundError:
+                raise ConfigError(
+                    f"landing storage: bucket {bucket!r} of {redact_uri(landing_uri)} does not exist "
+                    "(a wrong landing URI or AWS_ENDPOINT_URL?)"
+                ) from None
+            except OSError as exc:
+                raise _unreadable(join(landing_uri, prefix), exc) from None
         return []
     except OSError as exc:
         raise _unreadable(join(landing_uri, prefix), exc) from None

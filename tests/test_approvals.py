@@ -276,11 +276,35 @@ def test_status_names_what_is_blocked_now_and_who_approved_it(settings, warehous
 
     text = status.render(str(warehouse))
     assert "\nblocked now: 1\n" in text
-    assert ("  journalen_2017-03.csv (ehealth_adoption, since " in text
-            and "): a person may approve it: python -m etl approve journalen_2017-03.csv --reason '…'" in text)
+    assert ("  journalen_2017-03.csv (ehealth_adoption, last blocked " in text
+            and "): a person may approve it: python -m etl approve journalen_2017-03.csv --reason '…' "
+                f"--warehouse {warehouse}" in text)
     approvals.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
                      "Gotland did not report in March")
     text = status.render(str(warehouse), last=20)
     assert "\nblocked now: 0\n" in text
     approved = [line for line in text.splitlines() if " approved " in line]
     assert len(approved) == 1 and "journalen_2017-03.csv" in approved[0]
+
+
+def test_an_approved_file_stays_released_while_its_month_is_judged_again(settings, landing, warehouse):
+    """Found by a reviewer: with two files of a month blocked, approving one was undone by the next run of
+    the month (the approval counted as used once published), and approving the other re-blocked the first."""
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    _write(landing, "webbtidbok", lines=[line for line in _lines("webbtidbok") if ";10;" not in line])
+    with pytest.raises(ValidationFailed):
+        pipeline.run(settings)
+    approvals.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
+                     "Gotland did not report in March")
+    for _ in range(2):  # the month is judged again on every run while web booking is blocked
+        with pytest.raises(ValidationFailed) as error:
+            pipeline.run(settings)
+        assert "webbtidbok_2017-03.csv: blocked" in str(error.value)
+        assert "journalen_2017-03.csv" not in str(error.value)
+        assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
+    approvals.decide(settings, approvals.find(str(warehouse), "webbtidbok_2017-03.csv"), True, "bo",
+                     "Halland did not report in March")
+    assert approvals.blocked_now(str(warehouse)) == []
+    assert len(_march_regions(warehouse, "patient_journal_online")) == 20
+    assert len(_march_regions(warehouse, "web_booking")) == 20
+    assert pipeline.run(settings).outcome == "nothing_new"

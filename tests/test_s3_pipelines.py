@@ -113,33 +113,49 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
     assert len(files) == 1 and files[0].startswith(uri + "/")
 
 
-@pytest.mark.parametrize("case", ["wrong secret", "no credentials", "wrong secret for landing"])
-def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_server, tmp_path, case):
+CREDENTIAL_CASES = {
+    # case: (where the store is used, environment change, what the one error line says)
+    "wrong secret": ("warehouse", {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+                     "the object store refused access (SignatureDoesNotMatch)"),
+    "no credentials": ("warehouse", {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
+                       "no credentials for s3://"),
+    "wrong secret for landing": ("landing", {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+                                 "landing storage: cannot read s3://"),
+    "unknown key for landing": ("landing", {"AWS_ACCESS_KEY_ID": "AKNOSUCHKEY"}, "the object store refused access"),
+    "no landing bucket": ("no bucket", {}, "bucket 'no-such-bucket' of s3://no-such-bucket/landing does not exist"),
+}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("case", sorted(CREDENTIAL_CASES))
+def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_server, tmp_path, case, debug):
     """Measured: these printed delta-rs' cause chain over 6–10 lines with ANSI colours and the server's XML,
-    "error: unexpected NoCredentialsError", or (landing) a retryable "cannot read" — exit 1, and Airflow
-    retried them; now one line saying what to fix, exit 2."""
+    "error: unexpected NoCredentialsError", a retryable "cannot read" (landing), or "nothing new" with exit 0
+    (a landing bucket that does not exist) — now one line saying what to fix, exit 2, with --debug too."""
     import subprocess
     import sys
 
+    where, change, expected = CREDENTIAL_CASES[case]
     env = {**os.environ, **s3_server.env(), "ETL_LANDING_SETTLE_SECONDS": "0"}
-    if case.startswith("wrong secret"):
-        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
-    else:
-        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    for key, value in change.items():
+        env.pop(key) if value is None else env.__setitem__(key, value)
     landing, warehouse = tmp_path / "landing", s3_server.uri("refused")
     (landing / "ehealth").mkdir(parents=True)
-    if case == "wrong secret for landing":
+    if where == "landing":
         landing, warehouse = s3_server.uri("landing"), tmp_path / "warehouse"
-    done = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
-                           "--warehouse", str(warehouse)], env=env, capture_output=True, text=True, timeout=300)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    elif where == "no bucket":
+        landing, warehouse = "s3://no-such-bucket/landing", tmp_path / "warehouse"
+    done = subprocess.run([sys.executable, "-m", "etl", *(["--debug"] if debug else []), "run", "ehealth-adoption",
+                           "--landing", str(landing), "--warehouse", str(warehouse)], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 2, done.stderr
-    expected = {"wrong secret": "the object store refused the credentials (SignatureDoesNotMatch)",
-                "no credentials": "no credentials for s3://",
-                "wrong secret for landing": "landing storage: cannot read s3://"}[case]
+    assert "not-the-secret" not in done.stderr + done.stdout
+    if debug:
+        return  # a traceback is what --debug is for; the exit code and the redaction still hold
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], done.stderr
     assert "\x1b[" not in done.stderr and "<?xml" not in done.stderr  # delta-rs' coloured cause chain, cut
-    assert "unexpected" not in done.stderr and "not-the-secret" not in done.stderr + done.stdout
+    assert "unexpected" not in done.stderr
 
 
 def test_fail_fast_fails_a_refused_store_at_once_and_retries_an_unreachable_one():

@@ -211,6 +211,13 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
     return skeleton.execute(settings, report, plan(settings, report, period, catch_up_late))
 
 
+def approved_now(settings: Settings, record: DeliveryRecord) -> dict[str, approvals.Decision]:
+    """The approvals in force (:func:`etl.approvals.approved`), those of deliveries published now included."""
+    return approvals.approved(
+        settings.warehouse_uri, PIPELINE, published={str(entry.get("sha256")) for entry in record.published.values()}
+    )
+
+
 def plan(settings: Settings, report: RunReport, period: str | None, catch_up_late: bool) -> skeleton.Plan:
     """One independent step per month to process (see the module doc), or nothing new."""
     intake = take_in(settings, PREFIX, SUFFIXES, report)
@@ -246,7 +253,7 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
         return the_plan
 
     # Read once for the run, not once a month: it reads the whole load log (~0.14 s at 260 rows, and growing).
-    decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
+    decisions = approved_now(settings, record)
     read_ahead = unit_daily.ReadAhead([by_month[m] for m in months])
     unit_reads = iter(read_ahead)  # a generator: it starts reading when the first month asks, inside the context
 
