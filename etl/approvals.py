@@ -202,7 +202,11 @@ def blocked_now(warehouse_uri: str) -> list[Blocked]:
     another name stays listed until its name reappears; approving it then
     changes nothing, as the newer file is the delivery.
     """
-    rows = publish.read_load_log(warehouse_uri).to_pylist()
+    return blocked_in(publish.read_load_log(warehouse_uri).to_pylist())
+
+
+def blocked_in(rows: list[dict]) -> list[Blocked]:
+    """:func:`blocked_now` over load-log rows already read (dicts, oldest first)."""
     decisions = latest_decisions(rows)
     out = []
     for (pipeline, _), row in _latest_rows(rows).items():
@@ -306,21 +310,24 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
     decision = record(settings.warehouse_uri, blocked, approve, by, reason)
     if not approve:
         return decision, None
+    still_blocked = None
     try:
         report = publish_approved(settings, blocked)
     except ValidationFailed as exc:
-        if not published_since(settings.warehouse_uri, decision):
-            raise
-        # The approved file did publish; other files the run found blocked stay blocked, each with its
-        # own load-log row and hint, and must not make this approval look failed.
-        from etl.pipelines.common import RunReport
-
-        report = RunReport(blocked.pipeline, "", messages=[f"{blocked.name} published; still blocked: {exc}"])
+        still_blocked = exc
     if not published_since(settings.warehouse_uri, decision):
+        if still_blocked is not None:
+            raise still_blocked
         raise BadInput(
             f"{blocked.name}: approval recorded, but the run did not publish the file: it is no longer the "
             "current file of its delivery (a newer one replaced it), so nothing changed"
         )
+    if still_blocked is not None:
+        # The approved file did publish; other files the run found blocked stay blocked, each with its
+        # own load-log row and hint, and must not make this approval look failed.
+        from etl.pipelines.common import RunReport
+
+        report = RunReport(blocked.pipeline, "", messages=[f"{blocked.name} published; still blocked: {still_blocked}"])
     return decision, report
 
 

@@ -53,7 +53,7 @@ def render(warehouse_uri: str, last: int = 10) -> str:
             f"{row['outcome']:<11} in={row['rows_in']} loaded={row['rows_loaded']} "
             f"quarantined={row['rows_quarantined']} validation={row['validation']}"
         )
-    blocked = approvals.blocked_now(warehouse_uri)
+    blocked = approvals.blocked_in(log)  # the load log read above, oldest first
     lines += ["", f"blocked now: {len(blocked)}"]
     for b in blocked:
         how = (

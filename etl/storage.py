@@ -77,10 +77,7 @@ def store_error(exc: BaseException) -> EtlError | None:
     """
     name, text = type(exc).__name__, redact_uri(str(exc))
     if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return ConfigError(
-            f"object store: no credentials for s3:// ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            "or the Airflow Connection etl_object_store"
-        )
+        return ConfigError(f"object store: no credentials for s3:// ({text}): {_SET_CREDENTIALS}")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return SourceUnavailable(f"object store unreachable: {text}")
     if isinstance(exc, PermissionError):
@@ -101,6 +98,7 @@ _ACCESS_REFUSED = re.compile(
     r"|access key id you provided does not exist|^Forbidden$",
     re.IGNORECASE,
 )
+_SET_CREDENTIALS = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the Airflow Connection etl_object_store"
 _REFUSED_HINT = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the Airflow Connection etl_object_store) and what the key may do"
 
 
@@ -131,10 +129,7 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
     if code is not None and code.group(1) == "NoSuchBucket":
         return ConfigError(f"{what}: the bucket does not exist (NoSuchBucket)")
     if "169.254.169.254" in text:  # no credentials configured: object_store asked the EC2 metadata service
-        return ConfigError(
-            f"{what}: no credentials for s3:// (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            "or the Airflow Connection etl_object_store)"
-        )
+        return ConfigError(f"{what}: no credentials for s3:// ({_SET_CREDENTIALS})")
     if re.search(r"connection refused|error sending request|dns error|timed out", text, re.IGNORECASE):
         return SourceUnavailable(f"{what}: object store unreachable: {line}")
     return EtlError(f"{what}: {line}")
