@@ -30,10 +30,12 @@ import datetime as dt
 import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import NoReturn
 
 from etl import privacy, publish
 from etl.deliveries import delivery_path, display_name, shown_name
-from etl.errors import BadInput, ValidationFailed
+from etl.errors import BadInput, EtlError, ValidationFailed
+from etl.privacy import redact_uri
 
 APPROVE_DAG = "approve_blocked_delivery"
 HINT = f"a person may approve publishing it as it is (Airflow DAG {APPROVE_DAG})"
@@ -255,27 +257,38 @@ def find(warehouse_uri: str, name: str) -> Blocked:
     return found
 
 
-def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str) -> Decision:
-    """Write a decision on ``blocked`` to the load log; returns it.
+def who_and_why(blocked: Blocked, by: str, reason: str) -> tuple[str, str]:
+    """``(by, reason)`` as a decision stores them: one line each, personal data masked; checked, nothing written.
 
-    ``by`` is the deciding user as Airflow knows them; a user name that is
-    an e-mail address (single sign-on) is kept as its local part — the load
-    log names the engineer, not their address; ``reason`` at least
-    :data:`MIN_REASON` characters (:class:`BadInput` otherwise). Personal
-    data in both (e-mail addresses, personnummer) is masked, as everywhere
-    in the warehouse. The same decision as the latest one on this content
-    is not written again (a retried task).
+    The one place a person's own words enter the system (the CLI's
+    ``--by``/``--reason``, the Airflow approval form): masked here, every
+    output (load log, ``etl status``, the report's footnotes, the UI)
+    shows them masked. A user name that is an e-mail address (single
+    sign-on) is kept as its local part — the load log names the engineer,
+    not their address. :class:`BadInput` for a reason shorter than
+    :data:`MIN_REASON` characters.
     """
     reason = " ".join(str(reason or "").split())
     if len(reason) < MIN_REASON:
         raise BadInput(
-            f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters (got {reason!r})"
+            f"{blocked.name}: a decision needs a reason of at least {MIN_REASON} characters "
+            f"(got {privacy.mask_personal_data(reason)!r})"
         )
     by = " ".join(str(by or "").replace(":", " ").split())
     if privacy.EMAIL.fullmatch(by):
         by = by.split("@", 1)[0]
-    by = str(privacy.mask_personal_data(by)) or "unknown user"
-    reason = str(privacy.mask_personal_data(reason))
+    return str(privacy.mask_personal_data(by)) or "unknown user", str(privacy.mask_personal_data(reason))
+
+
+def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str) -> Decision:
+    """Write a decision on ``blocked`` to the load log; returns it.
+
+    ``by`` is the deciding user as Airflow knows them, ``reason`` why; both
+    pass :func:`who_and_why` (checked, masked) before anything is written.
+    The same decision as the latest one on this content is not written
+    again (a retried task).
+    """
+    by, reason = who_and_why(blocked, by, reason)
     verb = APPROVED if approve else REJECTED
     earlier = blocked.decision
     if earlier is not None and (earlier.approved, earlier.by, earlier.reason) == (approve, by, reason):
@@ -301,12 +314,20 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
     """Record a person's decision on ``blocked`` (:func:`record`); on approval publish the file now.
 
     Returns (the decision, the run's report or None after a rejection).
-    Raises :class:`BadInput` when an approval published nothing — the file
-    is no longer its delivery's current one (a newer file replaced it) — so
-    nobody believes an approval did what it did not. Another file the run
-    finds blocked does not fail a decision whose file published: the
+    Everything the decision needs is checked before it is recorded — the
+    reason (:func:`who_and_why`) and, for an approval, that publishing the
+    file now can happen (:func:`check_publishable`) — so a refused decision
+    leaves no load-log row. After recording, a publish that fails (the
+    store unreachable) says so: the approval stands and the pipeline's next
+    run publishes the file. Raises :class:`BadInput` when an approval
+    published nothing all the same (a newer file replaced it in between),
+    so nobody believes an approval did what it did not. Another file the
+    run finds blocked does not fail a decision whose file published: the
     returned report's message names it.
     """
+    who_and_why(blocked, by, reason)
+    if approve:
+        check_publishable(settings, blocked)
     decision = record(settings.warehouse_uri, blocked, approve, by, reason)
     if not approve:
         return decision, None
@@ -315,6 +336,11 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
         report = publish_approved(settings, blocked)
     except ValidationFailed as exc:
         still_blocked = exc
+    except EtlError as exc:
+        raise type(exc)(
+            f"{blocked.name}: approval recorded ({decision.note()}), but publishing it failed: {exc}; "
+            f"the next {blocked.pipeline} run publishes it"
+        ) from exc
     if not published_since(settings.warehouse_uri, decision):
         if still_blocked is not None:
             raise still_blocked
@@ -329,6 +355,73 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
 
         report = RunReport(blocked.pipeline, "", messages=[f"{blocked.name} published; still blocked: {still_blocked}"])
     return decision, report
+
+
+def check_publishable(settings, blocked: Blocked) -> None:
+    """Raise, writing nothing, when approving ``blocked`` now could not publish it (:func:`decide` asks first).
+
+    An approval publishes the file from landing at once, so before it is
+    recorded: the landing can be listed (a missing root — a forgotten
+    ``--landing`` — or an unreadable store fails here, as the run would);
+    the file is there under its name, not being written again, with the
+    content that was blocked; and it is still its delivery's current file
+    (no later report for the same region and year, no second export of its
+    kind and month). Each failure is one line ending in what to do;
+    :class:`BadInput` unless the landing itself fails (its own error class).
+    """
+    from etl import storage
+    from etl.pipelines import county_reports, ehealth_adoption
+    from etl.sources import ehealth_exports
+
+    def refuse(why: str) -> NoReturn:
+        raise BadInput(f"{blocked.name}: approval not recorded: {why}")
+
+    ehealth = blocked.pipeline == ehealth_adoption.PIPELINE
+    module = ehealth_adoption if ehealth else county_reports
+    where = redact_uri(storage.join(settings.landing_uri, module.PREFIX))
+    if ehealth:
+        try:
+            wanted = ehealth_exports.parse_file_name(blocked.name)
+        except BadInput as exc:
+            refuse(str(exc))
+    arriving: set[str] = set()
+    try:
+        landed = storage.list_landed(
+            settings.landing_uri,
+            module.PREFIX,
+            module.SUFFIXES,
+            skipped=[],
+            hash_cache=storage.hash_cache_uri(settings.warehouse_uri, module.PREFIX),
+            settle_seconds=settings.landing_settle_seconds,
+            arriving_names=arriving,
+        )
+    except EtlError as exc:
+        raise type(exc)(f"{blocked.name}: approval not recorded: publishing reads it from landing, and {exc}") from None
+    if blocked.name in arriving:
+        refuse(f"it is being written again in {where} (modified moments ago); decide once it is left alone")
+    mine = next((f for f in landed if f.name == blocked.name), None)
+    if mine is None:
+        refuse(f"it is not in {where} (removed since it was blocked, or a wrong landing URI?)")
+    if mine.sha256 != blocked.sha256:
+        refuse(f"the file in {where} changed since it was blocked; the next run judges the new content")
+    if ehealth:
+        others = []
+        for f in landed:
+            try:
+                name = ehealth_exports.parse_file_name(f.name)
+            except BadInput:
+                continue
+            if f.name != mine.name and (name.kind, name.period) == (wanted.kind, wanted.period):
+                others.append(f.name)
+        if others:
+            refuse(
+                f"{', '.join(others)} is in {where} for the same kind and month; the run refuses the month "
+                "until all but one are removed"
+            )
+    else:
+        newer = county_reports.replaced_by(settings.warehouse_uri, landed, mine, arriving)
+        if newer:
+            refuse(newer)
 
 
 def publish_approved(settings, blocked: Blocked):

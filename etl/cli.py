@@ -323,6 +323,14 @@ def cmd_approve(args) -> int:
 
     settings = _settings(args)
     if not args.file:
+        given = [
+            flag for flag, value in (("--reason", args.reason), ("--by", args.by), ("--reject", args.reject)) if value
+        ]
+        if given:
+            # Without FILE nothing is decided: a flag that says otherwise must not be ignored.
+            raise ConfigError(
+                f"approve: {', '.join(given)} need(s) FILE, the blocked file to decide on; nothing recorded"
+            )
         blocked = approvals.blocked_now(settings.warehouse_uri)
         for b in blocked:
             decided = f" [{b.decision.note()}]" if b.decision else ""

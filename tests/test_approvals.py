@@ -248,8 +248,12 @@ def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, la
     blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
     builders.land(landing, "uppsala_v3.json", builders.json_bytes(builders.doc()), T0 + 2 * DAY)
     county_reports.run(settings)  # the newer, complete report is the delivery now
-    with pytest.raises(BadInput, match="approval recorded, but the run did not publish the file"):
+    # Checked before anything is recorded (issue 22 §5): no approval row for a decision that could change nothing.
+    with pytest.raises(BadInput, match="uppsala_rättelse.json: approval not recorded: uppsala_v3.json arrived later "
+                                       "for the same region and year and is its report now; approving "
+                                       "uppsala_rättelse.json would change nothing"):
         approvals.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
+    assert not [r for r in _log(warehouse) if r["outcome"] == "approved"]
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
 
 

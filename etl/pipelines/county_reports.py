@@ -437,6 +437,32 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
     return current, parsed, refused
 
 
+def replaced_by(
+    warehouse: str, landed: list[storage.LandedFile], file: storage.LandedFile, arriving_names: AbstractSet[str]
+) -> str | None:
+    """Why ``file`` (in ``landed``) is not what the next run would judge for its region-year, or None.
+
+    For an approval (:func:`etl.approvals.check_publishable`): the delivery
+    order a run applies (:func:`_current_deliveries`, new files parsed),
+    and a region-year whose published file is being written again waits.
+    Reads only: the delivery record is not saved.
+    """
+    record = DeliveryRecord.load(warehouse, PIPELINE)
+    current, _, _ = _current_deliveries(landed, record)
+    did = record.files.get(file.name, {}).get("delivery")
+    if did is None:
+        return f"{file.name} is no county report a run would load"
+    if record.published.get(did, {}).get("file") in arriving_names:
+        return f"the published file of {did} is being written again in landing; decide once it is left alone"
+    newer = current.get(did)
+    if newer is not None and newer.name != file.name:
+        return (
+            f"{newer.name} arrived later for the same region and year and is its report now; approving "
+            f"{file.name} would change nothing (the next run judges {newer.name})"
+        )
+    return None
+
+
 def run(settings: Settings) -> RunReport:
     """Load every county report delivery whose file in landing is not what is published; one batch.
 

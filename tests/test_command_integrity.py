@@ -1,0 +1,146 @@
+"""Issue 22 §5: a command either does all it says or nothing.
+
+Each test is an example an adversary found, as the user meets it: the CLI's exit code and the line it
+prints, the load-log rows (read with ``etl.publish.read_load_log``), the report's text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl import approvals, cli, publish
+from etl.errors import BadInput, ValidationFailed
+from etl.pipelines import county_reports
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("county_builders", ROOT / "tests/fixtures/county/builders.py")
+builders = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(builders)
+T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp()
+DAY = 86_400
+REASON = "Uppsala confirmed they ran no initiatives in 2017"
+
+
+def _log(warehouse) -> list[dict]:
+    return publish.read_load_log(str(warehouse)).to_pylist()
+
+
+def _decisions(warehouse) -> list[dict]:
+    return [r for r in _log(warehouse) if r["outcome"] in approvals.DECISIONS]
+
+
+def _etl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m etl …`` as a person runs it from ``cwd``, with no landing or warehouse in the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ETL_LANDING_URI", "ETL_WAREHOUSE_URI")}
+    env.update(PYTHONPATH=str(ROOT), ETL_LANDING_SETTLE_SECONDS="0")
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def _main(capsys, *args: str) -> tuple[int, list[str], list[str]]:
+    """``etl.cli.main`` in this process: (exit code, stdout lines, stderr lines)."""
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+@pytest.fixture
+def uppsala_blocked(settings, landing, warehouse):
+    """Uppsala's 2017 report published, then a correction whose JSON leaves its initiatives out: blocked."""
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county_reports.run(settings)
+    doc = builders.doc()
+    del doc["initiatives"]
+    path = builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed, match="a person may approve"):
+        county_reports.run(settings)
+    return path
+
+
+# --------------------------------------------------------------------------- (a) check first, then record
+
+
+def test_approve_without_landing_records_nothing(tmp_path, landing, warehouse, uppsala_blocked):
+    """Found by an adversary: without --landing the approval was recorded, then the publish failed (exit 1)."""
+    elsewhere = tmp_path / "elsewhere"  # the current folder has no ./landing
+    elsewhere.mkdir()
+    out = _etl(
+        "approve",
+        "uppsala_rättelse.json",
+        "--reason",
+        REASON,
+        "--by",
+        "ada",
+        "--warehouse",
+        str(warehouse),
+        cwd=elsewhere,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: uppsala_rättelse.json: approval not recorded: publishing reads it from landing, and landing "
+        f"storage: {elsewhere / 'landing'} does not exist (unmounted, or a wrong landing URI?)"
+    )
+    assert _decisions(warehouse) == []
+    assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["uppsala_rättelse.json"]
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
+    # With the landing given, the same command does all it says: recorded once, published.
+    out = _etl(
+        "approve",
+        "uppsala_rättelse.json",
+        "--reason",
+        REASON,
+        "--by",
+        "ada",
+        "--warehouse",
+        str(warehouse),
+        "--landing",
+        str(landing),
+        cwd=elsewhere,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"uppsala_rättelse.json: approved by ada on {dt.datetime.now(dt.UTC):%Y-%m-%d}: {REASON}" in out.stdout
+    assert [(r["outcome"], r["message"]) for r in _decisions(warehouse)] == [("approved", f"approved by ada: {REASON}")]
+    assert publish.read_table(str(warehouse), "county_initiative").num_rows == 0
+
+
+def test_approving_a_file_gone_or_changed_in_landing_records_nothing(settings, warehouse, uppsala_blocked):
+    blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
+    data = uppsala_blocked.read_bytes()
+    uppsala_blocked.unlink()
+    with pytest.raises(
+        BadInput,
+        match=r"^uppsala_rättelse.json: approval not recorded: it is not in .*/landing/"
+        r"county_reports \(removed since it was blocked, or a wrong landing URI\?\)$",
+    ):
+        approvals.decide(settings, blocked, True, "ada", REASON)
+    uppsala_blocked.write_bytes(data + b"\n")
+    with pytest.raises(
+        BadInput,
+        match="approval not recorded: the file in .* changed since it was blocked; the next "
+        "run judges the new content$",
+    ):
+        approvals.decide(settings, blocked, True, "ada", REASON)
+    with pytest.raises(BadInput, match="a reason of at least 10 characters"):
+        approvals.decide(settings, blocked, False, "ada", "no")
+    assert _decisions(warehouse) == []
+    # A rejection needs nothing from landing: recorded.
+    decision, report = approvals.decide(settings, blocked, False, "bo", "Uppsala must send its initiatives")
+    assert report is None and [r["outcome"] for r in _decisions(warehouse)] == ["rejected"]
+
+
+def test_approve_without_file_refuses_decision_flags(capsys, landing, warehouse, uppsala_blocked):
+    """Listing what is blocked ignored --reject/--reason: the command said it rejected and did nothing."""
+    code, out, err = _main(
+        capsys, "approve", "--reject", "--reason", REASON, "--landing", str(landing), "--warehouse", str(warehouse)
+    )
+    assert code == 2 and out == []
+    assert err[-1] == "error: approve: --reason, --reject need(s) FILE, the blocked file to decide on; nothing recorded"
+    assert _decisions(warehouse) == []
