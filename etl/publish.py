@@ -10,15 +10,28 @@ Every table is written with delta-rs (:mod:`deltalake`) through one code
 path on every store, so any Delta reader (DuckDB's ``delta_scan``, Polars,
 pandas via ``deltalake``, Spark, Power BI) reads what the pipelines wrote.
 
-**Atomic.** A publish is one Delta commit: a reader sees the version
-before it or the version after, never a mix, and a crash before the commit
-leaves only unreferenced files (removed by vacuum). On S3-compatible
+**Atomic per table.** A table's change is one Delta commit: a reader sees
+the version before it or the version after, never a mix, and a crash before
+the commit leaves only unreferenced files (removed by vacuum). A publish is
+three commits in this order — the table, its quarantine, the load-log row —
+so a crash between them leaves a table whose load-log row is missing, and
+the next run redoes the delivery (idempotent, see below). On S3-compatible
 stores commits use conditional puts (``If-None-Match``), so no lock
 service is needed.
 
-**Concurrent writers.** Two publishes to one table at once: the loser's
-commit conflicts, and the whole read–compare–write is retried against the
-new version (:data:`COMMIT_ATTEMPTS`), never lost.
+**Concurrent writers.** One commit protocol for creating and for writing
+(:func:`_open_or_create`, :func:`write_version`): a table comes into being
+as an empty version 0 committed put-if-absent, so of several processes
+creating it exactly one does; rows are then only written as a predicate
+overwrite from a version read, so when another writer committed first the
+loser's commit conflicts and the whole read–compare–write is judged again
+against the new version (:data:`COMMIT_ATTEMPTS`), never lost and never
+doubled. Writers are not serialised by a lock across processes: a lock on
+an object store needs a lock service, and the commit protocol already
+makes any number of writers safe (tests/test_concurrent_writers.py, four
+processes at once, local and S3). Where serialising is cheaper it is
+done: Airflow runs the writing tasks in the one-slot
+``etl_warehouse_writer`` pool, so scheduled runs never spend time losing races.
 
 **Idempotent.** Writes are declared, not appended: rows replace existing
 rows with the same *merge key* (e.g. region and report year) in one
@@ -302,6 +315,48 @@ def _open(uri: str, version: int | None = None):
         raise storage.delta_store_error(f"warehouse storage: cannot read {privacy.redact_uri(uri)}", exc) from None
 
 
+def _open_or_create(uri: str, schema: schemas.TableSchema) -> DeltaTable:
+    """The Delta table at ``uri``, created empty (version 0: schema, partitioning, properties) when none exists.
+
+    The one way a table comes into being. Creating is a commit of version 0
+    that fails when version 0 already exists (put-if-absent: a rename that
+    does not replace on a local disk, ``If-None-Match`` on S3), with no
+    retry inside delta-rs: of several processes creating one table at once,
+    exactly one creates it and the others open what it created. Rows are
+    only ever written into an existing version afterwards, where a
+    concurrent commit is a conflict that the writer judges again.
+    """
+    from deltalake import CommitProperties, DeltaTable
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    table = _open(uri)
+    if table is not None:
+        return table
+    try:
+        DeltaTable.create(
+            uri,
+            schema.arrow_schema,
+            mode="error",
+            partition_by=list(schema.partition_by) or None,
+            configuration=TABLE_PROPERTIES,
+            storage_options=storage.delta_options(uri),
+            commit_properties=CommitProperties(max_commit_retries=0),
+        )
+    except CommitFailedError:
+        pass  # another writer committed version 0 between our look and our commit
+    except DeltaError as exc:
+        if "already exists" not in str(exc).lower():
+            raise storage.delta_store_error(
+                f"warehouse storage: cannot create {privacy.redact_uri(uri)}", exc
+            ) from None
+    except OSError as exc:
+        raise storage.delta_store_error(f"warehouse storage: cannot create {privacy.redact_uri(uri)}", exc) from None
+    table = _open(uri)
+    if table is None:  # pragma: no cover - created, yet not readable: the store lost a write
+        raise EtlError(f"warehouse storage: {privacy.redact_uri(uri)} was created but cannot be opened")
+    return table
+
+
 def _sql_literal(value) -> str:
     if value is None:
         raise EtlError("a merge key value is null")
@@ -379,33 +434,24 @@ def write_version(
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     uri = _uri(warehouse_uri, location)
-    options = storage.delta_options(uri)
     new_sorted = _sort(new_rows.cast(schema.arrow_schema), schema)
     _check_unique(new_sorted, schema)
     clear_keys = None if merge_keys is None else _key_tuples(new_rows, merge_keys) | set(replace_keys)
     for attempt in range(COMMIT_ATTEMPTS):
-        table = _open(uri)
-        if table is not None:
-            if merge_keys is None:
-                old = _read(table, schema)
-            elif clear_keys:
-                old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
-            else:
-                old = schema.arrow_schema.empty_table()
-            if _same_content(old, new_sorted, schema):
-                return "unchanged", str(table.version()), _row_count(table)
+        # Never an append into a table that does not exist yet: such a first write has nothing to
+        # conflict with, so two writers creating one table would both land (rows doubled). The table is
+        # created empty, once, and every write is then a predicate overwrite judged against a version.
+        table = _open_or_create(uri, schema)
+        if merge_keys is None:
+            old = _read(table, schema)
+        elif clear_keys:
+            old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
+        else:
+            old = schema.arrow_schema.empty_table()
+        if _same_content(old, new_sorted, schema):
+            return "unchanged", str(table.version()), _row_count(table)
         try:
-            if table is None:
-                write_deltalake(
-                    uri,
-                    new_sorted,
-                    mode="append",
-                    partition_by=list(schema.partition_by) or None,
-                    storage_options=options,
-                    configuration=TABLE_PROPERTIES,
-                    writer_properties=_writer_properties(),
-                )
-            elif merge_keys is None:
+            if merge_keys is None:
                 write_deltalake(table, new_sorted, mode="overwrite", writer_properties=_writer_properties())
             elif clear_keys:
                 write_deltalake(
@@ -423,8 +469,6 @@ def write_version(
             time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
             continue
         except DeltaError as exc:
-            if table is None and "already exists" in str(exc).lower():
-                continue  # created concurrently: merge into it
             raise storage.delta_store_error(f"{privacy.redact_uri(location)}: publish failed", exc) from None
         committed = _open(uri)
         _checkpoint("table-committed")
@@ -614,17 +658,13 @@ def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
     data = pa.Table.from_pydict(row, schema=schema)
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            table = _open(uri)
-            if table is None:  # the first row creates the table (another process may be doing so too)
-                write_deltalake(
-                    uri, data, mode="append", storage_options=storage.delta_options(uri), configuration=TABLE_PROPERTIES
-                )
-            else:
-                write_deltalake(table, data, mode="append")
+            write_deltalake(_open_or_create(uri, schemas.get("_load_log")), data, mode="append")
             break
         except CommitFailedError:
-            _OPENED.pop(uri, None)  # lost a race (usually creating the table): append to what won
+            _OPENED.pop(uri, None)  # lost a race: append to what won
             time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
+        except EtlError:
+            raise
         except Exception as exc:  # noqa: BLE001 - delta-rs raises several kinds; the message is what matters
             raise storage.delta_store_error(f"load log: cannot append to {privacy.redact_uri(uri)}", exc) from None
     else:

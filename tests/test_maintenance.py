@@ -20,7 +20,7 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
     uri = str(warehouse)
     for i, code in enumerate(["01", "03", "04", "05", "06", "07"]):
         _publish(uri, code, 100 + i, f"b{i}")
-    _publish(uri, "01", 999, "b9")  # a correction: version 6 no longer needs version 0's file
+    _publish(uri, "01", 999, "b9")  # a correction: version 7 no longer needs version 1's file (0: created empty)
     before = sorted(publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
                     key=lambda r: r["region_code"])
     files_before = len(publish.table_files(uri, "population"))
@@ -28,7 +28,7 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
     kept = maintenance.maintain_table(uri, "population", retention=3650)
     assert kept.files_after == 1 and kept.files_before == files_before == 6
     assert kept.vacuumed == 0  # inside retention: every old version stays readable
-    assert publish.read_table(uri, "population", version=2).num_rows == 3
+    assert publish.read_table(uri, "population", version=3).num_rows == 3
 
     gone = maintenance.maintain_table(uri, "population", retention=0)
     assert gone.vacuumed >= files_before  # the pre-compaction files, no longer needed by the current version
@@ -36,8 +36,8 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
                    key=lambda r: r["region_code"])
     assert after == before
     assert (warehouse / "population" / "_delta_log" / "_last_checkpoint").exists()
-    with pytest.raises(EtlError, match="version 2 can no longer be read"):
-        publish.read_table(uri, "population", version=2)
+    with pytest.raises(EtlError, match="version 3 can no longer be read"):
+        publish.read_table(uri, "population", version=3)
 
 
 def test_every_table_of_a_warehouse_is_maintained_and_named(warehouse):

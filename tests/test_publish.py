@@ -38,7 +38,7 @@ def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehou
 
     uri = str(warehouse)
     result = publish.publish(uri, "test", _batch(_pop([("01", 2016, 2_269_060), ("03", 2016, 368_971)])), "b1")
-    assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == ("published", 2, 2, "0")
+    assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == ("published", 2, 2, "1")  # version 0: created empty
     assert (warehouse / "population" / "_delta_log").is_dir()
     table = DeltaTable(str(warehouse / "population"))
     assert sorted(_arrow(table).column("population").to_pylist()) == [368_971, 2_269_060]
@@ -134,9 +134,9 @@ def test_every_publish_is_one_version_and_earlier_versions_stay_readable(warehou
     uri = str(warehouse)
     for i in range(6):
         result = publish.publish(uri, "test", _batch(_pop([("01", 2016, i)])), f"b{i}")
-        assert result.version == str(i)
+        assert result.version == str(i + 1)  # version 0 is the table created empty
     assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 5}]
-    assert publish.read_table(uri, "population", version=2).column("population").to_pylist() == [2]
+    assert publish.read_table(uri, "population", version=3).column("population").to_pylist() == [2]
 
 
 def test_partitioned_table_touches_only_affected_partitions(warehouse):
