@@ -19,7 +19,9 @@ the previous version stays, the run fails naming it — when
 
 A correction that states a table explicitly — ``"initiatives": []``, an
 export listing every region — is honoured, removals included: that is
-the only way published rows leave the warehouse.
+the only way published rows leave the warehouse, and never silently:
+:func:`removals` names them, one line per table and file, for the run's
+output and the load log.
 
 The other files of the batch are published as usual; the caller drops the
 blocked sources with :meth:`etl.publish.TableBatch.without`.
@@ -27,7 +29,11 @@ blocked sources with :meth:`etl.publish.TableBatch.without`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
+from dataclasses import dataclass
+
+import pyarrow as pa
 
 from etl import privacy, publish, schemas
 from etl.deliveries import shown_name
@@ -134,6 +140,120 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
         source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines)) + "; the published version stays"
         for source, lines in reasons.items()
     }
+
+
+@dataclass(frozen=True)
+class _Naming:
+    """How a removal line names the rows removed from a table.
+
+    ``column`` names a row (read from the published rows where it is not
+    part of the key: an initiative's number shifts when one before it is
+    left out, its title does not); ``place`` are the key columns saying
+    where (``"region 03 2017: "``), ``document`` what the sender sent.
+    """
+
+    what: str
+    column: str
+    place: tuple[str, ...] = ()
+    place_label: str = ""
+    document: str = "file"
+
+
+_NAMED_BY = {
+    "county_initiative": _Naming("initiative", "title", ("region_code", "report_year"), "region ", "report"),
+    "county_ehealth_service": _Naming(
+        "e-health service", "service", ("region_code", "report_year"), "region ", "report"
+    ),
+    "ehealth_adoption": _Naming("region", "region_code", ("month", "service")),
+    "ehealth_unit_daily": _Naming("unit", "unit_hsa_id"),
+}
+
+
+def removals(warehouse_uri: str, batch: publish.TableBatch) -> list[str]:
+    """One line per source file whose rows, published, remove published rows of ``batch``'s table.
+
+    ``"county_initiative: 1 published row removed by the correction of uppsala.json (region 03 2017:
+    initiative 'Vårdnära service' no longer in the report)"``. For the batch as it will publish
+    (blocked files already taken out): a correction that states a table whole is honoured, removals
+    included — and says so, in the run's output and as a warning in the load log
+    (:func:`etl.pipelines.skeleton.execute`). Reads the published keys under each file's merge keys.
+    """
+    if not batch.merge_keys:
+        return []
+    schema = schemas.get(batch.table)
+    lines = []
+    for source, keys in batch.source_keys.items():
+        if source in batch.refused or not keys:
+            continue
+        published = publish.read_published_keys(warehouse_uri, batch.table, batch.merge_keys, set(keys))
+        dropped = _dropped(published, batch, source, schema)
+        if dropped.num_rows:
+            lines.append(_removal_line(warehouse_uri, batch, source, dropped, schema))
+    return lines
+
+
+def _removal_line(
+    warehouse_uri: str, batch: publish.TableBatch, source: str, dropped, schema: schemas.TableSchema
+) -> str:
+    n = dropped.num_rows
+    head = f"{batch.table}: {_rows(n, 'published row')} removed by the correction of {shown_name(source)}"
+    naming = _NAMED_BY.get(batch.table)
+    if naming is None:
+        first = dropped.sort_by([(k, "ascending") for k in schema.key]).slice(0, MAX_EXAMPLES)
+        shown = zip(*(first.column(k).to_pylist() for k in schema.key), strict=True)
+        more = " …" if n > MAX_EXAMPLES else ""
+        return f"{head} (no longer in the file: {', '.join(_show_key(schema, k) for k in shown)}{more})"
+    rows = batch.rows[batch.rows["source_file"] == source] if len(batch.rows) else batch.rows
+    kept = {str(v) for v in rows[naming.column].dropna()} if len(rows) else set()
+    place = list(naming.place)
+    groups = sorted(set(zip(*(dropped.column(k).to_pylist() for k in place), strict=True))) if place else [()]
+    parts = []
+    for group in groups:
+        mine = dropped.filter(_matches(dropped, place, group)) if place else dropped
+        if naming.column in schema.key:
+            counts = Counter(str(v) for v in mine.column(naming.column).to_pylist())
+            gone = sorted(name for name in counts if name not in kept)
+            partly = {name: k for name, k in counts.items() if name in kept}
+        else:  # read the published rows' names: what the correction no longer lists
+            old = publish.read_table_where(warehouse_uri, batch.table, tuple(place), {group})
+            gone = sorted({str(v) for v in old.column(naming.column).to_pylist()} - kept)
+            partly = {}
+            if not gone:  # the same names on fewer rows (one was listed twice): name the rows' numbers
+                partly = {f"no. {v}": 1 for v in sorted(mine.column(schema.key[-1]).to_pylist())}
+        named = []
+        if gone:
+            quoted = ", ".join(repr(str(privacy.mask_personal_data(g))) for g in gone[:MAX_EXAMPLES])
+            named.append(
+                f"{naming.what}{'s' if len(gone) > 1 else ''} {quoted}{' …' if len(gone) > MAX_EXAMPLES else ''}"
+            )
+        for name, k in list(partly.items())[:MAX_EXAMPLES]:
+            shown_as = name if name.startswith("no. ") else repr(str(privacy.mask_personal_data(name)))
+            named.append(f"{naming.what} {shown_as}" + ("" if name.startswith("no. ") else f" ({_rows(k, 'row')})"))
+        where = f"{naming.place_label}{' '.join(_show_value(v) for v in group)}: " if place else ""
+        parts.append(f"{where}{', '.join(named)} no longer in the {naming.document}")
+    return f"{head} ({'; '.join(parts)})"
+
+
+def _rows(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def _show_value(value) -> str:
+    """A key value in a line: a month's first day as ``2017-03``, other dates ISO, the rest as text."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime) and value.day == 1:
+        return f"{value:%Y-%m}"
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _matches(table, columns: list[str], values: tuple):
+    """A mask of ``table``'s rows whose ``columns`` equal ``values``."""
+    import pyarrow.compute as pc
+
+    mask = None
+    for column, value in zip(columns, values, strict=True):
+        term = pc.equal(table.column(column), pa.scalar(value, table.schema.field(column).type))
+        mask = term if mask is None else pc.and_(mask, term)
+    return mask
 
 
 def without_blocked(batches: list[publish.TableBatch], blocked: dict[str, str]) -> list[publish.TableBatch]:

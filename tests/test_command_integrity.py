@@ -144,3 +144,83 @@ def test_approve_without_file_refuses_decision_flags(capsys, landing, warehouse,
     assert code == 2 and out == []
     assert err[-1] == "error: approve: --reason, --reject need(s) FILE, the blocked file to decide on; nothing recorded"
     assert _decisions(warehouse) == []
+
+
+# --------------------------------------------------------------------------- (b) a correction that removes rows says so
+
+
+def test_a_county_correction_dropping_an_initiative_says_so(capsys, landing, warehouse):
+    """Found by an adversary: a corrected report listing fewer initiatives published with no line saying so."""
+    where = ("--landing", str(landing), "--warehouse", str(warehouse))
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    code, out, _ = _main(capsys, "run", "county-reports", *where)
+    assert code == 0 and not [line for line in out if "removed" in line]
+    doc = builders.doc(grant_sek="21 mnkr")
+    doc["initiatives"] = [doc["initiatives"][0], doc["initiatives"][2]]  # 'Vårdnära service' left out
+    builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
+    code, out, _ = _main(capsys, "run", "county-reports", *where)
+    line = (
+        "county_initiative: 1 published row removed by the correction of uppsala_rättelse.json "
+        "(region 03 2017: initiative 'Vårdnära service' no longer in the report)"
+    )
+    assert code == 0 and line in out
+    assert [x for x in out if "removed" in x] == [line]  # the services and the header lose nothing
+    [row] = [
+        r
+        for r in _log(warehouse)
+        if r["table_name"] == "county_initiative"
+        and r["outcome"] == "published"
+        and r["source_files"][0].endswith("uppsala_rättelse.json")
+    ]
+    assert line in row["warnings"]
+    # A stated withdrawal ("initiatives": [] and one service fewer) names every table it empties.
+    doc["initiatives"], doc["ehealth_services"] = [], doc["ehealth_services"][:3]
+    builders.land(landing, "uppsala_v3.json", builders.json_bytes(doc), T0 + 2 * DAY)
+    code, out, _ = _main(capsys, "run", "county-reports", *where)
+    assert code == 0
+    assert [x for x in out if "removed" in x] == [
+        "county_initiative: 2 published rows removed by the correction of uppsala_v3.json (region 03 2017: "
+        "initiatives 'Digitala vårdbesök', 'Kliniskt introduktionsår' no longer in the report)",
+        "county_ehealth_service: 1 published row removed by the correction of uppsala_v3.json (region 03 2017: "
+        "e-health service 'self_check_in' no longer in the report)",
+    ]
+
+
+def test_an_ehealth_unit_correction_dropping_a_unit_says_so(capsys, tmp_path):
+    """The same kind in the e-health exports: a corrected unit-level file without one unit (its bookings moved to
+    another unit of the region, so the month still adds up) removed 31 published rows without a word."""
+    from etl.sample import ehealth as sample
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    sample.write(landing, 2017, 2017, units=20, unit_months=1, seed=2016)
+    where = ("--period", "2017-12", "--landing", str(landing), "--warehouse", str(warehouse))
+    code, out, _ = _main(capsys, "run", "ehealth-adoption", *where)
+    assert code == 0 and not [line for line in out if "removed" in line]
+    path = landing / "ehealth" / "webbtidbok_enheter_2017-12.csv"
+    text = path.read_bytes().decode("cp1252")
+    header, *lines = text.splitlines()
+    cells = [line.split(",") for line in lines]
+    gone, into = cells[1][2], cells[0][2]  # two units of one region
+    moved = {c[0]: c for c in cells if c[2] == gone}
+    kept = []
+    for c in cells:
+        if c[2] == into:
+            c = c[:4] + [str(int(a) + int(b)) for a, b in zip(c[4:], moved[c[0]][4:], strict=True)]
+        if c[2] != gone:
+            kept.append(",".join(c))
+    path.write_bytes(("\n".join([header, *kept]) + "\n").encode("cp1252"))
+    code, out, _ = _main(capsys, "run", "ehealth-adoption", *where)
+    line = (
+        f"ehealth_unit_daily: 31 published rows removed by the correction of webbtidbok_enheter_2017-12.csv "
+        f"(unit {gone!r} no longer in the file)"
+    )
+    assert code == 0 and [x for x in out if "removed" in x] == [line]
+    [row] = [
+        r
+        for r in _log(warehouse)
+        if r["table_name"] == "ehealth_unit_daily"
+        and r["outcome"] == "published"
+        and len(r["warnings"] or [])
+        and line in r["warnings"]
+    ]
+    assert row["rows_loaded"] == len(kept)

@@ -9,7 +9,9 @@ A pipeline's ``run`` checks its options, works out what this run has to do
 * each :class:`Step` is judged first (parse, validate, no-shrink, approvals:
   the pipeline's :class:`Judgement`, nothing written), then its blocked
   files get their ``blocked`` load-log rows and the rest is published, one
-  publish per table in the order judged;
+  publish per table in the order judged; published rows a correction
+  removes are named (:func:`etl.no_shrink.removals`: a warning in the
+  table's load-log row, a line of the run's output);
 * a step that raises leaves a ``failed`` load-log row naming its table and
   sources; its deliveries are marked published in the delivery record only
   once every table of the step is published;
@@ -33,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl import approvals, publish, storage
+from etl import approvals, no_shrink, publish, storage
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord
 from etl.errors import EtlError, ValidationFailed
@@ -71,6 +73,7 @@ class Judgement:
     landed: dict[str, storage.LandedFile] = field(default_factory=dict)
     approved: dict[str, approvals.Decision] = field(default_factory=dict)
     delivered: dict[str, list[storage.LandedFile]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)  # set by the skeleton: no_shrink.removals of the batches
 
 
 @dataclass
@@ -161,6 +164,7 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                 if progress:
                     progress.step(sum(r.rows_in for r in results), note=step.label)
                 report.results.extend(results)
+                report.messages += judged.removed
                 if judged.blocked:
                     blocked_files += len(judged.blocked)
                     if any(r.outcome == "published" for r in results):
@@ -208,6 +212,12 @@ def _run_step(
     for source, line in judged.blocked.items():
         log.error("%s", line)
         record_blocked(warehouse, pipeline, step.batch_id, judged.landed[source], line, judged.held.get(source, 0))
+    # Published rows a correction removes are named, one line per table and file: a warning in the
+    # publish's load-log row, and (once published) a line of the run's output (report.lines()).
+    for batch, _ in judged.batches:
+        lines = no_shrink.removals(warehouse, batch)
+        batch.warnings.extend(lines)
+        judged.removed += lines
     results = []
     # Everything validated and judged: only now publish, one publish per table.
     for batch, sources in judged.batches:
