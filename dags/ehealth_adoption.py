@@ -104,7 +104,11 @@ def ehealth_adoption():
         month = _run_month(get_current_context())
 
         def run() -> dict:
+            from etl.config import check_month_begun
+
             settings = settings_from_airflow(dict(get_current_context()["dag_run"].conf or {}), set(PARAMS))
+            if month != "all":
+                check_month_begun(month, "period")  # a month still to come: one line, no retries
             report = pipeline.run(settings, period=None if month == "all" else month, catch_up_late=True)
             for line in report.lines():
                 print(line)

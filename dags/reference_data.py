@@ -75,6 +75,10 @@ def reference_data():
             conf = dict(get_current_context()["dag_run"].conf or {})
             settings = settings_from_airflow(conf, accepted=set(PARAMS))
             year = conf.get("year")
+            if year:
+                from etl.config import check_year_begun
+
+                check_year_begun(int(year), "year")  # a year still to come: one line, no retries
             offline = conf.get("offline_snapshot")
             if offline is None:  # a scheduled run: the admin's setting, else the live APIs
                 from airflow.sdk import Variable

@@ -190,10 +190,15 @@ def _settings(args):
 
 def cmd_run(args) -> int:
     from etl import pipelines
+    from etl.config import check_month_begun, check_year_begun
 
     settings = _settings(args)
     if args.period and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
         raise ConfigError(f"--period must be YYYY-MM, not {args.period!r}")
+    if args.period:
+        check_month_begun(args.period)
+    if args.year is not None:
+        check_year_begun(args.year)
     names = pipelines.ORDER if args.pipeline == "all" else (args.pipeline,)
     given = {
         k: v
@@ -276,19 +281,10 @@ def _as_delivered_earlier(out: Path, since: float, hours: float = 1.0) -> None:
 
 
 def cmd_report(args) -> int:
-    import datetime as dt
-
+    from etl.config import parse_as_of
     from etl.pipelines import followup
 
-    text = args.as_of.strip()
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--as-of must be a date (YYYY-MM-DD) or an ISO timestamp, not {text!r}") from None
-    if len(text) == 10:  # a date: the versions current at the end of that day
-        when = when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+    when = parse_as_of(args.as_of)  # a date still to come is refused: no table has a version from then
     for kind, uri in followup.build_as_of(_settings(args), when, args.out).items():
         say(f"{kind}: {uri}")
     return 0

@@ -16,6 +16,7 @@ A URL's password must be percent-encoded where URLs reserve a character
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import unicodedata
@@ -134,6 +135,53 @@ def check_url(value: str, name: str) -> None:
             "the bucket name); give the credentials as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or in "
             "Airflow as the Connection etl_object_store"
         )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_as_of(text: str, name: str = "--as-of", now: dt.datetime | None = None) -> dt.datetime:
+    """``YYYY-MM-DD`` (the end of that day, UTC) or an ISO timestamp (UTC unless it says) → an aware datetime.
+
+    :class:`ConfigError`, one line, for text that is neither, and for a
+    moment still to come: the tables have no version from the future, and a
+    report "as of" next year built from today's would say what nobody knew
+    then. Today's date is accepted (its versions so far).
+    """
+    text = (text or "").strip()
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a date (YYYY-MM-DD) or an ISO timestamp, not {text!r}") from None
+    now = now or _utcnow()
+    if len(text) == 10:  # a date: the versions current at the end of that day
+        if when.date() > now.date():
+            raise ConfigError(f"{name} {text} is in the future (today is {now:%Y-%m-%d} UTC): give a date up to today")
+        return (when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)).replace(tzinfo=dt.UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if when > now:
+        raise ConfigError(
+            f"{name} {text} is in the future (now {now:%Y-%m-%d %H:%M} UTC): give a moment that has passed"
+        )
+    return when
+
+
+def check_month_begun(period: str, name: str = "--period", now: dt.datetime | None = None) -> None:
+    """:class:`ConfigError` when ``period`` (YYYY-MM) is a month that has not begun: no delivery can be for it."""
+    now = now or _utcnow()
+    if period > f"{now:%Y-%m}":
+        raise ConfigError(
+            f"{name} {period} is a month that has not begun (this month is {now:%Y-%m}, UTC): give a month up to it"
+        )
+
+
+def check_year_begun(year: int, name: str = "--year", now: dt.datetime | None = None) -> None:
+    """:class:`ConfigError` when ``year`` has not begun: there are no figures for it."""
+    now = now or _utcnow()
+    if int(year) > now.year:
+        raise ConfigError(f"{name} {year} is in the future (this year is {now.year}): give a year up to it")
 
 
 def parse_kpi_list(value: str | None) -> tuple[str, ...]:

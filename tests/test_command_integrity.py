@@ -224,3 +224,54 @@ def test_an_ehealth_unit_correction_dropping_a_unit_says_so(capsys, tmp_path):
         and line in r["warnings"]
     ]
     assert row["rows_loaded"] == len(kept)
+
+
+# --------------------------------------------------------------------------- (c) no date from the future
+
+
+def _next_month(today: dt.date) -> str:
+    return f"{today.year + today.month // 12:04d}-{today.month % 12 + 1:02d}"
+
+
+def test_report_as_of_a_future_date_is_refused(capsys, tmp_path, warehouse):
+    """Found by an adversary: `report --as-of` a date to come was built from today's tables, dated then."""
+    today = dt.datetime.now(dt.UTC).date()
+    tomorrow = today + dt.timedelta(days=1)
+    out_dir = tmp_path / "then"
+    code, out, err = _main(
+        capsys, "report", "--as-of", tomorrow.isoformat(), "--out", str(out_dir), "--warehouse", str(warehouse)
+    )
+    assert (code, out) == (2, [])
+    assert err[-1] == (
+        f"error: --as-of {tomorrow.isoformat()} is in the future (today is {today.isoformat()} UTC): "
+        "give a date up to today"
+    )
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(microsecond=0)
+    code, _, err = _main(
+        capsys, "report", "--as-of", later.isoformat(), "--out", str(out_dir), "--warehouse", str(warehouse)
+    )
+    assert code == 2 and err[-1].startswith(f"error: --as-of {later.isoformat()} is in the future (now ")
+    assert not out_dir.exists()
+    # Today is no future: it passes the check (and fails here only because nothing was published yet).
+    code, _, err = _main(
+        capsys, "report", "--as-of", today.isoformat(), "--out", str(out_dir), "--warehouse", str(warehouse)
+    )
+    assert code == 1 and err[-1].startswith("error: nothing was published by ")
+
+
+def test_run_for_a_month_or_year_to_come_is_refused(capsys, landing, warehouse):
+    today = dt.datetime.now(dt.UTC).date()
+    where = ("--landing", str(landing), "--warehouse", str(warehouse))
+    month = _next_month(today)
+    code, out, err = _main(capsys, "run", "ehealth-adoption", "--period", month, *where)
+    assert (code, out) == (2, [])
+    assert err[-1] == (
+        f"error: --period {month} is a month that has not begun (this month is {today:%Y-%m}, UTC): "
+        "give a month up to it"
+    )
+    code, out, err = _main(capsys, "run", "reference", "--offline-snapshot", "--year", str(today.year + 1), *where)
+    assert (code, out) == (2, [])
+    assert err[-1] == (
+        f"error: --year {today.year + 1} is in the future (this year is {today.year}): give a year up to it"
+    )
+    assert list(warehouse.iterdir()) == []  # nothing recorded: not even a load log
