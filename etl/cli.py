@@ -281,10 +281,11 @@ def _as_delivered_earlier(out: Path, since: float, hours: float = 1.0) -> None:
 
 
 def cmd_report(args) -> int:
-    from etl.config import parse_as_of
+    from etl.config import check_store_location, parse_as_of
     from etl.pipelines import followup
 
     when = parse_as_of(args.as_of)  # a date still to come is refused: no table has a version from then
+    check_store_location(args.out, "--out")  # a folder or prefix, as the warehouse: no '?' or '#'
     for kind, uri in followup.build_as_of(_settings(args), when, args.out).items():
         say(f"{kind}: {uri}")
     return 0

@@ -12,6 +12,8 @@ A URL's password must be percent-encoded where URLs reserve a character
 (``#`` as ``%23``, ``?`` as ``%3F``, ``/`` as ``%2F``, a space as ``%20``):
 :func:`check_url` refuses one typed as it is, with a one-line
 :class:`ConfigError` that shows the URL with its credentials redacted.
+A landing or warehouse URI holds no query string or fragment (``?``,
+``#``): :func:`check_store_location` refuses one the same way.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def _normalise_uri(value: str, name: str) -> str:
         if not scheme.isidentifier() and not scheme.replace("-", "").isalnum():
             raise ConfigError(f"{name} has an unreadable URL scheme: {redact_uri(value)!r}")
         check_url(value, name)
+        check_store_location(value, name)
         return value.rstrip("/")
+    check_store_location(value, name)
     # Local paths are made absolute so Airflow workers, the CLI and tests
     # agree on them whatever their working directory.
     return str(Path(value).expanduser().resolve())
@@ -182,6 +186,26 @@ def check_year_begun(year: int, name: str = "--year", now: dt.datetime | None = 
     now = now or _utcnow()
     if int(year) > now.year:
         raise ConfigError(f"{name} {year} is in the future (this year is {now.year}): give a year up to it")
+
+
+def check_store_location(value: str, name: str) -> None:
+    """Refuse, with a one-line :class:`ConfigError`, a store location (landing, warehouse, an output folder)
+    holding ``?`` or ``#``.
+
+    A store is a folder or a bucket prefix; a query string or fragment is no
+    part of either. The storage libraries disagree on it — fsspec drops it
+    from some paths and keeps it in others, a local path keeps it as a name —
+    so tables, the load log and the delivery record would not all land in
+    one place (``s3://bucket/wh?x=1`` wrote the load log into the bucket's
+    root). Run after :func:`check_url`, which explains a ``#`` or ``?`` typed
+    in a password; the value is shown with its credentials redacted.
+    """
+    found = [f"{what} ({ch!r})" for ch, what in (("?", "a query string"), ("#", "a fragment")) if ch in value]
+    if found:
+        raise ConfigError(
+            f"{name} {redact_uri(value)!r} holds {' and '.join(found)}: a store location is a folder or bucket "
+            "prefix only; remove it (and rename a folder whose name holds '?' or '#')"
+        )
 
 
 def parse_kpi_list(value: str | None) -> tuple[str, ...]:

@@ -90,13 +90,18 @@ SECRET = "s3cr3t-Pa55"
 
 
 def test_credentials_in_a_landing_uri_never_reach_stderr_or_stdout(tmp_path):
-    # A landing URI with userinfo and presigned-style parameters: the log line naming it shows where,
-    # without the secrets, with and without --debug.
+    # A landing URI with userinfo and presigned-style parameters: refused (a store takes no query string,
+    # issue 22 §5), and the line naming it shows where, without the secrets, with and without --debug.
     landing = f"http://etl-user:{SECRET}@127.0.0.1:9/landing?X-Amz-Signature={SECRET}x&token={SECRET}y"
     for extra in ((), ("--debug",)):
         out = etl(*extra, "run", "county-reports", "--landing", landing, "--warehouse", str(tmp_path / "wh"))
-        assert SECRET not in out.stdout + out.stderr
-        assert "landing http://***@127.0.0.1:9/landing?X-Amz-Signature=***&token=***" in out.stderr
+        assert out.returncode == 2 and SECRET not in out.stdout + out.stderr
+        assert "landing URI 'http://***@127.0.0.1:9/landing?X-Amz-Signature=***&token=***' holds a query" in out.stderr
+    # Without the query, the log line naming the landing shows where, without the password.
+    out = etl("run", "county-reports", "--landing", f"http://etl-user:{SECRET}@127.0.0.1:9/landing",
+              "--warehouse", str(tmp_path / "wh"))
+    assert SECRET not in out.stdout + out.stderr
+    assert "landing http://***@127.0.0.1:9/landing" in out.stderr
 
 
 @pytest.mark.parametrize("debug", [False, True])

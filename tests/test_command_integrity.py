@@ -275,3 +275,63 @@ def test_run_for_a_month_or_year_to_come_is_refused(capsys, landing, warehouse):
         f"error: --year {today.year + 1} is in the future (this year is {today.year}): give a year up to it"
     )
     assert list(warehouse.iterdir()) == []  # nothing recorded: not even a load log
+
+
+# --------------------------------------------------------------------------- (d) no query string or fragment in a store
+
+
+STORE_LINE = (
+    "a store location is a folder or bucket prefix only; remove it (and rename a folder whose name holds '?' or '#')"
+)
+
+
+@pytest.mark.parametrize(
+    "flag, value, holds",
+    [
+        ("--warehouse", "s3://bucket/wh?x=1", "a query string ('?')"),
+        ("--warehouse", "{tmp}/wh?x", "a query string ('?')"),
+        ("--warehouse", "{tmp}/wh#old", "a fragment ('#')"),
+        ("--landing", "s3://bucket/landing#x", "a fragment ('#')"),
+        ("--landing", "http://etl:s3cr3t@host/landing?token=s3cr3t&v=1", "a query string ('?')"),
+    ],
+)
+def test_a_store_uri_with_a_query_or_fragment_is_refused(capsys, tmp_path, flag, value, holds):
+    """Found by an adversary: `--warehouse s3://bucket/wh?x=1` wrote the load log into the bucket's root."""
+    value = value.format(tmp=tmp_path)
+    other = "--landing" if flag == "--warehouse" else "--warehouse"
+    code, out, err = _main(capsys, "run", "county-reports", flag, value, other, str(tmp_path / "other"))
+    assert (code, out) == (2, [])
+    name = "warehouse URI" if flag == "--warehouse" else "landing URI"
+    shown = value.replace("etl:s3cr3t", "***").replace("token=s3cr3t", "token=***")
+    assert err[-1] == f"error: {name} {shown!r} holds {holds}: {STORE_LINE}"
+    assert "s3cr3t" not in "\n".join(err)
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_env_vars_and_report_out_are_refused_the_same_way(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ETL_WAREHOUSE_URI", f"{tmp_path}/wh?versionId=3")
+    code, _, err = _main(capsys, "status")
+    assert (
+        code == 2
+        and err[-1] == f"error: warehouse URI '{tmp_path}/wh?versionId=3' holds a query string ('?'): {STORE_LINE}"
+    )
+    monkeypatch.setenv("ETL_WAREHOUSE_URI", str(tmp_path / "wh"))
+    monkeypatch.setenv("ETL_LANDING_URI", f"{tmp_path}/landing#2")
+    code, _, err = _main(capsys, "run", "county-reports")
+    assert code == 2 and err[-1] == f"error: landing URI '{tmp_path}/landing#2' holds a fragment ('#'): {STORE_LINE}"
+    code, _, err = _main(capsys, "report", "--as-of", "2020-01-01", "--out", f"{tmp_path}/then?x")
+    assert code == 2 and err[-1] == f"error: --out '{tmp_path}/then?x' holds a query string ('?'): {STORE_LINE}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_airflow_variable_with_a_query_fails_the_task_with_one_line(monkeypatch, tmp_path):
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from etl import orchestration
+
+    variables = {"etl_warehouse_uri": "s3://bucket/wh?x=1", "etl_landing_uri": str(tmp_path / "landing")}
+    monkeypatch.setattr(Variable, "get", staticmethod(lambda name, default=None: variables.get(name, default)))
+    with pytest.raises(AirflowFailException) as failed:
+        orchestration.fail_fast(lambda: orchestration.settings_from_airflow({}))
+    assert str(failed.value).startswith(f"warehouse URI 's3://bucket/wh?x=1' holds a query string ('?'): {STORE_LINE}")
