@@ -1,9 +1,10 @@
 """Keeping personal data out of outputs, and exported cells inert.
 
-* :func:`mask_personal_data` masks e-mail addresses and Swedish personal
-  identity numbers (personnummer, also samordningsnummer) in free text.
-  Applied by the publisher to every quarantine row and by parsers to free
-  text that reaches a table.
+* :func:`mask_personal_data` masks e-mail addresses, Swedish personal
+  identity numbers (personnummer, also samordningsnummer) and telephone
+  numbers in free text. Applied by the publisher to every quarantine row,
+  by parsers to free text that reaches a table, and to what a person types
+  (an approval's reason) where it is recorded.
 * :func:`redact_uri` removes credentials from URIs wherever they appear in
   a text: the userinfo of ``scheme://user:password@host``, and the values
   of query/fragment parameters that carry secrets (``token``, ``key``,
@@ -31,9 +32,29 @@ EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[\w.\-]+\.[A-Za-z]{2,}")
 PERSONNUMMER = re.compile(
     r"(?<!\d)(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])[-+]?\d{4}(?!\d)"
 )
+# A telephone number: Swedish (0 and an area code that never starts with 0: 070-123 45 67, 08-123 456 78,
+# 0701234567, 031-12 34 56) or international (+46 70 123 45 67, +46 (0)8-123 456 78, 0046 70 …), in
+# groups separated by one space or hyphen; 8–10 digits nationally, 8–15 after "+"/"00" (PHONE_DIGITS).
+# The lookbehind keeps it from starting inside a word, a number, a decimal, a date or a path
+# (SE2321000016-1234, 0.0701234567, 2017-03-01, /a/0701234567): only a run that starts a number.
+PHONE = re.compile(
+    r"(?<![\w.,/+\-])(?<!\d[ \u00a0])(?:(?:\+|00)[1-9]\d{0,2}[ \u00a0\-]?(?:\(0\)[ \u00a0\-]?)?|0(?=[1-9]))"
+    r"\d{1,4}(?:[ \u00a0\-]?\d{1,4}){1,5}(?!\w|[.,]\d|[ \u00a0\-]\d)"
+)
+_DDMMYYYY = re.compile(r"0\d-[01]\d-(?:19|20)\d\d")  # 01-09-2025 is a date, not a number to call
 EMAIL_MASK = "[e-post borttagen]"
 PNR_MASK = "[personnummer borttaget]"
+PHONE_MASK = "[telefonnummer borttaget]"
 NAME_MASK = "[namn borttaget]"
+
+
+def _phone(match: re.Match) -> str:
+    text = match.group(0)
+    digits = sum(ch.isdigit() for ch in text)
+    international = text.startswith(("+", "00"))
+    if _DDMMYYYY.fullmatch(text) or not (8 <= digits <= (15 if international else 10)):
+        return text
+    return PHONE_MASK
 
 
 @overload
@@ -41,22 +62,25 @@ def mask_personal_data(text: str, names: tuple[str, ...] = ()) -> str: ...
 @overload
 def mask_personal_data(text: _T, names: tuple[str, ...] = ()) -> _T: ...
 def mask_personal_data(text: object, names: tuple[str, ...] = ()) -> object:
-    """``text`` with e-mail addresses and personnummer replaced; non-strings (``None``) pass through.
+    """``text`` with e-mail addresses, personnummer and telephone numbers replaced; non-strings (``None``) pass through.
 
     ``names`` (a contact person's name and its parts, longest first) are
     replaced too, as whole words in any case: the one masking rule for
-    every output, with the names a source knows to be personal.
+    every output, with the names a source knows to be personal — sender
+    text, and the free text a person types (an approval's reason and
+    approver: :func:`etl.approvals.who_and_why`).
     """
     if not isinstance(text, str) or not text:
         return text
     text = PERSONNUMMER.sub(PNR_MASK, EMAIL.sub(EMAIL_MASK, text))
+    text = PHONE.sub(_phone, text)
     for name in names:
         text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", NAME_MASK, text, flags=re.IGNORECASE)
     return text
 
 
 def contains_personal_data(text: str) -> bool:
-    return bool(EMAIL.search(text) or PERSONNUMMER.search(text))
+    return mask_personal_data(text) != text
 
 
 # ``scheme://userinfo@host``. A password may hold anything a person can type — spaces, "#", "?", "%",

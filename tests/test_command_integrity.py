@@ -335,3 +335,56 @@ def test_an_airflow_variable_with_a_query_fails_the_task_with_one_line(monkeypat
     with pytest.raises(AirflowFailException) as failed:
         orchestration.fail_fast(lambda: orchestration.settings_from_airflow({}))
     assert str(failed.value).startswith(f"warehouse URI 's3://bucket/wh?x=1' holds a query string ('?'): {STORE_LINE}")
+
+
+# --------------------------------------------------------------------------- (e) what a person types is masked
+
+
+def test_a_phone_number_in_an_approval_reason_never_reaches_an_output(capsys, settings, landing, warehouse):
+    """Found by an adversary: a phone number typed into an approval reason reached the report."""
+    from etl.pipelines import followup, reference
+    from etl.sample import reference as reference_sample
+
+    reference_sample.write(landing, 2017, 2017, units=0, unit_months=0, seed=2016)
+    reference.run(settings, offline_snapshot=True)
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    county_reports.run(settings)
+    doc = builders.doc()
+    del doc["initiatives"]  # left out: blocked, approvable
+    builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
+    with pytest.raises(ValidationFailed, match="a person may approve"):
+        county_reports.run(settings)
+    phone, mobile = "018-611 00 00", "+46 70 123 45 67"
+    reason = f"Uppsala confirmed by phone ({phone}, Anna on {mobile}): no initiatives in 2017"
+    masked = "Uppsala confirmed by phone ([telefonnummer borttaget], Anna on [telefonnummer borttaget]): no initiatives in 2017"
+    where = ("--landing", str(landing), "--warehouse", str(warehouse))
+    # A rejection first: the block stays, and `etl status` shows the decision.
+    code, _, err = _main(
+        capsys,
+        "approve",
+        "uppsala_rättelse.json",
+        "--reject",
+        "--reason",
+        f"Call Anna on {mobile}",
+        "--by",
+        "bo",
+        *where,
+    )
+    assert code == 0, err
+    code, status, _ = _main(capsys, "status", "--warehouse", str(warehouse))
+    assert code == 0 and any(
+        "rejected by bo on " in line and ": Call Anna on [telefonnummer borttaget]" in line for line in status
+    )
+    code, out, err = _main(capsys, "approve", "uppsala_rättelse.json", "--reason", reason, "--by", "ada", *where)
+    assert code == 0, err
+    assert out[0] == f"uppsala_rättelse.json: approved by ada on {dt.datetime.now(dt.UTC):%Y-%m-%d}: {masked}"
+    assert [r["message"] for r in _decisions(warehouse)] == [
+        "rejected by bo: Call Anna on [telefonnummer borttaget]",
+        f"approved by ada: {masked}",
+    ]
+    out += status
+    followup.run(settings)
+    page = (warehouse / "exports" / "followup_report.html").read_text(encoding="utf-8")
+    assert "av ada: Uppsala confirmed by phone ([telefonnummer borttaget], Anna on [telefonnummer borttaget])" in page
+    everything = "\n".join([page, str(_log(warehouse)), *out])
+    assert phone not in everything and mobile not in everything and "70 123 45 67" not in everything

@@ -9,15 +9,21 @@ from etl.publish import TableBatch
 @pytest.mark.parametrize(
     "text",
     ["Kontakt: anna.svensson@regionuppsala.se", "pnr 19800101-1234", "811228-9874 ringde", "200001019876",
-     "samordningsnr 701063-2391"],
+     "samordningsnr 701063-2391",
+     # Telephone numbers (issue 22 §5: one typed into an approval reason reached the report).
+     "tel 018-611 00 00", "ring 070-123 45 67", "mobil 073 123 45 67.", "+46 70 123 45 67", "+46 (0)8-123 456 78",
+     "0046 31 12 34 56", "tel:08-12345678"],
 )
 def test_personal_data_is_masked(text):
     masked = mask_personal_data(text)
     assert not contains_personal_data(masked)
-    assert "borttag" in masked
+    assert "borttag" in masked and not any(ch.isdigit() for ch in masked.split(" ", 1)[-1])
 
 
-@pytest.mark.parametrize("text", ["1 234 567 kr", "2017-03-01", "SE2321000016-15CX", "159 mnkr", "tel 018-611 00 00"])
+@pytest.mark.parametrize("text", ["1 234 567 kr", "2017-03-01", "SE2321000016-15CX", "159 mnkr", "6 900 000 kr",
+                                  "1 000 000 000 kr", "0,5 mnkr", "01-09-2025", "751 85 Uppsala", "kl 08-17",
+                                  "Dnr 01-234/2017", "2017-03;01;Stockholm;12 345", "2017-03\t01\t12 345\t0",
+                                  "region 03 2017 1", "Gotland 09 2017 12 34 56 78"])
 def test_ordinary_values_are_left_alone(text):
     assert mask_personal_data(text) == text
 
