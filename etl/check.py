@@ -69,6 +69,7 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
     verdicts: dict[str, Verdict] = {}
     county: list[storage.LandedFile] = []
     ehealth: defaultdict[str, defaultdict[str, list[storage.LandedFile]]] = defaultdict(lambda: defaultdict(list))
+    judged_as: dict[str, str] = {}  # URI given → the location its verdict is filed under (the file's real path)
     for uri in uris:
         name = display_name(posixpath.basename(uri.rstrip("/")))
         try:
@@ -82,6 +83,7 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
         except BadInput as exc:
             if landed.name.lower().endswith(county_reports.SUFFIXES):
                 county.append(landed)
+                judged_as[uri] = landed.location
             else:
                 verdicts[uri] = Verdict(
                     name,
@@ -90,12 +92,13 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
                 )
             continue
         ehealth[export.period][export.kind].append(landed)
+        judged_as[uri] = landed.location
     with validation.not_persisted():
         if county:
             verdicts.update(_check_county(county, settings))
         for period in sorted(ehealth):
             verdicts.update(_check_month(period, ehealth[period], settings))
-    return [verdicts[uri] for uri in uris]
+    return [verdicts[judged_as.get(uri, uri)] for uri in uris]
 
 
 def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[str, Verdict]:

@@ -6,15 +6,18 @@ wherever a local path does.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import posixpath
 import re
+import stat
 import time
 import unicodedata
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -143,10 +146,96 @@ def _unreadable(uri: str, exc: OSError) -> EtlError:
     return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
 
+# --------------------------------------------------------------------------- landing is a boundary (issue 22 §2)
+#
+# Landing takes regular files only. A symbolic link — to a file, to a folder, broken, or pointing back inside
+# landing — is named and refused without a byte of it read, and so is a landing folder that is a link: what a
+# link points at is not the sender's delivery (a link to /etc/passwd would put its lines in error messages,
+# logs and tables). The landing root itself may be a link or a mount (/data/landing -> /mnt/x): it is resolved
+# once per listing and every entry is judged against its real path. A file is opened without following a link
+# (O_NOFOLLOW) and the opened file is checked to be a regular file at exactly the real path that was listed,
+# so a link swapped in between listing and reading is refused too. Object stores have no links.
+
+
+def link_refusal(name: str) -> str:
+    """The one line naming a link in landing and the rule it breaks."""
+    return f"{name!r} is a symbolic link: landing takes regular files only; copy the file in"
+
+
+def _linked_folder(real_root: str, prefix: str) -> str | None:
+    """The first folder of ``prefix`` under ``real_root`` that is a symbolic link (``'ehealth'``), else None."""
+    here = real_root
+    for part in [p for p in prefix.split("/") if p]:
+        here = os.path.join(here, part)
+        try:
+            if stat.S_ISLNK(os.lstat(here).st_mode):
+                return os.path.relpath(here, real_root)
+        except FileNotFoundError:
+            return None
+    return None
+
+
+def _opened_path(fd: int) -> str | None:
+    """The real path of an open file as the kernel knows it (Linux's /proc), or None where it cannot say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _open_regular(path: str, buffering: int = -1) -> BinaryIO:
+    """Open a local landing file for reading: a regular file at exactly ``path``, with no link on the way.
+
+    ``path`` is the file's real path as a listing found it (:attr:`LandedFile.location`). The last
+    component is opened without following a link (``O_NOFOLLOW``; ``O_NONBLOCK`` so that a pipe does not
+    hang the run), the opened file must be a regular file, and its real path must be ``path`` itself:
+    a folder on the way replaced by a link since the listing leads elsewhere and is refused. Raises
+    :class:`BadInput` naming the file; nothing of what a link points at is read.
+    """
+    path = os.path.abspath(path)
+    name = posixpath.basename(path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # (EMLINK: the BSDs' answer to O_NOFOLLOW on a link)
+            raise BadInput(link_refusal(name)) from None
+        raise
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise BadInput(f"{name!r}: not a regular file: landing takes regular files only")
+        real = _opened_path(fd)
+        if real is None:  # no /proc: the same check, from the path's side
+            here = os.stat(path, follow_symlinks=False)
+            same = (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino)
+            real = path if same and os.path.realpath(path) == path else ""
+        if real != path:
+            raise BadInput(
+                f"{name!r}: a folder on its way is a symbolic link (swapped in after landing was listed?): "
+                "landing takes regular files only"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_landed(fs: fsspec.AbstractFileSystem, path: str, *, buffering: int = -1) -> BinaryIO:
+    """Open a landing file for reading: locally through :func:`_open_regular` (no links), elsewhere as the store does.
+
+    ``buffering=0`` (local files only) gives the raw file, for a reader that reads large blocks itself (pyarrow).
+    """
+    if is_local(fs):
+        return _open_regular(path, buffering)
+    return fs.open(path, "rb")
+
+
 def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     try:
-        with fs.open(path, "rb") as handle:
+        with open_landed(fs, path) as handle:
             while block := handle.read(chunk):
                 digest.update(block)
     except OSError as exc:
@@ -163,7 +252,9 @@ class LandedFile:
     size: int
     modified: float | None  # epoch seconds, when the store reports it
     sha256: str
-    location: str = ""  # the path as the store spells it (NFD on some senders' disks, credentials kept): open this
+    # The path as the store spells it (NFD on some senders' disks, credentials kept; locally the real path,
+    # under the landing root's real path): open this, with open_landed.
+    location: str = ""
 
     @property
     def path(self) -> str:
@@ -246,9 +337,18 @@ def list_landed(
     deliveries. Every other entry is either returned or accounted for: when
     the caller passes ``skipped``, an entry that cannot be taken in — a
     folder, a name without one of ``suffixes``, a name that could escape its
-    folder (``..``, ``\\``), a broken link — is described there (the
-    pipeline then loads the rest and fails naming it); without a list, an
-    unsafe name raises :class:`BadInput` and other entries are ignored.
+    folder (``..``, ``\\``), a symbolic link, anything else that is no
+    regular file — is described there (the pipeline then loads the rest and
+    fails naming it); without a list, an unsafe name or a link raises
+    :class:`BadInput` and other entries are ignored.
+
+    **Landing is a boundary** (see :func:`link_refusal`): a symbolic link is
+    refused whatever it points at, unread, and so is ``<prefix>/`` itself
+    when it is a link (nothing under it is listed). Locally the landing root
+    is resolved once (it may be a link or a mount) and every
+    :attr:`LandedFile.location` is a real path under it, which
+    :func:`open_landed` opens only if it still is a regular file reached
+    without a link.
 
     **Files still being written.** A file modified less than
     ``settle_seconds`` ago is still arriving: it is not returned but named in
@@ -270,6 +370,7 @@ def list_landed(
     be missed; deliveries do not do that.)
     """
     fs, root = filesystem(join(landing_uri, prefix))
+    opened_from = landing_uri  # where files are opened: locally the landing root's real path (see link_refusal)
     try:
         if is_local(fs) and not fs.exists(filesystem(landing_uri)[1]):
             # A missing landing root is an unmounted volume or a wrong setting: say so, don't
@@ -278,6 +379,20 @@ def list_landed(
             raise SourceUnavailable(
                 f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)"
             )
+        if is_local(fs):
+            # The root may be a link or a mount (resolved once, here); nothing under it may be a link.
+            opened_from = os.path.realpath(filesystem(landing_uri)[1])
+            root = join(opened_from, prefix)
+            linked = _linked_folder(opened_from, prefix)
+            if linked is not None:
+                refusal = (
+                    f"{linked!r} is a symbolic link: landing takes regular files in real folders only; "
+                    "copy the files in"
+                )
+                if skipped is None:
+                    raise BadInput(refusal)
+                skipped.append(refusal)
+                return []
         if is_local(fs) and not fs.exists(root):
             return []
         # Elsewhere ls itself answers: a missing prefix is FileNotFoundError (no delivery yet), while a
@@ -322,6 +437,12 @@ def list_landed(
                     f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character set?); rename it"
                 )
             continue
+        if info.get("islink") or info.get("type") == "link":
+            # Whatever it points at (a file, a folder, nothing, landing itself): never followed, never read.
+            if skipped is None:
+                raise BadInput(link_refusal(name))
+            skipped.append(link_refusal(name))
+            continue
         if info.get("type") == "directory":
             if skipped is not None:
                 skipped.append(f"{name!r} is a folder: deliveries are files directly under {prefix}/")
@@ -330,10 +451,9 @@ def list_landed(
             if skipped is not None:
                 skipped.append(f"{name!r}: not a file type this folder takes (accepted: {', '.join(suffixes)})")
             continue
-        if info.get("type") != "file" and not (info.get("islink") and fs.isfile(info["name"])):
-            # (A link to a file is listed as "other"; it is a delivery like the file itself.)
+        if info.get("type") != "file":  # a pipe, a socket, a device
             if skipped is not None:
-                skipped.append(f"{name!r}: not a regular file (a broken link?)")
+                skipped.append(f"{name!r}: not a regular file: landing takes regular files only")
             continue
         try:
             safe_name(name)
@@ -365,7 +485,14 @@ def list_landed(
         # Without a modification time, ETag or inode only the size is left: too little to trust.
         telling = stamp[1] is not None or stamp[2] or stamp[3]
         reuse = telling and same and known.get("sha256")
-        sha256 = known["sha256"] if reuse else sha256_of(fs, info["name"])
+        location = join(opened_from, prefix, stored_name)
+        try:
+            sha256 = known["sha256"] if reuse else sha256_of(fs, location if is_local(fs) else info["name"])
+        except BadInput as exc:  # became a link (or a link appeared on its way) since the listing
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+            continue
         remembered[name] = {"stamp": stamp, "seen": seen, "sha256": sha256}
         found.append(
             LandedFile(
@@ -374,7 +501,7 @@ def list_landed(
                 size=stamp[0],
                 modified=stamp[1],
                 sha256=sha256,
-                location=join(landing_uri, prefix, stored_name),
+                location=location,
             )
         )
     if hash_cache and remembered != cached:
@@ -386,27 +513,37 @@ def landed_file(uri: str) -> LandedFile:
     """One file named directly (``python -m etl check FILE``), described as a listing would describe it.
 
     Raises :class:`BadInput` when ``uri`` is not a file, and
-    :class:`SourceUnavailable` when it cannot be read.
+    :class:`SourceUnavailable` when it cannot be read. A symbolic link is
+    refused as a run would refuse it in landing (:func:`link_refusal`): the
+    verdict is the one a run would give. The folders on the way to it are the
+    caller's choice (resolved here); the file is then opened at that real path.
     """
     fs, path = filesystem(uri)
+    stored_name = posixpath.basename(path.rstrip("/"))
+    name = unicodedata.normalize("NFC", stored_name)
+    location = uri
     try:
-        info = fs.info(path)
+        if is_local(fs):
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise BadInput(link_refusal(name))
+            location = os.path.join(os.path.realpath(os.path.dirname(path)), stored_name)
+        info = fs.info(location if is_local(fs) else path)
     except FileNotFoundError:
         raise BadInput(f"{uri}: no such file") from None
     except OSError as exc:
         raise _unreadable(uri, exc) from None
+    if info.get("islink"):  # (swapped in a moment ago)
+        raise BadInput(link_refusal(name))
     if info.get("type") != "file":
         raise BadInput(f"{uri}: not a file")
-    stored_name = posixpath.basename(path.rstrip("/"))
-    name = unicodedata.normalize("NFC", stored_name)
     stamp = _content_stamp(info)
     return LandedFile(
         uri=redact_uri(unicodedata.normalize("NFC", uri)),
         name=name,
         size=stamp[0],
         modified=stamp[1],
-        sha256=sha256_of(fs, path),
-        location=uri,
+        sha256=sha256_of(fs, location if is_local(fs) else path),
+        location=location,
     )
 
 
@@ -427,13 +564,19 @@ def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[La
 
 
 def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+    """A landing file's bytes (opened by :func:`open_landed`: locally no links); over ``max_bytes`` is BadInput."""
     fs, path = filesystem(uri)
+
+    def within_limit(size: int | None) -> None:
+        if max_bytes is not None and size is not None and size > max_bytes:
+            raise BadInput(f"{posixpath.basename(path)}: file is {size} bytes, over the {max_bytes}-byte limit")
+
     try:
-        if max_bytes is not None:
-            size = fs.size(path)
-            if size is not None and size > max_bytes:
-                raise BadInput(f"{posixpath.basename(path)}: file is {size} bytes, over the {max_bytes}-byte limit")
-        with fs.open(path, "rb") as handle:
+        if max_bytes is not None and not is_local(fs):
+            within_limit(fs.size(path))
+        with open_landed(fs, path) as handle:
+            if max_bytes is not None and is_local(fs):  # the opened file's size: a link is refused unlooked-at
+                within_limit(os.fstat(handle.fileno()).st_size)
             return handle.read()
     except OSError as exc:
         raise _unreadable(uri, exc) from None

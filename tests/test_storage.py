@@ -99,14 +99,15 @@ def test_what_is_not_a_delivery_and_what_cannot_be_taken_in(tmp_path):
     assert [f.name for f in files] == ["a.csv"]
     # Nothing silent (issue 13 §2): the folder and the other type are named too; the dotfile is hidden.
     assert sorted(skipped) == ["'folder.csv' is a folder: deliveries are files directly under ehealth/",
-                               "'gone.csv': not a regular file (a broken link?)",
+                               "'gone.csv' is a symbolic link: landing takes regular files only; copy the file in",
                                "'notes.txt': not a file type this folder takes (accepted: .csv)",
                                "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'"]
     with pytest.raises(BadInput, match="unsafe file name"):  # a caller that does not collect them is refused
         storage.list_landed(str(landing), "ehealth", (".csv",))
 
 
-def test_a_link_to_a_file_is_a_delivery_like_the_file(tmp_path):
+def test_a_link_to_a_file_is_refused_not_read(tmp_path):
+    # Issue 22 §2 (it used to be taken in like the file): landing is a boundary; tests/test_landing_boundary.py.
     landing = tmp_path / "landing"
     target = tmp_path / "elsewhere.csv"
     target.write_bytes(b"linked")
@@ -114,7 +115,7 @@ def test_a_link_to_a_file_is_a_delivery_like_the_file(tmp_path):
     (landing / "ehealth" / "linked.csv").symlink_to(target)
     skipped: list[str] = []
     files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
-    assert [(f.name, f.sha256) for f in files] == [("linked.csv", _sha(b"linked"))] and skipped == []
+    assert files == [] and skipped == [storage.link_refusal("linked.csv")]
 
 
 # --------------------------------------------------------------------------- issue 13 §5: URIs with credentials

@@ -129,8 +129,8 @@ def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
         raise storage._unreadable(root, exc) from None
     for info in entries:
         name = unicodedata.normalize("NFC", posixpath.basename(str(info.get("name", "")).rstrip("/")))
-        if not name or name.startswith(".") or info.get("type") == "directory":
-            continue
+        if not name or name.startswith(".") or info.get("type") == "directory" or info.get("islink"):
+            continue  # (a link is no delivery: a run refuses it, storage.link_refusal)
         try:
             parsed = exports.parse_file_name(name)
         except BadInput:

@@ -97,7 +97,7 @@ def _open_text_bytes(fs, path: str, name: str):
     """The file's bytes as a stream: decompressed on the fly for ``.gz``."""
     import gzip
 
-    handle = fs.open(path, "rb")
+    handle = storage.open_landed(fs, path)  # locally: a regular file, no link followed
     return gzip.GzipFile(fileobj=handle) if is_gzip(name) else handle
 
 
@@ -343,7 +343,11 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
     rejected: list[dict] = []
     next_line = found.header_line + 1
     skipped: set[int] = set()
-    handle = path if storage.is_local(fs) else fs.open(path, "rb")
+    try:
+        # Opened here, not by pyarrow from the path: a link swapped in since layout() is refused, not followed.
+        handle = storage.open_landed(fs, path, buffering=0)
+    except BadInput as exc:
+        return _rejected_file(out, fs, path, str(exc))
     max_chars = spreadsheet.LIMITS.max_cell_chars
     try:
         # pyarrow inflates a gzip stream itself, block by block, local or remote alike.
@@ -385,8 +389,7 @@ def read_unit_daily(source_file: str, *, block_size: int = BLOCK_SIZE, location:
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return _rejected_file(out, fs, path, f"{file_name}: the gzip file is broken or cut short ({message})")
     finally:
-        if not isinstance(handle, str):
-            handle.close()
+        handle.close()
     out.rejected = sorted(invalid + rejected, key=lambda r: r["row_number"])
     out.rows = pa.concat_tables(pieces) if pieces else None
     out.data_lines = out.rows_in
@@ -420,8 +423,8 @@ def _rejected_file(out: UnitMonth, fs, path: str, reason: str) -> UnitMonth:
             while block := handle.read(1 << 20):
                 lines += block.count(b"\n")
                 last = block[-1:]
-    except (OSError, EOFError):
-        pass  # a broken gzip: the lines before the break are counted
+    except (OSError, EOFError, BadInput):
+        pass  # a broken gzip: the lines before the break are counted (a link refused: none are read)
     lines += last != b"\n"  # a last line without a newline is a line too
     lines -= 1  # the header is not data
     out.file_error = reason

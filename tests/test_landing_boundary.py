@@ -1,0 +1,243 @@
+"""Landing is a boundary (issue 22 §2): landing takes regular files only.
+
+A symbolic link in landing — to a file, to a folder, named like a folder,
+inside a subfolder, pointing back inside landing, or the prefix folder
+itself — is named and refused without a byte of what it points at read;
+nothing of that content reaches a message, a log or a table, and the other
+files still load. A link swapped in between listing and reading is refused
+too. The landing root itself may be a link (a mount point): it is resolved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl import publish, storage
+from etl.errors import BadInput
+from etl.sample import ehealth as ehealth_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = "SECRET-MARKER-7f3a9c"  # in every file outside landing a link points at; must be seen nowhere
+MONTH = dt.date(2017, 3, 1)
+RULE = "is a symbolic link: landing takes regular files only"
+
+
+def _etl(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ETL_LANDING_SETTLE_SECONDS="0")
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
+
+
+def _secrets(folder: Path) -> Path:
+    """A folder outside landing holding a secret file and export-named files that carry :data:`MARKER`."""
+    folder.mkdir()
+    (folder / "passwd").write_text(f"root:x:0:0:{MARKER}:/root:/bin/bash\n", encoding="utf-8")
+    # Files that would parse as exports: were a link followed, the marker would be loaded or quarantined.
+    for path in ehealth_sample.write_month(folder, dt.date(2017, 4, 1), seed=7, style=ehealth_sample.PLAIN):
+        text = path.read_text(encoding="utf-8").replace("Stockholm", MARKER)
+        path.write_text(text + f"{MARKER};{MARKER}\n", encoding="utf-8")
+        assert MARKER in path.read_text(encoding="utf-8")
+    return folder
+
+
+def _warehouse_text(warehouse: Path) -> str:
+    """Everything the warehouse says, as text: load log, every table and quarantine table, and every file's bytes."""
+    parts = [str(publish.read_load_log(str(warehouse)).to_pylist())]
+    for table in sorted(p.name for p in warehouse.iterdir() if (p / "_delta_log").is_dir()):
+        parts.append(str(publish.read_table(str(warehouse), table).to_pylist()))
+    quarantine = warehouse / "_quarantine"
+    for table in sorted(p.name for p in quarantine.iterdir()) if quarantine.is_dir() else []:
+        parts.append(str(publish.read_quarantine(str(warehouse), table).to_pylist()))
+    parts += [p.read_bytes().decode("latin-1") for p in warehouse.rglob("*") if p.is_file()]
+    return "\n".join(parts)
+
+
+def _error_line(out: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.stderr.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- a run, as the user meets it
+
+
+def test_links_in_landing_are_named_and_refused_and_nothing_of_them_leaks(tmp_path, landing, warehouse):
+    secrets = _secrets(tmp_path / "secrets")
+    folder = landing / "ehealth"
+    ehealth_sample.write_month(folder, MONTH, seed=7, style=ehealth_sample.PLAIN)  # the month that loads
+    (folder / "webbtidbok_2017-04.csv").symlink_to(secrets / "passwd")  # the issue's example
+    (folder / "journalen_2017-04.csv").symlink_to(secrets, target_is_directory=True)  # a folder, named like a file
+    (folder / "archive").symlink_to(secrets, target_is_directory=True)  # a folder, named like one
+    (folder / "journalen_2017-05.csv").symlink_to(folder / "journalen_2017-03.csv")  # back inside landing
+    (folder / "old").mkdir()  # a real subfolder (refused as a folder, never entered) holding a link
+    (folder / "old" / "journalen_2017-06.csv").symlink_to(secrets / "journalen_2017-04.csv")
+
+    out = _etl("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(warehouse))
+
+    assert out.returncode == 1, out.stderr
+    error = _error_line(out)
+    assert error.startswith("error: ehealth_adoption: 5 file(s) in landing not loaded"), error
+    for name in ("webbtidbok_2017-04.csv", "journalen_2017-04.csv", "archive", "journalen_2017-05.csv"):
+        assert f"'{name}' {RULE}; copy the file in" in error
+    assert "'old' is a folder" in error
+    assert MARKER not in out.stdout + out.stderr
+    assert MARKER not in _warehouse_text(warehouse)
+    # The regular files loaded: the whole of March, 21 regions x 8 metrics.
+    loaded = publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()
+    assert len(loaded) == 21 * 8 and {r["month"] for r in loaded} == {MONTH}
+    # The load log names the links too (the permanent record of why the run failed).
+    failed = [r["message"] for r in publish.read_load_log(str(warehouse)).to_pylist() if r["outcome"] == "failed"]
+    assert len(failed) == 1 and f"'webbtidbok_2017-04.csv' {RULE}" in failed[0]
+
+
+def test_a_landing_folder_that_is_a_link_is_refused_whole(tmp_path, landing, warehouse):
+    secrets = _secrets(tmp_path / "secrets")
+    (landing / "ehealth").symlink_to(secrets, target_is_directory=True)
+
+    out = _etl("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(warehouse))
+
+    assert out.returncode == 1, out.stderr
+    error = _error_line(out)
+    assert "'ehealth' is a symbolic link: landing takes regular files in real folders only" in error, error
+    assert MARKER not in out.stdout + out.stderr
+    assert MARKER not in _warehouse_text(warehouse)
+    assert publish.read_table(str(warehouse), "ehealth_adoption").num_rows == 0
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_the_landing_root_may_be_a_link_and_a_hardlink_is_a_regular_file(tmp_path, landing):
+    (landing / "ehealth").mkdir()
+    (landing / "ehealth" / "a.csv").write_bytes(b"a")
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(b"hard")
+    os.link(outside, landing / "ehealth" / "b.csv")  # one file, two names: regular, taken in
+    mount = tmp_path / "mount"
+    mount.symlink_to(landing, target_is_directory=True)  # /data/landing -> /mnt/x
+
+    skipped: list[str] = []
+    files = storage.list_landed(str(mount), "ehealth", (".csv",), skipped=skipped)
+
+    assert skipped == [] and [f.name for f in files] == ["a.csv", "b.csv"]
+    assert files[0].uri == str(mount / "ehealth" / "a.csv")  # lineage keeps the configured spelling
+    assert files[0].location == os.path.join(os.path.realpath(landing), "ehealth", "a.csv")  # opened here
+    assert [storage.read_bytes(f.path) for f in files] == [b"a", b"hard"]
+
+
+def test_a_caller_without_a_skipped_list_is_refused(tmp_path, landing):
+    (landing / "api_snapshot").mkdir()
+    (landing / "api_snapshot" / "scb.json").symlink_to(_secrets(tmp_path / "secrets") / "passwd")
+    with pytest.raises(BadInput, match=f"'scb.json' {RULE}") as info:
+        storage.list_landed(str(landing), "api_snapshot", (".json",))
+    assert MARKER not in str(info.value)
+
+
+# --------------------------------------------------------------------------- swapped in after listing (TOCTOU)
+
+
+@pytest.fixture
+def listed(tmp_path, landing):
+    """A month with its unit-level file, listed; then the secrets beside landing."""
+    units = ehealth_sample.make_units(3, 7)
+    ehealth_sample.write_month(landing / "ehealth", MONTH, seed=7, units=units, style=ehealth_sample.PLAIN)
+    files = {f.name: f for f in storage.list_landed(str(landing), "ehealth", (".csv",))}
+    assert len(files) == 3
+    return files, _secrets(tmp_path / "secrets")
+
+
+def _no_marker(*things) -> None:
+    assert MARKER not in repr(things)
+
+
+@pytest.mark.parametrize("without_proc", [False, True], ids=["proc", "no-proc"])
+def test_a_file_replaced_by_a_link_after_listing_is_refused_by_every_reader(listed, monkeypatch, without_proc):
+    from etl.sources import ehealth_exports, unit_daily
+
+    if without_proc:  # where the kernel cannot name an open file's path (no /proc): the path-side check
+        monkeypatch.setattr(storage, "_opened_path", lambda fd: None)
+    files, secrets = listed
+    for f in files.values():
+        Path(f.path).unlink()
+        Path(f.path).symlink_to(secrets / "passwd")
+
+    journal = files["journalen_2017-03.csv"]
+    with pytest.raises(BadInput, match=f"'journalen_2017-03.csv' {RULE}") as info:
+        storage.read_bytes(journal.path)
+    _no_marker(info.value)
+    with pytest.raises(BadInput, match=RULE):
+        storage.sha256_of(storage.filesystem(journal.path)[0], journal.path)
+
+    export = ehealth_exports.read_export_file(journal.uri, location=journal.path)
+    assert export.file_error is not None and RULE in export.file_error
+    assert export.regional == [] and export.national == []
+    _no_marker(export)
+
+    unit_file = files["webbtidbok_enheter_2017-03.csv"]
+    read = unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
+    assert read.file_error is not None and RULE in read.file_error and read.rows is None
+    _no_marker(read.rejected, read.file_error)
+
+
+@pytest.mark.parametrize("without_proc", [False, True], ids=["proc", "no-proc"])
+def test_a_folder_replaced_by_a_link_after_listing_is_refused(listed, landing, monkeypatch, without_proc):
+    from etl.sources import unit_daily
+
+    if without_proc:
+        monkeypatch.setattr(storage, "_opened_path", lambda fd: None)
+    files, secrets = listed
+    for f in files.values():  # same names over there, holding the marker
+        (secrets / f.name).write_text(f"{MARKER}\n", encoding="utf-8")
+    (landing / "ehealth").rename(landing / "ehealth.listed")
+    (landing / "ehealth").symlink_to(secrets, target_is_directory=True)
+
+    journal = files["journalen_2017-03.csv"]
+    with pytest.raises(BadInput, match="'journalen_2017-03.csv': a folder on its way is a symbolic link") as info:
+        storage.read_bytes(journal.path)
+    _no_marker(info.value)
+    unit_file = files["webbtidbok_enheter_2017-03.csv"]
+    read = unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
+    assert read.file_error is not None and "symbolic link" in read.file_error
+    _no_marker(read.rejected, read.file_error)
+
+
+@pytest.mark.timeout(20)  # a reader that waits for a writer would hang here
+def test_a_pipe_swapped_in_is_refused_without_waiting_for_a_writer(listed):
+    files, _ = listed
+    journal = files["journalen_2017-03.csv"]
+    Path(journal.path).unlink()
+    os.mkfifo(journal.path)
+    with pytest.raises(BadInput, match="'journalen_2017-03.csv': not a regular file"):
+        storage.read_bytes(journal.path)
+
+
+# --------------------------------------------------------------------------- etl check FILE
+
+
+def test_check_refuses_a_link_it_is_given(tmp_path, landing, settings):
+    from etl import check
+
+    (landing / "ehealth").mkdir()
+    link = landing / "ehealth" / "webbtidbok_2017-04.csv"
+    link.symlink_to(_secrets(tmp_path / "secrets") / "webbtidbok_2017-04.csv")
+    (verdict,) = check.check([str(link)], settings)
+    assert verdict.verdict == check.REFUSED
+    assert verdict.lines == [f"'webbtidbok_2017-04.csv' {RULE}; copy the file in"]
+    _no_marker(verdict)
+
+
+def test_check_follows_the_folders_an_engineer_names_to_a_regular_file(tmp_path):
+    # The folders on the way to a file named on the command line are the engineer's choice (a landing
+    # mounted under a linked path): resolved, and the file read at its real path.
+    real = tmp_path / "real"
+    ehealth_sample.write_month(real, MONTH, seed=7, style=ehealth_sample.PLAIN)
+    (tmp_path / "shortcut").symlink_to(real, target_is_directory=True)
+    landed = storage.landed_file(str(tmp_path / "shortcut" / "journalen_2017-03.csv"))
+    assert landed.location == os.path.join(os.path.realpath(real), "journalen_2017-03.csv")
+    assert storage.read_bytes(landed.path) == (real / "journalen_2017-03.csv").read_bytes()
