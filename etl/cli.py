@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+from etl import native_panics
 from etl.errors import ConfigError, EtlError
 from etl.privacy import redact_uri
 
@@ -397,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     install_redaction()
+    native_panics.install()  # a delta-rs worker thread's panic text is no line for a person (see the module)
     for noisy in ("great_expectations", "fsspec", "httpx", "httpcore", "filelock"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:

@@ -170,7 +170,7 @@ class DeliveryRecord:
             return
         fs, path = storage.filesystem(self.uri)
         try:
-            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            storage.make_folder(fs, posixpath.dirname(path))
             tmp = f"{path}.{os.getpid()}.tmp"
             fs.pipe_file(tmp, payload)
             fs.mv(tmp, path)

@@ -28,8 +28,153 @@ from etl.privacy import redact_uri
 log = logging.getLogger(__name__)
 
 
+# Deadlines for every call to an object store (issue 22): a store that accepts connections and never
+# answers, or stalls mid-answer, fails the call within about STORE_ATTEMPTS × (connect + request) seconds
+# — about a minute by default — as SourceUnavailable naming the endpoint (retryable: Airflow retries the
+# task with backoff instead of holding the writer slot for the task's whole timeout). Settable for slow
+# links: ETL_STORE_CONNECT_TIMEOUT_SECONDS, ETL_STORE_TIMEOUT_SECONDS (one request, body included).
+STORE_ATTEMPTS = 2  # one try and one retry, in delta-rs (object_store), botocore and s3fs alike
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+def store_timeouts() -> tuple[float, float]:
+    """(connect, request) deadlines in seconds for one call to an object store, from the environment.
+
+    Raises :class:`ConfigError` for a value that is not a positive number.
+    """
+    values = []
+    for name, default in (
+        ("ETL_STORE_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT),
+        ("ETL_STORE_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT),
+    ):
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= 3600:
+            raise ConfigError(f"{name}={raw!r}: a number of seconds between 0 and 3600")
+        values.append(value)
+    return values[0], values[1]
+
+
+def store_deadline() -> float:
+    """The longest one call to an object store may take before it fails, in seconds (all attempts and backoff)."""
+    connect, request = store_timeouts()
+    return STORE_ATTEMPTS * (connect + request) + 2.0
+
+
+def _endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+
+
+# Endpoints that just let a call run out of time (endpoint → (until, line)). A run makes many calls in
+# a row — the listing, the delivery record, the load log, the failure row — and each would wait out its
+# own deadline: once one has, the others in this process fail at once with the same line for as long
+# as a deadline lasts, so a run against a stalled store ends within about one deadline, not ten.
+_STALLED: dict[str, tuple[float, str]] = {}
+
+
+def stalled_store() -> str:
+    """The one line for an object store that accepted the call but did not answer in time (names the endpoint).
+
+    Also remembers the endpoint as stalled: see :func:`refuse_if_stalled`.
+    """
+    endpoint = _endpoint()
+    connect, request = store_timeouts()
+    line = (
+        f"the object store at {redact_uri(endpoint)} did not answer within {store_deadline():.0f} s "
+        f"({STORE_ATTEMPTS} attempts, {connect:g} s to connect, {request:g} s a request: "
+        "ETL_STORE_TIMEOUT_SECONDS); stalled or overloaded? a retry later may succeed"
+    )
+    _STALLED[endpoint] = (time.monotonic() + store_deadline(), line)
+    return line
+
+
+def refuse_if_stalled() -> None:
+    """Raise :class:`SourceUnavailable` at once when this process just saw the object store stall."""
+    seen = _STALLED.get(_endpoint())
+    if seen is None:
+        return
+    until, line = seen
+    if time.monotonic() < until:
+        raise SourceUnavailable(line)
+    _STALLED.pop(_endpoint(), None)
+
+
+def _s3_options() -> dict:
+    """s3fs/botocore settings giving every request a deadline and a bounded number of attempts."""
+    connect, request = store_timeouts()
+    return {
+        "config_kwargs": {
+            "connect_timeout": connect,
+            "read_timeout": request,
+            "retries": {"total_max_attempts": STORE_ATTEMPTS, "mode": "standard"},
+        }
+    }
+
+
+_SESSION = None
+
+
+def _s3_session():
+    """One aiobotocore session for s3fs, without botocore's ``Expect: 100-continue`` on uploads.
+
+    With that header aiohttp waits for the server's "100 Continue" with no deadline at all: a store
+    that accepts the connection and never answers hung every upload (the Data Docs, the delivery
+    record) for ever, whatever the read timeout said.
+    """
+    global _SESSION
+    if _SESSION is None:
+        from aiobotocore.session import AioSession  # type: ignore[import-untyped]
+        from botocore.handlers import add_expect_header  # type: ignore[import-untyped]
+
+        session = AioSession()
+        session.unregister("before-call.s3", add_expect_header)
+        _SESSION = session
+    return _SESSION
+
+
+def _with_deadline(fs: fsspec.AbstractFileSystem) -> None:
+    """Give every blocking method of an async fsspec filesystem a wall-clock deadline (:func:`store_deadline`).
+
+    The per-request timeouts bound each request; this bounds a whole call (listing a folder is several
+    requests, s3fs retries some errors itself), whatever a client library waits for. A call over its
+    deadline raises fsspec's ``FSTimeoutError``, which :func:`store_error` turns into the one line.
+    """
+    import asyncio
+    import functools
+
+    from fsspec.asyn import sync
+
+    if getattr(fs, "_etl_deadline", None) is not None:
+        return
+    deadline = store_deadline()
+    for name in dir(type(fs)):
+        if not name.startswith("_") or name.startswith("__"):
+            continue
+        blocking = name[1:]
+        method = getattr(fs, name, None)
+        if not asyncio.iscoroutinefunction(method) or not callable(getattr(type(fs), blocking, None)):
+            continue
+
+        def call(*args, _method=method, **kwargs):
+            return sync(fs.loop, _method, *args, timeout=deadline, **kwargs)
+
+        setattr(fs, blocking, functools.wraps(method)(call))
+    fs._etl_deadline = deadline
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem for ``uri`` and the path inside it."""
+    """The fsspec filesystem for ``uri`` and the path inside it (on ``s3://``, with deadlines: :func:`store_timeouts`)."""
+    if uri.startswith(("s3://", "s3a://")):
+        refuse_if_stalled()
+        fs, path = fsspec.core.url_to_fs(uri, session=_s3_session(), **_s3_options())
+        # s3fs retries timeouts itself too (5 times by default) on top of botocore: one attempt there.
+        fs.retries = 1
+        _with_deadline(fs)
+        return fs, path
     fs, path = fsspec.core.url_to_fs(uri)
     return fs, path
 
@@ -54,13 +199,33 @@ def delta_options(uri: str) -> dict[str, str]:
     """
     if not uri.startswith(("s3://", "s3a://")):
         return {}
-    options = {"conditional_put": "etag"}
+    refuse_if_stalled()
+    connect, request = store_timeouts()
+    options = {
+        "conditional_put": "etag",
+        # Deadlines (object_store's client options): a stalled store fails the call, it does not hang it.
+        "connect_timeout": f"{connect:g}s",
+        "timeout": f"{request:g}s",
+        "max_retries": str(STORE_ATTEMPTS - 1),
+        "retry_timeout": f"{STORE_ATTEMPTS * (connect + request):g}s",
+    }
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
     return options
+
+
+def make_folder(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Create ``path`` and its parents on a disk; nothing on an object store, which has no folders.
+
+    (s3fs's ``makedirs`` asks whether the bucket exists and otherwise tries to create it: a warehouse
+    must never create buckets, and on a stalled store that is three more calls to wait out.)
+    """
+    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if not {"s3", "s3a"} & set(protocol):
+        fs.makedirs(path, exist_ok=True)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -83,15 +248,29 @@ def store_error(exc: BaseException) -> EtlError | None:
         return ConfigError(f"object store: no credentials for s3:// ({text}): {_SET_CREDENTIALS}")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return SourceUnavailable(f"object store unreachable: {text}")
+    if name in ("ReadTimeoutError", "TimeoutError", "FSTimeoutError") or isinstance(exc, TimeoutError):
+        return SourceUnavailable(stalled_store())
     if isinstance(exc, PermissionError):
         if _ACCESS_REFUSED.search(text):
             return ConfigError(f"the object store refused access ({text}): {_REFUSED_HINT}")
         return ConfigError(f"storage refused access: {text} (check the credentials and what they may do)")
     from deltalake.exceptions import DeltaError
 
-    if isinstance(exc, DeltaError) or "Kernel error" in str(exc):  # delta-rs, where no caller translated it
-        return delta_store_error("warehouse storage", exc)
+    if isinstance(exc, DeltaError) or "Kernel error" in str(exc) or "↳" in str(exc):
+        return delta_store_error("warehouse storage", exc)  # delta-rs, where no caller translated it
+    if isinstance(exc, OSError) and exc.errno in _DISK_FAULTS:
+        where = f" writing {redact_uri(str(exc.filename))}" if exc.filename else ""
+        return EtlError(f"storage{where}: {_DISK_FAULTS[exc.errno]}")
     return None
+
+
+# A disk that cannot take the write: the same line whichever library met it (Python's own OSError, or
+# delta-rs' "os error N" inside its cause chain). Not a configuration error: it heals once space is made.
+_DISK_FAULTS = {
+    errno.ENOSPC: "no space left on the device (free space or move the warehouse, then run again)",
+    errno.EDQUOT: "the disk quota is used up (free space or raise the quota, then run again)",
+    errno.EROFS: "the file system is read-only (mounted read-only?)",
+}
 
 
 # What S3 says (botocore's text, the XML <Code>, a bodiless 403 to a HEAD) when it refuses the key, the
@@ -133,7 +312,12 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
         return ConfigError(f"{what}: the bucket does not exist (NoSuchBucket)")
     if "169.254.169.254" in text:  # no credentials configured: object_store asked the EC2 metadata service
         return ConfigError(f"{what}: no credentials for s3:// ({_SET_CREDENTIALS})")
-    if re.search(r"connection refused|error sending request|dns error|timed out", text, re.IGNORECASE):
+    disk = re.search(r"\(os error (\d+)\)", text)
+    if disk and int(disk.group(1)) in _DISK_FAULTS:
+        return EtlError(f"{what}: {_DISK_FAULTS[int(disk.group(1))]}")
+    if re.search(r"timed out|timeout", text, re.IGNORECASE):
+        return SourceUnavailable(f"{what}: {stalled_store()}")
+    if re.search(r"connection refused|error sending request|dns error", text, re.IGNORECASE):
         return SourceUnavailable(f"{what}: object store unreachable: {line}")
     return EtlError(f"{what}: {line}")
 
@@ -143,6 +327,8 @@ def _unreadable(uri: str, exc: OSError) -> EtlError:
     # wrong credentials are a setting, the same on every retry.
     if isinstance(exc, PermissionError) and _ACCESS_REFUSED.search(str(exc)):
         return ConfigError(redact_uri(f"landing storage: cannot read {uri}: {store_error(exc)}"))
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+        return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {stalled_store()}"))
     return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
 
@@ -312,7 +498,7 @@ def _read_hash_cache(uri: str) -> dict[str, dict]:
 def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
     fs, path = filesystem(uri)
     try:
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        make_folder(fs, posixpath.dirname(path))
         tmp = f"{path}.{os.getpid()}.tmp"
         fs.pipe_file(tmp, json.dumps({"version": 1, "files": files}, sort_keys=True).encode())
         fs.mv(tmp, path)

@@ -298,7 +298,7 @@ def validate(
 def _persist(warehouse_uri: str, table: str, batch_id: str, result, frame=None) -> str:
     uri = storage.join(warehouse_uri, "_validation", table, f"{batch_id}.json")
     fs, path = storage.filesystem(uri)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    storage.make_folder(fs, posixpath.dirname(path))
     data = result.to_json_dict()
     fs.pipe_file(path, json.dumps(data, indent=1, default=str).encode("utf-8"))
     try:
@@ -845,8 +845,8 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
     if has_suite:
         nav_up.append(("../suite.html", "Expectation suite"))
     if changed:
-        fs.makedirs(shard_folder, exist_ok=True)
-        fs.makedirs(posixpath.join(folder, "by-month"), exist_ok=True)
+        storage.make_folder(fs, shard_folder)
+        storage.make_folder(fs, posixpath.join(folder, "by-month"))
     for month in changed:
         fs.pipe_file(posixpath.join(shard_folder, f"{month}.json"), json.dumps(shards[month]).encode("utf-8"))
         listed_month = sorted(shards[month].values(), key=_newest, reverse=True)
@@ -895,7 +895,7 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
         f"<th>Status</th></tr>{month_rows}</table>"
     )
     nav = [("../index.html", "Home")] + ([("suite.html", "Expectation suite")] if has_suite else [])
-    fs.makedirs(folder, exist_ok=True)
+    storage.make_folder(fs, folder)
     fs.pipe_file(posixpath.join(folder, "index.html"), _document(f"{table}: validations", nav, body).encode("utf-8"))
     summary = {
         "version": 2,
@@ -955,7 +955,7 @@ def _render_docs(warehouse_uri: str, table: str, batch_id: str, data: dict, fram
     fs, root = storage.filesystem(storage.join(warehouse_uri, DOCS))
     page = _page_name(batch_id)
     entry = _entry(table, batch_id, page, data)
-    fs.makedirs(posixpath.join(root, table), exist_ok=True)
+    storage.make_folder(fs, posixpath.join(root, table))
     fs.pipe_file(posixpath.join(root, table, page), _result_page(table, entry, data, frame).encode("utf-8"))
     summary = _update_table_docs(fs, root, table, {page: entry})
     _write_docs_index(fs, root, {table: summary} if summary else {})

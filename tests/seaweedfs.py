@@ -102,6 +102,9 @@ class S3Server:
     root: Path = field(repr=False)
     ports: dict = field(repr=False)
     log_path: Path = field(repr=False)
+    # A second identity that may read and list but not write (a read-only key, as an analyst's would be).
+    reader_key: str = ""
+    reader_secret: str = field(default="", repr=False)
 
     def env(self) -> dict[str, str]:
         """The standard variables clients read (botocore/s3fs and deltalake's object_store)."""
@@ -230,10 +233,15 @@ def start_server(attempts: int = 3) -> S3Server:
         access_key = "AK" + secrets.token_hex(8).upper()
         secret_key = secrets.token_urlsafe(30)
         config = root / "s3.json"
+        reader_key, reader_secret = "RK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
         config.write_text(json.dumps({"identities": [{
             "name": "etl",
             "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }, {
+            "name": "reader",
+            "credentials": [{"accessKey": reader_key, "secretKey": reader_secret}],
+            "actions": ["Read", "List"],
         }]}))
         ports = pick_ports()
         log_path = root / "weed.log"
@@ -245,7 +253,7 @@ def start_server(attempts: int = 3) -> S3Server:
                                        start_new_session=True)
         server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}", access_key=access_key,
                           secret_key=secret_key, bucket=BUCKET, process=process, root=root,
-                          ports=ports, log_path=log_path)
+                          ports=ports, log_path=log_path, reader_key=reader_key, reader_secret=reader_secret)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
             problem = _probe(server)

@@ -429,7 +429,7 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     import uuid
 
     fs, path = storage.filesystem(uri)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    storage.make_folder(fs, posixpath.dirname(path))
     if storage.is_local(fs):
         tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
         with open(tmp, "wb") as handle:

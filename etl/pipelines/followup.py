@@ -280,7 +280,7 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
         _typed(marts.national_year, "followup_national_year"),
     )
     fs, root = storage.filesystem(out_dir)
-    fs.makedirs(root, exist_ok=True)
+    storage.make_folder(fs, root)
     stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")  # two as-of times a day: two files
     workbook = storage.join(out_dir, f"followup_as_of_{stamp}.xlsx")
     page = storage.join(out_dir, f"followup_report_as_of_{stamp}.html")
