@@ -121,9 +121,11 @@ def fail_fast(call):
     """
     from airflow.sdk.exceptions import AirflowFailException
 
+    from etl import native_panics
     from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed
     from etl.storage import store_error
 
+    native_panics.install()  # a delta-rs worker thread's panic text stays out of the task log
     try:
         return call()
     except (BadInput, ValidationFailed, AccountingError, ConfigError, SourceRefused) as exc:
