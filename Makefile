@@ -34,11 +34,12 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python scripts/demo.py
 
+# Two workers (pytest-xdist), one per core, each taking whole test files (module fixtures stay shared).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not integration"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not integration"
 
 # ruff (lint), mypy, then ruff's format check; configured in pyproject.toml. `make test` runs the same
 # (tests/test_code_quality.py). `$(BIN)/ruff check --fix etl dags plugins` and `$(BIN)/ruff format etl dags plugins`

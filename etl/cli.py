@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 
 from etl import native_panics
-from etl.errors import ConfigError, EtlError
+from etl.errors import ConfigError, EtlError, one_line
 from etl.privacy import redact_uri
 
 log = logging.getLogger("etl")
@@ -426,8 +426,12 @@ def _fail(exc: BaseException, code: int, debug: bool, unexpected: bool = False) 
         # Printed here rather than re-raised, so the traceback passes the same redaction.
         say("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
         return code
+    # one_line: a file name or sender text inside the message never splits the line or drives the terminal.
     if unexpected:
-        say(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        say(
+            f"error: unexpected {type(exc).__name__}: {one_line(str(exc))} (rerun with --debug for the traceback)",
+            err=True,
+        )
     else:
-        say(f"error: {exc}", err=True)
+        say(f"error: {one_line(str(exc))}", err=True)
     return code

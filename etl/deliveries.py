@@ -112,7 +112,7 @@ class DeliveryRecord:
                     record.files = dict(data.get("files") or {})
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             # Losing the record costs a reload (reported unchanged), never a wrong table.
-            log.warning("ignoring delivery record %s: %s", uri, exc)
+            log.warning("ignoring delivery record %s: %s", uri, storage.describe(exc))
         return record
 
     def is_published(self, delivery: str, landed: storage.LandedFile) -> bool:
@@ -177,7 +177,7 @@ class DeliveryRecord:
             self._stored = payload
         except OSError as exc:
             # The tables are committed; without the record the next run reloads (unchanged).
-            log.warning("could not write the delivery record %s: %s", self.uri, exc)
+            log.warning("could not write the delivery record %s: %s", self.uri, storage.describe(exc))
 
 
 def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, str]:

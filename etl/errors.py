@@ -35,3 +35,20 @@ class SourceUnavailable(EtlError):
 class SourceRefused(SourceUnavailable):
     """The source answered, and asking again would bring the same answer (an HTTP 4xx, JSON nested too
     deeply, pagination that loops or never ends): a task fails at once instead of being retried."""
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters (a newline, ESC of a terminal escape, a
+    carriage return) and Unicode line and paragraph separators are written as escapes (``\\n``,
+    ``\\x1b``), so that a file name or a sender's text inside a message can neither split the one
+    error line nor move the cursor or recolour a terminal. Tabs become spaces."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\t":
+            out.append(" ")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or ch in "\u2028\u2029":
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -122,18 +122,18 @@ def fail_fast(call):
     from airflow.sdk.exceptions import AirflowFailException
 
     from etl import native_panics
-    from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed
+    from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed, one_line
     from etl.storage import store_error
 
     native_panics.install()  # a delta-rs worker thread's panic text stays out of the task log
     try:
         return call()
     except (BadInput, ValidationFailed, AccountingError, ConfigError, SourceRefused) as exc:
-        raise AirflowFailException(f"{exc}{_quality_link()}") from None
+        raise AirflowFailException(f"{one_line(str(exc))}{_quality_link()}") from None
     except Exception as exc:
         known = store_error(exc)  # an object store refusing (fail now) or unreachable (retry), said in one line
         if isinstance(known, ConfigError):
-            raise AirflowFailException(str(known)) from None
+            raise AirflowFailException(one_line(str(known))) from None
         if known is not None:
             raise known from None
         raise

@@ -58,7 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl import privacy, schemas, storage
-from etl.errors import AccountingError, EtlError
+from etl.errors import AccountingError, EtlError, one_line
 
 if TYPE_CHECKING:
     import pandas
@@ -645,8 +645,8 @@ def append_load_log(warehouse_uri: str, entry: LoadLogEntry) -> None:
         "rows_quarantined": [entry.rows_quarantined],
         "outcome": [entry.outcome],
         "validation": [entry.validation],
-        "warnings": [privacy.redact_uri("; ".join(entry.warnings)) or None],
-        "message": [privacy.redact_uri(entry.message)],
+        "warnings": [one_line(privacy.redact_uri("; ".join(entry.warnings))) or None],
+        "message": [one_line(privacy.redact_uri(entry.message)) if entry.message else entry.message],
         "table_version": [entry.version],
         "started_at": [entry.started],
         "finished_at": [utcnow()],

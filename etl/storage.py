@@ -22,7 +22,7 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from etl.errors import BadInput, ConfigError, EtlError, SourceUnavailable
+from etl.errors import BadInput, ConfigError, EtlError, SourceUnavailable, one_line
 from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,13 @@ def join(uri: str, *parts: str) -> str:
     return posixpath.join(uri.rstrip("/"), *parts)
 
 
+def describe(exc: BaseException) -> str:
+    """A store error as a log line's reason (its one line where it is a known store fault, which also
+    remembers a stalled endpoint); for the places that carry on without the file (a cache, a record)."""
+    known = store_error(exc)
+    return str(known) if known is not None else f"{type(exc).__name__}: {exc}"
+
+
 def store_error(exc: BaseException) -> EtlError | None:
     """An object-store client's own error as the project's one-line error; None when ``exc`` is not one.
 
@@ -250,6 +257,10 @@ def store_error(exc: BaseException) -> EtlError | None:
         return SourceUnavailable(f"object store unreachable: {text}")
     if name in ("ReadTimeoutError", "TimeoutError", "FSTimeoutError") or isinstance(exc, TimeoutError):
         return SourceUnavailable(stalled_store())
+    if isinstance(exc, OSError) and exc.errno == errno.EREMOTEIO:  # s3fs's word for an HTTP 5xx it gave up on
+        return SourceUnavailable(f"the object store answered with a server error: {text}; a retry later may succeed")
+    if name in ("HTTPClientError", "ResponseParserError", "IncompleteReadError", "ProxyConnectionError"):
+        return SourceUnavailable(f"the object store's answer could not be read ({name}): {text}")
     if isinstance(exc, PermissionError):
         if _ACCESS_REFUSED.search(text):
             return ConfigError(f"the object store refused access ({text}): {_REFUSED_HINT}")
@@ -303,7 +314,7 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
     text = _ANSI.sub("", str(exc))
     code = re.search(r"<Code>([^<]+)</Code>", text)
     # A server's answer body (S3's XML, or the HTML page of something that is not S3) is cut: its code stays.
-    text = re.sub(r"(<\?xml|<!DOCTYPE|<html).*", "", text, flags=re.DOTALL | re.IGNORECASE).strip()
+    text = re.sub(r"(<\?xml|<!DOCTYPE|<html|<Error>).*", "", text, flags=re.DOTALL | re.IGNORECASE).strip()
     parts = [p.strip() for p in _CAUSE.split(" ".join(text.split())) if p.strip()]
     line = redact_uri(" ← ".join(parts + ([code.group(1)] if code else [])))
     if code is not None and _ACCESS_REFUSED.search(code.group(1)):
@@ -315,8 +326,15 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
     disk = re.search(r"\(os error (\d+)\)", text)
     if disk and int(disk.group(1)) in _DISK_FAULTS:
         return EtlError(f"{what}: {_DISK_FAULTS[int(disk.group(1))]}")
-    if re.search(r"timed out|timeout", text, re.IGNORECASE):
+    # (Not "timeout": object_store names its retry_timeout setting in every retried error's text.)
+    if re.search(r"timed out|deadline has elapsed", text, re.IGNORECASE):
         return SourceUnavailable(f"{what}: {stalled_store()}")
+    server = re.search(r"status code: (5\d\d)", text)
+    if server or (code is not None and code.group(1) in ("SlowDown", "InternalError", "ServiceUnavailable")):
+        said = server.group(1) if server else code.group(1)  # type: ignore[union-attr]
+        return SourceUnavailable(
+            f"{what}: the object store answered with a server error ({said}); a retry later may succeed"
+        )
     if re.search(r"connection refused|error sending request|dns error", text, re.IGNORECASE):
         return SourceUnavailable(f"{what}: object store unreachable: {line}")
     return EtlError(f"{what}: {line}")
@@ -329,6 +347,10 @@ def _unreadable(uri: str, exc: OSError) -> EtlError:
         return ConfigError(redact_uri(f"landing storage: cannot read {uri}: {store_error(exc)}"))
     if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
         return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {stalled_store()}"))
+    if exc.errno == errno.EREMOTEIO or type(exc).__name__.endswith("ClientError"):
+        known = store_error(exc)
+        if known is not None:
+            return type(known)(redact_uri(f"landing storage: cannot read {uri}: {known}"))
     return SourceUnavailable(redact_uri(f"landing storage: cannot read {uri}: {type(exc).__name__}: {exc}"))
 
 
@@ -346,6 +368,11 @@ def _unreadable(uri: str, exc: OSError) -> EtlError:
 def link_refusal(name: str) -> str:
     """The one line naming a link in landing and the rule it breaks."""
     return f"{name!r} is a symbolic link: landing takes regular files only; copy the file in"
+
+
+def hardlink_refusal(name: str) -> str:
+    """The one line naming a file in landing that has other hard links (a second name of a file elsewhere)."""
+    return f"{name!r} has other hard links: landing takes files copied in, not linked; copy the file in"
 
 
 def _linked_folder(real_root: str, prefix: str) -> str | None:
@@ -391,6 +418,8 @@ def _open_regular(path: str, buffering: int = -1) -> BinaryIO:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             raise BadInput(f"{name!r}: not a regular file: landing takes regular files only")
+        if opened.st_nlink > 1:  # (a hard link made after the listing)
+            raise BadInput(hardlink_refusal(name))
         real = _opened_path(fd)
         if real is None:  # no /proc: the same check, from the path's side
             here = os.stat(path, follow_symlinks=False)
@@ -491,7 +520,7 @@ def _read_hash_cache(uri: str) -> dict[str, dict]:
         return files
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         # Only a hint: an unreadable cache means hashing everything once more, not a failed run.
-        log.warning("ignoring landing hash cache %s: %s", uri, exc)
+        log.warning("ignoring landing hash cache %s: %s", uri, describe(exc))
         return {}
 
 
@@ -503,7 +532,7 @@ def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
         fs.pipe_file(tmp, json.dumps({"version": 1, "files": files}, sort_keys=True).encode())
         fs.mv(tmp, path)
     except OSError as exc:
-        log.warning("could not write landing hash cache %s: %s", uri, exc)
+        log.warning("could not write landing hash cache %s: %s", uri, describe(exc))
 
 
 def list_landed(
@@ -640,6 +669,18 @@ def list_landed(
         if info.get("type") != "file":  # a pipe, a socket, a device
             if skipped is not None:
                 skipped.append(f"{name!r}: not a regular file: landing takes regular files only")
+            continue
+        if int(info.get("nlink") or 1) > 1:
+            # A hard link is a second name of a file that may live anywhere on the disk (/etc/passwd):
+            # as much a way out of landing as a symbolic link, and as unread.
+            if skipped is None:
+                raise BadInput(hardlink_refusal(name))
+            skipped.append(hardlink_refusal(name))
+            continue
+        if one_line(name) != name:
+            # A newline or a terminal escape in a name would split or recolour every line that names it.
+            if skipped is not None:
+                skipped.append(f"{name!r}: the file name holds control characters (a line break, an escape); rename it")
             continue
         try:
             safe_name(name)

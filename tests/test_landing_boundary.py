@@ -113,22 +113,46 @@ def test_a_landing_folder_that_is_a_link_is_refused_whole(tmp_path, landing, war
 # --------------------------------------------------------------------------- listing
 
 
-def test_the_landing_root_may_be_a_link_and_a_hardlink_is_a_regular_file(tmp_path, landing):
+def test_the_landing_root_may_be_a_link_and_a_hard_link_is_refused_unread(tmp_path, landing):
     (landing / "ehealth").mkdir()
     (landing / "ehealth" / "a.csv").write_bytes(b"a")
     outside = tmp_path / "outside.csv"
-    outside.write_bytes(b"hard")
-    os.link(outside, landing / "ehealth" / "b.csv")  # one file, two names: regular, taken in
+    outside.write_bytes(MARKER.encode())
+    os.link(outside, landing / "ehealth" / "b.csv")  # a second name of a file outside landing
     mount = tmp_path / "mount"
     mount.symlink_to(landing, target_is_directory=True)  # /data/landing -> /mnt/x
 
     skipped: list[str] = []
     files = storage.list_landed(str(mount), "ehealth", (".csv",), skipped=skipped)
 
-    assert skipped == [] and [f.name for f in files] == ["a.csv", "b.csv"]
+    assert skipped == ["'b.csv' has other hard links: landing takes files copied in, not linked; copy the file in"]
+    assert [f.name for f in files] == ["a.csv"]
     assert files[0].uri == str(mount / "ehealth" / "a.csv")  # lineage keeps the configured spelling
     assert files[0].location == os.path.join(os.path.realpath(landing), "ehealth", "a.csv")  # opened here
-    assert [storage.read_bytes(f.path) for f in files] == [b"a", b"hard"]
+    assert storage.read_bytes(files[0].path) == b"a"
+    # A hard link made after the listing is refused where the file is opened.
+    os.link(landing / "ehealth" / "a.csv", tmp_path / "elsewhere.csv")
+    with pytest.raises(BadInput, match="'a.csv' has other hard links") as info:
+        storage.read_bytes(files[0].path)
+    assert MARKER not in str(info.value)
+
+
+def test_a_file_name_with_a_line_break_or_a_terminal_escape_is_refused_and_never_printed_raw(tmp_path, landing):
+    """A name could otherwise split the one error line (a forged 'error: all good') or recolour the terminal."""
+    folder = landing / "ehealth"
+    folder.mkdir()
+    (folder / "journalen_2017-09\nerror: all good.csv").write_bytes(b"x")
+    (folder / "journalen_2017-10\x1b[2K\x1b[31mRED.csv").write_bytes(b"x")
+    out = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
+                          "--warehouse", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    assert out.returncode == 1
+    assert "\x1b" not in out.stderr + out.stdout
+    assert not any(line.startswith("error: all good") for line in out.stderr.splitlines())
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "holds control characters" in last
+    messages = [r["message"] or "" for r in publish.read_load_log(str(tmp_path / "w")).to_pylist()]
+    assert messages and not any("\n" in m or "\x1b" in m for m in messages)
 
 
 def test_a_caller_without_a_skipped_list_is_refused(tmp_path, landing):

@@ -221,3 +221,44 @@ def test_a_full_disk_is_one_line(tmp_path):
     line = _one_line(out)
     assert out.returncode == 1
     assert line.endswith("no space left on the device (free space or move the warehouse, then run again)"), line
+
+
+@pytest.fixture
+def failing_server():
+    """An HTTP server on 127.0.0.1 answering every request at once with 500 and a short body."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Fail(BaseHTTPRequestHandler):
+        def _fail(self):
+            body = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _fail
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fail)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["status", "--warehouse", "s3://warehouse/w"],
+    ["run", "ehealth-adoption", "--landing", "s3://landing/l", "--warehouse", "LOCAL"],
+], ids=["status", "run-s3-landing"])
+def test_a_server_error_is_said_as_one_and_not_as_a_stall(failing_server, tmp_path, command):
+    """HTTP 500 at once: 'answered with a server error', retryable — not 'did not answer within' (delta-rs
+    names its retry_timeout setting in the text), and no 'unexpected OSError'."""
+    command = [str(tmp_path / "w") if part == "LOCAL" else part for part in command]
+    out, _ = _etl(*command, env=_stalled_env(failing_server))
+    line = _one_line(out)
+    assert out.returncode == 1
+    assert "answered with a server error" in line and "did not answer" not in line and "unexpected" not in line
+    assert "<Error>" not in line
