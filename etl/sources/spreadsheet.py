@@ -30,8 +30,30 @@ naming the file and the rule (values in :data:`LIMITS`):
   of the used area, all sheets together: the grid calamine will build);
 * characters in one cell.
 
-Cell values as returned: ``None`` (empty cell, or a formula without a
-cached value — formulas are never evaluated), ``str``, ``int`` (a whole
+Two more refusals, of what a sender must fix (never approvable):
+
+* a **password-protected** workbook: an encrypted ``.xlsx`` is an OLE2
+  container holding ``EncryptionInfo`` and ``EncryptedPackage`` streams (not
+  a zip), an encrypted ``.xls`` has a ``FILEPASS`` record, an encrypted
+  ``.ods`` declares ``encryption-data`` in its manifest;
+* a **formula without a saved result**. Formulas are never evaluated: a
+  formula cell is read as the result its program saved with it. Scripts
+  (openpyxl, pandas, most libraries) write the formula and no result, which
+  calamine would read as an empty cell — so a grant or a count would
+  silently become "nothing". Such a cell refuses the file, naming the sheet
+  and the cell. XlsxWriter (and pandas through it) saves ``0`` as the
+  result of every formula written without ``value=``, and marks the
+  workbook to be recalculated on opening (``<calcPr fullCalcOnLoad="1"/>``,
+  which Excel and LibreOffice never leave in a file they saved): in such a
+  workbook a formula whose saved result is ``0`` is taken as not calculated
+  and refused too (a script that means 0 writes 0, not a formula). A
+  formula with any other saved result is read as that result. In ``.ods``
+  a formula cell without a value type is the same refusal. (``.xls``:
+  every formula record carries a result; xlwt saves an empty text as the
+  result, which cannot be told from a formula whose result is empty text,
+  and so reads as an empty cell.)
+
+Cell values as returned: ``None`` (empty cell), ``str``, ``int`` (a whole
 number: spreadsheets store every number as a float), ``float``, ``bool``,
 ``datetime.date`` / ``datetime.datetime`` (date-formatted cells),
 ``datetime.time``, ``datetime.timedelta``.
@@ -39,13 +61,14 @@ number: spreadsheets store every number as a float), ``float``, ``bool``,
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import struct
 import zipfile
 from dataclasses import dataclass
 
-from etl.errors import BadInput
+from etl.errors import BadInput, one_line
 
 SUFFIXES = (".xlsx", ".xls", ".ods")  # lower-case; what this module reads
 ZIP_SUFFIXES = (".xlsx", ".ods")
@@ -115,12 +138,15 @@ def read_workbook(data: bytes, file_name: str, *, limits: Limits | None = None) 
     if len(data) > limits.max_file_bytes:
         raise BadInput(f"{file_name}: file is {len(data)} bytes, over the {limits.max_file_bytes}-byte limit")
     if suffix in ZIP_SUFFIXES:
+        _refuse_encrypted_ooxml(data, file_name)
         with _open_zip(data, file_name, fmt, limits) as archive:
             # calamine picks the format from the content, not the name: a part of the other
             # zip-based format is sized too, so that no sheet reaches calamine unmeasured.
             names = set(archive.namelist())
             if "xl/workbook.bin" in names:
                 raise BadInput(f"{file_name}: a binary .xlsb workbook, not .{fmt}: save it as .xlsx")
+            if fmt == "ods" and _ods_encrypted(archive, file_name):
+                raise BadInput(password_protected(file_name))
             areas = _xlsx_areas(archive, file_name)
             if "content.xml" in names:
                 areas += _ods_areas(archive, file_name)
@@ -128,6 +154,40 @@ def read_workbook(data: bytes, file_name: str, *, limits: Limits | None = None) 
         areas = _xls_areas(data, file_name)
     _check_areas(areas, file_name, limits)
     return _read(data, file_name, fmt, limits)
+
+
+# --------------------------------------------------------------------------- password protection
+
+
+def password_protected(file_name: str) -> str:
+    """The one line refusing an encrypted workbook."""
+    return (
+        f"{file_name}: the workbook is password-protected (encrypted) and cannot be read — save it without a password"
+    )
+
+
+def _refuse_encrypted_ooxml(data: bytes, file_name: str) -> None:
+    """An encrypted .xlsx is not a zip but an OLE2 container with ``EncryptionInfo``/``EncryptedPackage``."""
+    import olefile
+
+    if not data.startswith(olefile.MAGIC):
+        return
+    try:
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+            encrypted = ole.exists("EncryptionInfo") or ole.exists("EncryptedPackage")
+    except Exception:  # noqa: BLE001 - a broken container is judged by the zip check that follows
+        return
+    if encrypted:
+        raise BadInput(password_protected(file_name))
+
+
+def _ods_encrypted(archive: zipfile.ZipFile, file_name: str) -> bool:
+    """An encrypted .ods keeps a plain manifest declaring ``manifest:encryption-data`` for its parts."""
+    try:
+        info = archive.getinfo("META-INF/manifest.xml")
+    except KeyError:
+        return False
+    return b"encryption-data" in _member(archive, info, file_name)
 
 
 # --------------------------------------------------------------------------- zip guards
@@ -212,11 +272,15 @@ def _xlsx_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
     follows the workbook's relationships, which may point anywhere.
     """
     names = _xlsx_sheet_names(archive)
+    recalculate = _xlsx_recalculate_on_load(archive, file_name)
+    unsaved = _Unsaved()
     areas = []
     for info in archive.infolist():
         if not info.filename.lower().endswith(".xml") or info.filename.endswith(".rels"):
             continue
         data = _member(archive, info, file_name)
+        if _XLSX_FORMULA.search(data):
+            _xlsx_unsaved_formulas(data, names.get(info.filename, info.filename), recalculate, unsaved)
         row = col = max_row = max_col = 0
         for match in _XLSX_TAG.finditer(data):
             tag, attrs, empty = match.groups()
@@ -234,7 +298,75 @@ def _xlsx_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
                 max_row, max_col = max(max_row, cell_row), max(max_col, col)
         if max_row:
             areas.append((names.get(info.filename, info.filename), max_row, max_col))
+    unsaved.refuse(file_name)
     return areas
+
+
+# A formula element (<f>, <f …>, <f/>, with or without a prefix) and a whole non-empty cell.
+_XLSX_FORMULA = re.compile(rb"<(?:[\w.-]+:)?f[\s/>]")
+_XLSX_CELL = re.compile(rb"<((?:[\w.-]+:)?)c(\s[^>]*?)?(?<!/)>(.*?)</\1c>", re.S)
+_XLSX_F = re.compile(rb"<(?:[\w.-]+:)?f(?:\s[^>]*?)?(?:/>|>(.*?)</(?:[\w.-]+:)?f>)", re.S)
+_XLSX_V = re.compile(rb"<(?:[\w.-]+:)?v(?:\s[^>]*?)?(?:/>|>(.*?)</(?:[\w.-]+:)?v>)", re.S)
+_XLSX_TYPE = re.compile(rb"""\st\s*=\s*["']([^"']*)["']""")
+_XLSX_CALC = re.compile(rb"<(?:[\w.-]+:)?calcPr\s[^>]*?fullCalcOnLoad\s*=\s*[\"'](?:1|true)[\"']")
+
+
+@dataclass
+class _Unsaved:
+    """The first formula cell without a saved result (sheet, cell, formula, why) and how many there are."""
+
+    first: tuple[str, str, str, str] | None = None
+    count: int = 0
+
+    def add(self, sheet: str, cell: str, formula: str, why: str, cells: int = 1) -> None:
+        self.count += cells
+        if self.first is None:
+            self.first = (sheet, cell, formula, why)
+
+    def refuse(self, file_name: str) -> None:
+        if self.first is None:
+            return
+        sheet, cell, formula, why = self.first
+        shown = one_line(formula)
+        shown = f" (={shown[:80]}{'…' if len(shown) > 80 else ''})" if shown else ""
+        more = f" (and {self.count - 1} more formula cell(s) like it)" if self.count > 1 else ""
+        raise BadInput(
+            f"{file_name}: sheet {one_line(sheet)[:60]!r} cell {cell}: {why}{shown}{more} — "
+            "open and save the file in Excel or LibreOffice"
+        )
+
+
+def _xlsx_recalculate_on_load(archive: zipfile.ZipFile, file_name: str) -> bool:
+    """True if the workbook asks to be recalculated on opening: what script writers set, never Excel's own save."""
+    try:
+        info = archive.getinfo("xl/workbook.xml")
+    except KeyError:
+        return False
+    return bool(_XLSX_CALC.search(_member(archive, info, file_name)))
+
+
+def _xlsx_unsaved_formulas(data: bytes, sheet: str, recalculate: bool, unsaved: _Unsaved) -> None:
+    """Record the formula cells of one sheet part whose saved result is missing (or a script's placeholder 0)."""
+    for match in _XLSX_CELL.finditer(data):
+        attrs, body = match.group(2) or b"", match.group(3)
+        formula = _XLSX_F.search(body)
+        if formula is None:
+            continue
+        value = _XLSX_V.search(body)
+        kind = _XLSX_TYPE.search(attrs)
+        typ = kind.group(1) if kind else b"n"
+        saved = None if value is None else (value.group(1) or b"")
+        if saved is None or (not saved.strip() and typ != b"str"):
+            # No <v>, or <v/>: openpyxl, pandas. (An empty <v></v> of a t="str" cell is a saved empty text.)
+            why = "a formula without a saved result"
+        elif recalculate and typ == b"n" and saved.strip() in (b"0", b"0.0"):
+            why = "a formula whose saved result 0 was never calculated (a script's placeholder)"
+        else:
+            continue
+        ref = _XLSX_REF.search(attrs)
+        cell = (ref.group(1) + ref.group(2)).decode("ascii").upper() if ref else "?"
+        text = html.unescape((formula.group(1) or b"").decode("utf-8", errors="replace"))
+        unsaved.add(sheet, cell, text, why)
 
 
 def _xlsx_sheet_names(archive: zipfile.ZipFile) -> dict[str, str]:
@@ -285,6 +417,7 @@ def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
     data = _member(archive, archive.getinfo("content.xml"), file_name)
     areas: list[_Area] = []
     state = _OdsState()
+    unsaved = _Unsaved()
 
     def count(attrs: dict, key: str) -> int:
         try:
@@ -306,6 +439,13 @@ def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
             state.cell = state.depth
             state.repeat_cols = count(attrs, "number-columns-repeated")
             state.valued = _ODS_OFFICE + "value-type" in attrs
+            formula = attrs.get(_ODS_TABLE + "formula")
+            if formula is not None and not state.valued and state.table is not None:
+                # A formula and no value type: no saved result (LibreOffice always saves one).
+                where = _cell_name(state.row + 1, state.col)
+                text = formula.split(":", 1)[1] if formula.startswith("of:") else formula
+                why = "a formula without a saved result"
+                unsaved.add(state.table, where, text.removeprefix("="), why, state.repeat_cols * state.repeat_rows)
 
     def end(name: str) -> None:
         if state.cell == state.depth:
@@ -334,6 +474,7 @@ def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
         parser.Parse(data, True)
     except expat.ExpatError as exc:
         raise BadInput(f"{file_name}: not a valid .ods file (content.xml: {expat.ErrorString(exc.code)})") from None
+    unsaved.refuse(file_name)
     return areas
 
 
@@ -341,6 +482,7 @@ def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
 # LABEL, RSTRING, BOOLERR, FORMULA; MULRK holds a run of RK cells ending at the column in its last two bytes.
 _XLS_VALUE_RECORDS = frozenset({0x0203, 0x027E, 0x00FD, 0x0204, 0x00D6, 0x0205, 0x0006})
 _XLS_MULRK, _XLS_BOF, _XLS_BOUNDSHEET = 0x00BD, 0x0809, 0x0085
+_XLS_FILEPASS = 0x002F  # the workbook globals of an encrypted workbook (RC4 / XOR obfuscation)
 
 
 def _xls_areas(data: bytes, file_name: str) -> list[_Area]:
@@ -368,6 +510,8 @@ def _xls_areas(data: bytes, file_name: str) -> list[_Area]:
     while pos + 4 <= len(book):
         kind, size = struct.unpack_from("<HH", book, pos)
         body = book[pos + 4 : pos + 4 + size]
+        if kind == _XLS_FILEPASS and current is None:
+            raise BadInput(password_protected(file_name))
         if kind == _XLS_BOUNDSHEET and len(body) >= 8:
             offset, cch, flags = struct.unpack_from("<I", body)[0], body[6], body[7]
             raw = body[8 : 8 + (2 * cch if flags & 1 else cch)]
