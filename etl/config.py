@@ -13,7 +13,9 @@ A URL's password must be percent-encoded where URLs reserve a character
 :func:`check_url` refuses one typed as it is, with a one-line
 :class:`ConfigError` that shows the URL with its credentials redacted.
 A landing or warehouse URI holds no query string or fragment (``?``,
-``#``): :func:`check_store_location` refuses one the same way.
+``#``): :func:`check_store_location` refuses one the same way, and one
+holding a percent-escape (``%3F``, ``%20``) outside its credentials, which
+the storage libraries do not agree on decoding.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ _MUST_ENCODE = {" ": "%20", "#": "%23", "?": "%3F", "/": "%2F"}
 # fsspec chains URLs with "::" (zip://a.csv::s3://bucket/a.zip); only the first one is checked here.
 _CHAIN = re.compile(r"::(?=[A-Za-z][\w+.\-]*://)")
 
+
+# "%" and two hex digits: a percent-escape, refused in a store location (check_store_location). A "%" not
+# followed by two hex digits (wh_100%, wh%zz) is no escape to any of the libraries and is kept as it is.
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 OBJECT_STORE_SCHEMES = ("s3", "s3a")  # credentials come from the environment or a Connection, never the URL
 
@@ -199,12 +205,32 @@ def check_store_location(value: str, name: str) -> None:
     one place (``s3://bucket/wh?x=1`` wrote the load log into the bucket's
     root). Run after :func:`check_url`, which explains a ``#`` or ``?`` typed
     in a password; the value is shown with its credentials redacted.
+
+    A percent-escape (``%`` and two hex digits: ``wq%3Fz``, ``w%20h``) outside
+    the userinfo is refused too: delta-rs decodes it (the tables and the load
+    log land under ``wq?z/``) while s3fs and local paths keep it (the state,
+    the data docs under ``wq%3Fz/``). Write the character itself (a space, an
+    ``å``) or rename the folder. A ``%`` not followed by two hex digits
+    (``wh_100%``) is no escape to any of them and is allowed.
     """
     found = [f"{what} ({ch!r})" for ch, what in (("?", "a query string"), ("#", "a fragment")) if ch in value]
     if found:
         raise ConfigError(
             f"{name} {redact_uri(value)!r} holds {' and '.join(found)}: a store location is a folder or bucket "
             "prefix only; remove it (and rename a folder whose name holds '?' or '#')"
+        )
+    # A password is percent-encoded on purpose (check_url asks for it): only the rest is looked at.
+    spans = userinfo_spans(value)
+    outside = value[: spans[0][0]] + value[spans[0][1] :] if spans else value
+    escapes = sorted(set(_PERCENT_ESCAPE.findall(outside)), key=outside.index)
+    if escapes:
+        listed = ("the percent-escapes " if len(escapes) > 1 else "the percent-escape ") + ", ".join(
+            repr(e) for e in escapes
+        )
+        raise ConfigError(
+            f"{name} {redact_uri(value)!r} holds {listed}: the storage libraries disagree about decoding it "
+            "(delta-rs does, s3fs and local paths do not), so the tables and the rest would land in two places; "
+            "write the character itself, or rename the folder"
         )
 
 

@@ -20,6 +20,8 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 from typing import TypeVar, overload
 
 _T = TypeVar("_T")
@@ -28,33 +30,96 @@ _T = TypeVar("_T")
 # a long run with no "@" (a 100 kB description) is re-scanned from every position, which is
 # quadratic (minutes for 100 kB). Matches are the same, as the leftmost start always wins.
 EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[\w.\-]+\.[A-Za-z]{2,}")
-# YYMMDD-NNNN, YYMMDD+NNNN, YYYYMMDDNNNN, YYYYMMDD-NNNN; day 61–91 = samordningsnummer.
+# An address written so a harvester misses it: anna(at)region.se, anna [at] region.se, anna {AT} region.se.
+EMAIL_AT = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+ ?[(\[{] ?(?i:at) ?[)\]}] ?[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}")
+# YYMMDD-NNNN, YYMMDD+NNNN, YYYYMMDDNNNN, YYYYMMDD-NNNN, with the "-"/"+" spaced (800101 - 1234); with a
+# century also a space (19800101 1234) or the date written with hyphens (1980-01-01-1234, not inside a
+# word or file name). Day 61–91 = samordningsnummer. The month (01–12) and day keep an organisationsnummer
+# out (its third digit is 2 or more: 232100-0016), and a date alone (2017-03-01) has no four digits after it.
 PERSONNUMMER = re.compile(
-    r"(?<!\d)(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])[-+]?\d{4}(?!\d)"
+    r"(?<!\d)(?:"
+    r"(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])(?: ?[-+] ?)?\d{4}"
+    r"|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01]) \d{4}"
+    r"|(?<![\w\-/.])(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])-\d{4}(?![\w\-]|\.\w)"
+    r")(?!\d)"
 )
 # A telephone number: Swedish (0 and an area code that never starts with 0: 070-123 45 67, 08-123 456 78,
-# 0701234567, 031-12 34 56) or international (+46 70 123 45 67, +46 (0)8-123 456 78, 0046 70 …), in
-# groups separated by one space or hyphen; 8–10 digits nationally, 8–15 after "+"/"00" (PHONE_DIGITS).
-# The lookbehind keeps it from starting inside a word, a number, a decimal, a date or a path
-# (SE2321000016-1234, 0.0701234567, 2017-03-01, /a/0701234567): only a run that starts a number.
+# 0701234567, 031-12 34 56, (08) 123 456 78, 08/12345678, 070.123.45.67) or international (+46 70 123 45 67,
+# +46 (0)8-123 456 78, 0046 70 …, +1 (555) 123-4567), in groups separated by one space, a hyphen (spaced or
+# not), a dot or a slash; 8–10 digits nationally, 8–15 after "+"/"00" (_phone). The lookbehind keeps it
+# from starting inside a word, a number, a decimal, a date or a path (SE2321000016-1234, 0.0701234567,
+# 2017-03-01, /a/0701234567): only a run that starts a number. _phone leaves dates and mixed dots alone.
 PHONE = re.compile(
-    r"(?<![\w.,/+\-])(?<!\d[ \u00a0])(?:(?:\+|00)[1-9]\d{0,2}[ \u00a0\-]?(?:\(0\)[ \u00a0\-]?)?|0(?=[1-9]))"
-    r"\d{1,4}(?:[ \u00a0\-]?\d{1,4}){1,5}(?!\w|[.,]\d|[ \u00a0\-]\d)"
+    r"(?<![\w.,/+\-])(?<!\d )"
+    r"(?:(?:\+|00)[1-9]\d{0,2}[ \-]?(?:\(\d{1,4}\)[ \-]?)?|\(0[1-9]\d{0,2}\)[ \-]?|0(?=[1-9]))"
+    r"\d{1,4}(?:(?: ?- ?|[ ./])?\d{1,4}){1,5}(?!\w|[.,]\d|[ \-./]\d)"
 )
-_DDMMYYYY = re.compile(r"0\d-[01]\d-(?:19|20)\d\d")  # 01-09-2025 is a date, not a number to call
+# 01-09-2025, 01.02.2025, 01/02/2025, 31.05.25: a date, not a number to call.
+_DATE = re.compile(r"[0-3]?\d([-./])[0-3]?\d\1(?:19|20)?\d\d")
+_SEPARATOR = re.compile(r"(?<=\d)[^\d]+(?=\d)")
+# What "looks the same" to a reader is matched the same: dash variants (en/em dash, minus, non-breaking
+# hyphen: autocorrect), any space (no-break, thin, full-width), full-width digits and punctuation (０７０,
+# ＠, （）), other decimal digits. One character for one, so the masks go back into the text as it was.
+_FULLWIDTH = range(0xFF01, 0xFF5F)
 EMAIL_MASK = "[e-post borttagen]"
 PNR_MASK = "[personnummer borttaget]"
 PHONE_MASK = "[telefonnummer borttaget]"
 NAME_MASK = "[namn borttaget]"
 
 
-def _phone(match: re.Match) -> str:
+def _normalised(text: str) -> str:
+    """``text`` with each character as it reads (see _FULLWIDTH above); the same length."""
+    if text.isascii():
+        return text
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        category = unicodedata.category(ch)
+        if category == "Nd":
+            out.append(str(unicodedata.decimal(ch)))
+        elif category == "Pd" or ch == "\u2212":
+            out.append("-")
+        elif category == "Zs":
+            out.append(" ")
+        elif ord(ch) in _FULLWIDTH:
+            out.append(unicodedata.normalize("NFKC", ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _phone(match: re.Match) -> str | None:
+    """The mask for a telephone number PHONE found, or None when it is not one (a date, a version, too short)."""
     text = match.group(0)
     digits = sum(ch.isdigit() for ch in text)
     international = text.startswith(("+", "00"))
-    if _DDMMYYYY.fullmatch(text) or not (8 <= digits <= (15 if international else 10)):
-        return text
+    if _DATE.fullmatch(text) or not (8 <= digits <= (15 if international else 10)):
+        return None
+    body = text.split(")")[-1].lstrip(" -")
+    separators = _SEPARATOR.findall(body)
+    if any("." in sep for sep in separators) and set(separators) != {"."}:
+        return None  # dots only between every group (070.123.45.67), not 08.00-17.00
+    slashes = [i for i, sep in enumerate(separators) if "/" in sep]
+    if slashes and (slashes != [0] or separators[0] != "/" or "(" in text):
+        return None  # one slash, right after the area code (08/123 45 67)
     return PHONE_MASK
+
+
+def _sub(pattern: re.Pattern, mask: Callable[[re.Match], str | None], text: str, seen: str) -> tuple[str, str]:
+    """Replace what ``pattern`` finds in ``seen`` (``text`` normalised) by ``mask(match)``, in both."""
+    parts, seen_parts, pos = [], [], 0
+    for match in pattern.finditer(seen):
+        replacement = mask(match)
+        if replacement is None:
+            continue
+        parts += [text[pos : match.start()], replacement]
+        seen_parts += [seen[pos : match.start()], replacement]
+        pos = match.end()
+    if not parts:
+        return text, seen
+    return "".join(parts) + text[pos:], "".join(seen_parts) + seen[pos:]
 
 
 @overload
@@ -72,8 +137,12 @@ def mask_personal_data(text: object, names: tuple[str, ...] = ()) -> object:
     """
     if not isinstance(text, str) or not text:
         return text
-    text = PERSONNUMMER.sub(PNR_MASK, EMAIL.sub(EMAIL_MASK, text))
-    text = PHONE.sub(_phone, text)
+    # Matched on the text as it reads (en dash as "-", ０７０ as 070: _normalised), masked in the text as it is.
+    seen = _normalised(text)
+    text, seen = _sub(EMAIL, lambda _: EMAIL_MASK, text, seen)
+    text, seen = _sub(EMAIL_AT, lambda _: EMAIL_MASK, text, seen)
+    text, seen = _sub(PERSONNUMMER, lambda _: PNR_MASK, text, seen)
+    text, seen = _sub(PHONE, _phone, text, seen)
     for name in names:
         text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", NAME_MASK, text, flags=re.IGNORECASE)
     return text

@@ -82,6 +82,42 @@ def test_views_read_partitions_with_the_declared_types_and_absolute_paths(built)
     assert out.stdout.strip() == str(10_000_000 + 12_000_000 + 2_000_000 + 1_900_000 + 300_000)
 
 
+@pytest.mark.parametrize("folder", ["w h", "wå_ü", "wh_100%"])
+def test_views_work_in_a_warehouse_whose_path_has_a_space_non_ascii_letters_or_a_percent(tmp_path, folder):
+    """Found by a reviewer: delta-rs names local files percent-encoded (`w%20h`, `w%C3%A5`), DuckDB found no
+    file, and the run ended 0 with the analysts' views stale (one WARNING)."""
+    from etl import publish
+    from etl.config import Settings
+    from etl.pipelines import followup
+
+    root = tmp_path / folder
+    (root / "landing").mkdir(parents=True)
+    settings = Settings.resolve(landing=str(root / "landing"), warehouse=str(root / "warehouse"), kolada_kpis="",
+                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    build_sources(settings.warehouse_uri)
+    followup.build_marts(settings)
+    paths = followup.build_access(settings, today=TODAY)
+    assert paths["duckdb"] == str(root / "warehouse" / "followup.duckdb")
+    # What delta-rs gives (the case this is about): the path percent-encoded.
+    assert all("%" in f for f in publish.table_files(settings.warehouse_uri, "dim_region"))
+    with duckdb.connect(paths["duckdb"], read_only=True) as con:
+        assert con.execute("select count(*) from dim_region").fetchall() == [(21,)]
+        assert con.execute("select count(*) from followup_region_year").fetchall() == [(63,)]
+        assert con.execute("select report_year, count(*) from county_report group by 1 order by 1").fetchall() == [
+            (2019, 3), (2020, 2)]
+        assert con.execute("select count(*) from load_log").fetchall()[0][0] > 0
+        (sql,) = con.execute("select sql from duckdb_views() where view_name = 'dim_region'").fetchall()[0]
+    assert f"'{root}/warehouse/dim_region/part-" in sql  # the real path, not delta-rs's percent-encoded one
+
+
+def test_local_path_decodes_delta_rs_names_once_and_only_those():
+    from etl.marts.access import local_path
+
+    assert local_path("/tmp/w%20h/w%C3%A5_%C3%BC/t/part-0.parquet") == "/tmp/w h/wå_ü/t/part-0.parquet"
+    assert local_path("file:///tmp/wh_100%25/t/a=x%2520y/p.parquet") == "/tmp/wh_100%/t/a=x%20y/p.parquet"
+    assert local_path("/tmp/plain/t/report_year=2019/p.parquet") == "/tmp/plain/t/report_year=2019/p.parquet"
+
+
 def test_duckdb_file_is_replaced_atomically_and_open_readers_keep_working(built):
     from etl.marts import access
 

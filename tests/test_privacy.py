@@ -12,7 +12,14 @@ from etl.publish import TableBatch
      "samordningsnr 701063-2391",
      # Telephone numbers (issue 22 §5: one typed into an approval reason reached the report).
      "tel 018-611 00 00", "ring 070-123 45 67", "mobil 073 123 45 67.", "+46 70 123 45 67", "+46 (0)8-123 456 78",
-     "0046 31 12 34 56", "tel:08-12345678"],
+     "0046 31 12 34 56", "tel:08-12345678",
+     # Common spellings a reviewer found unmasked: area code in brackets, autocorrect's en dash, dots, a slash,
+     # a foreign number, full-width digits; personnummer with a space, an en dash, hyphens, a spaced hyphen;
+     # e-mail written "(at)" / "[at]" (and "＠").
+     "tel (08) 123 456 78", "ring 070–123 45 67", "070.123.45.67", "fax 08/12345678", "+1 (555) 123-4567",
+     "mobil ０７０-１２３ ４５ ６７", "ring 070 - 123 45 67", "070\u2011123\u00a045\u00a067",
+     "pnr 19800101 1234", "pnr 19800101–1234", "pnr 1980-01-01-1234", "pnr 800101 - 1234",
+     "Kontakt: anna(at)region.se", "Kontakt: anna [at] region.se", "Kontakt: anna＠region.se"],
 )
 def test_personal_data_is_masked(text):
     masked = mask_personal_data(text)
@@ -23,7 +30,15 @@ def test_personal_data_is_masked(text):
 @pytest.mark.parametrize("text", ["1 234 567 kr", "2017-03-01", "SE2321000016-15CX", "159 mnkr", "6 900 000 kr",
                                   "1 000 000 000 kr", "0,5 mnkr", "01-09-2025", "751 85 Uppsala", "kl 08-17",
                                   "Dnr 01-234/2017", "2017-03;01;Stockholm;12 345", "2017-03\t01\t12 345\t0",
-                                  "region 03 2017 1", "Gotland 09 2017 12 34 56 78"])
+                                  "region 03 2017 1", "Gotland 09 2017 12 34 56 78",
+                                  # Dates, amounts, ids, times and versions in every common spelling stay.
+                                  "01/02/2025", "01.02.2025", "05.31.2025", "31.05.25", "2017.03.01",
+                                  "2025-01-01T10:00", "2025-01-01T10:00:00Z", "2025-01-01 10:00:00",
+                                  "01.02.2025 10.00", "2017-03-01 – 2017-12-31", "2025-01-01 1234 kr",
+                                  "128 944 953", "1.234.567", "3.14", "0.5 mnkr", "kl 08.00-17.00", "08.00–17.00",
+                                  "org.nr 232100-0016", "232100 - 0016", "SE2321000016-1234",
+                                  "report_2017-03-01.csv", "2017-03-01-1200.csv", "export-2017-03-01-1200.csv",
+                                  "v1.2.3", "10.0.19045", "version 0.12.3", "(1) 2017", "½ m² ﬁ", "１ ２３４ kr"])
 def test_ordinary_values_are_left_alone(text):
     assert mask_personal_data(text) == text
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
+import urllib.parse
 import uuid
 
 import pyarrow as pa
@@ -83,19 +84,34 @@ def view_sql(view: str, schema: schemas.TableSchema, files: list[str]) -> str:
     return f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM read_parquet({listed}, {', '.join(options)})"
 
 
+def local_path(uri: str) -> str:
+    """A file of a local table as delta-rs names it (``file_uris()``, :func:`etl.publish.table_files`) → its real path.
+
+    delta-rs percent-encodes a local file's path (``/tmp/w h/…`` comes back
+    as ``/tmp/w%20h/…``, ``å`` as ``%C3%A5``, a literal ``%`` as ``%25``;
+    some versions also put ``file://`` in front). DuckDB takes that for a
+    file name, finds nothing, and the analysts' views went stale. So it is
+    decoded once, back into the name on disk. Only for a local warehouse:
+    ``s3://…`` URIs are kept as they are. (A warehouse path holding a
+    percent-escape of its own is refused by
+    :func:`etl.config.check_store_location`, so nothing is decoded twice.)
+    """
+    return urllib.parse.unquote(uri.removeprefix("file://"), errors="strict")
+
+
 def _views(warehouse_uri: str) -> list[tuple[str, schemas.TableSchema, list[str], str]]:
     """(view, schema, Parquet files of the current version, description) for everything published."""
     from etl import publish
 
     fs, root = storage.filesystem(warehouse_uri)
-    base = os.path.abspath(root) if storage.is_local(fs) else warehouse_uri.rstrip("/")
+    local = storage.is_local(fs)
+    base = os.path.abspath(root) if local else warehouse_uri.rstrip("/")
 
     def files(location: str) -> list[str] | None:
         found = publish.table_files(base, location)
         if found is None:
             return None
-        # delta-rs names local files file:///…; DuckDB wants the path (and keeps s3:// as it is).
-        return [f.removeprefix("file://") for f in found]
+        return [local_path(f) for f in found] if local else found
 
     views = []
     for schema in sorted(schemas.all_tables(), key=lambda s: s.name):
