@@ -23,6 +23,17 @@ the only way published rows leave the warehouse, and never silently:
 :func:`removals` names them, one line per table and file, for the run's
 output and the load log.
 
+**No silent value loss** (:func:`value_losses`): a delivery is blocked, too,
+when it would turn a published non-null value (a region's count, a grant,
+a yes/no answer) into null — "suppressed" in the e-health tables — under
+the same key, naming the cells (table, key, column, old value → null),
+unless the file says so in the contract's way: the caller's ``said``
+(for a monthly export, the cell holds the suppression marker ``..``/``–``/``-``
+rather than nothing; county reports and unit-level files have no such way,
+docs/input-formats.md "Values that become null"). Rows merely counted would
+pass such a delivery: the row is still there, its value is not. Such a
+block is a person's call (approvable, :mod:`etl.approvals`).
+
 The other files of the batch are published as usual; the caller drops the
 blocked sources with :meth:`etl.publish.TableBatch.without`.
 """
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -95,11 +107,97 @@ def _show_key(schema: schemas.TableSchema, key: tuple) -> str:
     return " ".join(str(v.isoformat() if hasattr(v, "isoformat") else v) for v in key)
 
 
-def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Loss:
+    """A published non-null value a delivery would turn into null: one cell of one table."""
+
+    table: str
+    source: str  # the file that would publish the null
+    key: tuple  # the row's key (``schema.key``)
+    column: str
+    old: object  # the published value
+
+    def show(self) -> str:
+        """``"county_report 03 2017 grant_sek 128944953 → null"``."""
+        old = self.old.isoformat() if hasattr(self.old, "isoformat") else self.old
+        return f"{self.table} {' '.join(_show_value(v) for v in self.key)} {self.column} {old} → null"
+
+
+# Per table: the columns whose published values a delivery must not empty unless it says so, and the
+# columns that must be equal too for a row to be "the same" (an initiative's number is its position:
+# under a new number the cost is another initiative's). Other columns (names, free text) are not counted.
+_SAME: dict[str, tuple[str, ...]] = {"county_initiative": ("title",)}
+_NOT_VALUES = frozenset({"submitted_at", "unit_name", "description", "title"})
+
+
+def value_columns(table: str) -> tuple[str, ...]:
+    """The nullable value columns of ``table`` a delivery must not turn into null silently."""
+    schema = schemas.get(table)
+    return tuple(
+        c.name
+        for c in schema.columns
+        if c.nullable and c.name not in schema.key and c.name not in _NOT_VALUES and c.name != "suppressed"
+    )
+
+
+def value_losses(warehouse_uri: str, batch: publish.TableBatch, source: str) -> list[Loss]:
+    """The published non-null values that ``source``'s rows in ``batch`` would publish as null (same key).
+
+    Reads the published rows only when the file's rows hold a null in a value
+    column (a delivery without one cannot empty anything): a first delivery or
+    a file without gaps costs nothing.
+    """
+    import pyarrow.compute as pc
+
+    keys = batch.source_keys.get(source)
+    columns = [c for c in value_columns(batch.table) if len(batch.rows) and c in batch.rows.columns]
+    if not batch.merge_keys or not keys or source in batch.refused or not columns:
+        return []
+    rows = batch.rows[batch.rows["source_file"] == source]
+    if not len(rows) or not any(rows[c].isna().any() for c in columns):
+        return []
+    schema = schemas.get(batch.table)
+    key = list(schema.key)
+    same = [c for c in _SAME.get(batch.table, ()) if c not in key]
+    wanted = list(dict.fromkeys([*key, *same, *columns]))
+    published = publish.read_table_where(warehouse_uri, batch.table, batch.merge_keys, set(keys))
+    if not published.num_rows:
+        return []
+    new = publish._stamp(schema, rows, "value-loss-check", publish.utcnow()).select(wanted)
+    joined = published.select(wanted).join(new, keys=key, join_type="inner", left_suffix="__old", right_suffix="__new")
+    losses = []
+    for column in columns:
+        mask = pc.and_(pc.is_valid(joined.column(f"{column}__old")), pc.is_null(joined.column(f"{column}__new")))
+        for other in same:
+            mask = pc.and_(mask, pc.equal(joined.column(f"{other}__old"), joined.column(f"{other}__new")))
+        hit = joined.filter(mask)
+        if not hit.num_rows:
+            continue
+        hit = hit.sort_by([(k, "ascending") for k in key])
+        at = zip(*(hit.column(k).to_pylist() for k in key), strict=True)
+        for where, old in zip(at, hit.column(f"{column}__old").to_pylist(), strict=True):
+            losses.append(Loss(batch.table, source, tuple(where), column, old))
+    return losses
+
+
+def _loss_line(table: str, losses: list[Loss]) -> str:
+    n = len(losses)
+    shown = ", ".join(loss.show() for loss in losses[:MAX_EXAMPLES]) + (" …" if n > MAX_EXAMPLES else "")
+    return (
+        f"would turn {_rows(n, 'published value')} of {table} into null ({shown}): the file does not say "
+        "the value is withdrawn or suppressed"
+    )
+
+
+def blocked_sources(
+    warehouse_uri: str, batches: list[publish.TableBatch], said: Callable[[Loss], bool] | None = None
+) -> dict[str, str]:
     """Source file → one line saying why it is blocked, over every table of the batch.
 
     A source blocked for one table is blocked for all of them (the caller
-    drops it everywhere), so a file never half-lands.
+    drops it everywhere), so a file never half-lands. ``said(loss)`` tells
+    whether the file states a value's loss in the contract's way (then it is
+    no reason to block); without it no loss is stated.
     """
     reasons: dict[str, list[str]] = {}
     for batch in batches:
@@ -113,6 +211,9 @@ def blocked_sources(warehouse_uri: str, batches: list[publish.TableBatch]) -> di
         for source, keys in batch.source_keys.items():
             if source in batch.refused or not keys:
                 continue
+            lost = [loss for loss in value_losses(warehouse_uri, batch, source) if said is None or not said(loss)]
+            if lost:
+                reasons.setdefault(source, []).append(_loss_line(batch.table, lost))
             held, top = quarantine_reasons(batch, source)
             unstated = source in batch.unstated
             doubt = batch.doubts.get(source)

@@ -11,6 +11,7 @@ TypeError.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -234,16 +235,18 @@ def test_ehealth_cell_too_large_quarantines_the_line_and_other_months_publish(se
     _accounting_holds(warehouse)
 
 
-def test_ehealth_national_cell_too_large_quarantines_that_line_with_the_reason(settings, landing, warehouse):
+def test_ehealth_national_cell_too_large_blocks_the_file_naming_the_line(settings, landing, warehouse):
+    """Without a readable national row the month cannot be reconciled: the file is blocked (issue 23 §3)."""
     path = _write(landing, "journalen", lines=_set(_lines("journalen"), "Riket", 2, "9223372036854775808"))
     _write(landing, "webbtidbok")
     verdict = _one_verdict(path, settings)
-    assert verdict.verdict == check.QUARANTINE, verdict
-    ehealth.run(settings)
-    assert _quarantined(warehouse, "ehealth_adoption_national") == {
-        (path.name, 23): "Inloggningar: number too large: '9223372036854775808'"}
+    assert verdict.verdict == check.BLOCKED, verdict
+    reason = "line 23: Inloggningar: number too large: '9223372036854775808'"
+    assert reason in verdict.lines[0], verdict
+    with pytest.raises(ValidationFailed, match=re.escape(reason)):
+        ehealth.run(settings)
     regional = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
-    assert len(regional[regional.service == "patient_journal_online"]) == 21 * 3  # the regions' lines all load
+    assert set(regional.service) == {"web_booking"}  # nothing of the journal file is published
     _accounting_holds(warehouse)
 
 

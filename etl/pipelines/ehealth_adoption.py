@@ -330,6 +330,12 @@ def judge_month(
         if export.file_error is not None:
             blocked[source] = f"{shown_name(source)}: blocked, refused whole: {export.file_error}"
             continue
+        national_problem = rules.national_row_problem(export)
+        if national_problem is not None:
+            # A sender's format error, not a person's call: no approval hint (a month never publishes
+            # without its reconciliation).
+            blocked[source] = f"{shown_name(source)}: blocked, {national_problem}"
+            continue
         try:
             regional = _regional_batch([export], settings, batch_id)
             national = _national_batch([export], regional.rows, settings, batch_id)
@@ -380,9 +386,13 @@ def judge_month(
                     f"{shown_name(unit_file.uri)}: blocked, refused whole: {unit_part.refused[unit_file.uri]}"
                 )
                 unit_part = None
+            elif not len(unit_part.rows):
+                # Nothing would load: never "published" (an empty month), whatever it replaces.
+                blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {_no_loadable_row(unit_part)}"
+                unit_part = None
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
-    shrinking = no_shrink.blocked_sources(settings.warehouse_uri, candidates)
+    shrinking = no_shrink.blocked_sources(settings.warehouse_uri, candidates, _stated_by(parsed, judged.landed))
     refused = {s for b in candidates for s in b.refused}
     judged.approved.update(approvals.release(shrinking, set(shrinking) - refused, sha_of, decisions))
     blocked.update(shrinking)
@@ -401,6 +411,51 @@ def judge_month(
             unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
         judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
     return judged
+
+
+def _no_loadable_row(batch: publish.TableBatch) -> str:
+    """Why a unit-level file loads no row: its first quarantined line's reason, and how many lines there were."""
+    from etl import privacy
+
+    q = batch.quarantine
+    if q is None or not len(q):
+        return "no row to load (no data lines under the header); nothing of it is published"
+    first = q.sort_values("row_number").iloc[0]
+    held = int(q["rows_held"].fillna(1).sum()) if "rows_held" in q.columns else len(q)
+    reason = privacy.mask_personal_data(str(first["reason"]).split("; ")[0])
+    where = f"line {int(first['row_number'])}: " if int(first["row_number"]) else ""
+    return f"no row could be loaded, all {held} quarantined (first: {where}{reason}); nothing of it is published"
+
+
+def _stated_by(parsed: list[exports.ExportRows], landed: dict[str, storage.LandedFile]):
+    """``said(loss)`` for :func:`etl.no_shrink.blocked_sources`: whether a monthly export states a value's loss.
+
+    The contract's way (docs/input-formats.md): the cell holds a suppression
+    marker (``..``, ``–``, ``-``) — an empty cell, or a formula without a saved
+    result, says nothing. Unit-level files have no such way: a lost unit value
+    is a person's call (approval). The file is read again only when asked.
+    """
+    by_source = {e.source_file: e for e in parsed}
+    stated: dict[str, set[tuple[int, str]]] = {}
+
+    def said(loss: no_shrink.Loss) -> bool:
+        export = by_source.get(loss.source)
+        if export is None or loss.column != "value":
+            return False
+        if loss.source not in stated:
+            f = landed[loss.source]
+            try:
+                data = storage.read_bytes(f.path, max_bytes=exports.MAX_EXPORT_BYTES)
+            except BadInput:
+                data = b""
+            stated[loss.source] = rules.stated_suppressions(export, data) if data else set()
+        metric = loss.key[-1]
+        region = loss.key[0] if loss.table == "ehealth_adoption" else None
+        rows = export.regional if region is not None else export.national
+        line = next((r["row_number"] for r in rows if r["metric"] == metric and r["region_code"] == region), None)
+        return (line, metric) in stated[loss.source]
+
+    return said
 
 
 def _stamp_sha(entries: list[dict], sha256: str) -> None:

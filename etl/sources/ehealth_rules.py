@@ -45,6 +45,79 @@ def regions_lacking(present: set[str]) -> list[str]:
     return [f"{c} {regions.BY_CODE[c].region_name}" for c in regions.REGION_CODES if c not in present]
 
 
+def national_row_problem(export: exports.ExportRows) -> str | None:
+    """Why ``export``'s national row (Riket) cannot be reconciled against, or None when it can.
+
+    The row is missing (no line is the national total), unreadable (its line
+    was rejected: a truncated line, an empty Månad, a value that is no
+    number), there more than once, or without a value for a metric (an
+    unsaved ``=SUM()``, an empty cell: a national total is never
+    disclosure-suppressed). Any of these blocks the file: the month cannot
+    be reconciled, and a month never publishes without its reconciliation.
+    """
+    if export.file_error is not None:
+        return None
+    rejected = sorted(export.rejected_national, key=lambda r: r["row_number"])
+    if rejected:
+        first = rejected[0]
+        more = f", and {len(rejected) - 1} more line(s)" if len(rejected) > 1 else ""
+        what = f"line {first['row_number']}: {first['reason']}{more}"
+    elif export.national_lines > 1:
+        lines = sorted({r["row_number"] for r in export.national})
+        what = f"{export.national_lines} national lines: {', '.join(map(str, lines[:5]))}"
+    elif export.national_lines == 0:
+        # A spreadsheet's total row ("Summa", a blank region) is quarantined as a region line: name the last one.
+        last = max(export.rejected_regional, key=lambda r: r["row_number"], default=None)
+        what = "no line for it" + (
+            f"; line {last['row_number']} was not read: {last['reason']}"
+            if last is not None and last["row_number"]
+            else ""
+        )
+    else:
+        empty = [export.spec.metric(r["metric"]).header for r in export.national if r["value"] is None]
+        if not empty:
+            return None
+        line = export.national[0]["row_number"]
+        what = f"line {line}: no value for {', '.join(empty)}"
+    return (
+        f"the national row (Riket) is missing or unreadable ({what}): the month cannot be reconciled; "
+        "nothing of it is published"
+    )
+
+
+def stated_suppressions(export: exports.ExportRows, data: bytes) -> set[tuple[int, str]]:
+    """(line, metric) of every cell of ``export`` that holds a suppression marker (``..``, ``–``, ``-``) as text.
+
+    What the sender wrote, not what was left empty: an empty cell (or a
+    formula without a saved result) reads as null too, but says nothing.
+    ``data`` is the file's bytes (read again: only asked when a published
+    value would become null). A file that no longer reads gives nothing.
+    """
+    from etl import swedish
+    from etl.errors import BadInput
+
+    wanted = exports._wanted_columns(export.spec)
+    try:
+        if export.name.is_spreadsheet:
+            header, records = exports._sheet_records(data, export.name.kind)
+        else:
+            plain = exports.gunzip(data, "", exports.MAX_EXPORT_BYTES) if exports.is_gzip(export.source_file) else data
+            text, _ = exports.decode_text(plain, "")
+            header, records, _ = exports._csv_records(text, "", wanted)
+        columns = exports.match_header([exports._cell_text(c) for c in header], wanted, "")
+    except BadInput:
+        return set()
+    stated = set()
+    for number, cells in records:
+        for metric in export.spec.metric_names:
+            at = columns[metric]
+            if at < len(cells):
+                text = exports._cell_text(cells[at]).strip() if isinstance(cells[at], str) else ""
+                if text and swedish.is_suppressed(text):
+                    stated.add((number, metric))
+    return stated
+
+
 def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str, float], list[str], list[str]]:
     """Per metric of one export: how far the regions are from the national total.
 
