@@ -19,7 +19,11 @@ that region-year — but only what it states (:mod:`etl.no_shrink`): a
 correction that would drop published rows because rows were quarantined,
 or because its JSON leaves ``initiatives`` / ``ehealth_services`` out, is
 blocked; an explicit ``"initiatives": []`` is a withdrawal and is honoured.
-(A misspelt or unknown key refuses the report whole at parsing.)
+(A misspelt or unknown key refuses the report whole at parsing.) A
+correction that would turn a published value into null (a grant, a spend,
+a yes/no answer: :func:`etl.no_shrink.value_losses`) is blocked naming the
+cells, too: a report has no way to say a value is withdrawn, so a person
+approves it (docs/input-formats.md, "values that become null").
 
 A file refused whole (unreadable, not a report, no region) fails the run
 naming it, every run, until it is replaced or removed; the other files

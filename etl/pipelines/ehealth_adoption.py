@@ -34,7 +34,12 @@ blocked); unique keys, values ≥ 0, units_connected ≤ units_total,
 unique_users ≤ logins (row-level: the whole input line is quarantined);
 unit rows: HSA id, date inside the month, one row per unit and day (both
 duplicates quarantined). The daily unit bookings of a month must sum to the
-regional bookings: a mismatch is a warning in the load log.
+regional bookings: a mismatch is a warning in the load log. An export whose
+national row is missing or unreadable (:func:`etl.sources.ehealth_rules.national_row_problem`)
+and a unit-level file with no loadable row are blocked, not approvable: a
+month never publishes without its reconciliation. A published value a file
+would turn into null is blocked unless the cell holds a suppression marker
+(:func:`etl.no_shrink.value_losses`; approvable).
 
 Row accounting is in long rows (see :mod:`etl.sources.ehealth_exports`):
 rows_in = input lines × metrics = loaded + quarantined, per table.
