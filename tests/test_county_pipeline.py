@@ -165,8 +165,10 @@ def test_a_later_submission_replaces_the_report_in_all_three_tables(settings, la
     assert_accounting(settings, first)
     halland_before = [r for r in rows(settings, "county_initiative") if r["region_code"] == "13"]
 
+    # The initiative keeps its cost and answer: emptying them would be a value loss to approve (issue 23 §2).
     correction = builders.doc(grant_sek="21 mnkr", initiatives=[
-        {"title": "Digitala vårdbesök", "area": "IT", "status": "Genomförd"}], ehealth_services=[])
+        {"title": "Digitala vårdbesök", "area": "IT", "status": "Genomförd", "cost_sek": "3 mnkr",
+         "new_due_to_grant": "Ja"}], ehealth_services=[])
     builders.land(landing, "uppsala_2017_rattelse.xlsx", builders.xlsx_bytes(correction), T0 + 10 * DAY)
     second = pipeline.run(settings)
     assert_accounting(settings, second)

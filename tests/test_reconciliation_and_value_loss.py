@@ -404,3 +404,21 @@ def test_a_county_first_delivery_without_a_grant_loads(capsys, settings, landing
     code, out = _run(capsys, "county-reports", settings)
     assert code == 0, out
     assert publish.read_table(str(warehouse), "county_report").column("grant_sek").to_pylist() == [None]
+
+
+def test_a_county_correction_emptying_an_initiatives_cost_is_blocked_naming_it(capsys, settings, landing, warehouse):
+    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
+    assert _run(capsys, "county-reports", settings)[0] == 0
+    corrected = builders.doc()
+    corrected["initiatives"][0]["cost_sek"] = None  # the same initiative, its cost left blank
+    path = builders.land(landing, "uppsala_v2.xlsx", builders.xlsx_bytes(corrected), T0 + DAY)
+    _blocked_as_the_user_meets_it(
+        capsys,
+        settings,
+        warehouse,
+        path,
+        "county-reports",
+        COUNTY_TABLES,
+        "county_initiative 03 2017 1 cost_sek 3000000 → null",
+        approvable=True,
+    )
