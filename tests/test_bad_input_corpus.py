@@ -455,7 +455,6 @@ def _(ctx):
 def _(ctx):
     def tweak(book):
         sheet = book["Insatser"]
-        sheet["A2"] = EVIL  # a real formula, as a sender's Excel would store it (no cached value here)
         sheet["A3"].value = "=1+1"  # text that looks like a formula (an inline string)
         sheet["A3"].data_type = "s"
         sheet["F4"].value = "-2+3"
@@ -465,8 +464,16 @@ def _(ctx):
     county_reports.run(ctx.settings)
     rows = {r["initiative_no"]: r for r in ctx.table("county_initiative")}
     assert rows[2]["title"] == "=1+1" and rows[3]["description"] == "-2+3"  # literal text
-    # A formula is never evaluated: read as its cached value, which a non-Excel writer leaves empty.
-    only_entry(ctx.quarantine("county_initiative"), "Insats (title) is empty", rows_held=1, row_number=2)
+
+    def formula(book):
+        book["Insatser"]["A2"] = EVIL  # a real formula, as openpyxl stores it: no saved result
+
+    # A formula is never evaluated, and one without a saved result refuses the file (issue 23): the
+    # correction is blocked naming sheet and cell, and the published rows stay.
+    land_report(ctx, "uppsala_2017_rattelse.xlsx", builders.xlsx_bytes(builders.doc(), formula))
+    with pytest.raises(ValidationFailed, match=r"sheet 'Insatser' cell A2: a formula without a saved result"):
+        county_reports.run(ctx.settings)
+    assert {r["initiative_no"]: r["title"] for r in ctx.table("county_initiative")}[2] == "=1+1"
 
 
 # --------------------------------------------------------------------------- e-health monthly exports
