@@ -262,3 +262,31 @@ def test_a_server_error_is_said_as_one_and_not_as_a_stall(failing_server, tmp_pa
     assert out.returncode == 1
     assert "answered with a server error" in line and "did not answer" not in line and "unexpected" not in line
     assert "<Error>" not in line
+
+
+_TASK = textwrap.dedent("""
+    import os, sys
+    from etl.errors import BadInput
+    from etl.orchestration import fail_fast
+
+    def write_panic_then_fail():
+        os.write(2, b"\\nthread 'tokio-rt-worker' (9) panicked at /x/buffered.rs:369:41:\\nAlready shut down\\n"
+                    b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\\n")
+        raise BadInput("webbtidbok_2026-02.csv\\nerror: all good\\x1b[31m: header not recognised")
+
+    try:
+        fail_fast(write_panic_then_fail)
+    except Exception as exc:
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\\n")
+""")
+
+
+def test_a_task_fails_with_one_printable_line_and_no_rust_panic_in_its_log(tmp_path):
+    """What an Airflow task's log gets from fail_fast (the wrapper of every DAG task): the panic text of a
+    delta-rs thread kept out, and the failure one printable line even when a file name holds a newline."""
+    script = tmp_path / "task.py"
+    script.write_text(_TASK)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "panicked" not in out.stderr and "Already shut down" not in out.stderr, out.stderr
+    failure = [line for line in out.stderr.splitlines() if line.startswith("AirflowFailException")]
+    assert failure == ["AirflowFailException: webbtidbok_2026-02.csv\\nerror: all good\\x1b[31m: header not recognised"]
