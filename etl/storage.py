@@ -183,9 +183,13 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
+    """The protocol names a filesystem answers to (fsspec gives one name or a tuple)."""
+    return set(fs.protocol) if isinstance(fs.protocol, (tuple, list)) else {fs.protocol}
+
+
 def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return "http" in protocol or "https" in protocol
+    return bool({"http", "https"} & _protocols(fs))
 
 
 def delta_options(uri: str) -> dict[str, str]:
@@ -223,8 +227,7 @@ def make_folder(fs: fsspec.AbstractFileSystem, path: str) -> None:
     (s3fs's ``makedirs`` asks whether the bucket exists and otherwise tries to create it: a warehouse
     must never create buckets, and on a stalled store that is three more calls to wait out.)
     """
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if not {"s3", "s3a"} & set(protocol):
+    if not {"s3", "s3a"} & _protocols(fs):
         fs.makedirs(path, exist_ok=True)
 
 
