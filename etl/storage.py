@@ -72,7 +72,7 @@ def _endpoint() -> str:
 # Endpoints that just let a call run out of time (endpoint → (until, line)). A run makes many calls in
 # a row — the listing, the delivery record, the load log, the failure row — and each would wait out its
 # own deadline: once one has, the others in this process fail at once with the same line for as long
-# as a deadline lasts, so a run against a stalled store ends within about one deadline, not ten.
+# as a deadline lasts, so a run against a stalled store ends within one or two deadlines, not ten.
 _STALLED: dict[str, tuple[float, str]] = {}
 
 
