@@ -108,7 +108,8 @@ def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[
     record = DeliveryRecord.load(warehouse, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(warehouse))
     submissions = [pipeline.read_submission(f) for f in landed]
     try:
-        batches, blocked = pipeline.judge(submissions, warehouse, publish.new_batch_id())
+        batches, decided = pipeline.judge(submissions, warehouse, publish.new_batch_id())
+        blocked = decided.blocked
     except ValidationFailed as exc:  # a batch-level rule over all the files given
         return {f.location: Verdict(f.name, BLOCKED, [str(exc)]) for f in landed}
     out = {}

@@ -43,7 +43,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -101,6 +101,19 @@ def quarantine_reasons(
             shown.append(f"{reason} ({n}×)" if n > 1 else reason)
     more = len(counts) - len(shown)
     return held, ", ".join(shown) + (f", {more} other reason(s)" if more > 0 else "")
+
+
+def first_quarantined(batch: publish.TableBatch, source: str) -> str:
+    """``"line 3: Värde: not a number 'många'"``: the first quarantined line of ``source`` (masked), or ""."""
+    q = batch.quarantine
+    if q is None or not len(q):
+        return ""
+    mine = q[q["source_file"] == source]
+    if not len(mine):
+        return ""
+    first = mine.sort_values("row_number").iloc[0]
+    reason = privacy.mask_personal_data(str(first["reason"]).split("; ")[0])
+    return f"line {int(first['row_number'])}: {reason}" if int(first["row_number"]) else reason
 
 
 def _show_key(schema: schemas.TableSchema, key: tuple) -> str:
@@ -189,31 +202,54 @@ def _loss_line(table: str, losses: list[Loss]) -> str:
     )
 
 
-def blocked_sources(
+@dataclass
+class Shrink:
+    """What one source file would do to the published tables (measured, not judged: :mod:`etl.verdict` judges).
+
+    ``refused``: why it was refused whole (one per table that says so);
+    ``values_lost``/``lost_line``: published values it would null without
+    saying so; ``rows_removed``/``removed_lines``: published rows it would
+    remove because lines were quarantined, a table is unstated or a doubt.
+    """
+
+    refused: list[str] = field(default_factory=list)
+    values_lost: int = 0
+    lost_line: str = ""
+    rows_removed: int = 0
+    removed_lines: list[str] = field(default_factory=list)
+
+    @property
+    def removed_detail(self) -> str:
+        return "; ".join(dict.fromkeys(self.removed_lines))
+
+
+def shrinks(
     warehouse_uri: str, batches: list[publish.TableBatch], said: Callable[[Loss], bool] | None = None
-) -> dict[str, str]:
-    """Source file → one line saying why it is blocked, over every table of the batch.
+) -> dict[str, Shrink]:
+    """Source file → what publishing it would remove or empty, over every table of the batch.
 
     A source blocked for one table is blocked for all of them (the caller
     drops it everywhere), so a file never half-lands. ``said(loss)`` tells
     whether the file states a value's loss in the contract's way (then it is
-    no reason to block); without it no loss is stated.
+    no loss to count); without it no loss is stated.
     """
-    reasons: dict[str, list[str]] = {}
+    found: dict[str, Shrink] = {}
     for batch in batches:
         for source, why in batch.refused.items():
-            reasons.setdefault(source, [])
-            if why not in reasons[source]:
-                reasons[source].append(f"refused whole: {why}")
+            entry = found.setdefault(source, Shrink())
+            if why not in entry.refused:
+                entry.refused.append(why)
         if not batch.merge_keys:
             continue
         schema = schemas.get(batch.table)
         for source, keys in batch.source_keys.items():
             if source in batch.refused or not keys:
                 continue
+            entry = found.setdefault(source, Shrink())
             lost = [loss for loss in value_losses(warehouse_uri, batch, source) if said is None or not said(loss)]
             if lost:
-                reasons.setdefault(source, []).append(_loss_line(batch.table, lost))
+                entry.values_lost += len(lost)
+                entry.lost_line = "; ".join(filter(None, [entry.lost_line, _loss_line(batch.table, lost)]))
             held, top = quarantine_reasons(batch, source)
             unstated = source in batch.unstated
             doubt = batch.doubts.get(source)
@@ -234,13 +270,11 @@ def blocked_sources(
                 if unstated
                 else doubt
             )
-            reasons.setdefault(source, []).append(
-                f"would remove {dropped.num_rows} published {batch.table} row(s) (e.g. {examples}) because {cause}"
+            entry.rows_removed += dropped.num_rows
+            entry.removed_lines.append(
+                f"would remove {dropped.num_rows} published {batch.table} row(s) because {cause} (e.g. {examples})"
             )
-    return {
-        source: f"{shown_name(source)}: blocked, " + "; ".join(dict.fromkeys(lines)) + "; the published version stays"
-        for source, lines in reasons.items()
-    }
+    return found
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,13 @@ log = logging.getLogger(__name__)
 
 SUITES_PACKAGE = "etl.expectations"  # the top-level expectations/ folder, installed as package data
 ROW_ID = "_row"
+DELIVERY_SUITE = "delivery"  # the one suite that is no table's: every file of a step, judged (etl/verdict.py)
 
 # Off while ``python -m etl check`` judges files: a check leaves no trace in the warehouse.
 _PERSIST = contextvars.ContextVar("persist_validation_results", default=True)
+# Set while a pipeline step is judged (:func:`collecting`): results wait there for the step's delivery
+# verdict, which is stored with them, instead of being written as each batch is validated.
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("pending_validation_results", default=None)
 
 
 @contextlib.contextmanager
@@ -69,6 +73,38 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def persisting() -> bool:
+    """Whether results are stored (not inside :func:`not_persisted`, i.e. ``python -m etl check``)."""
+    return _PERSIST.get()
+
+
+@contextlib.contextmanager
+def collecting():
+    """Hold the results validated inside the block (a list of :class:`Pending`) instead of storing them.
+
+    A pipeline step validates its tables, then decides each file's fate with
+    the delivery suite (:mod:`etl.verdict`); :func:`persist_step` stores each
+    table's result with that verdict in it, so a blocked file's table result
+    says "Failed" like the run.
+    """
+    pending: list[Pending] = []
+    token = _PENDING.set(pending)
+    try:
+        yield pending
+    finally:
+        _PENDING.reset(token)
+
+
+@dataclass
+class Pending:
+    """One validation result waiting for its step's verdict: GX's result JSON and the frame validated."""
+
+    table: str
+    batch_id: str
+    data: dict
+    frame: object  # pandas.DataFrame with the _row column
+
+
 @dataclass
 class Validation:
     table: str
@@ -76,6 +112,9 @@ class Validation:
     warnings: list[str] = field(default_factory=list)
     critical: list[str] = field(default_factory=list)  # batch-level critical failures
     result_uri: str | None = None
+    # row id → the failing expectations' configurations (type, kwargs, meta), critical and row-level
+    failed_expectations: dict[int, list[dict]] = field(default_factory=dict)
+    data: dict | None = None  # GX's result as JSON, when asked for (keep_result)
 
     @property
     def outcome(self) -> str:
@@ -117,7 +156,8 @@ def load_suite_json(table: str) -> dict:
         suite = json.load(handle)
     from etl import schemas
 
-    derived = schemas.get(table).expectations  # every suite is a registry table's (tests/test_validation.py)
+    # Every other suite is a registry table's (tests/test_validation.py).
+    derived = () if table == DELIVERY_SUITE else schemas.get(table).expectations
     suite["expectations"] = [*suite.get("expectations", []), *(json.loads(json.dumps(e)) for e in derived)]
     return suite
 
@@ -244,8 +284,17 @@ def validate(
     *,
     warehouse_uri: str | None = None,
     batch_id: str = "adhoc",
+    persist: bool = True,
+    keep_result: bool = False,
 ) -> Validation:
-    """Validate ``frame`` (which must have a unique integer ``_row`` column) against the table's suite."""
+    """Validate ``frame`` (which must have a unique integer ``_row`` column) against the table's suite.
+
+    With ``warehouse_uri`` (and ``persist``) the result is stored under
+    ``_validation/<table>/<batch_id>.json`` with its Data Docs page, or held
+    for the step's verdict inside :func:`collecting`. Raises :class:`EtlError`
+    when an expectation cannot run (a column of the wrong type, a suite error).
+    ``keep_result`` keeps GX's result JSON on the returned :class:`Validation` (``data``).
+    """
     if ROW_ID not in frame.columns:
         raise EtlError(f"validate({table}): the frame needs a {ROW_ID} column")
     outcome = Validation(table)
@@ -282,24 +331,42 @@ def validate(
         if index_list is not None and index_list:
             rows = [int(entry[ROW_ID]) if isinstance(entry, dict) else int(entry) for entry in index_list]
             if severity == "critical":
+                described = config.to_json_dict()
                 for row in rows:
                     outcome.failed_rows.setdefault(row, []).append(reason)
+                    outcome.failed_expectations.setdefault(row, []).append(described)
             else:
                 outcome.warnings.append(f"{reason}: {len(rows)} row(s) {_examples(res)}".strip())
         elif severity == "critical":
             outcome.critical.append(f"{reason} [{config.type}] {_examples(res)}".strip())
         else:
             outcome.warnings.append(f"{reason} {_examples(res)}".strip())
-    if warehouse_uri and _PERSIST.get():
-        outcome.result_uri = _persist(warehouse_uri, table, batch_id, result, frame)
+    if keep_result:
+        outcome.data = result.to_json_dict()
+    if warehouse_uri and persist and _PERSIST.get():
+        held = _PENDING.get()
+        if held is not None:
+            held.append(Pending(table, batch_id, result.to_json_dict(), frame))
+            outcome.result_uri = result_uri(warehouse_uri, table, batch_id)
+        else:
+            outcome.result_uri = _persist(warehouse_uri, table, batch_id, result, frame)
     return outcome
 
 
+def result_uri(warehouse_uri: str, table: str, batch_id: str) -> str:
+    """Where ``table``'s result of ``batch_id`` is stored: ``<warehouse>/_validation/<table>/<batch_id>.json``."""
+    return storage.join(warehouse_uri, "_validation", table, f"{batch_id}.json")
+
+
 def _persist(warehouse_uri: str, table: str, batch_id: str, result, frame=None) -> str:
-    uri = storage.join(warehouse_uri, "_validation", table, f"{batch_id}.json")
+    return store_result(warehouse_uri, table, batch_id, result.to_json_dict(), frame)
+
+
+def store_result(warehouse_uri: str, table: str, batch_id: str, data: dict, frame=None) -> str:
+    """Write one result JSON (GX's ``to_json_dict`` shape) and its Data Docs page; returns the JSON's URI."""
+    uri = result_uri(warehouse_uri, table, batch_id)
     fs, path = storage.filesystem(uri)
     storage.make_folder(fs, posixpath.dirname(path))
-    data = result.to_json_dict()
     fs.pipe_file(path, json.dumps(data, indent=1, default=str).encode("utf-8"))
     try:
         _render_docs(warehouse_uri, table, batch_id, data, frame)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import publish, regions
+from etl import approvals, publish, regions
 from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
@@ -188,7 +188,7 @@ def test_undecodable_file_is_refused_whole_and_fails_the_run(settings, landing, 
     """A file refused whole fails the run even when it replaces nothing; the month's other file publishes."""
     _write(landing, "journalen", data=b"M\xe5nad;Region\n2017-03;\x81\x8d\x8f\n")
     _write(landing, "webbtidbok")
-    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: neither UTF-8 nor Windows-1252 text"):
+    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked, refused whole: neither UTF-8 nor Windows-1252 text"):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     log = _log(warehouse)
@@ -211,8 +211,8 @@ def test_missing_region_blocks_that_month_only(settings, landing, warehouse):
         pipeline.run(settings)
     message = str(error.value)
     assert "1 month(s) blocked, 1 processed" in message
-    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 12 Region Skåne "
-            "(no line quarantined); a person may approve publishing it") in message
+    assert ("journalen_2017-03.csv: blocked, 1 of 21 regions missing (12 Region Skåne); "
+            "a person may approve publishing it") in message
     adoption = _table(warehouse, "ehealth_adoption")
     assert set(adoption.month) == {MARCH, april}
     assert set(adoption[adoption.month == MARCH].service) == {"web_booking"}  # nothing of March's journal file
@@ -267,8 +267,7 @@ def test_duplicate_region_lines_block_the_file(settings, landing, warehouse):
     lines.insert(10, dup)
     _write(landing, "webbtidbok", lines=lines)
     _write(landing, "journalen")
-    with pytest.raises(ValidationFailed, match=r"webbtidbok_2017-03.csv: blocked, the rows that would be published "
-                                               r"lack 1 region\(s\): 05 Region Östergötland \(2 line\(s\) quarantined: "
+    with pytest.raises(ValidationFailed, match=r"webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing \(05 Region Östergötland\); 2 line\(s\) quarantined, first line 5: "
                                                r"the region appears on more than one line"):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"patient_journal_online"}
@@ -292,10 +291,12 @@ def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehou
     with pytest.raises(ValidationFailed) as error:
         pipeline.run(settings)
     message = str(error.value)
-    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 08 Region Kalmar län "
-            "(1 line(s) quarantined: Unika användare (unique_users) exceeds Inloggningar (logins) on this line)") in message
-    assert ("webbtidbok_2017-03.csv: blocked, the rows that would be published lack 1 region(s): 07 Region Kronoberg "
-            "(1 line(s) quarantined: Anslutna enheter (units_connected) exceeds Enheter totalt (units_total)") in message
+    # Cause first (issue 23 §4): the rule, the first quarantined line and why; a format error is not approvable.
+    assert ("journalen_2017-03.csv: blocked, 1 of 21 regions missing (08 Region Kalmar län); 1 line(s) quarantined, "
+            "first line 8: Unika användare (unique_users) exceeds Inloggningar (logins) on this line") in message
+    assert ("webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (07 Region Kronoberg); 1 line(s) quarantined, "
+            "first line 7: Anslutna enheter (units_connected) exceeds Enheter totalt (units_total)") in message
+    assert approvals.HINT not in message
     assert not (warehouse / "ehealth_adoption").exists()
     # First-time users above unique users is only a warning: the line is loaded, the load log says so.
     only_warning = _set(_lines("journalen"), "10", 4, journal["10"]["unique_users"] + 1)
@@ -324,9 +325,11 @@ def test_bad_cells_quarantine_the_line_and_the_incomplete_file_is_blocked(settin
     with pytest.raises(ValidationFailed) as error:
         pipeline.run(settings)
     message = str(error.value)
-    assert ("journalen_2017-03.csv: blocked, the rows that would be published lack 3 region(s): "
-            "06 Region Jönköpings län, 13 Region Halland, 17 Region Värmland (4 line(s) quarantined: ") in message
-    assert "unknown region 'Region Atlantis'" in message
+    assert ("journalen_2017-03.csv: blocked, 3 of 21 regions missing (06 Region Jönköpings län, 13 Region Halland, "
+            "+1 more); 4 line(s) quarantined, first line 6: unknown region 'Region Atlantis'") in message
+    assert len(message.split(": ", 2)[2]) < 300  # the terminal line; the load log keeps the whole list
+    blocked_row = _log(warehouse).query("outcome == 'blocked'").iloc[0]
+    assert "17 Region Värmland" in blocked_row.message and "Värde" not in blocked_row.message[:40]
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     _accounting_holds(warehouse)
 

@@ -227,7 +227,7 @@ def test_ehealth_cell_too_large_quarantines_the_line_and_other_months_publish(se
         ehealth.run(settings)
     message = str(error.value)
     # The line is quarantined with its reason; without it the file lacks a region, so it is held back (no shrink).
-    assert f"{bad.name}: blocked, the rows that would be published lack 1 region(s): 14 " in message, message
+    assert f"{bad.name}: blocked, 1 of 21 regions missing (14 " in message, message
     assert reason in message and "OverflowError" not in message and "TypeError" not in message
     adoption = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
     assert set(zip(adoption.month, adoption.service)) == {

@@ -218,6 +218,12 @@ COUNTY_CASES = {
 }
 
 
+def as_blocked(line: str) -> str:
+    """``etl check``'s refusal ``"<file>: <cause>"`` as a run's block line says it: the file named once, cause first."""
+    name, cause = line.split(": ", 1)
+    return f"{name}: blocked, refused whole: {cause}"
+
+
 @pytest.mark.parametrize("tool", COUNTY_CASES)
 def test_county_report_first_delivery_and_correction(tool, settings, landing):
     make, line = COUNTY_CASES[tool]
@@ -227,7 +233,7 @@ def test_county_report_first_delivery_and_correction(tool, settings, landing):
     assert refused_line(bad, settings) == line
     with pytest.raises(ValidationFailed) as caught:
         county.run(settings)
-    assert line in str(caught.value)
+    assert as_blocked(line) in str(caught.value)
     assert all(rows == [] for rows in tables(settings, county.TABLES).values())
 
     # Correction over the published report: refused, the published grant stays.
@@ -265,7 +271,7 @@ def test_monthly_export_first_delivery_and_correction_run_and_check_agree(settin
     assert refused_line(first, settings) == COUNT_LINE
     done = cli("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(warehouse))
     assert done.returncode != 0
-    assert COUNT_LINE in done.stderr.strip().splitlines()[-1]
+    assert as_blocked(COUNT_LINE) in done.stderr.strip().splitlines()[-1]
     published = tables(settings, EHEALTH_TABLES)
     assert not any(repr("03") in row and "79743" in row for row in published["ehealth_adoption"])
 
@@ -287,7 +293,7 @@ def test_monthly_export_first_delivery_and_correction_run_and_check_agree(settin
         first.write_bytes(data)
         with pytest.raises(ValidationFailed) as caught:
             ehealth.run(settings)
-        assert line in str(caught.value)
+        assert as_blocked(line) in str(caught.value)
         assert tables(settings, EHEALTH_TABLES) == before
         shutil.rmtree(tmp_dir)
 

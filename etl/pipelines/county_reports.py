@@ -39,7 +39,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from etl import approvals, no_shrink, publish, schemas, storage
+from etl import approvals, no_shrink, publish, schemas, storage, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path, last_committed
 from etl.errors import BadInput
@@ -344,7 +344,8 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
     """The three tables' batches for ``submissions`` and the files blocked from them; writes nothing.
 
     Returns ``([county_report, county_initiative, county_ehealth_service]
-    batches, blocked file URI → one line)``. All three batches are validated
+    batches, the delivery verdict)`` (:class:`etl.verdict.Verdict`: ``blocked``
+    file URI → one line, ``short`` → the same cut for the terminal). All three batches are validated
     before anything is published, so a blocking validation failure
     (:class:`ValidationFailed`) leaves every table as it was. A block a
     person approved (:mod:`etl.approvals`) is released: the file publishes
@@ -359,21 +360,36 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
         _detail_batch(INITIATIVE, submissions, warehouse, batch_id),
         _detail_batch(SERVICE, submissions, warehouse, batch_id),
     ]
-    blocked = no_shrink.blocked_sources(warehouse, batches)
-    # A block with rows to publish is a person's call (approvable); a report refused whole is not.
-    refused = {s for b in batches for s in b.refused}
-    released = approvals.release(
-        blocked,
-        set(blocked) - refused,
-        {s.landed.uri: s.landed.sha256 for s in submissions},
-        approvals.approved(warehouse, PIPELINE),
+    measured = no_shrink.shrinks(warehouse, batches)
+    findings = []
+    for sub in submissions:
+        if sub.superseded:
+            continue  # quarantined whole as superseded, not judged: a newer file of the region-year is
+        shrink = measured.get(sub.landed.uri) or no_shrink.Shrink()
+        rejected = [*sub.parsed.rejected_initiatives, *sub.parsed.rejected_services] if sub.accepted else []
+        findings.append(
+            verdict.Findings(
+                sub.landed.uri,
+                TABLES,
+                refused_whole="; ".join(shrink.refused) or None,
+                values_lost=shrink.values_lost,
+                lost_detail=shrink.lost_line,
+                rows_removed=shrink.rows_removed,
+                removed_detail=shrink.removed_detail,
+                rejected=rejected,
+            )
+        )
+    # Judged by the delivery suite (expectations/delivery.json): a block with rows to publish is a
+    # person's call (approvable); a report refused whole is not.
+    judged = verdict.judge(
+        findings, {s.landed.uri: s.landed.sha256 for s in submissions}, approvals.approved(warehouse, PIPELINE)
     )
-    for uri, decision in released.items():
+    for uri, decision in judged.released.items():
         log.warning("%s", approvals.release_note(uri, decision))
         for batch in batches:
             if uri in batch.source_keys:
                 batch.warnings.append(approvals.release_note(uri, decision))
-    return batches, blocked
+    return batches, judged
 
 
 def delivery_id(key: tuple[str, int]) -> str:
@@ -502,9 +518,12 @@ def plan(settings: Settings, report: RunReport) -> skeleton.Plan:
     new = [s.landed for s in submissions]
 
     def judge_reports(step: skeleton.Step) -> skeleton.Judgement:
-        batches, blocked = judge(submissions, warehouse, step.batch_id)
+        batches, decided = judge(submissions, warehouse, step.batch_id)
+        blocked = decided.blocked
         judged = skeleton.Judgement(
             blocked=blocked,
+            short=decided.short,
+            verdict=decided,
             landed={f.uri: f for f in new},
             held={uri: sum(b.source_rows(uri) for b in batches) for uri in blocked},
             delivered={did: [f] for did, f in pending.items()},

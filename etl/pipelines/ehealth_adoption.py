@@ -53,7 +53,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import approvals, migrations, no_shrink, publish, regions, storage
+from etl import approvals, migrations, no_shrink, publish, regions, storage, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, ValidationFailed
@@ -329,23 +329,26 @@ def judge_month(
         _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
 
     regional_parts, national_parts = [], []
+    findings: dict[str, verdict.Findings] = {}
     for export in parsed:
         source = export.source_file
         held[source] = export.rows_in_regional + export.rows_in_national
+        found = findings[source] = verdict.Findings(
+            source, TABLES_BY_KIND[export.name.kind], rejected=[*export.rejected_regional, *export.rejected_national]
+        )
         if export.file_error is not None:
-            blocked[source] = f"{shown_name(source)}: blocked, refused whole: {export.file_error}"
+            found.refused_whole = export.file_error
             continue
-        national_problem = rules.national_row_problem(export)
-        if national_problem is not None:
-            # A sender's format error, not a person's call: no approval hint (a month never publishes
-            # without its reconciliation).
-            blocked[source] = f"{shown_name(source)}: blocked, {national_problem}"
-            continue
+        found.national_row = rules.national_row_problem(export)
+        if found.national_row is not None:
+            continue  # nothing to validate: the month cannot be reconciled
         try:
             regional = _regional_batch([export], settings, batch_id)
             national = _national_batch([export], regional.rows, settings, batch_id)
         except ValidationFailed as exc:
+            # A table suite's batch-level failure (its stored result is Failed): the file is blocked.
             blocked[source] = f"{shown_name(source)}: blocked, {exc}"
+            del findings[source]
             continue
         keys = _replace_keys([export])
         regional.source_keys = {source: keys}
@@ -353,21 +356,13 @@ def judge_month(
         if not export.national_lines:
             national.unstated = {source}  # no national total line: says nothing about the published one
         judged.candidates += [regional, national]
-        lacking = rules.regions_lacking(set(regional.rows["region_code"]) if len(regional.rows) else set())
-        if lacking:
+        found.regions_lacking = rules.regions_lacking(set(regional.rows["region_code"]) if len(regional.rows) else set())
+        if found.regions_lacking:
             _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
             lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
-            why = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
-            line = {
-                source: f"{shown_name(source)}: blocked, the rows that would be published lack "
-                f"{len(lacking)} region(s): {', '.join(lacking)} ({why})"
-            }
-            # A region that genuinely did not report is a person's call: approvable.
-            released = approvals.release(line, {source}, sha_of, decisions)
-            if not released:
-                blocked.update(line)
-                continue
-            judged.approved.update(released)
+            found.regions_detail = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
+            found.quarantined_lines = lines
+            found.first_quarantined = no_shrink.first_quarantined(regional, source)
         regional_parts.append(regional)
         national_parts.append(national)
 
@@ -375,7 +370,15 @@ def judge_month(
     if exports.UNIT_KIND in landed:
         unit_file = landed[exports.UNIT_KIND]
         read = unit_read() if unit_read is not None else None
-        all_regional = combine(regional_parts)  # None when there are no parts
+        # The unit file's days are summed against the regional files that may publish: complete ones, or
+        # ones a person approved as they are.
+        summed = [
+            p
+            for p in regional_parts
+            if not any(findings[s].regions_lacking for s in p.source_keys)
+            or any(sha_of.get(s, "") in decisions for s in p.source_keys)
+        ]
+        all_regional = combine(summed)  # None when there are no parts
         regional_rows = all_regional.rows if all_regional is not None else None
         try:
             unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
@@ -385,22 +388,34 @@ def judge_month(
         else:
             held[unit_file.uri] = unit_part.rows_in
             judged.candidates.append(unit_part)
+            found = findings[unit_file.uri] = verdict.Findings(
+                unit_file.uri, TABLES_BY_KIND[exports.UNIT_KIND], rejected=list(read.rejected) if read is not None else []
+            )
             if unit_part.refused:
-                # Judged with the other files below; kept apart here so the line names the refusal.
-                blocked[unit_file.uri] = (
-                    f"{shown_name(unit_file.uri)}: blocked, refused whole: {unit_part.refused[unit_file.uri]}"
-                )
+                found.refused_whole = unit_part.refused[unit_file.uri]
                 unit_part = None
-            elif not len(unit_part.rows):
-                # Nothing would load: never "published" (an empty month), whatever it replaces.
-                blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {_no_loadable_row(unit_part)}"
-                unit_part = None
+            else:
+                found.rows_loadable = len(unit_part.rows)
+                if not len(unit_part.rows):
+                    # Nothing would load: never "published" (an empty month), whatever it replaces.
+                    found.loadable_detail = _no_loadable_row(unit_part)
+                    unit_part = None
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
-    shrinking = no_shrink.blocked_sources(settings.warehouse_uri, candidates, _stated_by(parsed, judged.landed))
-    refused = {s for b in candidates for s in b.refused}
-    judged.approved.update(approvals.release(shrinking, set(shrinking) - refused, sha_of, decisions))
-    blocked.update(shrinking)
+    measured = no_shrink.shrinks(settings.warehouse_uri, candidates, _stated_by(parsed, judged.landed))
+    for source, shrink in measured.items():
+        found = findings.get(source)
+        if found is None:
+            continue
+        if shrink.refused and found.refused_whole is None:
+            found.refused_whole = "; ".join(shrink.refused)
+        found.values_lost, found.lost_detail = shrink.values_lost, shrink.lost_line
+        found.rows_removed, found.removed_detail = shrink.rows_removed, shrink.removed_detail
+    # The month's files judged by the delivery suite (expectations/delivery.json): the verdict is its result.
+    judged.verdict = verdict.judge(list(findings.values()), sha_of, decisions)
+    blocked.update(judged.verdict.blocked)
+    judged.short.update(judged.verdict.short)
+    judged.approved.update(judged.verdict.released)
     gone = set(blocked)
     for parts in (regional_parts, national_parts):
         batch = combine([p for p in parts if not set(p.source_keys) & gone])

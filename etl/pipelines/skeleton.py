@@ -35,7 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl import approvals, no_shrink, publish, storage
+from etl import approvals, no_shrink, publish, storage, validation
+from etl import verdict as verdict_
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord
 from etl.errors import EtlError, ValidationFailed
@@ -74,6 +75,14 @@ class Judgement:
     approved: dict[str, approvals.Decision] = field(default_factory=dict)
     delivered: dict[str, list[storage.LandedFile]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)  # set by the skeleton: no_shrink.removals of the batches
+    # The delivery suite's verdict on the step's files (etl.verdict), stored with the tables' results;
+    # ``short``: file URI → its block line cut for the terminal (the load log keeps ``blocked``'s whole line).
+    verdict: verdict_.Verdict | None = None
+    short: dict[str, str] = field(default_factory=dict)
+
+    def line(self, source: str) -> str:
+        """``source``'s block line for the terminal and the task log: cause first, under 300 characters."""
+        return self.short.get(source) or verdict_.short_line(self.blocked[source])
 
 
 @dataclass
@@ -170,7 +179,7 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                     if any(r.outcome == "published" for r in results):
                         partly += 1
                     prefix = f"{step.label}: " if plan.unit else ""
-                    failure = ValidationFailed(prefix + " | ".join(judged.blocked.values()))
+                    failure = ValidationFailed(prefix + " | ".join(judged.line(s) for s in judged.blocked))
                     if plan.unit:
                         log.error("%s", failure)
                     failures.append((step, failure))
@@ -206,11 +215,18 @@ def _run_step(
     warehouse: str, pipeline: str, step: Step, record: DeliveryRecord | None
 ) -> tuple[Judgement, list[publish.PublishResult]]:
     """Judge ``step``, record its blocked files, publish the rest, mark its deliveries published."""
-    judged = step.judge(step)
+    # The step's validation results are stored once it is judged, each with the verdict on its files.
+    with validation.collecting() as pending:
+        try:
+            judged = step.judge(step)
+        except BaseException:
+            verdict_.persist_step(warehouse, step.batch_id, pending, None)
+            raise
+    verdict_.persist_step(warehouse, step.batch_id, pending, judged.verdict)
     for source, decision in judged.approved.items():
         log.warning("%s", approvals.release_note(source, decision))
     for source, line in judged.blocked.items():
-        log.error("%s", line)
+        log.error("%s", judged.line(source))
         record_blocked(warehouse, pipeline, step.batch_id, judged.landed[source], line, judged.held.get(source, 0))
     # Published rows a correction removes are named, one line per table and file: a warning in the
     # publish's load-log row, and (once published) a line of the run's output (report.lines()).
