@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import io
+import json
 import os
 from pathlib import Path
 
@@ -141,7 +142,41 @@ def _blocked_as_the_user_meets_it(
     assert outcome == "blocked" and said in message, message
     code, out = _check(capsys, settings, path)
     assert code == 1 and f"{path.name}: blocked" in out and said in out, out
+    rule = (
+        "national total"
+        if "national row" in said
+        else "a loadable row"
+        if "no row could be loaded" in said
+        else "no silent value loss"
+        if "null" in said
+        else None
+    )
+    if rule is not None and not out.count("refused whole"):
+        _stored_result_fails(warehouse, path.name, rule)
     return line
+
+
+def _stored_result_fails(warehouse: Path, name: str, rule: str) -> dict:
+    """Issue 23 §1: the stored validation result of the file's tables is Failed and names ``rule`` and the file,
+    and its Data Docs page and the index say so too (the verdict is read off that result)."""
+    found = []
+    for path in sorted((warehouse / "_validation").glob("*/*.json"), key=lambda p: p.stat().st_mtime_ns):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for item in data["results"]:
+            meta = item["expectation_config"].get("meta") or {}
+            examples = (item.get("result") or {}).get("partial_unexpected_list") or []
+            if not item["success"] and meta.get("rule") == rule and any(name in str(e) for e in examples):
+                found.append((path, data, item))
+    assert found, f"no stored result names {rule!r} for {name}"
+    path, data, item = found[-1]
+    assert data["success"] is False and name in data["meta"]["etl_verdict"]["blocked"], data["meta"]
+    assert item["expectation_config"]["severity"] == "critical"
+    page = warehouse / "_data_docs" / path.parent.name / f"{path.stem}.html"
+    text = page.read_text(encoding="utf-8")
+    assert "Failed: batch blocked" in text and name in text and "Passed" not in text.split("<h2>")[0], page
+    index = (warehouse / "_data_docs" / path.parent.name / "index.html").read_text(encoding="utf-8")
+    assert f"{path.stem}.html" in index
+    return data
 
 
 def _publish_good_month(capsys, settings, landing) -> None:
