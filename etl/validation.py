@@ -39,6 +39,7 @@ import re
 import string
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Any
 from importlib.resources.abc import Traversable
 
 from etl import storage
@@ -102,7 +103,7 @@ class Pending:
     table: str
     batch_id: str
     data: dict
-    frame: object  # pandas.DataFrame with the _row column
+    frame: Any  # pandas.DataFrame with the _row column
 
 
 @dataclass

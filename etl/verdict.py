@@ -150,7 +150,14 @@ def judge(
     if not findings:
         return verdict
     frame = pd.DataFrame([f.measures() for f in findings])
-    for column in ("regions_lacking", "regions_quarantined", "values_lost", "rows_removed", "rows_loadable", "lines_unreadable"):
+    for column in (
+        "regions_lacking",
+        "regions_quarantined",
+        "values_lost",
+        "rows_removed",
+        "rows_loadable",
+        "lines_unreadable",
+    ):
         frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
     frame[validation.ROW_ID] = range(len(frame))
     # Not stored on its own: persist_step stores it with the tables' results of the step.
@@ -199,9 +206,7 @@ def _masked(text: str | None) -> str | None:
 # --------------------------------------------------------------------------- storing the step's results
 
 
-def persist_step(
-    warehouse_uri: str, batch_id: str, pending: list[validation.Pending], verdict: Verdict | None
-) -> None:
+def persist_step(warehouse_uri: str, batch_id: str, pending: list[validation.Pending], verdict: Verdict | None) -> None:
     """Store the step's table results (``pending``), each with the delivery expectations of its files.
 
     Results of one table and batch (a month's two regional files) are stored
@@ -214,16 +219,16 @@ def persist_step(
     grouped: dict[tuple[str, str], list[validation.Pending]] = {}
     for item in pending:
         grouped.setdefault((item.table, item.batch_id), []).append(item)
-    judged = verdict is not None and verdict.data is not None
-    if judged:
-        for f in verdict.findings:
-            if f.source in verdict.failed or f.rejected:
+    judged = verdict if verdict is not None and verdict.data is not None else None
+    if judged is not None:
+        for f in judged.findings:
+            if f.source in judged.failed or f.rejected:
                 for table in f.tables:
                     grouped.setdefault((table, batch_id), [])
     for (table, batch), items in grouped.items():
         data, frame = _merged(items)
-        if judged and batch == batch_id:
-            _add_delivery(data, verdict, [i for i, f in enumerate(verdict.findings) if table in f.tables])
+        if judged is not None and batch == batch_id:
+            _add_delivery(data, judged, [i for i, f in enumerate(judged.findings) if table in f.tables])
         validation.store_result(warehouse_uri, table, batch, data, frame)
 
 
@@ -287,11 +292,14 @@ def _add_delivery(data: dict, verdict: Verdict, rows: Iterable[int]) -> None:
             examples = [f"{e['source_file'].rsplit('/', 1)[-1]}:{e['row_number']}" for e in index_list[:5]]
         else:
             for i in failing:
-                examples.append(f"{names[i]}: {mask_personal_data(verdict.findings[i].detail(column))[:400]}")
+                examples.append(f"{names[i]}: {mask_personal_data(verdict.findings[i].detail(str(column)))[:400]}")
             released = [i for i in failing if verdict.findings[i].source in verdict.released]
             if failing and len(released) == len(failing):
                 config["severity"] = "warning"  # a person accepted it: published, and still said
-                meta = {**meta, "reason": f"{meta.get('reason', '')} (approved: {', '.join(names[i] for i in released)})"}
+                meta = {
+                    **meta,
+                    "reason": f"{meta.get('reason', '')} (approved: {', '.join(names[i] for i in released)})",
+                }
         config["meta"] = {**meta, "suite": validation.DELIVERY_SUITE}
         entry["expectation_config"] = config
         entry["success"] = not failing

@@ -523,7 +523,7 @@ def test_a_blocked_delivery_fails_the_run_and_says_why(page, airflow_ui, blocked
 
     run_id = blocked_run["run_id"]
     assert blocked_run["tasks"]["load_month"] == "failed", blocked_run
-    assert "lack 1 region(s): 09 Region Gotland" in blocked_run["logs"], blocked_run["logs"][-6000:]
+    assert "1 of 21 regions missing (09 Region Gotland)" in blocked_run["logs"], blocked_run["logs"][-6000:]
 
     page.goto(f"/dags/ehealth_adoption/runs/{urllib.parse.quote(run_id, safe='')}")
     expect(page.get_by_role("row").filter(has_text="load_month")).to_contain_text("Failed")

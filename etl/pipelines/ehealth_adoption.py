@@ -356,7 +356,9 @@ def judge_month(
         if not export.national_lines:
             national.unstated = {source}  # no national total line: says nothing about the published one
         judged.candidates += [regional, national]
-        found.regions_lacking = rules.regions_lacking(set(regional.rows["region_code"]) if len(regional.rows) else set())
+        found.regions_lacking = rules.regions_lacking(
+            set(regional.rows["region_code"]) if len(regional.rows) else set()
+        )
         if found.regions_lacking:
             _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
             lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
@@ -389,7 +391,9 @@ def judge_month(
             held[unit_file.uri] = unit_part.rows_in
             judged.candidates.append(unit_part)
             found = findings[unit_file.uri] = verdict.Findings(
-                unit_file.uri, TABLES_BY_KIND[exports.UNIT_KIND], rejected=list(read.rejected) if read is not None else []
+                unit_file.uri,
+                TABLES_BY_KIND[exports.UNIT_KIND],
+                rejected=list(read.rejected) if read is not None else [],
             )
             if unit_part.refused:
                 found.refused_whole = unit_part.refused[unit_file.uri]
@@ -404,9 +408,9 @@ def judge_month(
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
     measured = no_shrink.shrinks(settings.warehouse_uri, candidates, _stated_by(parsed, judged.landed))
     for source, shrink in measured.items():
-        found = findings.get(source)
-        if found is None:
+        if source not in findings:
             continue
+        found = findings[source]
         if shrink.refused and found.refused_whole is None:
             found.refused_whole = "; ".join(shrink.refused)
         found.values_lost, found.lost_detail = shrink.values_lost, shrink.lost_line
