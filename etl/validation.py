@@ -39,8 +39,8 @@ import re
 import string
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from etl import storage
 from etl.errors import EtlError, ValidationFailed
