@@ -402,7 +402,7 @@ def judge_month(
                 found.rows_loadable = len(unit_part.rows)
                 if not len(unit_part.rows):
                     # Nothing would load: never "published" (an empty month), whatever it replaces.
-                    found.loadable_detail = _no_loadable_row(unit_part)
+                    found.loadable_detail = _no_loadable_row(unit_part, unit_file.uri)
                     unit_part = None
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
@@ -437,18 +437,13 @@ def judge_month(
     return judged
 
 
-def _no_loadable_row(batch: publish.TableBatch) -> str:
+def _no_loadable_row(batch: publish.TableBatch, source: str) -> str:
     """Why a unit-level file loads no row: its first quarantined line's reason, and how many lines there were."""
-    from etl import privacy
-
-    q = batch.quarantine
-    if q is None or not len(q):
+    held, _ = no_shrink.quarantine_reasons(batch, source)
+    if not held:
         return "no row to load (no data lines under the header); nothing of it is published"
-    first = q.sort_values("row_number").iloc[0]
-    held = int(q["rows_held"].fillna(1).sum()) if "rows_held" in q.columns else len(q)
-    reason = privacy.mask_personal_data(str(first["reason"]).split("; ")[0])
-    where = f"line {int(first['row_number'])}: " if int(first["row_number"]) else ""
-    return f"no row could be loaded, all {held} quarantined (first: {where}{reason}); nothing of it is published"
+    first = no_shrink.first_quarantined(batch, source)
+    return f"no row could be loaded, all {held} quarantined (first: {first}); nothing of it is published"
 
 
 def _stated_by(parsed: list[exports.ExportRows], landed: dict[str, storage.LandedFile]):
