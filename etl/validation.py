@@ -115,7 +115,8 @@ class Validation:
     result_uri: str | None = None
     # row id → the failing expectations' configurations (type, kwargs, meta), critical and row-level
     failed_expectations: dict[int, list[dict]] = field(default_factory=dict)
-    data: dict | None = None  # GX's result as JSON, when asked for (keep_result)
+    data: dict | None = None  # GX's result as JSON, when asked for (keep_result; always from validate_many)
+    frame: Any = None  # the frame validated (validate_many), stored with its result by keep()
 
     @property
     def outcome(self) -> str:
@@ -262,13 +263,14 @@ def _for_gx(table: str, frame):
     return frame.assign(**converted) if converted else frame
 
 
-def _reason(config) -> str:
-    meta = config.meta or {}
+def _reason(config: dict) -> str:
+    meta = config.get("meta") or {}
     if meta.get("reason"):
         return str(meta["reason"])
-    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    kwargs = {k: v for k, v in (config.get("kwargs") or {}).items() if k != "batch_id"}
     target = kwargs.get("column") or kwargs.get("column_list") or ""
-    return f"{config.type}({target})" if target else config.type
+    kind = str(config.get("type"))
+    return f"{kind}({target})" if target else kind
 
 
 def _examples(result: dict) -> str:
@@ -298,10 +300,92 @@ def validate(
     """
     if ROW_ID not in frame.columns:
         raise EtlError(f"validate({table}): the frame needs a {ROW_ID} column")
-    outcome = Validation(table)
-    suite_json = load_suite_json(table)
-    if len(frame) == 0 and not suite_json.get("validate_empty", False):
-        return outcome
+    if len(frame) == 0 and not load_suite_json(table).get("validate_empty", False):
+        return Validation(table)
+    data = _run_suite(table, frame)
+    outcome = _outcome(table, data)
+    outcome.data = data if keep_result else None
+    if warehouse_uri and persist:
+        outcome.result_uri = keep(warehouse_uri, table, batch_id, data, frame)
+    return outcome
+
+
+def validate_many(table: str, frames: list) -> list[Validation]:
+    """One GX validation of several frames of one table (one per file), split back into one result per frame.
+
+    ``frames``: pandas DataFrames, each with its own unique integer ``_row``
+    column (0…n-1 as :func:`etl.pipelines.common.checked_batch` numbers them).
+    GX's cost per validation is mostly fixed (it builds a graph of metrics per
+    expectation, ~0.1 s for a suite of ten whatever the rows), so a run that
+    validates a month's small files for every month of a backfill validates
+    each table once. Returns one :class:`Validation` per frame, in order, as
+    :func:`validate` would have returned for that frame alone, with ``data``
+    (that frame's part of GX's result, counts and failing rows its own) and
+    ``frame`` set; nothing is stored (:func:`keep` does, in the frame's step).
+
+    Only for suites of row-level expectations (each reports its failing
+    rows); a suite with a batch-level one raises :class:`EtlError`. A rule on
+    a file as a whole is a row-level expectation with ``meta.scope: "file"``
+    on a column repeated on each of the file's rows.
+    """
+    import pandas as pd
+
+    aggregate = [e["type"] for e in load_suite_json(table).get("expectations", []) if not _row_level(e)]
+    if aggregate:
+        raise EtlError(f"validate_many({table}): the suite has batch-level expectations {aggregate}")
+    for frame in frames:
+        if ROW_ID not in frame.columns:
+            raise EtlError(f"validate_many({table}): every frame needs a {ROW_ID} column")
+    validate_empty = load_suite_json(table).get("validate_empty", False)
+    bounds, parts, offset = [], [], 0
+    for frame in frames:  # each frame's row ids moved past the ones before
+        span = int(frame[ROW_ID].max()) + 1 if len(frame) else 0
+        bounds.append((offset, offset + span))
+        if len(frame):
+            parts.append(frame.assign(**{ROW_ID: frame[ROW_ID].to_numpy() + offset}))
+        offset += span
+    outcomes = [Validation(table) for _ in frames]
+    if not parts:
+        return outcomes
+    data = _run_suite(table, pd.concat(parts, ignore_index=True))
+    for i, (frame, (low, high)) in enumerate(zip(frames, bounds, strict=True)):
+        if len(frame) == 0 and not validate_empty:
+            continue
+        part = _slice_result(data, low, high, frame)
+        outcomes[i] = _outcome(table, part)
+        outcomes[i].data, outcomes[i].frame = part, frame
+    return outcomes
+
+
+def keep(warehouse_uri: str, table: str, batch_id: str, data: dict, frame=None) -> str | None:
+    """Store one result (GX's JSON) — or hold it for the step's verdict inside :func:`collecting`.
+
+    Nothing is written inside :func:`not_persisted`; returns the result's URI, or None then.
+    """
+    if not _PERSIST.get():
+        return None
+    held = _PENDING.get()
+    if held is not None:
+        held.append(Pending(table, batch_id, data, frame))
+        return result_uri(warehouse_uri, table, batch_id)
+    return store_result(warehouse_uri, table, batch_id, data, frame)
+
+
+_MAP_TYPES = (
+    "expect_column_values_to_",
+    "expect_compound_columns_to_be_unique",
+    "expect_multicolumn_values_to_",
+    "expect_column_pair_values_",
+    "expect_select_column_values_to_be_unique_within_record",
+)
+
+
+def _row_level(expectation: dict) -> bool:
+    return str(expectation.get("type", "")).startswith(_MAP_TYPES)
+
+
+def _run_suite(table: str, frame) -> dict:
+    """GX's result (its ``to_json_dict`` shape) of ``frame`` against the table's suite."""
     wanted = [c for c in suite_columns(table) if c in frame.columns and c != ROW_ID]
     gx_frame = _for_gx(table, frame[[*wanted, ROW_ID]])
     batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": gx_frame})
@@ -318,49 +402,116 @@ def validate(
                 "partial_unexpected_count": 5,
             },
         )
-    for item in result.results:
-        if item.success:
+    return result.to_json_dict()
+
+
+def _raised(item: dict) -> str | None:
+    """The message of an expectation that could not run, from a result's ``exception_info`` (either shape)."""
+    info = item.get("exception_info") or {}
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "")
+    for value in info.values():
+        if isinstance(value, dict) and (value.get("raised_exception") or value.get("exception_message")):
+            return str(value.get("exception_message") or "")
+    return None
+
+
+def _outcome(table: str, data: dict) -> Validation:
+    """The severity policy (module doc) applied to one result JSON."""
+    outcome = Validation(table)
+    for item in data.get("results", []):
+        if item.get("success"):
             continue
-        config = item.expectation_config
-        severity = str(getattr(config.severity, "value", config.severity or "critical"))
-        res = item.result or {}
+        config = item.get("expectation_config") or {}
+        severity = str(config.get("severity") or "critical")
+        res = item.get("result") or {}
         reason = _reason(config)
-        if item.exception_info and item.exception_info.get("raised_exception"):
-            message = item.exception_info.get("exception_message", "")
-            raise EtlError(f"{table}: expectation {config.type} could not run: {message[:200]}")
+        message = _raised(item)
+        if message is not None:
+            raise EtlError(f"{table}: expectation {config.get('type')} could not run: {message[:200]}")
         index_list = res.get("unexpected_index_list")
-        if index_list is not None and index_list:
+        by_file = (config.get("meta") or {}).get("scope") == "file"
+        if index_list and not by_file:
             rows = [int(entry[ROW_ID]) if isinstance(entry, dict) else int(entry) for entry in index_list]
             if severity == "critical":
-                described = config.to_json_dict()
                 for row in rows:
                     outcome.failed_rows.setdefault(row, []).append(reason)
-                    outcome.failed_expectations.setdefault(row, []).append(described)
+                    outcome.failed_expectations.setdefault(row, []).append(config)
             else:
                 outcome.warnings.append(f"{reason}: {len(rows)} row(s) {_examples(res)}".strip())
         elif severity == "critical":
-            outcome.critical.append(f"{reason} [{config.type}] {_examples(res)}".strip())
+            outcome.critical.append(f"{reason} [{config.get('type')}] {_examples(res)}".strip())
         else:
             outcome.warnings.append(f"{reason} {_examples(res)}".strip())
-    if keep_result:
-        outcome.data = result.to_json_dict()
-    if warehouse_uri and persist and _PERSIST.get():
-        held = _PENDING.get()
-        if held is not None:
-            held.append(Pending(table, batch_id, result.to_json_dict(), frame))
-            outcome.result_uri = result_uri(warehouse_uri, table, batch_id)
-        else:
-            outcome.result_uri = _persist(warehouse_uri, table, batch_id, result, frame)
     return outcome
+
+
+def _slice_result(data: dict, low: int, high: int, frame) -> dict:
+    """The part of a many-frame result about rows ``low``…``high``-1, with the frame's own row ids and counts."""
+    from collections import Counter
+
+    results = []
+    for item in data.get("results", []):
+        res = dict(item.get("result") or {})
+        config = item.get("expectation_config") or {}
+        failing = res.get("unexpected_index_list")
+        if failing is not None:
+            keep_at = [k for k, e in enumerate(failing) if low <= int(e[ROW_ID] if isinstance(e, dict) else e) < high]
+            shifted = [
+                {**failing[k], ROW_ID: int(failing[k][ROW_ID]) - low}
+                if isinstance(failing[k], dict)
+                else int(failing[k]) - low
+                for k in keep_at
+            ]
+            values = res.get("unexpected_list")
+            values = [values[k] for k in keep_at] if values is not None and len(values) == len(failing) else []
+            res.update(
+                unexpected_index_list=shifted,
+                unexpected_list=values,
+                unexpected_count=len(shifted),
+                partial_unexpected_list=values[:5],
+                partial_unexpected_index_list=shifted[:5],
+                partial_unexpected_counts=[
+                    {"value": v, "count": c}
+                    for v, c in Counter(json.dumps(v, default=str) for v in values).most_common(5)
+                ],
+            )
+            res["partial_unexpected_counts"] = [
+                {"value": json.loads(entry["value"]), "count": entry["count"]}
+                for entry in res["partial_unexpected_counts"]
+            ]
+            res.pop("unexpected_index_query", None)  # it selects from the whole frame
+        if "element_count" in res:
+            count = len(frame)
+            column = (config.get("kwargs") or {}).get("column")
+            missing = int(frame[column].isna().sum()) if column in frame.columns and "missing_count" in res else 0
+            unexpected = int(res.get("unexpected_count") or 0)
+            res["element_count"] = count
+            if "missing_count" in res:
+                res["missing_count"] = missing
+                res["missing_percent"] = 100.0 * missing / count if count else None
+            nonmissing = count - missing
+            if "unexpected_percent" in res:
+                res["unexpected_percent"] = 100.0 * unexpected / nonmissing if nonmissing else None
+            if "unexpected_percent_total" in res:
+                res["unexpected_percent_total"] = 100.0 * unexpected / count if count else None
+            if "unexpected_percent_nonmissing" in res:
+                res["unexpected_percent_nonmissing"] = 100.0 * unexpected / nonmissing if nonmissing else None
+        passed = item.get("success") if failing is None else not res.get("unexpected_count")
+        results.append({**item, "result": res, "success": bool(passed)})
+    successful = sum(1 for r in results if r["success"])
+    statistics = {
+        "evaluated_expectations": len(results),
+        "successful_expectations": successful,
+        "unsuccessful_expectations": len(results) - successful,
+        "success_percent": successful / len(results) * 100 if results else None,  # as GX computes it
+    }
+    return {**data, "results": results, "statistics": statistics, "success": successful == len(results)}
 
 
 def result_uri(warehouse_uri: str, table: str, batch_id: str) -> str:
     """Where ``table``'s result of ``batch_id`` is stored: ``<warehouse>/_validation/<table>/<batch_id>.json``."""
     return storage.join(warehouse_uri, "_validation", table, f"{batch_id}.json")
-
-
-def _persist(warehouse_uri: str, table: str, batch_id: str, result, frame=None) -> str:
-    return store_result(warehouse_uri, table, batch_id, result.to_json_dict(), frame)
 
 
 def store_result(warehouse_uri: str, table: str, batch_id: str, data: dict, frame=None) -> str:

@@ -9,41 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from etl import approvals, cli, validation
-from etl.sample import ehealth as sample
+from tests.export_support import export_lines, land, set_cell
 
 SEED = 11
 MARCH = dt.date(2017, 3, 1)
-
-
-def _lines(kind: str) -> list[str]:
-    journal, web, _ = sample.month_values(MARCH, SEED)
-    rows = sample.export_rows(kind, MARCH, journal if kind == "journalen" else web, sample.PLAIN, frozenset())
-    return [";".join(map(str, r)) for r in rows]
-
-
-def _set(lines: list[str], region: str, column: int, value) -> list[str]:
-    out = []
-    for line in lines:
-        cells = line.split(";")
-        if cells[1] == region:
-            cells[column] = str(value)
-        out.append(";".join(cells))
-    return out
-
-
-def _land(landing: Path, name: str, lines: list[str] | bytes, step: int = 0) -> Path:
-    folder = landing / "ehealth"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_bytes(lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode())
-    os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
-    return path
 
 
 def _run(capsys, settings) -> tuple[int, str]:
@@ -69,18 +43,18 @@ def _suite_rules() -> dict[str, dict]:
 
 
 def _good_month(landing: Path) -> None:
-    _land(landing, "journalen_2017-03.csv", _lines("journalen"))
-    _land(landing, "webbtidbok_2017-03.csv", _lines("webbtidbok"))
+    land(landing, "journalen_2017-03.csv", export_lines("journalen", MARCH, SEED))
+    land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
 
 
 CASES = {
     # rule → (the journal file's lines, whether published data exists first, approvable, a text of the line)
-    "21 regions": (lambda: [x for x in _lines("journalen") if ";09;" not in x], False, True, "1 of 21 regions missing"),
-    "21 regions readable": (lambda: _set(_lines("journalen"), "03", 2, "13x 594"), False, False,
+    "21 regions": (lambda: [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x], False, True, "1 of 21 regions missing"),
+    "21 regions readable": (lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, "13x 594"), False, False,
                             "first line 3: Inloggningar: not a number"),
-    "national total": (lambda: _lines("journalen")[:-1], False, False, "the national row (Riket) is missing"),
+    "national total": (lambda: export_lines("journalen", MARCH, SEED)[:-1], False, False, "the national row (Riket) is missing"),
     "readable file": (lambda: b"\xff\xfe\x00garbage that is no export\n", False, False, "refused whole"),
-    "no silent value loss": (lambda: _set(_lines("journalen"), "03", 2, ""), True, True, "into null"),
+    "no silent value loss": (lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, ""), True, True, "into null"),
 }
 
 
@@ -92,8 +66,8 @@ def test_each_blocking_rule_is_a_failed_expectation_in_the_stored_result(rule, c
         _good_month(landing)
         assert _run(capsys, settings)[0] == 0
     else:
-        _land(landing, "webbtidbok_2017-03.csv", _lines("webbtidbok"))
-    path = _land(landing, "journalen_2017-03.csv", make(), step=1)
+        land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
+    path = land(landing, "journalen_2017-03.csv", make(), step=1)
     code, out = _run(capsys, settings)
     line = next(x for x in out.splitlines() if path.name in x and "blocked" in x)
     assert code != 0 and said in line, out
@@ -114,8 +88,8 @@ def test_each_blocking_rule_is_a_failed_expectation_in_the_stored_result(rule, c
 
 def test_an_unparsable_count_is_quarantined_by_a_named_expectation_with_its_line(capsys, settings, landing, warehouse):
     """``13x 594``: the line is quarantined by "every line parses"; the file is blocked by "21 regions readable"."""
-    _land(landing, "webbtidbok_2017-03.csv", _lines("webbtidbok"))
-    _land(landing, "journalen_2017-03.csv", _set(_lines("journalen"), "03", 2, "13x 594"), step=1)
+    land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
+    land(landing, "journalen_2017-03.csv", set_cell(export_lines("journalen", MARCH, SEED), "03", 2, "13x 594"), step=1)
     assert _run(capsys, settings)[0] != 0
     _, data = _results(warehouse, "ehealth_adoption")[-1]
     parses = next(
@@ -131,8 +105,8 @@ def test_an_unparsable_count_is_quarantined_by_a_named_expectation_with_its_line
 def test_an_approved_block_is_stored_as_a_warning_and_the_page_passes_with_warnings(
     capsys, settings, landing, warehouse
 ):
-    _land(landing, "webbtidbok_2017-03.csv", _lines("webbtidbok"))
-    path = _land(landing, "journalen_2017-03.csv", [x for x in _lines("journalen") if ";09;" not in x], step=1)
+    land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
+    path = land(landing, "journalen_2017-03.csv", [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x], step=1)
     assert _run(capsys, settings)[0] != 0
     blocked = approvals.find(settings.warehouse_uri, path.name)
     approvals.record(settings.warehouse_uri, blocked, True, "steward", "Gotland did not report in March")
@@ -158,8 +132,8 @@ def test_the_verdict_follows_the_suite(capsys, settings, landing, warehouse, mon
         suite if table == validation.DELIVERY_SUITE else _real(table)))
     validation._suite.cache_clear()
     try:
-        _land(landing, "webbtidbok_2017-03.csv", _lines("webbtidbok"))
-        _land(landing, "journalen_2017-03.csv", [x for x in _lines("journalen") if ";09;" not in x])
+        land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
+        land(landing, "journalen_2017-03.csv", [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x])
         code, out = _run(capsys, settings)
         assert code == 0, out
     finally:

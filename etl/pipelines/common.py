@@ -106,6 +106,13 @@ def rejected_frame(rejected: list[dict]):
     return frame
 
 
+def numbered(rows):
+    """``rows`` (a DataFrame) renumbered 0…n-1 with the ``_row`` column validation reports failing rows by."""
+    rows = rows.reset_index(drop=True).copy()
+    rows[validation.ROW_ID] = range(len(rows))
+    return rows
+
+
 def checked_batch(
     table: str,
     rows,
@@ -118,14 +125,20 @@ def checked_batch(
     replace_keys: Iterable[tuple] = (),
     quarantine_sources: Iterable[str] = (),
     extra_warnings: Iterable[str] = (),
+    prevalidated: validation.Validation | None = None,
 ) -> publish.TableBatch:
-    """Validate ``rows`` and split them into what is published and what is quarantined."""
+    """Validate ``rows`` and split them into what is published and what is quarantined.
+
+    ``prevalidated``: the result of ``numbered(rows)`` already validated with
+    others (:func:`etl.validation.validate_many`); it is used as is and not
+    stored here (the caller stores it in its step, :func:`etl.validation.keep`).
+    Raises :class:`ValidationFailed` when a batch-level critical expectation fails.
+    """
     import pandas as pd
 
     schema = schemas.get(table)
-    rows = rows.reset_index(drop=True).copy()
-    rows[validation.ROW_ID] = range(len(rows))
-    result = validation.validate(table, rows, warehouse_uri=warehouse_uri, batch_id=batch_id)
+    rows = numbered(rows)
+    result = prevalidated or validation.validate(table, rows, warehouse_uri=warehouse_uri, batch_id=batch_id)
     result.raise_if_blocked()
     failed = rows[validation.ROW_ID].isin(result.failed_rows.keys())
     quarantined = rows.loc[failed, list(ORIGIN) + [validation.ROW_ID]].copy()

@@ -53,12 +53,12 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import approvals, migrations, no_shrink, publish, regions, storage, verdict
+from etl import approvals, migrations, no_shrink, publish, regions, storage, validation, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
-from etl.errors import BadInput, ConfigError, ValidationFailed
+from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, checked_batch, combine, fold_quarantine_by_line, take_in
+from etl.pipelines.common import RunReport, checked_batch, combine, fold_quarantine_by_line, numbered, take_in
 from etl.privacy import redact_uri
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_rules as rules
@@ -262,10 +262,27 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
     read_ahead = unit_daily.ReadAhead([by_month[m] for m in months])
     unit_reads = iter(read_ahead)  # a generator: it starts reading when the first month asks, inside the context
 
+    # Every month's exports parsed and validated together when the first month is judged (one GX
+    # validation per table for the run); if that fails, each month prepares its own and fails alone.
+    prepared: dict[str, PreparedExport] = {}
+    together: list[bool] = []
+
+    def exports_of(month: str) -> dict[str, PreparedExport] | None:
+        if not together:
+            try:
+                prepared.update(prepare_exports(settings, {m: by_month[m] for m in months}))
+                together.append(True)
+            except EtlError as exc:
+                log.warning("validating every month's exports together failed (%s); each month on its own", exc)
+                together.append(False)
+        return prepared if together[0] else None
+
     def judge(month: str):
         def judge_this_month(step: skeleton.Step) -> skeleton.Judgement:
             unit_read = next(unit_reads)  # first thing: every month takes its own read, in order, even one that fails
-            judged = judge_month(settings, month, by_month[month], step.batch_id, unit_read, decisions)
+            judged = judge_month(
+                settings, month, by_month[month], step.batch_id, unit_read, decisions, exports_of(month)
+            )
             judged.delivered = {delivery_id(kind, month): files for kind, files in by_month[month].items()}
             return judged
 
@@ -277,6 +294,75 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
         for month in months
     ]
     return the_plan
+
+
+# --------------------------------------------------------------------------- the run's monthly exports
+
+
+@dataclass
+class PreparedExport:
+    """One monthly export file parsed and validated, waiting for its month's step.
+
+    ``regional`` and ``national``: its validated batches (None when the file
+    is refused whole, its national row is unusable, or ``failed``);
+    ``failed``: why a table suite blocked the file (a file-level critical
+    expectation); ``results``: its validation results, stored by its step (:meth:`keep`).
+    """
+
+    export: exports.ExportRows
+    regional: publish.TableBatch | None = None
+    national: publish.TableBatch | None = None
+    failed: str | None = None
+    results: list[validation.Validation] = field(default_factory=list)
+
+    def keep(self, warehouse_uri: str, batch_id: str) -> None:
+        """Store (or hold for the step's verdict) this file's validation results under ``batch_id``."""
+        for result in self.results:
+            if result.data is not None:
+                validation.keep(warehouse_uri, result.table, batch_id, result.data, result.frame)
+
+
+def prepare_exports(settings: Settings, months: dict[str, dict[str, list]]) -> dict[str, PreparedExport]:
+    """Parse every monthly export of ``months`` (month → kind → landed files) and validate them together.
+
+    Each table's suite runs once for all the files (:func:`etl.validation.validate_many`:
+    GX's cost is per validation, not per row, and a backfill has two small
+    files a month), the results kept per file. The regional rows are
+    validated first: a file's national rows are reconciled against its
+    regional rows that passed. A kind with more than one file in a month is
+    left out (:func:`judge_month` refuses that month). Returns file URI →
+    :class:`PreparedExport`. Raises :class:`EtlError` when a suite cannot run.
+    """
+    prepared: dict[str, PreparedExport] = {}
+    for month_files in months.values():
+        for kind in MONTHLY_KINDS:
+            files = month_files.get(kind) or []
+            if len(files) != 1:
+                continue
+            landed = files[0]
+            export = exports.read_export_file(landed.uri, location=landed.path)
+            _stamp_sha(export.rejected_regional + export.rejected_national, landed.sha256)
+            prepared[landed.uri] = PreparedExport(export)
+    todo = [p for p in prepared.values() if p.export.file_error is None and not rules.national_row_problem(p.export)]
+    frames = [_regional_frame([p.export]) for p in todo]
+    passed = []
+    for part, frame, result in zip(todo, frames, validation.validate_many("ehealth_adoption", frames), strict=True):
+        part.results.append(result)
+        try:
+            part.regional = _regional_batch([part.export], settings, "", frame, result)
+        except ValidationFailed as exc:
+            part.failed = str(exc)
+        else:
+            passed.append(part)
+    framed = [_national_frame([p.export], p.regional.rows) for p in passed if p.regional is not None]
+    results = validation.validate_many("ehealth_adoption_national", [f[0] for f in framed])
+    for part, national, result in zip(passed, framed, results, strict=True):
+        part.results.append(result)
+        try:
+            part.national = _national_batch([part.export], None, settings, "", national, result)
+        except ValidationFailed as exc:
+            part.failed = str(exc)
+    return prepared
 
 
 # --------------------------------------------------------------------------- one month
@@ -300,6 +386,7 @@ def judge_month(
     batch_id: str,
     unit_read=None,
     decisions: dict[str, approvals.Decision] | None = None,
+    prepared: dict[str, PreparedExport] | None = None,
 ) -> MonthJudgement:
     """Parse, validate and judge one month's files against the published warehouse; writes nothing.
 
@@ -312,6 +399,8 @@ def judge_month(
     (see :class:`etl.sources.unit_daily.ReadAhead`); without it the file is read here.
     ``decisions`` are the approvals in force (:func:`etl.approvals.approved`), read once by a run
     for all its months; without them they are read here.
+    ``prepared``: the run's monthly exports already parsed and validated
+    (:func:`prepare_exports`, keyed by file URI); without it this month's are prepared here.
     Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
     for kind, files in month_files.items():
@@ -324,13 +413,17 @@ def judge_month(
     if decisions is None:
         decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
     sha_of = {f.uri: f.sha256 for f in landed.values()}
-    parsed = [exports.read_export_file(landed[k].uri, location=landed[k].path) for k in MONTHLY_KINDS if k in landed]
-    for export in parsed:
-        _stamp_sha(export.rejected_regional + export.rejected_national, landed[export.name.kind].sha256)
+    if prepared is None:
+        prepared = prepare_exports(settings, {period: month_files})
+    mine = [prepared[landed[k].uri] for k in MONTHLY_KINDS if k in landed]
+    for part in mine:
+        part.keep(settings.warehouse_uri, batch_id)  # its validation results, stored with this step's verdict
+    parsed = [part.export for part in mine]
 
     regional_parts, national_parts = [], []
     findings: dict[str, verdict.Findings] = {}
-    for export in parsed:
+    for part in mine:
+        export = part.export
         source = export.source_file
         held[source] = export.rows_in_regional + export.rows_in_national
         found = findings[source] = verdict.Findings(
@@ -342,14 +435,12 @@ def judge_month(
         found.national_row = rules.national_row_problem(export)
         if found.national_row is not None:
             continue  # nothing to validate: the month cannot be reconciled
-        try:
-            regional = _regional_batch([export], settings, batch_id)
-            national = _national_batch([export], regional.rows, settings, batch_id)
-        except ValidationFailed as exc:
-            # A table suite's batch-level failure (its stored result is Failed): the file is blocked.
-            blocked[source] = f"{shown_name(source)}: blocked, {exc}"
+        if part.failed is not None or part.regional is None or part.national is None:
+            # A table suite's file-level failure (its stored result is Failed): the file is blocked.
+            blocked[source] = f"{shown_name(source)}: blocked, {part.failed}"
             del findings[source]
             continue
+        regional, national = part.regional, part.national
         keys = _replace_keys([export])
         regional.source_keys = {source: keys}
         national.source_keys = {source: keys}
@@ -504,10 +595,6 @@ def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = Non
     frame["value"] = pd.array(frame["value"].tolist(), dtype="Int64")
     frame["year"] = frame["year"].astype("int64")
     frame["row_number"] = frame["row_number"].astype("int64")
-    for column in extra or {}:
-        # Python numbers, not numpy scalars: GX 1.24's Data Docs renderer cannot format numpy-2
-        # scalars (repr "np.float64(…)") observed by column min/max expectations.
-        frame[column] = pd.Series(frame[column].tolist(), index=frame.index, dtype=object)
     return frame
 
 
@@ -516,7 +603,15 @@ def _replace_keys(parsed: list[exports.ExportRows]) -> list[tuple]:
 
 
 def _adoption_batch(
-    table: str, frame, rejected: list[dict], rows_in: int, parsed, settings: Settings, batch_id: str, warnings
+    table: str,
+    frame,
+    rejected: list[dict],
+    rows_in: int,
+    parsed,
+    settings: Settings,
+    batch_id: str,
+    warnings,
+    prevalidated: validation.Validation | None = None,
 ) -> publish.TableBatch:
     """A validated adoption batch replacing each parsed file's month and service, quarantine folded by line."""
     return fold_quarantine_by_line(
@@ -531,12 +626,19 @@ def _adoption_batch(
             replace_keys=_replace_keys(parsed),
             quarantine_sources=[e.source_file for e in parsed],
             extra_warnings=warnings,
+            prevalidated=prevalidated,
         )
     )
 
 
-def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableBatch:
-    frame = _frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)})
+def _regional_frame(parsed):
+    return numbered(_frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)}))
+
+
+def _regional_batch(
+    parsed, settings: Settings, batch_id: str, frame=None, prevalidated: validation.Validation | None = None
+) -> publish.TableBatch:
+    frame = _regional_frame(parsed) if frame is None else frame
     rejected = [r for e in parsed for r in e.rejected_regional]
     notes = [n for e in parsed for n in e.notes]
     try:
@@ -549,6 +651,7 @@ def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableB
             settings,
             batch_id,
             notes,
+            prevalidated,
         )
     except ValidationFailed as exc:
         missing = []
@@ -562,7 +665,8 @@ def _regional_batch(parsed, settings: Settings, batch_id: str) -> publish.TableB
         raise ValidationFailed(f"{parsed[0].name.period}: {detail}{exc}") from None
 
 
-def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) -> publish.TableBatch:
+def _national_frame(parsed, regional_rows):
+    """The national rows with their reconciliation deviation; also the deviations' details and warnings."""
     deviations: dict[tuple[str, str], float] = {}
     details: list[str] = []
     warnings: list[str] = []
@@ -576,7 +680,18 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
         "national",
         {"_check_reconciliation_deviation": lambda e, row: deviations.get((e.source_file, row["metric"]), -1.0)},
     )
-    frame = frame.drop(columns=["region_code"])
+    return numbered(frame.drop(columns=["region_code"])), details, warnings
+
+
+def _national_batch(
+    parsed,
+    regional_rows,
+    settings: Settings,
+    batch_id: str,
+    framed=None,
+    prevalidated: validation.Validation | None = None,
+) -> publish.TableBatch:
+    frame, details, warnings = _national_frame(parsed, regional_rows) if framed is None else framed
     rejected = [r for e in parsed for r in e.rejected_national]
     try:
         return _adoption_batch(
@@ -588,6 +703,7 @@ def _national_batch(parsed, regional_rows, settings: Settings, batch_id: str) ->
             settings,
             batch_id,
             warnings,
+            prevalidated,
         )
     except ValidationFailed as exc:
         detail = (

@@ -1,0 +1,42 @@
+"""Monthly e-health exports for tests: the sample generator's lines, one cell changed, landed with a set mtime.
+
+Shared by the test files that land hand-edited exports (one implementation instead of a copy per file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from etl.sample import ehealth as sample
+
+SEED = 11
+
+
+def export_lines(kind: str, month: dt.date, seed: int = SEED, suppressed=frozenset()) -> list[str]:
+    """The lines of ``kind``'s export for ``month`` (``journalen``/``webbtidbok``), PLAIN style (``;``, a header)."""
+    journal, web, _ = sample.month_values(month, seed)
+    rows = sample.export_rows(kind, month, journal if kind == "journalen" else web, sample.PLAIN, suppressed)
+    return [";".join(map(str, r)) for r in rows]
+
+
+def set_cell(lines: list[str], region: str, column: int, value) -> list[str]:
+    """``lines`` with column ``column`` of the line whose second cell is ``region`` (a code, or ``Riket``) set."""
+    out = []
+    for line in lines:
+        cells = line.split(";")
+        if cells[1] == region:
+            cells[column] = str(value)
+        out.append(";".join(cells))
+    return out
+
+
+def land(landing: Path, name: str, lines: list[str] | bytes, step: int = 0) -> Path:
+    """Write ``lines`` (or bytes) as ``<landing>/ehealth/<name>``, modified ``step`` seconds after a fixed time."""
+    folder = landing / "ehealth"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode())
+    os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
+    return path
