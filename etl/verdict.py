@@ -144,12 +144,34 @@ def judge(
     other approvable ones get the approval hint. Lines are one line each,
     cause first. Raises :class:`etl.errors.EtlError` if the suite cannot run.
     """
+    return judge_steps([(findings, sha256, decisions)])[0]
+
+
+def judge_steps(
+    steps: list[tuple[list[Findings], dict[str, str], dict[str, approvals.Decision]]],
+) -> list[Verdict]:
+    """:func:`judge` for several steps at once: one validation of every step's files, one verdict per step.
+
+    ``steps``: (findings, SHA-256 by file URI, approvals in force) per step.
+    A backfill judges a month per step; GX's cost is per validation, not
+    per file (:func:`etl.validation.validate_many`), so the skeleton judges
+    the steps it holds together. Each verdict, and its ``data``, is what
+    judging that step alone gives.
+    """
+    frames = [_frame(findings) for findings, _, _ in steps]
+    # Not stored on their own: persist_step stores each with the tables' results of its step.
+    results = validation.validate_many(validation.DELIVERY_SUITE, frames)
+    return [
+        _verdict(findings, sha256, decisions, result)
+        for (findings, sha256, decisions), result in zip(steps, results, strict=True)
+    ]
+
+
+def _frame(findings: list[Findings]):
+    """The delivery frame: one row per file (:meth:`Findings.measures`), counts as nullable integers."""
     import pandas as pd
 
-    verdict = Verdict(findings=list(findings))
-    if not findings:
-        return verdict
-    frame = pd.DataFrame([f.measures() for f in findings])
+    frame = pd.DataFrame([f.measures() for f in findings], columns=list(Findings("", ()).measures()))
     for column in (
         "regions_lacking",
         "regions_quarantined",
@@ -160,8 +182,19 @@ def judge(
     ):
         frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
     frame[validation.ROW_ID] = range(len(frame))
-    # Not stored on its own: persist_step stores it with the tables' results of the step.
-    result = validation.validate(validation.DELIVERY_SUITE, frame, keep_result=True)
+    return frame
+
+
+def _verdict(
+    findings: list[Findings],
+    sha256: dict[str, str],
+    decisions: dict[str, approvals.Decision],
+    result: validation.Validation,
+) -> Verdict:
+    """The step's verdict read off its delivery-suite result (see :func:`judge`)."""
+    verdict = Verdict(findings=list(findings))
+    if not findings:
+        return verdict
     verdict.data = result.data
     approvable: set[str] = set()
     for row, configs in result.failed_expectations.items():

@@ -281,7 +281,7 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
         def judge_this_month(step: skeleton.Step) -> skeleton.Judgement:
             unit_read = next(unit_reads)  # first thing: every month takes its own read, in order, even one that fails
             judged = judge_month(
-                settings, month, by_month[month], step.batch_id, unit_read, decisions, exports_of(month)
+                settings, month, by_month[month], step.batch_id, unit_read, decisions, exports_of(month), defer=True
             )
             judged.delivered = {delivery_id(kind, month): files for kind, files in by_month[month].items()}
             return judged
@@ -387,6 +387,7 @@ def judge_month(
     unit_read=None,
     decisions: dict[str, approvals.Decision] | None = None,
     prepared: dict[str, PreparedExport] | None = None,
+    defer: bool = False,
 ) -> MonthJudgement:
     """Parse, validate and judge one month's files against the published warehouse; writes nothing.
 
@@ -401,6 +402,8 @@ def judge_month(
     for all its months; without them they are read here.
     ``prepared``: the run's monthly exports already parsed and validated
     (:func:`prepare_exports`, keyed by file URI); without it this month's are prepared here.
+    ``defer``: leave the delivery verdict to the run's skeleton (``settle``), which judges the files
+    of the months it holds with one validation; else the verdict is reached here.
     Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
     for kind, files in month_files.items():
@@ -507,24 +510,31 @@ def judge_month(
         found.values_lost, found.lost_detail = shrink.values_lost, shrink.lost_line
         found.rows_removed, found.removed_detail = shrink.rows_removed, shrink.removed_detail
     # The month's files judged by the delivery suite (expectations/delivery.json): the verdict is its result.
-    judged.verdict = verdict.judge(list(findings.values()), sha_of, decisions)
-    blocked.update(judged.verdict.blocked)
-    judged.short.update(judged.verdict.short)
-    judged.approved.update(judged.verdict.released)
-    gone = set(blocked)
-    for parts in (regional_parts, national_parts):
-        batch = combine([p for p in parts if not set(p.source_keys) & gone])
-        if batch is not None:
-            batch.warnings += [
-                approvals.release_note(s, d) for s, d in judged.approved.items() if s in batch.source_keys
-            ]
-            sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
-            judged.batches.append((batch, sources))
-    if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
-        unit_uri = landed[exports.UNIT_KIND].uri
-        if unit_uri in judged.approved:
-            unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
-        judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
+    judged.findings, judged.sha256, judged.decisions = list(findings.values()), sha_of, decisions
+
+    def settle(decided: verdict.Verdict) -> None:
+        blocked.update(decided.blocked)
+        judged.short.update(decided.short)
+        judged.approved.update(decided.released)
+        gone = set(blocked)
+        for parts in (regional_parts, national_parts):
+            batch = combine([p for p in parts if not set(p.source_keys) & gone])
+            if batch is not None:
+                batch.warnings += [
+                    approvals.release_note(s, d) for s, d in judged.approved.items() if s in batch.source_keys
+                ]
+                sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
+                judged.batches.append((batch, sources))
+        if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
+            unit_uri = landed[exports.UNIT_KIND].uri
+            if unit_uri in judged.approved:
+                unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
+            judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
+
+    judged.settle = settle
+    if not defer:
+        judged.verdict = verdict.judge(judged.findings, sha_of, decisions)
+        settle(judged.verdict)
     return judged
 
 

@@ -53,6 +53,12 @@ from etl.pipelines.common import (
 
 log = logging.getLogger(__name__)
 
+# Independent steps wait for one verdict together while they hold fewer rows than this (a month of
+# monthly exports holds a few hundred rows: they wait together; a month of unit-level rows, ~124 000,
+# is published alone as before), and at most this many steps.
+HOLD_ROWS = 100_000
+HOLD_STEPS = 60
+
 
 @dataclass
 class Judgement:
@@ -79,6 +85,14 @@ class Judgement:
     # ``short``: file URI → its block line cut for the terminal (the load log keeps ``blocked``'s whole line).
     verdict: verdict_.Verdict | None = None
     short: dict[str, str] = field(default_factory=dict)
+    # A judge may leave the verdict to the skeleton, which then judges the files of the steps it holds with
+    # one validation (verdict.judge_steps): it sets ``findings`` (its files measured), ``sha256`` and
+    # ``decisions`` (the approvals in force) and ``settle``, which applies the verdict to this judgement.
+    findings: list[verdict_.Findings] | None = None
+    sha256: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, approvals.Decision] = field(default_factory=dict)
+    settle: Callable[[verdict_.Verdict], None] | None = None
+    unsettled: EtlError | None = None  # set when the delivery suite could not judge this step
 
     def line(self, source: str) -> str:
         """``source``'s block line for the terminal and the task log: cause first, under 300 characters."""
@@ -152,37 +166,63 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
     blocked_files = partly = 0  # partly: blocked steps whose other files did publish
     progress = Progress(report.pipeline, len(plan.steps), f"{plan.unit}s") if plan.unit else None
     finished = False
+
+    def failed(step: Step, exc: EtlError) -> None:
+        if not exc.in_load_log:
+            record_failure(warehouse, report.pipeline, step.batch_id, step.table, step.sources, str(exc), step.rows_in)
+        if not plan.unit:
+            raise exc
+        log.error("%s", exc)
+        named = exc if str(exc).startswith(step.label) else type(exc)(f"{step.label}: {exc}")
+        failures.append((step, named))
+        if progress:
+            progress.step(note=f"{step.label} failed")
+
+    def published(step: Step, judged: Judgement, results: list[publish.PublishResult]) -> None:
+        nonlocal blocked_files, partly
+        if progress:
+            progress.step(sum(r.rows_in for r in results), note=step.label)
+        report.results.extend(results)
+        report.messages += judged.removed
+        if judged.blocked:
+            blocked_files += len(judged.blocked)
+            if any(r.outcome == "published" for r in results):
+                partly += 1
+            prefix = f"{step.label}: " if plan.unit else ""
+            failure = ValidationFailed(prefix + " | ".join(judged.line(s) for s in judged.blocked))
+            if plan.unit:
+                log.error("%s", failure)
+            failures.append((step, failure))
+
+    # Judged steps waiting for their verdict: independent steps (a unit) are held while they hold few rows,
+    # so that the delivery suite validates their files at once; each is then published in order.
+    held: list[tuple[Step, Judgement, list[validation.Pending]]] = []
+
+    def publish_held() -> None:
+        waiting, held[:] = list(held), []
+        _settle_all(waiting)
+        for step, judged, pending in waiting:
+            try:
+                results = _publish_step(warehouse, report.pipeline, step, judged, pending, plan.record)
+            except EtlError as exc:
+                failed(step, exc)
+                continue
+            published(step, judged, results)
+
     try:
         with plan.context or contextlib.nullcontext():
             for step in plan.steps:
                 try:
-                    judged, results = _run_step(warehouse, report.pipeline, step, plan.record)
+                    judged, pending = _judge_step(warehouse, step)
                 except EtlError as exc:
-                    if not exc.in_load_log:
-                        record_failure(
-                            warehouse, report.pipeline, step.batch_id, step.table, step.sources, str(exc), step.rows_in
-                        )
-                    if not plan.unit:
-                        raise
-                    log.error("%s", exc)
-                    named = exc if str(exc).startswith(step.label) else type(exc)(f"{step.label}: {exc}")
-                    failures.append((step, named))
-                    if progress:
-                        progress.step(note=f"{step.label} failed")
+                    failed(step, exc)
                     continue
-                if progress:
-                    progress.step(sum(r.rows_in for r in results), note=step.label)
-                report.results.extend(results)
-                report.messages += judged.removed
-                if judged.blocked:
-                    blocked_files += len(judged.blocked)
-                    if any(r.outcome == "published" for r in results):
-                        partly += 1
-                    prefix = f"{step.label}: " if plan.unit else ""
-                    failure = ValidationFailed(prefix + " | ".join(judged.line(s) for s in judged.blocked))
-                    if plan.unit:
-                        log.error("%s", failure)
-                    failures.append((step, failure))
+                held.append((step, judged, pending))
+                rows = sum(len(b.rows) for _, j, _ in held for b, _ in j.batches)
+                deferred = judged.settle is not None and judged.verdict is None
+                if not plan.unit or not deferred or rows >= HOLD_ROWS or len(held) >= HOLD_STEPS:
+                    publish_held()
+            publish_held()
         finished = True
     finally:
         if plan.record is not None:
@@ -200,8 +240,11 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
             summary += " | " + not_loaded
         every_blocked = all(isinstance(exc, ValidationFailed) for _, exc in failures)
         if plan.unit:
-            done = len(plan.steps) - len(failures)
-            what = f"{len(failures)} {plan.unit}(s) {'blocked' if every_blocked else 'failed or blocked'}, {done} processed"
+            processed = len(plan.steps) - len(failures)
+            what = (
+                f"{len(failures)} {plan.unit}(s) {'blocked' if every_blocked else 'failed or blocked'}, "
+                f"{processed} processed"
+            )
             if partly:
                 what += f" ({partly} of the blocked published their other files)"
         else:
@@ -211,17 +254,53 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
     return report
 
 
-def _run_step(
-    warehouse: str, pipeline: str, step: Step, record: DeliveryRecord | None
-) -> tuple[Judgement, list[publish.PublishResult]]:
-    """Judge ``step``, record its blocked files, publish the rest, mark its deliveries published."""
-    # The step's validation results are stored once it is judged, each with the verdict on its files.
+def _judge_step(warehouse: str, step: Step) -> tuple[Judgement, list[validation.Pending]]:
+    """Judge ``step``; its validation results are held (returned) until its verdict is known."""
     with validation.collecting() as pending:
         try:
             judged = step.judge(step)
         except BaseException:
             verdict_.persist_step(warehouse, step.batch_id, pending, None)
             raise
+    return judged, pending
+
+
+def _settle_all(waiting: list[tuple[Step, Judgement, list[validation.Pending]]]) -> None:
+    """Give every waiting judgement that left its verdict to the skeleton its verdict: one validation for all."""
+    open_ = [j for _, j, _ in waiting if j.settle is not None and j.verdict is None]
+    if not open_:
+        return
+    try:
+        verdicts = verdict_.judge_steps([(j.findings or [], j.sha256, j.decisions) for j in open_])
+    except EtlError:
+        verdicts = None  # judged one by one below, so that a step that cannot be judged fails alone
+    for i, judged in enumerate(open_):
+        try:
+            decided = (
+                verdicts[i]
+                if verdicts is not None
+                else verdict_.judge(judged.findings or [], judged.sha256, judged.decisions)
+            )
+        except EtlError as exc:
+            judged.unsettled = exc
+            continue
+        assert judged.settle is not None
+        judged.settle(decided)
+        judged.verdict = decided
+
+
+def _publish_step(
+    warehouse: str,
+    pipeline: str,
+    step: Step,
+    judged: Judgement,
+    pending: list[validation.Pending],
+    record: DeliveryRecord | None,
+) -> list[publish.PublishResult]:
+    """Store the step's results with its verdict, record its blocked files, publish the rest, mark its deliveries."""
+    if judged.unsettled is not None:
+        verdict_.persist_step(warehouse, step.batch_id, pending, None)
+        raise judged.unsettled
     verdict_.persist_step(warehouse, step.batch_id, pending, judged.verdict)
     for source, decision in judged.approved.items():
         log.warning("%s", approvals.release_note(source, decision))
@@ -246,7 +325,7 @@ def _run_step(
             for f in files:
                 if f.uri not in judged.blocked:
                     record.mark_published(delivery, f)
-    return judged, results
+    return results
 
 
 def _finish(settings: Settings, report: RunReport, plan: Plan) -> None:
