@@ -357,6 +357,57 @@ def validate_many(table: str, frames: list) -> list[Validation]:
     return outcomes
 
 
+# Expectation types :func:`outcomes_without_gx` evaluates itself, as GX does (nulls skip a range check).
+_PLAIN_TYPES = frozenset({"expect_column_values_to_be_null", "expect_column_values_to_be_between"})
+
+
+def outcomes_without_gx(table: str, frames: list) -> list[Validation] | None:
+    """The outcomes :func:`validate_many` would give, without Great Expectations, for a suite of plain checks.
+
+    For ``python -m etl check``, which stores no result: judging a file that
+    failed to parse must not pay GX's import and start-up (~3 s). Only
+    ``expect_column_values_to_be_null`` and ``expect_column_values_to_be_between``
+    (inclusive bounds, nulls skipped) are evaluated; a suite with any other
+    expectation returns None (use GX). Outcomes carry no ``data``.
+    tests/test_batched_validation.py holds them equal to GX's on the delivery suite.
+    """
+    import pandas as pd
+
+    expectations = load_suite_json(table).get("expectations", [])
+    if any(e.get("type") not in _PLAIN_TYPES for e in expectations):
+        return None
+    outcomes = []
+    for frame in frames:
+        outcome = Validation(table)
+        for expectation in expectations:
+            kwargs = expectation.get("kwargs") or {}
+            column = frame[kwargs["column"]]
+            if expectation["type"] == "expect_column_values_to_be_null":
+                failing = column.notna()
+            else:
+                values = pd.to_numeric(column, errors="coerce")
+                failing = pd.Series(False, index=frame.index)
+                if kwargs.get("min_value") is not None:
+                    failing |= (values < kwargs["min_value"]).fillna(False).astype(bool)
+                if kwargs.get("max_value") is not None:
+                    failing |= (values > kwargs["max_value"]).fillna(False).astype(bool)
+            rows = [int(r) for r in frame.loc[failing.to_numpy(dtype=bool), ROW_ID]]
+            if not rows:
+                continue
+            config = {**expectation, "severity": expectation.get("severity") or "critical"}
+            reason = _reason(config)
+            if config["severity"] == "critical" and (config.get("meta") or {}).get("scope") != "file":
+                for row in rows:
+                    outcome.failed_rows.setdefault(row, []).append(reason)
+                    outcome.failed_expectations.setdefault(row, []).append(config)
+            elif config["severity"] == "critical":
+                outcome.critical.append(f"{reason} [{config['type']}]")
+            else:
+                outcome.warnings.append(f"{reason}: {len(rows)} row(s)")
+        outcomes.append(outcome)
+    return outcomes
+
+
 def keep(warehouse_uri: str, table: str, batch_id: str, data: dict, frame=None) -> str | None:
     """Store one result (GX's JSON) — or hold it for the step's verdict inside :func:`collecting`.
 

@@ -130,3 +130,71 @@ def test_a_suite_with_a_batch_level_expectation_is_not_split(settings):
     frame = pd.DataFrame({"region_code": ["01"], "year": [2020], "population": [1], validation.ROW_ID: [0]})
     with pytest.raises(EtlError, match="batch-level"):
         validation.validate_many("population", [frame])
+
+
+def _findings_cases():
+    from etl.verdict import Findings
+
+    tables = ("ehealth_adoption",)
+    return [
+        Findings("a.csv", tables),
+        Findings("b.csv", tables, refused_whole="b.csv: not a CSV"),
+        Findings("c.csv", tables, national_row="the national row (Riket) is missing"),
+        Findings("d.csv", tables, regions_lacking=["09 Region Gotland"]),
+        Findings("e.csv", tables, regions_lacking=["03 Region Uppsala"], quarantined_lines=1,
+                 rejected=[{"row_number": 3, "reason": "not a number"}]),
+        Findings("f.csv", tables, values_lost=2, rows_removed=1),
+        Findings("g.csv", ("ehealth_unit_daily",), rows_loadable=0),
+        Findings("h.csv", ("ehealth_unit_daily",), rows_loadable=5, rejected=[{"row_number": 9, "reason": "bad"}]),
+        Findings("i.csv", tables, regions_lacking=[]),
+    ]
+
+
+def test_check_decides_with_the_same_suite_without_gx_as_gx_does():
+    """``etl check`` (nothing stored) reads the delivery suite without GX; its decisions equal GX's on each rule."""
+    from etl import verdict
+
+    cases = _findings_cases()
+    frames = [verdict._frame(cases[:4]), verdict._frame(cases[4:])]
+    plain = validation.outcomes_without_gx(validation.DELIVERY_SUITE, frames)
+    gx = validation.validate_many(validation.DELIVERY_SUITE, frames)
+    assert plain is not None
+    for mine, theirs in zip(plain, gx, strict=True):
+        assert {r: sorted(c["meta"]["rule"] for c in cs) for r, cs in mine.failed_expectations.items()} == {
+            r: sorted(c["meta"]["rule"] for c in cs) for r, cs in theirs.failed_expectations.items()}
+        assert mine.critical == theirs.critical == [] and mine.warnings == theirs.warnings == []
+    failed = {**{i: r for i, r in plain[0].failed_expectations.items()},
+              **{i + 4: r for i, r in plain[1].failed_expectations.items()}}
+    assert sorted(failed) == [1, 2, 3, 4, 5, 6, 7]  # every case but the clean ones (a.csv, i.csv) fails a rule
+
+
+def _cli_in_a_fresh_process(*args: str) -> tuple[int, bool]:
+    """``python -m etl <args>`` in a new interpreter: its exit code and whether it imported GX."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from etl import cli\n"
+        f"rc = cli.main({list(args)!r})\n"
+        "print(rc, 'great_expectations' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    rc, imported = out.stdout.split()[-2:]
+    return int(rc), imported == "True"
+
+
+def test_gx_is_not_imported_by_a_check_that_does_not_parse_a_no_op_run_or_status(settings, landing, warehouse, capsys):
+    bad = landing.parent / "journalen_2017-03.csv"
+    bad.write_bytes(b"\xff\xfe\x00 not an export\n")
+    assert _cli_in_a_fresh_process("check", str(bad), "--warehouse", str(warehouse)) == (1, False)
+    _land_months(landing, broken=False)
+    where = ["--landing", str(landing), "--warehouse", str(warehouse)]
+    assert cli.main(["run", "ehealth-adoption", *where]) == 0
+    assert _cli_in_a_fresh_process("run", "ehealth-adoption", *where) == (0, False)  # nothing new
+    assert _cli_in_a_fresh_process("status", "--warehouse", str(warehouse)) == (0, False)
+    # A file that parses is validated: then GX is paid, as it must be.
+    good = landing / "ehealth" / "journalen_2017-01.csv"
+    assert _cli_in_a_fresh_process("check", str(good), "--warehouse", str(warehouse)) == (0, True)
