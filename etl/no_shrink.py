@@ -209,7 +209,9 @@ class Shrink:
     ``refused``: why it was refused whole (one per table that says so);
     ``values_lost``/``lost_line``: published values it would null without
     saying so; ``rows_removed``/``removed_lines``: published rows it would
-    remove because lines were quarantined, a table is unstated or a doubt.
+    remove because a table is unstated or its figures are in doubt;
+    ``rows_unreadable``/``unreadable_lines``: published rows it would remove
+    because its lines for them were quarantined (a sender's format error).
     """
 
     refused: list[str] = field(default_factory=list)
@@ -217,10 +219,16 @@ class Shrink:
     lost_line: str = ""
     rows_removed: int = 0
     removed_lines: list[str] = field(default_factory=list)
+    rows_unreadable: int = 0
+    unreadable_lines: list[str] = field(default_factory=list)
 
     @property
     def removed_detail(self) -> str:
         return "; ".join(dict.fromkeys(self.removed_lines))
+
+    @property
+    def unreadable_detail(self) -> str:
+        return "; ".join(dict.fromkeys(self.unreadable_lines))
 
 
 def shrinks(
@@ -262,18 +270,26 @@ def shrinks(
             first = dropped.sort_by([(k, "ascending") for k in schema.key]).slice(0, MAX_EXAMPLES)
             shown = zip(*(first.column(k).to_pylist() for k in schema.key), strict=True)
             examples = ", ".join(_show_key(schema, k) for k in shown)
+            first_line = first_quarantined(batch, source) if held else ""
             cause = (
-                f"{held} row(s) quarantined: {top}"
+                (
+                    f"{held} row(s) quarantined, first {first_line}"
+                    if first_line.startswith("line ")
+                    else f"{held} row(s) quarantined: {top}"
+                )
                 if held
                 else f"the file has no rows for {batch.table} (a withdrawal must be stated, e.g. an empty "
                 "list in a report's JSON)"
                 if unstated
                 else doubt
             )
-            entry.rows_removed += dropped.num_rows
-            entry.removed_lines.append(
-                f"would remove {dropped.num_rows} published {batch.table} row(s) because {cause} (e.g. {examples})"
-            )
+            line = f"would remove {dropped.num_rows} published {batch.table} row(s) because {cause} (e.g. {examples})"
+            if held:
+                entry.rows_unreadable += dropped.num_rows
+                entry.unreadable_lines.append(line)
+            else:
+                entry.rows_removed += dropped.num_rows
+                entry.removed_lines.append(line)
     return found
 
 

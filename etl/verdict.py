@@ -60,6 +60,8 @@ class Findings:
     lost_detail: str = ""
     rows_removed: int = 0
     removed_detail: str = ""
+    rows_unreadable: int = 0  # published rows removed because the file's lines for them were quarantined
+    unreadable_detail: str = ""
     rows_loadable: int | None = None  # a unit-level file's loadable rows; None: the rule does not apply
     loadable_detail: str = ""
     rejected: list[dict] = field(default_factory=list)
@@ -79,6 +81,7 @@ class Findings:
             else len(self.regions_lacking),
             "values_lost": self.values_lost,
             "rows_removed": self.rows_removed,
+            "rows_removed_unreadable": self.rows_unreadable,
             "rows_loadable": self.rows_loadable,
             "lines_unreadable": len(self.rejected),
         }
@@ -97,6 +100,8 @@ class Findings:
             return self.lost_detail
         if column == "rows_removed":
             return self.removed_detail
+        if column == "rows_removed_unreadable":
+            return self.unreadable_detail
         if column == "rows_loadable":
             return self.loadable_detail
         return column
@@ -180,6 +185,7 @@ def _frame(findings: list[Findings]):
         "regions_quarantined",
         "values_lost",
         "rows_removed",
+        "rows_removed_unreadable",
         "rows_loadable",
         "lines_unreadable",
     ):
@@ -209,7 +215,11 @@ def _verdict(
         columns = [c["kwargs"]["column"] for c in blocking]
         whole = "; ".join(dict.fromkeys(f.detail(c) for c in columns))
         short = "; ".join(dict.fromkeys(f.short(c) for c in columns))
-        stays = "; the published version stays" if {"values_lost", "rows_removed"} & set(columns) else ""
+        stays = (
+            "; the published version stays"
+            if {"values_lost", "rows_removed", "rows_removed_unreadable"} & set(columns)
+            else ""
+        )
         verdict.blocked[f.source] = f"{shown_name(f.source)}: blocked, {whole}{stays}"
         verdict.short[f.source] = short_line(f"{shown_name(f.source)}: blocked, {short}")
         if all((c.get("meta") or {}).get("approvable") for c in blocking):

@@ -149,6 +149,8 @@ def _blocked_as_the_user_meets_it(
         if "no row could be loaded" in said
         else "no silent value loss"
         if "null" in said
+        else "no shrink from unreadable lines"
+        if "quarantined" in said and "would remove" in said
         else None
     )
     if rule is not None and not out.count("refused whole"):
@@ -303,6 +305,34 @@ def test_a_unit_file_whose_every_row_is_quarantined_is_blocked_never_published(
     )
     assert "(first: line 2: Datum: not a date (YYYY-MM-DD): '2017-03-01 00:00:00.000')" in line, line
     assert len(line) < 400, line
+
+
+def test_a_unit_correction_removing_published_rows_through_an_unreadable_line_is_not_approvable(
+    capsys, settings, landing, warehouse
+):
+    """Issue 23 §4: published rows a correction would remove because its lines for them were quarantined is a
+    sender's format error ("no shrink from unreadable lines"): blocked, and approval is not offered."""
+    month_units = sample.make_units(40, SEED)
+    folder = landing / "ehealth"
+    folder.mkdir(parents=True, exist_ok=True)
+    sample.write_month(folder, MARCH, seed=SEED, units=month_units, style=sample.PLAIN)
+    code, out = _run(capsys, "ehealth-adoption", settings)
+    assert code == 0, out
+    head, _, body = _unit_file(month_units, dates_as_sql_server=False).decode().partition("\n")
+    lines = body.splitlines()
+    lines[4] = lines[4].replace("2017-03-", "2017-3x-", 1)  # one line's date no longer parses
+    path = _land(landing, "webbtidbok_enheter_2017-03.csv", ("\n".join([head, *lines]) + "\n").encode(), step=1)
+    line = _blocked_as_the_user_meets_it(
+        capsys,
+        settings,
+        warehouse,
+        path,
+        "ehealth-adoption",
+        EHEALTH_TABLES,
+        "would remove 1 published ehealth_unit_daily row(s) because 1 row(s) quarantined",
+        approvable=False,
+    )
+    assert "first line 6: Datum: not a date (YYYY-MM-DD): '2017-3x-01'" in line and len(line) < 400, line
 
 
 # --------------------------------------------------------------------------- §2 no silent value loss: monthly

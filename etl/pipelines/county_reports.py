@@ -376,6 +376,8 @@ def judge(submissions: list[Submission], warehouse: str, batch_id: str):
                 lost_detail=shrink.lost_line,
                 rows_removed=shrink.rows_removed,
                 removed_detail=shrink.removed_detail,
+                rows_unreadable=shrink.rows_unreadable,
+                unreadable_detail=shrink.unreadable_detail,
                 rejected=rejected,
             )
         )

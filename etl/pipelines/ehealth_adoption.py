@@ -509,6 +509,7 @@ def judge_month(
             found.refused_whole = "; ".join(shrink.refused)
         found.values_lost, found.lost_detail = shrink.values_lost, shrink.lost_line
         found.rows_removed, found.removed_detail = shrink.rows_removed, shrink.removed_detail
+        found.rows_unreadable, found.unreadable_detail = shrink.rows_unreadable, shrink.unreadable_detail
     # The month's files judged by the delivery suite (expectations/delivery.json): the verdict is its result.
     judged.findings, judged.sha256, judged.decisions = list(findings.values()), sha_of, decisions
 
