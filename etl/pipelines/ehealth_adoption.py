@@ -465,7 +465,10 @@ def judge_month(
     unit_part = None
     if exports.UNIT_KIND in landed:
         unit_file = landed[exports.UNIT_KIND]
-        read = unit_read() if unit_read is not None else None
+        # Read here when no read-ahead gave it (``etl check``): its unreadable lines are findings too.
+        read = (
+            unit_read() if unit_read is not None else unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
+        )
         # The unit file's days are summed against the regional files that may publish: complete ones, or
         # ones a person approved as they are.
         summed = [
@@ -480,14 +483,14 @@ def judge_month(
             unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
         except ValidationFailed as exc:
             blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {exc}"
-            held[unit_file.uri] = read.rows_in if read is not None else 0
+            held[unit_file.uri] = read.rows_in
         else:
             held[unit_file.uri] = unit_part.rows_in
             judged.candidates.append(unit_part)
             found = findings[unit_file.uri] = verdict.Findings(
                 unit_file.uri,
                 TABLES_BY_KIND[exports.UNIT_KIND],
-                rejected=list(read.rejected) if read is not None else [],
+                rejected=list(read.rejected),
             )
             if unit_part.refused:
                 found.refused_whole = unit_part.refused[unit_file.uri]
