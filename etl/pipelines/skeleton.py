@@ -201,7 +201,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
     def publish_held() -> None:
         waiting, held[:] = list(held), []
         _settle_all(waiting)
-        for step, judged, pending in waiting:
+        while waiting:
+            step, judged, pending = waiting.pop(0)  # each step's rows are let go once it is published
             try:
                 results = _publish_step(warehouse, report.pipeline, step, judged, pending, plan.record)
             except EtlError as exc:
@@ -218,8 +219,9 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
                     failed(step, exc)
                     continue
                 held.append((step, judged, pending))
-                rows = sum(len(b.rows) for _, j, _ in held for b, _ in j.batches)
                 deferred = judged.settle is not None and judged.verdict is None
+                del judged, pending  # held only in ``held``: a published month's rows are freed with it
+                rows = sum(n for _, j, _ in held for n in j.held.values())  # rows in of every file held
                 if not plan.unit or not deferred or rows >= HOLD_ROWS or len(held) >= HOLD_STEPS:
                     publish_held()
             publish_held()
