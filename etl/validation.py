@@ -715,9 +715,9 @@ def _entry(table: str, batch_id: str, page: str, data: dict) -> dict:
         index_list = (item.get("result") or {}).get("unexpected_index_list")
         if _severity(config) != "critical":
             warnings += 1
-        elif index_list:
+        elif index_list and (config.get("meta") or {}).get("scope") != "file":
             rows.update(_row_of(e) for e in index_list)
-        else:
+        else:  # batch-level, or a rule on the file as a whole: it blocks, its rows are not quarantined
             blocked += 1
     status = "blocked" if blocked else "quarantined" if rows else "warning" if warnings else "passed"
     stats = data.get("statistics") or {}

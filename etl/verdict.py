@@ -19,13 +19,15 @@ the file, like the run.
 
 Block lines lead with the cause (:func:`short_line`): the file, the rule,
 the first offending value and where, then a count of the rest — under
-:data:`SHORT_LIMIT` characters for the terminal and task log; the load log
-and the data-quality pages keep the whole list.
+:data:`SHORT_LIMIT` characters for the terminal and task log (the run's
+whole line for one blocked file stays under 300); the load log and the
+data-quality pages keep the whole list.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -33,7 +35,9 @@ from etl import approvals, validation
 from etl.deliveries import shown_name
 from etl.privacy import mask_personal_data
 
-SHORT_LIMIT = 300  # characters of a block line in the terminal and the task log
+# Characters of one file's block line in the terminal and the task log. The run's own prefix (pipeline,
+# months blocked, the month: about 70 characters) comes before it, so a one-file failure stays under 300.
+SHORT_LIMIT = 230
 # Rows of a table result that stand for the delivery suite's quarantined lines: below every frame row id.
 _LINE_ROWS = -1_000_000
 
@@ -62,6 +66,8 @@ class Findings:
     removed_detail: str = ""
     rows_unreadable: int = 0  # published rows removed because the file's lines for them were quarantined
     unreadable_detail: str = ""
+    file_rules: str | None = None  # a table suite's rule on the whole file failed (meta.scope "file"): why
+    file_rules_short: str = ""
     rows_loadable: int | None = None  # a unit-level file's loadable rows; None: the rule does not apply
     loadable_detail: str = ""
     rejected: list[dict] = field(default_factory=list)
@@ -72,6 +78,7 @@ class Findings:
             "source_file": shown_name(self.source),
             "refused_whole": _masked(self.refused_whole),
             "national_row": _masked(self.national_row),
+            "file_rules": _masked(self.file_rules),
             # A region missing from a file with quarantined lines may be one of them: the sender's to fix.
             "regions_lacking": None
             if self.regions_lacking is None or self.quarantined_lines
@@ -89,9 +96,13 @@ class Findings:
     def detail(self, column: str) -> str:
         """The cause of this file's failure of the expectation on ``column``, cause first."""
         if column == "refused_whole":
-            return f"refused whole: {self.refused_whole}"
+            why = str(self.refused_whole)
+            name = f"{shown_name(self.source)}: "
+            return f"refused whole: {why[len(name) :] if why.startswith(name) else why}"
         if column == "national_row":
             return str(self.national_row)
+        if column == "file_rules":
+            return str(self.file_rules)
         if column in ("regions_lacking", "regions_quarantined"):
             lacking = self.regions_lacking or []
             why = f" ({self.regions_detail})" if self.regions_detail else ""
@@ -121,6 +132,17 @@ class Findings:
             why = str(self.refused_whole)
             name = f"{shown_name(self.source)}: "
             return "refused whole: " + _cut(why[len(name) :] if why.startswith(name) else why, 240)
+        if column == "values_lost":
+            # The cells first: "1 published value into null: county_report 03 2017 grant_sek 128944953 → null".
+            cells = re.sub(
+                r"would turn (.+?) of \S+ into null \((.*?)\): the file does not say the value is withdrawn or "
+                r"suppressed",
+                r"\1 into null: \2",
+                self.lost_detail,
+            )
+            return _cut(cells, 240)
+        if column == "file_rules" and self.file_rules_short:
+            return _cut(self.file_rules_short, 240)
         return _cut(self.detail(column), 240)
 
 
@@ -233,16 +255,25 @@ def _verdict(
 
 
 def short_line(line: str, reserve: int = 0) -> str:
-    """``line`` cut to :data:`SHORT_LIMIT` characters (less ``reserve``), ending in "… (more in the load log)"."""
+    """``line`` cut at a word to :data:`SHORT_LIMIT` characters (less ``reserve``), ending "… (in full in the load log)"."""
     limit = SHORT_LIMIT - reserve
     if len(line) <= limit:
         return line
-    tail = " … (the whole list is in the load log)"
-    return line[: limit - len(tail)].rstrip(" ,;") + tail
+    tail = " … (in full in the load log)"
+    return _at_word(line, limit - len(tail)) + tail
+
+
+def _at_word(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at the last space when there is one in its second half."""
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    if space > limit // 2 and len(text) > limit:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:(")
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip(" ,;") + "…"
+    return text if len(text) <= limit else _at_word(text, limit - 1) + "…"
 
 
 def _masked(text: str | None) -> str | None:

@@ -169,7 +169,10 @@ def blocked_entry(ctx: Ctx, name: str, reason: str, rows_held: int) -> dict:
     assert len(blocked) == 1, blocked
     entry = blocked[0]
     assert entry["source_files"][0].endswith("/" + name), entry
-    assert reason in entry["message"] and f"{name}: blocked, refused whole: " in entry["message"], entry
+    # The file named once: "<file>: blocked, refused whole: <cause>".
+    message = entry["message"]
+    assert reason.removeprefix(f"{name}: ") in message and f"{name}: blocked, refused whole: " in message, entry
+    assert message.count(f"{name}: ") == 1, entry
     assert (entry["rows_in"], entry["rows_loaded"], entry["rows_quarantined"]) == (rows_held, 0, 0)
     return {"reason": entry["message"], "source_file": entry["source_files"][0]}
 

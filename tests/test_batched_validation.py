@@ -87,8 +87,7 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
     tables = [t for t, _ in runs]
     assert tables.count("ehealth_adoption") == 1 and tables.count("ehealth_adoption_national") == 1, runs
     assert tables.count(validation.DELIVERY_SUITE) == 1, runs  # the four months' files judged together
-    # Every file but April's journal, which its table suite blocked already (reconciliation).
-    assert next(n for t, n in runs if t == validation.DELIVERY_SUITE) == 2 * len(MONTHS) - 1
+    assert next(n for t, n in runs if t == validation.DELIVERY_SUITE) == 2 * len(MONTHS)  # every file
     regional_rows = next(n for t, n in runs if t == "ehealth_adoption")
     assert regional_rows == 20 * 3 + 21 * 3 * 3 + 21 * 5 * 4  # every month's regional long rows in one batch
 
@@ -113,8 +112,16 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
                 for p in (warehouse / "_validation" / "ehealth_adoption_national").glob("*.json")}
     april = national["2017-04"]
     assert april["success"] is False
+    page = next((warehouse / "_data_docs" / "ehealth_adoption_national").glob("*2017-04.html")).read_text("utf-8")
+    assert "Failed: batch blocked" in page and "Failed: rows quarantined" not in page
     failing = [r for r in april["results"] if not r["success"]]
     assert any(r["expectation_config"]["kwargs"].get("column") == "_check_reconciliation_deviation" for r in failing)
+    # The delivery suite names the rule and the file in both tables' results: the journal file is blocked whole.
+    for data in (april, stored["2017-04"]):
+        rule = [r for r in data["results"] if not r["success"]
+                and (r["expectation_config"].get("meta") or {}).get("rule") == "table rules on the whole file"]
+        assert rule and "journalen_2017-04.csv" in str(rule[0]["result"]["partial_unexpected_list"]), data["results"]
+        assert data["success"] is False and data["meta"]["etl_verdict"]["blocked"] == ["journalen_2017-04.csv"]
     assert national["2017-01"]["success"] is True
     for month in ("2017-02", "2017-03"):  # their own rows reconcile; the result fails on the journal file's block
         own = [r for r in national[month]["results"] if "rule" not in (r["expectation_config"].get("meta") or {})]

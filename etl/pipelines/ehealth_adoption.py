@@ -313,6 +313,7 @@ class PreparedExport:
     regional: publish.TableBatch | None = None
     national: publish.TableBatch | None = None
     failed: str | None = None
+    failed_short: str = ""  # ``failed``'s cause alone, for the terminal
     results: list[validation.Validation] = field(default_factory=list)
 
     def keep(self, warehouse_uri: str, batch_id: str) -> None:
@@ -362,6 +363,12 @@ def prepare_exports(settings: Settings, months: dict[str, dict[str, list]]) -> d
             part.national = _national_batch([part.export], None, settings, "", national, result)
         except ValidationFailed as exc:
             part.failed = str(exc)
+            details = national[1]
+            if details:  # the cause, first: which metric is off, by how much
+                part.failed_short = (
+                    f"regions do not sum to the national total within {RECONCILIATION_TOLERANCE:.1%}: "
+                    + "; ".join(details)
+                )
     return prepared
 
 
@@ -439,9 +446,9 @@ def judge_month(
         if found.national_row is not None:
             continue  # nothing to validate: the month cannot be reconciled
         if part.failed is not None or part.regional is None or part.national is None:
-            # A table suite's file-level failure (its stored result is Failed): the file is blocked.
-            blocked[source] = f"{shown_name(source)}: blocked, {part.failed}"
-            del findings[source]
+            # A table suite's rule on the file as a whole failed (reconciliation): the delivery suite blocks it.
+            whole = re.sub(rf"^{re.escape(period)}: ", "", str(part.failed))
+            found.file_rules, found.file_rules_short = whole, part.failed_short or whole
             continue
         regional, national = part.regional, part.national
         keys = _replace_keys([export])
