@@ -410,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("error: interrupted", err=True)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`etl check … | head -3`): what it read is all it wanted. Python's own
+        # recipe: point stdout at devnull so that flushing it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a command killed by SIGPIPE (128 + 13): no line on stderr
     except Exception as exc:  # an unexpected bug: still one line unless --debug
         from etl.storage import store_error
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import posixpath
+import shlex
+
 from etl import approvals, publish, schemas
 from etl.deliveries import shown_name
+from etl.privacy import redact_uri
 
 
 def table_rows(warehouse_uri: str, location: str) -> int | None:
@@ -56,10 +60,13 @@ def render(warehouse_uri: str, last: int = 10) -> str:
     blocked = approvals.blocked_in(log)  # the load log read above, oldest first
     lines += ["", f"blocked now: {len(blocked)}"]
     for b in blocked:
+        # The file's landing root is the folder above its pipeline's folder: the command works as printed.
+        landing = redact_uri(posixpath.dirname(posixpath.dirname(b.source_file)))
         how = (
-            f"a person may approve it: python -m etl approve {b.name} --reason '…' --warehouse {warehouse_uri}"
+            f"a person may approve it: python -m etl approve {shlex.quote(b.name)} --reason '…' "
+            f"--landing {shlex.quote(landing)} --warehouse {shlex.quote(redact_uri(warehouse_uri))}"
             if b.approvable
-            else "refused whole: replace the file"
+            else "not approvable (a format error or the sender's figures): the sender must send a new file"
         )
         decided = f"; {b.decision.note()}" if b.decision is not None else ""
         lines.append(f"  {b.name} ({b.pipeline}, last blocked {b.blocked_at:%Y-%m-%d %H:%M}): {how}{decided}")

@@ -152,7 +152,7 @@ def reconciliation(export: exports.ExportRows, regional_rows) -> tuple[dict[str,
             deviations[metric] = -1.0
             warnings.append(
                 f"{export.name.kind}_{export.name.period} {metric}: reconciliation skipped, "
-                f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) quarantined"
+                f"{len(regions.REGION_CODES) - cells['region_code'].nunique()} region(s) missing or quarantined"
             )
             continue
         known = cells["value"].dropna()
