@@ -38,6 +38,8 @@ from etl.privacy import mask_personal_data
 # Characters of one file's block line in the terminal and the task log. The run's own prefix (pipeline,
 # months blocked, the month: about 70 characters) comes before it, so a one-file failure stays under 300.
 SHORT_LIMIT = 230
+# A removal line of etl.no_shrink: what it would remove, why (without the month's prefix), its first example.
+_REMOVAL = re.compile(r"^would remove (.+?) because (?:\d{4}-\d{2}: )?(.*?)(?: \(e\.g\. ([^,()]*)[^()]*\))?$")
 # Rows of a table result that stand for the delivery suite's quarantined lines: below every frame row id.
 _LINE_ROWS = -1_000_000
 
@@ -141,6 +143,28 @@ class Findings:
                 self.lost_detail,
             )
             return _cut(cells, 240)
+        if column in ("rows_removed", "rows_removed_unreadable"):
+            # The cause first, then what it would remove: "daily unit bookings do not sum … in 1 region(s): 01
+            # (units 52,682 vs region 79,163); would remove 93 published ehealth_unit_daily row(s)".
+            lines = self.removed_detail if column == "rows_removed" else self.unreadable_detail
+            causes = []
+            for line in lines.split("; would remove "):
+                found = _REMOVAL.match(line if line.startswith("would remove ") else "would remove " + line)
+                if found is None:
+                    causes.append(line)
+                    continue
+                what, cause, example = found.groups()
+                # The cause cut to leave room for what it removes (an approvable line also carries the
+                # approval hint, ~85 characters); the whole line, the rule's why and examples are in the load log.
+                cause = re.sub(r" \(a withdrawal must be stated[^)]*\)", "", cause)
+                if column == "rows_removed":
+                    what = re.sub(r" published \S+ row", " published row", what)
+                    causes.append(f"{_cut(cause, 65)}; would remove {what}")
+                else:
+                    causes.append(
+                        f"{_cut(cause, 110)}; would remove {what}" + (f" (e.g. {example} …)" if example else "")
+                    )
+            return _cut("; ".join(causes), 240)
         if column == "file_rules" and self.file_rules_short:
             return _cut(self.file_rules_short, 240)
         return _cut(self.detail(column), 240)

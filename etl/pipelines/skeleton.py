@@ -288,7 +288,9 @@ def _settle_all(waiting: list[tuple[Step, Judgement, list[validation.Pending]]])
             continue
         assert judged.settle is not None
         judged.settle(decided)
-        judged.verdict = decided
+        # The closure refers back to its judgement: dropped, a published month's rows are freed at once
+        # rather than by the cycle collector some time later (peak memory over a backfill).
+        judged.settle, judged.verdict = None, decided
 
 
 def _publish_step(
