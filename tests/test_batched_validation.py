@@ -205,3 +205,29 @@ def test_gx_is_not_imported_by_a_check_that_does_not_parse_a_no_op_run_or_status
     # A file that parses is validated: then GX is paid, as it must be.
     good = landing / "ehealth" / "journalen_2017-01.csv"
     assert _cli_in_a_fresh_process("check", str(good), "--warehouse", str(warehouse)) == (0, True)
+
+
+def test_when_the_run_wide_validation_cannot_run_each_month_is_validated_on_its_own(
+    capsys, settings, landing, warehouse, monkeypatch, caplog
+):
+    """A suite that cannot run over the run's files together (an EtlError) costs the batching, not the run:
+    each month then prepares its own files, and one that still cannot be validated fails alone."""
+    from etl.errors import EtlError
+
+    _land_months(landing, broken=False)
+    real = validation.validate_many
+
+    def fails_together(table, frames):
+        if table != validation.DELIVERY_SUITE and len(frames) > 2:  # the run-wide call, not a month's own
+            raise EtlError(f"{table}: expectation could not run")
+        return real(table, frames)
+
+    monkeypatch.setattr(validation, "validate_many", fails_together)
+    code = cli.main(["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "each month on its own" in caplog.text
+    from etl import publish
+
+    months = {r["month"].strftime("%Y-%m") for r in publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()}
+    assert months == {f"{m:%Y-%m}" for m in MONTHS}
