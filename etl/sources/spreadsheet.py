@@ -193,12 +193,6 @@ def _ods_encrypted(archive: zipfile.ZipFile, file_name: str) -> bool:
 # --------------------------------------------------------------------------- zip guards
 
 
-def check_zip(data: bytes, file_name: str, fmt: str = "xlsx", limits: Limits | None = None) -> None:
-    """Refuse a zip-based workbook that is corrupt or would inflate into far more than a delivery could hold."""
-    with _open_zip(data, file_name, fmt, limits or LIMITS):
-        pass
-
-
 def _open_zip(data: bytes, file_name: str, fmt: str, limits: Limits) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
