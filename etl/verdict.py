@@ -157,9 +157,12 @@ class Findings:
                 # The cause cut to leave room for what it removes (an approvable line also carries the
                 # approval hint, ~85 characters); the whole line, the rule's why and examples are in the load log.
                 cause = re.sub(r" \(a withdrawal must be stated[^)]*\)", "", cause)
-                if column == "rows_removed":
-                    what = re.sub(r" published \S+ row", " published row", what)
-                    causes.append(f"{_cut(cause, 65)}; would remove {what}")
+                if column == "rows_removed":  # approvable: the hint takes ~85 characters of the line
+                    cause = cause.replace(
+                        "daily unit bookings do not sum to the regional bookings", "unit bookings off"
+                    )
+                    rows = what.split(" ", 1)[0]
+                    causes.append(f"{_cut(cause, 80)}; would remove {rows} rows")
                 else:
                     causes.append(
                         f"{_cut(cause, 110)}; would remove {what}" + (f" (e.g. {example} …)" if example else "")
