@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # standalone starts its components as `airflow …` subprocesses: they must find the venv's airflow.
 export PATH="$PWD/.venv/bin:$PATH"
+# A laptop's UI: this machine only, unless told otherwise ([api] host/port, e.g. AIRFLOW__API__PORT=8081).
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
   .venv/bin/python -m etl sample --out "${ETL_LANDING_URI}"
   echo "--years 2016-2025 --units 4000 --unit-months 12" > "${ETL_LANDING_URI}/.sample-args"
@@ -32,11 +35,28 @@ PY
 rm -rf "${vars_dir}"
 cat <<MSG
 
-Airflow is starting at http://localhost:8080
+Airflow is starting at http://${AIRFLOW__API__HOST}:${AIRFLOW__API__PORT}
 Log in as user 'admin'; the password is generated on first start and stored in
   ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
 DAGs are paused at creation: unpause them in the UI (each makes one run; ehealth_adoption's
 loads every month in landing). Stop with Ctrl-C.
 
 MSG
-exec .venv/bin/airflow standalone
+# `airflow standalone` in a process group of its own: Ctrl-C (or SIGTERM) here stops every component at
+# once — SIGTERM to the whole group, SIGKILL to what is left after 15 s — instead of standalone waiting
+# on children that do not all exit on SIGINT (it took over 50 s and left defunct processes).
+setsid .venv/bin/airflow standalone &
+airflow_pid=$!
+stop() {
+  trap - INT TERM
+  echo "make airflow: stopping every Airflow component" >&2
+  kill -TERM -- "-${airflow_pid}" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    pgrep -g "${airflow_pid}" >/dev/null || exit 130
+    sleep 0.5
+  done
+  kill -KILL -- "-${airflow_pid}" 2>/dev/null || true
+  exit 130
+}
+trap stop INT TERM
+wait "${airflow_pid}"

@@ -282,6 +282,34 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
     assert not noisy, f"deprecation noise in task logs: {noisy}"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_make_airflow_serves_this_machine_on_its_port_and_ctrl_c_stops_it_within_seconds(airflow):
+    """Issue 24: the banner said 8080 whatever the port, the server listened on every interface, and Ctrl-C
+    did not stop `make airflow` (over 50 s, defunct children). Runs last: it stops the deployment."""
+    import signal
+
+    import psutil
+
+    log = (airflow.groups.logs / "make-airflow.log").read_text(errors="replace")
+    assert f"Airflow is starting at http://127.0.0.1:{airflow.port}" in log, log[:2000]
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == airflow.port]
+    assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
+
+    # Ctrl-C in a terminal: SIGINT to the foreground process group (make, the script).
+    make = airflow.groups.processes["make-airflow"]
+    started = time.monotonic()
+    os.killpg(make.pid, signal.SIGINT)
+    while airflow.groups.stray_processes() and time.monotonic() - started < 30:
+        time.sleep(0.5)
+    stopped = time.monotonic() - started
+    left = [(p.pid, p.name()) for p in airflow.groups.stray_processes()]
+    print(f"\nCtrl-C: every Airflow component gone after {stopped:.1f} s")
+    assert not left and stopped < 20, (stopped, left)
+
+
+
 def _log_events(airflow: MakeAirflow, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[dict]:
     from urllib.parse import quote
 
