@@ -375,12 +375,15 @@ app = FastAPI(
 
 @app.exception_handler(StarletteHTTPException)
 async def _not_signed_in(request: Request, exc: StarletteHTTPException):
-    """A person following a link (a failure line, a notification) without a session goes to the login page and
-    back; API clients, and every other refusal, get the status as it is (401 / 403, no data)."""
+    """A person following a link (a failure line, a notification, a bookmark) without a valid session goes to
+    the login page and back; API clients, and every other refusal, get the status as it is (401 / 403, no data)."""
     from fastapi.exception_handlers import http_exception_handler
 
     wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
-    if exc.status_code == 401 and wants_page and "authorization" not in request.headers:
+    # An expired session is a 401; a session the API server no longer accepts (a token from before its JWT
+    # secret changed, e.g. a restarted `make airflow`) is Airflow's 403 "Invalid JWT token": both a sign-in.
+    stale = exc.status_code == 401 or (exc.status_code == 403 and exc.detail == "Invalid JWT token")
+    if stale and wants_page and "authorization" not in request.headers:
         from airflow.api_fastapi.app import get_auth_manager
 
         return RedirectResponse(
