@@ -37,6 +37,11 @@ class SourceRefused(SourceUnavailable):
     deeply, pagination that loops or never ends): a task fails at once instead of being retried."""
 
 
+class NotReady(EtlError):
+    """What a step builds on is not published yet (the follow-up marts before ``dim_region``): the command
+    fails saying which, while a scheduled task is skipped, as the table's publication schedules it again."""
+
+
 def one_line(text: str) -> str:
     """``text`` as one printable line: control characters (a newline, ESC of a terminal escape, a
     carriage return) and Unicode line and paragraph separators are written as escapes (``\\n``,

@@ -117,17 +117,24 @@ def fail_fast(call):
     (:class:`SourceUnavailable`), HTTP 5xx, a bug — is raised as it is, for
     the task's retries with backoff. An object store's own errors are said
     as one of these (:func:`etl.storage.store_error`): no or wrong
-    credentials fail at once, an unreachable endpoint is retried.
+    credentials fail at once, an unreachable endpoint is retried. :class:`NotReady` (an input not
+    published yet) skips the task: its publication schedules the DAG again.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from etl import native_panics
-    from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, ValidationFailed, one_line
+    from etl.errors import AccountingError, BadInput, ConfigError, NotReady, SourceRefused, ValidationFailed, one_line
     from etl.storage import store_error
 
     native_panics.install()  # a delta-rs worker thread's panic text stays out of the task log
     try:
         return call()
+    except NotReady as exc:
+        # Nothing to build on yet: not a failure, and no retry — the input's publication (its Asset) runs
+        # the DAG again. The task is skipped with the one line saying what it waits for.
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(one_line(str(exc))) from None
     except (BadInput, ValidationFailed, AccountingError, ConfigError, SourceRefused) as exc:
         raise AirflowFailException(f"{one_line(str(exc))}{_quality_link()}") from None
     except Exception as exc:

@@ -57,3 +57,18 @@ def test_reference_dag_run_publishes_and_rerun_changes_nothing(airflow_home, tmp
     log = publish.read_load_log(str(warehouse)).to_pylist()
     assert len(log) > log_rows
     assert {r["outcome"] for r in log[log_rows:]} == {"unchanged"}
+
+
+@pytest.mark.slow
+def test_followup_before_the_reference_data_is_skipped_not_failed(airflow_home, tmp_path):
+    """Issue 24: unpausing every DAG, `followup` ran first on a county or e-health Asset event and failed
+    ("dim_region is not published"), red until its retry. It is skipped instead, saying what it waits for;
+    publishing dim_region (one of its Assets) runs it again."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    landing.mkdir()
+    out = dags_test(airflow_home, "followup", {}, landing, warehouse)
+    text = out.stdout + out.stderr
+    assert "dim_region is not published" in text
+    assert "state=skipped" in text and "state=failed" not in text and "up_for_retry" not in text, text[-3000:]
+    log = publish.read_load_log(str(warehouse)).to_pylist()
+    assert [(r["pipeline"], r["outcome"]) for r in log] == [("followup", "nothing_new")]

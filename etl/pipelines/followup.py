@@ -35,10 +35,10 @@ from collections.abc import Callable
 
 from etl import approvals, publish, schemas, status, storage, validation
 from etl.config import Settings
-from etl.errors import EtlError, ValidationFailed
+from etl.errors import EtlError, NotReady, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, record_failure, rejected_frame
+from etl.pipelines.common import RunReport, record_nothing_new, rejected_frame
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +140,18 @@ def build_marts(
 def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
     """One step publishing both marts, or nothing new when the published marts reflect the sources.
 
-    Raises :class:`EtlError` (with its load-log row) when ``dim_region`` is not published.
+    Raises :class:`NotReady` (with its load-log row, ``nothing_new``) when ``dim_region`` is not published.
     """
     from etl.marts import followup as mart
 
     warehouse = settings.warehouse_uri
     sources, missing = read_sources(warehouse)
     if "dim_region" in missing or not len(sources["dim_region"]):
+        # Not a failure of the marts: nothing to build on yet. Publishing dim_region (a source table's Asset)
+        # schedules the follow-up DAG again; the load log says why this run built nothing.
         message = "dim_region is not published: run the reference pipeline first (python -m etl run reference)"
-        record_failure(warehouse, PIPELINE, report.batch_id, None, [], message)
-        raise EtlError(message)
+        record_nothing_new(warehouse, PIPELINE, report.batch_id, f"not built: {message}")
+        raise NotReady(message)
     if missing:
         report.messages.append(f"not published yet, their columns are null: {', '.join(missing)}")
     versions = table_versions(warehouse)
