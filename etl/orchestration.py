@@ -7,6 +7,8 @@ import without Airflow installed.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Mapping
 
 from etl.config import Settings
 
@@ -149,18 +151,34 @@ def fail_fast(call):
 QUALITY_PAGE = "/etl-quality/run/{dag_id}/{run_id}"  # plugins/etl_quality_plugin.py: the run's "Data quality" tab
 
 
-def _quality_link() -> str:
-    """`` (data quality: /etl-quality/run/<dag>/<run>)`` for the running task, or "" outside a task."""
-    try:
-        from urllib.parse import quote
+def quality_url(dag_id: str, run_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """The run's data-quality page as a link a person can click in a task log.
 
+    Absolute from Airflow's ``[api] base_url`` (``AIRFLOW__API__BASE_URL``, set by docker-compose.yml), else
+    from ``[api] host``/``port`` as `make airflow` sets them (``http://127.0.0.1:8080``); a path alone only
+    when neither is known.
+    """
+    from urllib.parse import quote
+
+    env = os.environ if environ is None else environ
+    path = QUALITY_PAGE.format(dag_id=quote(dag_id, safe=""), run_id=quote(run_id, safe=""))
+    base = (env.get("AIRFLOW__API__BASE_URL") or "").rstrip("/")
+    if not base and env.get("AIRFLOW__API__PORT"):
+        host = env.get("AIRFLOW__API__HOST") or "127.0.0.1"
+        base = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{env['AIRFLOW__API__PORT']}"
+    return base + path
+
+
+def _quality_link() -> str:
+    """`` (data quality: http://…/etl-quality/run/<dag>/<run>)`` for the running task, or "" outside a task."""
+    try:
         from airflow.sdk import get_current_context
 
         context = get_current_context()
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
     except Exception:  # no task context (tests, the CLI)
         return ""
-    return " (data quality: " + QUALITY_PAGE.format(dag_id=quote(dag_id, safe=""), run_id=quote(run_id, safe="")) + ")"
+    return f" (data quality: {quality_url(dag_id, run_id)})"
 
 
 def use_object_store_connection(conn_id: str = OBJECT_STORE_CONN) -> bool:

@@ -448,3 +448,18 @@ print(json.dumps({{"seconds": time.time() - start, "loaded": [m for m in heavy i
     probe_result = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe_result["loaded"] == [] and probe_result["prefix"] == "/etl-quality"
     assert probe_result["seconds"] < 1.0, probe_result  # generous for noisy CI; about 0.1 s here
+
+
+def test_the_task_logs_quality_link_is_absolute_where_the_ui_is_known():
+    """Issue 24: the failure line's data-quality link was a relative path a log viewer cannot open."""
+    from etl.orchestration import quality_url
+
+    run = "manual__2026-12-06T10:00:00+00:00"
+    assert quality_url("ehealth_adoption", run, {"AIRFLOW__API__BASE_URL": "https://airflow.agency.se/"}) == (
+        "https://airflow.agency.se/etl-quality/run/ehealth_adoption/manual__2026-12-06T10%3A00%3A00%2B00%3A00")
+    # `make airflow`: scripts/airflow_standalone.sh sets the API server's host and port.
+    assert quality_url("followup", "r1", {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": "8081"}) == (
+        "http://127.0.0.1:8081/etl-quality/run/followup/r1")
+    assert quality_url("followup", "r1", {"AIRFLOW__API__HOST": "0.0.0.0", "AIRFLOW__API__PORT": "8080"}) == (
+        "http://localhost:8080/etl-quality/run/followup/r1")
+    assert quality_url("followup", "r1", {}) == "/etl-quality/run/followup/r1"  # nothing known: the path
