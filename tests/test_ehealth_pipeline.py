@@ -12,15 +12,14 @@ from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
 from tests.delta_support import arrow as _arrow
+from tests.export_support import export_lines, set_cell
 
 SEED = 7
 MARCH = dt.date(2017, 3, 1)
 
 
 def _lines(kind: str, month: dt.date = MARCH, suppressed=frozenset()) -> list[str]:
-    journal, web, _ = sample.month_values(month, SEED)
-    rows = sample.export_rows(kind, month, journal if kind == "journalen" else web, sample.PLAIN, suppressed)
-    return [";".join(map(str, r)) for r in rows]
+    return export_lines(kind, month, SEED, suppressed)
 
 
 def _write(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | None = None,
@@ -30,17 +29,6 @@ def _write(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | 
     path = folder / f"{kind}_{month:%Y-%m}.{ext}"
     path.write_bytes(data if data is not None else ("\n".join(lines or _lines(kind, month)) + "\n").encode())
     return path
-
-
-def _set(lines: list[str], code: str, column: int, value) -> list[str]:
-    """Set one cell of a region's (or 'Riket') line in PLAIN-style lines."""
-    out = []
-    for line in lines:
-        cells = line.split(";")
-        if cells[1] == code:
-            cells[column] = str(value)
-        out.append(";".join(cells))
-    return out
 
 
 def _table(warehouse, name):
@@ -146,8 +134,8 @@ def test_republished_file_replaces_its_month_and_service(settings, landing, ware
     web_before = _table(warehouse, "ehealth_adoption").query("service == 'web_booking'")
 
     journal, _, _ = sample.month_values(MARCH, SEED)
-    corrected = _set(_lines("journalen"), "01", 2, journal["01"]["logins"] + 1000)
-    corrected = _set(corrected, "Riket", 2, sum(v["logins"] for v in journal.values()) + 1000)
+    corrected = set_cell(_lines("journalen"), "01", 2, journal["01"]["logins"] + 1000)
+    corrected = set_cell(corrected, "Riket", 2, sum(v["logins"] for v in journal.values()) + 1000)
     _write(landing, "journalen", lines=corrected)
     report = pipeline.run(settings)
     assert [r.outcome for r in report.results] == ["published", "published"]
@@ -229,7 +217,7 @@ def test_national_row_must_reconcile_within_half_a_percent(settings, landing, wa
     journal, _, _ = sample.month_values(MARCH, SEED)
     total = sum(v["logins"] for v in journal.values())
     wrong = round(total * (1 + national_extra))
-    _write(landing, "journalen", lines=_set(_lines("journalen"), "Riket", 2, wrong))
+    _write(landing, "journalen", lines=set_cell(_lines("journalen"), "Riket", 2, wrong))
     _write(landing, "webbtidbok")
     if blocked:
         with pytest.raises(ValidationFailed) as error:
@@ -252,7 +240,7 @@ def test_suppressed_cells_relax_reconciliation_but_known_cells_may_not_exceed(se
     assert _value(_table(warehouse, "ehealth_adoption"), "09", "logins") is None
 
     too_low = round(sum(v["logins"] for c, v in journal.items() if c != "09") * 0.99)
-    _write(landing, "journalen", lines=_set(lines, "Riket", 2, too_low))
+    _write(landing, "journalen", lines=set_cell(lines, "Riket", 2, too_low))
     with pytest.raises(ValidationFailed, match="1 suppressed cell"):
         pipeline.run(settings)
 
@@ -276,15 +264,15 @@ def test_duplicate_region_lines_block_the_file(settings, landing, warehouse):
 
 def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehouse):
     journal, web, _ = sample.month_values(MARCH, SEED)
-    web_lines = _set(_lines("webbtidbok"), "07", 5, web["07"]["units_total"] + 1)  # connected > total
+    web_lines = set_cell(_lines("webbtidbok"), "07", 5, web["07"]["units_total"] + 1)  # connected > total
     total_connected = sum(v["units_connected"] for v in web.values()) + web["07"]["units_total"] + 1 - \
         web["07"]["units_connected"]
-    web_lines = _set(web_lines, "Riket", 5, total_connected)
-    journal_lines = _set(_lines("journalen"), "08", 3, journal["08"]["logins"] + 1)  # unique users > logins
-    journal_lines = _set(journal_lines, "Riket", 3, sum(v["unique_users"] for v in journal.values())
+    web_lines = set_cell(web_lines, "Riket", 5, total_connected)
+    journal_lines = set_cell(_lines("journalen"), "08", 3, journal["08"]["logins"] + 1)  # unique users > logins
+    journal_lines = set_cell(journal_lines, "Riket", 3, sum(v["unique_users"] for v in journal.values())
                          + journal["08"]["logins"] + 1 - journal["08"]["unique_users"])
-    journal_lines = _set(journal_lines, "10", 4, journal["10"]["unique_users"] + 1)  # first-time > unique: warning
-    journal_lines = _set(journal_lines, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
+    journal_lines = set_cell(journal_lines, "10", 4, journal["10"]["unique_users"] + 1)  # first-time > unique: warning
+    journal_lines = set_cell(journal_lines, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
                          + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
     _write(landing, "webbtidbok", lines=web_lines)
     _write(landing, "journalen", lines=journal_lines)
@@ -299,8 +287,8 @@ def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehou
     assert approvals.HINT not in message
     assert not (warehouse / "ehealth_adoption").exists()
     # First-time users above unique users is only a warning: the line is loaded, the load log says so.
-    only_warning = _set(_lines("journalen"), "10", 4, journal["10"]["unique_users"] + 1)
-    only_warning = _set(only_warning, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
+    only_warning = set_cell(_lines("journalen"), "10", 4, journal["10"]["unique_users"] + 1)
+    only_warning = set_cell(only_warning, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
                         + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
     _write(landing, "journalen", lines=only_warning)
     _write(landing, "webbtidbok")
@@ -316,10 +304,10 @@ def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehou
 
 def test_bad_cells_quarantine_the_line_and_the_incomplete_file_is_blocked(settings, landing, warehouse):
     """Issue 13 §1: the 21-regions rule is judged on the rows that would be published, after row quarantine."""
-    lines = _set(_lines("journalen"), "06", 2, "många")
-    lines = _set(lines, "13", 4, "-4")
+    lines = set_cell(_lines("journalen"), "06", 2, "många")
+    lines = set_cell(lines, "13", 4, "-4")
     lines.insert(5, "2017-03;Region Atlantis;1;1;1")
-    lines = _set(lines, "17", 0, "2017-04")
+    lines = set_cell(lines, "17", 0, "2017-04")
     _write(landing, "journalen", lines=lines)
     _write(landing, "webbtidbok")
     with pytest.raises(ValidationFailed) as error:

@@ -12,13 +12,13 @@ import datetime as dt
 import importlib.util
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from etl import approvals, cli, publish
 from etl.sample import ehealth as sample
+from tests.export_support import export_lines, land, set_cell
 
 _spec = importlib.util.spec_from_file_location("county_builders", Path(__file__).parent / "fixtures/county/builders.py")
 builders = importlib.util.module_from_spec(_spec)
@@ -41,26 +41,7 @@ def _rows(kind: str, suppressed=frozenset()) -> list[list]:
 
 
 def _lines(kind: str) -> list[str]:
-    return [";".join(map(str, r)) for r in _rows(kind)]
-
-
-def _set(lines: list[str], region: str, column: int, value) -> list[str]:
-    out = []
-    for line in lines:
-        cells = line.split(";")
-        if cells[1] == region:
-            cells[column] = str(value)
-        out.append(";".join(cells))
-    return out
-
-
-def _land(landing: Path, name: str, data: bytes, step: int = 0) -> Path:
-    folder = landing / "ehealth"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_bytes(data)
-    os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
-    return path
+    return export_lines(kind, MARCH, SEED)
 
 
 def _csv(lines: list[str]) -> bytes:
@@ -180,8 +161,8 @@ def _stored_result_fails(warehouse: Path, name: str, rule: str) -> dict:
 
 
 def _publish_good_month(capsys, settings, landing) -> None:
-    _land(landing, "journalen_2017-03.csv", _csv(_lines("journalen")))
-    _land(landing, "webbtidbok_2017-03.csv", _csv(_lines("webbtidbok")))
+    land(landing, "journalen_2017-03.csv", _csv(_lines("journalen")))
+    land(landing, "webbtidbok_2017-03.csv", _csv(_lines("webbtidbok")))
     code, out = _run(capsys, "ehealth-adoption", settings)
     assert code == 0, out
 
@@ -213,10 +194,10 @@ def test_an_unreadable_national_row_blocks_the_file_unapprovably(
     if correction:
         _publish_good_month(capsys, settings, landing)
     else:  # the month's other export is published; the journal comes first now
-        _land(landing, "webbtidbok_2017-03.csv", _csv(_lines("webbtidbok")))
+        land(landing, "webbtidbok_2017-03.csv", _csv(_lines("webbtidbok")))
         assert _run(capsys, "ehealth-adoption", settings)[0] == 0
     ext, data, detail = _national_cases()[case]
-    path = _land(landing, f"journalen_2017-03.{ext}", data, step=1)
+    path = land(landing, f"journalen_2017-03.{ext}", data, step=1)
     line = _blocked_as_the_user_meets_it(
         capsys,
         settings,
@@ -245,7 +226,7 @@ def test_a_workbook_whose_total_is_a_formula_without_a_saved_result_never_publis
         rows = rows[:-1]  # the table's total row stands where the national row would
     data = _xlsx(rows, national_formulas=shape == "national_formulas", total_row=shape == "total_row")
     (landing / "ehealth" / "journalen_2017-03.csv").unlink(missing_ok=True)
-    path = _land(landing, "journalen_2017-03.xlsx", data, step=1)
+    path = land(landing, "journalen_2017-03.xlsx", data, step=1)
     before = _tables(warehouse, EHEALTH_TABLES)
     code, out = _run(capsys, "ehealth-adoption", settings)
     assert code != 0, out
@@ -290,7 +271,7 @@ def test_a_unit_file_whose_every_row_is_quarantined_is_blocked_never_published(
         unit.unlink()
         code, out = _run(capsys, "ehealth-adoption", settings)
         assert code == 0, out
-    path = _land(landing, unit.name, _unit_file(month_units, dates_as_sql_server=True), step=1)
+    path = land(landing, unit.name, _unit_file(month_units, dates_as_sql_server=True), step=1)
     line = _blocked_as_the_user_meets_it(
         capsys,
         settings,
@@ -319,7 +300,7 @@ def test_a_unit_correction_removing_published_rows_through_an_unreadable_line_is
     head, _, body = _unit_file(month_units, dates_as_sql_server=False).decode().partition("\n")
     lines = body.splitlines()
     lines[4] = lines[4].replace("2017-03-", "2017-3x-", 1)  # one line's date no longer parses
-    path = _land(landing, "webbtidbok_enheter_2017-03.csv", ("\n".join([head, *lines]) + "\n").encode(), step=1)
+    path = land(landing, "webbtidbok_enheter_2017-03.csv", ("\n".join([head, *lines]) + "\n").encode(), step=1)
     line = _blocked_as_the_user_meets_it(
         capsys,
         settings,
@@ -348,7 +329,7 @@ def test_a_count_emptied_by_a_correction_is_blocked_naming_the_cell_and_approval
         for r in publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()
     }
     old = published[("03", "logins")]
-    path = _land(landing, "journalen_2017-03.csv", _csv(_set(_lines("journalen"), "03", 2, "")), step=1)
+    path = land(landing, "journalen_2017-03.csv", _csv(set_cell(_lines("journalen"), "03", 2, "")), step=1)
     line = _blocked_as_the_user_meets_it(
         capsys,
         settings,
@@ -386,7 +367,7 @@ def test_a_count_emptied_by_a_correction_is_blocked_naming_the_cell_and_approval
 
 def test_a_cell_the_sender_marks_suppressed_is_honoured(capsys, settings, landing, warehouse):
     _publish_good_month(capsys, settings, landing)
-    path = _land(landing, "journalen_2017-03.csv", _csv(_set(_lines("journalen"), "09", 4, "..")), step=1)
+    path = land(landing, "journalen_2017-03.csv", _csv(set_cell(_lines("journalen"), "09", 4, "..")), step=1)
     code, out = _run(capsys, "ehealth-adoption", settings)
     assert code == 0, out
     rows = publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()
@@ -400,7 +381,7 @@ def test_an_empty_workbook_cell_over_a_published_count_is_blocked(capsys, settin
     rows = _rows("journalen")
     rows[3][2] = None  # the second region's logins: an empty cell
     (landing / "ehealth" / "journalen_2017-03.csv").unlink()
-    path = _land(landing, "journalen_2017-03.xlsx", _xlsx(rows), step=1)
+    path = land(landing, "journalen_2017-03.xlsx", _xlsx(rows), step=1)
     _blocked_as_the_user_meets_it(
         capsys,
         settings,
@@ -415,7 +396,7 @@ def test_an_empty_workbook_cell_over_a_published_count_is_blocked(capsys, settin
 
 
 def test_an_empty_cell_in_a_first_delivery_publishes_as_suppressed(capsys, settings, landing, warehouse):
-    _land(landing, "journalen_2017-03.csv", _csv(_set(_lines("journalen"), "09", 4, "")))
+    land(landing, "journalen_2017-03.csv", _csv(set_cell(_lines("journalen"), "09", 4, "")))
     code, out = _run(capsys, "ehealth-adoption", settings)
     assert code == 0, out
 
