@@ -524,21 +524,16 @@ def _slice_result(data: dict, low: int, high: int, frame) -> dict:
             ]
             values = res.get("unexpected_list")
             values = [values[k] for k in keep_at] if values is not None and len(values) == len(failing) else []
+            keys = [json.dumps(v, default=str) for v in values]  # values may be unhashable (lists)
+            first = dict(zip(reversed(keys), reversed(values), strict=True))  # each key's first value
             res.update(
                 unexpected_index_list=shifted,
                 unexpected_list=values,
                 unexpected_count=len(shifted),
                 partial_unexpected_list=values[:5],
                 partial_unexpected_index_list=shifted[:5],
-                partial_unexpected_counts=[
-                    {"value": v, "count": c}
-                    for v, c in Counter(json.dumps(v, default=str) for v in values).most_common(5)
-                ],
+                partial_unexpected_counts=[{"value": first[k], "count": c} for k, c in Counter(keys).most_common(5)],
             )
-            res["partial_unexpected_counts"] = [
-                {"value": json.loads(entry["value"]), "count": entry["count"]}
-                for entry in res["partial_unexpected_counts"]
-            ]
             res.pop("unexpected_index_query", None)  # it selects from the whole frame
         if "element_count" in res:
             count = len(frame)
