@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from etl import approvals, migrations, no_shrink, publish, regions, storage, validation, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
-from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
+from etl.errors import BadInput, ConfigError, ValidationFailed
 from etl.pipelines import skeleton
 from etl.pipelines.common import RunReport, checked_batch, combine, fold_quarantine_by_line, numbered, take_in
 from etl.privacy import redact_uri
@@ -272,7 +272,9 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
             try:
                 prepared.update(prepare_exports(settings, {m: by_month[m] for m in months}))
                 together.append(True)
-            except EtlError as exc:
+            except Exception as exc:  # noqa: BLE001 - any cause: each month then meets it alone, once
+                # Said once, and not tried again by every month: each month prepares its own files and
+                # fails alone if the cause is in them (an unexpected error included), as before batching.
                 log.warning("validating every month's exports together failed (%s); each month on its own", exc)
                 together.append(False)
         return prepared if together[0] else None
