@@ -20,7 +20,8 @@ from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
 from tests.test_county_pipeline import T0, builders
 from tests.test_deliveries import _journal
-from tests.test_ehealth_pipeline import _lines, _set, _write
+from tests.export_support import set_cell as _set
+from tests.test_ehealth_pipeline import _lines, _write
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,8 @@ from etl.errors import BadInput, EtlError, ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
 from tests.test_county_pipeline import DAY, T0, builders
-from tests.test_ehealth_pipeline import _lines, _set, _write
+from tests.export_support import set_cell as _set
+from tests.test_ehealth_pipeline import _lines, _write
 
 LOGINS = 2  # column of Inloggningar in the journal export's PLAIN style
 

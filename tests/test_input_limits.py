@@ -26,7 +26,8 @@ from etl.sources import county_reports as county_source
 from etl.sources import county_template as tpl
 from etl.sources import ehealth_exports
 from tests.test_county_pipeline import DAY, T0, builders
-from tests.test_ehealth_pipeline import MARCH, SEED, _lines, _set, _write
+from tests.export_support import set_cell as _set
+from tests.test_ehealth_pipeline import MARCH, SEED, _lines, _write
 
 APRIL = dt.date(2017, 4, 1)
 INT64_MAX = 2**63 - 1

@@ -273,6 +273,9 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
                 if ti["operator"] == "EmptyOperator":
                     continue  # marked done by the scheduler: nothing runs, no log
                 events = _log_events(airflow, dag_id, run["dag_run_id"], ti["task_id"], ti["try_number"])
+                if ti["state"] == "skipped" and any(e.get("event") == "Task was skipped — no logs available."
+                                                    for e in events):
+                    continue  # skipped without running (followup before dim_region: its build_access)
                 assert any(e.get("logger") == "task" for e in events), (dag_id, ti["task_id"], events[:5])
                 checked += 1
                 hits = [e["event"] for e in events if DEPRECATION_NOISE.search(json.dumps(e))]
