@@ -20,14 +20,22 @@ RUN cp -r /tmp/src /tmp/build \
 # Stage 2: the image.
 FROM apache/airflow:3.3.2-python3.11
 
+# python-ldap (requirements-ldap.txt: the directory sign-in, deploy/webserver_config.py) compiles against
+# OpenLDAP's headers.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 # The official image installs into the airflow user's environment; pip as root is refused there.
 USER airflow
 
-COPY --chown=airflow:0 requirements.txt constraints.txt /opt/airflow/project/
+COPY --chown=airflow:0 requirements.txt requirements-ldap.txt constraints.txt /opt/airflow/project/
 # constraints.txt is the full lock of the tested environment, so the image
 # runs the same versions as `make test`.
 RUN pip install --no-cache-dir \
         -r /opt/airflow/project/requirements.txt \
+        -r /opt/airflow/project/requirements-ldap.txt \
         -c /opt/airflow/project/constraints.txt
 
 # The library is the wheel, not a source folder on PYTHONPATH: every task and
@@ -41,6 +49,8 @@ RUN pip install --no-cache-dir --no-deps -c /opt/airflow/project/constraints.txt
 # also mounts dags/ and plugins/ read-only over them (the DAG bundle only:
 # the library is never mounted).
 COPY --chown=airflow:0 scripts/airflow_init.py /opt/airflow/project/scripts/airflow_init.py
+# The directory sign-in's FAB configuration, at Airflow's default place ([fab] config_file).
+COPY --chown=airflow:0 deploy/webserver_config.py /opt/airflow/webserver_config.py
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 plugins /opt/airflow/plugins
 

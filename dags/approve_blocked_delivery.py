@@ -13,7 +13,9 @@ settle it, ends with *"a person may approve publishing it as it is"*.
    naming what is blocked now, if it is not blocked or cannot be approved
    (a file refused whole must be replaced: nothing of it could publish).
 3. `decide` waits for a person (**Required actions** in the UI, or the task's
-   page): *Approve* or *Reject*, with the reason, which is required.
+   page): *Approve* or *Reject*, with the reason, which is required. Under
+   the agency's sign-in only a **data steward** may answer, and not the
+   person who triggered this run.
 4. `record_decision` writes the decision — who and why — to the load log
    (`outcome` `approved` / `rejected`). On approval it publishes the file
    at once (an e-health export: its month; a county report: the county
@@ -28,11 +30,14 @@ delivery is judged afresh. The same from a shell:
 list what is blocked).
 """
 
+from collections.abc import Collection
+
 import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, run_task, settings_from_airflow
+from etl.sign_in import STEWARD_ROLE, assign_approvers
 
 APPROVE, REJECT = "Approve", "Reject"
 PARAMS = {
@@ -45,6 +50,8 @@ PARAMS = {
         description="The blocked file's name as the failed run names it, e.g. webbtidbok_2026-01.csv.",
     ),
 }
+# Under the agency's sign-in (FAB roles): data stewards may edit this DAG, which answering its requests needs.
+STEWARD_ACCESS: dict[str, dict[str, Collection[str]]] = {STEWARD_ROLE: {"DAGs": ("can_read", "can_edit")}}
 FOUND = "ti.xcom_pull(task_ids='find_blocked_delivery')"
 # An approval publishes through the e-health or the county pipeline: the follow-up marts are rebuilt after it.
 PUBLISHES = [
@@ -70,6 +77,7 @@ PUBLISHES = [
     tags=["approval", "deliveries"],
     doc_md=__doc__,
     params=PARAMS,
+    access_control=STEWARD_ACCESS,
 )
 def approve_blocked_delivery():
     @task(pool="default_pool")
@@ -94,7 +102,7 @@ def approve_blocked_delivery():
                 "message": blocked.message,
             }
 
-        return fail_fast(find)
+        return run_task(find)
 
     decide = HITLOperator(
         task_id="decide",
@@ -123,6 +131,8 @@ def approve_blocked_delivery():
             )
         },
         pool="default_pool",  # waiting for a person must never hold the warehouse writer's slot
+        # Production sign-in: a data steward answers, never the person who triggered this run (etl.sign_in).
+        pre_execute=assign_approvers,
     )
 
     # Retried only for what can heal (storage unreachable); the same decision recorded twice is written once.
@@ -156,7 +166,7 @@ def approve_blocked_delivery():
                 print(line)
             return {"decision": "approved", "by": decision.by, "run": report.to_dict()}
 
-        return fail_fast(record)
+        return run_task(record)
 
     found = find_blocked_delivery()
     found >> decide

@@ -18,14 +18,20 @@ suites in `expectations/` and publishes `county_report`,
 * Warehouse / landing: Variables `etl_warehouse_uri` / `etl_landing_uri`
   (a run conf cannot change them: the trigger form has no options).
 * A refused or blocked report fails the task at once (no retries: the same
-  file would fail again); storage that cannot be reached is retried.
+  file would fail again), its log ending in the one line that says why and
+  a link to the run's data-quality page; storage that cannot be reached is
+  retried.
+* A file still being written (modified less than `ETL_LANDING_SETTLE_SECONDS`
+  ago) is not judged yet: the task waits for it as *up for reschedule*
+  (holding no worker slot), then judges it; still being written after an
+  hour, the task fails naming it and the next run judges it.
 * Runs daily; a day without new files only writes a "nothing new" log row.
 """
 
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, run_task, settings_from_airflow, wait_for_arriving
 
 COUNTY_REPORT = Asset(asset_uri("county_report"))
 COUNTY_INITIATIVE = Asset(asset_uri("county_initiative"))
@@ -54,9 +60,10 @@ def county_reports():
             report = pipeline.run(settings)
             for line in report.lines():
                 print(line)
+            wait_for_arriving(report)  # files still being written: judged once settled, not by tomorrow's run
             return report.to_dict()
 
-        return fail_fast(run)
+        return run_task(run)
 
     load_new_reports()
 

@@ -11,13 +11,20 @@ Loads the national e-service operator's monthly exports from
 
 **One run = one month** (its data interval; a manual run takes the Param
 `period` = `YYYY-MM` or `all`, else the last complete month). `load_month`
-loads whatever has landed — it never waits, so a late delivery never holds
-up later months or manual runs: a month without files is simply "nothing
-new". A critical rule (a region missing, regions not summing to the
-national total within 0.5 %) blocks that file or month, publishes nothing
-of it and fails the task at once (no retries: the same file would fail
-again). `report_overdue_deliveries` then lists the monthly exports due by
-now (14 days after their month) that have neither landed nor been loaded,
+loads whatever has landed — it never waits for a file that has not landed,
+so a late delivery never holds up later months or manual runs: a month
+without files is simply "nothing new" (only a file already landing, still
+being written, is waited for: below). A critical rule (a region missing,
+regions not summing to the national total within 0.5 %) blocks that file
+or month, publishes nothing of it and fails the task at once (no retries:
+the same file would fail again), its log ending in the one line that says
+why and a link to the run's data-quality page. An export of the run's
+months still being written (modified less than
+`ETL_LANDING_SETTLE_SECONDS` ago) is waited for, the task *up for
+reschedule* (no worker slot held), then judged; still being written after
+an hour, the task fails naming it. `report_overdue_deliveries` then lists
+the monthly exports due by now (14 days after their month) that have
+neither landed nor been loaded,
 and notifies them through the Connection `etl_notify`; it never fails the
 run.
 
@@ -46,7 +53,14 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, fail_fast, month_of_run, settings_from_airflow
+from etl.orchestration import (
+    asset_uri,
+    default_args,
+    month_of_run,
+    run_task,
+    settings_from_airflow,
+    wait_for_arriving,
+)
 
 EHEALTH_ADOPTION = Asset(asset_uri("ehealth_adoption"))
 EHEALTH_ADOPTION_NATIONAL = Asset(asset_uri("ehealth_adoption_national"))
@@ -112,9 +126,10 @@ def ehealth_adoption():
             report = pipeline.run(settings, period=None if month == "all" else month, catch_up_late=True)
             for line in report.lines():
                 print(line)
+            wait_for_arriving(report)  # an export still being written: judged once settled, not next month
             return report.to_dict()
 
-        return fail_fast(run)
+        return run_task(run)
 
     @task(trigger_rule="all_done")
     def report_overdue_deliveries() -> list[str]:
@@ -124,7 +139,7 @@ def ehealth_adoption():
 
         context = get_current_context()
         month = _run_month(context)
-        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
+        settings = run_task(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
         through = max(month, _last_complete_month()) if month != "all" else _last_complete_month()
         overdue = pipeline.overdue_deliveries(settings, through)
         if overdue:

@@ -23,7 +23,7 @@ import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
 from etl.marts import MART_TABLES, SOURCE_TABLES
-from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, run_task, settings_from_airflow
 
 UPSTREAM = [Asset(asset_uri(table)) for table in SOURCE_TABLES]
 MARTS = [Asset(asset_uri(table)) for table in MART_TABLES]
@@ -55,7 +55,7 @@ def followup():
                 print(line)
             return report.to_dict()
 
-        return fail_fast(run)
+        return run_task(run)
 
     @task
     def build_access(marts: dict) -> dict:
@@ -63,7 +63,7 @@ def followup():
         from etl.pipelines import followup as pipeline
 
         conf = dict(get_current_context()["dag_run"].conf or {})
-        paths = fail_fast(lambda: pipeline.refresh_access(settings_from_airflow(conf), marts["outcome"]))
+        paths = run_task(lambda: pipeline.refresh_access(settings_from_airflow(conf), marts["outcome"]))
         for kind, uri in paths.items():
             print(f"{kind}: {uri}")
         if not paths:

@@ -24,7 +24,7 @@ and publishes them to the warehouse.
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from etl.orchestration import asset_uri, default_args, fail_fast, settings_from_airflow
+from etl.orchestration import asset_uri, default_args, run_task, settings_from_airflow
 
 # Admin setting: what a run without its own offline_snapshot choice (a scheduled run) reads.
 VAR_OFFLINE_SNAPSHOT = "etl_reference_offline_snapshot"
@@ -89,7 +89,7 @@ def reference_data():
                 print(line)
             return report.to_dict()
 
-        return fail_fast(run)
+        return run_task(run)
 
     fetch_validate_publish()
 

@@ -15,7 +15,7 @@ version inside the retention window needs deleted (`etl/maintenance.py`).
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from etl.orchestration import default_args, fail_fast, settings_from_airflow
+from etl.orchestration import default_args, run_task, settings_from_airflow
 
 
 @dag(
@@ -38,8 +38,8 @@ def warehouse_maintenance():
         context = get_current_context()
         # A refused run conf key or store credentials fail at once (fail_fast); a store that cannot be
         # reached is retried.
-        settings = fail_fast(lambda: settings_from_airflow(dict(context["dag_run"].conf or {})))
-        results = fail_fast(lambda: maintenance.maintain(settings.warehouse_uri))
+        settings = run_task(lambda: settings_from_airflow(dict(context["dag_run"].conf or {})))
+        results = run_task(lambda: maintenance.maintain(settings.warehouse_uri))
         for result in results:
             print(result.line())
         return maintenance.as_dicts(results)

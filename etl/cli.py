@@ -2,7 +2,10 @@
 
 Exit 0 on success. On bad configuration or input: exit 2 (usage/config) or
 1 (a run failed) with one clear line on stderr; a traceback only with
-``--debug``.
+``--debug``. ``run`` exits 3 when it did everything else but found files
+still being written (modified less than ``ETL_LANDING_SETTLE_SECONDS`` ago):
+they are not judged, and a line on stderr names them and says when to run
+again (:data:`EXIT_ARRIVING`).
 
 Nothing the CLI shows carries credentials: a URI given on the command line
 or in the environment (``--landing http://user:password@host/…``, a
@@ -32,6 +35,8 @@ from etl.privacy import redact_uri
 log = logging.getLogger("etl")
 
 SAMPLE_MODULES = ("etl.sample.reference", "etl.sample.county_reports", "etl.sample.ehealth")
+# `run` judged everything but files still being written: no clean run, and no failure either (run again later).
+EXIT_ARRIVING = 3
 
 
 class RedactingFilter(logging.Filter):
@@ -98,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--landing", help="landing URI (path or fsspec URL); env ETL_LANDING_URI; default ./landing")
         p.add_argument("--warehouse", help="warehouse URI; env ETL_WAREHOUSE_URI; default ./warehouse")
 
-    run = sub.add_parser("run", help="run a pipeline (or all, in dependency order)")
+    run = sub.add_parser(
+        "run", help="run a pipeline (or all, in dependency order); exit 3 if files were still arriving, not judged"
+    )
     run.add_argument("pipeline", choices=["reference", "county-reports", "ehealth-adoption", "followup", "all"])
     locations(run)
     run.add_argument("--period", help="month YYYY-MM (ehealth-adoption); default: every month found")
@@ -222,6 +229,7 @@ def cmd_run(args) -> int:
         )
         raise ConfigError(f"run {args.pipeline}: {flags} not taken here (options: {takes})")
     failed: list[str] = []
+    arriving = 0  # files still being written that a pipeline would judge: not judged by this run
     for name in names:
         module = pipelines.get(name)
         started = time.monotonic()
@@ -240,9 +248,26 @@ def cmd_run(args) -> int:
         for line in report.lines() or [f"{name}: nothing new"]:
             say(line)
         say(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
+        if report.arriving:
+            arriving += len(report.arriving)
+            say(_arriving_line(name, report), err=True)
     if failed:
         raise EtlError(f"{len(failed)} of {len(names)} pipelines failed: {', '.join(failed)} (reasons above)")
-    return 0
+    return EXIT_ARRIVING if arriving else 0
+
+
+def _arriving_line(name: str, report) -> str:
+    """``county_reports: 2 file(s) still arriving, not judged: 'a.xlsx', 'b.json'; run again after … UTC``."""
+    import datetime as dt
+
+    shown = ", ".join(map(repr, report.arriving[:10])) + (
+        f" and {len(report.arriving) - 10} more" if len(report.arriving) > 10 else ""
+    )
+    after = dt.datetime.fromtimestamp(report.settled_by or time.time(), dt.UTC) + dt.timedelta(seconds=1)
+    return (
+        f"{name}: {len(report.arriving)} file(s) still arriving, not judged: {shown}; "
+        f"run again after {after:%Y-%m-%d %H:%M:%S} UTC"
+    )
 
 
 def cmd_sample(args) -> int:

@@ -16,6 +16,11 @@ Environment:
                           in AIRFLOW_HOME, which is not shared between containers)
   AIRFLOW_UID             owner given to the passwords file when run as root
   ETL_WRITER_POOL_SLOTS   size of the writer pool (default 1: one writer per warehouse)
+
+Under the agency's sign-in (AIRFLOW__CORE__AUTH_MANAGER =
+etl.auth_manager.AgencyFabAuthManager, LDAP; docs/deployment.md) there is no
+admin password: admins are the directory's admin group. The init then
+creates the role Steward instead (see :func:`create_steward_role`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ if str(ROOT) not in sys.path:  # the container sets PYTHONPATH; a checkout may n
     sys.path.insert(0, str(ROOT))
 
 from etl.orchestration import WRITER_POOL  # noqa: E402
+from etl.sign_in import AUTH_MANAGER, STEWARD_ROLE  # noqa: E402
+
+APPROVAL_DAG = "approve_blocked_delivery"
+# The Steward role on top of Viewer (stewards hold both): answer approval requests. Editing the approval DAG,
+# which Airflow also asks of whoever answers one of its requests, is granted by that DAG's access_control
+# (dags/approve_blocked_delivery.py), synced when the DAG is parsed. Without DAG Run create a steward cannot
+# trigger any DAG. Who of the stewards may answer is etl.sign_in's rule.
+STEWARD_PERMISSIONS = (("HITL Detail", ("can_read", "can_edit", "menu_access")),)
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -80,7 +93,17 @@ def write_passwords_file(path: Path, username: str, password: str) -> None:
         raise
 
 
+def create_steward_role() -> None:
+    """The role Steward with :data:`STEWARD_PERMISSIONS` (FAB's ``airflow roles``; idempotent)."""
+    airflow("sync-perm")  # FAB's own roles (Viewer, User, Op, Admin) and every action and resource
+    airflow("roles", "create", STEWARD_ROLE)
+    for resource, actions in STEWARD_PERMISSIONS:
+        airflow("roles", "add-perms", STEWARD_ROLE, "-r", resource, "-a", *actions)
+
+
 def main() -> int:
+    if os.environ.get("AIRFLOW__CORE__AUTH_MANAGER", "") == AUTH_MANAGER:
+        return init_directory_sign_in()
     try:
         username = os.environ.get("AIRFLOW_ADMIN_USERNAME", "admin").strip() or "admin"
         password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "")
@@ -101,6 +124,24 @@ def main() -> int:
         airflow("db", "migrate")
         write_passwords_file(Path(passwords_file), username, password)
         print(f"airflow-init: password of {username!r} written to {passwords_file}", flush=True)
+        airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
+        print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
+    except InitError as exc:
+        print(f"airflow-init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def init_directory_sign_in() -> int:
+    """Migrate, create the role Steward and the writer pool; people and their roles come from the directory."""
+    try:
+        slots = os.environ.get("ETL_WRITER_POOL_SLOTS", "1")
+        if not slots.isdigit() or int(slots) < 1:
+            raise InitError(f"ETL_WRITER_POOL_SLOTS must be a positive integer, got {slots!r}")
+        print("airflow-init: migrating the metadata database", flush=True)
+        airflow("db", "migrate")
+        create_steward_role()
+        print(f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}", flush=True)
         airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
         print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
     except InitError as exc:

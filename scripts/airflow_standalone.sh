@@ -38,6 +38,8 @@ cat <<MSG
 Airflow is starting at http://${AIRFLOW__API__HOST}:${AIRFLOW__API__PORT}
 Log in as user 'admin'; the password is generated on first start and stored in
   ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
+(A laptop's sign-in: one admin, no roles. Production signs in through the agency's directory
+with roles: docs/deployment.md, "Sign-in and roles".)
 DAGs are paused at creation: unpause them in the UI (each makes one run; ehealth_adoption's
 loads every month in landing). Stop with Ctrl-C.
 

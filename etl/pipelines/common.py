@@ -26,6 +26,11 @@ class RunReport:
     batch_id: str
     results: list[publish.PublishResult] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # Files this run would judge but found still being written (names, NFC), and when (epoch seconds) every
+    # one of them will have been left alone for the settle interval unless written again: the run has not
+    # judged them, so it is no clean run (the DAG task waits for them, the CLI exits 3).
+    arriving: list[str] = field(default_factory=list)
+    settled_by: float | None = None
 
     @property
     def outcome(self) -> str:
@@ -300,13 +305,10 @@ def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:
     publish. Until then they keep showing the versions they name, whole
     (their files stay until vacuum). A failure here is a warning, not a
     failed run: the tables are committed and the next run refreshes the views.
+    On an object store too: DuckDB reads ``s3://`` with the httpfs extension
+    shipped in the venv, never a download (:mod:`etl.marts.access`).
     """
-    from etl import storage
     from etl.marts import access
-
-    if not storage.is_local(storage.filesystem(warehouse_uri)[0]):
-        # Views over s3:// need DuckDB's httpfs extension at build time; the followup run builds them there.
-        return
 
     try:
         access.build_duckdb(warehouse_uri)
@@ -320,7 +322,8 @@ def refresh_views(warehouse_uri: str, report: RunReport | None = None) -> None:
 @dataclass
 class Intake:
     """What a landing-fed run found under its prefix: the files ready to judge, the entries it cannot take
-    in (``skipped``: named in a failed run), and the files still being written (``arriving``: next run)."""
+    in (``skipped``: named in a failed run), and the files still being written (``arriving``: judged once they
+    have settled, see :attr:`RunReport.arriving`)."""
 
     landed: list
     skipped: list[str]
@@ -332,7 +335,8 @@ def take_in(settings, prefix: str, suffixes: tuple[str, ...], report: RunReport)
     """List ``<landing>/<prefix>/`` once (hash cache, settle interval: :func:`etl.storage.list_landed`).
 
     Entries that cannot be taken in are logged as warnings; files still
-    arriving are logged and noted in ``report``. Raises what listing raises
+    arriving are logged and noted in ``report`` (its messages, and
+    :attr:`RunReport.arriving` / ``settled_by``). Raises what listing raises
     (:class:`SourceUnavailable` when the landing cannot be read).
     """
     from etl import storage
@@ -353,4 +357,9 @@ def take_in(settings, prefix: str, suffixes: tuple[str, ...], report: RunReport)
     for note in intake.arriving:
         log.warning("not yet loaded: %s", note)
         report.messages.append(f"not yet loaded: {note}")
+    if intake.arriving_names:
+        import time
+
+        report.arriving = sorted(intake.arriving_names)
+        report.settled_by = time.time() + settings.landing_settle_seconds
     return intake

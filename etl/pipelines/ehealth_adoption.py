@@ -223,9 +223,25 @@ def approved_now(settings: Settings, record: DeliveryRecord) -> dict[str, approv
     )
 
 
+def _judged_here(name: str, period: str | None, catch_up_late: bool) -> bool:
+    """Whether a run for ``period`` (None: every month) judges the landed file ``name`` once it has settled."""
+    if period is None:
+        return True
+    try:
+        month = exports.parse_file_name(name).period
+    except BadInput:
+        return True  # no export's name: the run names it in its failure
+    return month == period or (catch_up_late and month < period)
+
+
 def plan(settings: Settings, report: RunReport, period: str | None, catch_up_late: bool) -> skeleton.Plan:
     """One independent step per month to process (see the module doc), or nothing new."""
     intake = take_in(settings, PREFIX, SUFFIXES, report)
+    # What this run waits for: the files still arriving that it would judge once settled (its months; a name
+    # that is no export's too, which it would name in its failure), not a later month's export.
+    report.arriving = [n for n in report.arriving if _judged_here(n, period, catch_up_late)]
+    if not report.arriving:
+        report.settled_by = None
     by_month, unnamed = _group_by_month(intake.landed)
     for note in unnamed:
         log.warning("not loaded: %s", note)

@@ -1,0 +1,397 @@
+"""Issue 24 §1: production sign-in through the agency's directory, and what each role may and may not do.
+
+Real parts: Debian's OpenLDAP ``slapd`` loaded with people and groups
+(tests/ldap_support.py), Airflow 3 with the project's auth manager
+(``etl.auth_manager.AgencyFabAuthManager``, the FAB auth manager) configured by
+``deploy/webserver_config.py`` exactly as compose configures it, initialised
+by ``scripts/airflow_init.py`` (compose's airflow-init), on a scratch
+PostgreSQL database with the LocalExecutor; Debian's Chromium signs in on
+FAB's login page as each person.
+
+The warehouse holds the 2019 sample with one blocked delivery: the web-booking
+export of 2019-03 without Region Gotland's line, loaded by the CLI first.
+
+* the directory's password is the only way in: a wrong one is refused, and
+  a person in no mapped group reaches nothing;
+* the analyst reads DAGs, runs and the data-quality pages, but cannot
+  trigger a run, read Variables or list users;
+* the engineer may trigger (the request is authorised and only then judged
+  on its Param), may not read Variables or answer an approval;
+* the data steward may not trigger; answers the approval in the browser,
+  and the load log records the steward, the signed-in user, as approver;
+* the person who triggered the approval may not answer it, although a
+  steward too;
+* the admin reads Variables and lists the users, who were created by
+  signing in, with the roles their groups map to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pytest
+
+from etl import publish
+from integration_support import ProcessGroups, ScratchDatabase, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+AIRFLOW = str(VENV_BIN / "airflow")
+PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("ETL_TEST_PG_USER", "postgres"),
+      "dbname": "postgres"}
+MONTH = "2019-03"
+BLOCKED_FILE = f"webbtidbok_{MONTH}.csv"
+APPROVE_DAG = "approve_blocked_delivery"
+REASON = "Region Gotland did not report web bookings for March 2019; confirmed with the region by phone"
+STARTUP_TIMEOUT = 180
+RUN_TIMEOUT = 240
+UI_TIMEOUT_MS = 30_000
+
+
+class AgencyAirflow:
+    """Airflow's components with the directory sign-in, on a scratch database; API calls as a signed-in user."""
+
+    def __init__(self, base: Path, database_url: str, directory):
+        self.base = base
+        self.home = base / "airflow-home"
+        self.landing = base / "landing"
+        self.warehouse = base / "warehouse"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.home.mkdir(parents=True)
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
+        env.update({
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # What compose sets (docker-compose.yml): the agency's auth manager, FAB's config file.
+            "AIRFLOW__CORE__AUTH_MANAGER": "etl.auth_manager.AgencyFabAuthManager",
+            "AIRFLOW__FAB__CONFIG_FILE": str(ROOT / "deploy" / "webserver_config.py"),
+            **directory.airflow_env(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": os.urandom(16).hex(),
+            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(32).hex(),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "ETL_LANDING_URI": str(self.landing),
+            "ETL_WAREHOUSE_URI": str(self.warehouse),
+            "ETL_LANDING_SETTLE_SECONDS": "0",
+            # Every sign-in of the test comes from 127.0.0.1: more than FAB's 5 per 40 s (the default kept).
+            "ETL_LOGIN_RATE_LIMIT": "100 per 40 second",
+            "GX_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": str(ROOT),
+        })
+        self.env = env
+        self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
+        self.tokens: dict[str, str] = {}
+
+    def run(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(list(argv), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> None:
+        for component in ("api-server", "scheduler", "dag-processor"):
+            self.groups.start(component, [AIRFLOW, component], self.env, cwd=self.base)
+
+    def wait_for(self, what: str, check, timeout: float = STARTUP_TIMEOUT, interval: float = 0.5):
+        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
+                                    errors=(httpx.HTTPError, OSError))
+
+    def healthy(self) -> bool:
+        health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
+        return all(health[part]["status"] == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+
+    def token(self, uid: str) -> str:
+        """A JWT for ``uid``, from FAB's token endpoint, which checks the password against the directory."""
+        if uid not in self.tokens:
+            response = httpx.post(f"{self.base_url}/auth/token", timeout=30,
+                                  json={"username": uid, "password": self.directory.passwords[uid]})
+            assert response.status_code == 201, (uid, response.status_code, response.text[:300])
+            self.tokens[uid] = response.json()["access_token"]
+        return self.tokens[uid]
+
+    def api(self, uid: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.token(uid)}"})
+
+    def stop(self) -> None:
+        self.groups.stop(grace=15)
+
+
+def _postgres_or_skip() -> None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(connect_timeout=5, **PG).close()
+    except psycopg2.Error as exc:
+        message = f"PostgreSQL at {PG['host']}:{PG['port']} unreachable ({str(exc).strip()})"
+        if os.environ.get("ETL_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{message}, and ETL_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def agency(tmp_path_factory, directory, chromium_executable):
+    """Airflow with the directory sign-in, initialised as compose does, over a warehouse with one blocked delivery."""
+    _postgres_or_skip()
+    started = time.monotonic()
+    base = tmp_path_factory.mktemp("agency-airflow")
+    with ScratchDatabase(PG, prefix="etl_signin") as database:
+        airflow = AgencyAirflow(base, database.url(), directory)
+        done = airflow.run(sys.executable, "-m", "etl", "sample", "--out", str(airflow.landing), "--years",
+                           "2019-2019", "--units", "5", "--unit-months", "1")
+        assert done.returncode == 0, done.stderr[-3000:]
+        export = airflow.landing / "ehealth" / BLOCKED_FILE
+        lines = export.read_bytes().splitlines(keepends=True)
+        export.write_bytes(b"".join(line for line in lines if b"Gotland" not in line))
+        done = airflow.run(sys.executable, "-m", "etl", "run", "all", "--offline-snapshot")
+        assert done.returncode == 1 and f"{BLOCKED_FILE}: blocked" in done.stdout + done.stderr, (
+            done.stdout[-3000:] + done.stderr[-3000:])
+        init = airflow.run(sys.executable, str(ROOT / "scripts" / "airflow_init.py"))
+        assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
+        assert "role Steward" in init.stdout, init.stdout
+        try:
+            airflow.start()
+            airflow.wait_for("the API server, scheduler and DAG processor", airflow.healthy)
+            with airflow.api("adam") as admin:
+                airflow.wait_for(f"DAG {APPROVE_DAG} to be parsed",
+                                 lambda: admin.get(f"/api/v2/dags/{APPROVE_DAG}").status_code == 200)
+                assert admin.patch(f"/api/v2/dags/{APPROVE_DAG}", json={"is_paused": False}).status_code == 200
+            print(f"\nAirflow with directory sign-in ready at {airflow.base_url} in "
+                  f"{time.monotonic() - started:.0f} s (logs: {airflow.groups.logs})")
+            yield airflow
+        finally:
+            airflow.stop()
+
+
+def _sign_in(browser, agency, uid: str, shots=None):
+    """A browser context signed in as ``uid`` on FAB's login page, with the directory's password."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=agency.base_url, viewport={"width": 1400, "height": 900},
+                                  locale="en-GB", timezone_id="UTC")
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/")
+    expect(page).to_have_url(f"{agency.base_url}/auth/login/?next=%2F")
+    page.locator("#username").fill(uid)
+    page.locator("#password").fill(agency.directory.passwords[uid])
+    page.locator("input[type=submit], button[type=submit]").first.click()
+    try:
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=90_000)
+    except Exception:
+        raise AssertionError(f"{uid} could not sign in: still at {page.url}: "
+                             f"{page.locator('body').inner_text()[:500]}") from None
+    assert [c for c in context.cookies() if c["name"] == "_token"], f"{uid}: no session cookie after signing in"
+    if shots is not None:
+        shots(page, f"signed-in-{uid}")
+    return context, page
+
+
+class Shots:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.count = 0
+
+    def __call__(self, page, name: str) -> None:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+        print(f"screenshot: {path}")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return Shots(tmp_path_factory.mktemp("sign-in-screenshots"))
+
+
+# What each person may do: status codes of the requests the UI makes for them, with their own session cookie.
+# trigger: a run of ehealth_adoption with a month that is not YYYY-MM — 403 when the person may not trigger
+# at all, 400 when they may and the Param is judged (no run is made either way).
+PROBES = {
+    "dags": ("GET", "/api/v2/dags?limit=5", None),
+    "variables": ("GET", "/api/v2/variables", None),
+    "connections": ("GET", "/api/v2/connections", None),
+    "trigger": ("POST", "/api/v2/dags/ehealth_adoption/dagRuns", {"logical_date": None, "conf": {"period": "March"}}),
+    "users": ("GET", "/auth/fab/v1/users", None),
+    "quality": ("GET", "/etl-quality/", None),
+}
+MAY = {
+    "ana": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200},
+    "erik": {"dags": 200, "variables": 403, "connections": 403, "trigger": 400, "users": 403, "quality": 200},
+    "sara": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200},
+    "adam": {"dags": 200, "variables": 200, "connections": 200, "trigger": 400, "users": 200, "quality": 200},
+    "olle": {"dags": 403, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 403},
+}
+
+
+def test_a_wrong_password_is_refused_on_the_login_page(browser, agency, shots):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=agency.base_url)
+    try:
+        page = context.new_page()
+        page.goto("/auth/login/")
+        page.locator("#username").fill("ana")
+        page.locator("#password").fill("not-her-password")
+        page.locator("input[type=submit], button[type=submit]").first.click()
+        expect(page.get_by_text("Invalid login", exact=False)).to_be_visible()
+        assert not [c for c in context.cookies() if c["name"] == "_token"]
+        shots(page, "wrong-password")
+    finally:
+        context.close()
+    refused = httpx.post(f"{agency.base_url}/auth/token", json={"username": "ana", "password": "nope"}, timeout=30)
+    assert refused.status_code == 401, refused.text
+
+
+@pytest.mark.parametrize("uid", sorted(MAY))
+def test_what_each_role_may_and_may_not_do(browser, agency, shots, uid):
+    context, page = _sign_in(browser, agency, uid, shots)
+    try:
+        got = {}
+        for name, (method, path, body) in PROBES.items():
+            response = page.request.fetch(path, method=method, data=body, max_redirects=0)
+            got[name] = response.status
+        assert got == MAY[uid], f"{uid}: {got}"
+    finally:
+        context.close()
+
+
+def test_the_analyst_reads_the_data_quality_pages_and_has_no_trigger(browser, agency, shots):
+    from playwright.sync_api import expect
+
+    context, page = _sign_in(browser, agency, "ana")
+    try:
+        page.goto("/dags/ehealth_adoption")
+        expect(page.get_by_text("ehealth_adoption").first).to_be_visible()
+        expect(page.get_by_role("button", name="Dag Docs")).to_be_visible()
+        shots(page, "analyst-dag-page")
+        print("analyst's Trigger Dag buttons:", page.get_by_role("button", name="Trigger Dag").count())
+        page.goto("/etl-quality/deliveries")
+        expect(page.get_by_role("row").filter(has_text=BLOCKED_FILE)).to_contain_text("blocked")
+        shots(page, "analyst-deliveries")
+    finally:
+        context.close()
+
+
+def _hitl_path(run_id: str) -> str:
+    return f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/decide/-1/hitlDetails"
+
+
+def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, shots):
+    from playwright.sync_api import expect
+
+    # Sven, engineer and steward, asks for the approval.
+    with agency.api("sven") as sven:
+        created = sven.post(f"/api/v2/dags/{APPROVE_DAG}/dagRuns",
+                            json={"logical_date": None, "conf": {"delivery": BLOCKED_FILE}})
+        assert created.status_code == 200, created.text
+        run = created.json()
+        assert run["triggering_user_name"] == "sven", run
+    run_id = run["dag_run_id"]
+
+    with agency.api("adam") as admin:
+        def awaiting():
+            states = {ti["task_id"]: ti["state"] for ti in admin.get(
+                f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
+            ).json()["task_instances"]}
+            if set(states.values()) & {"failed", "upstream_failed", "up_for_retry"}:
+                raise AssertionError(f"{APPROVE_DAG} failed before asking: {states}")
+            return states.get("decide") == "awaiting_input"
+
+        agency.wait_for("the decide task to wait for input", awaiting, RUN_TIMEOUT, interval=1)
+        # As in tests/test_ui_browser.py: let the scheduler see the pause before anyone answers (Airflow 3.3.2).
+        time.sleep(8)
+        detail = admin.get(_hitl_path(run_id)).json()
+    assignees = {a["id"]: a["name"] for a in detail["assigned_users"]}
+    assert assignees == {"role:Steward": "any data steward", "not:sven": "but not sven, who asked"}, detail
+
+    answer = {"chosen_options": ["Approve"], "params_input": {"reason": REASON}}
+    # Who asked may not answer, though a steward; an engineer may not answer at all.
+    for uid in ("sven", "erik", "ana"):
+        with agency.api(uid) as client:
+            refused = client.patch(_hitl_path(run_id), json=answer)
+            assert refused.status_code == 403, (uid, refused.status_code, refused.text[:300])
+
+    # Sara, a steward who did not ask, answers in the browser.
+    context, page = _sign_in(browser, agency, "sara")
+    try:
+        page.goto("/required_actions")
+        action = page.get_by_role("row").filter(has_text=run_id)
+        expect(action).to_contain_text(APPROVE_DAG)
+        shots(page, "steward-required-actions")
+        action.locator("a[href$='/tasks/decide/required_actions']").first.click()
+        expect(page.get_by_text(BLOCKED_FILE, exact=False).first).to_be_visible()
+        page.locator("#element_reason").fill(REASON)
+        approve = page.get_by_role("button", name="Approve", exact=True)
+        shots(page, "steward-approval-form")
+        with page.expect_response(lambda r: "/hitlDetails" in r.url and r.request.method == "PATCH") as answered:
+            approve.click()
+        assert answered.value.status == 200, answered.value.text()
+        assert answered.value.json()["responded_by"]["name"] == "sara"
+        shots(page, "steward-approved")
+    finally:
+        context.close()
+
+    with agency.api("adam") as admin:
+        def finished():
+            state = admin.get(f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+                              ).json()["state"]
+            return state if state in ("success", "failed") else None
+
+        assert agency.wait_for("the approval run to finish", finished, RUN_TIMEOUT, interval=1) == "success"
+        # Public, the role of everyone registered at first sign-in, grants nothing (olle's row of MAY).
+        users = {u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
+                 for u in admin.get("/auth/fab/v1/users").json()["users"]}
+    # Everyone who signed in was created with the roles their directory groups map to.
+    assert users["sara"] == ["Steward", "Viewer"] and users["sven"] == ["Steward", "User", "Viewer"], users
+    assert users["ana"] == ["Viewer"] and users["erik"] == ["User"] and users["adam"] == ["Admin"], users
+    assert users["olle"] == [], users
+
+    log = publish.read_load_log(str(agency.warehouse)).to_pylist()
+    [decision] = [r for r in log if r["outcome"] == "approved"]
+    assert decision["message"] == f"approved by sara: {REASON}", decision
+
+
+def test_a_bookmarked_data_quality_page_leads_through_the_directory_login_and_back(browser, agency, shots):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=agency.base_url)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        # An expired or forged session cookie, as a bookmark opened the next morning carries.
+        context.add_cookies([{"name": "_token", "value": "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2ln",
+                              "url": agency.base_url}])
+        page.goto("/etl-quality/deliveries")
+        expect(page).to_have_url(re.compile(r"/auth/login/\?next="))
+        assert BLOCKED_FILE not in page.locator("body").inner_text()
+        page.locator("#username").fill("ana")
+        page.locator("#password").fill(agency.directory.passwords["ana"])
+        page.locator("input[type=submit], button[type=submit]").first.click()
+        expect(page).to_have_url(f"{agency.base_url}/etl-quality/deliveries")
+        expect(page.get_by_role("row").filter(has_text=BLOCKED_FILE).first).to_be_visible()
+        shots(page, "bookmark-after-login")
+    finally:
+        context.close()
