@@ -12,6 +12,10 @@ from pathlib import Path
 from etl.sample import ehealth as sample
 
 SEED = 11
+# The month and seed the e-health pipeline tests land their exports for (tests/test_ehealth_pipeline.py and
+# the files that build on its cases).
+PIPELINE_SEED = 7
+MARCH = dt.date(2017, 3, 1)
 
 
 def export_lines(kind: str, month: dt.date, seed: int = SEED, suppressed=frozenset()) -> list[str]:
@@ -40,3 +44,28 @@ def land(landing: Path, name: str, lines: list[str] | bytes, step: int = 0) -> P
     path.write_bytes(lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode())
     os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
     return path
+
+
+def pipeline_lines(kind: str, month: dt.date = MARCH, suppressed=frozenset()) -> list[str]:
+    """:func:`export_lines` with the pipeline tests' seed: ``kind``'s export for ``month`` (March 2017 by default)."""
+    return export_lines(kind, month, PIPELINE_SEED, suppressed)
+
+
+def write_export(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | None = None,
+                 data: bytes | None = None, ext: str = "csv") -> Path:
+    """Write ``<landing>/ehealth/<kind>_<YYYY-MM>.<ext>``: ``data`` as given, else ``lines`` (default: the
+    pipeline tests' export of ``month``) joined with newlines. Returns the path."""
+    folder = landing / "ehealth"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{kind}_{month:%Y-%m}.{ext}"
+    path.write_bytes(data if data is not None else ("\n".join(lines or pipeline_lines(kind, month)) + "\n").encode())
+    return path
+
+
+def journal_logins(warehouse) -> dict[str, int]:
+    """region → logins of March's published journal rows."""
+    from etl import publish
+
+    table = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
+    rows = table[(table.service == "patient_journal_online") & (table.metric == "logins")]
+    return dict(zip(rows.region_code, rows.value.astype(int), strict=False))

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -212,7 +214,7 @@ class ProcessGroups:
         self.logs = logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self.marker = marker
-        self.processes: dict[str, "subprocess.Popen"] = {}
+        self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
         import subprocess
@@ -339,7 +341,7 @@ class ScratchDatabase:
         finally:
             conn.close()
 
-    def __enter__(self) -> "ScratchDatabase":
+    def __enter__(self) -> ScratchDatabase:
         from psycopg2 import sql
 
         self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))

@@ -14,7 +14,9 @@ from etl import approvals, cli, publish
 from etl.errors import BadInput, ValidationFailed
 from etl.pipelines import county_reports
 from etl.pipelines import ehealth_adoption as pipeline
-from tests.test_ehealth_pipeline import MARCH, _lines, _write
+from tests.export_support import MARCH
+from tests.export_support import pipeline_lines as _lines
+from tests.export_support import write_export as _write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,7 +120,7 @@ def test_a_decision_needs_a_reason(settings, warehouse, gotland_missing):
 
 
 def test_county_report_leaving_its_initiatives_out_is_approvable(settings, landing, warehouse):
-    from tests.test_county_pipeline import DAY, T0, builders
+    from tests.county_support import DAY, T0, builders
 
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
     county_reports.run(settings)
@@ -237,7 +239,7 @@ def test_a_sender_cannot_make_a_refused_file_look_approvable(settings, landing, 
 
 
 def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, landing, warehouse):
-    from tests.test_county_pipeline import DAY, T0, builders
+    from tests.county_support import DAY, T0, builders
 
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
     county_reports.run(settings)

@@ -45,7 +45,7 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     county_reports.run(settings)
     followup.run(settings)
     time.sleep(1.1)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     time.sleep(1.1)
 
     # A correction raises Stockholm's 2019 grant by 1 000 000 SEK.
@@ -57,20 +57,20 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     followup.run(settings)
 
     then = followup.build_as_of(settings, before, str(tmp_path / "then"))
-    now = followup.build_as_of(settings, dt.datetime.now(dt.timezone.utc), str(tmp_path / "now"))
+    now = followup.build_as_of(settings, dt.datetime.now(dt.UTC), str(tmp_path / "now"))
     then_version = _notes(then["workbook"])["county_report"][3]
     now_version = _notes(now["workbook"])["county_report"][3]
     assert (then_version, now_version) == (1, 2)  # version 0: the table created empty
     assert "county_report" in Path(then["report"]).read_text(encoding="utf-8")
-    changed = [(a, b) for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]))
-               for a, b in zip(ra, rb) if a != b]
+    changed = [(a, b) for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]), strict=False)
+               for a, b in zip(ra, rb, strict=False) if a != b]
     assert changed, "the correction should change figures between the two reports"
     # Built again as of the same moment: the same figures (reproducible).
     again = followup.build_as_of(settings, before, str(tmp_path / "again"))
     assert _first_sheet(again["workbook"]) == _first_sheet(then["workbook"])
 
     with pytest.raises(EtlError, match="nothing was published by 2001-01-01"):
-        followup.build_as_of(settings, dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc), str(tmp_path / "x"))
+        followup.build_as_of(settings, dt.datetime(2001, 1, 1, tzinfo=dt.UTC), str(tmp_path / "x"))
 
     # Through the CLI: one line per file, exit 0; a bad date is a usage error (exit 2), no traceback.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -18,7 +18,6 @@ exactly the rows the load log says it quarantined.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import random
@@ -45,10 +44,7 @@ pytestmark = pytest.mark.slow  # ~60 runs of real pipelines: well over 20 s in a
 
 ROOT = Path(__file__).resolve().parent.parent
 API_FIXTURES = ROOT / "tests" / "fixtures" / "api"
-_spec = importlib.util.spec_from_file_location("county_builders",
-                                               ROOT / "tests" / "fixtures" / "county" / "builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
+from tests.county_support import builders  # noqa: E402
 
 SEED = 7
 MONTH = dt.date(2017, 3, 1)

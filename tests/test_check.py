@@ -18,10 +18,11 @@ from etl import check, publish
 from etl.errors import ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
-from tests.test_county_pipeline import T0, builders
-from tests.test_deliveries import _journal
+from tests.county_support import T0, builders
+from tests.export_support import journal_logins as _journal
+from tests.export_support import pipeline_lines as _lines
 from tests.export_support import set_cell as _set
-from tests.test_ehealth_pipeline import _lines, _write
+from tests.export_support import write_export as _write
 
 ROOT = Path(__file__).resolve().parent.parent
 

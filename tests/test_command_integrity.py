@@ -7,7 +7,6 @@ prints, the load-log rows (read with ``etl.publish.read_load_log``), the report'
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from etl.errors import BadInput, ValidationFailed
 from etl.pipelines import county_reports
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("county_builders", ROOT / "tests/fixtures/county/builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
+from tests.county_support import builders  # noqa: E402
+
 T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp()
 DAY = 86_400
 REASON = "Uppsala confirmed they ran no initiatives in 2017"

@@ -20,7 +20,6 @@ import sys
 from urllib.parse import urlsplit
 
 import pytest
-
 from integration_support import (
     ENV_EXAMPLE,
     ROOT,

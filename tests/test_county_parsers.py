@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -22,10 +20,7 @@ from etl import cli, privacy
 from etl.sources import county_reports as cr
 from etl.sources import county_template as tpl
 from etl.sources import spreadsheet
-
-_spec = importlib.util.spec_from_file_location("county_builders", Path(__file__).parent / "fixtures/county/builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
+from tests.county_support import builders  # noqa: E402
 
 SHAPES = ("json", "xlsx")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -24,20 +23,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-
 from etl import publish, storage
 from etl.errors import ValidationFailed
 from etl.pipelines import county_reports as pipeline
 from etl.sample import county_reports as sample
 from etl.sources import county_template as tpl
-
-_spec = importlib.util.spec_from_file_location("county_builders", Path(__file__).parent / "fixtures/county/builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
+from tests.county_support import DAY, T0, builders
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.timezone.utc).timestamp()
-DAY = 86_400
 
 
 def rows(settings, table: str) -> list[dict]:
@@ -70,7 +63,7 @@ def assert_accounting(settings, report) -> dict[str, dict]:
 
 
 def utc(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 # --------------------------------------------------------------------------- bad input, whole reports

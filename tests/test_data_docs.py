@@ -179,11 +179,11 @@ def test_failing_rows_show_keys_reason_and_mask_personal_data(warehouse):
     rows = _Parsed(text).rows
     head = next(r for r in rows if "Reason" in r and "region_code" in r)
     assert head[:5] == ["Source (file:line)", "region_code", "month", "date", "unit_hsa_id"]
-    negative = dict(zip(head, next(r for r in rows if r and r[-1] == "negative bookings")))
+    negative = dict(zip(head, next(r for r in rows if r and r[-1] == "negative bookings"), strict=False))
     assert negative == {"Source (file:line)": "webbtidbok_enheter_2024-02.csv:3", "region_code": "03",
                         "month": "2024-02", "date": "2024-02-02", "unit_hsa_id": "SE2321000016-A2",
                         "bookings": "-4", "Reason": "negative bookings"}
-    masked = [dict(zip(head, r)) for r in rows if r and r[-1].startswith("malformed HSA id")]
+    masked = [dict(zip(head, r, strict=False)) for r in rows if r and r[-1].startswith("malformed HSA id")]
     assert [(r["region_code"], r["unit_hsa_id"]) for r in masked] == [
         ("05", "[e-post borttagen]"), ("06", "[personnummer borttaget]")]
     for page in _pages(warehouse):
@@ -199,7 +199,7 @@ def _at(moment: dt.datetime):
 def test_index_is_newest_first_with_status_and_keeps_every_entry(warehouse, monkeypatch):
     monkeypatch.setattr(validation, "DOCS_RECENT", 3)
     wh = str(warehouse)
-    base = dt.datetime(2025, 1, 30, 12, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2025, 1, 30, 12, tzinfo=dt.UTC)
     # Batch ids sort the other way round from time: a path-sorted index would get it wrong.
     runs = [("z-first", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed"),
             ("y-second", "dim_region", _dim_region(list(regions.REGION_CODES)[:20]), "Failed: batch blocked"),
@@ -233,7 +233,7 @@ def test_more_than_500_results_and_pages_from_gx_renderer_are_all_indexed(wareho
     docs = warehouse / "_data_docs"
     seed = json.loads((results / "seed.json").read_text(encoding="utf-8"))
     shutil.rmtree(docs)
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     (docs / "ehealth_unit_daily").mkdir(parents=True)
     for i in range(520):
         seed["meta"]["batch_markers"]["ge_load_time"] = (start + dt.timedelta(hours=3 * i)).strftime(
@@ -263,17 +263,17 @@ def test_an_entry_lost_to_a_concurrent_writer_is_taken_back_from_its_page(wareho
     (the month's first batch, or a broken summary) takes it back from the page's own <head>."""
     wh = str(warehouse)
     folder = warehouse / "_data_docs" / "ehealth_unit_daily"
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 1, 31, tzinfo=dt.timezone.utc)))
+    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 1, 31, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), warehouse_uri=wh, batch_id="one")
     before = (folder / "one.html").read_text(encoding="utf-8")
     (folder / "_entries" / "2025-01.json").write_text("{}", encoding="utf-8")  # the lost update
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc)))
+    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 1, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1"]), warehouse_uri=wh, batch_id="two")
     assert (folder / "one.html").read_text(encoding="utf-8") == before  # not rendered again: its rows kept
     january = json.loads((folder / "_entries" / "2025-01.json").read_text(encoding="utf-8"))
     assert {k: v["status"] for k, v in january.items()} == {"one.html": "quarantined"}
     (folder / "_summary.json").write_text("{truncated", encoding="utf-8")
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 2, tzinfo=dt.timezone.utc)))
+    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 2, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1"]), warehouse_uri=wh, batch_id="three")
     index = _Parsed((folder / "index.html").read_text(encoding="utf-8"))
     assert [(r[1], r[2]) for r in index.rows if len(r) == 6 and r[0] != "Validated (UTC)"] == [

@@ -15,25 +15,24 @@ import time
 import unicodedata
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from etl import publish, regions
 from etl.config import Settings
 from etl.errors import BadInput, EtlError, ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
-from tests.test_county_pipeline import DAY, T0, builders
+from tests.county_support import DAY, T0, builders
+from tests.export_support import journal_logins as _journal
+from tests.export_support import pipeline_lines as _lines
 from tests.export_support import set_cell as _set
-from tests.test_ehealth_pipeline import _lines, _write
+from tests.export_support import write_export as _write
 
 LOGINS = 2  # column of Inloggningar in the journal export's PLAIN style
 
 
-def _journal(warehouse) -> dict[str, int]:
-    """region → logins of March's published journal rows."""
-    table = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
-    rows = table[(table.service == "patient_journal_online") & (table.metric == "logins")]
-    return dict(zip(rows.region_code, rows.value.astype(int)))
 
 
 def _blocked_rows(warehouse) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from etl.pipelines import ehealth_adoption as pipeline
-from tests.test_ehealth_pipeline import _write
+from tests.export_support import write_export as _write
 
 
 def test_overdue_exports_are_those_due_that_neither_landed_nor_were_loaded(settings, landing):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -12,23 +11,10 @@ from etl.errors import BadInput, ConfigError, EtlError, ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
 from tests.delta_support import arrow as _arrow
-from tests.export_support import export_lines, set_cell
-
-SEED = 7
-MARCH = dt.date(2017, 3, 1)
-
-
-def _lines(kind: str, month: dt.date = MARCH, suppressed=frozenset()) -> list[str]:
-    return export_lines(kind, month, SEED, suppressed)
-
-
-def _write(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | None = None,
-           data: bytes | None = None, ext: str = "csv") -> Path:
-    folder = landing / "ehealth"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{kind}_{month:%Y-%m}.{ext}"
-    path.write_bytes(data if data is not None else ("\n".join(lines or _lines(kind, month)) + "\n").encode())
-    return path
+from tests.export_support import MARCH, set_cell
+from tests.export_support import PIPELINE_SEED as SEED
+from tests.export_support import pipeline_lines as _lines
+from tests.export_support import write_export as _write
 
 
 def _table(warehouse, name):
@@ -81,7 +67,7 @@ def test_month_loads_regions_and_national_apart(settings, landing, warehouse):
     assert set(adoption.service) == {"patient_journal_online", "web_booking"}
     assert set(adoption.year) == {2017}
     national = _table(warehouse, "ehealth_adoption_national")
-    assert dict(zip(national.metric, national.value)) == {
+    assert dict(zip(national.metric, national.value, strict=False)) == {
         **{m: sum(v[m] for v in journal.values()) for m in sample.JOURNAL_METRICS},
         **{m: sum(v[m] for v in web.values()) for m in sample.WEB_BOOKING_METRICS}}
     assert _quarantine(warehouse, "ehealth_adoption").empty

@@ -346,7 +346,7 @@ def test_unit_files_in_every_encoding(tmp_path, encoding, newline, delimiter):
 
 
 def test_unit_file_with_bad_bytes_further_in_is_rejected(tmp_path):
-    head = "Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar\n".encode()
+    head = b"Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar\n"
     good = "2024-02-01;01;SE2321000016-AB;Vårdcentralen;1;0;0\n".encode()
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     # Past the 1 MB encoding sample: valid UTF-8 first, a Windows-1252 byte later.

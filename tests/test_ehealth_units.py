@@ -43,12 +43,12 @@ def test_unit_rules_quarantine_rows_and_never_sum_duplicates(settings, landing, 
     assert (result.table, result.rows_in, result.rows_loaded, result.rows_quarantined) == (
         "ehealth_unit_daily", 13, 4, 9)
     table = _table(warehouse, "ehealth_unit_daily").sort_values("date")
-    assert list(zip(table.date.astype(str), table.unit_hsa_id, table.bookings)) == [
+    assert list(zip(table.date.astype(str), table.unit_hsa_id, table.bookings, strict=False)) == [
         ("2024-02-01", "SE2321000016-15CX", 12), ("2024-02-01", "SE2321000024-A1", 1234),
         ("2024-02-02", "SE2321000016-15CX", 7), ("2024-02-07", "SE2321000024-A1", 2000)]
     assert set(table.month) == {FEB}
     q = _quarantine(warehouse, "ehealth_unit_daily")
-    reasons = dict(zip(q.row_number, q.reason))
+    reasons = dict(zip(q.row_number, q.reason, strict=False))
     assert reasons == {
         5: "malformed HSA id (expected SE + 10 digits + '-' + 1-8 letters/digits)",
         6: "Datum is outside the file's month",
@@ -73,7 +73,7 @@ def test_unit_sums_match_regional_bookings_or_warn(settings, landing, warehouse)
     assert unit_result.warnings == [] and unit_result.rows_loaded == 60 * 29
     daily = _table(warehouse, "ehealth_unit_daily")
     adoption = _table(warehouse, "ehealth_adoption").query("metric == 'bookings'")
-    assert daily.groupby("region_code").bookings.sum().to_dict() == dict(zip(adoption.region_code, adoption.value))
+    assert daily.groupby("region_code").bookings.sum().to_dict() == dict(zip(adoption.region_code, adoption.value, strict=False))
 
     # One unit-day off by one in a republished unit file: loaded, but the load log warns.
     unit_file = next(p for p in paths if p.name.startswith("webbtidbok_enheter"))
@@ -236,7 +236,7 @@ def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ah
     periods = sorted(by_month)
     got = {}
     with unit_daily.ReadAhead([by_month[p] for p in periods]) as reads:
-        for i, (period, read) in enumerate(zip(periods, reads)):
+        for i, (period, read) in enumerate(zip(periods, reads, strict=False)):
             month = read()
             got[period] = month.period if month else None
             # Consuming month i, reads may have started for month i + 1 at most.
@@ -262,7 +262,7 @@ def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, wa
             values = {"month": month, "date": dt.date(int(month[:4]), int(month[5:]), day), "region_code": "01",
                       "unit_hsa_id": f"SE2321000016-{day}X", "unit_name": "Vårdcentralen", "bookings": day,
                       "cancellations": 0, "rebookings": 0, "source_file": f"/l/ehealth/webbtidbok_enheter_{month}.csv",
-                      "batch_id": "old", "loaded_at": dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)}
+                      "batch_id": "old", "loaded_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC)}
             for name in rows:
                 rows[name].append(values.get(name))
     old = pa.Table.from_pydict(rows, schema=pa.schema(old_fields))

@@ -19,7 +19,6 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-
 import duckdb
 import pytest
 from test_followup_mart import COUNTY_REPORTS, INJECTED_NAME, build_sources, settings_for
@@ -168,6 +167,36 @@ EXPECTED = {
         ("Region Stockholm", 2020, "IT-stöd och processer", "Journalen för vårdnadshavare", "ongoing", None),
         ("Region Uppsala", 2020, "Kompetensförsörjning", "Kliniskt basår för nya sjuksköterskor", "ongoing", None),
     ],
+    "06_summary_counts.sql": [
+        # year, question, yes, answered, not answered, regions — only years with a report (not 2021).
+        (2019, "reported", 3, 21, 0, 21),  # 01, 03, 09
+        (2019, "earmarked", 2, 3, 18, 21),  # yes 01, 09; no 03
+        (2019, "offers_clinical_intro_year", 1, 3, 18, 21),  # yes 01; no 03, 09
+        (2019, "offers_specialist_nurse_study_salary", 0, 2, 19, 21),  # no 01, 09; 03 left it empty
+        (2019, "has_care_near_service", 1, 2, 19, 21),  # yes 03; no 09; 01 empty
+        (2019, "has_task_shifting", 1, 3, 18, 21),
+        (2019, "web_booking_implemented", 1, 3, 18, 21),  # 01 implemented; 03 partly; 09 not started
+        (2019, "patient_journal_online_implemented", 2, 3, 18, 21),  # 01, 03; 09 planned
+        (2020, "reported", 2, 21, 0, 21),  # 01, 03 (09 did not report)
+        (2020, "earmarked", 1, 1, 20, 21),  # 03 left it empty
+        (2020, "offers_clinical_intro_year", 2, 2, 19, 21),
+        (2020, "offers_specialist_nurse_study_salary", 2, 2, 19, 21),
+        (2020, "has_care_near_service", 1, 1, 20, 21),
+        (2020, "has_task_shifting", 1, 2, 19, 21),
+        (2020, "web_booking_implemented", 2, 2, 19, 21),
+        (2020, "patient_journal_online_implemented", 2, 2, 19, 21),
+    ],
+    "07_grant_and_spend_per_inhabitant.sql": [
+        # kronor / population of population_year_used (2019: 2 000 000, 400 000, 60 000; 2020: 2 100 000, 380 000)
+        ("Region Stockholm", 2019, 10_000_000, 5.0, 2_000_000, 1.0, 3_000_000, 1.5, 4_000_000, 2.0),
+        ("Region Uppsala", 2019, 2_000_000, 5.0, 500_000, 1.25, 500_000, 1.25, None, None),
+        ("Region Gotland", 2019, 300_000, 5.0, 100_000, 1.67, 100_000, 1.67, 100_000, 1.67),
+        # Riket: sums over the regions that stated the figure, / their population (area 3: 01 and 09, 2 060 000)
+        ("Riket", 2019, 12_300_000, 5.0, 2_600_000, 1.06, 3_600_000, 1.46, 4_100_000, 1.99),
+        ("Region Stockholm", 2020, 12_000_000, 5.71, 6_000_000, 2.86, 3_000_000, 1.43, 3_060_000, 1.46),
+        ("Region Uppsala", 2020, 1_900_000, 5.0, 950_000, 2.5, 475_000, 1.25, 475_000, 1.25),
+        ("Riket", 2020, 13_900_000, 5.6, 6_950_000, 2.8, 3_475_000, 1.4, 3_535_000, 1.43),  # / 2 480 000
+    ],
 }
 
 
@@ -226,7 +255,7 @@ def test_workbook_values_region_names_and_nulls(built):
     book = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")
     sheet = book["Regioner per år"]
     headers = [c.value for c in sheet[1]]
-    rows = {(r[1], r[2]): dict(zip(headers, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    rows = {(r[1], r[2]): dict(zip(headers, r, strict=False)) for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert len(rows) == 63
     s = rows["01", 2019]
     assert (s["Region"], s["Erhållna medel (kr)"], s["Öronmärkta medel"]) == ("Region Stockholm", 10_000_000, "Ja")
@@ -239,7 +268,7 @@ def test_workbook_values_region_names_and_nulls(built):
         "Region Gotland", "Nej", None, None)
     national = book["Riket per år"]
     nh = [c.value for c in national[1]]
-    n2019 = dict(zip(nh, next(national.iter_rows(min_row=2, max_row=2, values_only=True))))
+    n2019 = dict(zip(nh, next(national.iter_rows(min_row=2, max_row=2, values_only=True)), strict=False))
     assert (n2019["År"], n2019["Regioner med ja: kliniskt introduktionsår"],
             n2019["Regioner som svarat: kliniskt introduktionsår"]) == (2019, 1, 3)
 
@@ -421,7 +450,7 @@ class _Images(HTMLParser):
             self.tables += 1
         for key in ("src", "href"):
             value = attrs.get(key) or ""
-            if value and not value.startswith("data:"):
+            if value and not value.startswith(("data:", "#")):  # "#…": a link to a section of the page itself
                 self.external.append(value)
 
 
@@ -477,9 +506,9 @@ def test_year_ranges_read_as_swedish_text():
 
 
 def test_report_renders_placeholders_when_nothing_is_reported(tmp_path):
-    from etl.marts import report
-
     import pandas as pd
+
+    from etl.marts import report
 
     empty_region = pd.DataFrame({"region_code": ["01"], "region_name": ["Region Stockholm"], "year": [2024],
                                  "reported": [False]})

@@ -26,7 +26,7 @@ import pytest
 
 from etl import publish, regions
 from etl.config import Settings
-from etl.errors import EtlError, NotReady, ValidationFailed
+from etl.errors import NotReady, ValidationFailed
 from etl.publish import TableBatch
 
 D = dt.date
@@ -57,7 +57,7 @@ def _report(code, year, grant, earmarked, spend, offers):
             "spend_it_support_sek": it, "spend_competence_use_sek": use, "spend_competence_supply_sek": supply,
             "offers_clinical_intro_year": clinical, "offers_specialist_nurse_study_salary": salary,
             "has_care_near_service": care, "has_task_shifting": task,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.timezone.utc)}
+            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
 
 
 COUNTY_REPORTS = [
@@ -72,7 +72,7 @@ COUNTY_REPORTS = [
 def _initiative(code, year, no, area, new, title=None):
     return {"region_code": code, "report_year": year, "initiative_no": no, "title": title or f"Insats {code}-{no}",
             "area": area, "status": "ongoing", "new_due_to_grant": new, "cost_sek": None, "description": None,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.timezone.utc)}
+            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
 
 
 INITIATIVES = [
@@ -88,7 +88,7 @@ INITIATIVES = [
 
 def _service(code, year, service, status, on=None):
     return {"region_code": code, "report_year": year, "service": service, "status": status, "implemented_on": on,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.timezone.utc)}
+            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
 
 
 SERVICES = [

@@ -186,7 +186,7 @@ def test_min_interval_paces_requests(httpserver):
 
 
 def test_parse_retry_after_accepts_seconds_and_http_dates():
-    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0

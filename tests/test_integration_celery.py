@@ -40,9 +40,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from integration_support import ROOT, ProcessGroups, free_port, load_compose
 
 from etl import publish
-from integration_support import ROOT, ProcessGroups, free_port, load_compose
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,7 +1,5 @@
 """Publishing: atomic swap, merge-by-key idempotence, accounting, quarantine, load log."""
 
-import os
-import uuid
 
 import duckdb
 import pandas as pd

@@ -9,7 +9,6 @@ published changed (the tables read before and after).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -18,15 +17,12 @@ import pytest
 
 from etl import approvals, cli, publish
 from etl.sample import ehealth as sample
+from tests.county_support import builders  # noqa: E402
 from tests.export_support import export_lines, land, set_cell
-
-_spec = importlib.util.spec_from_file_location("county_builders", Path(__file__).parent / "fixtures/county/builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
 
 SEED = 7
 MARCH = dt.date(2017, 3, 1)
-T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.timezone.utc).timestamp()
+T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp()
 DAY = 86_400
 EHEALTH_TABLES = ("ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily")
 COUNTY_TABLES = ("county_report", "county_initiative", "county_ehealth_service")

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
-from tests.delta_support import arrow as _arrow
 
+from tests.delta_support import arrow as _arrow
 
 pytestmark = pytest.mark.integration
 

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from integration_support import ProcessGroups, ScratchDatabase, free_port
 
 from etl import publish
-from integration_support import ProcessGroups, ScratchDatabase, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

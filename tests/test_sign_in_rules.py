@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from integration_support import load_compose
 
 from etl import sign_in
-from integration_support import load_compose
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,10 +34,7 @@ CORPUS = ROOT / "tests" / "fixtures" / "corpus"
 sys.path.insert(0, str(CORPUS))
 import unreadable_fs  # noqa: E402  (registers the "unreadable" fsspec protocol)
 
-_spec = importlib.util.spec_from_file_location("county_builders",
-                                               ROOT / "tests" / "fixtures" / "county" / "builders.py")
-builders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builders)
+from tests.county_support import builders  # noqa: E402
 
 COUNTY_TABLES = ("county_report", "county_initiative", "county_ehealth_service")
 EHEALTH_TABLES = ("ehealth_adoption", "ehealth_adoption_national")

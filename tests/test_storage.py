@@ -138,10 +138,10 @@ def http_landing(landing):
 
 
 def test_credentials_in_a_landing_uri_reach_no_column_load_log_or_state(http_landing, landing, warehouse):
+    from etl import publish
     from etl.config import Settings
     from etl.pipelines import ehealth_adoption
-    from etl import publish
-    from tests.test_ehealth_pipeline import _write
+    from tests.export_support import write_export as _write
 
     _write(landing, "journalen")
     _write(landing, "webbtidbok")

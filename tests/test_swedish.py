@@ -5,8 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from etl.errors import BadInput
-from etl.swedish import (format_amount, is_suppressed, parse_amount, parse_count, parse_date, parse_month,
-                         parse_yes_no)
+from etl.swedish import format_amount, is_suppressed, parse_amount, parse_count, parse_date, parse_month, parse_yes_no
 
 NBSP, THIN = "\u00a0", "\u2009"
 

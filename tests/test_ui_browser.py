@@ -50,9 +50,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from integration_support import ProcessGroups, ScratchDatabase, free_port
 
 from etl import publish
-from integration_support import ProcessGroups, ScratchDatabase, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -497,7 +497,6 @@ def test_the_plugin_refuses_requests_without_a_login(browser, airflow_ui, shots)
 @pytest.fixture(scope="module")
 def blocked_run(page, airflow_ui, shots):
     """The export without Gotland lands; the engineer triggers its month from the trigger form; the run ends."""
-    from playwright.sync_api import expect
 
     original = airflow_ui.held_back.read_bytes()
     (airflow_ui.landing / "ehealth" / BLOCKED_FILE).write_bytes(_without_region(original, MISSING_NAME))
