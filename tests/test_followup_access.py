@@ -529,7 +529,7 @@ def test_cli_without_reference_data_fails_with_one_line(tmp_path):
                           "--landing", str(tmp_path / "l")], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "error: dim_region is not published: run the reference pipeline first (python -m etl run reference)")
+        "error: dim_region is not published: run the reference pipeline first (.venv/bin/python -m etl run reference)")
     assert "Traceback" not in out.stderr
 
 

@@ -1,9 +1,22 @@
-"""The HTML follow-up report: one self-contained file that can be mailed.
+"""The HTML follow-up report: one self-contained file that can be mailed and printed.
 
-``<warehouse>/exports/followup_report.html`` holds every chart as an inline
-base64 PNG (matplotlib, Agg backend — no display, no browser needed) and
-the national figures as a table; it references no other file. Texts are in
-Swedish like the workbook; charts name regions, never codes.
+``<warehouse>/exports/followup_report.html`` answers the follow-up on its own:
+the *Sammanfattning* (sentences drafted from the national mart by
+:mod:`etl.marts.summary`), the national figures per year, and per region
+and year — one region × year table per measure with the national line
+(*Riket*) last — the grant and the spend on the three priority areas in
+kronor and per inhabitant, the four programmes, and web booking and
+*Journal via nätet* per 1 000 inhabitants. Charts are inline base64 PNGs
+(matplotlib, Agg backend — no display, no browser needed); the file
+references no other file (links only to its own sections). Texts are in
+Swedish like the workbook, each table naming its column in the database
+(``followup.duckdb``, or ``sql/07`` for a figure computed here); unknown is
+written "uppgift saknas", never 0 or "Nej". A print style sheet prints it on
+A4 landscape, each table whole on a page with its header row.
+
+This module owns the layout and the figures computed for display only
+(spend per inhabitant, :func:`money_per_region`, the same rule as
+``sql/07_grant_and_spend_per_inhabitant.sql``).
 """
 
 from __future__ import annotations
@@ -15,10 +28,20 @@ import io
 import itertools
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from etl import storage
-from etl.marts.exports import APPROVED_HEADING, AREA_SV, EXPORTS, FLAG_SV, notes_rows, write_bytes_atomic
-from etl.schemas.followup import AREAS, FLAGS
+from etl.marts import summary as summary_rules
+from etl.marts.exports import (
+    APPROVED_HEADING,
+    AREA_SV,
+    EXPORTS,
+    FLAG_SV,
+    HEADERS_REGION,
+    notes_rows,
+    write_bytes_atomic,
+)
+from etl.schemas.followup import AREA_TEXT, AREAS, FLAG_TEXT, FLAGS
 
 REPORT_FILE = "followup_report.html"
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
@@ -374,16 +397,344 @@ def _figure(png: str, alt: str, caption: str) -> str:
     )
 
 
+# --------------------------------------------------------------------------- per region and year
+
+UNKNOWN_TEXT = "uppgift saknas"  # every unknown cell of the per-region tables: never 0, "Nej" or a blank
+MONEY_QUERY = "sql/07_grant_and_spend_per_inhabitant.sql"
+# The run command of the sql/ headers: from the project folder after `make demo`.
+RUN_QUERY = ".venv/bin/duckdb warehouse/followup.duckdb < {query}"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One region × year table: a column of ``followup_region_year`` (or of :data:`MONEY_QUERY`).
+
+    ``name`` is the column's name in the database / the query (English, as the
+    workbook's Kolumner sheet gives it); ``english`` a few English words when
+    the schema has them; ``national`` the ``followup_national_year`` column of
+    the Riket line (None: computed from the regions, :func:`money_per_region`).
+    """
+
+    name: str
+    title: str
+    english: str
+    decimals: int
+    national: str | None = None
+
+
+MONEY_MEASURES: tuple[Measure, ...] = (
+    Measure("grant_sek", "Erhållna medel (kr)", "grant received, SEK", 0),
+    Measure("grant_per_inhabitant", "Erhållna medel per invånare (kr)", "grant per inhabitant, SEK", 1),
+    *(
+        Measure(f"spend_{area}_sek", f"Använt: {AREA_SV[area].lower()} (kr)", f"spent on {AREA_TEXT[area]}, SEK", 0)
+        for area in AREAS
+    ),
+    *(
+        Measure(
+            f"{area}_per_inhabitant",
+            f"Använt per invånare: {AREA_SV[area].lower()} (kr)",
+            f"spent on {AREA_TEXT[area]}, SEK per inhabitant",
+            1,
+        )
+        for area in AREAS
+    ),
+)
+ADOPTION_MEASURES: tuple[Measure, ...] = tuple(
+    Measure(column, HEADERS_REGION[column], english, 1, national=column)
+    for column, english in (
+        ("web_booking_bookings_per_1000_mean", "web booking: bookings per 1 000 inhabitants, monthly mean"),
+        (
+            "journal_unique_users_per_1000_mean",
+            "patient journal online: unique users per 1 000 inhabitants, monthly mean",
+        ),
+    )
+)
+
+
+def money_per_region(region_year):
+    """Kronor and kronor per inhabitant per region and year, and the Riket line per year.
+
+    ``region_year``: a ``followup_region_year`` frame. Returns ``(regions,
+    national)``: ``regions`` is ``region_year`` plus ``population_used``
+    (the population of ``population_year_used``, the denominator of
+    ``grant_per_inhabitant``) and ``<area>_per_inhabitant`` (spend on the
+    area, SEK per inhabitant); ``national`` has one row per year with a
+    region's report and the columns of :data:`MONEY_MEASURES`: kronor summed
+    over the regions that stated them, per inhabitant = that sum / the
+    population of the same regions. Unknown stays null (pandas NA). The same
+    rule as :data:`MONEY_QUERY`, whose figures the tests compare.
+    """
+    import pandas as pd
+
+    keys = ["region_code", "population_year_used"]
+    frame = region_year.copy()
+    frame["population_year_used"] = frame["population_year_used"].astype("Int64")
+    lookup = frame[["region_code", "year", "population"]].rename(
+        columns={"year": "population_year_used", "population": "population_used"}
+    )
+    lookup["population_year_used"] = lookup["population_year_used"].astype("Int64")
+    frame = frame.merge(lookup.dropna(subset=["population_used"]), on=keys, how="left")
+    population = pd.to_numeric(frame["population_used"]).astype("Float64")
+    known = population.notna() & (population > 0)
+
+    def per_inhabitant(column: str):
+        value = pd.to_numeric(frame[column]).astype("Float64")
+        return (value / population).where(value.notna() & known)
+
+    for area in AREAS:
+        frame[f"{area}_per_inhabitant"] = per_inhabitant(f"spend_{area}_sek")
+    frame["grant_per_inhabitant"] = pd.to_numeric(frame["grant_per_inhabitant"]).astype("Float64")
+
+    reporting = frame[frame["reported"].astype(bool)]
+    rows = []
+    for year, group in reporting.groupby("year", sort=True):
+        row = {"year": int(year)}
+        for kronor, rate in (
+            ("grant_sek", "grant_per_inhabitant"),
+            *((f"spend_{a}_sek", f"{a}_per_inhabitant") for a in AREAS),
+        ):
+            value = pd.to_numeric(group[kronor]).astype("Float64")
+            pop = pd.to_numeric(group["population_used"]).astype("Float64")
+            both = value.notna() & pop.notna() & (pop > 0)
+            row[kronor] = value.sum() if value.notna().any() else pd.NA
+            row[rate] = value[both].sum() / pop[both].sum() if both.any() else pd.NA
+        rows.append(row)
+    return frame, pd.DataFrame(rows, columns=["year", *(m.name for m in MONEY_MEASURES)])
+
+
+def _known(value) -> bool:
+    import pandas as pd
+
+    return value is not None and not pd.isna(value)
+
+
+def _cell(text: str | None) -> str:
+    """A table cell; None is unknown, written out."""
+    if text is None:
+        return f"<td class='na'>{UNKNOWN_TEXT}</td>"
+    return f"<td>{html.escape(text)}</td>"
+
+
+def _number(value, decimals: int) -> str | None:
+    return fmt_number(value, decimals) if _known(value) else None
+
+
+def _yes_no(value) -> str | None:
+    return None if not _known(value) else ("Ja" if bool(value) else "Nej")
+
+
+def _grid(anchor: str, title: str, english: str, years: list[int], rows: list[tuple[str, list]], riket: list) -> str:
+    """One region × year table: a row per region, the Riket line last; ``None`` cells are unknown."""
+    head = "<th scope='col'>Region</th>" + "".join(f"<th scope='col'>{y}</th>" for y in years)
+    body = [
+        f"<tr><th scope='row'>{html.escape(name)}</th>{''.join(_cell(c) for c in cells)}</tr>" for name, cells in rows
+    ]
+    body.append(f"<tr class='riket'><th scope='row'>Riket</th>{''.join(_cell(c) for c in riket)}</tr>")
+    return (
+        f"<section class='measure' id='{anchor}'><div class='scroll'><table class='grid'>"
+        f"<caption><b>{html.escape(title)}</b> <span class='en' lang='en'>{html.escape(english)}</span></caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+    )
+
+
+def _measures(parts: list[str]) -> str:
+    """Notes first, then the tables side by side where they fit (a printed page holds several narrow ones)."""
+    notes = [p for p in parts if not p.startswith("<section")]
+    grids = [p for p in parts if p.startswith("<section")]
+    return "".join(notes) + (f"<div class='measures'>{''.join(grids)}</div>" if grids else "")
+
+
+def _region_names(region_year) -> list[tuple[str, str]]:
+    pairs = region_year[["region_code", "region_name"]].drop_duplicates().sort_values("region_code")
+    return [(str(c), str(n)) for c, n in zip(pairs["region_code"], pairs["region_name"], strict=True)]
+
+
+def _by_key(frame, column: str) -> dict[tuple[str, int], object]:
+    if column not in frame.columns:
+        return {}
+    return {
+        (str(c), int(y)): v for c, y, v in zip(frame["region_code"], frame["year"], _values(frame[column]), strict=True)
+    }
+
+
+def _report_years(national_year) -> list[int]:
+    return sorted(int(y) for y in national_year.loc[national_year["regions_reported"] > 0, "year"])
+
+
+def _no_report_years_note(national_year) -> str:
+    missing = _years_without_reports(national_year)
+    if not missing or len(missing) == len(national_year):
+        return ""
+    return (
+        f"<p class='note'>Åren {html.escape(year_ranges(missing))} visas inte: ingen region har skickat in "
+        "någon regionrapport för dem (ännu).</p>"
+    )
+
+
+def money_tables(region_year, national_year) -> str:
+    """The grant and the spend per area, kronor and kronor per inhabitant: a region × report-year table each."""
+    years = _report_years(national_year)
+    if not years:
+        return "<p>Inga regionrapporter ännu.</p>"
+    regions, national = money_per_region(region_year)
+    names = _region_names(region_year)
+    riket = {int(r["year"]): r for r in national.to_dict("records")}
+    parts = [
+        "<p>Belopp i kronor; <i>per invånare</i> delar med folkmängden det år som kolumnen "
+        "<code>population_year_used</code> anger (samma år, eller senaste år SCB publicerat). Riket = summan av "
+        "de regioner som angett beloppet, per invånare delat med just de regionernas folkmängd. Samma siffror: "
+        f"<a href='#sql-07'>{MONEY_QUERY}</a>.</p>",
+        _no_report_years_note(national_year),
+    ]
+    for measure in MONEY_MEASURES:
+        values = _by_key(regions, measure.name)
+        rows = [(name, [_number(values.get((code, y)), measure.decimals) for y in years]) for code, name in names]
+        line = [_number(riket[y][measure.name], measure.decimals) for y in years]
+        english = f"{measure.name} — {measure.english}"
+        parts.append(_grid(f"t-{measure.name}", measure.title, english, years, rows, line))
+    return _measures(parts)
+
+
+def programme_tables(region_year, national_year) -> str:
+    """The four programmes: Ja / Nej / uppgift saknas per region and report year; Riket = ja av antal som svarat."""
+    years = _report_years(national_year)
+    if not years:
+        return "<p>Inga regionrapporter ännu.</p>"
+    names = _region_names(region_year)
+    national = {int(r["year"]): r for r in national_year.to_dict("records")}
+    parts = [_no_report_years_note(national_year)]
+    for flag in FLAGS:
+        values = _by_key(region_year, flag)
+        rows = [(name, [_yes_no(values.get((code, y))) for y in years]) for code, name in names]
+        line = []
+        for y in years:
+            yes, answered = national[y].get(f"regions_{flag}"), national[y].get(f"regions_answered_{flag}")
+            ok = _known(answered) and int(answered) > 0 and _known(yes)
+            line.append(f"{int(yes)} av {int(answered)}" if ok else None)
+        english = f"{flag} — does the region {FLAG_TEXT[flag]}?"
+        parts.append(_grid(f"t-{flag}", f"{FLAG_SV[flag]} per region och år", english, years, rows, line))
+    return _measures(parts)
+
+
+def adoption_tables(region_year, national_year) -> str:
+    """Web booking and Journal via nätet per 1 000 inhabitants (monthly means): a region × year table each."""
+    names = _region_names(region_year)
+    national = {int(r["year"]): r for r in national_year.to_dict("records")}
+    parts = []
+    for measure in ADOPTION_MEASURES:
+        values = _by_key(region_year, measure.name)
+        assert measure.national is not None
+        years = sorted(
+            {y for (_, y), v in values.items() if _known(v)}
+            | {y for y, r in national.items() if _known(r.get(measure.national))}
+        )
+        if not years:
+            parts.append(f"<p>{html.escape(measure.title)}: inga uppgifter ännu.</p>")
+            continue
+        rows = [(name, [_number(values.get((code, y)), measure.decimals) for y in years]) for code, name in names]
+        line = [_number(national.get(y, {}).get(measure.national), measure.decimals) for y in years]
+        english = f"{measure.name} — {measure.english}"
+        parts.append(_grid(f"t-{measure.name}", measure.title, english, years, rows, line))
+    return _measures(parts)
+
+
+# --------------------------------------------------------------------------- the summary and its queries
+
+
+def summary_section(national_year) -> str:
+    """The Sammanfattning: :func:`etl.marts.summary.summarise`'s sentences, each linked to its query's entry."""
+    drafted = summary_rules.summarise(national_year)
+    if drafted.year is None:
+        return "<p>Ingen region har skickat in någon regionrapport ännu: det finns inget att sammanfatta.</p>"
+    items = []
+    for s in drafted.sentences:
+        where = f"raden year = {s.year}, question = '{s.question}'"
+        items.append(
+            f"<li data-question='{html.escape(s.question)}' data-year='{s.year}'>{html.escape(s.text)} "
+            f"<a class='src' href='#sql-06' title='{html.escape(where)}'>{html.escape(s.query)}</a></li>"
+        )
+    return (
+        f"<p>Rapportår <b>{drafted.year}</b>. Meningarna skrivs av programmet ur <code>followup_national_year</code> "
+        f"efter kvantorstabellen i <code>{summary_rules.RULES_DOC}</code>: andelen räknas av de regioner som svarat, "
+        "och en region som inte svarat räknas aldrig som nej. Varje siffra är en rad i frågan som meningen länkar "
+        "till.</p>"
+        f"<ul class='summary'>{''.join(items)}</ul>"
+    )
+
+
+QUERIES = (
+    (
+        "sql-06",
+        summary_rules.QUERY,
+        "Sammanfattningens siffror: raden med meningens år och question (t.ex. offers_clinical_intro_year) ger "
+        "yes, answered och not_answered — '10 av 21' är yes av answered.",
+    ),
+    (
+        "sql-07",
+        MONEY_QUERY,
+        "Tabellerna över medel per region och år: kronor och kronor per invånare per område, och raden Riket.",
+    ),
+)
+
+
+def queries_section() -> str:
+    """Where the report's figures come from: the sql/ queries, with the command that runs each."""
+    items = "".join(
+        f"<dt id='{anchor}'><code>{html.escape(query)}</code></dt><dd>{html.escape(text)} Kör i projektets mapp: "
+        f"<code>{html.escape(RUN_QUERY.format(query=query))}</code></dd>"
+        for anchor, query, text in QUERIES
+    )
+    return (
+        "<p>Frågorna ligger i mappen <code>sql/</code> i projektet och läser <code>followup.duckdb</code> "
+        "(<code>warehouse/followup.duckdb</code> efter <code>make demo</code>; annars er lagringsplats). De ger "
+        "samma siffror som rapporten när databasen visar samma tabellversioner; en rapport tagen per ett datum "
+        "(<code>python -m etl report --as-of</code>) bygger på versionerna i <i>Datakällornas aktualitet</i>.</p>"
+        f"<dl class='queries'>{items}</dl>"
+    )
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+section.measure{display:inline-block;vertical-align:top;max-width:100%;margin:0 1.5em .8em 0}
+caption{text-align:left;padding:.3em 0;font-size:1.05em}.en{display:block;width:0;min-width:100%;font-size:.8em;color:#666}
 figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .5em;
 text-align:right;vertical-align:top}th{background:#f3f3f3}td:first-child{text-align:left}
 .scroll{overflow-x:auto}th{font-weight:600;hyphens:manual}
 .caveat{background:#fff7e0;border-left:4px solid #E69F00;padding:.6em 1em}.notes td{text-align:left}
+table.grid{margin:.5em 0;font-size:.8em;font-variant-numeric:tabular-nums}table.grid th[scope=row]{text-align:left;
+font-weight:400;background:#fff;white-space:nowrap;position:sticky;left:0}
+td.na{color:#777;font-style:italic;font-size:.85em}tr.riket th,tr.riket td{font-weight:600;border-top:2px solid #777;
+background:#f7f7f7}ul.summary li{margin:.35em 0}a.src{font-size:.8em;color:#555;white-space:nowrap}
+nav.toc{margin-top:1em}nav.toc ol{columns:2;font-size:.9em}.note{color:#555;font-size:.9em}dl.queries dt{margin-top:.6em}
+@media print{
+.measures{orphans:1;widows:1}
+@page{size:A4 landscape;margin:12mm 10mm 14mm}
+body{max-width:none;margin:0;padding:0;font-size:9pt}img{max-height:170mm;width:auto}
+.scroll{overflow:visible}table.grid th[scope=row]{position:static}table.grid{font-size:8pt}
+table.grid th,table.grid td{padding:1px 5px}
+thead{display:table-header-group}tr,figure,img,li{break-inside:avoid}
+h2{break-after:avoid}section.measure{break-inside:avoid}section.part{break-before:page}
+a{color:inherit;text-decoration:none}nav.toc{display:none}
+}
 """
+
+
+CONTENTS = (
+    ("sammanfattning", "Sammanfattning"),
+    ("riket", "Riket per år"),
+    ("satsningar", "Satsningar per region och år"),
+    ("medel", "Medel per region och år: kronor och per invånare"),
+    ("e-tjanster", "Webbtidbok och Journalen per 1 000 invånare"),
+    ("fragor", "Frågorna bakom siffrorna och datakällorna"),
+)
+
+
+def _contents() -> str:
+    items = "".join(f"<li><a href='#{anchor}'>{html.escape(text)}</a></li>" for anchor, text in CONTENTS)
+    return f"<nav class='toc'><b>Innehåll</b><ol>{items}</ol></nav>"
 
 
 def _footnotes(footnotes: list[str]) -> str:
@@ -402,7 +753,15 @@ def render(
     today: dt.date,
     footnotes: Sequence[str] = (),
 ) -> str:
-    """The report page; ``footnotes`` name deliveries published on approval although blocked."""
+    """The report page (HTML text, Swedish, self-contained).
+
+    ``region_year`` / ``national_year``: the ``followup_region_year`` and
+    ``followup_national_year`` frames (published, or built as of a date —
+    the summary, tables and charts all read these two); ``monthly``: the
+    per-1 000 series of :class:`etl.marts.followup.Marts`; ``vintage``: each
+    table's version and times; ``footnotes`` name deliveries published on
+    approval although blocked.
+    """
     names = dict(zip(region_year["region_code"], region_year["region_name"], strict=True))
     year = _latest_report_year(national_year)
     notes = notes_rows(vintage, synthetic, today)
@@ -418,10 +777,16 @@ def render(
         "Underlag: tabellerna <code>followup_region_year</code> och <code>followup_national_year</code> "
         "(öppna <code>followup.duckdb</code> eller Excel-filen i samma mapp för alla siffror).</p>",
         f"<div class='caveat'><table class='notes'>{caveats}</table></div>",
+        _contents(),
+        "<section id='sammanfattning'>",
+        "<h2>Sammanfattning</h2>",
+        summary_section(national_year),
+        "</section><section id='riket'>",
         "<h2>Riket per år</h2>",
         "<p>Antal regioner anges som <i>ja av antal som svarat</i>; en region som inte rapporterat räknas inte "
         "som nej.</p>",
         _national_table(national_year),
+        "</section><section class='part' id='satsningar'>",
         "<h2>Satsningar per region</h2>",
         _figure(
             chart_offers(region_year, year),
@@ -433,6 +798,10 @@ def render(
             "Linjediagram: antal regioner per satsning och år",
             "Antal regioner som svarat ja, per år; den prickade linjen visar hur många som rapporterat alls.",
         ),
+        "<p>Per region och år: <i>Ja</i>, <i>Nej</i> eller <i>uppgift saknas</i> (regionen har inte rapporterat "
+        "eller inte svarat). Riket = antal ja av antal som svarat.</p>",
+        programme_tables(region_year, national_year),
+        "</section><section class='part' id='medel'>",
         "<h2>Medlens fördelning</h2>",
         _figure(
             chart_spend(region_year, year),
@@ -440,16 +809,25 @@ def render(
             "Använda medel per prioriterat område som andel av regionens erhållna medel. Upp till 101 % "
             "godtas; 'ofullständigt' = något område saknar uppgift.",
         ),
+        money_tables(region_year, national_year),
+        "</section><section class='part' id='e-tjanster'>",
         "<h2>Nyttjande av e-tjänsterna</h2>",
+        "<p>Månadsmedel per 1 000 invånare över månaderna med värde (skyddade månader ingår inte). Riket = "
+        "exporternas riksvärden.</p>",
+        adoption_tables(region_year, national_year),
         _figure(
             chart_adoption(monthly, names),
             "Små diagram: Journalens unika användare per region och månad",
             "Unika användare av Journalen per månad per 1 000 invånare; streckad linje = riket. "
             "Skyddade månader saknas i kurvan.",
         ),
+        "</section><section class='part' id='fragor'>",
+        "<h2>Frågorna bakom siffrorna</h2>",
+        queries_section(),
         "<h2>Datakällornas aktualitet</h2>",
         f"<table class='notes'>{vintage_rows}</table>",
         _footnotes(list(footnotes)),
+        "</section>",
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -465,6 +843,7 @@ def write_report(
     today: dt.date,
     footnotes: Sequence[str] = (),
 ) -> str:
+    """:func:`render` written atomically to ``<warehouse>/exports/followup_report.html``; returns its URI."""
     uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
     write_bytes_atomic(
         uri, render(region_year, national_year, monthly, vintage, synthetic, today, footnotes).encode("utf-8")
