@@ -152,6 +152,14 @@ def approve_blocked_delivery():
                     f"{found['name']}: the file changed while the decision was pending; "
                     "trigger this DAG again to decide on the new content"
                 )
+            if not response or not response.get("chosen_options"):
+                # `decide` marked success by hand: nobody answered, so there is nothing to record or publish.
+                from etl.errors import BadInput
+
+                raise BadInput(
+                    f"{found['name']}: the approval request was never answered (decide was marked done by hand); "
+                    "trigger this DAG again for a data steward to decide"
+                )
             user = response.get("responded_by_user") or {}
             who = user.get("name") or user.get("id") or "unknown user"
             approve = response["chosen_options"] == [APPROVE]

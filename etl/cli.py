@@ -122,7 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="write synthetic sample input in the exact input formats")
     sample.add_argument("--out", required=True, help="folder (landing root) to write into")
     sample.add_argument("--years", default="2016-2025", help="year range, e.g. 2016-2025")
-    sample.add_argument("--units", type=int, default=4000, help="care units in the unit-level files")
+    sample.add_argument(
+        "--units",
+        type=int,
+        default=4000,
+        help="care units in the last unit-level file (the exports' connected units, scaled to match)",
+    )
     sample.add_argument(
         "--unit-months", type=int, default=12, help="months (counting back from the last) that get unit-level files"
     )
@@ -130,7 +135,11 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild the HTML report and workbook from the table versions of a date")
     report.add_argument(
-        "--as-of", required=True, metavar="DATE", help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp"
+        "--as-of",
+        required=True,
+        metavar="DATE",
+        help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp: the tables as published by then (not a data "
+        "year; today for a fresh demo)",
     )
     report.add_argument("--out", required=True, help="folder to write the report and workbook into")
     locations(report, landing=True)

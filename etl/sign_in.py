@@ -24,6 +24,15 @@ NOT_PREFIX = "not:"  # an assignee id naming a user who may not respond, whateve
 AUTH_MANAGER = "etl.auth_manager.AgencyFabAuthManager"
 
 
+def canonical_username(typed: str | None) -> str:
+    """The sign-in name as the directory matches it: without surrounding spaces, lower case ("" for None).
+
+    LDAP compares ``uid`` ignoring case and surrounding spaces, so ``" Tove "``
+    and ``tove`` are one account; Airflow must make them one user too.
+    """
+    return (typed or "").strip().lower()
+
+
 def approval_assignees(triggered_by: str | None) -> list[dict[str, str]]:
     """The ``assigned_users`` of an approval request: any data steward, except ``triggered_by``.
 
@@ -32,8 +41,9 @@ def approval_assignees(triggered_by: str | None) -> list[dict[str, str]]:
     ``triggering_user_name`` (None for a run nobody triggered by hand).
     """
     assignees = [{"id": f"{ROLE_PREFIX}{STEWARD_ROLE}", "name": "any data steward"}]
-    if triggered_by:
-        assignees.append({"id": f"{NOT_PREFIX}{triggered_by}", "name": f"but not {triggered_by}, who asked"})
+    who = canonical_username(triggered_by)
+    if who:
+        assignees.append({"id": f"{NOT_PREFIX}{who}", "name": f"but not {who}, who asked"})
     return assignees
 
 
@@ -50,7 +60,8 @@ def may_respond(assigned_ids: Iterable[str], username: str, roles: Iterable[str]
     Airflow's default does.
     """
     ids = set(assigned_ids)
-    if f"{NOT_PREFIX}{username}" in ids:
+    me = canonical_username(username)
+    if any(i.startswith(NOT_PREFIX) and canonical_username(i[len(NOT_PREFIX) :]) == me for i in ids):
         return False
     held = set(roles)
     return any(i.startswith(ROLE_PREFIX) and i[len(ROLE_PREFIX) :] in held for i in ids) or username in ids

@@ -63,7 +63,7 @@ def render(warehouse_uri: str, last: int = 10) -> str:
         # The file's landing root is the folder above its pipeline's folder: the command works as printed.
         landing = redact_uri(posixpath.dirname(posixpath.dirname(b.source_file)))
         how = (
-            f"a person may approve it: python -m etl approve {shlex.quote(b.name)} --reason '…' "
+            f"a person may approve it: .venv/bin/python -m etl approve {shlex.quote(b.name)} --reason '…' "
             f"--landing {shlex.quote(landing)} --warehouse {shlex.quote(redact_uri(warehouse_uri))}"
             if b.approvable
             else "not approvable (a format error or the sender's figures): the sender must send a new file"

@@ -20,7 +20,7 @@ Environment:
 Under the agency's sign-in (AIRFLOW__CORE__AUTH_MANAGER =
 etl.auth_manager.AgencyFabAuthManager, LDAP; docs/deployment.md) there is no
 admin password: admins are the directory's admin group. The init then
-creates the role Steward instead (see :func:`create_steward_role`).
+creates the roles Steward and DataQuality instead (see :func:`create_steward_role`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ APPROVAL_DAG = "approve_blocked_delivery"
 # (dags/approve_blocked_delivery.py), synced when the DAG is parsed. Without DAG Run create a steward cannot
 # trigger any DAG. Who of the stewards may answer is etl.sign_in's rule.
 STEWARD_PERMISSIONS = (("HITL Detail", ("can_read", "can_edit", "menu_access")),)
+# DataQuality: list the plugins, which the UI needs to show the data-quality pages in its navigation and a
+# run's "Data quality" tab; FAB's Viewer and User cannot (only Op and Admin). The pages themselves check DAG read.
+QUALITY_ROLE = "DataQuality"
+QUALITY_PERMISSIONS = (("Plugins", ("can_read",)),)
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -94,11 +98,12 @@ def write_passwords_file(path: Path, username: str, password: str) -> None:
 
 
 def create_steward_role() -> None:
-    """The role Steward with :data:`STEWARD_PERMISSIONS` (FAB's ``airflow roles``; idempotent)."""
+    """The roles Steward and DataQuality with their permissions (FAB's ``airflow roles``; idempotent)."""
     airflow("sync-perm")  # FAB's own roles (Viewer, User, Op, Admin) and every action and resource
-    airflow("roles", "create", STEWARD_ROLE)
-    for resource, actions in STEWARD_PERMISSIONS:
-        airflow("roles", "add-perms", STEWARD_ROLE, "-r", resource, "-a", *actions)
+    airflow("roles", "create", STEWARD_ROLE, QUALITY_ROLE)
+    for role, permissions in ((STEWARD_ROLE, STEWARD_PERMISSIONS), (QUALITY_ROLE, QUALITY_PERMISSIONS)):
+        for resource, actions in permissions:
+            airflow("roles", "add-perms", role, "-r", resource, "-a", *actions)
 
 
 def main() -> int:
@@ -141,7 +146,8 @@ def init_directory_sign_in() -> int:
         print("airflow-init: migrating the metadata database", flush=True)
         airflow("db", "migrate")
         create_steward_role()
-        print(f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}", flush=True)
+        print(f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}; "
+              f"role {QUALITY_ROLE} sees the data-quality pages in the UI", flush=True)
         airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
         print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
     except InitError as exc:

@@ -100,14 +100,31 @@ def main() -> int:
         log = Path(os.environ["AIRFLOW_HOME"]) / "logs-demo" / f"{dag_id}.log"
         print(f"   {dag_id}: success in {seconds:.1f} s (log {log})", flush=True)
 
-    step(f"warehouse {WAREHOUSE}")
+    summary(WAREHOUSE)
+    print(f"\ndemo finished in {time.monotonic() - total:.0f} s; data docs: {WAREHOUSE}/_data_docs/index.html")
+    return 0
+
+
+def shown(path: Path) -> str:
+    """A path as typed in the project folder (where `make demo` runs): relative when inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def summary(warehouse: Path) -> None:
+    """The end of the demo: each table's rows, an example DuckDB query, one follow-up question answered.
+
+    The commands it prints run as typed from the project folder in a new shell
+    (`.venv/bin/…`; tests/test_commands_as_typed.py runs them).
+    """
+    step(f"warehouse {warehouse}")
     sys.path.insert(0, str(ROOT))
     from etl import status
 
-    rows = status.summary(str(WAREHOUSE))
+    rows = status.summary(str(warehouse))
     print(f"   {'table':<28}{'rows':>12}{'quarantined':>14}")
     for row in rows:
         print(f"   {row['table']:<28}{row['rows']:>12}{row['quarantined']:>14}")
+    planted_defects(warehouse, rows)
 
     step("an example DuckDB query")
     import duckdb
@@ -118,17 +135,49 @@ def main() -> int:
         "where year = (select max(year) from population)\n"
         "order by population desc limit 5"
     )
-    database = WAREHOUSE / "followup.duckdb"
+    database = warehouse / "followup.duckdb"
     if database.exists():
-        print(f"   -- duckdb {database}")
-        print("   " + query.replace("\n", "\n   "))
+        print(f"   -- .venv/bin/duckdb {shown(database)}")
+        print("   " + query.replace("\n", "\n   ") + ";")
         with duckdb.connect(str(database), read_only=True) as con:
             print(con.sql(query))
     extra = ROOT / "scripts" / "demo_answers.py"
     if extra.exists():
-        subprocess.run([str(BIN / "python"), str(extra), str(WAREHOUSE)], cwd=ROOT, check=True)
-    print(f"\ndemo finished in {time.monotonic() - total:.0f} s; data docs: {WAREHOUSE}/_data_docs/index.html")
-    return 0
+        sys.stdout.flush()
+        subprocess.run([str(BIN / "python"), str(extra), str(warehouse)], cwd=ROOT, check=True)
+
+
+def planted_defects(warehouse: Path, rows: list[dict], landing: Path = LANDING) -> None:
+    """Name the quarantined rows the sample planted on purpose (``sample-defects.json``), and any it did not.
+
+    So an analyst does not take a planted defect for bad data, nor bad data for a planted defect.
+    """
+    manifest = landing / "sample-defects.json"  # etl/sample/county_reports.py DEFECTS_FILE
+    if not manifest.exists():
+        return
+    from etl import publish
+
+    planted = json.loads(manifest.read_text(encoding="utf-8"))["defects"]
+    found: dict[str, dict[str, int]] = {d["file"]: {} for d in planted}
+    other = 0
+    for row in rows:
+        if not row["quarantined"]:
+            continue
+        for held in publish.read_quarantine(str(warehouse), row["table"]).to_pylist():
+            source = str(held["source_file"] or "").replace("\\", "/")
+            file = next((f for f in found if source.endswith("/" + f)), None)
+            if file is None:
+                other += held["rows_held"] or 1
+            else:
+                found[file][row["table"]] = found[file].get(row["table"], 0) + (held["rows_held"] or 1)
+    for defect in planted:
+        where = ", ".join(f"{n} in {t}" for t, n in found[defect["file"]].items()) or "nothing quarantined"
+        print(f"   planted on purpose, not bad data: {defect['file']} ({defect['defect']}; {where})")
+        print(f"     {defect['why']}")
+    if other:
+        print(f"   {other} quarantined row(s) NOT planted by the sample: bad data to look at")
+    elif planted:
+        print("   every quarantined row above is one the sample planted")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ def main(argv: list[str]) -> int:
         return 2
     warehouse = Path(argv[1]).resolve()
     database = warehouse / "followup.duckdb"
+    # Commands as typed in the project folder (where `make demo` runs), in a new shell: `.venv/bin/…`.
+    typed = str(database.relative_to(ROOT)) if database.is_relative_to(ROOT) else str(database)
     exports = warehouse / "exports"
     if not database.exists():
-        print(f"\n== follow-up: {database} not built yet (run: python -m etl run followup)")
+        print(f"\n== follow-up: {database} not built yet (run: .venv/bin/python -m etl run followup)")
         return 0
     print("\n== follow-up for analysts")
-    print(f"   DuckDB views:  duckdb {database}   (then: select * from followup_region_year)")
+    print(f"   DuckDB views:  .venv/bin/duckdb {typed}   (then: select * from followup_region_year)")
     for label, path in (("Excel:", exports / "followup_latest.xlsx"), ("Report:", exports / "followup_report.html")):
         print(f"   {label:<14} {path}" + ("" if path.exists() else "  (missing)"))
     print(f"   SQL questions: {ROOT / 'sql'}/*.sql")

@@ -284,7 +284,7 @@ def test_status_names_what_is_blocked_now_and_who_approved_it(settings, warehous
     text = status.render(str(warehouse))
     assert "\nblocked now: 1\n" in text
     assert ("  journalen_2017-03.csv (ehealth_adoption, last blocked " in text
-            and "): a person may approve it: python -m etl approve journalen_2017-03.csv --reason '…' "
+            and "): a person may approve it: .venv/bin/python -m etl approve journalen_2017-03.csv --reason '…' "
                 f"--landing {settings.landing_uri} --warehouse {warehouse}" in text)
     # The command works as printed, from another folder (found by a reviewer: it lacked --landing).
     printed = next(line for line in text.splitlines() if "python -m etl approve" in line)

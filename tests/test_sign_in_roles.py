@@ -100,6 +100,7 @@ class AgencyAirflow:
             "ETL_LANDING_SETTLE_SECONDS": "0",
             # Every sign-in of the test comes from 127.0.0.1: more than FAB's 5 per 40 s (the default kept).
             "ETL_LOGIN_RATE_LIMIT": "100 per 40 second",
+            "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": "28800",  # as compose sets it
             "GX_ANALYTICS_ENABLED": "false",
             "PYTHONPATH": str(ROOT),
         })
@@ -122,18 +123,20 @@ class AgencyAirflow:
         health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
         return all(health[part]["status"] == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
 
-    def token(self, uid: str) -> str:
-        """A JWT for ``uid``, from FAB's token endpoint, which checks the password against the directory."""
-        if uid not in self.tokens:
+    def token(self, uid: str, typed: str | None = None) -> str:
+        """A JWT for ``uid`` (signing in as ``typed``, default ``uid``), from FAB's token endpoint, which checks
+        the password against the directory."""
+        typed = uid if typed is None else typed
+        if typed not in self.tokens:
             response = httpx.post(f"{self.base_url}/auth/token", timeout=30,
-                                  json={"username": uid, "password": self.directory.passwords[uid]})
-            assert response.status_code == 201, (uid, response.status_code, response.text[:300])
-            self.tokens[uid] = response.json()["access_token"]
-        return self.tokens[uid]
+                                  json={"username": typed, "password": self.directory.passwords[uid]})
+            assert response.status_code == 201, (typed, response.status_code, response.text[:300])
+            self.tokens[typed] = response.json()["access_token"]
+        return self.tokens[typed]
 
-    def api(self, uid: str) -> httpx.Client:
+    def api(self, uid: str, typed: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30,
-                            headers={"Authorization": f"Bearer {self.token(uid)}"})
+                            headers={"Authorization": f"Bearer {self.token(uid, typed)}"})
 
     def stop(self) -> None:
         self.groups.stop(grace=15)
@@ -170,7 +173,7 @@ def agency(tmp_path_factory, directory, chromium_executable):
             done.stdout[-3000:] + done.stderr[-3000:])
         init = airflow.run(sys.executable, str(ROOT / "scripts" / "airflow_init.py"))
         assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
-        assert "role Steward" in init.stdout, init.stdout
+        assert "role Steward" in init.stdout and "role DataQuality" in init.stdout, init.stdout
         try:
             airflow.start()
             airflow.wait_for("the API server, scheduler and DAG processor", airflow.healthy)
@@ -236,13 +239,18 @@ PROBES = {
     "trigger": ("POST", "/api/v2/dags/ehealth_adoption/dagRuns", {"logical_date": None, "conf": {"period": "March"}}),
     "users": ("GET", "/auth/fab/v1/users", None),
     "quality": ("GET", "/etl-quality/", None),
+    "plugins": ("GET", "/api/v2/plugins", None),  # the UI's navigation entry to the data-quality pages
 }
 MAY = {
-    "ana": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200},
-    "erik": {"dags": 200, "variables": 403, "connections": 403, "trigger": 400, "users": 403, "quality": 200},
-    "sara": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200},
-    "adam": {"dags": 200, "variables": 200, "connections": 200, "trigger": 400, "users": 200, "quality": 200},
-    "olle": {"dags": 403, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 403},
+    "ana": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200, "plugins": 200},
+    "erik": {"dags": 200, "variables": 403, "connections": 403, "trigger": 400, "users": 403, "quality": 200,
+             "plugins": 200},
+    "sara": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200,
+             "plugins": 200},
+    "adam": {"dags": 200, "variables": 200, "connections": 200, "trigger": 400, "users": 200, "quality": 200,
+             "plugins": 200},
+    "olle": {"dags": 403, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 403,
+             "plugins": 403},
 }
 
 
@@ -287,6 +295,11 @@ def test_the_analyst_reads_the_data_quality_pages_and_has_no_trigger(browser, ag
         expect(page.get_by_text("ehealth_adoption").first).to_be_visible()
         expect(page.get_by_role("button", name="Dag Docs")).to_be_visible()
         shots(page, "analyst-dag-page")
+        # The data-quality pages are in the analyst's navigation (role DataQuality), not only reachable by URL.
+        page.goto("/")
+        page.get_by_role("link", name="Data quality").click()
+        expect(page).to_have_url(re.compile(r"/plugin/etl-quality"))
+        expect(page.frame_locator("iframe").first.locator("h1")).to_have_text("Data quality: tables")
         print("analyst's Trigger Dag buttons:", page.get_by_role("button", name="Trigger Dag").count())
         page.goto("/etl-quality/deliveries")
         expect(page.get_by_role("row").filter(has_text=BLOCKED_FILE)).to_contain_text("blocked")
@@ -328,11 +341,12 @@ def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, sho
     assert assignees == {"role:Steward": "any data steward", "not:sven": "but not sven, who asked"}, detail
 
     answer = {"chosen_options": ["Approve"], "params_input": {"reason": REASON}}
-    # Who asked may not answer, though a steward; an engineer may not answer at all.
-    for uid in ("sven", "erik", "ana"):
-        with agency.api(uid) as client:
+    # Who asked may not answer, though a steward — not under another spelling of the name either, which the
+    # directory takes for the same account; an engineer or analyst may not answer at all.
+    for uid, typed in (("sven", "sven"), ("sven", "Sven "), ("sven", " SVEN"), ("erik", "erik"), ("ana", "ana")):
+        with agency.api(uid, typed) as client:
             refused = client.patch(_hitl_path(run_id), json=answer)
-            assert refused.status_code == 403, (uid, refused.status_code, refused.text[:300])
+            assert refused.status_code == 403, (typed, refused.status_code, refused.text[:300])
 
     # Sara, a steward who did not ask, answers in the browser.
     context, page = _sign_in(browser, agency, "sara")
@@ -365,9 +379,12 @@ def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, sho
         users = {u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
                  for u in admin.get("/auth/fab/v1/users").json()["users"]}
     # Everyone who signed in was created with the roles their directory groups map to.
-    assert users["sara"] == ["Steward", "Viewer"] and users["sven"] == ["Steward", "User", "Viewer"], users
-    assert users["ana"] == ["Viewer"] and users["erik"] == ["User"] and users["adam"] == ["Admin"], users
-    assert users["olle"] == [], users
+    # One user per directory account, however the name was typed (" SVEN", "Sven " signed in above).
+    assert sorted(users) == ["adam", "ana", "erik", "olle", "sara", "sven"], users
+    assert users["sara"] == ["DataQuality", "Steward", "Viewer"], users
+    assert users["sven"] == ["DataQuality", "Steward", "User", "Viewer"], users
+    assert users["ana"] == ["DataQuality", "Viewer"] and users["erik"] == ["DataQuality", "User"], users
+    assert users["adam"] == ["Admin"] and users["olle"] == [], users
 
     log = publish.read_load_log(str(agency.warehouse)).to_pylist()
     [decision] = [r for r in log if r["outcome"] == "approved"]
@@ -395,3 +412,37 @@ def test_a_bookmarked_data_quality_page_leads_through_the_directory_login_and_ba
         shots(page, "bookmark-after-login")
     finally:
         context.close()
+
+
+
+def test_a_token_lasts_a_working_day(agency):
+    import base64
+    import json
+
+    payload = agency.token("ana").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["exp"] - claims["iat"] == 8 * 3600, claims
+
+
+def test_password_guessing_through_the_token_endpoint_is_rate_limited(agency):
+    """Last in the module: it uses up 127.0.0.1's token requests for the next 40 seconds.
+
+    130 wrong passwords at once (16 at a time, so they fall in one 40-second window): at most 100 are judged
+    (ETL_LOGIN_RATE_LIMIT here: 100 per 40 second), the rest refused with 429 unjudged.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with httpx.Client(base_url=agency.base_url, timeout=60) as client:
+        def guess(attempt: int) -> int:
+            return client.post("/auth/token", json={"username": "ana", "password": f"guess-{attempt}"}).status_code
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(guess, range(130)))
+        took = time.monotonic() - started
+        assert set(statuses) <= {401, 429}, statuses
+        assert statuses.count(401) <= 100 and statuses.count(429) >= 30 or took > 40, (took, statuses)
+        assert statuses.count(429) >= 1, (took, statuses)
+        # The right password is refused too while the limit holds.
+        right = client.post("/auth/token", json={"username": "ana", "password": agency.directory.passwords["ana"]})
+        assert right.status_code == 429, right.text

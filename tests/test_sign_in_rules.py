@@ -39,6 +39,14 @@ def test_who_may_answer(username, roles, may):
     assert sign_in.may_respond(ids, username, roles) is may
 
 
+@pytest.mark.parametrize("typed", ["sven", "Sven", " sven", "SVEN  ", "\tsven"])
+def test_the_one_who_asked_is_refused_however_the_name_is_typed(typed):
+    ids = {a["id"] for a in sign_in.approval_assignees(" Sven")}
+    assert ids == {"role:Steward", "not:sven"}
+    assert sign_in.may_respond(ids, typed, {"Steward"}) is False
+    assert sign_in.canonical_username(typed) == "sven"
+
+
 def test_a_plain_assignment_keeps_airflows_meaning():
     assert not sign_in.is_rule({"12", "13"})
     assert sign_in.may_respond({"sara"}, "sara", set()) is True

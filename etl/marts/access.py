@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m etl.marts.access",
         description="Print a DuckDB CLI init script that opens an s3:// warehouse's followup.duckdb "
         "(no credentials in it: they are read from AWS_* when the CLI runs). "
-        "Use: python -m etl.marts.access > followup-s3.sql && .venv/bin/duckdb -init followup-s3.sql",
+        "Use: .venv/bin/python -m etl.marts.access > followup-s3.sql && .venv/bin/duckdb -init followup-s3.sql",
     )
     parser.add_argument("--warehouse", help="warehouse URI; env ETL_WAREHOUSE_URI")
     args = parser.parse_args(argv)

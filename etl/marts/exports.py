@@ -292,11 +292,11 @@ def notes_rows(
     in columns of their own and its version as a number.
     """
     origin = (
-        "Underlaget är SYNTETISKA EXEMPELDATA (python -m etl sample): påhittade siffror i rätt format, "
+        "Underlaget är SYNTETISKA EXEMPELDATA (.venv/bin/python -m etl sample): påhittade siffror i rätt format, "
         "inte regionernas verkliga uppgifter."
         if synthetic
         else "Underlagets ursprung framgår av laddningsloggen (load_log i followup.duckdb). Om det kommer från "
-        "python -m etl sample är det syntetiska exempeldata."
+        ".venv/bin/python -m etl sample är det syntetiska exempeldata."
     )
     rows: list[list] = [
         ["Uppföljning av statsbidraget: regioner och riket per år", ""],

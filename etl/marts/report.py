@@ -688,7 +688,7 @@ def queries_section() -> str:
         "<p>Frågorna ligger i mappen <code>sql/</code> i projektet och läser <code>followup.duckdb</code> "
         "(<code>warehouse/followup.duckdb</code> efter <code>make demo</code>; annars er lagringsplats). De ger "
         "samma siffror som rapporten när databasen visar samma tabellversioner; en rapport tagen per ett datum "
-        "(<code>python -m etl report --as-of</code>) bygger på versionerna i <i>Datakällornas aktualitet</i>.</p>"
+        "(<code>.venv/bin/python -m etl report --as-of</code>) bygger på versionerna i <i>Datakällornas aktualitet</i>.</p>"
         f"<dl class='queries'>{items}</dl>"
     )
 

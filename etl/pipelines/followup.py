@@ -149,7 +149,9 @@ def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
     if "dim_region" in missing or not len(sources["dim_region"]):
         # Not a failure of the marts: nothing to build on yet. Publishing dim_region (a source table's Asset)
         # schedules the follow-up DAG again; the load log says why this run built nothing.
-        message = "dim_region is not published: run the reference pipeline first (python -m etl run reference)"
+        message = (
+            "dim_region is not published: run the reference pipeline first (.venv/bin/python -m etl run reference)"
+        )
         record_nothing_new(warehouse, PIPELINE, report.batch_id, f"not built: {message}")
         raise NotReady(message)
     if missing:

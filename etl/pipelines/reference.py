@@ -108,7 +108,7 @@ def read_snapshot(settings: Settings, years: Sequence[int]) -> tuple[ApiRows, Ap
     if SCB_SNAPSHOT not in by_name:
         raise BadInput(
             f"offline snapshot: {redact_uri(storage.join(settings.landing_uri, SNAPSHOT_DIR, SCB_SNAPSHOT))} is "
-            "missing (write one with `python -m etl sample --out <landing>`)"
+            "missing (write one with `.venv/bin/python -m etl sample --out <landing>`)"
         )
     scb_file = by_name[SCB_SNAPSHOT]
     scb_doc = _load_json(scb_file)

@@ -61,7 +61,7 @@ The SHAPES are the recorded API shapes. The VALUES ARE SYNTHETIC: made up
 by `python -m etl sample` (seed {seed}) for demos and tests. Do not use them
 as statistics.
 
-Read with: python -m etl run reference --offline-snapshot --landing <landing>
+Read with: .venv/bin/python -m etl run reference --offline-snapshot --landing <landing>
 """
 
 
