@@ -30,6 +30,7 @@ from tests import debian_support
 from tests.debian_support import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
+EXPECT_TIMEOUT_MS = 30_000
 APT_PACKAGE = "chromium"
 
 
@@ -47,9 +48,12 @@ def browser(chromium_executable):
     """Headless Chromium under Playwright (the Debian binary, never a downloaded build)."""
     try:
         from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:
         unavailable(f"Playwright is not installed ({exc}): run `make setup` (requirements-dev.txt)")
+    # expect()'s own default wait is 5 s: on a loaded CI machine the Airflow UI's translations can take longer to
+    # load, and a label then still reads as its key ("states.failed"). Assertions wait as long as page actions.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     driver = sync_playwright().start()
     try:
         try:
