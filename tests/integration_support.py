@@ -15,6 +15,7 @@ Owns three things the compose tests and the Celery integration test share:
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -351,3 +352,21 @@ class ScratchDatabase:
         from psycopg2 import sql
 
         self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+
+# The local PostgreSQL the integration tests run Airflow's metadata on (trust auth; ETL_TEST_PG_USER to change).
+PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("ETL_TEST_PG_USER", "postgres"), "dbname": "postgres"}
+
+
+def postgres_or_skip(pg: Mapping[str, Any] = PG) -> None:
+    """Skip the test when PostgreSQL at ``pg`` does not answer — fail instead under ETL_REQUIRE_SERVICES=1 (CI)."""
+    import psycopg2
+    import pytest
+
+    try:
+        psycopg2.connect(connect_timeout=5, **pg).close()
+    except psycopg2.Error as exc:
+        message = f"PostgreSQL at {pg['host']}:{pg['port']} unreachable ({str(exc).strip()})"
+        if os.environ.get("ETL_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{message}, and ETL_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
+        pytest.skip(message)

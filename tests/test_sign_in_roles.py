@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration_support import ProcessGroups, ScratchDatabase, free_port
+from integration_support import PG, ProcessGroups, ScratchDatabase, free_port, postgres_or_skip
 
 from etl import publish
 
@@ -46,8 +46,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
-PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("ETL_TEST_PG_USER", "postgres"),
-      "dbname": "postgres"}
 MONTH = "2019-03"
 BLOCKED_FILE = f"webbtidbok_{MONTH}.csv"
 APPROVE_DAG = "approve_blocked_delivery"
@@ -142,22 +140,10 @@ class AgencyAirflow:
         self.groups.stop(grace=15)
 
 
-def _postgres_or_skip() -> None:
-    import psycopg2
-
-    try:
-        psycopg2.connect(connect_timeout=5, **PG).close()
-    except psycopg2.Error as exc:
-        message = f"PostgreSQL at {PG['host']}:{PG['port']} unreachable ({str(exc).strip()})"
-        if os.environ.get("ETL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{message}, and ETL_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def agency(tmp_path_factory, directory, chromium_executable):
     """Airflow with the directory sign-in, initialised as compose does, over a warehouse with one blocked delivery."""
-    _postgres_or_skip()
+    postgres_or_skip()
     started = time.monotonic()
     base = tmp_path_factory.mktemp("agency-airflow")
     with ScratchDatabase(PG, prefix="etl_signin") as database:

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration_support import ProcessGroups, ScratchDatabase, free_port
+from integration_support import PG, ProcessGroups, ScratchDatabase, free_port, postgres_or_skip
 
 from etl import publish
 
@@ -59,8 +59,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
-PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("ETL_TEST_PG_USER", "postgres"),
-      "dbname": "postgres"}
 
 ENGINEER, ENGINEER_ROLE = "ingrid", "op"  # the data engineer at the browser
 MONTH = "2019-03"
@@ -205,18 +203,6 @@ class AirflowUI:
         self.groups.stop(grace=15)
 
 
-def _postgres_or_skip() -> None:
-    import psycopg2
-
-    try:
-        psycopg2.connect(connect_timeout=5, **PG).close()
-    except psycopg2.Error as exc:
-        message = f"PostgreSQL at {PG['host']}:{PG['port']} unreachable ({str(exc).strip()})"
-        if os.environ.get("ETL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{message}, and ETL_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-        pytest.skip(message)
-
-
 def _without_region(export: bytes, name: str) -> bytes:
     """The export with the line of the region called ``name`` left out (the files are cp1252, CRLF)."""
     lines = export.splitlines(keepends=True)
@@ -228,7 +214,7 @@ def _without_region(export: bytes, name: str) -> bytes:
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory, chromium_executable):
     """Real Airflow on a scratch PostgreSQL database, a loaded sample warehouse, Variables and pool set."""
-    _postgres_or_skip()
+    postgres_or_skip()
     started = time.monotonic()
     base = tmp_path_factory.mktemp("ui-airflow")
     with ScratchDatabase(PG, prefix="etl_ui") as database:
