@@ -291,9 +291,10 @@ def _warehouse_text(warehouse: Path) -> str:
 
 
 def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, warehouse):
-    written = sample.write(landing, 2010, 2030, units=1, unit_months=1, seed=7)
+    written = sample.write(landing, 2010, 2019, units=1, unit_months=1, seed=7)
     folder = landing / "county_reports"
-    assert written == 86 == len(list(folder.iterdir())) + 1  # 21 regions x 4 years + 1 correction, + README beside
+    # 21 regions x 4 years (none before 2016) + 1 correction, + README and sample-defects.json beside
+    assert written == 87 == len(list(folder.iterdir())) + 2
     assert "SYNTHETIC" in (folder.parent / "README-county_reports.txt").read_text()
     # A report whose header is bad still carries its contact person into the parser.
     builders.land(landing, "bad.json", builders.json_bytes(builders.doc(region="Atlantis")), T0)
@@ -339,12 +340,12 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     assert leaked == []
 
 
-def test_sample_is_deterministic_and_clipped_to_the_agreement_years(tmp_path):
+def test_sample_is_deterministic_and_covers_the_years_asked_from_the_first_agreement_year(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     written = sample.write(a, 2018, 2025, units=1, unit_months=1, seed=3)
     sample.write(b, 2018, 2025, units=1, unit_months=1, seed=3)
     corrections = len(list((a / "county_reports").glob("*_rattelse.*")))
-    assert corrections == 1 and written == 2 * 21 + corrections + 1  # + README
+    assert corrections == 1 and written == 8 * 21 + corrections + 2  # + README and sample-defects.json
 
     def fingerprint(root: Path) -> dict:
         # File times are part of a report (they are its submission time); the README's is not.
@@ -354,8 +355,8 @@ def test_sample_is_deterministic_and_clipped_to_the_agreement_years(tmp_path):
     assert fingerprint(a) == fingerprint(b)
     names = list(fingerprint(a))
     assert {n.rsplit(".", 1)[1] for n in names} == {"xlsx", "json"}
-    assert {n.split("_")[1] for n in names if n != "README.txt"} == {"2018", "2019"}
-    assert sample.write(tmp_path / "c", 2021, 2025, units=1, unit_months=1, seed=3) == 1  # README only
+    assert {n.split("_")[1] for n in names if n != "README.txt"} == {str(y) for y in range(2018, 2026)}
+    assert sample.write(tmp_path / "c", 2010, 2015, units=1, unit_months=1, seed=3) == 2  # none before 2016
     assert sample.grants(2016)["14"] == pytest.approx(159e6, rel=0.005)
     assert sum(sample.grants(2017).values()) == 976_000_000
 

@@ -5,7 +5,10 @@ for every month of the year range (all 21 regions plus a national row that
 is the exact sum of the regions' true values), and
 ``webbtidbok_enheter_YYYY-MM.csv`` for the last ``unit_months`` months,
 whose daily unit values sum exactly to those months' regional web booking
-figures. The files deliberately use every tolerated variation — UTF-8 with
+figures and whose units are exactly the connected units those figures
+count (the region's ``units`` care units in the last month, fewer earlier:
+:func:`unit_counts` scales every month's unit counts alike, so the share of
+connected units does not jump where the unit-level files begin). The files deliberately use every tolerated variation — UTF-8 with
 and without BOM and Windows-1252, ``;``/``,``/tab, LF and CRLF, a few months
 as ``.xlsx``, ``Månad`` in its four forms, thousands separators with
 (non-breaking) spaces, region names and codes, suppressed cells (``..``) —
@@ -296,8 +299,49 @@ def make_units(units: int, seed: int) -> Units:
     return Units(region=region, hsa_id=hsa, name=name, weight=weight)
 
 
-def unit_daily(month: dt.date, units: Units, targets: dict[str, dict[str, int]], seed: int):
-    """One month of daily unit values (dict of numpy columns), drawn around the regional targets."""
+def unit_counts(
+    month: dt.date, web: dict[str, dict[str, int]], units: Units, seed: int, last: dt.date | None = None
+) -> dict[str, tuple[int, int]]:
+    """(connected, total) care units per region in ``month``, consistent with the unit-level files.
+
+    The region's units in ``units`` are the units connected in ``last`` (the
+    last month with a unit-level file; default ``month``): the export curve's
+    counts of every month are scaled by the one factor that makes them so,
+    never above the unit set. A month's unit file lists the first ``connected``
+    units of each region, so its units are the ones its export counts.
+    """
+    import numpy as np
+
+    at_last = web if last is None or last == month else web_booking_targets(last, seed)
+    out = {}
+    for region in REGIONS:
+        n_units = int(np.count_nonzero(units.region == region.code))
+        anchor = at_last[region.code]["units_connected"]
+        factor = n_units / anchor if anchor else 0.0
+        connected = min(n_units, int(round(web[region.code]["units_connected"] * factor)))
+        total = max(connected, int(round(web[region.code]["units_total"] * factor)))
+        out[region.code] = (connected, total)
+    return out
+
+
+def connected_mask(units: Units, counts: dict[str, tuple[int, int]]):
+    """The units in a month's unit-level file: each region's first ``connected`` units (in unit order)."""
+    import numpy as np
+
+    mask = np.zeros(len(units.region), dtype=bool)
+    for code, (connected, _total) in counts.items():
+        mask[np.flatnonzero(units.region == code)[:connected]] = True
+    return mask
+
+
+def unit_daily(
+    month: dt.date, units: Units, targets: dict[str, dict[str, int]], seed: int, active: numpy.ndarray | None = None
+):
+    """One month of daily unit values (dict of numpy columns), drawn around the regional targets.
+
+    ``active`` (a mask over ``units``; default all) says which units are connected that month: only they
+    get rows, and a region's bookings are shared among them.
+    """
     import numpy as np
 
     rng = _rng(seed, month, 3)
@@ -307,11 +351,13 @@ def unit_daily(month: dt.date, units: Units, targets: dict[str, dict[str, int]],
     weekday = (days.astype("int64") + 3) % 7  # 1970-01-01 was a Thursday
     day_factor = np.where(weekday >= 5, 0.25, 1.0)
     day_factor = day_factor / day_factor.sum()
-    n_units, n_days = len(units.region), len(days)
+    index = np.arange(len(units.region)) if active is None else np.flatnonzero(active)
+    region, weight = units.region[index], units.weight[index]
+    n_units, n_days = len(index), len(days)
     # Each unit's share of its region's bookings.
-    region_total = {c: units.weight[units.region == c].sum() for c in np.unique(units.region)}
-    unit_share = units.weight / np.array([region_total[c] for c in units.region])
-    target = np.array([targets[c]["bookings"] for c in units.region], dtype=float)
+    region_total = {c: weight[region == c].sum() for c in np.unique(region)}
+    unit_share = weight / np.array([region_total[c] for c in region]) if n_units else weight
+    target = np.array([targets[c]["bookings"] for c in region], dtype=float)
     lam = (target * unit_share)[:, None] * day_factor[None, :]  # units × days
     bookings = rng.poisson(lam)
     cancellations = rng.binomial(bookings, 0.18)
@@ -319,7 +365,7 @@ def unit_daily(month: dt.date, units: Units, targets: dict[str, dict[str, int]],
     # Rows ordered by day, then unit (as the operator's export is).
     columns = {
         "date": np.repeat(days, n_units),
-        "unit": np.tile(np.arange(n_units), n_days),
+        "unit": np.tile(index, n_days),
         "bookings": bookings.T.ravel(),
         "cancellations": cancellations.T.ravel(),
         "rebookings": rebookings.T.ravel(),
@@ -327,26 +373,31 @@ def unit_daily(month: dt.date, units: Units, targets: dict[str, dict[str, int]],
     return columns
 
 
-def month_values(month: dt.date, seed: int, units: Units | None = None):
-    """(journal, web booking, unit columns or None) true values for a month; units make web booking exact sums."""
-    import numpy as np
+def month_values(
+    month: dt.date, seed: int, units: Units | None = None, *, last: dt.date | None = None, unit_file: bool = True
+):
+    """(journal, web booking, unit columns or None) true values for a month.
 
+    With ``units`` the web booking unit counts are :func:`unit_counts` (``last``:
+    the last month with a unit-level file, default ``month``) and, when
+    ``unit_file``, the month's bookings are the exact sums of its unit columns.
+    """
     journal = journal_values(month, seed)
     web = web_booking_targets(month, seed)
     daily = None
     if units is not None and len(units.region):
-        daily = unit_daily(month, units, web, seed)
-        share = _web_booking_share(month)
-        for region in REGIONS:
-            in_region = units.region[daily["unit"]] == region.code
-            n_units = int((units.region == region.code).sum())
-            web[region.code].update(
-                bookings=int(daily["bookings"][in_region].sum()),
-                cancellations=int(daily["cancellations"][in_region].sum()),
-                rebookings=int(daily["rebookings"][in_region].sum()),
-                units_connected=n_units,
-                units_total=max(web[region.code]["units_total"], int(np.ceil(n_units / share))),
-            )
+        counts = unit_counts(month, web, units, seed, last)
+        for code, (connected, total) in counts.items():
+            web[code].update(units_connected=connected, units_total=total)
+        if unit_file:
+            daily = unit_daily(month, units, web, seed, connected_mask(units, counts))
+            for region in REGIONS:
+                in_region = units.region[daily["unit"]] == region.code
+                web[region.code].update(
+                    bookings=int(daily["bookings"][in_region].sum()),
+                    cancellations=int(daily["cancellations"][in_region].sum()),
+                    rebookings=int(daily["rebookings"][in_region].sum()),
+                )
     return journal, web, daily
 
 
@@ -460,12 +511,23 @@ def render_unit_csv(month: dt.date, units: Units, daily: dict, style: Style, see
 
 
 def write_month(
-    folder: Path, month: dt.date, *, seed: int = 2016, units: Units | None = None, style: Style | None = None
+    folder: Path,
+    month: dt.date,
+    *,
+    seed: int = 2016,
+    units: Units | None = None,
+    style: Style | None = None,
+    last: dt.date | None = None,
+    unit_file: bool = True,
 ) -> list[Path]:
-    """Write one month's files (monthly exports, and the unit file when ``units`` is given) into ``folder``."""
+    """Write one month's files (monthly exports, and the unit file when ``units`` is given) into ``folder``.
+
+    ``last`` and ``unit_file`` as in :func:`month_values`: a month before the unit-level files still counts
+    its units as the unit set does.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     style = style or style_for(month)
-    journal, web, daily = month_values(month, seed, units)
+    journal, web, daily = month_values(month, seed, units, last=last, unit_file=unit_file)
     suppressed = suppressed_cells(month, seed)
     if daily is not None:
         suppressed = {cell for cell in suppressed if cell[1] not in WEB_BOOKING_METRICS}
@@ -500,5 +562,7 @@ def write(
     with_units = set(months[-unit_months:]) if unit_months > 0 else set()
     count = 1
     for month in months:
-        count += len(write_month(folder, month, seed=seed, units=unit_set if month in with_units else None))
+        count += len(
+            write_month(folder, month, seed=seed, units=unit_set, last=months[-1], unit_file=month in with_units)
+        )
     return count
