@@ -9,12 +9,14 @@ in the warehouse and answers one question with DuckDB.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,25 @@ def airflow_env() -> None:
     os.environ.setdefault("ETL_LANDING_SETTLE_SECONDS", "0")
 
 
+def load_log_outcomes(since: dt.datetime) -> str:
+    """What the load log says a DAG run did: ", nothing new" or ", 3 published, 9 unchanged" ("" if unreadable).
+
+    A rerun over unchanged landing must say so instead of a bare "success" (issue 25 §2).
+    """
+    from etl import publish
+
+    try:
+        rows = publish.read_load_log(str(WAREHOUSE)).to_pylist()
+        counts = Counter(r["outcome"] for r in rows if r["started_at"] is not None and r["started_at"] >= since)
+    except Exception:  # noqa: BLE001 - a summary line only; the run itself succeeded
+        return ""
+    if not counts:
+        return ""
+    if set(counts) == {"nothing_new"}:
+        return ", nothing new"
+    return ", " + ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in sorted(counts.items()))
+
+
 def main() -> int:
     total = time.monotonic()
     airflow_env()
@@ -95,10 +116,11 @@ def main() -> int:
             print(f"   {dag_id}: not built yet, skipped")
             continue
         # `airflow dags test`, with the task logs the UI shows (scripts/dags_test.py).
+        since = dt.datetime.now(dt.UTC)
         seconds = run([str(BIN / "python"), str(ROOT / "scripts" / "dags_test.py"), dag_id, "-c", json.dumps(conf)],
                       dag_id)
         log = Path(os.environ["AIRFLOW_HOME"]) / "logs-demo" / f"{dag_id}.log"
-        print(f"   {dag_id}: success in {seconds:.1f} s (log {log})", flush=True)
+        print(f"   {dag_id}: success in {seconds:.1f} s{load_log_outcomes(since)} (log {log})", flush=True)
 
     summary(WAREHOUSE)
     print(f"\ndemo finished in {time.monotonic() - total:.0f} s; data docs: {WAREHOUSE}/_data_docs/index.html")
