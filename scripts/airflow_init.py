@@ -97,6 +97,19 @@ def write_passwords_file(path: Path, username: str, password: str) -> None:
         raise
 
 
+def pool_slots() -> str:
+    """ETL_WRITER_POOL_SLOTS (default 1), checked before anything is changed."""
+    slots = os.environ.get("ETL_WRITER_POOL_SLOTS", "1")
+    if not slots.isdigit() or int(slots) < 1:
+        raise InitError(f"ETL_WRITER_POOL_SLOTS must be a positive integer, got {slots!r}")
+    return slots
+
+
+def set_writer_pool(slots: str) -> None:
+    airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
+    print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
+
+
 def create_steward_role() -> None:
     """The roles Steward and DataQuality with their permissions (FAB's ``airflow roles``; idempotent)."""
     airflow("sync-perm")  # FAB's own roles (Viewer, User, Op, Admin) and every action and resource
@@ -121,16 +134,13 @@ def main() -> int:
         passwords_file = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "")
         if not passwords_file:
             raise InitError("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE is not set")
-        slots = os.environ.get("ETL_WRITER_POOL_SLOTS", "1")
-        if not slots.isdigit() or int(slots) < 1:
-            raise InitError(f"ETL_WRITER_POOL_SLOTS must be a positive integer, got {slots!r}")
+        slots = pool_slots()
 
         print("airflow-init: migrating the metadata database", flush=True)
         airflow("db", "migrate")
         write_passwords_file(Path(passwords_file), username, password)
         print(f"airflow-init: password of {username!r} written to {passwords_file}", flush=True)
-        airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
-        print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
+        set_writer_pool(slots)
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)
         return 1
@@ -140,16 +150,13 @@ def main() -> int:
 def init_directory_sign_in() -> int:
     """Migrate, create the role Steward and the writer pool; people and their roles come from the directory."""
     try:
-        slots = os.environ.get("ETL_WRITER_POOL_SLOTS", "1")
-        if not slots.isdigit() or int(slots) < 1:
-            raise InitError(f"ETL_WRITER_POOL_SLOTS must be a positive integer, got {slots!r}")
+        slots = pool_slots()
         print("airflow-init: migrating the metadata database", flush=True)
         airflow("db", "migrate")
         create_steward_role()
         print(f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}; "
               f"role {QUALITY_ROLE} sees the data-quality pages in the UI", flush=True)
-        airflow("pools", "set", WRITER_POOL, slots, "one writer per warehouse: serialises publishes")
-        print(f"airflow-init: pool {WRITER_POOL} has {slots} slot(s)", flush=True)
+        set_writer_pool(slots)
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)
         return 1
