@@ -140,6 +140,7 @@ def approve_blocked_delivery():
     def record_decision(found: dict, response: dict) -> dict:
         """Who and why to the load log; on approval, publish the file now."""
         from etl import approvals
+        from etl.pipelines import approved
 
         def record() -> dict:
             context = get_current_context()
@@ -163,7 +164,7 @@ def approve_blocked_delivery():
             user = response.get("responded_by_user") or {}
             who = user.get("name") or user.get("id") or "unknown user"
             approve = response["chosen_options"] == [APPROVE]
-            decision, report = approvals.decide(
+            decision, report = approved.decide(
                 settings, blocked, approve, who, (response.get("params_input") or {}).get("reason", "")
             )
             print(f"{blocked.name}: {decision.note()}")

@@ -14,11 +14,15 @@ name (``journalen_2019-03.csv``, ``webbtidbok_enheter_2019-03.csv``) is a
 monthly export, any other ``.xlsx``/``.xls``/``.ods``/``.json`` a county
 report (docs/input-formats.md). Files given together are judged together,
 as if they had landed together (two reports for one region-year: the newer
-one counts).
+one counts). A file checked where it lies in landing is judged among the
+files there, as the run judges it: an older report of a region-year whose
+newer report is in landing is superseded, and an export with a second file
+of its kind and month beside it is refused.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from etl import no_shrink, privacy, publish, storage, validation
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, display_name
-from etl.errors import BadInput, ValidationFailed
+from etl.errors import BadInput, EtlError, ValidationFailed
 
 MAX_REASONS = 3
 
@@ -98,14 +102,93 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
             verdicts.update(_check_county(county, settings))
         for period in sorted(ehealth):
             verdicts.update(_check_month(period, ehealth[period], settings))
+    in_landing = _landing_verdicts(
+        county, [f for kinds in ehealth.values() for files in kinds.values() for f in files], settings
+    )
+    for location, verdict in in_landing.items():
+        if verdicts[location].verdict not in (REFUSED, SUPERSEDED):
+            verdicts[location] = verdict
     return [verdicts[judged_as.get(uri, uri)] for uri in uris]
+
+
+def _landing_verdicts(
+    county: list[storage.LandedFile], ehealth: list[storage.LandedFile], settings: Settings
+) -> dict[str, Verdict]:
+    """Verdicts, by location, for the files checked in landing that a run would not take as their delivery.
+
+    A run judges what is in landing together: of two reports for one
+    region-year the later arrival counts (the other is superseded), and two
+    exports of one kind and month refuse the month. A file checked outside
+    landing (a sender's copy) is judged as if it landed now, alone.
+    """
+    from etl.pipelines import county_reports, ehealth_adoption
+    from etl.sources import ehealth_exports
+
+    out: dict[str, Verdict] = {}
+    for module, files in ((county_reports, county), (ehealth_adoption, ehealth)):
+        folder = _landing_folder(settings.landing_uri, module.PREFIX)
+        mine = [f for f in files if posixpath.dirname(f.location.rstrip("/")) == folder]
+        if not mine:
+            continue
+        where = privacy.redact_uri(storage.join(settings.landing_uri, module.PREFIX))
+        try:
+            landed = storage.list_landed(settings.landing_uri, module.PREFIX, module.SUFFIXES, skipped=[])
+        except EtlError as exc:
+            for f in mine:  # judged alone above; say that its neighbours in landing could not be seen
+                out[f.location] = Verdict(
+                    f.name, REFUSED, [f"{where} could not be listed to judge it as a run would: {exc}"]
+                )
+            continue
+        for f in mine:
+            there = next((g for g in landed if g.name == f.name), None)
+            if there is None:
+                continue  # not listed (hidden, still arriving): judged as it is
+            if module is county_reports:
+                _, current = county_reports.current_file(settings.warehouse_uri, landed, there)
+                if current is not None and current.name != f.name:
+                    out[f.location] = Verdict(
+                        f.name,
+                        SUPERSEDED,
+                        [
+                            f"superseded by {current.name}, a later file for the same region and year in {where}: "
+                            "a run does not load it"
+                        ],
+                    )
+                continue
+            wanted = ehealth_exports.parse_file_name(f.name)
+            others = []
+            for g in landed:
+                try:
+                    name = ehealth_exports.parse_file_name(g.name)
+                except BadInput:
+                    continue
+                if g.name != f.name and (name.kind, name.period) == (wanted.kind, wanted.period):
+                    others.append(g.name)
+            if others:
+                out[f.location] = Verdict(
+                    f.name,
+                    REFUSED,
+                    [
+                        f"{', '.join(others)} is in {where} for the same kind and month: a run refuses the month "
+                        "until all but one are removed"
+                    ],
+                )
+    return out
+
+
+def _landing_folder(landing_uri: str, prefix: str) -> str:
+    """``<landing>/<prefix>`` spelt as :func:`storage.landed_file` spells a location in it (locally a real path)."""
+    fs, path = storage.filesystem(storage.join(landing_uri, prefix))
+    if storage.is_local(fs):
+        return os.path.realpath(path)
+    return storage.join(landing_uri, prefix).rstrip("/")
 
 
 def _check_county(landed: list[storage.LandedFile], settings: Settings) -> dict[str, Verdict]:
     from etl.pipelines import county_reports as pipeline
 
     warehouse = settings.warehouse_uri
-    record = DeliveryRecord.load(warehouse, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(warehouse))
+    record = DeliveryRecord.load(warehouse, pipeline.PIPELINE, legacy_committed=pipeline.legacy_committed(warehouse))
     submissions = [pipeline.read_submission(f) for f in landed]
     try:
         batches, decided = pipeline.judge(submissions, warehouse, publish.new_batch_id())
@@ -132,7 +215,7 @@ def _check_month(period: str, month_files: dict[str, list], settings: Settings) 
 
     files = [f for kind in month_files for f in month_files[kind]]
     record = DeliveryRecord.load(
-        settings.warehouse_uri, pipeline.PIPELINE, legacy_committed=pipeline._legacy_committed(settings)
+        settings.warehouse_uri, pipeline.PIPELINE, legacy_committed=pipeline.legacy_committed(settings)
     )
     try:
         judged = pipeline.judge_month(

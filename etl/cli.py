@@ -352,6 +352,7 @@ def cmd_approve(args) -> int:
     import getpass
 
     from etl import approvals
+    from etl.pipelines import approved
 
     settings = _settings(args)
     if not args.file:
@@ -375,7 +376,7 @@ def cmd_approve(args) -> int:
     if not args.reason:
         raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
     delivery = approvals.find(settings.warehouse_uri, args.file)
-    decision, report = approvals.decide(settings, delivery, not args.reject, args.by or getpass.getuser(), args.reason)
+    decision, report = approved.decide(settings, delivery, not args.reject, args.by or getpass.getuser(), args.reason)
     say(f"{delivery.name}: {decision.note()}")
     if report is None:
         say(f"{delivery.name}: stays blocked until a new file replaces it")

@@ -21,7 +21,7 @@ delivery, which publishing (idempotent) then reports as ``unchanged``. A
 delivery the record does not know (a warehouse from before it existed, a
 run killed before writing it) falls back to the load log: the content last
 committed for that delivery to every table it feeds
-(:func:`last_committed`).
+(:func:`etl.pipelines.common.last_committed`).
 """
 
 from __future__ import annotations
@@ -178,37 +178,3 @@ class DeliveryRecord:
         except OSError as exc:
             # The tables are committed; without the record the next run reloads (unchanged).
             log.warning("could not write the delivery record %s: %s", self.uri, storage.describe(exc))
-
-
-def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, str]:
-    """Delivery id → SHA-256 of the content last committed to *every* table it feeds, from the load log.
-
-    ``delivery_of(uri)`` names the delivery of a source file and the tables
-    it feeds (``(id, tables)``), or ``None``. A delivery whose tables last
-    committed different contents (a run killed between two publishes) is
-    left out, so it counts as pending. The load log is read once.
-    """
-    from etl import publish
-
-    log_rows = (
-        publish.read_load_log(warehouse_uri)
-        .select(["pipeline", "outcome", "table_name", "source_files", "source_sha256", "started_at"])
-        .to_pylist()
-    )
-    last: dict[str, dict[str, str]] = {}
-    feeds: dict[str, tuple[str, ...]] = {}
-    for row in sorted(log_rows, key=lambda r: r["started_at"]):
-        if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
-            continue
-        for uri, sha in zip(row["source_files"] or [], row["source_sha256"] or [], strict=True):
-            found = delivery_of(uri)
-            if found is None or row["table_name"] not in found[1]:
-                continue
-            delivery, feeds[delivery] = found
-            last.setdefault(delivery, {})[row["table_name"]] = sha
-    out = {}
-    for delivery, by_table in last.items():
-        shas = set(by_table.values())
-        if len(by_table) == len(feeds[delivery]) and len(shas) == 1:
-            out[delivery] = shas.pop()
-    return out

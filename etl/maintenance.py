@@ -85,7 +85,7 @@ def maintain_table(warehouse_uri: str, location: str, retention: int) -> TableMa
             return None
         raise storage.delta_store_error(f"{location}: cannot open", exc) from None
     before, files_before = table.version(), len(table.file_uris())
-    metrics = table.optimize.compact(writer_properties=publish._writer_properties())
+    metrics = table.optimize.compact(writer_properties=publish.writer_properties())
     table = DeltaTable(uri, storage_options=options)
     table.create_checkpoint()
     table.cleanup_metadata()  # commit files older than the table's log retention

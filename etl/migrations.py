@@ -5,7 +5,8 @@ the rows in the registry's schema (:mod:`etl.schemas`), with a test saying
 when it applies (from the stored Delta schema). :func:`ensure_current`
 applies the pending ones: one overwrite commit per table (the old version
 stays readable by time travel until vacuumed), so readers see the old rows
-or the migrated rows, never a mix. It runs at the start of every pipeline
+or the migrated rows, never a mix, and one load-log row (pipeline
+``migration``) saying what was rewritten. It runs at the start of every pipeline
 run that writes the table and by ``python -m etl maintain``; a table
 already current costs one read of its schema.
 
@@ -19,16 +20,12 @@ Migrations so far:
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from etl import publish, schemas
-
-log = logging.getLogger(__name__)
+from etl import publish
 
 
 @dataclass(frozen=True)
@@ -64,51 +61,22 @@ def pending(warehouse_uri: str) -> list[Migration]:
     """The migrations whose table exists in the old form."""
     out = []
     for migration in MIGRATIONS:
-        table = publish._open(publish._uri(warehouse_uri, migration.table))
-        if table is not None and migration.applies(pa.schema(table.schema().to_arrow())):
+        stored = publish.stored_schema(warehouse_uri, migration.table)
+        if stored is not None and migration.applies(stored):
             out.append(migration)
     return out
 
 
 def ensure_current(warehouse_uri: str) -> list[str]:
-    """Apply every pending migration; returns one line per migration applied (empty when current).
+    """Apply every pending migration (:func:`etl.publish.rewrite`: one overwrite commit and one load-log row
+    each); returns one line per migration applied (empty when current).
 
     Safe against a concurrent run doing the same: the second overwrite
     finds the table current and stops, or loses the commit race and re-checks.
     """
-    from deltalake import write_deltalake
-    from deltalake.exceptions import CommitFailedError
-
     done = []
     for migration in pending(warehouse_uri):
-        uri = publish._uri(warehouse_uri, migration.table)
-        schema = schemas.get(migration.table)
-        for _ in range(publish.COMMIT_ATTEMPTS):
-            table = publish._open(uri)
-            if not migration.applies(pa.schema(table.schema().to_arrow())):
-                break
-            started = dt.datetime.now(dt.UTC)
-            from deltalake import QueryBuilder
-
-            rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t"))
-            migrated = migration.transform(rows).select(schema.arrow_schema.names).cast(schema.arrow_schema)
-            try:
-                write_deltalake(
-                    table,
-                    migrated,
-                    mode="overwrite",
-                    schema_mode="overwrite",
-                    partition_by=list(schema.partition_by) or None,
-                    writer_properties=publish._writer_properties(),
-                )
-            except CommitFailedError:
-                publish._OPENED.pop(uri, None)
-                continue
-            line = (
-                f"{migration.table}: migrated ({migration.name}), {migrated.num_rows} row(s) rewritten in "
-                f"{(dt.datetime.now(dt.UTC) - started).total_seconds():.1f} s"
-            )
-            log.warning("%s", line)
+        line = publish.rewrite(warehouse_uri, migration.table, migration.applies, migration.transform, migration.name)
+        if line is not None:
             done.append(line)
-            break
     return done

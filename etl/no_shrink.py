@@ -65,7 +65,7 @@ def _dropped(published, batch: publish.TableBatch, source: str, schema: schemas.
     rows = batch.rows[batch.rows["source_file"] == source] if len(batch.rows) else batch.rows
     if not published.num_rows or not len(rows):
         return published
-    new = publish._stamp(schema, rows, "no-shrink-check", publish.utcnow()).select(key)
+    new = publish.stamp_lineage(schema, rows, "no-shrink-check", publish.utcnow()).select(key)
     return published.join(new.group_by(key).aggregate([]), keys=key, join_type="left anti")
 
 
@@ -176,7 +176,7 @@ def value_losses(warehouse_uri: str, batch: publish.TableBatch, source: str) -> 
     published = publish.read_table_where(warehouse_uri, batch.table, batch.merge_keys, set(keys))
     if not published.num_rows:
         return []
-    new = publish._stamp(schema, rows, "value-loss-check", publish.utcnow()).select(wanted)
+    new = publish.stamp_lineage(schema, rows, "value-loss-check", publish.utcnow()).select(wanted)
     joined = published.select(wanted).join(new, keys=key, join_type="inner", left_suffix="__old", right_suffix="__new")
     losses = []
     for column in columns:

@@ -49,7 +49,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -269,7 +269,11 @@ def _same_content(old: pa.Table, new_sorted: pa.Table, schema: schemas.TableSche
     return _sort(old, schema).select(cols).equals(new_sorted.select(cols))
 
 
-def _stamp(schema: schemas.TableSchema, frame, batch_id: str, loaded_at: dt.datetime) -> pa.Table:
+def stamp_lineage(schema: schemas.TableSchema, frame, batch_id: str, loaded_at: dt.datetime) -> pa.Table:
+    """``frame`` (pandas, business and ``source_file`` columns) as ``schema``'s Arrow table, lineage stamped.
+
+    ``batch_id`` and ``loaded_at`` (UTC) fill the lineage columns; raises :class:`EtlError` as :func:`schemas.conform`.
+    """
     frame = frame.copy()
     if schema.lineage:
         frame["batch_id"] = batch_id
@@ -452,14 +456,14 @@ def write_version(
             return "unchanged", str(table.version()), _row_count(table)
         try:
             if merge_keys is None:
-                write_deltalake(table, new_sorted, mode="overwrite", writer_properties=_writer_properties())
+                write_deltalake(table, new_sorted, mode="overwrite", writer_properties=writer_properties())
             elif clear_keys:
                 write_deltalake(
                     table,
                     new_sorted,
                     mode="overwrite",
                     predicate=_predicate(merge_keys, clear_keys),
-                    writer_properties=_writer_properties(),
+                    writer_properties=writer_properties(),
                 )
             else:
                 return "unchanged", str(table.version()), _row_count(table)
@@ -476,10 +480,91 @@ def write_version(
     raise EtlError(f"{location}: gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
 
 
-def _writer_properties():
+def writer_properties():
+    """The Parquet writer settings of every table file (compression :data:`COMPRESSION`)."""
     from deltalake import WriterProperties
 
     return WriterProperties(compression=COMPRESSION.upper())
+
+
+def stored_schema(warehouse_uri: str, location: str) -> pa.Schema | None:
+    """The Arrow schema the table at ``<warehouse>/<location>`` is stored with, or None when it does not exist."""
+    table = _open(_uri(warehouse_uri, location))
+    return None if table is None else pa.schema(table.schema().to_arrow())
+
+
+def rewrite(
+    warehouse_uri: str,
+    name: str,
+    applies: Callable[[pa.Schema], bool],
+    transform: Callable[[pa.Table], pa.Table],
+    what: str,
+) -> str | None:
+    """Rewrite table ``name`` whole by ``transform`` (rows as stored → rows in the registry's schema), logged.
+
+    For schema migrations (:mod:`etl.migrations`): one overwrite commit, so
+    readers see the old rows or the new, never a mix (the old version stays
+    readable by time travel until vacuumed); then one load-log row (pipeline
+    ``migration``, outcome ``published``, ``what`` in its message). Safe against
+    a concurrent writer doing the same: it re-checks ``applies`` (given the
+    stored schema) before every attempt. Returns the line logged, or None when
+    the table is absent or already current. Raises :class:`EtlError` after
+    :data:`COMMIT_ATTEMPTS` lost commit races.
+    """
+    from deltalake import QueryBuilder, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    uri = _uri(warehouse_uri, name)
+    schema = schemas.get(name)
+    for _ in range(COMMIT_ATTEMPTS):
+        table = _open(uri)
+        if table is None or not applies(pa.schema(table.schema().to_arrow())):
+            return None
+        started = utcnow()
+        rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t"))
+        rewritten = transform(rows).select(schema.arrow_schema.names).cast(schema.arrow_schema)
+        try:
+            write_deltalake(
+                table,
+                rewritten,
+                mode="overwrite",
+                schema_mode="overwrite",
+                partition_by=list(schema.partition_by) or None,
+                writer_properties=writer_properties(),
+            )
+        except CommitFailedError:
+            with _OPENED_LOCK:
+                _OPENED.pop(uri, None)
+            continue
+        line = (
+            f"{name}: migrated ({what}), {rewritten.num_rows} row(s) rewritten in "
+            f"{(utcnow() - started).total_seconds():.1f} s"
+        )
+        version = _open(uri)
+        append_load_log(
+            warehouse_uri,
+            LoadLogEntry(
+                "migration",
+                new_batch_id(),
+                "published",
+                "skipped",
+                started,
+                table=name,
+                rows_in=rows.num_rows,
+                rows_loaded=rewritten.num_rows,
+                message=line,
+                version=None if version is None else str(version.version()),
+            ),
+        )
+        log.warning("%s", line)
+        return line
+    raise EtlError(f"{name}: migration {what} gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
+
+
+def forget_opened() -> None:
+    """Drop the tables this process keeps open, so the next read replays each log from scratch (benchmarks)."""
+    with _OPENED_LOCK:
+        _OPENED.clear()
 
 
 # Delta table properties: keep the commit log and removed files long enough for --as-of reports.
@@ -519,7 +604,7 @@ def publish(
         raise error
 
     loaded_at = started
-    new_rows = _stamp(schema, batch.rows, batch_id, loaded_at)
+    new_rows = stamp_lineage(schema, batch.rows, batch_id, loaded_at)
     quarantine = batch.quarantine if batch.quarantine is not None else pd.DataFrame()
     q_schema = schemas.get("_quarantine")
     q_frame = quarantine.copy()
@@ -541,7 +626,7 @@ def publish(
                 if c not in ("source_file", "row_number", "table_name")
             }
         )
-    q_rows = _stamp(q_schema, q_frame, batch_id, loaded_at)
+    q_rows = stamp_lineage(q_schema, q_frame, batch_id, loaded_at)
     row_sources: Iterable[str] = batch.rows["source_file"].unique() if "source_file" in batch.rows.columns else []
     q_sources = (
         set(batch.quarantine_sources) | set(row_sources) | set(q_frame["source_file"].unique() if len(q_frame) else [])

@@ -343,7 +343,8 @@ def delta_store_error(what: str, exc: BaseException) -> EtlError:
     return EtlError(f"{what}: {line}")
 
 
-def _unreadable(uri: str, exc: OSError) -> EtlError:
+def unreadable_error(uri: str, exc: OSError) -> EtlError:
+    """The one-line error for landing storage that cannot read ``uri`` (``exc``, the store's error), redacted."""
     # Storage that is down or refuses us is an outside failure with a clear line, not a traceback;
     # wrong credentials are a setting, the same on every retry.
     if isinstance(exc, PermissionError) and _ACCESS_REFUSED.search(str(exc)):
@@ -457,7 +458,7 @@ def sha256_of(fs: fsspec.AbstractFileSystem, path: str, chunk: int = 1 << 20) ->
             while block := handle.read(chunk):
                 digest.update(block)
     except OSError as exc:
-        raise _unreadable(path, exc) from None
+        raise unreadable_error(path, exc) from None
     return digest.hexdigest()
 
 
@@ -634,10 +635,10 @@ def list_landed(
                     "(a wrong landing URI or AWS_ENDPOINT_URL?)"
                 ) from None
             except OSError as exc:
-                raise _unreadable(join(landing_uri, prefix), exc) from None
+                raise unreadable_error(join(landing_uri, prefix), exc) from None
         return []
     except OSError as exc:
-        raise _unreadable(join(landing_uri, prefix), exc) from None
+        raise unreadable_error(join(landing_uri, prefix), exc) from None
     cached = _read_hash_cache(hash_cache) if hash_cache else {}
     remembered: dict[str, dict] = {}
     found: list[LandedFile] = []
@@ -761,7 +762,7 @@ def landed_file(uri: str) -> LandedFile:
     except FileNotFoundError:
         raise BadInput(f"{uri}: no such file") from None
     except OSError as exc:
-        raise _unreadable(uri, exc) from None
+        raise unreadable_error(uri, exc) from None
     if info.get("islink"):  # (swapped in a moment ago)
         raise BadInput(link_refusal(name))
     if info.get("type") != "file":
@@ -809,4 +810,4 @@ def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
                 within_limit(os.fstat(handle.fileno()).st_size)
             return handle.read()
     except OSError as exc:
-        raise _unreadable(uri, exc) from None
+        raise unreadable_error(uri, exc) from None

@@ -12,6 +12,7 @@ import pytest
 
 from etl import approvals, cli, publish
 from etl.errors import BadInput, ValidationFailed
+from etl.pipelines import approved as approved_run
 from etl.pipelines import county_reports
 from etl.pipelines import ehealth_adoption as pipeline
 from tests.export_support import MARCH
@@ -56,7 +57,7 @@ def test_approval_publishes_the_file_with_who_and_why(settings, warehouse, gotla
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
     decision = approvals.record(str(warehouse), blocked, True, "ada",
                                 "Gotland did not report in March; confirmed by ada@region.se")
-    report = approvals.publish_approved(settings, blocked)
+    report = approved_run.publish_approved(settings, blocked)
     assert report.outcome == "published"
     published = _march_regions(warehouse, "patient_journal_online")
     assert len(published) == 20 and "09" not in published
@@ -133,7 +134,7 @@ def test_county_report_leaving_its_initiatives_out_is_approvable(settings, landi
     blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
     assert blocked.pipeline == "county_reports"
     approvals.record(str(warehouse), blocked, True, "ada", "Uppsala confirmed by phone: no initiatives in 2017")
-    approvals.publish_approved(settings, blocked)
+    approved_run.publish_approved(settings, blocked)
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 0
     assert approvals.blocked_now(str(warehouse)) == []
     assert county_reports.run(settings).outcome == "nothing_new"
@@ -185,7 +186,7 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
         pipeline.run(settings)
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
     approvals.record(str(warehouse), blocked, True, "ada", "Gotland <b>did not</b> report in March")
-    approvals.publish_approved(settings, blocked)
+    approved_run.publish_approved(settings, blocked)
     followup.run(settings)
     page = (warehouse / "exports" / "followup_report.html").read_text(encoding="utf-8")
     assert "Publicerat trots spärr" in page
@@ -204,7 +205,7 @@ def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(set
     """Found by a reviewer: the approved bytes re-sent after a complete delivery silently removed Gotland again."""
     approved_bytes = gotland_missing.read_bytes()
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
-    approvals.decide(settings, blocked, True, "ada", "Gotland did not report in March")
+    approved_run.decide(settings, blocked, True, "ada", "Gotland did not report in March")
     assert len(_march_regions(warehouse, "patient_journal_online")) == 20
     _write(landing, "journalen")  # the complete delivery: Gotland reported after all
     pipeline.run(settings)
@@ -218,7 +219,7 @@ def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(set
 
 def test_the_approver_is_named_not_their_address_and_personal_data_is_masked(settings, warehouse, gotland_missing):
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
-    decision, _ = approvals.decide(settings, blocked, True, "ada.lovelace@region.se",
+    decision, _ = approved_run.decide(settings, blocked, True, "ada.lovelace@region.se",
                                    "Gotland did not report, call 19121212-1212")
     assert decision.by == "ada.lovelace"
     text = str(publish.read_load_log(str(warehouse)).to_pylist())
@@ -255,7 +256,7 @@ def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, la
     with pytest.raises(BadInput, match="uppsala_rättelse.json: approval not recorded: uppsala_v3.json arrived later "
                                        "for the same region and year and is its report now; approving "
                                        "uppsala_rättelse.json would change nothing"):
-        approvals.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
+        approved_run.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
     assert not [r for r in _log(warehouse) if r["outcome"] == "approved"]
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
 
@@ -268,7 +269,7 @@ def test_approving_one_of_two_blocked_files_succeeds_and_names_the_other(setting
     with pytest.raises(ValidationFailed, match=r"1 month\(s\) blocked, 0 processed"):
         pipeline.run(settings)
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
-    decision, report = approvals.decide(settings, blocked, True, "ada", "Gotland did not report in March")
+    decision, report = approved_run.decide(settings, blocked, True, "ada", "Gotland did not report in March")
     assert decision.approved and len(_march_regions(warehouse, "patient_journal_online")) == 20
     assert report.messages == [report.messages[0]] and report.messages[0].startswith(
         "journalen_2017-03.csv published; still blocked: ehealth_adoption: 1 month(s) blocked, 0 processed "
@@ -306,7 +307,7 @@ def test_an_approved_file_stays_released_while_its_month_is_judged_again(setting
     _write(landing, "webbtidbok", lines=[line for line in _lines("webbtidbok") if ";10;" not in line])
     with pytest.raises(ValidationFailed):
         pipeline.run(settings)
-    approvals.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
+    approved_run.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
                      "Gotland did not report in March")
     for _ in range(2):  # the month is judged again on every run while web booking is blocked
         with pytest.raises(ValidationFailed) as error:
@@ -314,7 +315,7 @@ def test_an_approved_file_stays_released_while_its_month_is_judged_again(setting
         assert "webbtidbok_2017-03.csv: blocked" in str(error.value)
         assert "journalen_2017-03.csv" not in str(error.value)
         assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
-    approvals.decide(settings, approvals.find(str(warehouse), "webbtidbok_2017-03.csv"), True, "bo",
+    approved_run.decide(settings, approvals.find(str(warehouse), "webbtidbok_2017-03.csv"), True, "bo",
                      "Halland did not report in March")
     assert approvals.blocked_now(str(warehouse)) == []
     assert len(_march_regions(warehouse, "patient_journal_online")) == 20

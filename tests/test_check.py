@@ -18,7 +18,7 @@ from etl import check, publish
 from etl.errors import ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
-from tests.county_support import T0, builders
+from tests.county_support import DAY, T0, builders
 from tests.export_support import journal_logins as _journal
 from tests.export_support import pipeline_lines as _lines
 from tests.export_support import set_cell as _set
@@ -157,3 +157,43 @@ def test_a_good_correction_would_load_replacing_the_published_month(settings, la
     [verdict] = check.check([str(corrected)], settings)
     assert verdict.verdict == check.LOADS, verdict
     assert "ehealth_adoption: 63 row(s) to load, replacing 63 published row(s) of journalen_2017-03" in verdict.lines
+
+
+def test_a_superseded_report_checked_in_landing_is_superseded_alone_as_with_its_correction(settings, landing,
+                                                                                         warehouse, tmp_path):
+    # Issue 25: the demo's superseded original, checked alone where it lies, said "would load" although the
+    # run (which judges landing as a whole) never loads it. In landing it is judged among its neighbours.
+    original = builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
+    correction = builders.land(landing, "uppsala_rattelse.xlsx",
+                               builders.xlsx_bytes(builders.doc(grant_sek="22 mnkr")), T0 + DAY)
+    run_says = county.run(settings)
+    assert any("quarantined uppsala.json: superseded by uppsala_rattelse.xlsx" in m for m in run_says.messages)
+    tree = _tree(warehouse)
+
+    alone, together = check.check([str(original)], settings), check.check([str(original), str(correction)], settings)
+    assert [v.verdict for v in alone] == [check.SUPERSEDED]
+    assert alone[0].lines == [f"superseded by uppsala_rattelse.xlsx, a later file for the same region and year in "
+                              f"{landing / 'county_reports'}: a run does not load it"]
+    assert [v.verdict for v in together] == [check.SUPERSEDED, check.UNCHANGED]
+    assert _tree(warehouse) == tree
+
+    # The same original outside landing is a sender's new file: judged as if it landed now, alone.
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    copy = outbox / "uppsala.json"
+    copy.write_bytes(original.read_bytes())
+    [sender] = check.check([str(copy)], settings)
+    assert sender.verdict == check.LOADS
+    assert any("replacing 1 published row(s) of region 03" in line for line in sender.lines), sender.lines
+
+
+def test_an_export_checked_in_landing_beside_a_second_file_of_its_kind_and_month_is_refused(settings, landing,
+                                                                                         tmp_path):
+    journal = _write(landing, "journalen")
+    second = landing / "ehealth" / "Journalen_2017-03.csv"
+    second.write_bytes(journal.read_bytes())
+    [verdict] = check.check([str(journal)], settings)
+    assert verdict.verdict == check.REFUSED
+    assert "Journalen_2017-03.csv is in" in verdict.lines[0] and "a run refuses the month" in verdict.lines[0]
+    with pytest.raises(Exception, match="Journalen_2017-03.csv"):
+        pipeline.run(settings)

@@ -16,6 +16,7 @@ import pytest
 
 from etl import approvals, cli, publish
 from etl.errors import BadInput, ValidationFailed
+from etl.pipelines import approved as approved_run
 from etl.pipelines import county_reports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,19 +119,19 @@ def test_approving_a_file_gone_or_changed_in_landing_records_nothing(settings, w
         match=r"^uppsala_rättelse.json: approval not recorded: it is not in .*/landing/"
         r"county_reports \(removed since it was blocked, or a wrong landing URI\?\)$",
     ):
-        approvals.decide(settings, blocked, True, "ada", REASON)
+        approved_run.decide(settings, blocked, True, "ada", REASON)
     uppsala_blocked.write_bytes(data + b"\n")
     with pytest.raises(
         BadInput,
         match="approval not recorded: the file in .* changed since it was blocked; the next "
         "run judges the new content$",
     ):
-        approvals.decide(settings, blocked, True, "ada", REASON)
+        approved_run.decide(settings, blocked, True, "ada", REASON)
     with pytest.raises(BadInput, match="a reason of at least 10 characters"):
-        approvals.decide(settings, blocked, False, "ada", "no")
+        approved_run.decide(settings, blocked, False, "ada", "no")
     assert _decisions(warehouse) == []
     # A rejection needs nothing from landing: recorded.
-    decision, report = approvals.decide(settings, blocked, False, "bo", "Uppsala must send its initiatives")
+    decision, report = approved_run.decide(settings, blocked, False, "bo", "Uppsala must send its initiatives")
     assert report is None and [r["outcome"] for r in _decisions(warehouse)] == ["rejected"]
 
 

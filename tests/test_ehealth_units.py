@@ -280,3 +280,9 @@ def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, wa
     assert DeltaTable(uri).metadata().partition_columns == ["month"]
     # The old rows stay readable as they were (time travel), until vacuum.
     assert DeltaTable(uri, version=0).to_pyarrow_table().column("month").to_pylist()[0] in ("2024-01", "2024-02")
+    # Issue 26: a migration rewrites a table, so the load log says so (one row, the version it made).
+    [logged] = [r for r in publish.read_load_log(str(warehouse)).to_pylist() if r["pipeline"] == "migration"]
+    assert (logged["table_name"], logged["outcome"], logged["rows_in"], logged["rows_loaded"]) == (
+        "ehealth_unit_daily", "published", 4, 4)
+    assert logged["table_version"] == str(DeltaTable(uri).version()) == "1"
+    assert logged["message"] == lines[0]

@@ -120,7 +120,7 @@ def test_files_of_a_write_that_never_committed_are_not_part_of_the_table(warehou
     uri = str(warehouse)
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)])), "b1")
     stray = warehouse / "population" / "part-00000-crashed.zstd.parquet"
-    pq.write_table(publish._stamp(__import__("etl.schemas", fromlist=["get"]).get("population"),
+    pq.write_table(publish.stamp_lineage(__import__("etl.schemas", fromlist=["get"]).get("population"),
                                   _pop([("03", 2016, 99)]), "crashed", publish.utcnow()), stray)
     assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1}]
     publish.publish(uri, "test", _batch(_pop([("04", 2016, 2)])), "b2")

@@ -67,7 +67,7 @@ class Progress:
 
     ``"ehealth_adoption: 37/120 months (31 %), 2017-01, 45 210 rows, 1 540 rows/s, about 50 s left"``:
     what a person watching ``make demo``, the CLI or a task log needs, without one line per item
-    flooding CI logs. ``every`` defaults to ``ETL_PROGRESS_SECONDS`` (5 s).
+    flooding CI logs (work that counts no rows — files parsed, reports written — leaves the rows out). ``every`` defaults to ``ETL_PROGRESS_SECONDS`` (5 s).
     """
 
     def __init__(self, what: str, total: int, unit: str = "items", every: float | None = None):
@@ -94,7 +94,7 @@ class Progress:
         line = (
             f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done // max(self.total, 1)} %)"
             + (f", {note}" if note else "")
-            + f", {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
+            + (f", {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s" if self.rows else "")
             + (f", about {left:.0f} s left" if self.done < self.total else f", {elapsed:.1f} s in all")
         )
         log.info("%s", line)
@@ -363,3 +363,35 @@ def take_in(settings, prefix: str, suffixes: tuple[str, ...], report: RunReport)
         report.arriving = sorted(intake.arriving_names)
         report.settled_by = time.time() + settings.landing_settle_seconds
     return intake
+
+
+def last_committed(warehouse_uri: str, pipeline: str, delivery_of) -> dict[str, str]:
+    """Delivery id → SHA-256 of the content last committed to *every* table it feeds, from the load log.
+
+    ``delivery_of(uri)`` names the delivery of a source file and the tables
+    it feeds (``(id, tables)``), or ``None``. A delivery whose tables last
+    committed different contents (a run killed between two publishes) is
+    left out, so it counts as pending. The load log is read once.
+    """
+    log_rows = (
+        publish.read_load_log(warehouse_uri)
+        .select(["pipeline", "outcome", "table_name", "source_files", "source_sha256", "started_at"])
+        .to_pylist()
+    )
+    last: dict[str, dict[str, str]] = {}
+    feeds: dict[str, tuple[str, ...]] = {}
+    for row in sorted(log_rows, key=lambda r: r["started_at"]):
+        if row["pipeline"] != pipeline or row["outcome"] not in {"published", "unchanged"}:
+            continue
+        for uri, sha in zip(row["source_files"] or [], row["source_sha256"] or [], strict=True):
+            found = delivery_of(uri)
+            if found is None or row["table_name"] not in found[1]:
+                continue
+            delivery, feeds[delivery] = found
+            last.setdefault(delivery, {})[row["table_name"]] = sha
+    out = {}
+    for delivery, by_table in last.items():
+        shas = set(by_table.values())
+        if len(by_table) == len(feeds[delivery]) and len(shas) == 1:
+            out[delivery] = shas.pop()
+    return out

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Literal
 
 from etl import approvals, no_shrink, publish, schemas, storage, verdict
 from etl.config import Settings
-from etl.deliveries import DeliveryRecord, delivery_path, last_committed
+from etl.deliveries import DeliveryRecord, delivery_path
 from etl.errors import BadInput
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, checked_batch, take_in
+from etl.pipelines.common import Progress, RunReport, checked_batch, last_committed, take_in
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -399,7 +399,7 @@ def delivery_id(key: tuple[str, int]) -> str:
     return f"{key[0]}-{key[1]}"
 
 
-def _legacy_committed(warehouse: str):
+def legacy_committed(warehouse: str):
     """Per region-year, the content last committed to all three tables (for deliveries the record lacks)."""
 
     def committed() -> dict[str, str]:
@@ -429,10 +429,14 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
     parsed: dict[str, Submission] = {}
     by_delivery: dict[str, list[storage.LandedFile]] = defaultdict(list)
     refused: list[Submission] = []
+    to_read = sum(1 for f in landed if record.known_delivery(f)[1] is None)
+    progress = Progress(PIPELINE, to_read, "files") if to_read else None  # reading a workbook takes a while
     for f in landed:
         known, did = record.known_delivery(f)
         if not known or did is None:
             sub = read_submission(f)
+            if progress:
+                progress.step(note=f.name)
             parsed[f.uri] = sub
             did = delivery_id(sub.key) if sub.accepted else None
             record.remember_file(f, did)
@@ -459,24 +463,36 @@ def _current_deliveries(landed: list[storage.LandedFile], record: DeliveryRecord
     return current, parsed, refused
 
 
+def current_file(
+    warehouse: str, landed: list[storage.LandedFile], file: storage.LandedFile
+) -> tuple[str | None, storage.LandedFile | None]:
+    """(delivery id, the file in ``landed`` a run takes as that delivery's report) for ``file``.
+
+    The delivery order a run applies (:func:`_current_deliveries`: the
+    latest arrival counts, new files parsed); ``file`` itself when it is the
+    current one, ``(None, None)`` when ``file`` is no county report. Reads
+    only: the delivery record is not saved.
+    """
+    record = DeliveryRecord.load(warehouse, PIPELINE)
+    current, _, _ = _current_deliveries(landed, record)
+    did = record.files.get(file.name, {}).get("delivery")
+    return (None, None) if did is None else (did, current.get(did))
+
+
 def replaced_by(
     warehouse: str, landed: list[storage.LandedFile], file: storage.LandedFile, arriving_names: AbstractSet[str]
 ) -> str | None:
     """Why ``file`` (in ``landed``) is not what the next run would judge for its region-year, or None.
 
-    For an approval (:func:`etl.approvals.check_publishable`): the delivery
-    order a run applies (:func:`_current_deliveries`, new files parsed),
-    and a region-year whose published file is being written again waits.
-    Reads only: the delivery record is not saved.
+    For an approval (:func:`etl.pipelines.approved.check_publishable`): the delivery
+    order of :func:`current_file`, and a region-year whose published file is
+    being written again waits. Reads only: the delivery record is not saved.
     """
-    record = DeliveryRecord.load(warehouse, PIPELINE)
-    current, _, _ = _current_deliveries(landed, record)
-    did = record.files.get(file.name, {}).get("delivery")
+    did, newer = current_file(warehouse, landed, file)
     if did is None:
         return f"{file.name} is no county report a run would load"
-    if record.published.get(did, {}).get("file") in arriving_names:
+    if DeliveryRecord.load(warehouse, PIPELINE).published.get(did, {}).get("file") in arriving_names:
         return f"the published file of {did} is being written again in landing; decide once it is left alone"
-    newer = current.get(did)
     if newer is not None and newer.name != file.name:
         return (
             f"{newer.name} arrived later for the same region and year and is its report now; approving "
@@ -501,7 +517,7 @@ def plan(settings: Settings, report: RunReport) -> skeleton.Plan:
     warehouse = settings.warehouse_uri
     intake = take_in(settings, PREFIX, SUFFIXES, report)
     landed = intake.landed
-    record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=_legacy_committed(warehouse))
+    record = DeliveryRecord.load(warehouse, PIPELINE, legacy_committed=legacy_committed(warehouse))
     current, parsed, not_loaded = _current_deliveries(landed, record)
     # A region-year whose published file is being written again (re-uploaded, touched) waits with it:
     # judged without that file, an older one would look current and be republished for a run.

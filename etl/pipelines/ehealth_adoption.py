@@ -58,7 +58,15 @@ from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, ValidationFailed
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, checked_batch, combine, fold_quarantine_by_line, numbered, take_in
+from etl.pipelines.common import (
+    RunReport,
+    checked_batch,
+    combine,
+    fold_quarantine_by_line,
+    last_committed,
+    numbered,
+    take_in,
+)
 from etl.privacy import redact_uri
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_rules as rules
@@ -131,7 +139,7 @@ def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
     except FileNotFoundError:
         return found
     except OSError as exc:
-        raise storage._unreadable(root, exc) from None
+        raise storage.unreadable_error(root, exc) from None
     for info in entries:
         name = unicodedata.normalize("NFC", posixpath.basename(str(info.get("name", "")).rstrip("/")))
         if not name or name.startswith(".") or info.get("type") == "directory" or info.get("islink"):
@@ -185,9 +193,8 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     return overdue
 
 
-def _legacy_committed(settings: Settings):
+def legacy_committed(settings: Settings):
     """Per delivery, the content last committed to all its tables (for deliveries the record lacks)."""
-    from etl.deliveries import last_committed
 
     def delivery_of(uri: str):
         try:
@@ -245,7 +252,7 @@ def plan(settings: Settings, report: RunReport, period: str | None, catch_up_lat
     by_month, unnamed = _group_by_month(intake.landed)
     for note in unnamed:
         log.warning("not loaded: %s", note)
-    record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=_legacy_committed(settings))
+    record = DeliveryRecord.load(settings.warehouse_uri, PIPELINE, legacy_committed=legacy_committed(settings))
     the_plan = skeleton.Plan(unit="month", skipped=[*intake.skipped, *unnamed], record=record)
     pending = sorted(
         m

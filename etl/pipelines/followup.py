@@ -38,11 +38,15 @@ from etl.config import Settings
 from etl.errors import EtlError, NotReady, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, record_nothing_new, rejected_frame
+from etl.pipelines.common import Progress, RunReport, record_nothing_new, rejected_frame
 
 log = logging.getLogger(__name__)
 
 PIPELINE = "followup"
+# The marts this process last computed, by (warehouse, the source table versions they came from):
+# build_access right after build_marts in one process (the CLI's run, the demo) takes the monthly series
+# from them instead of reading every source table and computing the marts a second time.
+_computed: dict[tuple[str, str], object] = {}
 SAMPLE_MARKER = ".sample-args"  # written by scripts/demo.py next to generated sample data
 
 
@@ -170,6 +174,8 @@ def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
         if name in versions
     ]
     marts = mart.build(sources)
+    _computed.clear()
+    _computed[(warehouse, lineage)] = marts
     if not len(marts.region_year):
         return skeleton.Plan(nothing_new="no years in any source table: nothing to build")
     frames = {"followup_region_year": marts.region_year, "followup_national_year": marts.national_year}
@@ -229,7 +235,9 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
 
     warehouse = settings.warehouse_uri
     today = today or dt.datetime.now(dt.UTC).date()
+    progress = Progress(PIPELINE, 3, "outputs")  # the views, the workbook, the report
     paths = {"duckdb": access.build_duckdb(warehouse)}
+    progress.step(note="followup.duckdb")
     if any(status.table_rows(warehouse, t) is None for t in MART_TABLES):
         log.warning("the marts are not published yet: no workbook or report")
         return paths
@@ -240,13 +248,18 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
     synthetic = _is_sample(settings)
     footnotes = approvals.footnotes(warehouse)
     paths.update(exports.write_workbooks(warehouse, region_year, national_year, vintage, synthetic, today, footnotes))
-    sources, _ = read_sources(warehouse)
-    from etl.marts import followup as mart
+    progress.step(note="workbook")
+    # The monthly series are not a published table: from the marts computed for these source versions.
+    marts = _computed.get((warehouse, _lineage(versions)))
+    if marts is None:
+        from etl.marts import followup as mart
 
-    monthly = mart.build(sources).monthly  # the monthly series are not a published table; recomputed here
+        marts = mart.build(read_sources(warehouse)[0])
+    monthly = marts.monthly  # type: ignore[attr-defined]
     paths["report"] = report.write_report(
         warehouse, region_year, national_year, monthly, vintage, synthetic, today, footnotes
     )
+    progress.step(note="report")
     return paths
 
 

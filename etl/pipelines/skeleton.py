@@ -164,7 +164,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
 
     failures: list[tuple[Step, EtlError]] = []
     blocked_files = partly = 0  # partly: blocked steps whose other files did publish
-    progress = Progress(report.pipeline, len(plan.steps), f"{plan.unit}s") if plan.unit else None
+    # Every run says what it has done (issue 25 §2); a plan without a unit counts its steps.
+    progress = Progress(report.pipeline, len(plan.steps), f"{plan.unit or 'step'}s")
     finished = False
 
     def failed(step: Step, exc: EtlError) -> None:
@@ -175,13 +176,11 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
         log.error("%s", exc)
         named = exc if str(exc).startswith(step.label) else type(exc)(f"{step.label}: {exc}")
         failures.append((step, named))
-        if progress:
-            progress.step(note=f"{step.label} failed")
+        progress.step(note=f"{step.label} failed")
 
     def published(step: Step, judged: Judgement, results: list[publish.PublishResult]) -> None:
         nonlocal blocked_files, partly
-        if progress:
-            progress.step(sum(r.rows_in for r in results), note=step.label)
+        progress.step(sum(r.rows_in for r in results), note=step.label)
         report.results.extend(results)
         report.messages += judged.removed
         if judged.blocked:

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from etl.schemas import Column, TableSchema, table
+from etl.schemas.declaration import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
 from etl.sources.county_template import YES_NO_FIELDS
 

@@ -13,7 +13,7 @@ once for analysts (``description_sv``, the workbook's Kolumner sheet);
 
 import pyarrow as pa
 
-from etl.schemas import Column, TableSchema, table
+from etl.schemas.declaration import Column, TableSchema, table
 from etl.schemas.reference import REGION_CODE
 from etl.sources.county_template import OFFER_FIELDS, YES_NO_FIELDS
 from etl.sources.ehealth_spec import SERIES

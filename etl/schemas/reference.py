@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from etl.schemas import Column, TableSchema, table
+from etl.schemas.declaration import Column, TableSchema, table
 
 REGION_CODE = Column(
     "region_code",

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from etl.schemas import Column, TableSchema, table
+from etl.schemas.declaration import Column, TableSchema, table
 
 QUARANTINE = table(
     TableSchema(
@@ -46,7 +46,7 @@ LOAD_LOG = table(
             Column(
                 "pipeline",
                 pa.string(),
-                "Pipeline that ran (reference, county_reports, ehealth_adoption, followup).",
+                "Pipeline that ran (reference, county_reports, ehealth_adoption, followup), or migration (a table rewritten to a newer schema, etl/migrations.py).",
                 False,
             ),
             Column("table_name", pa.string(), "Table published (empty for a run with nothing new).", True),

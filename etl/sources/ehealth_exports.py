@@ -235,7 +235,7 @@ _MONTH_LABELS = ("Månad", "Period")
 _REGION_LABELS = ("Region", "Län", "Landsting")
 
 
-def _wanted_columns(spec: ExportSpec) -> dict[str, tuple[str, ...]]:
+def wanted_columns(spec: ExportSpec) -> dict[str, tuple[str, ...]]:
     wanted: dict[str, tuple[str, ...]] = {"month": _MONTH_LABELS, "region": _REGION_LABELS}
     for metric in spec.metrics:
         wanted[metric.name] = (metric.header,)
@@ -273,7 +273,7 @@ class ExportRows:
 _CSV_FIELD_LIMIT = csv.field_size_limit()  # Python's csv refuses longer fields (131 072 characters)
 
 
-def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
+def csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
     """(header cells, [(line number, cells)], delimiter) of a CSV text.
 
     The delimiter is the ``sep=`` hint's when the first line is one (that line
@@ -321,7 +321,7 @@ def _csv_records(text: str, name: str, wanted: dict[str, tuple[str, ...]]):
     return header, records, delimiter
 
 
-def _sheet_records(data: bytes, name: str):
+def sheet_records(data: bytes, name: str):
     """(header cells, [(sheet row, cells)]) of the one sheet of a spreadsheet (.xlsx, .xls, .ods)."""
     sheets = spreadsheet.read_workbook(data, name)
     if len(sheets) != 1:
@@ -335,7 +335,7 @@ def _sheet_records(data: bytes, name: str):
             cells.pop()
         if header is None:
             if cells:
-                header = [_cell_text(c) for c in cells]
+                header = [cell_text(c) for c in cells]
             continue
         records.append((number, cells))
     if header is None:
@@ -352,7 +352,7 @@ def _count_lines(data: bytes) -> int:
     return max(0, sum(1 for line in data.splitlines() if line.strip()) - 1)
 
 
-def _cell_text(value: object) -> str:
+def cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, (dt.datetime, dt.date)):
@@ -376,20 +376,20 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     if spec is None:
         raise BadInput(f"{file_name}: {name.kind} is not a monthly export")
     out = ExportRows(source_file=source_file, name=name, spec=spec)
-    wanted = _wanted_columns(spec)
+    wanted = wanted_columns(spec)
     n_metrics = len(spec.metrics)
     plain = data  # the text bytes, once decompressed: what a rejection counts lines in
     try:
         if len(data) > MAX_EXPORT_BYTES:
             raise BadInput(f"{file_name}: {len(data)} bytes is far too large for a monthly export")
         if name.is_spreadsheet:
-            header, records = _sheet_records(data, file_name)
+            header, records = sheet_records(data, file_name)
         else:
             if is_gzip(file_name):
                 plain = gunzip(data, file_name, MAX_EXPORT_BYTES)
             text, out.encoding = decode_text(plain, file_name)
-            header, records, out.delimiter = _csv_records(text, file_name, wanted)
-        columns = match_header([_cell_text(c) for c in header], wanted, file_name)
+            header, records, out.delimiter = csv_records(text, file_name, wanted)
+        columns = match_header([cell_text(c) for c in header], wanted, file_name)
     except BadInput as exc:
         out.file_error = str(exc)
         lines = 0 if name.is_spreadsheet or plain is data and is_gzip(file_name) else _count_lines(plain)
@@ -411,12 +411,12 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     matched = mismatched = 0
     other_months: set[str] = set()
     for number, cells in records:
-        if not any(_cell_text(c).strip() for c in cells):
+        if not any(cell_text(c).strip() for c in cells):
             continue  # blank line: not data
         out.data_lines += 1
-        while len(cells) > width and not _cell_text(cells[-1]).strip():
+        while len(cells) > width and not cell_text(cells[-1]).strip():
             cells = cells[:-1]  # trailing delimiter(s)
-        raw = delimiter.join(_cell_text(c) for c in cells)[:1000]
+        raw = delimiter.join(cell_text(c) for c in cells)[:1000]
         region_cell = cells[columns["region"]] if len(cells) > columns["region"] else None
         national = region_cell is not None and regions.is_national(region_cell)
         if len(cells) != width:

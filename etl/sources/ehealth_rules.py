@@ -96,15 +96,15 @@ def stated_suppressions(export: exports.ExportRows, data: bytes) -> set[tuple[in
     from etl import swedish
     from etl.errors import BadInput
 
-    wanted = exports._wanted_columns(export.spec)
+    wanted = exports.wanted_columns(export.spec)
     try:
         if export.name.is_spreadsheet:
-            header, records = exports._sheet_records(data, export.name.kind)
+            header, records = exports.sheet_records(data, export.name.kind)
         else:
             plain = exports.gunzip(data, "", exports.MAX_EXPORT_BYTES) if exports.is_gzip(export.source_file) else data
             text, _ = exports.decode_text(plain, "")
-            header, records, _ = exports._csv_records(text, "", wanted)
-        columns = exports.match_header([exports._cell_text(c) for c in header], wanted, "")
+            header, records, _ = exports.csv_records(text, "", wanted)
+        columns = exports.match_header([exports.cell_text(c) for c in header], wanted, "")
     except BadInput:
         return set()
     stated = set()
@@ -112,7 +112,7 @@ def stated_suppressions(export: exports.ExportRows, data: bytes) -> set[tuple[in
         for metric in export.spec.metric_names:
             at = columns[metric]
             if at < len(cells):
-                text = exports._cell_text(cells[at]).strip() if isinstance(cells[at], str) else ""
+                text = exports.cell_text(cells[at]).strip() if isinstance(cells[at], str) else ""
                 if text and swedish.is_suppressed(text):
                     stated.add((number, metric))
     return stated
