@@ -34,7 +34,7 @@ import posixpath
 import re
 from typing import overload
 
-from etl import approvals, privacy, publish, schemas, storage
+from etl import approvals, data_docs, privacy, publish, schemas, storage
 from etl.deliveries import delivery_path, display_name, shown_name
 
 EXAMPLES_PER_REASON = 3
@@ -57,7 +57,7 @@ COMMITTED = ("published", "unchanged")
 MONTH_STATUS_RANK = {"overdue": 6, "blocked": 5, "waiting": 4, "expected": 3, "open": 2, "loaded": 1, "not sent": 0}
 
 # Files the plugin may serve from the warehouse: the GX Data Docs and the HTML report.
-DATA_DOCS = "_data_docs"
+DATA_DOCS = data_docs.DOCS
 REPORT = ("exports", "followup_report.html")
 MAX_FILE_BYTES = 64 << 20
 _SEGMENT = re.compile(r"[\w][\w.\-]*")

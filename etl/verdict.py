@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from etl import approvals, validation
+from etl import approvals, expectation_suites, validation
 from etl.deliveries import shown_name
 from etl.privacy import mask_personal_data
 
@@ -215,9 +215,11 @@ def judge_steps(
     frames = [_frame(findings) for findings, _, _ in steps]
     # Not stored on their own: persist_step stores each with the tables' results of its step. A check
     # (nothing stored) needs only the decisions, read off the same suite without GX's start-up.
-    results = None if validation.persisting() else validation.outcomes_without_gx(validation.DELIVERY_SUITE, frames)
+    results = (
+        None if validation.persisting() else validation.outcomes_without_gx(expectation_suites.DELIVERY_SUITE, frames)
+    )
     if results is None:
-        results = validation.validate_many(validation.DELIVERY_SUITE, frames)
+        results = validation.validate_many(expectation_suites.DELIVERY_SUITE, frames)
     return [
         _verdict(findings, sha256, decisions, result)
         for (findings, sha256, decisions), result in zip(steps, results, strict=True)
@@ -239,7 +241,7 @@ def _frame(findings: list[Findings]):
         "lines_unreadable",
     ):
         frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
-    frame[validation.ROW_ID] = range(len(frame))
+    frame[expectation_suites.ROW_ID] = range(len(frame))
     return frame
 
 
@@ -351,11 +353,11 @@ def _merged(items: list[validation.Pending]):
         more = copy.deepcopy(item.data)
         for entry in more.get("results") or []:
             for found in (entry.get("result") or {}).get("unexpected_index_list") or []:
-                if isinstance(found, dict) and validation.ROW_ID in found:
-                    found[validation.ROW_ID] = int(found[validation.ROW_ID]) + offset
+                if isinstance(found, dict) and expectation_suites.ROW_ID in found:
+                    found[expectation_suites.ROW_ID] = int(found[expectation_suites.ROW_ID]) + offset
         data["results"] = [*data.get("results", []), *more.get("results", [])]
         shifted = item.frame.copy()
-        shifted[validation.ROW_ID] = shifted[validation.ROW_ID] + offset
+        shifted[expectation_suites.ROW_ID] = shifted[expectation_suites.ROW_ID] + offset
         frames.append(shifted)
         offset += len(item.frame)
     _restate(data)
@@ -373,7 +375,7 @@ def _add_delivery(data: dict, verdict: Verdict, rows: Iterable[int]) -> None:
         column = (config.get("kwargs") or {}).get("column")
         result = entry.get("result") or {}
         failing = [
-            int(found[validation.ROW_ID]) if isinstance(found, dict) else int(found)
+            int(found[expectation_suites.ROW_ID]) if isinstance(found, dict) else int(found)
             for found in result.get("unexpected_index_list") or []
         ]
         failing = [i for i in failing if i in names]
@@ -387,7 +389,7 @@ def _add_delivery(data: dict, verdict: Verdict, rows: Iterable[int]) -> None:
                     n += 1
                     index_list.append(
                         {
-                            validation.ROW_ID: _LINE_ROWS - n,
+                            expectation_suites.ROW_ID: _LINE_ROWS - n,
                             "source_file": verdict.findings[i].source,
                             "row_number": int(line.get("row_number") or 0),
                             "unreadable": mask_personal_data(str(line.get("reason", ""))[:300]),
@@ -404,7 +406,7 @@ def _add_delivery(data: dict, verdict: Verdict, rows: Iterable[int]) -> None:
                     **meta,
                     "reason": f"{meta.get('reason', '')} (approved: {', '.join(names[i] for i in released)})",
                 }
-        config["meta"] = {**meta, "suite": validation.DELIVERY_SUITE}
+        config["meta"] = {**meta, "suite": expectation_suites.DELIVERY_SUITE}
         entry["expectation_config"] = config
         entry["success"] = not failing
         entry["result"] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from etl import cli, storage, validation
+from etl import cli, expectation_suites, storage, validation
 from etl.pipelines import ehealth_adoption
 from tests.export_support import export_lines, land, set_cell
 
@@ -44,7 +44,7 @@ def _essentials(data: dict) -> list[tuple]:
     out = []
     for item in data["results"]:
         res = item["result"]
-        rows = sorted(e[validation.ROW_ID] for e in res.get("unexpected_index_list") or [])
+        rows = sorted(e[expectation_suites.ROW_ID] for e in res.get("unexpected_index_list") or [])
         out.append((item["expectation_config"]["type"], item["success"], res.get("element_count"),
                     res.get("unexpected_count", 0), rows))
     return out
@@ -86,8 +86,8 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
     assert code != 0 and "journalen_2017-04.csv" in out.out + out.err  # April is blocked, the others published
     tables = [t for t, _ in runs]
     assert tables.count("ehealth_adoption") == 1 and tables.count("ehealth_adoption_national") == 1, runs
-    assert tables.count(validation.DELIVERY_SUITE) == 1, runs  # the four months' files judged together
-    assert next(n for t, n in runs if t == validation.DELIVERY_SUITE) == 2 * len(MONTHS)  # every file
+    assert tables.count(expectation_suites.DELIVERY_SUITE) == 1, runs  # the four months' files judged together
+    assert next(n for t, n in runs if t == expectation_suites.DELIVERY_SUITE) == 2 * len(MONTHS)  # every file
     regional_rows = next(n for t, n in runs if t == "ehealth_adoption")
     assert regional_rows == 20 * 3 + 21 * 3 * 3 + 21 * 5 * 4  # every month's regional long rows in one batch
 
@@ -107,7 +107,7 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
     assert [r["expectation_config"]["kwargs"]["column"] for r in quarantined] == ["_check_unique_users_le_logins"]
     assert [r["expectation_config"]["meta"]["rule"] for r in failing if r not in quarantined] == [
         "21 regions readable"]  # the delivery suite: the quarantined line leaves a region out, the file is blocked
-    assert {e[validation.ROW_ID] for e in quarantined[0]["result"]["unexpected_index_list"]} <= set(range(21 * 8))
+    assert {e[expectation_suites.ROW_ID] for e in quarantined[0]["result"]["unexpected_index_list"]} <= set(range(21 * 8))
     national = {p.stem[-7:]: json.loads(p.read_text(encoding="utf-8"))
                 for p in (warehouse / "_validation" / "ehealth_adoption_national").glob("*.json")}
     april = national["2017-04"]
@@ -134,7 +134,7 @@ def test_a_suite_with_a_batch_level_expectation_is_not_split(settings):
 
     from etl.errors import EtlError
 
-    frame = pd.DataFrame({"region_code": ["01"], "year": [2020], "population": [1], validation.ROW_ID: [0]})
+    frame = pd.DataFrame({"region_code": ["01"], "year": [2020], "population": [1], expectation_suites.ROW_ID: [0]})
     with pytest.raises(EtlError, match="batch-level"):
         validation.validate_many("population", [frame])
 
@@ -163,8 +163,8 @@ def test_check_decides_with_the_same_suite_without_gx_as_gx_does():
 
     cases = _findings_cases()
     frames = [verdict._frame(cases[:4]), verdict._frame(cases[4:])]
-    plain = validation.outcomes_without_gx(validation.DELIVERY_SUITE, frames)
-    gx = validation.validate_many(validation.DELIVERY_SUITE, frames)
+    plain = validation.outcomes_without_gx(expectation_suites.DELIVERY_SUITE, frames)
+    gx = validation.validate_many(expectation_suites.DELIVERY_SUITE, frames)
     assert plain is not None
     for mine, theirs in zip(plain, gx, strict=True):
         assert {r: sorted(c["meta"]["rule"] for c in cs) for r, cs in mine.failed_expectations.items()} == {
@@ -218,7 +218,7 @@ def test_when_the_run_wide_validation_cannot_run_each_month_is_validated_on_its_
     real = validation.validate_many
 
     def fails_together(table, frames):
-        if table != validation.DELIVERY_SUITE and len(frames) > 2:  # the run-wide call, not a month's own
+        if table != expectation_suites.DELIVERY_SUITE and len(frames) > 2:  # the run-wide call, not a month's own
             raise EtlError(f"{table}: expectation could not run")
         return real(table, frames)
 

@@ -33,7 +33,7 @@ tpl.YES_NO_FIELDS = tuple(f for f in tpl.REPORT_FIELDS if f.kind == tpl.YES_NO a
 tpl.OFFER_FIELDS = tuple(f for f in tpl.YES_NO_FIELDS if f.offer)
 tpl.JSON_KEYS = tpl._json_shape()
 
-from etl import publish, schemas, validation
+from etl import expectation_suites, publish, schemas
 from etl.config import Settings
 from etl.pipelines import county_reports, followup, reference
 from etl.sample import county_reports as county_sample
@@ -56,9 +56,9 @@ print(json.dumps({
     "column": "offers_wellness_allowance" in report.column_names,
     "answered": sum(r["offers_wellness_allowance"] is not None for r in report.to_pylist()),
     "national": [r["regions_answered_offers_wellness_allowance"] for r in national if r["year"] == 2017],
-    "suite": [e["kwargs"]["column"] for e in validation.load_suite_json("county_report")["expectations"]
+    "suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("county_report")["expectations"]
               if e["kwargs"].get("column") == "offers_wellness_allowance"],
-    "mart_suite": [e["kwargs"]["column"] for e in validation.load_suite_json("followup_national_year")["expectations"]
+    "mart_suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("followup_national_year")["expectations"]
                    if "wellness" in e["kwargs"].get("column", "")],
     "workbook": [h for h in headers if h and "Friskvårdsbidrag".lower() in str(h).lower()],
 }))
@@ -80,7 +80,7 @@ def test_a_new_yes_no_field_declared_in_the_template_reaches_the_marts(tmp_path)
 
 
 def test_every_yes_no_field_has_its_phrases_and_no_suite_repeats_a_derived_expectation():
-    from etl import schemas, validation
+    from etl import expectation_suites, schemas
     from etl.sources import county_template as tpl
 
     for f in tpl.YES_NO_FIELDS:
@@ -88,7 +88,7 @@ def test_every_yes_no_field_has_its_phrases_and_no_suite_repeats_a_derived_expec
     for table in schemas.all_tables():
         if not table.expectations:
             continue
-        reviewed = json.loads(validation.suite_path(table.name).read_text(encoding="utf-8"))["expectations"]
+        reviewed = json.loads(expectation_suites.suite_path(table.name).read_text(encoding="utf-8"))["expectations"]
         written = {(e["type"], json.dumps(e["kwargs"], sort_keys=True)) for e in reviewed}
         for expectation in table.expectations:
             key = (expectation["type"], json.dumps(expectation["kwargs"], sort_keys=True))

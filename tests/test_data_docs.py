@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pytest
 
-from etl import regions, validation
+from etl import data_docs, regions, validation
 
 XSS = "<img src=x onerror=alert(document.domain)>"
 UNITS_FILE = "s3://landing/ehealth/webbtidbok_enheter_2024-02.csv"
@@ -197,7 +197,7 @@ def _at(moment: dt.datetime):
 
 
 def test_index_is_newest_first_with_status_and_keeps_every_entry(warehouse, monkeypatch):
-    monkeypatch.setattr(validation, "DOCS_RECENT", 3)
+    monkeypatch.setattr(data_docs, "DOCS_RECENT", 3)
     wh = str(warehouse)
     base = dt.datetime(2025, 1, 30, 12, tzinfo=dt.UTC)
     # Batch ids sort the other way round from time: a path-sorted index would get it wrong.
@@ -207,7 +207,7 @@ def test_index_is_newest_first_with_status_and_keeps_every_entry(warehouse, monk
             ("w-fourth", "ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), "Failed: rows quarantined"),
             ("v-fifth", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed")]
     for day, (batch, table, frame, _) in enumerate(runs):
-        monkeypatch.setattr(validation, "_validation_time", _at(base + dt.timedelta(days=day)))
+        monkeypatch.setattr(data_docs, "_validation_time", _at(base + dt.timedelta(days=day)))
         validation.validate(table, frame, warehouse_uri=wh, batch_id=batch)
     index = _Parsed((warehouse / "_data_docs" / "index.html").read_text(encoding="utf-8"))
     newest = [r for r in index.rows if len(r) == 7 and r[0] != "Validated (UTC)"]
@@ -263,17 +263,17 @@ def test_an_entry_lost_to_a_concurrent_writer_is_taken_back_from_its_page(wareho
     (the month's first batch, or a broken summary) takes it back from the page's own <head>."""
     wh = str(warehouse)
     folder = warehouse / "_data_docs" / "ehealth_unit_daily"
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 1, 31, tzinfo=dt.UTC)))
+    monkeypatch.setattr(data_docs, "_validation_time", _at(dt.datetime(2025, 1, 31, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), warehouse_uri=wh, batch_id="one")
     before = (folder / "one.html").read_text(encoding="utf-8")
     (folder / "_entries" / "2025-01.json").write_text("{}", encoding="utf-8")  # the lost update
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 1, tzinfo=dt.UTC)))
+    monkeypatch.setattr(data_docs, "_validation_time", _at(dt.datetime(2025, 2, 1, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1"]), warehouse_uri=wh, batch_id="two")
     assert (folder / "one.html").read_text(encoding="utf-8") == before  # not rendered again: its rows kept
     january = json.loads((folder / "_entries" / "2025-01.json").read_text(encoding="utf-8"))
     assert {k: v["status"] for k, v in january.items()} == {"one.html": "quarantined"}
     (folder / "_summary.json").write_text("{truncated", encoding="utf-8")
-    monkeypatch.setattr(validation, "_validation_time", _at(dt.datetime(2025, 2, 2, tzinfo=dt.UTC)))
+    monkeypatch.setattr(data_docs, "_validation_time", _at(dt.datetime(2025, 2, 2, tzinfo=dt.UTC)))
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1"]), warehouse_uri=wh, batch_id="three")
     index = _Parsed((folder / "index.html").read_text(encoding="utf-8"))
     assert [(r[1], r[2]) for r in index.rows if len(r) == 6 and r[0] != "Validated (UTC)"] == [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import approvals, cli, validation
+from etl import approvals, cli, expectation_suites, validation
 from tests.export_support import export_lines, land, set_cell
 
 SEED = 11
@@ -39,7 +39,7 @@ def _failing(data: dict, rule: str) -> dict | None:
 
 
 def _suite_rules() -> dict[str, dict]:
-    return {e["meta"]["rule"]: e for e in validation.load_suite_json(validation.DELIVERY_SUITE)["expectations"]}
+    return {e["meta"]["rule"]: e for e in expectation_suites.load_suite_json(expectation_suites.DELIVERY_SUITE)["expectations"]}
 
 
 def _good_month(landing: Path) -> None:
@@ -126,12 +126,12 @@ def test_an_approved_block_is_stored_as_a_warning_and_the_page_passes_with_warni
 
 def test_the_verdict_follows_the_suite(capsys, settings, landing, warehouse, monkeypatch):
     """The bound lives in expectations/delivery.json: loosened there, a month lacking a region publishes."""
-    suite = json.loads(json.dumps(validation.load_suite_json(validation.DELIVERY_SUITE)))
+    suite = json.loads(json.dumps(expectation_suites.load_suite_json(expectation_suites.DELIVERY_SUITE)))
     for expectation in suite["expectations"]:
         if expectation["meta"]["rule"] == "21 regions":
             expectation["kwargs"]["max_value"] = 1
-    monkeypatch.setattr(validation, "load_suite_json", lambda table, _real=validation.load_suite_json: (
-        suite if table == validation.DELIVERY_SUITE else _real(table)))
+    monkeypatch.setattr(validation, "load_suite_json", lambda table, _real=expectation_suites.load_suite_json: (
+        suite if table == expectation_suites.DELIVERY_SUITE else _real(table)))
     validation._suite.cache_clear()
     try:
         land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))

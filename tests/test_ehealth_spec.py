@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import schemas, validation
+from etl import expectation_suites, schemas
 from etl.sample import ehealth as sample
 from etl.sources import ehealth_exports as exports
 from etl.sources import ehealth_spec as spec
@@ -20,7 +20,7 @@ SUITES = ("ehealth_adoption", "ehealth_adoption_national")
 
 
 def _expectations(table: str) -> list[dict]:
-    return validation.load_suite_json(table)["expectations"]
+    return expectation_suites.load_suite_json(table)["expectations"]
 
 
 def _value_set(table: str, column: str) -> set:
@@ -115,7 +115,7 @@ spec.LINE_RULES = tuple(r for s in spec.EXPORTS.values() for r in s.rules)
 spec.TABLES_BY_KIND = {**{k: s.tables for k, s in spec.EXPORTS.items()}, spec.UNITS.kind: spec.UNITS.tables}
 spec.SERIES = (*spec.SERIES, spec.Series("digital_visits_visits", "digitala_besok", "visits", change=True))
 
-from etl import publish, regions, validation
+from etl import expectation_suites, publish, regions
 from etl.config import Settings
 from etl.pipelines import ehealth_adoption, followup, reference
 from etl.sample import ehealth as ehealth_sample
@@ -141,7 +141,7 @@ mart = publish.read_table(str(warehouse), "followup_region_year").to_pylist()
 print(json.dumps({
     "rows": sum(r["service"] == "digital_visits" for r in adoption),
     "mean": [r["digital_visits_visits_per_1000_mean"] for r in mart if r["region_code"] == "01" and r["year"] == 2019],
-    "suite": [e["kwargs"]["column"] for e in validation.load_suite_json("ehealth_adoption")["expectations"]
+    "suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("ehealth_adoption")["expectations"]
               if e["kwargs"].get("column") in ("service", "metric", "_check_unique_patients_le_visits")],
     "expected": [spec.kinds_expected("2019-02"), spec.kinds_expected("2019-03")],
 }))

@@ -114,7 +114,7 @@ def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(wheel, tmp_pat
         return subprocess.run([str(venv / "bin" / "etl"), *args], capture_output=True, text=True, cwd=work,
                               env=env, timeout=600)
 
-    where = subprocess.run([str(python), "-c", "import etl, etl.validation as v; print(etl.__file__); "
+    where = subprocess.run([str(python), "-c", "import etl, etl.expectation_suites as v; print(etl.__file__); "
                             "print(v.suite_path('population'))"], capture_output=True, text=True, cwd=work, env=env)
     assert where.returncode == 0, where.stderr
     module, suite = where.stdout.split()
@@ -143,7 +143,7 @@ def test_the_console_script_of_the_project_venv_is_python_m_etl(tmp_path):
                                cwd=tmp_path, env=env, timeout=120)
     assert as_module.returncode == 0, as_module.stderr
     assert helped.stdout.replace("usage: etl", "usage: python -m etl", 1).split() == as_module.stdout.split()
-    suites = subprocess.run([sys.executable, "-c", "from etl import validation; print(validation.suites_dir())"],
+    suites = subprocess.run([sys.executable, "-c", "from etl import expectation_suites; print(expectation_suites.suites_dir())"],
                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert Path(suites.stdout.strip()) == ROOT / "expectations"  # editable: the checkout's suites, as package data
 

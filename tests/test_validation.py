@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from etl import regions, validation
+from etl import expectation_suites, regions, validation
 from etl.errors import ValidationFailed
 
 
@@ -25,14 +25,14 @@ def test_every_suite_is_valid_gx_json():
 
     from etl import schemas
 
-    names = validation.suite_names()
+    names = expectation_suites.suite_names()
     assert "population" in names and len(names) >= 10
     # A suite belongs to a registry table, whose schema may add the expectations it derives from a source;
     # the delivery suite judges a step's files (etl/verdict.py).
-    assert set(names) <= {t.name for t in schemas.all_tables()} | {validation.DELIVERY_SUITE}
+    assert set(names) <= {t.name for t in schemas.all_tables()} | {expectation_suites.DELIVERY_SUITE}
     for name in names:
-        data = json.loads(validation.suite_path(name).read_text(encoding="utf-8"))
-        ExpectationSuite(**validation.load_suite_json(name))  # the suite as validation uses it, derived ones too
+        data = json.loads(expectation_suites.suite_path(name).read_text(encoding="utf-8"))
+        ExpectationSuite(**expectation_suites.load_suite_json(name))  # the suite as validation uses it, derived ones too
         suite = ExpectationSuite(**data)
         assert suite.name == name
         for exp in suite.expectations:

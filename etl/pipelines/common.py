@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from etl import publish, schemas, validation
+from etl import expectation_suites, publish, schemas, validation
 from etl.errors import BadInput, EtlError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def rejected_frame(rejected: list[dict]):
 def numbered(rows):
     """``rows`` (a DataFrame) renumbered 0…n-1 with the ``_row`` column validation reports failing rows by."""
     rows = rows.reset_index(drop=True).copy()
-    rows[validation.ROW_ID] = range(len(rows))
+    rows[expectation_suites.ROW_ID] = range(len(rows))
     return rows
 
 
@@ -145,11 +145,13 @@ def checked_batch(
     rows = numbered(rows)
     result = prevalidated or validation.validate(table, rows, warehouse_uri=warehouse_uri, batch_id=batch_id)
     result.raise_if_blocked()
-    failed = rows[validation.ROW_ID].isin(result.failed_rows.keys())
-    quarantined = rows.loc[failed, list(ORIGIN) + [validation.ROW_ID]].copy()
-    quarantined["reason"] = quarantined[validation.ROW_ID].map(lambda r: "; ".join(result.failed_rows[r]))
+    failed = rows[expectation_suites.ROW_ID].isin(result.failed_rows.keys())
+    quarantined = rows.loc[failed, list(ORIGIN) + [expectation_suites.ROW_ID]].copy()
+    quarantined["reason"] = quarantined[expectation_suites.ROW_ID].map(lambda r: "; ".join(result.failed_rows[r]))
     quarantined["rows_held"] = 1
-    quarantine = pd.concat([rejected_frame(rejected), quarantined.drop(columns=[validation.ROW_ID])], ignore_index=True)
+    quarantine = pd.concat(
+        [rejected_frame(rejected), quarantined.drop(columns=[expectation_suites.ROW_ID])], ignore_index=True
+    )
     quarantine["rows_held"] = quarantine["rows_held"].fillna(1).astype("int64")
     keep = [c for c in schema.column_names if c in rows.columns]
     missing = [c.name for c in schema.columns if c.name not in rows.columns and not c.nullable]

@@ -33,7 +33,7 @@ import logging
 import posixpath
 from collections.abc import Callable
 
-from etl import approvals, publish, schemas, status, storage, validation
+from etl import approvals, expectation_suites, publish, schemas, status, storage, validation
 from etl.config import Settings
 from etl.errors import EtlError, NotReady, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
@@ -112,7 +112,7 @@ def _validate(table: str, frame, batch_id: str, warehouse_uri: str) -> validatio
         checked["_check_initiatives_not_new"] = (
             total - checked["initiatives_new_due_to_grant"] - checked["initiatives_new_unknown"]
         )
-    checked[validation.ROW_ID] = range(len(checked))
+    checked[expectation_suites.ROW_ID] = range(len(checked))
     result = validation.validate(table, checked, warehouse_uri=warehouse_uri, batch_id=batch_id)
     problems = list(result.critical)
     if result.failed_rows:
