@@ -171,7 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="tables, row counts, last loads and failures")
     locations(status, landing=False)
 
-    docs = sub.add_parser("docs", help="write docs/tables.md from the schema registry")
+    docs = sub.add_parser(
+        "docs",
+        help="write docs/tables.md from the schema registry, and the field and export lists of the docs beside it",
+    )
     docs.add_argument(
         "--out",
         default=str(Path("docs") / "tables.md"),
@@ -395,11 +398,16 @@ def cmd_status(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    from etl import schemas
+    """docs/tables.md whole, then the generated sections of the docs beside it (:mod:`etl.generated_docs`)."""
+    from etl import generated_docs, schemas
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(schemas.render_markdown() + "\n", encoding="utf-8")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(schemas.render_markdown() + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
+    if all((out.parent / name).is_file() for name in generated_docs.SECTIONS):
+        for path in generated_docs.write(out.parent):
+            print(f"wrote the generated sections of {path}")
     return 0
 
 

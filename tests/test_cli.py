@@ -68,6 +68,33 @@ def test_committed_docs_are_up_to_date():
         "docs/tables.md is stale: run `make docs`")
 
 
+def test_the_generated_sections_of_the_docs_follow_the_declarations(tmp_path):
+    """Issue 26 §1: the contract's field and export lists come from the declarations, and say when stale."""
+    import shutil
+
+    from etl import generated_docs
+    from etl.errors import ConfigError
+    from etl.sources import county_template as tpl
+
+    assert generated_docs.stale(ROOT / "docs") == [], "the docs' generated sections are stale: run `make docs`"
+    contract = (ROOT / "docs" / "input-formats.md").read_text(encoding="utf-8")
+    guide = (ROOT / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
+    for field in tpl.REPORT_FIELDS:
+        assert f"| {field.label} | {field.meaning} |" in contract and f"| {field.label} |" in guide
+    # A hand edit inside a generated section is found stale; `etl docs` puts the declaration back.
+    for name in generated_docs.SECTIONS:
+        shutil.copy(ROOT / "docs" / name, tmp_path / name)
+    edited = contract.replace("| Uppgiftsväxling |", "| Uppgiftsväxlingen |")
+    (tmp_path / "input-formats.md").write_text(edited, encoding="utf-8")
+    assert generated_docs.stale(tmp_path) == ["input-formats.md"]
+    generated_docs.write(tmp_path)
+    assert (tmp_path / "input-formats.md").read_text(encoding="utf-8") == contract
+    # Markers removed: said, not silently skipped.
+    (tmp_path / "county-report-guide.md").write_text(guide.replace("<!-- end generated", "<!-- end"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="county-report-fields not found"):
+        generated_docs.stale(tmp_path)
+
+
 def test_run_all_carries_on_past_a_failing_pipeline_and_exits_1_naming_it(tmp_path):
     from etl.sample import reference as reference_sample
 

@@ -1,55 +1,45 @@
 """A yes/no field of the county template is declared once (issue 16): adding one reaches the analysts.
 
-The subprocess below does what adding a ``Field`` to ``REPORT_FIELDS`` in
-etl/sources/county_template.py does — before anything else is imported —
-and then runs the sample, the county pipeline and the follow-up mart
-(whose report draws the offers' charts from the same fields). Nothing else
-is edited: the column, its expectation, the mart columns, their suite's
-ranges and the workbook's headers follow.
+The change test edits ``REPORT_FIELDS`` in a copy of the checkout
+(tests/project_copy.py), regenerates the docs and runs the sample, the
+pipelines and the follow-up mart (whose report draws the offers' charts
+from the same fields). Nothing else is edited: the column, its expectation,
+the mart columns, their suite's ranges, the workbook's headers and the
+docs' field tables follow.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCRIPT = r"""
-import dataclasses, json, sys
+# Issue 26 §1: what a developer adds to REPORT_FIELDS in etl/sources/county_template.py — and nothing else.
+NEW_FIELD = """    Field(
+        "Friskvårdsbidrag",
+        "offers.wellness_allowance",
+        YES_NO,
+        "offers_wellness_allowance",
+        help="Ja/Nej: erbjuder friskvårdsbidrag",
+        offer=True,
+        en="offer a wellness allowance",
+        sv="erbjuder friskvårdsbidrag",
+    ),
+    Field(
+        "Kontaktperson","""
+
+AFTER_RUN = r"""
+import json, sys
 from pathlib import Path
-from etl.sources import county_template as tpl
+from openpyxl import load_workbook
+from etl import expectation_suites, publish
 
-new = tpl.Field("Friskvårdsbidrag", "offers.wellness_allowance", tpl.YES_NO, "offers_wellness_allowance",
-                help="Ja/Nej: erbjuder friskvårdsbidrag", offer=True, en="offer a wellness allowance",
-                sv="erbjuder friskvårdsbidrag")
-at = tpl.REPORT_FIELDS.index(next(f for f in tpl.REPORT_FIELDS if f.kind == tpl.PERSONAL))
-tpl.REPORT_FIELDS = (*tpl.REPORT_FIELDS[:at], new, *tpl.REPORT_FIELDS[at:])
-tpl.YES_NO_FIELDS = tuple(f for f in tpl.REPORT_FIELDS if f.kind == tpl.YES_NO and f.column)
-tpl.OFFER_FIELDS = tuple(f for f in tpl.YES_NO_FIELDS if f.offer)
-tpl.JSON_KEYS = tpl._json_shape()
-
-from etl import expectation_suites, publish, schemas
-from etl.config import Settings
-from etl.pipelines import county_reports, followup, reference
-from etl.sample import county_reports as county_sample
-from etl.sample import reference as reference_sample
-
-landing, warehouse = Path(sys.argv[1]) / "landing", Path(sys.argv[1]) / "warehouse"
-for module in (reference_sample, county_sample):
-    module.write(landing, 2017, 2017, units=0, unit_months=0, seed=2016)
-settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
-reference.run(settings, offline_snapshot=True)
-county_reports.run(settings)
-followup.run(settings)
+warehouse = Path(sys.argv[1])
 report = publish.read_table(str(warehouse), "county_report")
 national = publish.read_table(str(warehouse), "followup_national_year").to_pylist()
-from openpyxl import load_workbook
 book = load_workbook(warehouse / "exports" / "followup_latest.xlsx")
 headers = [c.value for sheet in book.worksheets for c in sheet[1]]
 print(json.dumps({
@@ -66,17 +56,38 @@ print(json.dumps({
 
 
 @pytest.mark.slow
-def test_a_new_yes_no_field_declared_in_the_template_reaches_the_marts(tmp_path):
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
+    """Issue 26 §1: a yes/no field added to the template's declaration, plus ``etl docs``; the template, the
+    parser, the column, its expectation, the mart, the workbook, the contract and the senders' guide follow.
+    No monkeypatching: a copy of the checkout is edited as a developer would and run."""
+    from tests import project_copy
+
+    copy = project_copy.copy_project(tmp_path / "project")
+    template = "etl/sources/county_template.py"
+    project_copy.edit(copy, template, '    Field(\n        "Kontaktperson",', NEW_FIELD)
+    project_copy.run(copy, "-m", "etl", "docs")
+    assert project_copy.changed(copy) == {template, "docs/tables.md", "docs/input-formats.md",
+                                          "docs/county-report-guide.md"}
+    guide = (copy / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
+    assert "| Friskvårdsbidrag | Ja/Nej — does the region offer a wellness allowance? |" in guide
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    project_copy.run(copy, "-m", "etl", "sample", "--out", str(landing), "--years", "2017-2017", "--units", "1",
+                     "--unit-months", "0")
+    project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
+                     "--offline-snapshot")
+    got = json.loads(project_copy.run(copy, "-c", AFTER_RUN, str(warehouse)).stdout.strip().splitlines()[-1])
     assert got["column"] and got["answered"] > 0
     assert got["national"] and got["national"][0] == got["answered"]
     assert got["suite"] == ["offers_wellness_allowance"]
     assert got["mart_suite"] == ["regions_offers_wellness_allowance", "regions_answered_offers_wellness_allowance"]
     assert "Friskvårdsbidrag" in got["workbook"]
     assert any("regioner med ja: friskvårdsbidrag" == h.lower() for h in got["workbook"])
+    # The project's own tests of the declaration hold in the edited copy: none hard-codes the fields.
+    project_copy.run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                     "tests/test_county_spec.py", "tests/test_cli.py::test_committed_docs_are_up_to_date",
+                     "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations",
+                     "tests/test_followup_access.py::test_workbook_files_sheets_and_swedish_headers")
 
 
 def test_every_yes_no_field_has_its_phrases_and_no_suite_repeats_a_derived_expectation():

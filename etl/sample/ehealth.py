@@ -204,6 +204,43 @@ def journal_values(month: dt.date, seed: int) -> dict[str, dict[str, int]]:
     return out
 
 
+def kind_values(kind: str, month: dt.date, seed: int) -> dict[str, dict[str, int]]:
+    """True values per region (code → metric → count) of one monthly export kind for ``month``.
+
+    The journal and web booking from their models (web booking from the adoption curve, no unit file);
+    any other declared kind from :func:`declared_values`.
+    """
+    if kind == spec.JOURNAL.kind:
+        return journal_values(month, seed)
+    if kind == spec.WEB_BOOKING.kind:
+        return web_booking_targets(month, seed)
+    return declared_values(kind, month, seed)
+
+
+def declared_values(kind: str, month: dt.date, seed: int) -> dict[str, dict[str, int]]:
+    """Values per region for a monthly export kind the sample has no model of: any kind declared in the spec.
+
+    Each metric grows with the months since the kind is expected
+    (:attr:`ExportSpec.expected_from`) and with the region's population; a
+    later metric is a share of the one before, and every line rule of the
+    kind (``lesser`` ≤ ``greater``) holds, so the files load clean.
+    """
+    export = spec.EXPORTS[kind]
+    rng = _rng(seed, month, 10 + list(spec.EXPORTS).index(kind))
+    start = dt.date.fromisoformat(export.expected_from + "-01")
+    age = max(_months_since(month, start), 0)
+    out = {}
+    for region in REGIONS:
+        base = POPULATION_K[region.code] * 1000 * 0.01 * (1.0 - 0.9 ** (age + 1)) * rng.normal(1.0, 0.05)
+        values: dict[str, int] = {}
+        for i, metric in enumerate(export.metric_names):
+            values[metric] = max(int(base * 0.6**i), 0)
+        for rule in export.rules:
+            values[rule.lesser] = min(values[rule.lesser], values[rule.greater])
+        out[region.code] = values
+    return out
+
+
 def _web_booking_share(month: dt.date) -> float:
     """Share of care units offering web booking: 45 % in 2016 rising towards 97 %."""
     return min(0.97, 0.45 + 0.006 * _months_since(month, BASE))
@@ -533,10 +570,11 @@ def write_month(
         suppressed = {cell for cell in suppressed if cell[1] not in WEB_BOOKING_METRICS}
     written = []
     period = f"{month.year}-{month.month:02d}"
-    for kind, values, as_xlsx in (
-        ("journalen", journal, style.journal_xlsx),
-        ("webbtidbok", web, style.web_booking_xlsx),
-    ):
+    modelled = {spec.JOURNAL.kind: (journal, style.journal_xlsx), spec.WEB_BOOKING.kind: (web, style.web_booking_xlsx)}
+    for kind, export in spec.EXPORTS.items():  # every kind declared, in the spec's order
+        if not export.expected_in(period):
+            continue
+        values, as_xlsx = modelled.get(kind) or (declared_values(kind, month, seed), False)
         rows = export_rows(kind, month, values, style, suppressed)
         path = folder / f"{kind}_{period}.{'xlsx' if as_xlsx else 'csv'}"
         path.write_bytes(render_xlsx(rows) if as_xlsx else render_csv(rows, style))

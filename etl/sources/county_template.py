@@ -45,7 +45,9 @@ class Field:
     (``regions_<column>``). From these come the ``county_report`` column, its
     expectation, the follow-up mart columns, their suite's ranges, the
     workbook's headers, the report's charts and the sample generator's
-    values: adding a yes/no field is this declaration (and the input contract).
+    values, and the field tables of the input contract and the senders' guide
+    (``python -m etl docs``): adding a yes/no field is this declaration and ``make docs``
+    (tests/test_county_spec.py proves it on a copy of the checkout).
     """
 
     label: str  # as written in the Excel template
@@ -58,10 +60,18 @@ class Field:
     en: str = ""  # yes/no fields: "offer a clinical introduction year for newly graduated nurses"
     sv: str = ""  # yes/no fields: "erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor"
     offer: bool = False  # one of the grant's measures, counted per region and year in the marts
+    about: str = ""  # what the field means, in English, for the input contract and the senders' guide
 
     @property
     def labels(self) -> tuple[str, ...]:
         return (self.label, *self.aliases)
+
+    @property
+    def meaning(self) -> str:
+        """What the field means (English): ``about``, or for a yes/no field its question from ``en``."""
+        if self.about:
+            return self.about
+        return f"does the region {self.en}?" if self.en else ""
 
 
 SHEET_REPORT = "Uppgifter"
@@ -81,8 +91,18 @@ REPORT_FIELDS: tuple[Field, ...] = (
         "region_code",
         True,
         help="Regionens namn eller länskod, t.ex. Region Uppsala eller 03",
+        about="the reporting region, by name or county code: `Region Uppsala`, `Landstinget i Uppsala län`, "
+        "`03`, `SE-03`, `VGR`, `SLL`…",
     ),
-    Field("Redovisningsår", "report_year", YEAR, "report_year", True, help="Året rapporten gäller, t.ex. 2017"),
+    Field(
+        "Redovisningsår",
+        "report_year",
+        YEAR,
+        "report_year",
+        True,
+        help="Året rapporten gäller, t.ex. 2017",
+        about="the report year, e.g. `2017` (2016 or later)",
+    ),
     Field(
         "Erhållna medel (kr)",
         "grant_sek",
@@ -90,6 +110,7 @@ REPORT_FIELDS: tuple[Field, ...] = (
         "grant_sek",
         aliases=("Erhållna medel",),
         help="Belopp, t.ex. 159 mnkr, 850 tkr eller 1 234 567 kr",
+        about="the grant received that year",
     ),
     Field(
         "Öronmärkta medel",
@@ -97,6 +118,7 @@ REPORT_FIELDS: tuple[Field, ...] = (
         YES_NO,
         "earmarked",
         help="Ja/Nej: medlen öronmärktes för särskilda insatser (inte utspridda i den allmänna budgeten)",
+        about="were the funds earmarked for specific initiatives (vs. spread over the general budget)?",
         en="earmark the funds for specific initiatives",
         sv="har öronmärkt medlen för särskilda insatser",
     ),
@@ -107,6 +129,7 @@ REPORT_FIELDS: tuple[Field, ...] = (
         "spend_it_support_sek",
         aliases=("Använt IT-stöd och processer",),
         help="Belopp använt inom område 1, IT-stöd och processer",
+        about="spent on priority area 1 (IT support and e-health)",
     ),
     Field(
         "Använt kompetensanvändning (kr)",
@@ -115,6 +138,7 @@ REPORT_FIELDS: tuple[Field, ...] = (
         "spend_competence_use_sek",
         aliases=("Använt kompetensanvändning",),
         help="Belopp använt inom område 2, smartare kompetensanvändning",
+        about="spent on priority area 2 (smarter use of staff competence)",
     ),
     Field(
         "Använt kompetensförsörjning (kr)",
@@ -123,6 +147,7 @@ REPORT_FIELDS: tuple[Field, ...] = (
         "spend_competence_supply_sek",
         aliases=("Använt kompetensförsörjning",),
         help="Belopp använt inom område 3, långsiktig kompetensförsörjning",
+        about="spent on priority area 3 (long-term competence supply)",
     ),
     Field(
         "Kliniskt introduktionsår",
@@ -164,7 +189,14 @@ REPORT_FIELDS: tuple[Field, ...] = (
         en="run task shifting between staff groups",
         sv="arbetar med uppgiftsväxling mellan personalgrupper",
     ),
-    Field("Kontaktperson", "contact_person", PERSONAL, None, help="Namn och e-post till den som fyllt i (lagras inte)"),
+    Field(
+        "Kontaktperson",
+        "contact_person",
+        PERSONAL,
+        None,
+        help="Namn och e-post till den som fyllt i (lagras inte)",
+        about="who to ask about the report (name, e-mail)",
+    ),
 )
 
 # The report's yes/no fields (what the marts count per region: earmarked and the offers), and the offers alone.

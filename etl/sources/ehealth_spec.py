@@ -21,10 +21,11 @@ the value sets and line rules of ``expectations/ehealth_adoption.json`` and
 The suites' value sets of ``service`` and ``metric`` and the line rules'
 expectations are derived from here (``TableSchema.expectations``), and so
 are the follow-up marts' per-1 000 columns of every :data:`SERIES`, their
-expectations and labels. Adding an export kind: its :class:`ExportSpec` in
-:data:`EXPORTS` (and a :class:`Series` for what analysts follow), its
-sample values in :mod:`etl.sample.ehealth`, and the input contract
-(docs/input-formats.md).
+expectations and labels, the sample generator's files (:func:`etl.sample.ehealth.declared_values`
+for a kind it has no model of) and the input contract's list of kinds
+(``python -m etl docs``). Adding an export kind: its :class:`ExportSpec` in
+:data:`EXPORTS` (and a :class:`Series` for what analysts follow), then
+``make docs`` — tests/test_ehealth_spec.py proves it on a copy of the checkout.
 """
 
 from __future__ import annotations
