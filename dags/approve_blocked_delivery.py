@@ -15,14 +15,17 @@ settle it, ends with *"a person may approve publishing it as it is"*.
 3. `decide` waits for a person (**Required actions** in the UI, or the task's
    page): *Approve* or *Reject*, with the reason, which is required. Under
    the agency's sign-in only a **data steward** may answer, and not the
-   person who triggered this run.
-4. `record_decision` writes the decision — who and why — to the load log
-   (`outcome` `approved` / `rejected`). On approval it publishes the file
-   at once (an e-health export: its month; a county report: the county
-   pipeline), with the quarantine and removals the block named; the
-   publish's load-log row and the follow-up report's footnotes say who
-   approved it and why. A rejection keeps the block: the delivery's runs
-   keep failing until a new file replaces it.
+   person who triggered this run. The answer Airflow stored is written to
+   the load log at once — who and why (`outcome` `approved` / `rejected`).
+   A run asks once: cleared or retried, `decide` fails; trigger the DAG
+   again instead.
+4. `record_decision` publishes an approved file at once (an e-health
+   export: its month; a county report: the county pipeline), with the
+   quarantine and removals the block named; the publish's load-log row and
+   the follow-up report's footnotes say who approved it and why. It acts
+   only on the decision this run recorded in the load log. A rejection
+   keeps the block: the delivery's runs keep failing until a new file
+   replaces it.
 
 The decision holds for that file content only: a new file for the same
 delivery is judged afresh. The same from a shell:
@@ -33,13 +36,12 @@ list what is blocked).
 from collections.abc import Collection
 
 import pendulum
-from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from etl.approval_request import APPROVE, REJECT, StewardRequest, batch_id
 from etl.orchestration import asset_uri, default_args, run_task, settings_from_airflow
-from etl.sign_in import STEWARD_ROLE, assign_approvers
+from etl.sign_in import STEWARD_ROLE
 
-APPROVE, REJECT = "Approve", "Reject"
 PARAMS = {
     "delivery": Param(
         "",
@@ -104,8 +106,39 @@ def approve_blocked_delivery():
 
         return run_task(find)
 
-    decide = HITLOperator(
+    def record_answer(context, answer: dict) -> dict:
+        """The stored answer to the load log, under this run's batch id (etl.approval_request)."""
+        from etl import approvals
+        from etl.errors import BadInput
+        from etl.pipelines import approved
+
+        def record() -> dict:
+            settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
+            found = context["ti"].xcom_pull(task_ids="find_blocked_delivery") or {}
+            blocked = approvals.find(settings.warehouse_uri, str(context["params"]["delivery"]))
+            if blocked.sha256 != found.get("sha256"):
+                raise BadInput(
+                    f"{blocked.name}: the file changed while the decision was pending; "
+                    "trigger this DAG again to decide on the new content"
+                )
+            user = answer["responded_by_user"]
+            who = user.get("name") or user.get("id") or "unknown user"
+            decision = approved.record_decision(
+                settings,
+                blocked,
+                answer["chosen_options"] == [APPROVE],
+                who,
+                answer["params_input"].get("reason", ""),
+                batch_id(context["dag"].dag_id, context["dag_run"].run_id),
+            )
+            print(f"{blocked.name}: {decision.note()}")
+            return {"decision": "approved" if decision.approved else "rejected", "by": decision.by}
+
+        return run_task(record)
+
+    decide = StewardRequest(
         task_id="decide",
+        record=record_answer,
         subject="Publish {{ " + FOUND + "['name'] }} although it is blocked?",
         body=(
             # The file name and the block line carry text a sender wrote: shown as an indented code block (one
@@ -131,55 +164,47 @@ def approve_blocked_delivery():
             )
         },
         pool="default_pool",  # waiting for a person must never hold the warehouse writer's slot
-        # Production sign-in: a data steward answers, never the person who triggered this run (etl.sign_in).
-        pre_execute=assign_approvers,
     )
 
-    # Retried only for what can heal (storage unreachable); the same decision recorded twice is written once.
+    # Retried only for what can heal (storage unreachable); a publish already done is not done again.
     @task(outlets=PUBLISHES)
-    def record_decision(found: dict, response: dict) -> dict:
-        """Who and why to the load log; on approval, publish the file now."""
+    def record_decision(found: dict) -> dict:
+        """On the approval this run recorded (the load log, not a value passed between tasks), publish the file."""
         from etl import approvals
+        from etl.errors import BadInput
         from etl.pipelines import approved
 
-        def record() -> dict:
+        def publish_it() -> dict:
             context = get_current_context()
             settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
-            blocked = approvals.find(settings.warehouse_uri, found["name"])
-            if blocked.sha256 != found["sha256"]:
-                from etl.errors import BadInput
-
-                raise BadInput(
-                    f"{found['name']}: the file changed while the decision was pending; "
-                    "trigger this DAG again to decide on the new content"
-                )
-            if not response or not response.get("chosen_options"):
+            decision = approvals.decision_of(
+                settings.warehouse_uri, batch_id(context["dag"].dag_id, context["dag_run"].run_id)
+            )
+            if decision is None:
                 # `decide` marked success by hand: nobody answered, so there is nothing to record or publish.
-                from etl.errors import BadInput
-
                 raise BadInput(
                     f"{found['name']}: the approval request was never answered (decide was marked done by hand); "
                     "trigger this DAG again for a data steward to decide"
                 )
-            user = response.get("responded_by_user") or {}
-            who = user.get("name") or user.get("id") or "unknown user"
-            approve = response["chosen_options"] == [APPROVE]
-            decision, report = approved.decide(
-                settings, blocked, approve, who, (response.get("params_input") or {}).get("reason", "")
-            )
-            print(f"{blocked.name}: {decision.note()}")
-            if report is None:
-                print(f"{blocked.name}: stays blocked until a new file replaces it")
+            print(f"{found['name']}: {decision.note()}")
+            if not decision.approved:
+                print(f"{found['name']}: stays blocked until a new file replaces it")
                 return {"decision": "rejected", "by": decision.by}
+            if approvals.published_since(settings.warehouse_uri, decision):
+                print(f"{found['name']}: already published by an earlier try of this task")
+                return {"decision": "approved", "by": decision.by}
+            report = approved.publish_decision(
+                settings, approvals.find(settings.warehouse_uri, found["name"]), decision
+            )
+            assert report is not None  # an approval always has its run's report
             for line in report.lines():
                 print(line)
             return {"decision": "approved", "by": decision.by, "run": report.to_dict()}
 
-        return run_task(record)
+        return run_task(publish_it)
 
     found = find_blocked_delivery()
-    found >> decide
-    record_decision(found, decide.output)
+    found >> decide >> record_decision(found)
 
 
 approve_blocked_delivery()

@@ -280,26 +280,30 @@ def who_and_why(blocked: Blocked, by: str, reason: str) -> tuple[str, str]:
     return str(privacy.mask_personal_data(by)) or "unknown user", str(privacy.mask_personal_data(reason))
 
 
-def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str) -> Decision:
+def record(
+    warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason: str, batch_id: str | None = None
+) -> Decision:
     """Write a decision on ``blocked`` to the load log; returns it.
 
     ``by`` is the deciding user as Airflow knows them, ``reason`` why; both
     pass :func:`who_and_why` (checked, masked) before anything is written.
-    The same decision as the latest one on this content is not written
-    again (a retried task).
+    Without ``batch_id`` (a shell's decision), the same decision as the
+    latest one on this content is not written again (a retried command);
+    with one (an approval run's, :func:`decision_of`), the row carries it.
     """
     by, reason = who_and_why(blocked, by, reason)
     verb = APPROVED if approve else REJECTED
     earlier = blocked.decision
-    if earlier is not None and (earlier.approved, earlier.by, earlier.reason) == (approve, by, reason):
-        return earlier  # the same decision again (a retried task): written once
+    same = earlier is not None and (earlier.approved, earlier.by, earlier.reason) == (approve, by, reason)
+    if same and batch_id is None and earlier is not None:
+        return earlier  # the same decision again (a retried command): written once
     now = publish.utcnow()
     message = f"{verb} by {by}: {reason}"
     publish.append_load_log(
         warehouse_uri,
         publish.LoadLogEntry(
             blocked.pipeline,
-            publish.new_batch_id(),
+            batch_id or publish.new_batch_id(),
             verb,
             "skipped",
             now,
@@ -308,6 +312,13 @@ def record(warehouse_uri: str, blocked: Blocked, approve: bool, by: str, reason:
         ),
     )
     return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
+
+
+def decision_of(warehouse_uri: str, batch_id: str) -> Decision | None:
+    """The decision recorded under ``batch_id`` (an approval run's, see :func:`record`), or None."""
+    rows = publish.read_load_log(warehouse_uri).to_pylist()
+    found = [d for r in rows if r["batch_id"] == batch_id and (d := _decision(r)) is not None]
+    return max(found, key=lambda d: d.at) if found else None
 
 
 def footnotes(warehouse_uri: str, until: dt.datetime | None = None) -> list[str]:

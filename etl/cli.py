@@ -141,7 +141,10 @@ def _parser() -> argparse.ArgumentParser:
         help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp: the tables as published by then (not a data "
         "year; today for a fresh demo)",
     )
-    report.add_argument("--out", required=True, help="folder to write the report and workbook into")
+    report.add_argument(
+        "--out",
+        help="folder to write the report and workbook into (default: <warehouse>/exports/as-of/, beside the current ones)",
+    )
     locations(report, landing=True)
 
     maintain = sub.add_parser("maintain", help="compact, checkpoint and vacuum every table (env ETL_RETENTION_DAYS)")
@@ -298,7 +301,7 @@ def cmd_sample(args) -> int:
                 continue
             raise
         written = module.write(out, first, last, units=args.units, unit_months=args.unit_months, seed=args.seed)
-        say(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")
+        say(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")  # deliveries (or API answers)
     _as_delivered_earlier(out, started)
     return 0
 
@@ -319,12 +322,16 @@ def _as_delivered_earlier(out: Path, since: float, hours: float = 1.0) -> None:
 
 
 def cmd_report(args) -> int:
+    from etl import storage
     from etl.config import check_store_location, parse_as_of
     from etl.pipelines import followup
 
     when = parse_as_of(args.as_of)  # a date still to come is refused: no table has a version from then
-    check_store_location(args.out, "--out")  # a folder or prefix, as the warehouse: no '?' or '#'
-    for kind, uri in followup.build_as_of(_settings(args), when, args.out).items():
+    if args.out:
+        check_store_location(args.out, "--out")  # a folder or prefix, as the warehouse: no '?' or '#'
+    settings = _settings(args)
+    out = args.out or storage.join(settings.warehouse_uri, "exports", "as-of")
+    for kind, uri in followup.build_as_of(settings, when, out).items():
         say(f"{kind}: {uri}")
     return 0
 

@@ -16,6 +16,7 @@ Standard library only: the worker that runs the task imports this module.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 STEWARD_ROLE = "Steward"
@@ -25,12 +26,18 @@ AUTH_MANAGER = "etl.auth_manager.AgencyFabAuthManager"
 
 
 def canonical_username(typed: str | None) -> str:
-    """The sign-in name as the directory matches it: without surrounding spaces, lower case ("" for None).
+    """The sign-in name as the directory matches it: one spelling for every way of typing it ("" for None).
 
-    LDAP compares ``uid`` ignoring case and surrounding spaces, so ``" Tove "``
-    and ``tove`` are one account; Airflow must make them one user too.
+    LDAP compares ``uid`` by its string preparation: compatibility forms folded
+    (fullwidth ``ｓｖｅｎ``, the long s of ``ſven``), case ignored, surrounding
+    spaces dropped and inner runs of spaces made one. So ``" Tove "``,
+    ``TOVE`` and ``ｔｏｖｅ`` are one account, and Airflow must make them one
+    user too, or a person could answer their own request under a look-alike
+    name: Unicode NFKC, case folding, whitespace collapsed (then NFKC again,
+    as folding can leave a composed form).
     """
-    return (typed or "").strip().lower()
+    folded = unicodedata.normalize("NFKC", typed or "").casefold()
+    return unicodedata.normalize("NFKC", " ".join(folded.split()))
 
 
 def approval_assignees(triggered_by: str | None) -> list[dict[str, str]]:

@@ -7,6 +7,32 @@ export PATH="$PWD/.venv/bin:$PATH"
 # A laptop's UI: this machine only, unless told otherwise ([api] host/port, e.g. AIRFLOW__API__PORT=8081).
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# The UI's port must be free (else standalone prints this URL while another server answers it); the task
+# and trigger log servers (8793, 8794 by default) move to free ports when another Airflow holds those.
+ports="$(.venv/bin/python - "${AIRFLOW__API__HOST}" "${AIRFLOW__API__PORT}" <<'PY'
+import os, socket, sys
+
+def free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+host, port = sys.argv[1], int(sys.argv[2])
+if not free(host, port):
+    sys.exit(f"make airflow: {host}:{port} is in use (another Airflow or server runs there); nothing started: "
+             f"choose another port, e.g. AIRFLOW__API__PORT={port + 1} make airflow")
+for name, default in (("WORKER_LOG_SERVER_PORT", 8793), ("TRIGGER_LOG_SERVER_PORT", 8794)):
+    var = f"AIRFLOW__LOGGING__{name}"
+    if var not in os.environ and not free("0.0.0.0", default):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            print(f"{var}={s.getsockname()[1]}")
+PY
+)" || exit 1
+for assignment in ${ports}; do export "${assignment?}"; done
 if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
   .venv/bin/python -m etl sample --out "${ETL_LANDING_URI}"
   echo "--years 2016-2025 --units 4000 --unit-months 12" > "${ETL_LANDING_URI}/.sample-args"
@@ -45,7 +71,7 @@ loads every month in landing). Stop with Ctrl-C.
 
 MSG
 # `airflow standalone` in a process group of its own: Ctrl-C (or SIGTERM) here stops every component at
-# once — SIGTERM to the whole group, SIGKILL to what is left after 15 s — instead of standalone waiting
+# once — SIGTERM to the whole group, SIGKILL to what is left after 8 s — instead of standalone waiting
 # on children that do not all exit on SIGINT (it took over 50 s and left defunct processes).
 setsid .venv/bin/airflow standalone &
 airflow_pid=$!
@@ -53,7 +79,7 @@ stop() {
   trap - INT TERM
   echo "make airflow: stopping every Airflow component" >&2
   kill -TERM -- "-${airflow_pid}" 2>/dev/null || true
-  for _ in $(seq 1 30); do
+  for _ in $(seq 1 16); do
     pgrep -g "${airflow_pid}" >/dev/null || exit 130
     sleep 0.5
   done

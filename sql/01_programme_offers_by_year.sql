@@ -2,7 +2,7 @@
 -- nurses, or paid study salary for specialist-nurse training — and how did that change
 -- year by year?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql
 --
 -- Reads followup_region_year (one row per region and year). Only regions that answered
 -- are counted: a region that did not report, or left the field empty, is unknown, not

@@ -1,7 +1,7 @@
 -- Question 2: Which regions earmarked the funds for specific initiatives (rather than
 -- spreading them over the general budget), and does that relate to region size?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/02_earmarked_vs_region_size.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/02_earmarked_vs_region_size.sql
 --
 -- One row per year and answer (yes / no / not stated) among the regions that reported:
 -- how many, which (by name), and their median and mean population and grant per

@@ -1,6 +1,6 @@
 -- Question 3: How did each region split the money across the three priority areas?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/03_spend_split_by_area.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/03_spend_split_by_area.sql
 --
 -- One row per reporting region and year: the grant, spend per area in kronor and as a
 -- percentage of the grant (1 IT support and e-health processes, 2 smarter use of staff

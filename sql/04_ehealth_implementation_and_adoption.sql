@@ -1,7 +1,7 @@
 -- Question 4: When did each region implement web booking and the patient journal online,
 -- and how has adoption per 1 000 inhabitants developed since?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/04_ehealth_implementation_and_adoption.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/04_ehealth_implementation_and_adoption.sql
 --
 -- Implementation dates are the earliest "införd datum" the region has reported for the
 -- service in any year. Then one row per year from the year of the earlier of the two

@@ -1,7 +1,7 @@
 -- Question 5: Which initiatives were new thanks to the grant (would not have happened
 -- without it)?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/05_initiatives_new_thanks_to_grant.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/05_initiatives_new_thanks_to_grant.sql
 --
 -- Lists the initiatives the regions marked "Ny tack vare medlen = Ja", from the
 -- county_initiative table with region names from dim_region. Initiatives where the

@@ -1,7 +1,7 @@
 -- Question 6: The figures behind the report's Sammanfattning — per report year, how many
 -- regions said yes to each question, how many answered, and how many did not?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/06_summary_counts.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/06_summary_counts.sql
 --
 -- One row per year with any region's report and per question: reported (sent a county
 -- report), earmarked, the four programmes (offers_clinical_intro_year,

@@ -1,7 +1,7 @@
 -- Question 7: How much did each region receive and spend on each priority area, in kronor
 -- and per inhabitant, year by year — and the country as a whole?
 --
--- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/07_grant_and_spend_per_inhabitant.sql
+-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/07_grant_and_spend_per_inhabitant.sql
 --
 -- One row per reporting region and year, then a row 'Riket' per year: the grant and the
 -- spend per area (1 IT support and e-health processes, 2 smarter use of staff competence,

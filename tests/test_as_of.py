@@ -48,11 +48,13 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     before = dt.datetime.now(dt.UTC)
     time.sleep(1.1)
 
-    # A correction raises Stockholm's 2019 grant by 1 000 000 SEK.
-    original = next((landing / "county_reports").glob("arsrapport_2019_01_*.json"))
+    # A correction raises a region's 2019 grant by 1 000 000 SEK (the first region whose report is the web form's).
+    original = sorted((landing / "county_reports").glob("arsrapport_2019_*.json"))[0]
+    code = original.name.split("_")[2]
     doc = json.loads(original.read_text(encoding="utf-8"))
-    doc["grant_sek"] = f"{publish.read_table(str(warehouse), 'county_report').to_pylist()[0]['grant_sek'] + 1_000_000} kr"
-    (landing / "county_reports" / "arsrapport_2019_01_rattelse.json").write_text(json.dumps(doc), encoding="utf-8")
+    [published] = [r for r in publish.read_table(str(warehouse), "county_report").to_pylist() if r["region_code"] == code]
+    doc["grant_sek"] = f"{published['grant_sek'] + 1_000_000} kr"
+    (landing / "county_reports" / f"arsrapport_2019_{code}_rattelse.json").write_text(json.dumps(doc), encoding="utf-8")
     county_reports.run(settings)
     followup.run(settings)
 
@@ -79,6 +81,14 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["workbook", "report"]
+    # Without --out (as the analyst guide writes it): beside the current outputs, under exports/as-of/.
+    default = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", before.isoformat(),
+                              "--warehouse", str(warehouse), "--landing", str(landing)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert default.returncode == 0, default.stderr
+    written = [line.split(": ", 1)[1] for line in default.stdout.splitlines()]
+    assert [Path(p).parent for p in written] == [warehouse / "exports" / "as-of"] * 2
+    assert all(Path(p).is_file() for p in written)
     bad = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", "last tuesday", "--out",
                           str(tmp_path / "cli"), "--warehouse", str(warehouse)], capture_output=True, text=True,
                          env=env, timeout=300)

@@ -112,7 +112,7 @@ RULES: list[Rule] = [
     Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb < (sql/\d\d_\w+\.sql)", AS_TYPED, "a follow-up question",
          ("┌",)),
     Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb < sql/<file>",
-         ".venv/bin/duckdb warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql",
+         ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql",
          "<file> = the first question (every sql/ file runs as its header says)", ("┌",)),
     Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb", AS_TYPED, "the views, with the analyst guide's first query",
          ("followup_region_year",), stdin="select count(*) as followup_region_year from followup_region_year;"),

@@ -293,8 +293,8 @@ def _warehouse_text(warehouse: Path) -> str:
 def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, warehouse):
     written = sample.write(landing, 2010, 2019, units=1, unit_months=1, seed=7)
     folder = landing / "county_reports"
-    # 21 regions x 4 years (none before 2016) + 1 correction, + README and sample-defects.json beside
-    assert written == 87 == len(list(folder.iterdir())) + 2
+    # 21 regions x 4 years (none before 2016) + 1 correction
+    assert written == 85 == len(list(folder.iterdir()))  # reports only: the README and defects list lie beside
     assert "SYNTHETIC" in (folder.parent / "README-county_reports.txt").read_text()
     # A report whose header is bad still carries its contact person into the parser.
     builders.land(landing, "bad.json", builders.json_bytes(builders.doc(region="Atlantis")), T0)
@@ -345,7 +345,7 @@ def test_sample_is_deterministic_and_covers_the_years_asked_from_the_first_agree
     written = sample.write(a, 2018, 2025, units=1, unit_months=1, seed=3)
     sample.write(b, 2018, 2025, units=1, unit_months=1, seed=3)
     corrections = len(list((a / "county_reports").glob("*_rattelse.*")))
-    assert corrections == 1 and written == 8 * 21 + corrections + 2  # + README and sample-defects.json
+    assert corrections == 1 and written == 8 * 21 + corrections  # reports only (README, defects list beside)
 
     def fingerprint(root: Path) -> dict:
         # File times are part of a report (they are its submission time); the README's is not.
@@ -356,7 +356,7 @@ def test_sample_is_deterministic_and_covers_the_years_asked_from_the_first_agree
     names = list(fingerprint(a))
     assert {n.rsplit(".", 1)[1] for n in names} == {"xlsx", "json"}
     assert {n.split("_")[1] for n in names if n != "README.txt"} == {str(y) for y in range(2018, 2026)}
-    assert sample.write(tmp_path / "c", 2010, 2015, units=1, unit_months=1, seed=3) == 2  # none before 2016
+    assert sample.write(tmp_path / "c", 2010, 2015, units=1, unit_months=1, seed=3) == 0  # none before 2016
     assert sample.grants(2016)["14"] == pytest.approx(159e6, rel=0.005)
     assert sum(sample.grants(2017).values()) == 976_000_000
 

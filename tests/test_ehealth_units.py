@@ -131,7 +131,7 @@ def test_republished_unit_file_replaces_its_month_only(settings, landing, wareho
 def test_sample_is_deterministic_and_reconciles(tmp_path):
     a = sample.write(tmp_path / "a", 2016, 2016, units=50, unit_months=2, seed=3)
     b = sample.write(tmp_path / "b", 2016, 2016, units=50, unit_months=2, seed=3)
-    assert a == b == 1 + 24 + 2
+    assert a == b == 24 + 2  # the exports only (the README beside the folder is no delivery)
     files_a = sorted((tmp_path / "a" / "ehealth").iterdir())
     assert [p.name for p in files_a] == sorted(p.name for p in (tmp_path / "b" / "ehealth").iterdir())
     for path in files_a:
@@ -168,7 +168,7 @@ def test_sample_of_twelve_unit_months_writes_fast(tmp_path):
     started = time.perf_counter()
     count = sample.write(tmp_path, 2025, 2025, units=4000, unit_months=12, seed=2016)
     seconds = time.perf_counter() - started
-    assert count == 1 + 24 + 12
+    assert count == 24 + 12  # the exports only (the README beside the folder is no delivery)
     sizes = [p.stat().st_size for p in (tmp_path / "ehealth").glob("webbtidbok_enheter_*.csv")]
     assert len(sizes) == 12 and min(sizes) > 5_000_000  # ~120 000 lines each
     print(f"\nsample: 12 unit months x 4000 units written in {seconds:.1f} s")

@@ -256,9 +256,9 @@ def test_every_figure_in_the_summary_is_what_its_linked_query_returns(built):
     assert "sql-06" in page.ids
     entry = built["html"][built["html"].index("id='sql-06'"):]
     assert "sql/06_summary_counts.sql" in entry[:200]
-    assert ".venv/bin/duckdb warehouse/followup.duckdb &lt; sql/06_summary_counts.sql" in entry[:800]
+    assert ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb &lt; sql/06_summary_counts.sql" in entry[:800]
     header = _sql("06_summary_counts.sql")
-    assert header.startswith("-- Question") and "-- Run: .venv/bin/duckdb warehouse/followup.duckdb < sql/06" in header
+    assert header.startswith("-- Question") and "-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/06" in header
 
 
 def test_the_summary_agrees_with_the_programme_tables_of_the_same_report(built):

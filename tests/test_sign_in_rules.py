@@ -39,7 +39,9 @@ def test_who_may_answer(username, roles, may):
     assert sign_in.may_respond(ids, username, roles) is may
 
 
-@pytest.mark.parametrize("typed", ["sven", "Sven", " sven", "SVEN  ", "\tsven"])
+# The look-alikes a reviewer signed in with: the directory folds them to sven (long s, fullwidth, NBSP).
+@pytest.mark.parametrize("typed", ["sven", "Sven", " sven", "SVEN  ", "\tsven", "\u017fven", "\uff53\uff56\uff45\uff4e",
+                                   "\uff33ven", "sven\u00a0", "SvEn\n"])
 def test_the_one_who_asked_is_refused_however_the_name_is_typed(typed):
     ids = {a["id"] for a in sign_in.approval_assignees(" Sven")}
     assert ids == {"role:Steward", "not:sven"}

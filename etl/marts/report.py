@@ -402,7 +402,7 @@ def _figure(png: str, alt: str, caption: str) -> str:
 UNKNOWN_TEXT = "uppgift saknas"  # every unknown cell of the per-region tables: never 0, "Nej" or a blank
 MONEY_QUERY = "sql/07_grant_and_spend_per_inhabitant.sql"
 # The run command of the sql/ headers: from the project folder after `make demo`.
-RUN_QUERY = ".venv/bin/duckdb warehouse/followup.duckdb < {query}"
+RUN_QUERY = ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb < {query}"
 
 
 @dataclass(frozen=True)

@@ -22,26 +22,45 @@ from etl.sources import ehealth_exports
 
 
 def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
-    """Record a person's decision on ``blocked`` (:func:`etl.approvals.record`); on approval publish the file now.
+    """Record a person's decision on ``blocked`` (:func:`record_decision`); on approval publish the file now
+    (:func:`publish_decision`). Returns (the decision, the run's report or None after a rejection).
 
-    Returns (the decision, the run's report or None after a rejection).
-    Everything the decision needs is checked before it is recorded — the
-    reason (:func:`etl.approvals.who_and_why`) and, for an approval, that publishing the
-    file now can happen (:func:`check_publishable`) — so a refused decision
-    leaves no load-log row. After recording, a publish that fails (the
-    store unreachable) says so: the approval stands and the pipeline's next
-    run publishes the file. Raises :class:`BadInput` when an approval
-    published nothing all the same (a newer file replaced it in between),
-    so nobody believes an approval did what it did not. Another file the
-    run finds blocked does not fail a decision whose file published: the
-    returned report's message names it.
+    For ``python -m etl approve FILE``; the Airflow DAG records in its
+    ``decide`` task and publishes in the next, so each is its own try.
+    """
+    decision = record_decision(settings, blocked, approve, by, reason)
+    return decision, publish_decision(settings, blocked, decision)
+
+
+def record_decision(
+    settings, blocked: Blocked, approve: bool, by: str, reason: str, batch_id: str | None = None
+) -> approvals.Decision:
+    """Check what the decision needs, then write it (:func:`etl.approvals.record`); returns it.
+
+    Everything is checked before anything is recorded — the reason
+    (:func:`etl.approvals.who_and_why`) and, for an approval, that publishing
+    the file now can happen (:func:`check_publishable`) — so a refused
+    decision leaves no load-log row. Raises :class:`BadInput` naming what
+    is wrong.
     """
     approvals.who_and_why(blocked, by, reason)
     if approve:
         check_publishable(settings, blocked)
-    decision = approvals.record(settings.warehouse_uri, blocked, approve, by, reason)
-    if not approve:
-        return decision, None
+    return approvals.record(settings.warehouse_uri, blocked, approve, by, reason, batch_id)
+
+
+def publish_decision(settings, blocked: Blocked, decision: approvals.Decision) -> RunReport | None:
+    """Publish ``blocked`` now when ``decision`` approves it; returns the run's report (None after a rejection).
+
+    A publish that fails (the store unreachable) says so: the approval
+    stands and the pipeline's next run publishes the file. Raises
+    :class:`BadInput` when an approval published nothing all the same (a
+    newer file replaced it in between), so nobody believes an approval did
+    what it did not. Another file the run finds blocked does not fail a
+    decision whose file published: the returned report's message names it.
+    """
+    if not decision.approved:
+        return None
     still_blocked = None
     try:
         report = publish_approved(settings, blocked)
@@ -63,7 +82,7 @@ def decide(settings, blocked: Blocked, approve: bool, by: str, reason: str):
         # The approved file did publish; other files the run found blocked stay blocked, each with its
         # own load-log row and hint, and must not make this approval look failed.
         report = RunReport(blocked.pipeline, "", messages=[f"{blocked.name} published; still blocked: {still_blocked}"])
-    return decision, report
+    return report
 
 
 def check_publishable(settings, blocked: Blocked) -> None:

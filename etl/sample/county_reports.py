@@ -168,9 +168,13 @@ def _region_spelling(rng: random.Random, code: str, year: int) -> object:
     return rng.choice((region.region_name, region.region_name, region.county_name, code, f"SE-{code}", f"00{code}"))
 
 
-def _grant_text(rng: random.Random, amount: int) -> tuple[object, int]:
-    """How a sender writes the grant, and the kronor that text means."""
-    style = rng.choice(("mnkr", "tkr", "kr", "number", "dots"))
+def _grant_text(rng: random.Random, amount: int, code: str = "") -> tuple[object, int]:
+    """How a sender writes the grant, and the kronor that text means.
+
+    A region's finance office writes it the same way every year (the style is the region's), so a
+    grant that did not change does not seem to change by its rounding.
+    """
+    style = random.Random(f"grant-style/{code}").choice(("mnkr", "tkr", "kr", "number", "dots"))
     text: object
     if style == "mnkr":
         text = swedish.format_amount(amount, "mnkr")
@@ -276,10 +280,27 @@ def service_status(history: tuple[dt.date, dt.date, dt.date], year: int) -> tupl
     return ("planned" if planned <= end else "not_started"), None
 
 
+def offer_since(seed: int, code: str, key: str) -> int | None:
+    """The year region ``code`` starts to offer the programme ``key`` (a JSON key), or None: not by 2027.
+
+    A programme once offered stays offered, so the yearly counts grow the way such offers spread (a
+    quarter of the regions had one before the agreement), instead of flipping from year to year.
+    """
+    rng = random.Random(f"{seed}/{code}/{key}")
+    drawn = rng.random()
+    if drawn < 0.25:
+        return FIRST_YEAR - 1
+    if drawn < 0.85:
+        return rng.randint(FIRST_YEAR, 2027)
+    return None
+
+
 def build_report(rng: random.Random, code: str, year: int, grant: int, *, seed: int = 2016) -> dict:
     """One report's content, in canonical values (formatting comes later); ``seed`` picks the service histories."""
     spend_share = rng.uniform(0.88, 1.0)
-    weights = [rng.uniform(0.2, 1.0) for _ in range(3)]
+    # The region's own split of the money over the three areas, drifting a little from year to year.
+    base = random.Random(f"{seed}/{code}/spend")
+    weights = [base.uniform(0.3, 1.0) * rng.uniform(0.9, 1.1) for _ in range(3)]
     total = int(grant * spend_share)
     spend = [int(total * w / sum(weights)) for w in weights]
     progress = min(3, max(0, year - FIRST_YEAR))
@@ -312,10 +333,15 @@ def build_report(rng: random.Random, code: str, year: int, grant: int, *, seed: 
         "report_year": year,
         "grant_sek": grant,
         "spend": spend,
-        "earmarked": rng.choice((True, False, None)),
-        # One value per offer the template declares (json key → True/False/None).
+        # The region's practice, kept from year to year; some years a question is left unanswered.
+        "earmarked": random.Random(f"{seed}/{code}/earmarked").random() < 0.55 if rng.random() > 0.15 else None,
+        # One value per offer the template declares (json key → True/False/None): offered from the year the
+        # region started (offer_since), and kept.
         "offers": {
-            f.json_key: rng.random() < 0.3 + 0.15 * progress if rng.random() > 0.1 else None for f in tpl.OFFER_FIELDS
+            f.json_key: (since := offer_since(seed, code, f.json_key)) is not None and year >= since
+            if rng.random() > 0.1
+            else None
+            for f in tpl.OFFER_FIELDS
         },
         "contact": _contact(rng, code),
         "initiatives": initiatives,
@@ -338,7 +364,7 @@ def _nested(values: dict[str, object]) -> dict[str, object]:
 
 
 def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
-    grant_text, grant = _grant_text(rng, report["grant_sek"])
+    grant_text, grant = _grant_text(rng, report["grant_sek"], report["region_code"])
     spend_texts = [_spend_text(rng, s)[0] for s in _fit(report["spend"], grant)]
     english = rng.random() < 0.4
     document = {
@@ -377,7 +403,7 @@ def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
 def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
     from openpyxl import Workbook
 
-    grant_text, grant = _grant_text(rng, report["grant_sek"])
+    grant_text, grant = _grant_text(rng, report["grant_sek"], report["region_code"])
     spend_texts = [_spend_text(rng, s)[0] for s in _fit(report["spend"], grant)]
     values = {
         "region": _region_spelling(rng, report["region_code"], year),
@@ -461,7 +487,9 @@ def _submitted(rng: random.Random, year: int) -> dt.datetime:
 
 
 def write(out: Path, first_year: int, last_year: int, *, units: int = 0, unit_months: int = 0, seed: int = 2016) -> int:
-    """Write the sample reports under ``<out>/county_reports/``; returns the number of files written."""
+    """Write the sample reports under ``<out>/county_reports/``; returns the number of reports written there.
+
+    (Its README and ``sample-defects.json`` go beside the folder and are not counted: they are no deliveries.)"""
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     years = list(range(max(first_year, FIRST_YEAR), last_year + 1))
@@ -503,4 +531,4 @@ def write(out: Path, first_year: int, last_year: int, *, units: int = 0, unit_mo
     # Beside it, what the sample got wrong on purpose: the demo names these, so no one takes them for bad data.
     manifest = {"synthetic": True, "seed": seed, "defects": defects}
     (folder.parent / DEFECTS_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    return written + 2
+    return written

@@ -590,7 +590,8 @@ def write_month(
 def write(
     out: Path, first_year: int, last_year: int, *, units: int = 4000, unit_months: int = 12, seed: int = 2016
 ) -> int:
-    """Write every month first_year-01 … last_year-12 under ``<out>/ehealth/``; returns the number of files."""
+    """Write every month first_year-01 … last_year-12 under ``<out>/ehealth/``; returns the number of exports
+    written there (the README beside the folder is not counted: it is no delivery)."""
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     # Beside the folder, not in it: every file in landing/ehealth/ is taken as a delivery.
@@ -598,7 +599,7 @@ def write(
     months = [dt.date(y, m, 1) for y in range(first_year, last_year + 1) for m in range(1, 13)]
     unit_set = make_units(units, seed) if units > 0 and unit_months > 0 else None
     with_units = set(months[-unit_months:]) if unit_months > 0 else set()
-    count = 1
+    count = 0
     for month in months:
         count += len(
             write_month(folder, month, seed=seed, units=unit_set, last=months[-1], unit_file=month in with_units)
