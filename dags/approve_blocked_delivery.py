@@ -143,8 +143,8 @@ def approve_blocked_delivery():
         body=(
             # The file name and the block line carry text a sender wrote: shown as an indented code block (one
             # line each), never as Markdown that could turn into a link or an image in the approval form.
+            # The block line names the file first ("<file>: blocked, …"): shown once.
             "A delivery of {{ " + FOUND + "['pipeline'] }} was blocked:\n\n"
-            "    {{ " + FOUND + "['name'] | replace('\\n', ' ') }}\n"
             "    {{ " + FOUND + "['message'] | replace('\\n', ' ') }}\n\n"
             "*Approve* publishes it as it is: its quarantined lines stay in quarantine and the rows the block "
             "names are removed from the published tables. *Reject* keeps the block until a new file "

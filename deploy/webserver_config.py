@@ -45,7 +45,9 @@ AUTH_TYPE = AUTH_LDAP
 AUTH_LDAP_SERVER = os.environ["ETL_LDAP_URL"]
 AUTH_LDAP_USE_TLS = False  # STARTTLS; prefer an ldaps:// URL
 AUTH_LDAP_BIND_USER = os.environ["ETL_LDAP_BIND_DN"]
-AUTH_LDAP_BIND_PASSWORD = os.environ["ETL_LDAP_BIND_PASSWORD"]
+# Only the API server signs people in and has the password (docker-compose.yml); other components load this
+# file for FAB's roles and permissions and never bind.
+AUTH_LDAP_BIND_PASSWORD = os.environ.get("ETL_LDAP_BIND_PASSWORD", "")
 AUTH_LDAP_SEARCH = os.environ["ETL_LDAP_USER_BASE"]
 AUTH_LDAP_UID_FIELD = os.environ.get("ETL_LDAP_UID_FIELD", "uid")
 AUTH_LDAP_FIRSTNAME_FIELD = "givenName"

@@ -244,7 +244,7 @@ def cmd_run(args) -> int:
         )
         raise ConfigError(f"run {args.pipeline}: {flags} not taken here (options: {takes})")
     failed: list[str] = []
-    arriving = 0  # files still being written that a pipeline would judge: not judged by this run
+    arriving: list[str] = []  # per pipeline, the files still being written it would judge: not judged now
     for name in names:
         module = pipelines.get(name)
         started = time.monotonic()
@@ -264,8 +264,9 @@ def cmd_run(args) -> int:
             say(line)
         say(f"{name}: {report.outcome} in {time.monotonic() - started:.1f} s (batch {report.batch_id})")
         if report.arriving:
-            arriving += len(report.arriving)
-            say(_arriving_line(name, report), err=True)
+            arriving.append(_arriving_line(name, report))
+    for line in arriving:  # last on stderr, after every pipeline's own lines (the README's promise)
+        say(line, err=True)
     if failed:
         raise EtlError(f"{len(failed)} of {len(names)} pipelines failed: {', '.join(failed)} (reasons above)")
     return EXIT_ARRIVING if arriving else 0

@@ -52,11 +52,14 @@ def render(warehouse_uri: str, last: int = 10) -> str:
     for row in log[-last:]:
         # A row about a delivery as a whole (blocked, approved, rejected) names its file instead of a table.
         what = row["table_name"] or (shown_name(row["source_files"][0]) if row["source_files"] else "-")
-        lines.append(
+        line = (
             f"  {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['pipeline']:<17} {what:<26} "
             f"{row['outcome']:<11} in={row['rows_in']} loaded={row['rows_loaded']} "
             f"quarantined={row['rows_quarantined']} validation={row['validation']}"
         )
+        if row["outcome"] in approvals.DECISIONS and row["message"]:
+            line += f"  ({row['message']})"  # who decided and why (masked when it was recorded)
+        lines.append(line)
     blocked = approvals.blocked_in(log)  # the load log read above, oldest first
     lines += ["", f"blocked now: {len(blocked)}"]
     for b in blocked:

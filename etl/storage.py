@@ -17,7 +17,7 @@ import stat
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -539,6 +539,101 @@ def _write_hash_cache(uri: str, files: dict[str, dict]) -> None:
         log.warning("could not write landing hash cache %s: %s", uri, describe(exc))
 
 
+def _refusal(info: dict, name: str, prefix: str, suffixes: tuple[str, ...]) -> tuple[str, bool] | None:
+    """Why a listed entry of ``<prefix>/`` is no delivery, or None when it is one.
+
+    Returns (the line naming it and the rule, whether it is refused even by
+    a listing that collects no ``skipped`` list): a link, a hard link or a
+    name that could escape its folder always; the rest only when collected.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are no UTF-8 (a Latin-1 name from a Windows share or a zip)
+        return f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character set?); rename it", False
+    if info.get("islink") or info.get("type") == "link":
+        # Whatever it points at (a file, a folder, nothing, landing itself): never followed, never read.
+        return link_refusal(name), True
+    if info.get("type") == "directory":
+        return f"{name!r} is a folder: deliveries are files directly under {prefix}/", False
+    if not name.lower().endswith(suffixes):
+        return f"{name!r}: not a file type this folder takes (accepted: {', '.join(suffixes)})", False
+    if info.get("type") != "file":  # a pipe, a socket, a device
+        return f"{name!r}: not a regular file: landing takes regular files only", False
+    if int(info.get("nlink") or 1) > 1:
+        # A hard link is a second name of a file that may live anywhere on the disk (/etc/passwd):
+        # as much a way out of landing as a symbolic link, and as unread.
+        return hardlink_refusal(name), True
+    if one_line(name) != name:
+        # A newline or a terminal escape in a name would split or recolour every line that names it.
+        return f"{name!r}: the file name holds control characters (a line break, an escape); rename it", False
+    try:
+        safe_name(name)
+    except BadInput as exc:
+        return str(exc), True
+    return None
+
+
+def _landing_entries(landing_uri: str, prefix: str, skipped: list[str] | None) -> tuple[Any, str, list[dict]]:
+    """(filesystem, where files are opened from, the entries of ``<landing>/<prefix>/``) for :func:`list_landed`.
+
+    Raises as :func:`list_landed` says for a missing root, a wrong bucket or
+    an unreachable store; a missing prefix is no delivery yet (no entries),
+    and a prefix that is a link is refused (named in ``skipped``, else raised).
+    """
+    fs, root = filesystem(join(landing_uri, prefix))
+    opened_from = landing_uri  # where files are opened: locally the landing root's real path (see link_refusal)
+    try:
+        if is_local(fs) and not fs.exists(filesystem(landing_uri)[1]):
+            # A missing landing root is an unmounted volume or a wrong setting: say so, don't
+            # report "nothing new" every day. (A missing <prefix>/ is just no delivery yet; object
+            # stores have no folders, so there an absent prefix always reads as empty.)
+            raise SourceUnavailable(
+                f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)"
+            )
+        if is_local(fs):
+            # The root may be a link or a mount (resolved once, here); nothing under it may be a link.
+            opened_from = os.path.realpath(filesystem(landing_uri)[1])
+            root = join(opened_from, prefix)
+            linked = _linked_folder(opened_from, prefix)
+            if linked is not None:
+                refusal = (
+                    f"{linked!r} is a symbolic link: landing takes regular files in real folders only; "
+                    "copy the files in"
+                )
+                if skipped is None:
+                    raise BadInput(refusal)
+                skipped.append(refusal)
+                return fs, opened_from, []
+        if is_local(fs) and not fs.exists(root):
+            return fs, opened_from, []
+        # Elsewhere ls itself answers: a missing prefix is FileNotFoundError (no delivery yet), while a
+        # store that cannot be reached raises another error (exists() would hide it as "absent").
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        if _is_http(fs) and not fs.exists(filesystem(landing_uri)[1].rstrip("/") + "/"):
+            # A web server has folders: a landing root it does not know is a wrong URI, not "no delivery yet".
+            raise SourceUnavailable(
+                f"landing storage: {redact_uri(landing_uri)} does not exist on the server (a wrong landing URI?)"
+            ) from None
+        if not is_local(fs) and not _is_http(fs):
+            # An object store has buckets: an absent prefix is "no delivery yet", an absent bucket (or an
+            # endpoint that is no object store at all) a wrong setting, not "nothing new" every day.
+            bucket = root.split("/", 1)[0]
+            try:
+                fs.ls(bucket, detail=False)
+            except FileNotFoundError:
+                raise ConfigError(
+                    f"landing storage: bucket {bucket!r} of {redact_uri(landing_uri)} does not exist "
+                    "(a wrong landing URI or AWS_ENDPOINT_URL?)"
+                ) from None
+            except OSError as exc:
+                raise unreadable_error(join(landing_uri, prefix), exc) from None
+        return fs, opened_from, []
+    except OSError as exc:
+        raise unreadable_error(join(landing_uri, prefix), exc) from None
+    return fs, opened_from, entries
+
+
 def list_landed(
     landing_uri: str,
     prefix: str,
@@ -588,57 +683,7 @@ def list_landed(
     place with the same size *and* its old modification time restored would
     be missed; deliveries do not do that.)
     """
-    fs, root = filesystem(join(landing_uri, prefix))
-    opened_from = landing_uri  # where files are opened: locally the landing root's real path (see link_refusal)
-    try:
-        if is_local(fs) and not fs.exists(filesystem(landing_uri)[1]):
-            # A missing landing root is an unmounted volume or a wrong setting: say so, don't
-            # report "nothing new" every day. (A missing <prefix>/ is just no delivery yet; object
-            # stores have no folders, so there an absent prefix always reads as empty.)
-            raise SourceUnavailable(
-                f"landing storage: {redact_uri(landing_uri)} does not exist (unmounted, or a wrong landing URI?)"
-            )
-        if is_local(fs):
-            # The root may be a link or a mount (resolved once, here); nothing under it may be a link.
-            opened_from = os.path.realpath(filesystem(landing_uri)[1])
-            root = join(opened_from, prefix)
-            linked = _linked_folder(opened_from, prefix)
-            if linked is not None:
-                refusal = (
-                    f"{linked!r} is a symbolic link: landing takes regular files in real folders only; "
-                    "copy the files in"
-                )
-                if skipped is None:
-                    raise BadInput(refusal)
-                skipped.append(refusal)
-                return []
-        if is_local(fs) and not fs.exists(root):
-            return []
-        # Elsewhere ls itself answers: a missing prefix is FileNotFoundError (no delivery yet), while a
-        # store that cannot be reached raises another error (exists() would hide it as "absent").
-        entries = fs.ls(root, detail=True)
-    except FileNotFoundError:
-        if _is_http(fs) and not fs.exists(filesystem(landing_uri)[1].rstrip("/") + "/"):
-            # A web server has folders: a landing root it does not know is a wrong URI, not "no delivery yet".
-            raise SourceUnavailable(
-                f"landing storage: {redact_uri(landing_uri)} does not exist on the server (a wrong landing URI?)"
-            ) from None
-        if not is_local(fs) and not _is_http(fs):
-            # An object store has buckets: an absent prefix is "no delivery yet", an absent bucket (or an
-            # endpoint that is no object store at all) a wrong setting, not "nothing new" every day.
-            bucket = root.split("/", 1)[0]
-            try:
-                fs.ls(bucket, detail=False)
-            except FileNotFoundError:
-                raise ConfigError(
-                    f"landing storage: bucket {bucket!r} of {redact_uri(landing_uri)} does not exist "
-                    "(a wrong landing URI or AWS_ENDPOINT_URL?)"
-                ) from None
-            except OSError as exc:
-                raise unreadable_error(join(landing_uri, prefix), exc) from None
-        return []
-    except OSError as exc:
-        raise unreadable_error(join(landing_uri, prefix), exc) from None
+    fs, opened_from, entries = _landing_entries(landing_uri, prefix, skipped)
     cached = _read_hash_cache(hash_cache) if hash_cache else {}
     remembered: dict[str, dict] = {}
     found: list[LandedFile] = []
@@ -648,50 +693,14 @@ def list_landed(
         name = unicodedata.normalize("NFC", stored_name)
         if name.startswith("."):
             continue
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:  # bytes that are no UTF-8 (a Latin-1 name from a Windows share or a zip)
-            if skipped is not None:
-                skipped.append(
-                    f"{ascii(name)}: the file name is not valid UTF-8 (saved with another character set?); rename it"
-                )
-            continue
-        if info.get("islink") or info.get("type") == "link":
-            # Whatever it points at (a file, a folder, nothing, landing itself): never followed, never read.
+        refused = _refusal(info, name, prefix, suffixes)
+        if refused is not None:
+            line, always = refused
             if skipped is None:
-                raise BadInput(link_refusal(name))
-            skipped.append(link_refusal(name))
-            continue
-        if info.get("type") == "directory":
-            if skipped is not None:
-                skipped.append(f"{name!r} is a folder: deliveries are files directly under {prefix}/")
-            continue
-        if not name.lower().endswith(suffixes):
-            if skipped is not None:
-                skipped.append(f"{name!r}: not a file type this folder takes (accepted: {', '.join(suffixes)})")
-            continue
-        if info.get("type") != "file":  # a pipe, a socket, a device
-            if skipped is not None:
-                skipped.append(f"{name!r}: not a regular file: landing takes regular files only")
-            continue
-        if int(info.get("nlink") or 1) > 1:
-            # A hard link is a second name of a file that may live anywhere on the disk (/etc/passwd):
-            # as much a way out of landing as a symbolic link, and as unread.
-            if skipped is None:
-                raise BadInput(hardlink_refusal(name))
-            skipped.append(hardlink_refusal(name))
-            continue
-        if one_line(name) != name:
-            # A newline or a terminal escape in a name would split or recolour every line that names it.
-            if skipped is not None:
-                skipped.append(f"{name!r}: the file name holds control characters (a line break, an escape); rename it")
-            continue
-        try:
-            safe_name(name)
-        except BadInput as exc:
-            if skipped is None:
-                raise
-            skipped.append(str(exc))
+                if always:  # a link or an unsafe name is refused even where nobody collects the rest
+                    raise BadInput(line)
+                continue
+            skipped.append(line)
             continue
         stamp = _content_stamp(info)
         known = cached.get(name) or {}

@@ -33,6 +33,10 @@ for name, default in (("WORKER_LOG_SERVER_PORT", 8793), ("TRIGGER_LOG_SERVER_POR
 PY
 )" || exit 1
 for assignment in ${ports}; do export "${assignment?}"; done
+# Task processes reach the API server at the port it really has (Airflow's default names 8080): on another
+# port every task would fail to start, or talk to whatever answers 8080.
+if [ "${AIRFLOW__API__HOST}" = "0.0.0.0" ]; then api_host=127.0.0.1; else api_host="${AIRFLOW__API__HOST}"; fi
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://${api_host}:${AIRFLOW__API__PORT}/execution/}"
 if [ ! -f "${ETL_LANDING_URI}/.sample-args" ]; then
   .venv/bin/python -m etl sample --out "${ETL_LANDING_URI}"
   echo "--years 2016-2025 --units 4000 --unit-months 12" > "${ETL_LANDING_URI}/.sample-args"
@@ -41,7 +45,8 @@ fi
 .venv/bin/airflow pools set etl_warehouse_writer 1 "one writer per warehouse" >/dev/null
 # Every Variable the docs name (README, docs/, the DAG docs; tests/test_unpause_all.py checks), in the
 # metadata database so that it shows, with what it does, and can be changed in Admin → Variables; an
-# existing value is kept. (Environment AIRFLOW_VAR_* would hide UI edits.) One import, not a CLI call each.
+# existing value is kept, except landing and warehouse (below). (Environment AIRFLOW_VAR_* would hide UI
+# edits.) One import, not a CLI call each.
 vars_dir="$(mktemp -d)"
 .venv/bin/python - "${vars_dir}/variables.json" <<'PY'
 import json, os, sys
@@ -58,10 +63,18 @@ with open(sys.argv[1], "w") as out:
     json.dump({key: {"value": value, "description": text} for key, (value, text) in variables.items()}, out)
 PY
 .venv/bin/airflow variables import --action-on-existing-key skip "${vars_dir}/variables.json" >/dev/null
+# Landing and warehouse follow this start's environment (ETL_LANDING_URI, ETL_WAREHOUSE_URI), which the
+# DAGs' Assets are named from: a Variable kept from an earlier start with another warehouse would publish
+# there while the Asset events named this one.
+.venv/bin/airflow variables set --description "Where the pipelines read deliveries (a folder or any fsspec URL)." \
+  etl_landing_uri "${ETL_LANDING_URI}" >/dev/null
+.venv/bin/airflow variables set --description "Where the pipelines publish the tables (a folder or s3://…)." \
+  etl_warehouse_uri "${ETL_WAREHOUSE_URI}" >/dev/null
 rm -rf "${vars_dir}"
 cat <<MSG
 
-Airflow is starting at http://${AIRFLOW__API__HOST}:${AIRFLOW__API__PORT}
+Airflow is starting at http://${api_host}:${AIRFLOW__API__PORT}
+Landing ${ETL_LANDING_URI}, warehouse ${ETL_WAREHOUSE_URI} (Variables etl_landing_uri, etl_warehouse_uri)
 Log in as user 'admin'; the password is generated on first start and stored in
   ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
 (A laptop's sign-in: one admin, no roles. Production signs in through the agency's directory

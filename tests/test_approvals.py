@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -298,6 +299,8 @@ def test_status_names_what_is_blocked_now_and_who_approved_it(settings, warehous
     assert "\nblocked now: 0\n" in text
     approved = [line for line in text.splitlines() if " approved " in line]
     assert len(approved) == 1 and "journalen_2017-03.csv" in approved[0]
+    # Who and why, as the README says the status shows them (found by a reviewer: it showed only "approved").
+    assert re.search(r"\(approved by \S+: Gotland did not report in March\)$", approved[0]), approved[0]
 
 
 def test_an_approved_file_stays_released_while_its_month_is_judged_again(settings, landing, warehouse):

@@ -144,6 +144,23 @@ def test_the_cli_exits_3_naming_the_files_not_judged_and_when_to_run_again(tmp_p
     assert "01" in _regions(warehouse)
 
 
+def test_run_all_ends_stderr_with_the_files_not_judged_after_every_pipeline_ran(tmp_path):
+    """Found by a reviewer: with `run all` the "still arriving" line came before the later pipelines' lines."""
+    from etl.sample import reference
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    still = _county_landing(landing)
+    reference.write(landing, 2019, 2019, units=1, unit_months=0, seed=1)
+    os.utime(still)  # written just now
+    out = subprocess.run([sys.executable, "-m", "etl", "run", "all", "--offline-snapshot", "--landing", str(landing),
+                          "--warehouse", str(warehouse)], env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "60"},
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"county-reports: 1 file(s) still arriving, not judged: '{still.name}'"), last
+    assert "running followup" in out.stderr  # it ran, before the line
+
+
 # --------------------------------------------------------------------------- the pieces
 
 

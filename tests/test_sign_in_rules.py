@@ -86,6 +86,10 @@ def test_compose_switches_to_the_directory_sign_in_from_env():
                  "ETL_LDAP_GROUP_ANALYSTS", "ETL_LDAP_GROUP_ENGINEERS", "ETL_LDAP_GROUP_STEWARDS",
                  "ETL_LDAP_GROUP_ADMINS"):
         assert name in api and api[name] is None, name  # passed on from .env, never a value in the file
+    # Found by a reviewer: the bind password reached the workers, which run DAG code. The API server only.
+    for service, spec in compose["services"].items():
+        if service != "airflow-apiserver" and isinstance(spec.get("environment"), dict):
+            assert "ETL_LDAP_BIND_PASSWORD" not in spec["environment"], service
     # Unset, a trial's simple auth manager.
     del env["AIRFLOW_AUTH_MANAGER"]
     api = load_compose(env)["services"]["airflow-apiserver"]["environment"]

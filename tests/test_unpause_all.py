@@ -82,8 +82,9 @@ class MakeAirflow:
         self.env = {key: value for key, value in os.environ.items()
                     if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH", "MAKE", "MFLAGS"))}
         self.env.update({
+            # Another port, as the README types it: the script points the tasks at it (a reviewer found every
+            # task failing when only the UI moved), so this test sets no execution API URL of its own.
             "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         })
@@ -94,7 +95,13 @@ class MakeAirflow:
             f"ETL_LANDING_URI={self.landing}",
             f"ETL_WAREHOUSE_URI={self.warehouse}",
         ]
-        self.api: httpx.Client | None = None
+        self._api: httpx.Client | None = None
+
+    @property
+    def api(self) -> httpx.Client:
+        """The REST API client, signed in as admin (by ``login``)."""
+        assert self._api is not None, "login() first"
+        return self._api
 
     def write_sample(self) -> float:
         started = time.monotonic()
@@ -124,7 +131,7 @@ class MakeAirflow:
         token = client.post("/auth/token", json={"username": "admin", "password": password})
         assert token.status_code == 201, token.text
         client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        self.api = client
+        self._api = client
         return client
 
     def get(self, path: str, **params) -> dict:
@@ -133,8 +140,8 @@ class MakeAirflow:
         return response.json()
 
     def stop(self) -> None:
-        if self.api is not None:
-            self.api.close()
+        if self._api is not None:
+            self._api.close()
         self.groups.stop()
 
 
