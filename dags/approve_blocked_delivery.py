@@ -83,6 +83,7 @@ PUBLISHES = [
 )
 def approve_blocked_delivery():
     @task(pool="default_pool")
+    # Size: a TaskFlow DAG holds its tasks' definitions; each task is short and reads on its own.
     def find_blocked_delivery() -> dict:
         """The blocked delivery named by the Param, or a one-line failure naming what is blocked now."""
         from etl import approvals

@@ -90,6 +90,7 @@ def _version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     # The console script `etl` (pyproject.toml) and `python -m etl` are the same program.
+    # Size: one argparse declaration per command and option, read top to bottom; no logic.
     prog = "etl" if Path(sys.argv[0]).name == "etl" else "python -m etl"
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")

@@ -300,6 +300,8 @@ def _key_columns(table: str) -> tuple[str, ...]:
 
 def _failing_rows(table: str, results: list[dict], frame) -> str:
     """Rows that failed a row-level expectation: where they came from, their key columns, values and reasons."""
+    # Size: one HTML table: which columns name a row, the rows looked up by id, masked; split, the row-id
+    # bookkeeping would travel between the parts.
     reasons: dict[int, list[str]] = {}
     failing: list[list] = []
     checked: dict[str, None] = {}
@@ -514,6 +516,9 @@ def _update_table_docs(fs, root: str, table: str, new: dict[str, dict]) -> dict 
     pages from GX's renderer) or a broken one go through the whole folder instead: every page
     listed there gets its entry, which also takes back one lost to a concurrent writer.
     """
+    # Size: reads the month's entries, takes in pages written concurrently and rewrites the month page, the
+    # table index and the summary in one pass, so each file is written once per batch. The next to split
+    # (entries, recovery, pages).
     folder = posixpath.join(root, table)
     shard_folder = posixpath.join(folder, "_entries")
     summary = _read_json(fs, posixpath.join(folder, "_summary.json"))

@@ -116,6 +116,8 @@ def settings_from_airflow(conf: dict | None = None, accepted: frozenset[str] | s
     territory (Variables, Connections), never something whoever may trigger
     a run can redirect.
     """
+    # Size: one precedence rule per setting (run conf, Variable, environment), spelled out so each can be
+    # read.
     from airflow.sdk import Variable
 
     from etl.errors import ConfigError

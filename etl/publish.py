@@ -586,6 +586,8 @@ def publish(
     Raises :class:`AccountingError` (and publishes nothing) when rows in !=
     rows loaded + rows quarantined.
     """
+    # Size: the commit protocol step by step (read, compare, check, write, log); split, the order atomicity
+    # depends on would be hidden.
     import pandas as pd
 
     started = utcnow()

@@ -331,6 +331,7 @@ def deliveries(
     rows the file has in the current version and in quarantine (read from
     the tables: exact per file, where a load-log row counts a whole batch).
     """
+    # Size: one page of the data-quality UI, its rows and filters in the order shown.
     log_rows = load_log_rows(warehouse_uri) if log_rows is None else log_rows
     found: dict[str, dict] = {}
     decisions = approvals.latest_decisions(log_rows)  # SHA-256 → the latest approval or rejection
@@ -525,6 +526,8 @@ def ehealth_months(
     Landing is listed once (names, sizes, times: nothing is read or hashed);
     a changed file is told from the hashes the last run remembered.
     """
+    # Size: the month grid of every export kind: expected, arrived, blocked, overdue per cell, in one pass
+    # over the load log.
     from etl.deliveries import DeliveryRecord
     from etl.errors import BadInput
     from etl.pipelines import ehealth_adoption as eh
@@ -553,6 +556,7 @@ def ehealth_months(
             history.setdefault(eh.delivery_id(name.kind, name.period), []).append((row, sha))
 
     def one(kind: str, period: str, expected: bool) -> dict:
+        # Size: one cell of the month grid: each state it can be in, in order of precedence.
         did = eh.delivery_id(kind, period)
         files = landed.get((kind, period), [])
         rows = history.get(did, [])

@@ -683,6 +683,7 @@ def list_landed(
     place with the same size *and* its old modification time restored would
     be missed; deliveries do not do that.)
     """
+    # Size: listing, the settle check and the remembered hashes per entry; what an entry may be is _refusal.
     fs, opened_from, entries = _landing_entries(landing_uri, prefix, skipped)
     cached = _read_hash_cache(hash_cache) if hash_cache else {}
     remembered: dict[str, dict] = {}

@@ -291,6 +291,7 @@ def notes_rows(
     stores: the creation date as a date, each table's times as date-times
     in columns of their own and its version as a number.
     """
+    # Size: the workbook's notes sheet line by line: text, not logic.
     origin = (
         "Underlaget är SYNTETISKA EXEMPELDATA (.venv/bin/python -m etl sample): påhittade siffror i rätt format, "
         "inte regionernas verkliga uppgifter."
@@ -359,6 +360,7 @@ def notes_rows(
 def build_workbook(
     region_year, national_year, vintage: list[dict], synthetic: bool, today: dt.date, footnotes: Sequence[str] = ()
 ) -> bytes:
+    # Size: the sheets one after another in the order analysts read them.
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 

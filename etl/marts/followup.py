@@ -265,6 +265,8 @@ def build_region_year(sources: dict[str, pd.DataFrame], years: list[int]):
 
 
 def build_national_year(sources: dict[str, pd.DataFrame], region_year: pd.DataFrame, years: list[int]):
+    # Size: the national column families one after another (money, counts, adoption), in the mart's column
+    # order.
     regions_total = len(sources["dim_region"])
     grid = pd.DataFrame({"year": years}, dtype="int64")
     by_year = region_year.groupby("year", sort=True)

@@ -121,6 +121,7 @@ def _monthly_gaps(series, months):
 
 def chart_adoption(monthly, names: dict[str, str]) -> str:
     """Small multiples: journal unique users per 1 000 inhabitants per month, each region against the country."""
+    # Size: one SVG chart: scales, axes, lines and labels, drawn in order.
     import pandas as pd
 
     title = "Journalen via nätet: unika användare per 1 000 invånare, per månad"
@@ -762,6 +763,7 @@ def render(
     table's version and times; ``footnotes`` name deliveries published on
     approval although blocked.
     """
+    # Size: the report's sections in reading order.
     names = dict(zip(region_year["region_code"], region_year["region_name"], strict=True))
     year = _latest_report_year(national_year)
     notes = notes_rows(vintage, synthetic, today)

@@ -243,6 +243,7 @@ def _judged_here(name: str, period: str | None, catch_up_late: bool) -> bool:
 
 def plan(settings: Settings, report: RunReport, period: str | None, catch_up_late: bool) -> skeleton.Plan:
     """One independent step per month to process (see the module doc), or nothing new."""
+    # Size: the month plan's parts in order: listing, overdue months, late files, steps; each a few lines.
     intake = take_in(settings, PREFIX, SUFFIXES, report)
     # What this run waits for: the files still arriving that it would judge once settled (its months; a name
     # that is no export's too, which it would name in its failure), not a later month's export.
@@ -438,6 +439,8 @@ def judge_month(
     of the months it holds with one validation; else the verdict is reached here.
     Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
+    # Size: one month judged in the contract's order (files, rows, validation, reconciliation, no-shrink,
+    # approvals). The next to split, into reading and judging.
     for kind, files in month_files.items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
@@ -777,6 +780,8 @@ def unit_batch(
     ``regional_rows`` (the month's regional adoption rows, or None) is what
     the daily bookings are summed against; ``read`` is the file already read.
     """
+    # Size: the unit-level month's rows, quarantine and keys built in one vectorised pass (a month is ~124 000
+    # rows).
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc

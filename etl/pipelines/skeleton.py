@@ -152,6 +152,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
     landing holds entries the run could not take in — each after the rest
     is published and logged.
     """
+    # Size: the one run loop every pipeline shares; its bookkeeping of blocked, partly published and failed
+    # steps stays in one place so the failure names all of it.
     warehouse = settings.warehouse_uri
     if not plan.steps:
         if plan.record is not None:

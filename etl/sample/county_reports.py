@@ -401,6 +401,7 @@ def _as_json(rng: random.Random, report: dict, year: int) -> bytes:
 
 
 def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
+    # Size: one sender's workbook, sheet by sheet, with the quirks real senders' tools write.
     from openpyxl import Workbook
 
     grant_text, grant = _grant_text(rng, report["grant_sek"], report["region_code"])

@@ -150,6 +150,7 @@ class _Extracted:
 
 def parse_report(data: bytes, file_name: str, *, source_file: str | None = None) -> ParsedReport:
     """Parse one submission (a spreadsheet or ``.json``, chosen by the file name's suffix). Never raises for bad input."""
+    # Size: one branch per field kind of the template (docs/input-formats.md §1), in the contract's order.
     report = ParsedReport(source_file=source_file or file_name, file_name=file_name)
     extracted = _Extracted()
     try:
@@ -637,6 +638,8 @@ def _missing_keys(document: dict) -> list[str]:
 
 
 def _extract_json(data: bytes, out: _Extracted) -> None:
+    # Size: one branch per shape the web form's JSON takes (missing, misspelt or mistyped keys), each refused
+    # with its own line.
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

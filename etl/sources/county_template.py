@@ -358,6 +358,7 @@ def _list_formula(kind: str) -> str:
 
 def write_blank_template(path: Path) -> Path:
     """Write the blank report template (.xlsx) that regions fill in."""
+    # Size: the template's sheets one after another, as a sender sees them.
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation

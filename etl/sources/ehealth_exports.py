@@ -370,6 +370,7 @@ def read_export(source_file: str, data: bytes) -> ExportRows:
     header without the columns, every line for another month) reject the
     whole file with one reason.
     """
+    # Size: the contract's tolerances for one export (§2) in the order it lists them; each a few lines.
     file_name = posixpath.basename(source_file)
     name = parse_file_name(file_name)
     spec = EXPORTS.get(name.kind)

@@ -130,6 +130,7 @@ def decode_page(
     counted in ``withdrawn`` — one per value that would have been a row —
     and neither kept nor rejected.
     """
+    # Size: one check per field of Kolada's answer that can be missing or malformed.
     if not isinstance(doc, dict) or not isinstance(doc.get("values"), list):
         raise BadInput(f"Kolada: {source} is not a data page (no 'values' list)")
     keep_kpis = set(kpi_ids) if kpi_ids is not None else None

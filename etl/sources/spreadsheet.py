@@ -406,6 +406,7 @@ class _OdsState:
 
 def _ods_areas(archive: zipfile.ZipFile, file_name: str) -> list[_Area]:
     """Used area of every table in ``content.xml``, counting repeated rows and cells the way calamine expands them."""
+    # Size: ODS's repeated rows and columns decoded inline: this loop is the reader's hot path.
     from xml.parsers import expat
 
     data = _member(archive, archive.getinfo("content.xml"), file_name)
