@@ -36,9 +36,8 @@ are not waited for; they are picked up the same way.
 
 **No catchup**: unpausing makes one run, for the latest month, and that run
 loads every earlier month with a pending file (above) — ten years of landed
-exports in one run. With catchup from 2016-01 it made a run per month, about
-130, each paying task start-up and starting `followup`, one at a time through
-the writer pool: 45 minutes on the sample, other DAGs' tasks waiting behind.
+exports in one run. (A run per month would pay task start-up some 130 times
+and hold the writer pool for all of them.)
 
 **Backfill**, to run months one run each (e.g. to see each month's outcome in
 the grid), is one command: `airflow backfill create --dag-id ehealth_adoption

@@ -1,4 +1,7 @@
-"""Publishing a table: the one way rows reach the warehouse, as Delta Lake tables.
+"""Publishing a table: the one module that writes the warehouse's tables, as Delta Lake tables.
+
+:func:`publish` for every delivery; :func:`rewrite` for a schema migration (a table rewritten whole, with
+its own load-log row).
 
 Layout under ``<warehouse>`` (a local folder or an ``s3://`` prefix)::
 
