@@ -41,10 +41,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not integration"
 
-# ruff (lint: the library, DAGs, plugin, tests, scripts, benchmarks), mypy, then ruff's format check (the
-# library, DAGs and plugin); configured in pyproject.toml. `make test` runs the same
-# (tests/test_code_quality.py). `$(BIN)/ruff check --fix etl dags plugins` and `$(BIN)/ruff format etl dags plugins`
-# apply what ruff can fix itself.
+# ruff (lint: the library, DAGs, plugin, tests, scripts, benchmarks), mypy (the library, DAGs, plugin and tests:
+# [tool.mypy] files), then ruff's format check (the library, DAGs and plugin); configured in pyproject.toml.
+# `make test` runs the same (tests/test_code_quality.py). `$(BIN)/ruff check --fix etl dags plugins` and
+# `$(BIN)/ruff format etl dags plugins` apply what ruff can fix itself.
 lint: setup
 	$(BIN)/ruff check etl dags plugins tests scripts benchmarks
 	$(BIN)/mypy

@@ -36,3 +36,17 @@ def settings(landing, warehouse):
 
     return Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
                             environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Whole files that start real services (integration) first, then slow ones, then the rest.
+
+    `make test` runs files on two workers (`-n 2 --dist loadfile`), each taking the next file in this
+    order: the longest files started first keep one of them from starting last and running alone.
+    """
+    rank: dict[str, int] = {}
+    for item in items:
+        own = 0 if item.get_closest_marker("integration") else 1 if item.get_closest_marker("slow") else 2
+        rank[item.nodeid.split("::")[0]] = min(rank.get(item.nodeid.split("::")[0], 2), own)
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank[item.nodeid.split("::")[0]], order[id(item)]))

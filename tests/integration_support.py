@@ -105,14 +105,13 @@ def _expand(body: str, env: Mapping[str, str]) -> str:
             break
     else:
         raise ValueError(f"invalid interpolation '${{{body}}}'")
-    unset = value is None or (op.startswith(":") and value == "")
-    if op.endswith("-"):
-        return interpolate(arg, env) if unset else value
-    if op.endswith("?"):
-        if unset:
+    if value is None or (op.startswith(":") and value == ""):  # unset (with the colon: or empty)
+        if op.endswith("-"):
+            return interpolate(arg, env)
+        if op.endswith("?"):
             raise InterpolationError(name, interpolate(arg, env))
-        return value
-    return "" if unset else interpolate(arg, env)  # '+': the alternative when set
+        return ""
+    return interpolate(arg, env) if op.endswith("+") else value  # '+': the alternative when set
 
 
 def _walk(node: Any, env: Mapping[str, str]) -> Any:

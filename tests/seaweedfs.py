@@ -171,8 +171,8 @@ def _probe(server: S3Server) -> str | None:
             return f"anonymous GET / answered {exc.code}"
     except OSError as exc:
         return f"S3 port not answering: {exc}"
-    import botocore.session
-    from botocore.config import Config
+    import botocore.session  # type: ignore[import-untyped]  # botocore ships no types (as in etl/storage.py)
+    from botocore.config import Config  # type: ignore[import-untyped]
 
     client = botocore.session.get_session().create_client(
         "s3", endpoint_url=server.endpoint, region_name=REGION,
@@ -224,7 +224,7 @@ def start_server(attempts: int = 3) -> S3Server:
     if weed is None:
         pytest.fail(f"SeaweedFS binary 'weed' not found next to {sys.executable} or on PATH: run `make setup`",
                     pytrace=False)
-    problem = ""
+    problem: str | None = ""  # what the last probe found (None: ready)
     for _ in range(attempts):
         root = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
         (root / "data").mkdir()

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def _notes(path: str) -> dict[str, tuple]:
     """Anteckningar's rows by their first cell (a table's: name, changed, checked, version)."""
     notes = load_workbook(path)["Anteckningar"]
-    return {r[0]: r for r in notes.iter_rows(values_only=True) if r[0]}
+    return {r[0]: r for r in notes.iter_rows(values_only=True) if isinstance(r[0], str) and r[0]}
 
 
 def _first_sheet(path: str) -> list[tuple]:

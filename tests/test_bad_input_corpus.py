@@ -30,6 +30,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from etl import publish, regions, storage
@@ -65,7 +66,7 @@ class Ctx:
     landing: Path
     warehouse: Path
     settings: Settings
-    httpserver: object
+    httpserver: HTTPServer
 
     @property
     def wh(self) -> str:

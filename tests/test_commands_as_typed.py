@@ -295,7 +295,7 @@ def folder(tmp_path_factory) -> Folder:
     sent = min((path / "landing" / "county_reports").glob("arsrapport_2019_03_*"), key=lambda p: len(p.name))
     shutil.copy(sent, path / sent.name)
     demo.sent = sent.name
-    todo = {}
+    todo: dict[tuple[str, str | None], Rule] = {}
     for command in documented():
         rule = rule_for(command)
         if rule is not None and rule.run is not None:

@@ -46,6 +46,7 @@ ALL_SERVICES = {"postgres", "redis", "airflow-init", *AIRFLOW_SERVICES}
 
 def _load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

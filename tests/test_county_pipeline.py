@@ -396,7 +396,9 @@ def test_the_analysts_views_follow_every_publish(settings, landing, warehouse):
 
     def count(sql: str) -> int:
         with duckdb.connect(str(warehouse / "followup.duckdb"), read_only=True) as con:
-            return con.execute(sql).fetchone()[0]
+            row = con.execute(sql).fetchone()
+            assert row is not None  # an aggregate has one row
+            return row[0]
 
     assert count("select count(*) from county_initiative") == 3
     assert count("select count(*) from quarantine_county_initiative") == 0

@@ -108,7 +108,7 @@ def test_the_secret_sql_for_the_cli_holds_no_credential_and_in_process_it_is_red
 
     refusing = Refusing()
     with pytest.raises(EtlError, match="could not take the object store's settings") as caught:
-        access.configure_s3(refusing, "s3://bucket/wh", env)  # type: ignore[arg-type]
+        access.configure_s3(refusing, "s3://bucket/wh", env)
     assert "s3cr3t" not in str(caught.value) and caught.value.__cause__ is None
     # Loading the shipped extension worked, offline.
     assert refusing.con.execute("select loaded from duckdb_extensions() where extension_name = 'httpfs'").fetchone() == (

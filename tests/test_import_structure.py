@@ -33,7 +33,7 @@ def _package_of(name: str, path: Path) -> str:
 
 def _imports(name: str, path: Path) -> list[tuple[int, str, str | None]]:
     """(line, module imported, name taken from it or None) for every import in the file."""
-    out = []
+    out: list[tuple[int, str, str | None]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name, None) for alias in node.names]

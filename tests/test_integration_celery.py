@@ -185,7 +185,7 @@ class LocalDeployment:
         parts = urlsplit(url)
         if parts.hostname not in LOCAL_HOSTS:
             return url
-        port = self.ports.get(parts.port, parts.port)
+        port = parts.port if parts.port is None else self.ports.get(parts.port, parts.port)
         userinfo, path = parts.netloc.rpartition("@")[0], parts.path
         if parts.hostname == "redis":
             # The machine's Redis has no password (the compose one requires it) and
@@ -214,7 +214,9 @@ class LocalDeployment:
     # -- processes
     def init(self) -> subprocess.CompletedProcess:
         command = "\n".join(self.compose["services"]["airflow-init"]["command"])
-        script = re.search(r"python (\S+airflow_init\.py)", command).group(1)
+        found = re.search(r"python (\S+airflow_init\.py)", command)
+        assert found, f"the airflow-init command runs no airflow_init.py:\n{command}"
+        script = found.group(1)
         for target, local in self.mounts("airflow-init"):
             if not target.startswith("/opt/airflow/project"):
                 local.mkdir(parents=True, exist_ok=True)  # what the init's mkdir/chown does

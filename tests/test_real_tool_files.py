@@ -24,6 +24,7 @@ from etl.sources import spreadsheet, unit_daily
 
 HERE = Path(__file__).parent / "fixtures" / "real_tools"
 _spec = importlib.util.spec_from_file_location("make_fixtures", HERE / "make_fixtures.py")
+assert _spec is not None and _spec.loader is not None
 make = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make)
 

@@ -50,6 +50,7 @@ def _xlsx(rows: list[list], national_formulas: bool = False, total_row: bool = F
 
     book = Workbook()
     sheet = book.active
+    assert sheet is not None  # a new workbook has its one sheet active
     sheet.title = "Export"
     for i, row in enumerate(rows):
         out = []

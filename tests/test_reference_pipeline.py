@@ -26,7 +26,7 @@ KOLADA_PATH = f"/kolada/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/20
 class FakeSCB:
     """Answers TAB638 queries from ``figures``; a test edits the figures or the status markers."""
 
-    def __init__(self, figures: dict, status: dict | None = None, omit: set[str] = frozenset()):
+    def __init__(self, figures: dict, status: dict | None = None, omit: frozenset[str] | set[str] = frozenset()):
         self.figures = figures
         self.status = status or {}
         self.omit = omit  # regions left out of the answer altogether

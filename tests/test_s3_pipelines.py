@@ -160,7 +160,7 @@ def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_s
 
 def test_fail_fast_fails_a_refused_store_at_once_and_retries_an_unreachable_one():
     pytest.importorskip("airflow")
-    import botocore.exceptions
+    import botocore.exceptions  # type: ignore[import-untyped]  # botocore ships no types (as in etl/storage.py)
     from airflow.sdk.exceptions import AirflowFailException
 
     from etl.errors import SourceUnavailable

@@ -133,8 +133,8 @@ def _append_worker(uri: str, options: dict, writer: int, barrier, results) -> No
 def test_stale_commit_is_refused_by_the_store(s3_env):
     """The store itself refuses to overwrite an existing object under If-None-Match, and a Delta
     commit from a stale snapshot therefore fails instead of replacing someone else's commit."""
-    import botocore.session
-    from botocore.exceptions import ClientError
+    import botocore.session  # type: ignore[import-untyped]  # botocore ships no types (as in etl/storage.py)
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
     client = botocore.session.get_session().create_client("s3")  # configured by s3_env
     key = s3_env.uri("ifnonematch").split("/", 3)[3]

@@ -123,7 +123,13 @@ class AirflowUI:
         self.env = env
         # Every component carries this AIRFLOW_HOME: task runners that left their group are found by it.
         self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
-        self.api: httpx.Client | None = None
+        self._api: httpx.Client | None = None
+
+    @property
+    def api(self) -> httpx.Client:
+        """The REST API client, signed in as admin (by ``sign_in_api``)."""
+        assert self._api is not None, "sign_in_api() first"
+        return self._api
 
     # -- set-up
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -146,7 +152,7 @@ class AirflowUI:
         login = httpx.post(f"{self.base_url}/auth/token", timeout=30,
                            json={"username": "admin", "password": self.passwords["admin"]})
         assert login.status_code == 201, login.text
-        self.api = httpx.Client(base_url=self.base_url, timeout=30,
+        self._api = httpx.Client(base_url=self.base_url, timeout=30,
                                 headers={"Authorization": f"Bearer {login.json()['access_token']}"})
 
     # -- runs
@@ -198,8 +204,8 @@ class AirflowUI:
         return any(all(part in line for part in parts) for line in text.splitlines())
 
     def stop(self) -> None:
-        if self.api is not None:
-            self.api.close()
+        if self._api is not None:
+            self._api.close()
         self.groups.stop(grace=15)
 
 
