@@ -28,15 +28,6 @@ def suites_dir() -> Traversable:
     return importlib.resources.files(SUITES_PACKAGE)
 
 
-def suite_names() -> list[str]:
-    """The tables that have a suite, sorted."""
-    return sorted(
-        entry.name[: -len(".json")]
-        for entry in suites_dir().iterdir()
-        if entry.name.endswith(".json") and entry.is_file()
-    )
-
-
 def suite_path(table: str) -> Traversable:
     """Where ``table``'s reviewed suite JSON is installed (it may not exist: :func:`load_suite_json` says so)."""
     return suites_dir() / f"{table}.json"

@@ -1,4 +1,4 @@
-"""Keeping personal data out of outputs, and exported cells inert.
+"""Keeping personal data and credentials out of outputs.
 
 * :func:`mask_personal_data` masks e-mail addresses, Swedish personal
   identity numbers (personnummer, also samordningsnummer) and telephone
@@ -12,9 +12,10 @@
   Azure SAS ``sig`` …). The project's one credential redaction: the API
   client, the CLI's messages and log lines, and every stored lineage
   column (``source_file``, the load log) use it.
-* :func:`neutralise_formula` keeps a text cell that starts with ``=``,
-  ``+``, ``-``, ``@`` (or a tab/CR) from being run as a formula by
-  Excel/LibreOffice when analysts open an export.
+
+A text cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+``@``, a tab or CR first) is the workbook's to guard, where it writes cells:
+:func:`etl.marts.exports.set_text`.
 """
 
 from __future__ import annotations
@@ -301,13 +302,3 @@ def _redact_once(text: str) -> str:
             lambda m: m.group(1) + MASK + m.group(4) if _is_secret_name(m.group(2)) and m.group(3) else m.group(0), text
         )
     return text
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formula(value: object) -> object:
-    """Prefix a text that a spreadsheet would evaluate with an apostrophe-like guard."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from etl.errors import ConfigError, EtlError
+from etl.errors import EtlError
 
 PIPELINES: dict[str, str] = {
     "reference": "etl.pipelines.reference",
@@ -39,11 +39,3 @@ def options_of(name: str) -> tuple[str, ...]:
     """The options pipeline ``name`` takes: the keyword-only parameters of its ``run``."""
     parameters = inspect.signature(get(name).run).parameters.values()
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
-def check_options(name: str, options: dict) -> None:
-    """:class:`ConfigError` naming every key of ``options`` that pipeline ``name`` does not take."""
-    unknown = sorted(set(options) - set(options_of(name)))
-    if unknown:
-        takes = ", ".join(options_of(name)) or "none"
-        raise ConfigError(f"{name}: option(s) {', '.join(unknown)} not taken by this pipeline (its options: {takes})")
