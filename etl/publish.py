@@ -477,9 +477,11 @@ def write_version(
             continue
         except DeltaError as exc:
             raise storage.delta_store_error(f"{privacy.redact_uri(location)}: publish failed", exc) from None
-        committed = _open(uri)
+        # The table object is at the version this write committed (delta-rs moves it there): reopening
+        # would read whatever is latest, another writer's version in a race (a reviewer's test saw two
+        # writers report one version).
         _checkpoint("table-committed")
-        return "published", str(committed.version()), _row_count(committed)
+        return "published", str(table.version()), _row_count(table)
     raise EtlError(f"{location}: gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
 
 

@@ -109,9 +109,10 @@ RULES: list[Rule] = [
     Rule(r"\.venv/bin/etl", ".venv/bin/etl --help", "the console script named in prose: its --help", ("usage:",)),
     Rule(r"\.venv/bin/python -m etl\.marts\.summary", AS_TYPED, "the summary rules' tables",
          ("| samtliga |",)),
-    Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb < (sql/\d\d_\w+\.sql)", AS_TYPED, "a follow-up question",
-         ("┌",)),
-    Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb < sql/<file>",
+    # -box prints every row (the default layout shows 40), which the check below holds it to.
+    Rule(r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < (sql/\d\d_\w+\.sql)", AS_TYPED,
+         "a follow-up question", ("┌",)),
+    Rule(r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < sql/<file>",
          ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql",
          "<file> = the first question (every sql/ file runs as its header says)", ("┌",)),
     Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb", AS_TYPED, "the views, with the analyst guide's first query",
@@ -354,6 +355,8 @@ def test_documented_command_works_as_typed(command, folder):
     assert "Traceback" not in result.out, shown
     for expected in rule.expect:
         assert expected in result.out, shown
+    # A result the DuckDB shell cut short ("220 rows (40 shown)") hides the rows the question asks for.
+    assert not re.search(r"\d+ rows \(\d+ shown\)", result.out), shown
 
 
 @pytest.mark.slow
