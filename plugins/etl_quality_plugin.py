@@ -139,7 +139,7 @@ details{margin:.3rem 0}summary{cursor:pointer}
 </nav>
 <h1>{{ title }}</h1>
 {% block body %}{% endblock %}
-<p class="muted">Warehouse {{ warehouse }}{% if generated %} · read {{ generated }}{% endif %}</p>
+{% if warehouse %}<p class="muted">Warehouse {{ warehouse }}{% if generated %} · read {{ generated }}{% endif %}</p>{% endif %}
 </body></html>
 """
 
@@ -376,7 +376,8 @@ app = FastAPI(
 @app.exception_handler(StarletteHTTPException)
 async def _not_signed_in(request: Request, exc: StarletteHTTPException):
     """A person following a link (a failure line, a notification, a bookmark) without a valid session goes to
-    the login page and back; API clients, and every other refusal, get the status as it is (401 / 403, no data)."""
+    the login page and back; a signed-in person whose roles do not reach the page gets a page saying so (403);
+    API clients, and every other refusal, get the status as it is (401 / 403, no data)."""
     from fastapi.exception_handlers import http_exception_handler
 
     wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
@@ -388,6 +389,15 @@ async def _not_signed_in(request: Request, exc: StarletteHTTPException):
 
         return RedirectResponse(
             get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303, headers=COMMON_HEADERS
+        )
+    if exc.status_code == 403 and wants_page and "authorization" not in request.headers:
+        # Signed in, but no role that may read the pipelines' runs (e.g. in no directory group): one readable
+        # line instead of Airflow's raw {"detail": "Forbidden"}; nothing of the data.
+        return _error(
+            request,
+            403,
+            "your sign-in has no role that may read the pipelines' runs (analyst, engineer, data steward or "
+            "admin); ask an administrator to add you to one of the directory groups",
         )
     return await http_exception_handler(request, exc)
 

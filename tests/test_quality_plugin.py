@@ -315,6 +315,7 @@ out = {
     "run_anonymous": get("/etl-quality/run/ehealth_adoption/manual__quality")["status"],
     "run_anonymous_browser": get("/etl-quality/run/ehealth_adoption/manual__quality", accept="text/html,*/*"),
     "garbage_browser": get("/etl-quality/", cookie="not-a-token", accept="text/html"),
+    "no_role_browser": get("/etl-quality/", cookie=nobody, accept="text/html,*/*"),
     "plugins": json.loads(get("/api/v2/plugins", token=viewer)["body"]),
     "openapi": get("/etl-quality/openapi.json", token=viewer)["status"],
 }
@@ -375,6 +376,11 @@ def test_every_route_refuses_unauthenticated_requests(served):
     assert "next=" in stale["headers"]["location"] and "Invalid JWT" not in stale["body"]
     assert served["garbage_token"] == 403  # a token that is no valid JWT
     assert served["no_role"] == 403 and served["no_role_ehealth"] == 403  # valid token, no DAG access
+    # The same person in a browser: a page that says why, not Airflow's raw JSON, and none of the data.
+    refused = served["no_role_browser"]
+    assert refused["status"] == 403 and "text/html" in refused["headers"]["content-type"], refused
+    assert "has no role that may read the pipelines" in refused["body"] and '"detail"' not in refused["body"]
+    assert "ehealth_unit_daily" not in refused["body"] and "journalen" not in refused["body"]
     assert served["openapi"] in (401, 404)  # no unauthenticated schema or docs routes
 
 
