@@ -407,15 +407,17 @@ def cmd_status(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    """docs/tables.md whole, then the generated sections of the docs beside it (:mod:`etl.generated_docs`)."""
+    """docs/tables.md whole, then the generated sections of the docs and queries of the same checkout
+    (:mod:`etl.generated_docs`)."""
     from etl import generated_docs, schemas
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(schemas.render_markdown() + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
-    if all((out.parent / name).is_file() for name in generated_docs.SECTIONS):
-        for path in generated_docs.write(out.parent):
+    root = out.parent.parent  # docs/tables.md in a checkout: the other generated files are under its root
+    if all((root / name).is_file() for name in generated_docs.SECTIONS):
+        for path in generated_docs.write(root):
             print(f"wrote the generated sections of {path}")
     return 0
 

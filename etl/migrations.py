@@ -10,6 +10,15 @@ or the migrated rows, never a mix, and one load-log row (pipeline
 run that writes the table and by ``python -m etl maintain``; a table
 already current costs one read of its schema.
 
+A column the registry declares that a stored table lacks (a declaration
+that gained a field: a county yes/no question, an e-health series) is
+added by :func:`add_declared_columns` — one metadata commit, null in the
+rows already published (not answered), no file rewritten — before the
+rewrites below; a required (non-nullable) new column needs a migration
+here that gives existing rows a value. The marts are left alone: every
+build rewrites them whole, in the declaration's shape, and a mart lacking
+a declared column is rebuilt (:mod:`etl.pipelines.followup`).
+
 Migrations so far:
 
 * ``ehealth_unit_daily.month``: ``'YYYY-MM'`` text → ``date32`` (the
@@ -25,7 +34,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from etl import publish
+from etl import publish, schemas
+from etl.marts import MART_TABLES
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,36 @@ def pending(warehouse_uri: str) -> list[Migration]:
     return out
 
 
+def add_declared_columns(warehouse_uri: str) -> list[str]:
+    """Add to every published table the columns its declaration has and it lacks (:func:`etl.publish.add_columns`:
+    one metadata commit and one load-log row per table); returns one line per table changed.
+
+    Raises :class:`ConfigError` when a lacking column is required (see the module doc).
+    """
+    done = []
+    for schema in schemas.all_tables():
+        if schema.name in MART_TABLES:
+            continue  # rebuilt whole by every build, which writes the new shape (etl.publish.write_version)
+        stored = publish.stored_schema(warehouse_uri, schema.name)
+        if stored is None:
+            continue
+        missing = [f for f in schema.arrow_schema if f.name not in stored.names]
+        if missing:
+            line = publish.add_columns(warehouse_uri, schema.name, missing)
+            if line is not None:
+                done.append(line)
+    return done
+
+
 def ensure_current(warehouse_uri: str) -> list[str]:
-    """Apply every pending migration (:func:`etl.publish.rewrite`: one overwrite commit and one load-log row
-    each); returns one line per migration applied (empty when current).
+    """Add declared columns (:func:`add_declared_columns`), then apply every pending migration
+    (:func:`etl.publish.rewrite`: one overwrite commit and one load-log row each); returns one line per
+    change (empty when current).
 
     Safe against a concurrent run doing the same: the second overwrite
     finds the table current and stops, or loses the commit race and re-checks.
     """
-    done = []
+    done = add_declared_columns(warehouse_uri)
     for migration in pending(warehouse_uri):
         line = publish.rewrite(warehouse_uri, migration.table, migration.applies, migration.transform, migration.name)
         if line is not None:

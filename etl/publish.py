@@ -61,7 +61,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl import privacy, schemas, storage
-from etl.errors import AccountingError, EtlError, one_line
+from etl.errors import AccountingError, ConfigError, EtlError, one_line
 
 if TYPE_CHECKING:
     import pandas
@@ -404,11 +404,18 @@ def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None, 
     target = pa.schema([arrow.field(c) for c in wanted])
     if table is None:
         return target.empty_table()
-    listed = ", ".join(f'"{c}"' for c in wanted)
+    # A version written before its declaration gained a column (an --as-of read, a mart not yet rebuilt)
+    # lacks it: read as null, i.e. not stated (etl.migrations adds such columns to the current versions).
+    stored = set(pa.schema(table.schema().to_arrow()).names)
+    present = [c for c in wanted if c in stored]
+    listed = ", ".join(f'"{c}"' for c in present)
     sql = f"SELECT {listed} FROM t" + (f" WHERE {where}" if where else "")
     data = pa.table(QueryBuilder().register("t", table).execute(sql))
     if data.num_rows == 0:
         return target.empty_table()
+    for name in wanted:
+        if name not in stored:
+            data = data.append_column(target.field(name), pa.nulls(data.num_rows, target.field(name).type))
     data = data.select(wanted)
     return data.cast(target) if data.schema != target else data
 
@@ -449,17 +456,31 @@ def write_version(
         # conflict with, so two writers creating one table would both land (rows doubled). The table is
         # created empty, once, and every write is then a predicate overwrite judged against a version.
         table = _open_or_create(uri, schema)
-        if merge_keys is None:
+        # A table rebuilt whole (a mart) whose declaration gained a column takes the new shape with the
+        # rebuild (etl.migrations leaves it alone): its old rows cannot be the same content.
+        reshaped = merge_keys is None and set(schema.arrow_schema.names) - set(
+            pa.schema(table.schema().to_arrow()).names
+        )
+        if reshaped:
+            old = None
+        elif merge_keys is None:
             old = _read(table, schema)
         elif clear_keys:
             old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
         else:
             old = schema.arrow_schema.empty_table()
-        if _same_content(old, new_sorted, schema):
+        if old is not None and _same_content(old, new_sorted, schema):
             return "unchanged", str(table.version()), _row_count(table)
         try:
             if merge_keys is None:
-                write_deltalake(table, new_sorted, mode="overwrite", writer_properties=writer_properties())
+                write_deltalake(
+                    table,
+                    new_sorted,
+                    mode="overwrite",
+                    schema_mode="overwrite" if reshaped else None,
+                    partition_by=(list(schema.partition_by) or None) if reshaped else None,
+                    writer_properties=writer_properties(),
+                )
             elif clear_keys:
                 write_deltalake(
                     table,
@@ -564,6 +585,73 @@ def rewrite(
         log.warning("%s", line)
         return line
     raise EtlError(f"{name}: migration {what} gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
+
+
+def add_columns(warehouse_uri: str, name: str, fields: list[pa.Field]) -> str | None:
+    """Add ``fields`` (nullable Arrow fields the registry declares) to table ``name``: one metadata commit.
+
+    For a declaration that gained a column (a new county field, a new
+    series): the rows already published read it as null (not answered), no
+    file is rewritten; then one load-log row (pipeline ``migration``). Safe
+    against a concurrent writer adding the same: each attempt adds only the
+    fields still missing. Returns the line logged, or None when the table is
+    absent or has them all. Raises :class:`ConfigError` for a required
+    (non-nullable) field — existing rows cannot have a value for it, a
+    migration in :mod:`etl.migrations` must give one — and
+    :class:`EtlError` after :data:`COMMIT_ATTEMPTS` lost commit races.
+    """
+    from deltalake import Field
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    required = [f.name for f in fields if not f.nullable]
+    if required:
+        raise ConfigError(
+            f"{name}: the published table lacks required column(s) {', '.join(required)}: rows already "
+            "published have no value for them; write a migration in etl/migrations.py that gives one"
+        )
+    uri = _uri(warehouse_uri, name)
+    for _ in range(COMMIT_ATTEMPTS):
+        table = _open(uri)
+        if table is None:
+            return None
+        stored = set(pa.schema(table.schema().to_arrow()).names)
+        missing = [f for f in fields if f.name not in stored]
+        if not missing:
+            return None
+        started = utcnow()
+        try:
+            table.alter.add_columns([Field.from_arrow(f) for f in missing])
+        except CommitFailedError:
+            with _OPENED_LOCK:
+                _OPENED.pop(uri, None)
+            continue
+        except DeltaError as exc:
+            if "already exists" in str(exc).lower():  # a concurrent writer added it first: check again
+                with _OPENED_LOCK:
+                    _OPENED.pop(uri, None)
+                continue
+            raise storage.delta_store_error(f"{name}: adding column(s) failed", exc) from None
+        rows = _row_count(table)
+        added = ", ".join(f.name for f in missing)
+        line = f"{name}: migrated (column(s) {added} added; null in the {rows} row(s) already published)"
+        append_load_log(
+            warehouse_uri,
+            LoadLogEntry(
+                "migration",
+                new_batch_id(),
+                "published",
+                "skipped",
+                started,
+                table=name,
+                rows_in=rows,
+                rows_loaded=rows,
+                message=line,
+                version=str(table.version()),
+            ),
+        )
+        log.warning("%s", line)
+        return line
+    raise EtlError(f"{name}: adding column(s) gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
 
 
 def forget_opened() -> None:

@@ -32,10 +32,9 @@ def warehouse(tmp_path):
 
 @pytest.fixture
 def settings(landing, warehouse):
-    from etl.config import Settings
+    from tests.settings_support import local_settings
 
-    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    return local_settings(landing, warehouse)
 
 
 def pytest_collection_modifyitems(config, items):

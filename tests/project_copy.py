@@ -4,7 +4,7 @@
 ``edit`` changes one file there by a literal replacement (failing when the
 text to replace is not found, so a test cannot silently edit nothing);
 ``run`` runs ``python -m …`` with the copy's ``etl`` first on the path (the
-venv's packages, the copy's code); ``changed`` lists the files that differ
+venv's packages, the copy's code and suites); ``changed`` lists the files that differ
 from the checkout. Nothing is monkeypatched: the copy's modules import as
 they would after the edit.
 """
@@ -30,6 +30,9 @@ def copy_project(dest: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
+    # The suites are package data `etl.expectations`, which the editable install maps to the checkout's
+    # expectations/ folder: without this link the copy's code would read the checkout's suites, not its own.
+    (dest / "etl" / "expectations").symlink_to(Path("..") / "expectations", target_is_directory=True)
     return dest
 
 

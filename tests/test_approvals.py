@@ -19,6 +19,7 @@ from etl.pipelines import ehealth_adoption as pipeline
 from tests.export_support import MARCH
 from tests.export_support import pipeline_lines as _lines
 from tests.export_support import write_export as _write
+from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,7 +170,6 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     """Who approved and why reach the analysts: the HTML report and the workbook's Anteckningar sheet."""
     from openpyxl import load_workbook
 
-    from etl.config import Settings
     from etl.pipelines import followup, reference
     from etl.sample import county_reports as county_sample
     from etl.sample import reference as reference_sample
@@ -177,8 +177,7 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
     for module in (reference_sample, county_sample):
         module.write(landing, 2017, 2017, units=0, unit_months=0, seed=2016)
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse)
     reference.run(settings, offline_snapshot=True)
     county_reports.run(settings)
     _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])

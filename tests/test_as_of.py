@@ -14,9 +14,9 @@ import pytest
 from openpyxl import load_workbook
 
 from etl import publish
-from etl.config import Settings
 from etl.errors import EtlError
 from etl.pipelines import county_reports, followup, reference
+from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -39,8 +39,7 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
     for module in (reference_sample, county_sample):
         module.write(landing, 2019, 2019, units=0, unit_months=0, seed=2016)
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse)
     reference.run(settings, offline_snapshot=True)
     county_reports.run(settings)
     followup.run(settings)

@@ -76,22 +76,24 @@ def test_the_generated_sections_of_the_docs_follow_the_declarations(tmp_path):
     from etl.errors import ConfigError
     from etl.sources import county_template as tpl
 
-    assert generated_docs.stale(ROOT / "docs") == [], "the docs' generated sections are stale: run `make docs`"
+    assert generated_docs.stale(ROOT) == [], "the docs' generated sections are stale: run `make docs`"
     contract = (ROOT / "docs" / "input-formats.md").read_text(encoding="utf-8")
     guide = (ROOT / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
     for field in tpl.REPORT_FIELDS:
         assert f"| {field.label} | {field.meaning} |" in contract and f"| {field.label} |" in guide
     # A hand edit inside a generated section is found stale; `etl docs` puts the declaration back.
     for name in generated_docs.SECTIONS:
-        shutil.copy(ROOT / "docs" / name, tmp_path / name)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
     edited = contract.replace("| Uppgiftsväxling |", "| Uppgiftsväxlingen |")
-    (tmp_path / "input-formats.md").write_text(edited, encoding="utf-8")
-    assert generated_docs.stale(tmp_path) == ["input-formats.md"]
+    (tmp_path / "docs" / "input-formats.md").write_text(edited, encoding="utf-8")
+    assert generated_docs.stale(tmp_path) == ["docs/input-formats.md"]
     generated_docs.write(tmp_path)
-    assert (tmp_path / "input-formats.md").read_text(encoding="utf-8") == contract
+    assert (tmp_path / "docs" / "input-formats.md").read_text(encoding="utf-8") == contract
     # Markers removed: said, not silently skipped.
-    (tmp_path / "county-report-guide.md").write_text(guide.replace("<!-- end generated", "<!-- end"), encoding="utf-8")
-    with pytest.raises(ConfigError, match="county-report-fields not found"):
+    (tmp_path / "docs" / "county-report-guide.md").write_text(guide.replace("<!-- end generated", "<!-- end"),
+                                                              encoding="utf-8")
+    with pytest.raises(ConfigError, match="county-report-fields, county-report-json not found"):
         generated_docs.stale(tmp_path)
 
 

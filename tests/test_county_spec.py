@@ -45,12 +45,22 @@ headers = [c.value for sheet in book.worksheets for c in sheet[1]]
 print(json.dumps({
     "column": "offers_wellness_allowance" in report.column_names,
     "answered": sum(r["offers_wellness_allowance"] is not None for r in report.to_pylist()),
-    "national": [r["regions_answered_offers_wellness_allowance"] for r in national if r["year"] == 2017],
+    "national": [r["regions_answered_offers_wellness_allowance"] for r in national if r["year"] == 2018],
+    "answered_2017": sum(r["offers_wellness_allowance"] is not None for r in report.to_pylist()
+                         if r["report_year"] == 2017),
     "suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("county_report")["expectations"]
               if e["kwargs"].get("column") == "offers_wellness_allowance"],
     "mart_suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("followup_national_year")["expectations"]
                    if "wellness" in e["kwargs"].get("column", "")],
     "workbook": [h for h in headers if h and "Friskvårdsbidrag".lower() in str(h).lower()],
+    "migrated": sorted({r["table_name"] for r in publish.read_load_log(str(warehouse)).to_pylist()
+                        if r["pipeline"] == "migration"}),
+    "view": __import__("duckdb").connect(str(warehouse / "followup.duckdb"), read_only=True).execute(
+        "select count(offers_wellness_allowance) from county_report").fetchone()[0],
+    "summary_query": [answered for year, question, yes, answered, *_ in __import__("duckdb").connect(
+        str(warehouse / "followup.duckdb"), read_only=True).execute(Path("sql/06_summary_counts.sql").read_text()
+        ).fetchall() if question == "offers_wellness_allowance" and year == 2018],
+    "suites_from": [str(p) for p in __import__("etl.expectations").expectations.__path__],
 }))
 """
 
@@ -58,8 +68,9 @@ print(json.dumps({
 @pytest.mark.slow
 def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
     """Issue 26 §1: a yes/no field added to the template's declaration, plus ``etl docs``; the template, the
-    parser, the column, its expectation, the mart, the workbook, the contract and the senders' guide follow.
-    No monkeypatching: a copy of the checkout is edited as a developer would and run."""
+    parser, the column, its expectation, the mart, the workbook, the contract and the senders' guide follow —
+    also on a warehouse the checkout (without the field) wrote. No monkeypatching: a copy of the checkout is
+    edited as a developer would and run."""
     from tests import project_copy
 
     copy = project_copy.copy_project(tmp_path / "project")
@@ -67,25 +78,42 @@ def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
     project_copy.edit(copy, template, '    Field(\n        "Kontaktperson",', NEW_FIELD)
     project_copy.run(copy, "-m", "etl", "docs")
     assert project_copy.changed(copy) == {template, "docs/tables.md", "docs/input-formats.md",
-                                          "docs/county-report-guide.md"}
+                                          "docs/county-report-guide.md", "docs/summary-rules.md",
+                                          "sql/06_summary_counts.sql"}
     guide = (copy / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
     assert "| Friskvårdsbidrag | Ja/Nej — does the region offer a wellness allowance? |" in guide
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
-    project_copy.run(copy, "-m", "etl", "sample", "--out", str(landing), "--years", "2017-2017", "--units", "1",
+    # The warehouse as the checkout (without the field) leaves it: the copy's run must take it from there.
+    project_copy.run(ROOT, "-m", "etl", "sample", "--out", str(landing), "--years", "2017-2017", "--units", "1",
+                     "--unit-months", "0")
+    project_copy.run(ROOT, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
+                     "--offline-snapshot")
+    # The copy's run on that warehouse and landing: the column is added (null in the published 2017 rows); then
+    # the next year's reports, sent with the new field, fill it.
+    project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
+                     "--offline-snapshot")
+    project_copy.run(copy, "-m", "etl", "sample", "--out", str(landing), "--years", "2018-2018", "--units", "1",
                      "--unit-months", "0")
     project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
                      "--offline-snapshot")
     got = json.loads(project_copy.run(copy, "-c", AFTER_RUN, str(warehouse)).stdout.strip().splitlines()[-1])
-    assert got["column"] and got["answered"] > 0
+    assert got["suites_from"] == [str(copy / "etl" / "expectations")]  # the copy's suites, not the checkout's
+    # The published county table gained the column (one metadata commit, logged; the marts are rebuilt whole in
+    # their new shape); the next year's reports fill it, and the analysts' DuckDB view has it.
+    assert got["migrated"] == ["county_report"]
+    assert got["view"] == got["answered"]
+    assert got["column"] and got["answered"] > 0 and got["answered_2017"] == 0
     assert got["national"] and got["national"][0] == got["answered"]
     assert got["suite"] == ["offers_wellness_allowance"]
     assert got["mart_suite"] == ["regions_offers_wellness_allowance", "regions_answered_offers_wellness_allowance"]
     assert "Friskvårdsbidrag" in got["workbook"]
+    assert got["summary_query"] == got["national"]  # sql/06 (regenerated) counts the new question too
     assert any("regioner med ja: friskvårdsbidrag" == h.lower() for h in got["workbook"])
     # The project's own tests of the declaration hold in the edited copy: none hard-codes the fields.
     project_copy.run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-                     "tests/test_county_spec.py", "tests/test_cli.py::test_committed_docs_are_up_to_date",
+                     "tests/test_county_spec.py", "tests/test_county_parsers.py", "tests/test_summary_rules.py",
+                     "tests/test_report_contents.py", "tests/test_cli.py::test_committed_docs_are_up_to_date",
                      "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations",
                      "tests/test_followup_access.py::test_workbook_files_sheets_and_swedish_headers")
 
@@ -104,3 +132,19 @@ def test_every_yes_no_field_has_its_phrases_and_no_suite_repeats_a_derived_expec
         for expectation in table.expectations:
             key = (expectation["type"], json.dumps(expectation["kwargs"], sort_keys=True))
             assert key not in written, f"{table.name}: {key} is in the JSON suite and derived from the source"
+
+
+def test_the_guides_json_example_is_a_report_that_loads():
+    """The senders' guide's web-form example is written from the declaration (make docs): it has every key the
+    form has — a field added to the template is in it — and it loads as it stands."""
+    import re
+
+    from etl.sources import county_reports
+
+    guide = (ROOT / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
+    block = re.search(r"```json\n(.*?)```", guide.split("## The web form's JSON", 1)[1], re.S)
+    assert block is not None
+    report = county_reports.parse_report(block.group(1).encode("utf-8"), "example.json")
+    assert report.error is None, report.error
+    assert report.header["grant_sek"] == 20_000_000 and report.header["spend_competence_use_sek"] == 5_000_000
+    assert len(report.initiatives) == 1 and len(report.services) == 1

@@ -29,6 +29,7 @@ from tests.export_support import journal_logins as _journal
 from tests.export_support import pipeline_lines as _lines
 from tests.export_support import set_cell as _set
 from tests.export_support import write_export as _write
+from tests.settings_support import local_settings
 
 LOGINS = 2  # column of Inloggningar in the journal export's PLAIN style
 
@@ -117,8 +118,7 @@ def test_unit_file_still_being_written_waits_and_a_truncated_correction_is_block
         if not path.name.startswith("webbtidbok_enheter"):
             path.unlink()
     unit = next((landing / "ehealth").iterdir())
-    waiting = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                               environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    waiting = local_settings(landing, warehouse, environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
     report = pipeline.run(waiting)
     assert report.outcome == "nothing_new"
     assert any("still being written" in m and unit.name in m for m in report.messages)
@@ -301,8 +301,7 @@ def _journal_lines(variant: int) -> tuple[list[str], dict[str, int] | None]:
 def test_published_keys_disappear_only_by_withdrawal_and_the_latest_good_delivery_wins(tmp_path_factory, sequence):
     base = tmp_path_factory.mktemp("seq")
     landing, warehouse = base / "landing", base / "warehouse"
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse)
     _write(landing, "webbtidbok")
     published: dict[str, int] = {}
     for step, variant in enumerate(sequence):
@@ -350,8 +349,7 @@ def test_a_county_json_correction_leaving_a_field_out_keeps_the_published_value(
 
 def test_a_published_correction_written_again_is_not_undone_while_it_settles(landing, warehouse):
     """Found by review: touching (re-uploading) the published correction made the older file current for a run."""
-    settled = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                               environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    settled = local_settings(landing, warehouse, environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
 
     def grant() -> list[int]:
         return publish.read_table(str(warehouse), "county_report").column("grant_sek").to_pylist()

@@ -15,6 +15,7 @@ from tests.export_support import MARCH, set_cell
 from tests.export_support import PIPELINE_SEED as SEED
 from tests.export_support import pipeline_lines as _lines
 from tests.export_support import write_export as _write
+from tests.settings_support import local_settings
 
 
 def _table(warehouse, name):
@@ -355,10 +356,8 @@ def test_period_catch_up_and_sweep(settings, landing, warehouse):
 
 def test_a_month_whose_file_is_still_being_written_is_not_called_without_files(landing, warehouse):
     """Found by review: with the month's file inside the settle window the run said "no e-health files for …"."""
-    from etl.config import Settings
 
-    settling = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    settling = local_settings(landing, warehouse, environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
     _write(landing, "journalen")  # written just now: inside the 60 s settle window
     report = pipeline.run(settling, period="2017-03")
     assert report.results == []

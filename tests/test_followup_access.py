@@ -21,7 +21,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_followup_mart import COUNTY_REPORTS, INJECTED_NAME, build_sources, settings_for
+
+from tests.followup_support import COUNTY_REPORTS, INJECTED_NAME, build_sources
+from tests.settings_support import settings_in
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL = ROOT / "sql"
@@ -34,7 +36,7 @@ def built(tmp_path_factory):
     from etl.pipelines import followup
 
     tmp = tmp_path_factory.mktemp("followup_access")
-    settings = settings_for(tmp)
+    settings = settings_in(tmp)
     (tmp / "landing" / ".sample-args").write_text("--years 2019-2021")  # what scripts/demo.py leaves
     build_sources(settings.warehouse_uri)
     followup.build_marts(settings)
@@ -542,7 +544,7 @@ def test_a_run_with_unchanged_sources_is_a_quick_no_op(tmp_path):
     from etl import publish
     from etl.pipelines import followup as pipeline
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     build_sources(settings.warehouse_uri)
     first = pipeline.run(settings)
     assert first.outcome == "published"

@@ -4,178 +4,24 @@ The source tables are published with ``etl.publish.publish`` exactly as the
 source pipelines would, into a temporary warehouse; the expected numbers
 below are worked out by hand from those inputs (see the comments), never by
 calling mart code.
-
-The inputs (``build_sources``): all 21 regions, years 2019-2021.
-
-* Population: Stockholm (01) 2 000 000 → 2 100 000, Uppsala (03) 400 000 →
-  380 000, Gotland (09) 60 000 both years, every other region 100 000 both
-  years; nothing for 2021 (not yet published by SCB).
-* County reports: 01 and 03 report 2019 and 2020, 09 only 2019 (so 09/2020
-  is "did not report"); nobody reports 2021.
-* Journal / web booking exports for Nov-Dec 2019, Nov-Dec 2020 and Jan 2021
-  with one suppressed logins cell (01, Dec 2019) and one suppressed
-  unique-users cell (03, Dec 2019), plus the national totals (Riket).
+The inputs: ``tests/followup_support.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
-import pandas as pd
 import pytest
 
-from etl import publish, regions
-from etl.config import Settings
+from etl import publish
 from etl.errors import NotReady, ValidationFailed
-from etl.publish import TableBatch
-
-D = dt.date
-YEARS = (2019, 2020)
-OTHERS = [r.code for r in regions.REGIONS if r.code not in {"01", "03", "09"}]
-INJECTED_NAME = "=HYPERLINK(\"http://example.invalid\",\"Norrbotten\")"
-
-# --------------------------------------------------------------------------- hand-made source tables
-
-
-def _publish(uri: str, table: str, rows: list[dict], merge_keys=None) -> None:
-    frame = pd.DataFrame(rows)
-    frame["source_file"] = f"handmade/{table}"
-    empty_q = pd.DataFrame(columns=["source_file", "row_number", "raw", "reason"])
-    publish.publish(uri, "test", TableBatch(table, frame, empty_q, len(frame), merge_keys), publish.new_batch_id())
-
-
-def dim_region_rows(drop: str | None = None, rename: dict | None = None) -> list[dict]:
-    rename = rename or {}
-    return [{"region_code": r.code, "region_name": rename.get(r.code, r.region_name), "county_name": r.county_name,
-             "kolada_id": r.kolada_id} for r in regions.REGIONS if r.code != drop]
-
-
-def _report(code, year, grant, earmarked, spend, offers):
-    it, use, supply = spend
-    clinical, salary, care, task = offers
-    return {"region_code": code, "report_year": year, "grant_sek": grant, "earmarked": earmarked,
-            "spend_it_support_sek": it, "spend_competence_use_sek": use, "spend_competence_supply_sek": supply,
-            "offers_clinical_intro_year": clinical, "offers_specialist_nurse_study_salary": salary,
-            "has_care_near_service": care, "has_task_shifting": task,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
-
-
-COUNTY_REPORTS = [
-    _report("01", 2019, 10_000_000, True, (2_000_000, 3_000_000, 4_000_000), (True, False, None, True)),
-    _report("01", 2020, 12_000_000, True, (6_000_000, 3_000_000, 3_060_000), (True, True, None, True)),
-    _report("03", 2019, 2_000_000, False, (500_000, 500_000, None), (False, None, True, False)),
-    _report("03", 2020, 1_900_000, None, (950_000, 475_000, 475_000), (True, True, True, False)),
-    _report("09", 2019, 300_000, True, (100_000, 100_000, 100_000), (False, False, False, False)),
-]
-
-
-def _initiative(code, year, no, area, new, title=None):
-    return {"region_code": code, "report_year": year, "initiative_no": no, "title": title or f"Insats {code}-{no}",
-            "area": area, "status": "ongoing", "new_due_to_grant": new, "cost_sek": None, "description": None,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
-
-
-INITIATIVES = [
-    _initiative("01", 2019, 1, "it_support", True, "Digital triage i primärvården"),
-    _initiative("01", 2019, 2, "competence_use", False),
-    _initiative("01", 2019, 3, "competence_supply", None),
-    _initiative("01", 2020, 1, "it_support", True, "Webbtidbok i alla vårdcentraler"),
-    _initiative("01", 2020, 2, "it_support", True, "Journalen för vårdnadshavare"),
-    _initiative("03", 2020, 1, "competence_supply", True, "Kliniskt basår för nya sjuksköterskor"),
-    _initiative("09", 2019, 1, "competence_use", True, "Vårdnära service på avdelning 3"),
-]
-
-
-def _service(code, year, service, status, on=None):
-    return {"region_code": code, "report_year": year, "service": service, "status": status, "implemented_on": on,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
-
-
-SERVICES = [
-    _service("01", 2019, "web_booking", "implemented", D(2017, 5, 1)),
-    _service("01", 2019, "patient_journal_online", "implemented", D(2018, 3, 15)),
-    _service("01", 2019, "remote_care", "planned"),
-    _service("01", 2020, "web_booking", "implemented", D(2017, 5, 1)),
-    _service("01", 2020, "patient_journal_online", "implemented", D(2018, 3, 15)),
-    _service("01", 2020, "remote_care", "partly_implemented", D(2020, 9, 1)),
-    _service("01", 2020, "self_check_in", "not_started"),
-    _service("03", 2019, "web_booking", "partly_implemented", D(2019, 2, 1)),
-    _service("03", 2019, "patient_journal_online", "implemented", D(2019, 10, 1)),
-    _service("03", 2020, "web_booking", "implemented", D(2019, 2, 1)),
-    _service("03", 2020, "patient_journal_online", "implemented", D(2019, 10, 1)),
-    _service("09", 2019, "web_booking", "not_started"),
-    _service("09", 2019, "patient_journal_online", "planned"),
-]
-
-
-def _cell(code, month: D, service, metric, value):
-    row = {"year": month.year, "month": month, "service": service, "metric": metric, "value": value,
-           "suppressed": value is None}
-    if code is not None:
-        row["region_code"] = code
-    return row
-
-
-J, W = "patient_journal_online", "web_booking"
-ADOPTION = [
-    # Stockholm: unique users 200 000 / 220 000 of 2 000 000 → 100 and 110 per 1 000 (mean 105, Dec 110).
-    _cell("01", D(2019, 11, 1), J, "unique_users", 200_000),
-    _cell("01", D(2019, 12, 1), J, "unique_users", 220_000),
-    # logins 500 000 → 250 per 1 000; December suppressed → mean over 1 month, no December figure.
-    _cell("01", D(2019, 11, 1), J, "logins", 500_000),
-    _cell("01", D(2019, 12, 1), J, "logins", None),
-    # bookings 40 000 / 60 000 → 20 / 30 per 1 000 (mean 25, Dec 30); 150 of 200 units connected in December.
-    _cell("01", D(2019, 11, 1), W, "bookings", 40_000),
-    _cell("01", D(2019, 12, 1), W, "bookings", 60_000),
-    _cell("01", D(2019, 12, 1), W, "units_connected", 150),
-    _cell("01", D(2019, 12, 1), W, "units_total", 200),
-    # 2020: 315 000 of 2 100 000 → 150 per 1 000.
-    _cell("01", D(2020, 12, 1), J, "unique_users", 315_000),
-    # January 2021: no 2021 population yet → divided by the 2020 count: 336 000 / 2 100 000 → 160.
-    _cell("01", D(2021, 1, 1), J, "unique_users", 336_000),
-    # Uppsala: December 2019 suppressed → no 2019 mean (0 months), never 0.
-    _cell("03", D(2019, 12, 1), J, "unique_users", None),
-    # 2020: 38 000 / 57 000 of 380 000 → 100 / 150 per 1 000 (mean 125).
-    _cell("03", D(2020, 11, 1), J, "unique_users", 38_000),
-    _cell("03", D(2020, 12, 1), J, "unique_users", 57_000),
-    # units total suppressed → no share.
-    _cell("03", D(2020, 12, 1), W, "units_connected", 10),
-    _cell("03", D(2020, 12, 1), W, "units_total", None),
-]
-NATIONAL = [
-    # The country: 2019 population 4 260 000, 2020 4 340 000 (see POPULATION).
-    _cell(None, D(2019, 11, 1), J, "unique_users", 852_000),  # → 200 per 1 000
-    _cell(None, D(2019, 12, 1), J, "unique_users", 1_065_000),  # → 250
-    _cell(None, D(2020, 12, 1), J, "unique_users", 1_302_000),  # → 300
-    _cell(None, D(2021, 1, 1), J, "unique_users", 1_345_400),  # → 310 (2020 population)
-    _cell(None, D(2019, 11, 1), J, "logins", 2_130_000),  # → 500
-]
-
-
-def population_rows() -> list[dict]:
-    special = {("01", 2019): 2_000_000, ("01", 2020): 2_100_000, ("03", 2019): 400_000, ("03", 2020): 380_000,
-               ("09", 2019): 60_000, ("09", 2020): 60_000}
-    return [{"region_code": code, "year": year, "population": special.get((code, year), 100_000)}
-            for code in regions.REGION_CODES for year in YEARS]
-
-
-def build_sources(uri: str, *, dim_region=None, county_reports=None) -> None:
-    _publish(uri, "dim_region", dim_region if dim_region is not None else dim_region_rows(
-        rename={"25": INJECTED_NAME}))
-    _publish(uri, "population", population_rows())
-    _publish(uri, "county_report", county_reports if county_reports is not None else COUNTY_REPORTS)
-    _publish(uri, "county_initiative", INITIATIVES)
-    _publish(uri, "county_ehealth_service", SERVICES)
-    _publish(uri, "ehealth_adoption", ADOPTION)
-    _publish(uri, "ehealth_adoption_national", NATIONAL)
-
-
-def settings_for(tmp) -> Settings:
-    (tmp / "landing").mkdir(exist_ok=True)
-    (tmp / "warehouse").mkdir(exist_ok=True)
-    return Settings.resolve(landing=str(tmp / "landing"), warehouse=str(tmp / "warehouse"), kolada_kpis="",
-                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
-
+from tests.followup_support import (
+    COUNTY_REPORTS,
+    D,
+    build_sources,
+    dim_region_rows,
+    population_rows,
+    publish_rows,
+)
+from tests.settings_support import local_settings, settings_in
 
 # --------------------------------------------------------------------------- the marts
 
@@ -184,7 +30,7 @@ def settings_for(tmp) -> Settings:
 def marts(tmp_path_factory):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path_factory.mktemp("followup_mart"))
+    settings = settings_in(tmp_path_factory.mktemp("followup_mart"))
     build_sources(settings.warehouse_uri)
     report = followup.build_marts(settings)
     region = publish.read_table(settings.warehouse_uri, "followup_region_year").to_pylist()
@@ -349,7 +195,7 @@ def test_rebuild_with_the_same_sources_is_unchanged(marts):
 def test_missing_dim_region_is_one_clear_error_and_logged(tmp_path):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     with pytest.raises(NotReady, match="dim_region is not published: run the reference pipeline first"):
         followup.build_marts(settings)
     log = publish.read_load_log(settings.warehouse_uri).to_pylist()
@@ -358,10 +204,10 @@ def test_missing_dim_region_is_one_clear_error_and_logged(tmp_path):
     assert log[0]["message"].startswith("not built: dim_region is not published")
 
 
-def test_a_region_missing_from_the_dimension_blocks_the_publish(tmp_path):
+def test_a_region_missing_from_the_dimension_blocks_thepublish_rows(tmp_path):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     build_sources(settings.warehouse_uri, dim_region=dim_region_rows(drop="25"))
     with pytest.raises(ValidationFailed, match="21 regions"):
         followup.build_marts(settings)
@@ -373,9 +219,9 @@ def test_a_region_missing_from_the_dimension_blocks_the_publish(tmp_path):
 def test_source_rows_for_an_unknown_region_are_reported_in_the_load_log(tmp_path):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     build_sources(settings.warehouse_uri)
-    _publish(settings.warehouse_uri, "population", [{"region_code": "99", "year": 2019, "population": 5}],
+    publish_rows(settings.warehouse_uri, "population", [{"region_code": "99", "year": 2019, "population": 5}],
              merge_keys=("region_code", "year"))
     followup.build_marts(settings)
     log = [r for r in publish.read_load_log(settings.warehouse_uri).to_pylist() if r["pipeline"] == "followup"]
@@ -385,10 +231,10 @@ def test_source_rows_for_an_unknown_region_are_reported_in_the_load_log(tmp_path
     assert len(publish.read_table(settings.warehouse_uri, "followup_region_year")) == 63
 
 
-def test_spend_far_above_the_grant_blocks_the_publish(tmp_path):
+def test_spend_far_above_the_grant_blocks_thepublish_rows(tmp_path):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     bad = [dict(COUNTY_REPORTS[0], spend_it_support_sek=20_000_000)] + COUNTY_REPORTS[1:]
     build_sources(settings.warehouse_uri, county_reports=bad)
     with pytest.raises(ValidationFailed, match=r"share of the grant.*01/2019"):
@@ -399,11 +245,11 @@ def test_spend_far_above_the_grant_blocks_the_publish(tmp_path):
 def test_sources_not_published_yet_give_null_columns_not_a_crash(tmp_path):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
-    _publish(settings.warehouse_uri, "dim_region", dim_region_rows())
+    settings = settings_in(tmp_path)
+    publish_rows(settings.warehouse_uri, "dim_region", dim_region_rows())
     first = followup.run(settings)
     assert first.outcome == "nothing_new" and "no years in any source table: nothing to build" in first.messages
-    _publish(settings.warehouse_uri, "population", population_rows())
+    publish_rows(settings.warehouse_uri, "population", population_rows())
     second = followup.run(settings)
     assert second.outcome == "published"
     assert any(m.startswith("not published yet, their columns are null: county_report") for m in second.messages)
@@ -426,8 +272,7 @@ def test_sources_rewritten_in_another_row_order_leave_the_marts_unchanged(tmp_pa
     from etl.sample import reference as reference_sample
 
     landing = tmp_path / "landing"
-    settings = Settings.resolve(landing=str(landing), warehouse=str(tmp_path / "wh"), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, tmp_path / "wh")
     for module in (reference_sample, ehealth_sample):
         module.write(landing, 2018, 2019, units=1, unit_months=0, seed=5)
     reference.run(settings, offline_snapshot=True)

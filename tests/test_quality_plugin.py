@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 
 from etl import publish, quality
-from etl.config import Settings
 from etl.errors import ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
+from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "ehealth"
@@ -58,8 +58,7 @@ def built(tmp_path_factory):
     folder = landing / "ehealth"
     folder.mkdir(parents=True)
     warehouse.mkdir()
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse)
     _export(folder, "journalen", MARCH, drop_region="12")
     _export(folder, "webbtidbok", MARCH)
     units = (FIXTURES / "webbtidbok_enheter_2024-02.csv").read_text(encoding="utf-8-sig").rstrip("\n")

@@ -16,6 +16,7 @@ from etl.errors import BadInput, ConfigError, SourceUnavailable, ValidationFaile
 from etl.pipelines import reference
 from etl.sample import reference as sample
 from etl.sources.http import RetryPolicy
+from tests.settings_support import local_settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
 FAST = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01, jitter=0.001, read_timeout=5)
@@ -65,8 +66,7 @@ def serve(httpserver, scb: FakeSCB, kolada_ok: bool = True) -> None:
 
 @pytest.fixture
 def api_settings(httpserver, landing, warehouse) -> Settings:
-    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), scb_base_url=httpserver.url_for("/scb"),
-                            kolada_base_url=httpserver.url_for("/kolada"), kolada_kpis="N17473,N17461", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    return local_settings(landing, warehouse, scb_base_url=httpserver.url_for("/scb"), kolada_base_url=httpserver.url_for("/kolada"), kolada_kpis="N17473,N17461")
 
 
 def table(settings: Settings, name: str) -> list[dict]:
@@ -182,8 +182,7 @@ def test_population_is_replaced_year_by_year(httpserver, api_settings):
 
 def test_empty_kpi_list_publishes_an_empty_key_figure_table(httpserver, landing, warehouse):
     serve(httpserver, FakeSCB(sample.population_figures(2016, 2017, seed=11)))
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), scb_base_url=httpserver.url_for("/scb"),
-                                kolada_base_url=httpserver.url_for("/kolada"), kolada_kpis="", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse, scb_base_url=httpserver.url_for("/scb"), kolada_base_url=httpserver.url_for("/kolada"))
     report = reference.run(settings, year=2017, policy=FAST)
     assert {r.table: r.table_rows for r in report.results} == {"dim_region": 21, "population": 42, "kolada_kpi": 0}
     assert not any("/kolada/" in r.path for r, _ in httpserver.log)
@@ -200,8 +199,7 @@ def test_offline_snapshot_fills_the_tables_without_http(landing, warehouse):
     readme = (landing / "api_snapshot" / "README.txt").read_text()
     assert "SYNTHETIC" in readme
     dead = _closed_port_url()  # any HTTP attempt would fail the run
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), scb_base_url=dead,
-                                kolada_base_url=dead, kolada_kpis="N17473,N17461", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse, scb_base_url=dead, kolada_base_url=dead, kolada_kpis="N17473,N17461")
     report = reference.run(settings, year=2019, offline_snapshot=True)
 
     assert population_map(settings) == sample.population_figures(2016, 2018, seed=5)
@@ -214,7 +212,7 @@ def test_offline_snapshot_fills_the_tables_without_http(landing, warehouse):
 
 
 def test_offline_snapshot_missing_or_incomplete_is_bad_input(landing, warehouse):
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="N17473", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse, kolada_kpis="N17473")
     with pytest.raises(BadInput, match="scb_tab638.json is missing"):
         reference.run(settings, year=2017, offline_snapshot=True)
     sample.write(landing, 2016, 2017, seed=5)

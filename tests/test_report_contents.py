@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 
 from etl import publish, regions
-from etl.config import Settings
+from etl.marts import summary
 from etl.publish import TableBatch
+from tests.settings_support import settings_in
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2017, 3, 31)
@@ -58,13 +59,6 @@ def _cell(code, month: dt.date, service, metric, value) -> dict:
     row = {"year": month.year, "month": month, "service": service, "metric": metric, "value": value,
            "suppressed": value is None}
     return row if code is None else {**row, "region_code": code}
-
-
-def settings_for(tmp: Path) -> Settings:
-    (tmp / "landing").mkdir(exist_ok=True)
-    (tmp / "warehouse").mkdir(exist_ok=True)
-    return Settings.resolve(landing=str(tmp / "landing"), warehouse=str(tmp / "warehouse"), kolada_kpis="",
-                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
 
 
 def _population(i: int) -> int:
@@ -119,7 +113,7 @@ def build_sources(uri: str, reports: list[dict]) -> None:
 def built(tmp_path_factory):
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path_factory.mktemp("report_contents"))
+    settings = settings_in(tmp_path_factory.mktemp("report_contents"))
     build_sources(settings.warehouse_uri, county_reports())
     followup.build_marts(settings)
     paths = followup.build_access(settings, today=TODAY)
@@ -234,7 +228,7 @@ def test_unanswered_are_said_and_never_counted_as_no(built):
 def test_every_figure_in_the_summary_is_what_its_linked_query_returns(built):
     """Each sentence links to sql/06's entry; running that query with DuckDB gives each of its figures."""
     page = _page(built["html"])
-    assert len(page.items) == 8
+    assert len(page.items) == len(summary.QUESTIONS)  # one sentence per question of the declaration
     rows = {(year, question): (yes, answered, not_answered, regions)
             for year, question, yes, answered, not_answered, regions in _query(built, _sql("06_summary_counts.sql"))}
     for item in page.items:
@@ -389,7 +383,7 @@ def test_report_as_of_a_date_summarises_the_data_of_that_date(tmp_path):
     from etl.marts import access
     from etl.pipelines import followup
 
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     build_sources(settings.warehouse_uri, county_reports(clinical_yes=10))
     followup.build_marts(settings)
     time.sleep(1.1)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(CORPUS))
 import unreadable_fs  # noqa: E402  (registers the "unreadable" fsspec protocol)
 
 from tests.county_support import builders  # noqa: E402
+from tests.settings_support import local_settings  # noqa: E402
 
 COUNTY_TABLES = ("county_report", "county_initiative", "county_ehealth_service")
 EHEALTH_TABLES = ("ehealth_adoption", "ehealth_adoption_national")
@@ -72,8 +73,7 @@ def unreadable(monkeypatch):
 
 def county_loaded(landing: Path, warehouse: Path) -> Settings:
     """Landing through the ``unreadable://`` filesystem, two reports published."""
-    settings = Settings.resolve(landing=f"unreadable://{landing}", warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(f"unreadable://{landing}", warehouse)
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
     builders.land(landing, "skane_2017.xlsx", builders.xlsx_bytes(builders.doc(region="Region Skåne")),
                   mtime=1_600_000_000)
@@ -123,8 +123,7 @@ def test_unreadable_landing_is_reported_as_source_unavailable(landing, warehouse
 def test_unreadable_monthly_export_mid_backfill_keeps_what_was_published(landing, warehouse, unreadable):
     import datetime as dt
 
-    settings = Settings.resolve(landing=f"unreadable://{landing}", warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(f"unreadable://{landing}", warehouse)
     for month in (1, 2):
         ehealth_sample.write_month(landing / "ehealth", dt.date(2017, month, 1), seed=3, style=ehealth_sample.PLAIN)
     ehealth_adoption.run(settings)
@@ -146,7 +145,7 @@ def test_unreadable_monthly_export_mid_backfill_keeps_what_was_published(landing
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
 def test_chmod_000_landing_file_fails_clearly(landing, warehouse):
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), kolada_kpis="", environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(landing, warehouse)
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()))
     county_reports.run(settings)
     before = table_hashes(settings.warehouse_uri, COUNTY_TABLES)
@@ -182,8 +181,7 @@ def test_cli_unreadable_landing_is_one_line_and_exit_1(landing, warehouse):
 def test_missing_landing_root_is_a_clear_failure_and_changes_nothing(landing, warehouse, tmp_path):
     settings = county_loaded(landing, warehouse)
     before = table_hashes(settings.warehouse_uri, COUNTY_TABLES)
-    gone = Settings.resolve(landing=str(tmp_path / "unmounted"), warehouse=str(warehouse), kolada_kpis="",
-                            environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    gone = local_settings(tmp_path / "unmounted", warehouse)
     # An unmounted volume must alert, not read as "nothing new" day after day.
     with pytest.raises(SourceUnavailable, match="unmounted.*does not exist"):
         county_reports.run(gone)

@@ -10,6 +10,7 @@ import pytest
 
 from etl import storage
 from etl.errors import BadInput, SourceUnavailable
+from tests.settings_support import local_settings
 
 
 def _sha(data: bytes) -> str:
@@ -139,14 +140,12 @@ def http_landing(landing):
 
 def test_credentials_in_a_landing_uri_reach_no_column_load_log_or_state(http_landing, landing, warehouse):
     from etl import publish
-    from etl.config import Settings
     from etl.pipelines import ehealth_adoption
     from tests.export_support import write_export as _write
 
     _write(landing, "journalen")
     _write(landing, "webbtidbok")
-    settings = Settings.resolve(landing=http_landing, warehouse=str(warehouse), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = local_settings(http_landing, warehouse)
     report = ehealth_adoption.run(settings)
     assert report.outcome == "published"
     assert ehealth_adoption.run(settings).outcome == "nothing_new"  # its message names the landing URI

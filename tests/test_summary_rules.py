@@ -92,7 +92,7 @@ def test_bounds_are_exact_fractions():
 
 
 def test_docs_hold_the_tables_the_code_uses():
-    """docs/summary-rules.md is the generated text of the tables (regenerate: python -m etl.marts.summary)."""
+    """docs/summary-rules.md holds the generated text of the tables (regenerate: make docs)."""
     doc = (ROOT / summary.RULES_DOC).read_text(encoding="utf-8")
     assert summary.rules_markdown() in doc
     assert summary.questions_markdown() in doc

@@ -101,9 +101,9 @@ def _ident(name: str) -> str:
 def view_sql(view: str, schema: schemas.TableSchema, files: list[str]) -> str:
     """CREATE VIEW over the Parquet ``files`` of one table version, with the registry's column order and types."""
     columns = ", ".join(_ident(c.name) for c in schema.all_columns)
+    typed = ", ".join(f"CAST(NULL AS {duckdb_type(c.type)}) AS {_ident(c.name)}" for c in schema.all_columns)
     if not files:
         # A published but empty table has no Parquet file for read_parquet to find: a typed empty view instead.
-        typed = ", ".join(f"CAST(NULL AS {duckdb_type(c.type)}) AS {_ident(c.name)}" for c in schema.all_columns)
         return f"CREATE VIEW {_ident(view)} AS SELECT {typed} WHERE false"
     options = ["hive_partitioning = true", "union_by_name = true"]
     if schema.partition_by:
@@ -112,7 +112,12 @@ def view_sql(view: str, schema: schemas.TableSchema, files: list[str]) -> str:
         )
         options.append(f"hive_types = {{{types}}}")
     listed = "[" + ", ".join(_literal(f) for f in files) + "]"
-    return f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM read_parquet({listed}, {', '.join(options)})"
+    # Files written before the declaration gained a column lack it (etl.migrations adds it to the table
+    # without rewriting them): the typed empty row set, united by name, gives every declared column, null there.
+    return (
+        f"CREATE VIEW {_ident(view)} AS SELECT {columns} FROM (SELECT * FROM read_parquet({listed}, "
+        f"{', '.join(options)}) UNION ALL BY NAME SELECT {typed} WHERE false)"
+    )
 
 
 def is_object_store(uri: str) -> bool:

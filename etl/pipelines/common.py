@@ -8,12 +8,13 @@ returns a :class:`~etl.publish.TableBatch` whose accounting adds up.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from etl import expectation_suites, publish, schemas, validation
-from etl.errors import BadInput, EtlError
+from etl import expectation_suites, migrations, privacy, publish, schemas, validation
+from etl.errors import BadInput, EtlError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,18 @@ class RunReport:
             },
             "messages": self.messages,
         }
+
+
+def start_run(warehouse_uri: str, pipeline: str, batch_id: str | None = None) -> RunReport:
+    """A run's report (under ``batch_id`` or a new one), once the warehouse is at the registry's schemas.
+
+    :func:`etl.migrations.ensure_current` first — columns a declaration gained are added, pending
+    rewrites applied, each with its load-log row and a line in the report — so that a warehouse of an
+    older version is read and written in today's shape by every pipeline.
+    """
+    report = RunReport(pipeline, batch_id or publish.new_batch_id())
+    report.messages += migrations.ensure_current(warehouse_uri)
+    return report
 
 
 class Progress:
@@ -265,6 +278,41 @@ def record_failure(
             pipeline, batch_id, "failed", "failed", publish.utcnow(), table, sources, rows_in, message=message[:2000]
         ),
     )
+
+
+def records_unexpected_failures(pipeline: str) -> Callable[[Callable[..., RunReport]], Callable[..., RunReport]]:
+    r"""Decorate a pipeline's ``run``: an error that is not one of the project's (a library's, a bug) still
+    leaves a ``failed`` load-log row before it propagates, so ``etl status`` and the data-quality pages
+    count the failed run instead of showing nothing. The row's message is one line, URIs redacted and
+    personal data masked; the traceback stays with the caller (the task log). :class:`EtlError`\ s record
+    their own rows where they happen and pass through untouched.
+    """
+
+    def decorate(run: Callable[..., RunReport]) -> Callable[..., RunReport]:
+        @functools.wraps(run)
+        def guarded(settings, *args, **kwargs) -> RunReport:
+            try:
+                return run(settings, *args, **kwargs)
+            except EtlError:
+                raise
+            except Exception as exc:
+                message = f"{pipeline}: unexpected {type(exc).__name__}: {one_line(str(exc))}"
+                try:
+                    record_failure(
+                        settings.warehouse_uri, pipeline, publish.new_batch_id(), None, [], shown_failure(message)
+                    )
+                except Exception:  # noqa: BLE001 - the store itself may be what failed: the original error matters
+                    log.exception("%s: could not record the failure in the load log", pipeline)
+                raise
+
+        return guarded
+
+    return decorate
+
+
+def shown_failure(message: str) -> str:
+    """``message`` as it may be stored and shown: URIs redacted, personal data masked."""
+    return privacy.mask_personal_data(privacy.redact_uri(message))
 
 
 def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> str | None:

@@ -44,7 +44,15 @@ from etl.config import Settings
 from etl.deliveries import DeliveryRecord, delivery_path
 from etl.errors import BadInput
 from etl.pipelines import skeleton
-from etl.pipelines.common import Progress, RunReport, checked_batch, last_committed, take_in
+from etl.pipelines.common import (
+    Progress,
+    RunReport,
+    checked_batch,
+    last_committed,
+    records_unexpected_failures,
+    start_run,
+    take_in,
+)
 from etl.sources import county_reports as source
 from etl.sources.county_reports import ParsedReport
 
@@ -501,6 +509,7 @@ def replaced_by(
     return None
 
 
+@records_unexpected_failures(PIPELINE)
 def run(settings: Settings) -> RunReport:
     """Load every county report delivery whose file in landing is not what is published; one batch.
 
@@ -508,7 +517,7 @@ def run(settings: Settings) -> RunReport:
     refused whole or blocked by the no-shrink check (naming each), and
     :class:`BadInput` when landing holds entries that cannot be taken in.
     """
-    report = RunReport(PIPELINE, publish.new_batch_id())
+    report = start_run(settings.warehouse_uri, PIPELINE)
     return skeleton.execute(settings, report, plan(settings, report))
 
 

@@ -53,7 +53,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import approvals, migrations, no_shrink, publish, regions, storage, validation, verdict
+from etl import approvals, no_shrink, publish, regions, storage, validation, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, ValidationFailed
@@ -65,6 +65,8 @@ from etl.pipelines.common import (
     fold_quarantine_by_line,
     last_committed,
     numbered,
+    records_unexpected_failures,
+    start_run,
     take_in,
 )
 from etl.privacy import redact_uri
@@ -206,6 +208,7 @@ def legacy_committed(settings: Settings):
     return lambda: last_committed(settings.warehouse_uri, PIPELINE, delivery_of)
 
 
+@records_unexpected_failures(PIPELINE)
 def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = False) -> RunReport:
     """Process ``period`` (YYYY-MM), or every month with a pending delivery; see the module doc.
 
@@ -218,8 +221,7 @@ def run(settings: Settings, *, period: str | None = None, catch_up_late: bool = 
         period = None
     if period is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(period)):
         raise ConfigError(f"period must be YYYY-MM, not {period!r}")
-    report = RunReport(PIPELINE, publish.new_batch_id())
-    report.messages += migrations.ensure_current(settings.warehouse_uri)  # a warehouse of an older version
+    report = start_run(settings.warehouse_uri, PIPELINE)
     return skeleton.execute(settings, report, plan(settings, report, period, catch_up_late))
 
 

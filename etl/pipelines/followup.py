@@ -38,7 +38,14 @@ from etl.config import Settings
 from etl.errors import EtlError, NotReady, ValidationFailed
 from etl.marts import MART_INPUTS, MART_TABLES, SOURCE_TABLES
 from etl.pipelines import skeleton
-from etl.pipelines.common import Progress, RunReport, record_nothing_new, rejected_frame
+from etl.pipelines.common import (
+    Progress,
+    RunReport,
+    record_nothing_new,
+    records_unexpected_failures,
+    rejected_frame,
+    start_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +155,7 @@ def build_marts(
     ``access`` (see :attr:`etl.pipelines.skeleton.Plan.finish`) builds the analysts' access once the
     marts are settled and says whether that refreshed the views; without it the views are refreshed here.
     """
-    report = RunReport(PIPELINE, batch_id or publish.new_batch_id())
+    report = start_run(settings.warehouse_uri, PIPELINE, batch_id)
     plan = plan_marts(settings, report)
     plan.finish = access
     return skeleton.execute(settings, report, plan)
@@ -219,9 +226,11 @@ def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
 
 
 def _marts_reflect(warehouse_uri: str, lineage: str) -> bool:
-    """True when both marts are published and were computed from exactly these source versions."""
+    """True when both marts are published, in their declared shape, and computed from exactly these source
+    versions (a mart whose declaration gained a column is rebuilt)."""
     for table in MART_TABLES:
-        if status.table_rows(warehouse_uri, table) is None:
+        stored = publish.stored_schema(warehouse_uri, table)
+        if stored is None or set(schemas.get(table).arrow_schema.names) - set(stored.names):
             return False
         built_from = publish.read_table(warehouse_uri, table).column("source_file").unique().to_pylist()
         if built_from != [lineage]:
@@ -348,6 +357,7 @@ def access_follows(report: RunReport) -> bool:
     return report.outcome != "nothing_new"
 
 
+@records_unexpected_failures(PIPELINE)
 def run(settings: Settings) -> RunReport:
     """The marts (:func:`build_marts`), then the analysts' access to them (:func:`refresh_access`)."""
     paths: dict[str, str] = {}

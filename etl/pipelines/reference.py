@@ -31,7 +31,7 @@ from etl import publish, regions, storage
 from etl.config import Settings
 from etl.errors import BadInput, ConfigError
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, checked_batch
+from etl.pipelines.common import RunReport, checked_batch, records_unexpected_failures, start_run
 from etl.privacy import redact_uri
 from etl.sources import kolada, scb
 from etl.sources.http import ApiRows, RetryPolicy
@@ -177,6 +177,7 @@ def kolada_frame(rows: list[dict]):
 # --------------------------------------------------------------------------- run
 
 
+@records_unexpected_failures(PIPELINE)
 def run(
     settings: Settings,
     *,
@@ -194,7 +195,7 @@ def run(
     :class:`BadInput`, :class:`ValidationFailed`), with its load-log row.
     """
     years = reference_years(year, first_year)
-    report = RunReport(PIPELINE, publish.new_batch_id())
+    report = start_run(settings.warehouse_uri, PIPELINE)
     wh = settings.warehouse_uri
 
     def judge_regions(step: skeleton.Step) -> skeleton.Judgement:
