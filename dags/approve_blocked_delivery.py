@@ -178,14 +178,20 @@ def approve_blocked_delivery():
         def publish_it() -> dict:
             context = get_current_context()
             settings = settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS))
+            run = context["dag_run"]
+            # This run's answer only: on the file it asked about, recorded since it started (a run id reused
+            # after its run was deleted must not find the old run's decision).
             decision = approvals.decision_of(
-                settings.warehouse_uri, batch_id(context["dag"].dag_id, context["dag_run"].run_id)
+                settings.warehouse_uri,
+                batch_id(context["dag"].dag_id, run.run_id),
+                sha256=found["sha256"],
+                since=run.start_date,
             )
             if decision is None:
                 # `decide` marked success by hand: nobody answered, so there is nothing to record or publish.
                 raise BadInput(
-                    f"{found['name']}: the approval request was never answered (decide was marked done by hand); "
-                    "trigger this DAG again for a data steward to decide"
+                    f"{found['name']}: this run's approval request was never answered (decide was marked done "
+                    "by hand); trigger this DAG again for a data steward to decide"
                 )
             print(f"{found['name']}: {decision.note()}")
             if not decision.approved:

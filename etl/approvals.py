@@ -314,10 +314,24 @@ def record(
     return Decision(blocked.pipeline, blocked.source_file, blocked.sha256, approve, by, reason, now)
 
 
-def decision_of(warehouse_uri: str, batch_id: str) -> Decision | None:
-    """The decision recorded under ``batch_id`` (an approval run's, see :func:`record`), or None."""
+def decision_of(
+    warehouse_uri: str, batch_id: str, sha256: str | None = None, since: dt.datetime | None = None
+) -> Decision | None:
+    """The decision recorded under ``batch_id`` (an approval run's, see :func:`record`), or None.
+
+    ``sha256``: only a decision on that content; ``since``: only one recorded at or after it (the run's
+    start). A run id can be chosen, and a deleted run's id used again: the decision an earlier run of that
+    id recorded, on another file or before this run began, is not this run's.
+    """
     rows = publish.read_load_log(warehouse_uri).to_pylist()
-    found = [d for r in rows if r["batch_id"] == batch_id and (d := _decision(r)) is not None]
+    found = [
+        d
+        for r in rows
+        if r["batch_id"] == batch_id
+        and (d := _decision(r)) is not None
+        and (sha256 is None or d.sha256 == sha256)
+        and (since is None or d.at >= since)
+    ]
     return max(found, key=lambda d: d.at) if found else None
 
 

@@ -323,3 +323,22 @@ def test_an_approved_file_stays_released_while_its_month_is_judged_again(setting
     assert len(_march_regions(warehouse, "patient_journal_online")) == 20
     assert len(_march_regions(warehouse, "web_booking")) == 20
     assert pipeline.run(settings).outcome == "nothing_new"
+
+
+def test_a_run_finds_only_its_own_decision_on_its_file_since_it_started(settings, warehouse, gotland_missing):
+    """Found by a reviewer: an engineer deleted an answered approval run, created one with the same run id for
+    another file and marked `decide` done — record_decision found the old run's answer under that id."""
+    import datetime as dt
+
+    blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
+    batch = "approve_blocked_delivery:manual__reused"
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    approvals.record(str(warehouse), blocked, True, "sara", "Gotland did not report in March", batch_id=batch)
+    found = approvals.decision_of(str(warehouse), batch, sha256=blocked.sha256, since=before)
+    assert found is not None and (found.by, found.approved) == ("sara", True)
+    # The same run id, another file's request: not this run's answer.
+    assert approvals.decision_of(str(warehouse), batch, sha256="0" * 64, since=before) is None
+    # The same run id and file, a run started after the answer: not this run's answer either.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert approvals.decision_of(str(warehouse), batch, sha256=blocked.sha256, since=later) is None
+    assert approvals.decision_of(str(warehouse), "approve_blocked_delivery:other", sha256=blocked.sha256) is None

@@ -443,6 +443,34 @@ def test_only_an_answer_airflow_stored_decides_and_a_run_asks_once(agency):
     assert published == [], "the blocked file stayed blocked"
 
 
+def test_an_admin_cannot_give_himself_a_role_take_a_name_or_rename_a_role(agency):
+    """Found by a reviewer: adam (Admin) PATCHed his own roles to [Admin, Steward], then his name to "sara ",
+    and answered an approval request as "sara". Names and roles come from the directory: Airflow refuses
+    to change them, with one line saying where to."""
+    agency.token("ana")  # signed in once: her Airflow user exists
+    with agency.api("adam") as admin:
+        roles = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "roles"},
+                            json={"roles": [{"name": "Admin"}, {"name": "Steward"}]})
+        assert roles.status_code == 403 and "come from the agency's directory" in roles.text, roles.text
+        renamed = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "username"},
+                              json={"username": "sara "})
+        assert renamed.status_code == 403 and "refused: username" in renamed.text, renamed.text
+        other = admin.patch("/auth/fab/v1/users/ana", params={"update_mask": "roles"},
+                            json={"roles": [{"name": "Steward"}]})
+        assert other.status_code == 403, other.text
+        role = admin.patch("/auth/fab/v1/roles/Admin", params={"update_mask": "name"}, json={"name": "Steward"})
+        assert role.status_code == 403 and "keep their names" in role.text, role.text
+        # Nothing changed: what the directory gave stays.
+        users = {u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
+                 for u in admin.get("/auth/fab/v1/users").json()["users"]}
+        assert users["adam"] == ["Admin"] and users["ana"] == ["DataQuality", "Viewer"], users
+        assert admin.get("/auth/fab/v1/roles/Admin").status_code == 200
+        # What the directory does not own stays an admin's to edit.
+        mail = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "email"},
+                           json={"email": "adam.admin@agency.test"})
+        assert mail.status_code == 200, mail.text
+
+
 def test_a_sign_in_ends_eight_hours_after_the_password_however_active(browser, agency):
     """Found by a reviewer: FAB's session slid, and /auth/login/ handed out fresh 8-hour tokens without the
     directory; someone removed from a group kept the role. The token's deadline is the sign-in's."""
