@@ -4,7 +4,7 @@
 Loads the national e-service operator's monthly exports from
 `<landing>/ehealth/` (input contract: docs/input-formats.md §2 and §2b):
 
-* `journalen_YYYY-MM` and `webbtidbok_YYYY-MM` (`.csv` or `.xlsx`) →
+* `journalen_YYYY-MM` and `webbtidbok_YYYY-MM` (`.csv`, `.csv.gz`, `.txt`, `.xlsx`, `.xls` or `.ods`) →
   `ehealth_adoption` (21 regions, long format) and `ehealth_adoption_national`
   (the "Riket" row, used to reconcile the regions);
 * `webbtidbok_enheter_YYYY-MM.csv` (optional, large) → `ehealth_unit_daily`.

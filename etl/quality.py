@@ -508,8 +508,8 @@ def ehealth_months(
 ) -> dict:
     """The delivery status of each month from ``first`` to ``last`` (YYYY-MM), newest first.
 
-    Each month expects one ``journalen`` and one ``webbtidbok`` export
-    (:data:`etl.pipelines.ehealth_adoption.MONTHLY_KINDS`), due
+    Each month expects one export of each kind it expects
+    (:func:`etl.sources.ehealth_spec.kinds_expected`: ``journalen``, ``webbtidbok``, …), due
     ``overdue_after_days`` after the month ends; the unit-level
     ``webbtidbok_enheter`` file is shown when sent, never expected. Per
     delivery (:func:`~etl.pipelines.ehealth_adoption.delivery_id`) the status is

@@ -227,7 +227,7 @@ _EHEALTH = """{% extends "base.html" %}{% block body %}
 <label>overdue <input name="overdue_after_days" value="{{ status.overdue_after_days }}" size="3" inputmode="numeric"> days after the month</label>
 <button type="submit">Show</button></form>
 {% if status.landing_error %}<p class="box s-failed">{{ status.landing_error }}</p>{% endif %}
-<p>Each month expects <b>journalen</b> and <b>webbtidbok</b>, due {{ status.overdue_after_days }} days after the month ends
+<p>Each month expects one export of each kind ({% for k in kinds %}<b>{{ k }}</b>{{ ', ' if not loop.last else '' }}{% endfor %}, each from the month it is first expected), due {{ status.overdue_after_days }} days after the month ends
 (today is {{ status.today }}).
 {% for s, n in status.counts|dictsort %}<span class="s-{{ s|replace(' ', '-') }}">{{ s }}: {{ n }}</span>{{ ', ' if not loop.last else '' }}{% endfor %}</p>
 <table><tr><th>month</th><th>status</th><th>due</th>{% for k in kinds %}<th>{{ k }}</th>{% endfor %}<th>unit-level file</th></tr>

@@ -126,6 +126,8 @@ print(json.dumps({
     "suite": [e["kwargs"]["column"] for e in expectation_suites.load_suite_json("ehealth_adoption")["expectations"]
               if e["kwargs"].get("column") in ("service", "metric", "_check_unique_patients_le_visits")],
     "expected": [spec.kinds_expected("2019-02"), spec.kinds_expected("2019-03")],
+    "report": (warehouse / "exports" / "followup_report.html").read_text(encoding="utf-8").count(
+        "t-digital_visits_visits_per_1000_mean"),
 }))
 """
 
@@ -164,7 +166,9 @@ def test_a_new_export_kind_is_one_declaration_and_reaches_the_marts(tmp_path):
     assert got["mean"] and got["mean"][0] > 0
     assert got["expected"] == [["journalen", "webbtidbok"], ["journalen", "webbtidbok", "digitala_besok"]]
     assert got["suite"] == ["service", "metric", "_check_unique_patients_le_visits"]
+    assert got["report"] >= 1  # the HTML report has the new series' region × year table (a reviewer found none)
     # The project's own tests of the declaration hold in the edited copy: none hard-codes the two kinds.
     project_copy.run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-                     "tests/test_ehealth_spec.py", "tests/test_cli.py::test_committed_docs_are_up_to_date",
+                     "tests/test_ehealth_spec.py", "tests/test_report_contents.py",
+                     "tests/test_cli.py::test_committed_docs_are_up_to_date",
                      "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations")

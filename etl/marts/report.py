@@ -5,8 +5,9 @@ the *Sammanfattning* (sentences drafted from the national mart by
 :mod:`etl.marts.summary`), the national figures per year, and per region
 and year — one region × year table per measure with the national line
 (*Riket*) last — the grant and the spend on the three priority areas in
-kronor and per inhabitant, the four programmes, and web booking and
-*Journal via nätet* per 1 000 inhabitants. Charts are inline base64 PNGs
+kronor and per inhabitant, the programmes of the county report, and each
+e-health series per 1 000 inhabitants (web booking, *Journal via nätet*:
+:data:`etl.sources.ehealth_spec.SERIES`). Charts are inline base64 PNGs
 (matplotlib, Agg backend — no display, no browser needed); the file
 references no other file (links only to its own sections). Texts are in
 Swedish like the workbook, each table naming its column in the database
@@ -42,6 +43,7 @@ from etl.marts.exports import (
     write_bytes_atomic,
 )
 from etl.schemas.followup import AREA_TEXT, AREAS, FLAG_TEXT, FLAGS
+from etl.sources.ehealth_spec import SERIES
 
 REPORT_FILE = "followup_report.html"
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
@@ -219,7 +221,7 @@ def chart_spend(region_year, year: int | None) -> str:
 
 
 def chart_offers(region_year, year: int | None) -> str:
-    """A grid of regions × the four programmes for the latest report year: yes / no / not reported."""
+    """A grid of regions × the programmes (the offers of the county report) for the latest report year: yes / no / not reported."""
     title = "Regionernas satsningar"
     if year is None:
         return _placeholder(title, "Inga regionrapporter ännu")
@@ -440,15 +442,17 @@ MONEY_MEASURES: tuple[Measure, ...] = (
         for area in AREAS
     ),
 )
+# One table per series the marts give per 1 000 inhabitants (etl.sources.ehealth_spec.SERIES): a new
+# export kind's series is in the report with its declaration.
 ADOPTION_MEASURES: tuple[Measure, ...] = tuple(
-    Measure(column, HEADERS_REGION[column], english, 1, national=column)
-    for column, english in (
-        ("web_booking_bookings_per_1000_mean", "web booking: bookings per 1 000 inhabitants, monthly mean"),
-        (
-            "journal_unique_users_per_1000_mean",
-            "patient journal online: unique users per 1 000 inhabitants, monthly mean",
-        ),
+    Measure(
+        f"{series.prefix}_per_1000_mean",
+        HEADERS_REGION[f"{series.prefix}_per_1000_mean"],
+        f"{series.export.title_en}: {series.export.metric(series.metric).en} per 1 000 inhabitants, monthly mean",
+        1,
+        national=f"{series.prefix}_per_1000_mean",
     )
+    for series in SERIES
 )
 
 
@@ -597,7 +601,7 @@ def money_tables(region_year, national_year) -> str:
 
 
 def programme_tables(region_year, national_year) -> str:
-    """The four programmes: Ja / Nej / uppgift saknas per region and report year; Riket = ja av antal som svarat."""
+    """The programmes (the offers of the county report): Ja / Nej / uppgift saknas per region and report year; Riket = ja av antal som svarat."""
     years = _report_years(national_year)
     if not years:
         return "<p>Inga regionrapporter ännu.</p>"
@@ -792,7 +796,7 @@ def render(
         "<h2>Satsningar per region</h2>",
         _figure(
             chart_offers(region_year, year),
-            "Rutnät: regioner och de fyra satsningarna",
+            "Rutnät: regioner och satsningarna",
             "Blått = ja, orange = nej, grått = ej rapporterat eller ej besvarat.",
         ),
         _figure(

@@ -9,7 +9,7 @@ This module owns
   ``docs/summary-rules.md`` (written by ``etl docs`` from :func:`rules_markdown`, checked by
   ``tests/test_summary_rules.py``) read the same table;
 * :data:`QUESTIONS`, what the summary speaks about (reported, earmarked, the
-  four programmes, web booking and *Journal via nätet* implemented) and
+  programmes (each offer of the county report), web booking and *Journal via nätet* implemented) and
   where each count is in ``followup_national_year``;
 * :func:`summarise`, the sentences for the latest report year of a national
   mart frame. The report renders them (:mod:`etl.marts.report`), whether

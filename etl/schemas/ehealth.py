@@ -64,7 +64,7 @@ EHEALTH_ADOPTION = table(
     TableSchema(
         name="ehealth_adoption",
         domain="ehealth",
-        description="Monthly adoption of web booking and the patient journal online per region, long format.",
+        description="Monthly adoption of the e-health services (web booking, the patient journal online, …) per region, long format.",
         columns=(REGION_CODE, *_ADOPTION_COLUMNS),
         key=("region_code", "month", "service", "metric"),
         partition_by=("year",),

@@ -6,7 +6,8 @@ form's JSON, value kind and output column. The parser
 (:mod:`etl.sources.county_reports`), the blank template
 (:func:`write_blank_template`, ``python -m etl template``), the sample
 generator and the tests read these definitions, so a label changed here
-changes everywhere (``docs/county-report-guide.md`` follows them by hand).
+changes everywhere; the field tables and the web form's example in the input
+contract and the senders' guide are written from them by ``make docs``.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ expects and from when (:mod:`etl.pipelines.ehealth_adoption`,
 :mod:`etl.quality`), the per-line ``_check_*`` columns, the sample
 generator's headers (:mod:`etl.sample.ehealth`) and the analysts' service
 and metric labels. Checked against it by ``tests/test_ehealth_spec.py``:
-the value sets and line rules of ``expectations/ehealth_adoption.json`` and
-``expectations/ehealth_adoption_national.json``, and the ``service`` /
-``metric`` column docs of the schemas. The business rules in the suites
-(ranges, reconciliation tolerance) stay hand-written there.
+that the suites ``expectations/ehealth_adoption*.json`` repeat none of
+what is derived from here, and the ``service`` / ``metric`` column docs of
+the schemas. The business rules in the suites (ranges, reconciliation
+tolerance) stay hand-written there.
 
 The suites' value sets of ``service`` and ``metric`` and the line rules'
 expectations are derived from here (``TableSchema.expectations``), and so
