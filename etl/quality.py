@@ -532,6 +532,7 @@ def ehealth_months(
     from etl.errors import BadInput
     from etl.pipelines import ehealth_adoption as eh
     from etl.sources import ehealth_exports as exports
+    from etl.sources import ehealth_spec as spec
 
     if overdue_after_days < 0:
         raise ValueError("overdue_after_days must be 0 or more")
@@ -624,7 +625,7 @@ def ehealth_months(
     out = []
     counts: dict[str, int] = {}
     for period in reversed(months):
-        expected = [one(kind, period, exports.EXPORTS[kind].expected_in(period)) for kind in eh.MONTHLY_KINDS]
+        expected = [one(kind, period, spec.EXPORTS[kind].expected_in(period)) for kind in spec.MONTHLY_KINDS]
         unit = one(exports.UNIT_KIND, period, False)
         status = max((d["status"] for d in expected), key=lambda s: MONTH_STATUS_RANK[s])
         if unit["status"] in ("blocked", "waiting") and MONTH_STATUS_RANK[unit["status"]] > MONTH_STATUS_RANK[status]:

@@ -450,7 +450,7 @@ def deliveries(request: Request, outcome: str | None = None, pipeline: str | Non
 @app.get("/ehealth", response_class=HTMLResponse, name="ehealth", dependencies=read_runs_of("ehealth_adoption"))
 def ehealth(request: Request):
     from etl import quality
-    from etl.pipelines import ehealth_adoption
+    from etl.sources import ehealth_spec
 
     def render(settings, warehouse):
         default_first, default_last = quality.default_months()
@@ -472,7 +472,7 @@ def ehealth(request: Request):
             "Data quality: e-health deliveries per month",
             warehouse=warehouse,
             status=status,
-            kinds=[*ehealth_adoption.MONTHLY_KINDS],
+            kinds=[*ehealth_spec.MONTHLY_KINDS],
         )
 
     return _guarded(request, "ehealth", render)

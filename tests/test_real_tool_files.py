@@ -20,7 +20,7 @@ import pytest
 from etl import regions
 from etl.sources import county_reports as cr
 from etl.sources import ehealth_exports as exports
-from etl.sources import spreadsheet, unit_daily
+from etl.sources import ehealth_spec, spreadsheet, unit_daily
 
 HERE = Path(__file__).parent / "fixtures" / "real_tools"
 _spec = importlib.util.spec_from_file_location("make_fixtures", HERE / "make_fixtures.py")
@@ -29,7 +29,7 @@ make = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make)
 
 PERIOD = f"{make.MONTH:%Y-%m}"
-METRICS = {kind: [(m.header, m.name) for m in export.metrics] for kind, export in exports.EXPORTS.items()}
+METRICS = {kind: [(m.header, m.name) for m in export.metrics] for kind, export in ehealth_spec.EXPORTS.items()}
 
 
 def _expected(kind: str) -> tuple[dict, dict]:

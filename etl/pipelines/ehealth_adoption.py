@@ -80,10 +80,6 @@ log = logging.getLogger(__name__)
 PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
 SUFFIXES = exports.SUFFIXES
-RECONCILIATION_TOLERANCE = rules.RECONCILIATION_TOLERANCE
-MONTHLY_KINDS = spec.MONTHLY_KINDS
-ADOPTION_TABLES = spec.ADOPTION_TABLES
-TABLES_BY_KIND = spec.TABLES_BY_KIND
 
 ADOPTION_COLUMNS = [
     "region_code",
@@ -163,7 +159,6 @@ def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
     return found
 
 
-FIRST_MONTH = spec.FIRST_MONTH  # the first month any export is expected for (each kind: its expected_from)
 OVERDUE_AFTER_DAYS = 14  # the operator publishes a month's exports within days of its end
 
 
@@ -171,7 +166,7 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     """Monthly exports expected by now that are neither in landing nor published: ``["journalen_2017-05", …]``.
 
     A month's exports are due ``grace_days`` after the month ends; months
-    from :data:`FIRST_MONTH` through ``through`` (YYYY-MM) are checked, each
+    from :data:`etl.sources.ehealth_spec.FIRST_MONTH` through ``through`` (YYYY-MM) are checked, each
     for the kinds expected by then (``ExportSpec.expected_from``). One
     listing of ``<landing>/ehealth/`` (names only) and the delivery record;
     nothing is read or written. A late delivery never blocks a run: it is
@@ -183,7 +178,7 @@ def overdue_deliveries(settings: Settings, through: str, today=None, grace_days:
     present = {delivery_id(kind, period) for kind, period in landed_exports(settings.landing_uri)}
     published = set(DeliveryRecord.load(settings.warehouse_uri, PIPELINE).published)
     overdue = []
-    year, month = (int(x) for x in FIRST_MONTH.split("-"))
+    year, month = (int(x) for x in spec.FIRST_MONTH.split("-"))
     while f"{year:04d}-{month:02d}" <= through:
         following = dt.date(year + month // 12, month % 12 + 1, 1)
         if following + dt.timedelta(days=grace_days) <= today:
@@ -203,7 +198,7 @@ def legacy_committed(settings: Settings):
             name = exports.parse_file_name(shown_name(uri))
         except BadInput:
             return None
-        return delivery_id(name.kind, name.period), TABLES_BY_KIND[name.kind]
+        return delivery_id(name.kind, name.period), spec.TABLES_BY_KIND[name.kind]
 
     return lambda: last_committed(settings.warehouse_uri, PIPELINE, delivery_of)
 
@@ -364,7 +359,7 @@ def prepare_exports(settings: Settings, months: dict[str, dict[str, list]]) -> d
     """
     prepared: dict[str, PreparedExport] = {}
     for month_files in months.values():
-        for kind in MONTHLY_KINDS:
+        for kind in spec.MONTHLY_KINDS:
             files = month_files.get(kind) or []
             if len(files) != 1:
                 continue
@@ -394,7 +389,7 @@ def prepare_exports(settings: Settings, months: dict[str, dict[str, list]]) -> d
             details = national[1]
             if details:  # the cause, first: which metric is off, by how much
                 part.failed_short = (
-                    f"regions do not sum to the national total within {RECONCILIATION_TOLERANCE:.1%}: "
+                    f"regions do not sum to the national total within {rules.RECONCILIATION_TOLERANCE:.1%}: "
                     + "; ".join(details)
                 )
     return prepared
@@ -455,7 +450,7 @@ def judge_month(
     sha_of = {f.uri: f.sha256 for f in landed.values()}
     if prepared is None:
         prepared = prepare_exports(settings, {period: month_files})
-    mine = [prepared[landed[k].uri] for k in MONTHLY_KINDS if k in landed]
+    mine = [prepared[landed[k].uri] for k in spec.MONTHLY_KINDS if k in landed]
     for part in mine:
         part.keep(settings.warehouse_uri, batch_id)  # its validation results, stored with this step's verdict
     parsed = [part.export for part in mine]
@@ -467,7 +462,9 @@ def judge_month(
         source = export.source_file
         held[source] = export.rows_in_regional + export.rows_in_national
         found = findings[source] = verdict.Findings(
-            source, TABLES_BY_KIND[export.name.kind], rejected=[*export.rejected_regional, *export.rejected_national]
+            source,
+            spec.TABLES_BY_KIND[export.name.kind],
+            rejected=[*export.rejected_regional, *export.rejected_national],
         )
         if export.file_error is not None:
             found.refused_whole = export.file_error
@@ -526,7 +523,7 @@ def judge_month(
             judged.candidates.append(unit_part)
             found = findings[unit_file.uri] = verdict.Findings(
                 unit_file.uri,
-                TABLES_BY_KIND[exports.UNIT_KIND],
+                spec.TABLES_BY_KIND[exports.UNIT_KIND],
                 rejected=list(read.rejected),
             )
             if unit_part.refused:
@@ -564,7 +561,7 @@ def judge_month(
                 batch.warnings += [
                     approvals.release_note(s, d) for s, d in judged.approved.items() if s in batch.source_keys
                 ]
-                sources = [landed[k] for k in MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
+                sources = [landed[k] for k in spec.MONTHLY_KINDS if k in landed and landed[k].uri in batch.source_keys]
                 judged.batches.append((batch, sources))
         if unit_part is not None and landed[exports.UNIT_KIND].uri not in gone:
             unit_uri = landed[exports.UNIT_KIND].uri
@@ -761,7 +758,7 @@ def _national_batch(
         detail = (
             (
                 "regions do not sum to the national total within "
-                f"{RECONCILIATION_TOLERANCE:.1%}: " + "; ".join(details) + " — "
+                f"{rules.RECONCILIATION_TOLERANCE:.1%}: " + "; ".join(details) + " — "
             )
             if details
             else ""

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from etl import regions, swedish
 from etl.errors import BadInput
 from etl.sources import spreadsheet
-from etl.sources.ehealth_spec import ALL_METRICS, EXPORTS, JOURNAL, UNITS, WEB_BOOKING, ExportSpec  # noqa: F401
+from etl.sources.ehealth_spec import EXPORTS, JOURNAL, UNITS, WEB_BOOKING, ExportSpec
 
 # What the exports are (kinds, headers, metrics, rules) is declared once, in ehealth_spec; re-exported here.
 SERVICE_JOURNAL = JOURNAL.service
