@@ -415,10 +415,10 @@ def cmd_docs(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(schemas.render_markdown() + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
-    root = out.parent.parent  # docs/tables.md in a checkout: the other generated files are under its root
+    root = out.resolve().parents[1]  # docs/tables.md in a checkout: the other generated files are under its root
     if all((root / name).is_file() for name in generated_docs.SECTIONS):
         for path in generated_docs.write(root):
-            print(f"wrote the generated sections of {path}")
+            print(f"wrote the generated sections of {os.path.relpath(path)}")
     return 0
 
 
