@@ -115,3 +115,30 @@ def test_a_run_that_fails_outside_the_projects_errors_still_leaves_its_load_log_
     assert failed[0]["pipeline"] == "county_reports"
     assert failed[0]["message"].startswith(f"county_reports: unexpected {type(raised.value).__name__}: ")
     assert "failures: 1" in status.render(str(warehouse))
+
+
+@pytest.mark.integration
+def test_on_s3_the_column_is_added_and_the_analysts_view_has_it(s3_env, tmp_path):
+    """The same on a real S3 server (SeaweedFS): the metadata commit, the load-log row and the DuckDB view."""
+    from etl.marts import access
+    from tests.settings_support import local_settings
+
+    landing, warehouse = tmp_path / "landing", s3_env.uri("evolution")
+    settings = local_settings(landing, warehouse)
+    builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
+    county_reports.run(settings)
+    options = {**s3_env.env(), "conditional_put": "etag"}
+    uri = f"{warehouse}/county_report"
+    rows = DeltaTable(uri, storage_options=options).to_pyarrow_table().drop_columns([DROPPED])
+    write_deltalake(uri, rows, mode="overwrite", schema_mode="overwrite", storage_options=options)
+    publish.forget_opened()
+
+    assert migrations.ensure_current(warehouse) == [
+        f"county_report: migrated (column(s) {DROPPED} added; null in the 1 row(s) already published)"]
+    assert DROPPED in publish.stored_schema(warehouse, "county_report").names
+    assert [r["table_name"] for r in publish.read_load_log(warehouse).to_pylist() if r["pipeline"] == "migration"] == [
+        "county_report"]
+    # The analysts' catalogue, rebuilt as every run does: its view has the column (null: no file has it yet).
+    access.build_duckdb(warehouse)
+    with access.connect(warehouse) as con:
+        assert con.execute(f"select region_code, {DROPPED} from county_report").fetchall() == [("03", None)]
