@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import posixpath
+import re
 import shlex
 
 from etl import approvals, publish, schemas
@@ -25,6 +27,34 @@ def quarantined_rows(warehouse_uri: str, table: str) -> int:
     import pyarrow.compute as pc
 
     return int(pc.sum(pc.fill_null(q.column("rows_held"), 1)).as_py())
+
+
+_SUPERSEDED = re.compile(r"^superseded by (?P<by>\S+)")
+
+
+def superseded_reports(warehouse_uri: str, until: dt.datetime | None = None) -> list[str]:
+    """One line per county report replaced by a later one for the same region and year (in quarantine whole,
+    quarantined up to ``until``), oldest first, in Swedish for the report: ``"arsrapport_2018_19.json: ersatt
+    av arsrapport_2018_19_rattelse.json (samma region och år, inkom senare); dess uppgifter visas inte"``.
+
+    Read from ``county_report``'s quarantine (:mod:`etl.pipelines.county_reports` quarantines a superseded
+    file whole, reason ``superseded by <file> …``). Empty when nothing was superseded.
+    """
+    if table_rows(warehouse_uri, "_quarantine/county_report") is None:
+        return []
+    rows = sorted(publish.read_quarantine(warehouse_uri, "county_report").to_pylist(), key=lambda r: r["loaded_at"])
+    lines: dict[str, str] = {}
+    for row in rows:
+        match = _SUPERSEDED.match(row["reason"] or "")
+        if match is None or (until is not None and row["loaded_at"] > until):
+            continue
+        name = shown_name(row["source_file"])
+        lines.setdefault(
+            name,
+            f"{name}: ersatt av {shown_name(match['by'])} (samma region och år, inkom senare); "
+            "dess uppgifter visas inte",
+        )
+    return list(lines.values())
 
 
 def summary(warehouse_uri: str) -> list[dict]:

@@ -408,3 +408,31 @@ def test_report_as_of_a_date_summarises_the_data_of_that_date(tmp_path):
     with duckdb.connect(access.build_duckdb(settings.warehouse_uri), read_only=True) as con:
         got = con.execute(_sql("06_summary_counts.sql")).fetchall()
     assert (2016, "offers_clinical_intro_year", 11, 21, 0, 21) in got
+
+
+def test_the_report_names_the_county_reports_a_correction_replaced(tmp_path):
+    """Found by an analyst reviewing the demo: the sample's superseded original (a region's report sent again as a
+    correction) showed nowhere in the report. It is listed under its own heading, naming the correction."""
+    from etl import status
+    from etl.marts import report
+    from etl.pipelines import county_reports, followup, reference
+    from etl.sample import county_reports as county_sample
+    from etl.sample import reference as reference_sample
+
+    settings = settings_in(tmp_path)
+    landing = tmp_path / "landing"
+    for module in (reference_sample, county_sample):
+        module.write(landing, 2017, 2017, units=0, unit_months=0, seed=2016)
+    corrections = sorted(p.name for p in (landing / "county_reports").iterdir() if "_rattelse" in p.name)
+    assert len(corrections) == 1  # the sample's planted correction
+    reference.run(settings, offline_snapshot=True)
+    county_reports.run(settings)
+    followup.run(settings)
+    original = corrections[0].replace("_rattelse", "")
+    lines = status.superseded_reports(settings.warehouse_uri)
+    assert lines == [f"{original}: ersatt av {corrections[0]} (samma region och år, inkom senare); "
+                     "dess uppgifter visas inte"]
+    page = (tmp_path / "warehouse" / "exports" / "followup_report.html").read_text(encoding="utf-8")
+    assert report.SUPERSEDED_HEADING in page and f"{original}: ersatt av {corrections[0]}" in page
+    # As of a time before anything was loaded: nothing was superseded yet.
+    assert status.superseded_reports(settings.warehouse_uri, until=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) == []

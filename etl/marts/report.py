@@ -742,11 +742,14 @@ def _contents() -> str:
     return f"<nav class='toc'><b>Innehåll</b><ol>{items}</ol></nav>"
 
 
-def _footnotes(footnotes: list[str]) -> str:
+def _footnotes(footnotes: list[str], heading: str = APPROVED_HEADING) -> str:
     if not footnotes:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in footnotes)
-    return f"<h2>{html.escape(APPROVED_HEADING)}</h2><ol class='notes'>{items}</ol>"
+    return f"<h2>{html.escape(heading)}</h2><ol class='notes'>{items}</ol>"
+
+
+SUPERSEDED_HEADING = "Ersatta regionrapporter (en senare rapport för samma region och år gäller)"
 
 
 def render(
@@ -757,6 +760,7 @@ def render(
     synthetic: bool,
     today: dt.date,
     footnotes: Sequence[str] = (),
+    superseded: Sequence[str] = (),
 ) -> str:
     """The report page (HTML text, Swedish, self-contained).
 
@@ -765,7 +769,8 @@ def render(
     the summary, tables and charts all read these two); ``monthly``: the
     per-1 000 series of :class:`etl.marts.followup.Marts`; ``vintage``: each
     table's version and times; ``footnotes`` name deliveries published on
-    approval although blocked.
+    approval although blocked; ``superseded`` the county reports a later one
+    replaced (:func:`etl.status.superseded_reports`).
     """
     # Size: the report's sections in reading order.
     names = dict(zip(region_year["region_code"], region_year["region_name"], strict=True))
@@ -833,6 +838,7 @@ def render(
         "<h2>Datakällornas aktualitet</h2>",
         f"<table class='notes'>{vintage_rows}</table>",
         _footnotes(list(footnotes)),
+        _footnotes(list(superseded), SUPERSEDED_HEADING),
         "</section>",
         "</body></html>",
     ]
@@ -848,10 +854,10 @@ def write_report(
     synthetic: bool,
     today: dt.date,
     footnotes: Sequence[str] = (),
+    superseded: Sequence[str] = (),
 ) -> str:
     """:func:`render` written atomically to ``<warehouse>/exports/followup_report.html``; returns its URI."""
     uri = storage.join(warehouse_uri, EXPORTS, REPORT_FILE)
-    write_bytes_atomic(
-        uri, render(region_year, national_year, monthly, vintage, synthetic, today, footnotes).encode("utf-8")
-    )
+    page = render(region_year, national_year, monthly, vintage, synthetic, today, footnotes, superseded)
+    write_bytes_atomic(uri, page.encode("utf-8"))
     return uri

@@ -279,7 +279,15 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
         marts = mart.build(read_sources(warehouse)[0])
     monthly = marts.monthly  # type: ignore[attr-defined]
     paths["report"] = report.write_report(
-        warehouse, region_year, national_year, monthly, vintage, synthetic, today, footnotes
+        warehouse,
+        region_year,
+        national_year,
+        monthly,
+        vintage,
+        synthetic,
+        today,
+        footnotes,
+        status.superseded_reports(warehouse),
     )
     progress.step(note="report")
     return paths
@@ -329,7 +337,16 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
     )
     exports.write_bytes_atomic(
         page,
-        report.render(region_year, national_year, marts.monthly, vintage, synthetic, day, footnotes).encode("utf-8"),
+        report.render(
+            region_year,
+            national_year,
+            marts.monthly,
+            vintage,
+            synthetic,
+            day,
+            footnotes,
+            status.superseded_reports(warehouse, until=when),
+        ).encode("utf-8"),
     )
     return {"workbook": workbook, "report": page}
 
