@@ -46,7 +46,7 @@ LOAD_LOG = table(
             Column(
                 "pipeline",
                 pa.string(),
-                "Pipeline that ran (reference, county_reports, ehealth_adoption, followup), or migration (a table rewritten to a newer schema, etl/migrations.py).",
+                "Pipeline that ran (reference, county_reports, ehealth_adoption, followup), or migration (a table rewritten to a newer schema, or given a column its declaration gained: etl/migrations.py).",
                 False,
             ),
             Column("table_name", pa.string(), "Table published (empty for a run with nothing new).", True),
