@@ -50,18 +50,20 @@ class DirectoryOnly(PermissionError):
     """A change to a person's name or roles, or a role's name, outside a sign-in."""
 
 
-def _refuse_outside_sign_in(mapper, connection, target) -> None:
-    """Mapper hook (before a User or Role row is updated): names and roles change only at a sign-in."""
+def _directory_changes(target: User | Role) -> list[str]:
+    """The directory's fields of ``target`` changed and not yet written, outside a sign-in (else none)."""
     from sqlalchemy import inspect
 
     if _SIGNING_IN.get():
-        return
+        return []
     state: Any = inspect(target)
-    changed = [
-        a
-        for a in (("username", "roles") if isinstance(target, User) else ("name",))
-        if state.attrs[a].history.has_changes()
-    ]
+    fields = ("username", "roles") if isinstance(target, User) else ("name",)
+    return [a for a in fields if state.attrs[a].history.has_changes()]
+
+
+def _refuse_outside_sign_in(mapper, connection, target) -> None:
+    """Mapper hook (before a User or Role row is updated): names and roles change only at a sign-in."""
+    changed = _directory_changes(target)
     if changed:
         raise DirectoryOnly(f"{FROM_DIRECTORY} (refused: {', '.join(changed)} of {type(target).__name__.lower()})")
 
@@ -92,11 +94,8 @@ class DirectorySecurityManager(FabAirflowSecurityManagerOverride):
     def update_user(self, user: User) -> bool:
         """FAB's update, refused with a 403 that says why when it changes a name or roles outside a sign-in
         (the users API would otherwise answer a bare 500)."""
-        from sqlalchemy import inspect
-
-        state: Any = inspect(user)
-        changed = [a for a in ("username", "roles") if state.attrs[a].history.has_changes()]
-        if changed and not _SIGNING_IN.get():
+        changed = _directory_changes(user)
+        if changed:
             from fastapi import HTTPException
 
             self.session.rollback()

@@ -302,3 +302,9 @@ def _redact_once(text: str) -> str:
             lambda m: m.group(1) + MASK + m.group(4) if _is_secret_name(m.group(2)) and m.group(3) else m.group(0), text
         )
     return text
+
+
+def shareable(text: str) -> str:
+    """``text`` fit to store or show: credentials of every URI redacted (:func:`redact_uri`), then personal
+    data masked (:func:`mask_personal_data`)."""
+    return mask_personal_data(redact_uri(text))

@@ -322,6 +322,17 @@ def _open(uri: str, version: int | None = None):
         raise storage.delta_store_error(f"warehouse storage: cannot read {privacy.redact_uri(uri)}", exc) from None
 
 
+def _forget(uri: str) -> None:
+    """Drop the table kept open at ``uri`` (after a lost commit race: the next open reads what won)."""
+    with _OPENED_LOCK:
+        _OPENED.pop(uri, None)
+
+
+def _stored_arrow(table) -> pa.Schema:
+    """The Arrow schema an open Delta table is stored with."""
+    return pa.schema(table.schema().to_arrow())
+
+
 def _open_or_create(uri: str, schema: schemas.TableSchema) -> DeltaTable:
     """The Delta table at ``uri``, created empty (version 0: schema, partitioning, properties) when none exists.
 
@@ -406,7 +417,7 @@ def _read(table, schema: schemas.TableSchema, columns: list[str] | None = None, 
         return target.empty_table()
     # A version written before its declaration gained a column (an --as-of read, a mart not yet rebuilt)
     # lacks it: read as null, i.e. not stated (etl.migrations adds such columns to the current versions).
-    stored = set(pa.schema(table.schema().to_arrow()).names)
+    stored = set(_stored_arrow(table).names)
     present = [c for c in wanted if c in stored]
     listed = ", ".join(f'"{c}"' for c in present)
     sql = f"SELECT {listed} FROM t" + (f" WHERE {where}" if where else "")
@@ -458,9 +469,7 @@ def write_version(
         table = _open_or_create(uri, schema)
         # A table rebuilt whole (a mart) whose declaration gained a column takes the new shape with the
         # rebuild (etl.migrations leaves it alone): its old rows cannot be the same content.
-        reshaped = merge_keys is None and set(schema.arrow_schema.names) - set(
-            pa.schema(table.schema().to_arrow()).names
-        )
+        reshaped = merge_keys is None and set(schema.arrow_schema.names) - set(_stored_arrow(table).names)
         if reshaped:
             old = None
         elif merge_keys is None:
@@ -516,7 +525,7 @@ def writer_properties():
 def stored_schema(warehouse_uri: str, location: str) -> pa.Schema | None:
     """The Arrow schema the table at ``<warehouse>/<location>`` is stored with, or None when it does not exist."""
     table = _open(_uri(warehouse_uri, location))
-    return None if table is None else pa.schema(table.schema().to_arrow())
+    return None if table is None else _stored_arrow(table)
 
 
 def rewrite(
@@ -544,7 +553,7 @@ def rewrite(
     schema = schemas.get(name)
     for _ in range(COMMIT_ATTEMPTS):
         table = _open(uri)
-        if table is None or not applies(pa.schema(table.schema().to_arrow())):
+        if table is None or not applies(_stored_arrow(table)):
             return None
         started = utcnow()
         rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t"))
@@ -559,32 +568,38 @@ def rewrite(
                 writer_properties=writer_properties(),
             )
         except CommitFailedError:
-            with _OPENED_LOCK:
-                _OPENED.pop(uri, None)
+            _forget(uri)
             continue
         line = (
             f"{name}: migrated ({what}), {rewritten.num_rows} row(s) rewritten in "
             f"{(utcnow() - started).total_seconds():.1f} s"
         )
         version = _open(uri)
-        append_load_log(
-            warehouse_uri,
-            LoadLogEntry(
-                "migration",
-                new_batch_id(),
-                "published",
-                "skipped",
-                started,
-                table=name,
-                rows_in=rows.num_rows,
-                rows_loaded=rewritten.num_rows,
-                message=line,
-                version=None if version is None else str(version.version()),
-            ),
-        )
-        log.warning("%s", line)
+        _log_migration(warehouse_uri, name, started, rows.num_rows, rewritten.num_rows, line, version)
         return line
     raise EtlError(f"{name}: migration {what} gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
+
+
+def _log_migration(
+    warehouse_uri: str, name: str, started: dt.datetime, rows_in: int, rows_loaded: int, line: str, table
+) -> None:
+    """A migration's load-log row (pipeline ``migration``, the version ``table`` is at), and its warning."""
+    append_load_log(
+        warehouse_uri,
+        LoadLogEntry(
+            "migration",
+            new_batch_id(),
+            "published",
+            "skipped",
+            started,
+            table=name,
+            rows_in=rows_in,
+            rows_loaded=rows_loaded,
+            message=line,
+            version=None if table is None else str(table.version()),
+        ),
+    )
+    log.warning("%s", line)
 
 
 def add_columns(warehouse_uri: str, name: str, fields: list[pa.Field]) -> str | None:
@@ -614,7 +629,7 @@ def add_columns(warehouse_uri: str, name: str, fields: list[pa.Field]) -> str | 
         table = _open(uri)
         if table is None:
             return None
-        stored = set(pa.schema(table.schema().to_arrow()).names)
+        stored = set(_stored_arrow(table).names)
         missing = [f for f in fields if f.name not in stored]
         if not missing:
             return None
@@ -622,34 +637,17 @@ def add_columns(warehouse_uri: str, name: str, fields: list[pa.Field]) -> str | 
         try:
             table.alter.add_columns([Field.from_arrow(f) for f in missing])
         except CommitFailedError:
-            with _OPENED_LOCK:
-                _OPENED.pop(uri, None)
+            _forget(uri)
             continue
         except DeltaError as exc:
             if "already exists" in str(exc).lower():  # a concurrent writer added it first: check again
-                with _OPENED_LOCK:
-                    _OPENED.pop(uri, None)
+                _forget(uri)
                 continue
             raise storage.delta_store_error(f"{name}: adding column(s) failed", exc) from None
         rows = _row_count(table)
         added = ", ".join(f.name for f in missing)
         line = f"{name}: migrated (column(s) {added} added; null in the {rows} row(s) already published)"
-        append_load_log(
-            warehouse_uri,
-            LoadLogEntry(
-                "migration",
-                new_batch_id(),
-                "published",
-                "skipped",
-                started,
-                table=name,
-                rows_in=rows,
-                rows_loaded=rows,
-                message=line,
-                version=str(table.version()),
-            ),
-        )
-        log.warning("%s", line)
+        _log_migration(warehouse_uri, name, started, rows, rows, line, table)
         return line
     raise EtlError(f"{name}: adding column(s) gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
 

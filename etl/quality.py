@@ -83,7 +83,7 @@ def shown_text(value: object, limit: int = TEXT_LIMIT) -> str | None:
     """
     if value is None:
         return None
-    text = privacy.mask_personal_data(privacy.redact_uri(str(value)))
+    text = privacy.shareable(str(value))
     text = _CONTROL.sub(" ", text)
     if len(text) > limit:
         text = text[:limit].rstrip() + "…"

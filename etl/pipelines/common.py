@@ -299,7 +299,7 @@ def records_unexpected_failures(pipeline: str) -> Callable[[Callable[..., RunRep
                 message = f"{pipeline}: unexpected {type(exc).__name__}: {one_line(str(exc))}"
                 try:
                     record_failure(
-                        settings.warehouse_uri, pipeline, publish.new_batch_id(), None, [], shown_failure(message)
+                        settings.warehouse_uri, pipeline, publish.new_batch_id(), None, [], privacy.shareable(message)
                     )
                 except Exception:  # noqa: BLE001 - the store itself may be what failed: the original error matters
                     log.exception("%s: could not record the failure in the load log", pipeline)
@@ -308,11 +308,6 @@ def records_unexpected_failures(pipeline: str) -> Callable[[Callable[..., RunRep
         return guarded
 
     return decorate
-
-
-def shown_failure(message: str) -> str:
-    """``message`` as it may be stored and shown: URIs redacted, personal data masked."""
-    return privacy.mask_personal_data(privacy.redact_uri(message))
 
 
 def record_skipped(warehouse_uri: str, report: RunReport, skipped: list[str]) -> str | None:
