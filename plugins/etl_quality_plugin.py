@@ -397,7 +397,7 @@ async def _not_signed_in(request: Request, exc: StarletteHTTPException):
             request,
             403,
             "your sign-in has no role that may read the pipelines' runs (analyst, engineer, data steward or "
-            "admin); ask an administrator to add you to one of the directory groups",
+            "admin); ask an administrator for one",
         )
     return await http_exception_handler(request, exc)
 
