@@ -115,6 +115,19 @@ def _json_value(key: str, kind: str) -> object:
     return {tpl.AMOUNT: "1 mnkr", tpl.YES_NO: "Ja", tpl.DATE: "2017-01-01", tpl.YEAR: 2017}.get(kind, "…")
 
 
+def _json_shape() -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """The web form's top-level keys in the declaration's order, as (key, path, members): ``members`` None
+    for a plain value; for an object (``spend_sek``) its keys with path ``spend_sek``; for a list
+    (``initiatives``) one item's keys with path ``initiatives[]``."""
+    from etl.sources import county_template as tpl
+
+    shape: list[tuple[str, str, tuple[str, ...] | None]] = []
+    for key in tpl.JSON_KEYS[""]:
+        path = key if key in tpl.JSON_KEYS else f"{key}[]" if f"{key}[]" in tpl.JSON_KEYS else ""
+        shape.append((key, path, tuple(tpl.JSON_KEYS[path]) if path else None))
+    return shape
+
+
 def county_json_example() -> str:
     """The senders' guide's example of the web form's JSON: every key the form has (:data:`JSON_KEYS`), in
     the declaration's order, one line per top-level key or group, fenced as ``json``."""
@@ -136,30 +149,24 @@ def county_json_example() -> str:
     kinds |= {f"initiatives[].{f.json_key}": f.kind for f in tpl.INITIATIVE_FIELDS}
     kinds |= {f"ehealth_services[].{f.json_key}": f.kind for f in tpl.SERVICE_FIELDS}
     lines: list[str] = []
-    for key in tpl.JSON_KEYS[""]:
-        if key in tpl.JSON_KEYS:  # an object: spend_sek, offers
-            inner = {c: _json_value(f"{key}.{c}", kinds.get(f"{key}.{c}", "")) for c in tpl.JSON_KEYS[key]}
-            lines.append(member(key, inner))
-        elif f"{key}[]" in tpl.JSON_KEYS:  # a list: one item
-            item = {c: _json_value(f"{key}[].{c}", kinds.get(f"{key}[].{c}", "")) for c in tpl.JSON_KEYS[f"{key}[]"]}
-            lines.append(member(key, item, "[", "]"))
-        else:
+    for key, path, members in _json_shape():
+        if members is None:
             lines.append(member(key, _json_value(key, kinds.get(key, ""))))
+            continue
+        inner = {c: _json_value(f"{path}.{c}", kinds.get(f"{path}.{c}", "")) for c in members}
+        lines.append(member(key, inner, *(("[", "]") if path.endswith("[]") else ())))
     return "```json\n{\n" + ",\n".join(lines) + "\n}\n```\n"
 
 
 def county_json_keys() -> str:
     """The input contract's list of the web form's keys (:data:`JSON_KEYS`), nested as the form nests them."""
-    from etl.sources import county_template as tpl
-
     parts = []
-    for key in tpl.JSON_KEYS[""]:
-        if key in tpl.JSON_KEYS:
-            parts.append(f"`{key}` {{" + ", ".join(f"`{c}`" for c in tpl.JSON_KEYS[key]) + "}")
-        elif f"{key}[]" in tpl.JSON_KEYS:
-            parts.append(f"`{key}` [ {{" + ", ".join(f"`{c}`" for c in tpl.JSON_KEYS[f"{key}[]"]) + "} ]")
-        else:
+    for key, path, members in _json_shape():
+        if members is None:
             parts.append(f"`{key}`")
+            continue
+        inner = "{" + ", ".join(f"`{c}`" for c in members) + "}"
+        parts.append(f"`{key}` [ {inner} ]" if path.endswith("[]") else f"`{key}` {inner}")
     import textwrap
 
     return textwrap.fill("The same content with English snake_case keys: " + ", ".join(parts) + ".", 72) + "\n"

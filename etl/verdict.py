@@ -212,7 +212,7 @@ def judge_steps(
     the steps it holds together. Each verdict, and its ``data``, is what
     judging that step alone gives.
     """
-    frames = [_frame(findings) for findings, _, _ in steps]
+    frames = [_delivery_frame(findings) for findings, _, _ in steps]
     # Not stored on their own: persist_step stores each with the tables' results of its step. A check
     # (nothing stored) needs only the decisions, read off the same suite without GX's start-up.
     results = (
@@ -226,7 +226,7 @@ def judge_steps(
     ]
 
 
-def _frame(findings: list[Findings]):
+def _delivery_frame(findings: list[Findings]):
     """The delivery frame: one row per file (:meth:`Findings.measures`), counts as nullable integers."""
     import pandas as pd
 

@@ -162,7 +162,7 @@ def test_check_decides_with_the_same_suite_without_gx_as_gx_does():
     from etl import verdict
 
     cases = _findings_cases()
-    frames = [verdict._frame(cases[:4]), verdict._frame(cases[4:])]
+    frames = [verdict._delivery_frame(cases[:4]), verdict._delivery_frame(cases[4:])]
     plain = validation.outcomes_without_gx(expectation_suites.DELIVERY_SUITE, frames)
     gx = validation.validate_many(expectation_suites.DELIVERY_SUITE, frames)
     assert plain is not None

@@ -222,7 +222,7 @@ _DTYPES: dict[str, Literal["string", "Int16", "Int32", "Int64", "boolean"]] = {
 }
 
 
-def _frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
+def _report_frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
     """Parsed rows → a DataFrame with the table's columns in nullable pandas dtypes (what the suites expect)."""
     import pandas as pd
     import pyarrow as pa
@@ -281,7 +281,7 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
     return _judged(
         checked_batch(
             REPORT,
-            _frame(REPORT, rows, (SPEND_SHARE,)),
+            _report_frame(REPORT, rows, (SPEND_SHARE,)),
             rejected,
             len(submissions),
             MERGE_KEYS,
@@ -325,7 +325,7 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
     replace = sorted({sub.key for sub in submissions if sub.accepted})
     batch = checked_batch(
         table,
-        _frame(table, rows),
+        _report_frame(table, rows),
         rejected,
         rows_in,
         MERGE_KEYS,

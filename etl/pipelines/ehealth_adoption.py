@@ -436,15 +436,8 @@ def judge_month(
     of the months it holds with one validation; else the verdict is reached here.
     Validation results are persisted unless :func:`etl.validation.not_persisted` is in force.
     """
-    # Size: one month judged in the contract's order (files, rows, validation, reconciliation, no-shrink,
-    # approvals). The next to split, into reading and judging.
-    for kind, files in month_files.items():
-        if len(files) > 1:
-            names = ", ".join(f.name for f in files)
-            raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
-    landed = {kind: files[0] for kind, files in month_files.items()}
+    landed = _one_file_per_kind(period, month_files)
     judged = MonthJudgement(landed={f.uri: f for f in landed.values()})
-    blocked, held = judged.blocked, judged.held
     if decisions is None:
         decisions = approvals.approved(settings.warehouse_uri, PIPELINE)
     sha_of = {f.uri: f.sha256 for f in landed.values()}
@@ -458,51 +451,17 @@ def judge_month(
     regional_parts, national_parts = [], []
     findings: dict[str, verdict.Findings] = {}
     for part in mine:
-        export = part.export
-        source = export.source_file
-        held[source] = export.rows_in_regional + export.rows_in_national
-        found = findings[source] = verdict.Findings(
-            source,
-            spec.TABLES_BY_KIND[export.name.kind],
-            rejected=[*export.rejected_regional, *export.rejected_national],
-        )
-        if export.file_error is not None:
-            found.refused_whole = export.file_error
-            continue
-        found.national_row = rules.national_row_problem(export)
-        if found.national_row is not None:
-            continue  # nothing to validate: the month cannot be reconciled
-        if part.failed is not None or part.regional is None or part.national is None:
-            # A table suite's rule on the file as a whole failed (reconciliation): the delivery suite blocks it.
-            whole = re.sub(rf"^{re.escape(period)}: ", "", str(part.failed))
-            found.file_rules, found.file_rules_short = whole, part.failed_short or whole
-            continue
-        regional, national = part.regional, part.national
-        keys = _replace_keys([export])
-        regional.source_keys = {source: keys}
-        national.source_keys = {source: keys}
-        if not export.national_lines:
-            national.unstated = {source}  # no national total line: says nothing about the published one
-        judged.candidates += [regional, national]
-        found.regions_lacking = rules.regions_lacking(
-            set(regional.rows["region_code"]) if len(regional.rows) else set()
-        )
-        if found.regions_lacking:
-            _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
-            lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
-            found.regions_detail = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
-            found.quarantined_lines = lines
-            found.first_quarantined = no_shrink.first_quarantined(regional, source)
-        regional_parts.append(regional)
-        national_parts.append(national)
+        source = part.export.source_file
+        judged.held[source] = part.export.rows_in_regional + part.export.rows_in_national
+        findings[source], tables = _measure_export(part, period)
+        if tables is not None:
+            regional, national = tables
+            judged.candidates += [regional, national]
+            regional_parts.append(regional)
+            national_parts.append(national)
 
     unit_part = None
     if exports.UNIT_KIND in landed:
-        unit_file = landed[exports.UNIT_KIND]
-        # Read here when no read-ahead gave it (``etl check``): its unreadable lines are findings too.
-        read = (
-            unit_read() if unit_read is not None else unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
-        )
         # The unit file's days are summed against the regional files that may publish: complete ones, or
         # ones a person approved as they are.
         summed = [
@@ -511,33 +470,120 @@ def judge_month(
             if not any(findings[s].regions_lacking for s in p.source_keys)
             or any(sha_of.get(s, "") in decisions for s in p.source_keys)
         ]
-        all_regional = combine(summed)  # None when there are no parts
-        regional_rows = all_regional.rows if all_regional is not None else None
-        try:
-            unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
-        except ValidationFailed as exc:
-            blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {exc}"
-            held[unit_file.uri] = read.rows_in
-        else:
-            held[unit_file.uri] = unit_part.rows_in
-            judged.candidates.append(unit_part)
-            found = findings[unit_file.uri] = verdict.Findings(
-                unit_file.uri,
-                spec.TABLES_BY_KIND[exports.UNIT_KIND],
-                rejected=list(read.rejected),
-            )
-            if unit_part.refused:
-                found.refused_whole = unit_part.refused[unit_file.uri]
-                unit_part = None
-            else:
-                found.rows_loadable = len(unit_part.rows)
-                if not len(unit_part.rows):
-                    # Nothing would load: never "published" (an empty month), whatever it replaces.
-                    found.loadable_detail = _no_loadable_row(unit_part, unit_file.uri)
-                    unit_part = None
+        unit_part = _judge_unit_file(
+            settings, period, batch_id, landed[exports.UNIT_KIND], unit_read, summed, judged, findings
+        )
 
     candidates = [b for b in (*regional_parts, *national_parts, unit_part) if b is not None]
     measured = no_shrink.shrinks(settings.warehouse_uri, candidates, _stated_by(parsed, judged.landed))
+    _add_shrinks(findings, measured)
+    # The month's files judged by the delivery suite (expectations/delivery.json): the verdict is its result.
+    judged.findings, judged.sha256, judged.decisions = list(findings.values()), sha_of, decisions
+    settle = _settler(judged, landed, regional_parts, national_parts, unit_part)
+    if defer:
+        judged.settle = settle  # the skeleton calls it, then lets it go (it refers back to ``judged``)
+    else:
+        judged.verdict = verdict.judge(judged.findings, sha_of, decisions)
+        settle(judged.verdict)
+    return judged
+
+
+def _one_file_per_kind(period: str, month_files: dict[str, list]) -> dict[str, storage.LandedFile]:
+    """kind → the month's one file of it; :class:`BadInput` naming the files when a kind has two."""
+    for kind, files in month_files.items():
+        if len(files) > 1:
+            names = ", ".join(f.name for f in files)
+            raise BadInput(f"{period}: {len(files)} files for {kind} ({names}); remove all but one")
+    return {kind: files[0] for kind, files in month_files.items()}
+
+
+def _measure_export(
+    part: PreparedExport, period: str
+) -> tuple[verdict.Findings, tuple[publish.TableBatch, publish.TableBatch] | None]:
+    """One monthly export's findings, and its (regional, national) batches when it can be judged further.
+
+    None instead of the batches: refused whole, its national row missing or
+    unreadable, or a table suite's rule on the file as a whole failed — the
+    delivery suite blocks it on the findings alone.
+    """
+    export = part.export
+    source = export.source_file
+    found = verdict.Findings(
+        source,
+        spec.TABLES_BY_KIND[export.name.kind],
+        rejected=[*export.rejected_regional, *export.rejected_national],
+    )
+    if export.file_error is not None:
+        found.refused_whole = export.file_error
+        return found, None
+    found.national_row = rules.national_row_problem(export)
+    if found.national_row is not None:
+        return found, None  # nothing to validate: the month cannot be reconciled
+    if part.failed is not None or part.regional is None or part.national is None:
+        # A table suite's rule on the file as a whole failed (reconciliation): the delivery suite blocks it.
+        whole = re.sub(rf"^{re.escape(period)}: ", "", str(part.failed))
+        found.file_rules, found.file_rules_short = whole, part.failed_short or whole
+        return found, None
+    regional, national = part.regional, part.national
+    keys = _replace_keys([export])
+    regional.source_keys = {source: keys}
+    national.source_keys = {source: keys}
+    if not export.national_lines:
+        national.unstated = {source}  # no national total line: says nothing about the published one
+    found.regions_lacking = rules.regions_lacking(set(regional.rows["region_code"]) if len(regional.rows) else set())
+    if found.regions_lacking:
+        _, reasons = no_shrink.quarantine_reasons(regional, source, limit=3)
+        lines = int((regional.quarantine["source_file"] == source).sum()) if len(regional.quarantine) else 0
+        found.regions_detail = f"{lines} line(s) quarantined: {reasons}" if lines else "no line quarantined"
+        found.quarantined_lines = lines
+        found.first_quarantined = no_shrink.first_quarantined(regional, source)
+    return found, (regional, national)
+
+
+def _judge_unit_file(
+    settings: Settings,
+    period: str,
+    batch_id: str,
+    unit_file: storage.LandedFile,
+    unit_read,
+    summed: list[publish.TableBatch],
+    judged: MonthJudgement,
+    findings: dict[str, verdict.Findings],
+) -> publish.TableBatch | None:
+    """The month's unit-level file validated against ``summed`` (the regional batches that may publish).
+
+    Records its rows in, its findings (or its block line when a critical
+    rule fails) on ``judged``/``findings``; returns its batch when it has
+    rows to load, else None.
+    """
+    # Read here when no read-ahead gave it (``etl check``): its unreadable lines are findings too.
+    read = unit_read() if unit_read is not None else unit_daily.read_unit_daily(unit_file.uri, location=unit_file.path)
+    all_regional = combine(summed)  # None when there are no parts
+    regional_rows = all_regional.rows if all_regional is not None else None
+    try:
+        unit_part = unit_batch(unit_file, period, regional_rows, settings, batch_id, read)
+    except ValidationFailed as exc:
+        judged.blocked[unit_file.uri] = f"{shown_name(unit_file.uri)}: blocked, {exc}"
+        judged.held[unit_file.uri] = read.rows_in
+        return None
+    judged.held[unit_file.uri] = unit_part.rows_in
+    judged.candidates.append(unit_part)
+    found = findings[unit_file.uri] = verdict.Findings(
+        unit_file.uri, spec.TABLES_BY_KIND[exports.UNIT_KIND], rejected=list(read.rejected)
+    )
+    if unit_part.refused:
+        found.refused_whole = unit_part.refused[unit_file.uri]
+        return None
+    found.rows_loadable = len(unit_part.rows)
+    if not len(unit_part.rows):
+        # Nothing would load: never "published" (an empty month), whatever it replaces.
+        found.loadable_detail = _no_loadable_row(unit_part, unit_file.uri)
+        return None
+    return unit_part
+
+
+def _add_shrinks(findings: dict[str, verdict.Findings], measured: dict) -> None:
+    """What publishing each file would remove or null (:func:`etl.no_shrink.shrinks`), onto its findings."""
     for source, shrink in measured.items():
         if source not in findings:
             continue
@@ -547,8 +593,18 @@ def judge_month(
         found.values_lost, found.lost_detail = shrink.values_lost, shrink.lost_line
         found.rows_removed, found.removed_detail = shrink.rows_removed, shrink.removed_detail
         found.rows_unreadable, found.unreadable_detail = shrink.rows_unreadable, shrink.unreadable_detail
-    # The month's files judged by the delivery suite (expectations/delivery.json): the verdict is its result.
-    judged.findings, judged.sha256, judged.decisions = list(findings.values()), sha_of, decisions
+
+
+def _settler(
+    judged: MonthJudgement,
+    landed: dict[str, storage.LandedFile],
+    regional_parts: list[publish.TableBatch],
+    national_parts: list[publish.TableBatch],
+    unit_part: publish.TableBatch | None,
+):
+    """``settle(verdict)``: applies the delivery suite's verdict to ``judged`` — its blocked files left out
+    of the month's batches, the approved ones' release notes added to theirs."""
+    blocked = judged.blocked
 
     def settle(decided: verdict.Verdict) -> None:
         blocked.update(decided.blocked)
@@ -569,12 +625,7 @@ def judge_month(
                 unit_part.warnings.append(approvals.release_note(unit_uri, judged.approved[unit_uri]))
             judged.batches.append((unit_part, [landed[exports.UNIT_KIND]]))
 
-    if defer:
-        judged.settle = settle  # the skeleton calls it, then lets it go (it refers back to ``judged``)
-    else:
-        judged.verdict = verdict.judge(judged.findings, sha_of, decisions)
-        settle(judged.verdict)
-    return judged
+    return settle
 
 
 def _no_loadable_row(batch: publish.TableBatch, source: str) -> str:
@@ -622,7 +673,7 @@ def _stamp_sha(entries: list[dict], sha256: str) -> None:
         entry["source_sha256"] = sha256
 
 
-def _frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = None):
+def _long_frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None = None):
     """Long rows of several exports as a DataFrame with the derived _check_ columns."""
     import pandas as pd
 
@@ -681,7 +732,7 @@ def _adoption_batch(
 
 
 def _regional_frame(parsed):
-    return numbered(_frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)}))
+    return numbered(_long_frame(parsed, "regional", {"_check_regions_in_file": lambda e, _row: len(e.regions_seen)}))
 
 
 def _regional_batch(
@@ -724,7 +775,7 @@ def _national_frame(parsed, regional_rows):
         deviations.update({(export.source_file, m): v for m, v in dev.items()})
         details += det
         warnings += warn
-    frame = _frame(
+    frame = _long_frame(
         parsed,
         "national",
         {"_check_reconciliation_deviation": lambda e, row: deviations.get((e.source_file, row["metric"]), -1.0)},

@@ -57,7 +57,7 @@ _computed: dict[tuple[str, str], object] = {}
 SAMPLE_MARKER = ".sample-args"  # written by scripts/demo.py next to generated sample data
 
 
-def _frame(table):
+def _nullable_frame(table):
     """A pyarrow table → pandas with nullable dtypes, so a null stays a null (not NaN, not False)."""
     import pandas as pd
     import pyarrow as pa
@@ -102,7 +102,7 @@ def _source_frame(table, name: str):
     """
     schema = schemas.get(name)
     order = list(schema.key) or schema.business_columns
-    return _frame(table.select(schema.business_columns).sort_by([(c, "ascending") for c in order]))
+    return _nullable_frame(table.select(schema.business_columns).sort_by([(c, "ascending") for c in order]))
 
 
 def read_sources(warehouse_uri: str) -> tuple[dict, list[str]]:
@@ -263,8 +263,8 @@ def build_access(settings: Settings, today: dt.date | None = None) -> dict[str, 
     if any(status.table_rows(warehouse, t) is None for t in MART_TABLES):
         log.warning("the marts are not published yet: no workbook or report")
         return paths
-    region_year = _frame(publish.read_table(warehouse, "followup_region_year"))
-    national_year = _frame(publish.read_table(warehouse, "followup_national_year"))
+    region_year = _nullable_frame(publish.read_table(warehouse, "followup_region_year"))
+    national_year = _nullable_frame(publish.read_table(warehouse, "followup_national_year"))
     versions = table_versions(warehouse)
     vintage = [versions.get(t, {"table": t}) for t in (*SOURCE_TABLES, *MART_TABLES)]
     synthetic = _is_sample(settings)
@@ -312,7 +312,7 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
         schema = schemas.get(name)
         found = publish.version_at(warehouse, name, when)
         if found is None:
-            frames[name] = _frame(schema.arrow_schema.empty_table().select(schema.business_columns))
+            frames[name] = _nullable_frame(schema.arrow_schema.empty_table().select(schema.business_columns))
             continue
         version, committed = found
         frames[name] = _source_frame(publish.read_table(warehouse, name, version=version), name)
@@ -355,7 +355,7 @@ def _typed(frame, table: str):
     """A computed mart frame as the published table would read back (schema types, nullable dtypes)."""
     schema = schemas.get(table)
     stamped = frame.assign(source_file="as-of", batch_id="as-of", loaded_at=publish.utcnow())
-    return _frame(schemas.conform(schema, stamped))
+    return _nullable_frame(schemas.conform(schema, stamped))
 
 
 def refresh_access(settings: Settings, marts_outcome: str) -> dict[str, str]:
