@@ -750,6 +750,34 @@ def list_landed(
     return _one_per_name(found, skipped)
 
 
+@dataclass(frozen=True)
+class ListedName:
+    """A delivery's entry as a listing sees it, nothing read: NFC name, bytes, modification time (epoch s)."""
+
+    name: str
+    size: int
+    modified: float | None
+
+
+def list_names(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[ListedName]:
+    """The files :func:`list_landed` would take from ``<landing>/<prefix>/``, by listing only (no read, no hash).
+
+    Cheap enough for monitoring (which months have landed). The same
+    boundary as a run's: hidden entries, links, folders, other suffixes and
+    unsafe names are left out (a run names them); files still arriving are
+    included. Raises :class:`SourceUnavailable` as :func:`list_landed` does.
+    """
+    _, _, entries = _landing_entries(landing_uri, prefix, [])
+    listed = []
+    for info in entries:
+        name = unicodedata.normalize("NFC", posixpath.basename(info["name"].rstrip("/")))
+        if name.startswith(".") or _refusal(info, name, prefix, suffixes) is not None:
+            continue
+        size, modified, *_ = _content_stamp(info)
+        listed.append(ListedName(name, size, modified))
+    return sorted(listed, key=lambda e: e.name)
+
+
 def landed_file(uri: str) -> LandedFile:
     """One file named directly (``python -m etl check FILE``), described as a listing would describe it.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from etl import publish, storage
-from etl.errors import BadInput
+from etl.errors import BadInput, SourceUnavailable
 from etl.sample import ehealth as ehealth_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,33 @@ def test_the_landing_root_may_be_a_link_and_a_hard_link_is_refused_unread(tmp_pa
     with pytest.raises(BadInput, match="'a.csv' has other hard links") as info:
         storage.read_bytes(files[0].path)
     assert MARKER not in str(info.value)
+
+
+def test_the_monitoring_listing_takes_what_a_run_would_and_reads_nothing(tmp_path, landing):
+    """storage.list_names (the overdue check, the e-health page): a run's boundary, by listing only."""
+    folder = landing / "ehealth"
+    folder.mkdir()
+    (folder / "journalen_2017-02.csv").write_bytes(b"ab")
+    (folder / "webbtidbok_2017-02.csv").write_bytes(b"abc")
+    os.utime(folder / "webbtidbok_2017-02.csv", (1_500_000_000, 1_500_000_000))
+    (folder / ".journalen_2017-03.csv.part").write_bytes(b"x")  # an upload in progress
+    (folder / "journalen_2017-04.csv").symlink_to(_secrets(tmp_path / "secrets") / "passwd")
+    os.link(tmp_path / "secrets" / "passwd", folder / "journalen_2017-05.csv")
+    (folder / "journalen_2017-06.csv").mkdir()
+    (folder / "notes.txt").write_bytes(b"x")
+    # NFD-spelled name, as saved on macOS: listed NFC-spelled, like a run names it.
+    (folder / "webbtidbok_enheter_2017-02_Skåne.csv").write_bytes(b"")
+
+    listed = storage.list_names(str(landing), "ehealth", (".csv",))
+
+    assert [(e.name, e.size) for e in listed] == [
+        ("journalen_2017-02.csv", 2),
+        ("webbtidbok_2017-02.csv", 3),
+        ("webbtidbok_enheter_2017-02_Skåne.csv", 0),
+    ]
+    assert listed[1].modified == 1_500_000_000
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        storage.list_names(str(tmp_path / "unmounted"), "ehealth", (".csv",))
 
 
 def test_a_file_name_with_a_line_break_or_a_terminal_escape_is_refused_and_never_printed_raw(tmp_path, landing):

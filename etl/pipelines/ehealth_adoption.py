@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -124,37 +123,18 @@ def _files(month_files: dict[str, list]) -> list[storage.LandedFile]:
 def landed_exports(landing_uri: str) -> dict[tuple[str, str], list[dict]]:
     """(kind, period) → the export files under ``<landing>/ehealth/``: ``{"name", "size", "modified"}`` each.
 
-    A listing only (names, sizes, times; nothing read or hashed), cheap enough
-    for monitoring. Names that are no export's are left out (a run names
-    them). Raises :class:`SourceUnavailable` when the landing cannot be listed.
+    :func:`etl.storage.list_names` (nothing read or hashed), cheap enough for
+    monitoring. Names that are no export's are left out (a run names them).
+    Raises :class:`SourceUnavailable` when the landing cannot be listed.
     """
-    import posixpath
-
     found: dict[tuple[str, str], list[dict]] = {}
-    fs, root = storage.filesystem(storage.join(landing_uri, PREFIX))
-    try:
-        entries = fs.ls(root, detail=True)
-    except FileNotFoundError:
-        return found
-    except OSError as exc:
-        raise storage.unreadable_error(root, exc) from None
-    for info in entries:
-        name = unicodedata.normalize("NFC", posixpath.basename(str(info.get("name", "")).rstrip("/")))
-        if not name or name.startswith(".") or info.get("type") == "directory" or info.get("islink"):
-            continue  # (a link is no delivery: a run refuses it, storage.link_refusal)
+    for entry in storage.list_names(landing_uri, PREFIX, SUFFIXES):
         try:
-            parsed = exports.parse_file_name(name)
+            parsed = exports.parse_file_name(entry.name)
         except BadInput:
             continue
-        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
-        if hasattr(modified, "timestamp"):
-            modified = modified.timestamp()
         found.setdefault((parsed.kind, parsed.period), []).append(
-            {
-                "name": name,
-                "size": int(info.get("size") or 0),
-                "modified": float(modified) if modified is not None else None,
-            }
+            {"name": entry.name, "size": entry.size, "modified": entry.modified}
         )
     return found
 
