@@ -12,6 +12,7 @@ contract and the senders' guide are written from them by ``make docs``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,7 +291,12 @@ def resembling_json_key(key: object, where: str = "") -> str | None:
     """The web-form key an unknown ``key`` at ``where`` (see :data:`JSON_KEYS`) resembles, ignoring case,
     spaces, ``-``, ``_`` and ``.`` (``"Offers"`` → ``offers``, ``"Cost_SEK"`` → ``cost_sek``); at the top level also a
     key that belongs one level down (``"it_support"`` → ``spend_sek.it_support``). None when none does."""
-    form = _key_form(str(key))
+    return _key_forms(where).get(_key_form(str(key)))
+
+
+@functools.cache
+def _key_forms(where: str) -> dict[str, str]:
+    """Normalised form → the known key at ``where`` it is (the first in the declaration's order wins)."""
     candidates = list(JSON_KEYS.get(where, ()))
     if where == "":
         candidates += [
@@ -299,10 +305,11 @@ def resembling_json_key(key: object, where: str = "") -> str | None:
             if parent and not parent.endswith("[]")
             for child in children
         ]
+    forms: dict[str, str] = {}
     for candidate in candidates:
-        if form in (_key_form(candidate), _key_form(candidate.rpartition(".")[2])):
-            return candidate
-    return None
+        for form in (_key_form(candidate), _key_form(candidate.rpartition(".")[2])):
+            forms.setdefault(form, candidate)
+    return forms
 
 
 def normalise_label(text: object) -> str:
