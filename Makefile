@@ -36,10 +36,10 @@ demo: setup
 
 # Two workers (pytest-xdist), one per core, each taking whole test files (module fixtures stay shared).
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not integration"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not integration"
 
 # ruff (lint: the library, DAGs, plugin, tests, scripts, benchmarks), mypy (the library, DAGs, plugin and tests:
 # [tool.mypy] files), then ruff's format check (the library, DAGs and plugin); configured in pyproject.toml.
