@@ -9,7 +9,6 @@ overwrite judged against a version (:func:`etl.publish.write_version`).
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 
 import pandas as pd
@@ -17,13 +16,14 @@ import pytest
 
 from etl import publish
 from etl.publish import TableBatch
+from tests.process_support import writer_context
 
 WRITERS = 4
 REGIONS = [f"{i:02d}" for i in range(1, 22)]
 
 
 def _writer(uri: str, value: int, barrier, results, env: dict[str, str]) -> None:
-    """Publish the 21 regions' 2016 population = ``value`` (a spawned process); report the outcome."""
+    """Publish the 21 regions' 2016 population = ``value`` (a writer process); report the outcome."""
     import os
 
     os.environ.update(env)
@@ -36,7 +36,7 @@ def _writer(uri: str, value: int, barrier, results, env: dict[str, str]) -> None
 
 
 def _race(uri: str, values: list[int], env: dict[str, str] | None = None) -> list[tuple]:
-    context = multiprocessing.get_context("spawn")
+    context = writer_context()
     barrier = context.Barrier(len(values))
     results = context.Queue()
     procs = [context.Process(target=_writer, args=(uri, v, barrier, results, env or {})) for v in values]

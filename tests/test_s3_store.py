@@ -8,7 +8,6 @@ put), and that a "directory" prefix cannot be renamed on S3.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 
 import fsspec
@@ -18,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from tests.delta_support import arrow as _arrow
+from tests.process_support import writer_context
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ NO_INNER_RETRY = CommitProperties(max_commit_retries=0)  # every lost race surfa
 
 
 def _append_worker(uri: str, options: dict, writer: int, barrier, results) -> None:
-    """Append APPENDS_PER_WRITER one-row commits, retrying each on CommitFailedError (spawned process)."""
+    """Append APPENDS_PER_WRITER one-row commits, retrying each on CommitFailedError (a writer process)."""
     lost_races = 0
     barrier.wait(timeout=60)
     for seq in range(APPENDS_PER_WRITER):
@@ -171,7 +171,7 @@ def test_two_processes_commit_concurrently_without_losing_a_commit(s3_env):
     write_deltalake(uri, pa.table({"writer": pa.array([], pa.int64()), "seq": pa.array([], pa.int64())}),
                     storage_options=options)  # version 0: the table exists before the race
 
-    context = multiprocessing.get_context("spawn")
+    context = writer_context()
     barrier = context.Barrier(2)
     results = context.Queue()
     workers = [context.Process(target=_append_worker, args=(uri, options, w, barrier, results))

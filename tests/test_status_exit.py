@@ -42,8 +42,8 @@ def demo_warehouse(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow  # 60 interpreter start-ups: ~30-45 s on 2 cores
-# The fix belongs to etl/publish.py (read Parquet from an Arrow-owned copy of the bytes, never from the
-# Python file object); until it lands there this still fails in some runs. Remove the marker with it.
+# What this holds is etl/publish.py's reading: Parquet from an Arrow-owned copy of the bytes, never from a
+# Python file object (37d2d89).
 def test_status_exits_0_with_complete_output_every_time(demo_warehouse):
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda _: etl("status", "--warehouse", str(demo_warehouse)), range(RUNS)))
