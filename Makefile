@@ -34,12 +34,15 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-# Two workers (pytest-xdist), one per core, each taking whole test files (module fixtures stay shared).
+# Two workers (pytest-xdist), one per core, each taking whole test files (module fixtures stay shared), in
+# xdist's order (files with the most tests first), which spreads the heavy files among light ones. Measured on
+# fresh clones, 2026-12-07: this order 944 s; the Airflow-server files as one lane and the other files costliest
+# first 980 s, the heavy files then slowing each other down (summed test time 1 759 s → 1 921 s).
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not integration"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not integration"
 
 # ruff (lint: the library, DAGs, plugin, tests, scripts, benchmarks), mypy (the library, DAGs, plugin and tests:
 # [tool.mypy] files), then ruff's format check (the library, DAGs and plugin); configured in pyproject.toml.
