@@ -35,9 +35,9 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 # Two workers (pytest-xdist), one per core, each taking whole test files (module fixtures stay shared), in
-# xdist's order (files with the most tests first), which spreads the heavy files among light ones. Measured on
-# fresh clones, 2026-12-07: this order 944 s; the Airflow-server files as one lane and the other files costliest
-# first 980 s, the heavy files then slowing each other down (summed test time 1 759 s → 1 921 s).
+# xdist's order (files with the most tests first). Measured on fresh clones, 2026-12-07: this order 944 s; the
+# Airflow-server files as one lane and the other files costliest first 980 s, the heavy files started together
+# then slowing each other down (summed test time 1 759 s → 1 921 s).
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

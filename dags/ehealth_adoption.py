@@ -25,8 +25,8 @@ reschedule* (no worker slot held), then judged; still being written after
 an hour, the task fails naming it. `report_overdue_deliveries` then lists
 the monthly exports due by now (14 days after their month) that have
 neither landed nor been loaded,
-and notifies them through the Connection `etl_notify`; it never fails the
-run.
+and notifies them through the Connection `etl_notify`; an overdue file never
+fails the run (landing that cannot be listed does, in one line).
 
 **Late and corrected files**: `load_month` also processes every earlier
 month that has a file not yet loaded (SHA-256 against the load log), so a
@@ -140,7 +140,8 @@ def ehealth_adoption():
         month = _run_month(context)
         settings = run_task(lambda: settings_from_airflow(dict(context["dag_run"].conf or {}), set(PARAMS)))
         through = max(month, _last_complete_month()) if month != "all" else _last_complete_month()
-        overdue = pipeline.overdue_deliveries(settings, through)
+        # A late file never fails the run; landing that cannot be listed does, in one line (as load_month does).
+        overdue = run_task(lambda: pipeline.overdue_deliveries(settings, through))
         if overdue:
             line = (
                 f"{len(overdue)} monthly export(s) overdue (due {pipeline.OVERDUE_AFTER_DAYS} days after the "

@@ -760,22 +760,28 @@ class ListedName:
 
 
 def list_names(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[ListedName]:
-    """The files :func:`list_landed` would take from ``<landing>/<prefix>/``, by listing only (no read, no hash).
+    """What :func:`list_landed` would consider from ``<landing>/<prefix>/``, by listing only (no read, no hash).
 
     Cheap enough for monitoring (which months have landed). The same
-    boundary as a run's: hidden entries, links, folders, other suffixes and
-    unsafe names are left out (a run names them); files still arriving are
-    included. Raises :class:`SourceUnavailable` as :func:`list_landed` does.
+    boundary as a run's: hidden entries, links, hard links, folders, other
+    suffixes and unsafe names are left out (a run names them); of a name in
+    two spellings (NFC and NFD) the newer is kept; files still arriving are
+    included. Raises :class:`BadInput` when ``<prefix>/`` is a symbolic link,
+    and :class:`SourceUnavailable` or :class:`ConfigError` as :func:`list_landed`
+    does for a missing landing root, bucket or store.
     """
-    _, _, entries = _landing_entries(landing_uri, prefix, [])
-    listed = []
+    _, _, entries = _landing_entries(landing_uri, prefix, None)
+    newest: dict[str, ListedName] = {}
     for info in entries:
         name = unicodedata.normalize("NFC", posixpath.basename(info["name"].rstrip("/")))
         if name.startswith(".") or _refusal(info, name, prefix, suffixes) is not None:
             continue
         size, modified, *_ = _content_stamp(info)
-        listed.append(ListedName(name, size, modified))
-    return sorted(listed, key=lambda e: e.name)
+        listed = ListedName(name, size, modified)
+        older = newest.get(name)
+        if older is None or (older.modified or 0.0) <= (modified or 0.0):
+            newest[name] = listed
+    return sorted(newest.values(), key=lambda e: e.name)
 
 
 def landed_file(uri: str) -> LandedFile:

@@ -16,7 +16,7 @@ import pytest
 
 from etl import publish
 from etl.publish import TableBatch
-from tests.process_support import writer_context
+from tests.process_support import writer, writer_context
 
 WRITERS = 4
 REGIONS = [f"{i:02d}" for i in range(1, 22)]
@@ -39,7 +39,7 @@ def _race(uri: str, values: list[int], env: dict[str, str] | None = None) -> lis
     context = writer_context()
     barrier = context.Barrier(len(values))
     results = context.Queue()
-    procs = [context.Process(target=_writer, args=(uri, v, barrier, results, env or {})) for v in values]
+    procs = [writer(_writer, uri, v, barrier, results, env or {}) for v in values]
     for p in procs:
         p.start()
     outcomes = []

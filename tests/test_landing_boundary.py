@@ -149,8 +149,10 @@ def test_the_monitoring_listing_takes_what_a_run_would_and_reads_nothing(tmp_pat
     os.link(tmp_path / "secrets" / "passwd", folder / "journalen_2017-05.csv")
     (folder / "journalen_2017-06.csv").mkdir()
     (folder / "notes.txt").write_bytes(b"x")
-    # NFD-spelled name, as saved on macOS: listed NFC-spelled, like a run names it.
+    # NFD-spelled name, as saved on macOS: listed NFC-spelled, like a run names it; of both spellings, the newer.
     (folder / "webbtidbok_enheter_2017-02_Skåne.csv").write_bytes(b"")
+    (folder / "webbtidbok_enheter_2017-02_Skåne.csv").write_bytes(b"older")
+    os.utime(folder / "webbtidbok_enheter_2017-02_Skåne.csv", (1_400_000_000, 1_400_000_000))
 
     listed = storage.list_names(str(landing), "ehealth", (".csv",))
 
@@ -162,6 +164,10 @@ def test_the_monitoring_listing_takes_what_a_run_would_and_reads_nothing(tmp_pat
     assert listed[1].modified == 1_500_000_000
     with pytest.raises(SourceUnavailable, match="does not exist"):
         storage.list_names(str(tmp_path / "unmounted"), "ehealth", (".csv",))
+    # A linked folder is named, not listed as empty (which would show every month as not delivered).
+    (landing / "county_reports").symlink_to(folder, target_is_directory=True)
+    with pytest.raises(BadInput, match="'county_reports' is a symbolic link"):
+        storage.list_names(str(landing), "county_reports", (".csv",))
 
 
 def test_a_file_name_with_a_line_break_or_a_terminal_escape_is_refused_and_never_printed_raw(tmp_path, landing):

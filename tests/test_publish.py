@@ -10,7 +10,7 @@ from etl import publish
 from etl.errors import AccountingError, EtlError
 from etl.publish import TableBatch
 from tests.delta_support import arrow as _arrow
-from tests.process_support import writer_context
+from tests.process_support import writer
 
 
 def _pop(rows, source="pop.json"):
@@ -163,8 +163,7 @@ def test_schema_drift_is_refused(warehouse):
 
 def test_concurrent_publishers_are_serialised(warehouse):
     """Two processes publishing the same table at once: both land, nothing is lost or torn."""
-    ctx = writer_context()
-    procs = [ctx.Process(target=_publish_one, args=(str(warehouse), code)) for code in ("01", "03", "04", "05")]
+    procs = [writer(_publish_one, str(warehouse), code) for code in ("01", "03", "04", "05")]
     for p in procs:
         p.start()
     for p in procs:
@@ -185,8 +184,7 @@ def _log_rows(uri, n, start=0, pipeline="test"):
 
 def test_load_log_rows_are_each_read_once_also_when_appended_from_several_processes(warehouse):
     uri = str(warehouse)
-    ctx = writer_context()
-    procs = [ctx.Process(target=_log_rows, args=(uri, 10, 10 * i)) for i in range(4)]
+    procs = [writer(_log_rows, uri, 10, 10 * i) for i in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -198,10 +198,12 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     units = quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2024-02", "2024-02", today=TODAY)
     assert units["months"][0]["units"]["status"] == "loaded"
 
-    # A landing that is not there is "not received", not a crash; bad ranges are one line.
+    # A landing that is not there is said on the page (one line), not a crash, and not "nothing landed";
+    # what the warehouse holds is still shown. Bad ranges are one line.
     gone = quality.ehealth_months(built.warehouse_uri, str(tmp_path / "nowhere"), "2017-03", "2017-03",
                                   today=TODAY)
     assert {d["status"] for d in gone["months"][0]["deliveries"]} == {"blocked", "loaded"}
+    assert gone["landing_error"].endswith("nowhere does not exist (unmounted, or a wrong landing URI?)"), gone
     for first, last in (("2017-13", "2017-12"), ("2018-01", "2017-01"), ("1990-01", "2030-01"), ("x", "y")):
         with pytest.raises(ValueError):
             quality.ehealth_months(built.warehouse_uri, built.landing_uri, first, last)

@@ -17,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from tests.delta_support import arrow as _arrow
+from tests.process_support import writer as writer_process
 from tests.process_support import writer_context
 
 pytestmark = pytest.mark.integration
@@ -174,8 +175,7 @@ def test_two_processes_commit_concurrently_without_losing_a_commit(s3_env):
     context = writer_context()
     barrier = context.Barrier(2)
     results = context.Queue()
-    workers = [context.Process(target=_append_worker, args=(uri, options, w, barrier, results))
-               for w in (0, 1)]
+    workers = [writer_process(_append_worker, uri, options, w, barrier, results) for w in (0, 1)]
     for worker in workers:
         worker.start()
     try:

@@ -567,9 +567,9 @@ def _named(keys: list[str], what: str) -> str:
 
 
 def _unknown_keys(document: dict) -> list[str]:
-    """The keys the web form does not produce (:data:`county_template.JSON_KEYS`), each once with where it was
-    and the known key it resembles: ``'Offers' (did you mean 'offers'?)``, ``'initiatives[].Cost_sek' in items 1, 2
-    (did you mean 'cost_sek'?)``."""
+    """The keys the web form does not produce (:data:`county_template.JSON_KEYS`), each once with where it was;
+    the first :data:`MAX_NAMED_KEYS` (those a refusal names) also with the items and the known key it resembles:
+    ``'Offers' (did you mean 'offers'?)``, ``'initiatives[].Cost_sek' in items 1, 2 (did you mean 'cost_sek'?)``."""
     found: dict[tuple[str, str], list[int]] = {}
 
     def look(obj: dict, where: str, item: int | None = None) -> None:
