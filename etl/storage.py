@@ -17,7 +17,7 @@ import stat
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -689,20 +689,7 @@ def list_landed(
     remembered: dict[str, dict] = {}
     found: list[LandedFile] = []
     now = time.time()
-    for info in entries:
-        stored_name = posixpath.basename(info["name"].rstrip("/"))
-        name = unicodedata.normalize("NFC", stored_name)
-        if name.startswith("."):
-            continue
-        refused = _refusal(info, name, prefix, suffixes)
-        if refused is not None:
-            line, always = refused
-            if skipped is None:
-                if always:  # a link or an unsafe name is refused even where nobody collects the rest
-                    raise BadInput(line)
-                continue
-            skipped.append(line)
-            continue
+    for info, stored_name, name in _deliveries(entries, prefix, suffixes, skipped):
         stamp = _content_stamp(info)
         known = cached.get(name) or {}
         same = bool(known) and known.get("stamp") == stamp
@@ -752,11 +739,13 @@ def list_landed(
 
 @dataclass(frozen=True)
 class ListedName:
-    """A delivery's entry as a listing sees it, nothing read: NFC name, bytes, modification time (epoch s)."""
+    """A delivery's entry as a listing sees it, nothing read: NFC name, bytes, modification time (epoch s), and
+    where it is (the name as stored)."""
 
     name: str
     size: int
     modified: float | None
+    location: str
 
 
 def list_names(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list[ListedName]:
@@ -770,18 +759,35 @@ def list_names(landing_uri: str, prefix: str, suffixes: tuple[str, ...]) -> list
     and :class:`SourceUnavailable` or :class:`ConfigError` as :func:`list_landed`
     does for a missing landing root, bucket or store.
     """
-    _, _, entries = _landing_entries(landing_uri, prefix, None)
-    newest: dict[str, ListedName] = {}
-    for info in entries:
-        name = unicodedata.normalize("NFC", posixpath.basename(info["name"].rstrip("/")))
-        if name.startswith(".") or _refusal(info, name, prefix, suffixes) is not None:
-            continue
+    _, opened_from, entries = _landing_entries(landing_uri, prefix, None)
+    listed = []
+    for info, stored_name, name in _deliveries(entries, prefix, suffixes, []):  # what is left out, a run names
         size, modified, *_ = _content_stamp(info)
-        listed = ListedName(name, size, modified)
-        older = newest.get(name)
-        if older is None or (older.modified or 0.0) <= (modified or 0.0):
-            newest[name] = listed
-    return sorted(newest.values(), key=lambda e: e.name)
+        listed.append(ListedName(name, size, modified, join(opened_from, prefix, stored_name)))
+    return _one_per_name(listed, None)
+
+
+def _deliveries(entries: list[dict], prefix: str, suffixes: tuple[str, ...], skipped: list[str] | None):
+    """(entry, name as stored, NFC name) of each listed entry that may be a delivery (:func:`_refusal`).
+
+    Hidden entries are passed over; a refused one is named in ``skipped``, or, without a list, raised when
+    it is refused always (a link, an unsafe name) and passed over otherwise.
+    """
+    for info in entries:
+        stored_name = posixpath.basename(info["name"].rstrip("/"))
+        name = unicodedata.normalize("NFC", stored_name)
+        if name.startswith("."):
+            continue
+        refused = _refusal(info, name, prefix, suffixes)
+        if refused is not None:
+            line, always = refused
+            if skipped is None:
+                if always:  # a link or an unsafe name is refused even where nobody collects the rest
+                    raise BadInput(line)
+                continue
+            skipped.append(line)
+            continue
+        yield info, stored_name, name
 
 
 def landed_file(uri: str) -> LandedFile:
@@ -822,12 +828,15 @@ def landed_file(uri: str) -> LandedFile:
     )
 
 
-def _one_per_name(found: list[LandedFile], skipped: list[str] | None) -> list[LandedFile]:
+_Listed = TypeVar("_Listed", LandedFile, ListedName)
+
+
+def _one_per_name(found: list[_Listed], skipped: list[str] | None) -> list[_Listed]:
     """One file per NFC name: of two spellings of one name (NFC and NFD), the newer is the delivery.
 
     The other is named in ``skipped`` so that the run says so until it is removed.
     """
-    newest: dict[str, LandedFile] = {}
+    newest: dict[str, _Listed] = {}
     for f in sorted(found, key=lambda f: (f.modified or 0.0, f.location)):
         older = newest.get(f.name)
         if older is not None and skipped is not None:

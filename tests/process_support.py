@@ -17,16 +17,13 @@ from multiprocessing.context import ForkServerContext, ForkServerProcess
 PRELOAD = ["pandas", "pyarrow", "deltalake", "etl.publish", "pytest"]
 
 
-def _context() -> ForkServerContext:
+def writer_context() -> ForkServerContext:
+    """The context writers are started from, and of the queues and barriers they share (the server starts
+    with the first writer)."""
     context = multiprocessing.get_context("forkserver")
     assert isinstance(context, ForkServerContext)
     context.set_forkserver_preload(PRELOAD)
     return context
-
-
-def writer_context() -> ForkServerContext:
-    """The context for the queues and barriers writers share (the server starts with the first writer)."""
-    return _context()
 
 
 def writer(target: Callable[..., None], *args) -> ForkServerProcess:
@@ -35,7 +32,7 @@ def writer(target: Callable[..., None], *args) -> ForkServerProcess:
     A forked writer would otherwise have the environment the server was started with, once per pytest worker:
     not this test's (``s3_env``'s endpoint and credentials files), and perhaps an earlier test's.
     """
-    return _context().Process(target=_in_environment, args=(dict(os.environ), target, *args))
+    return writer_context().Process(target=_in_environment, args=(dict(os.environ), target, *args))
 
 
 def _in_environment(environment: dict[str, str], target: Callable[..., None], *args) -> None:
