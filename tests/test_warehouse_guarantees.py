@@ -13,38 +13,19 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from etl import publish, storage
+from tests.process_support import Publisher
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = 20262
 CODES = ["01", "03", "04", "05", "06", "07", "08", "09", "10", "12", "13", "14", "17", "18", "19", "20", "21",
          "22", "23", "24", "25"]
 YEARS = list(range(2016, 2026))
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-# Publishes versions first..first+count-1 of county_report: every row of version i has grant_sek = i.
-CHILD = r"""
-import sys, pandas as pd
-from etl import publish
-from etl.publish import TableBatch
-warehouse, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-codes, years = sys.argv[4].split(","), list(range(2016, 2026))
-for i in range(first, first + count):
-    rows = pd.DataFrame([{"region_code": c, "report_year": y, "grant_sek": i, "source_file": f"v{i}.json",
-                          "submitted_at": pd.Timestamp("2020-01-01", tz="UTC")} for y in years for c in codes])
-    batch = TableBatch("county_report", rows, pd.DataFrame(), len(rows), ("region_code", "report_year"))
-    publish.publish(warehouse, "guarantee-test", batch, f"batch-{i}")
-    print(i, flush=True)
-"""
-
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
@@ -56,13 +37,9 @@ def store(request, tmp_path):
     yield server.uri("guarantees"), {**os.environ, **server.env()}
 
 
-def _child(warehouse: str, env: dict, first: int, count: int) -> subprocess.Popen:
-    stage = env.get("ETL_FAULT_STAGE")
-    env = {k: v for k, v in env.items() if k != "ETL_FAULT_STAGE"} | {"PYTHONPATH": str(ROOT)}
-    if stage:
-        env["ETL_FAULT_STAGE"] = stage  # the child kills itself (SIGKILL) at that publish stage
-    return subprocess.Popen([sys.executable, "-c", CHILD, warehouse, str(first), str(count), ",".join(CODES)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _child(warehouse: str, env: dict, first: int, count: int, stage: str | None = None) -> Publisher:
+    """A process of its own with ``env`` publishing versions first..first+count-1, killing itself at ``stage``."""
+    return Publisher(warehouse, first, count, CODES, fault_stage=stage, environment=env)
 
 
 def _one_version(warehouse: str) -> int:
@@ -78,19 +55,19 @@ def test_sigkill_at_random_moments_leaves_one_whole_version(store):
     warehouse, env = store
     rng = random.Random(SEED)
     done = _child(warehouse, env, 1, 1)
-    assert done.wait(timeout=120) == 0, done.stderr.read()[-2000:]
+    assert done.wait(timeout=120) == 0, done.error
     trials = 10 if warehouse.startswith("s3://") else 20
     for trial in range(trials):
         first = 100 * (trial + 1)
         proc = _child(warehouse, env, first, 50)
-        assert proc.stdout.readline().strip() == str(first), proc.stderr.read()[-2000:]
+        assert proc.next_version() == first, proc.error
         time.sleep(rng.uniform(0.0, 0.5))
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()
         proc.wait(timeout=60)
         seen = _one_version(warehouse)
         assert first <= seen < first + 50
     recover = _child(warehouse, env, 9999, 1)
-    assert recover.wait(timeout=120) == 0, recover.stderr.read()[-2000:]
+    assert recover.wait(timeout=120) == 0, recover.error
     assert _one_version(warehouse) == 9999
 
 
@@ -98,7 +75,7 @@ def test_two_processes_publishing_one_table_at_once_both_land(store):
     warehouse, env = store
     a, b = _child(warehouse, env, 1, 8), _child(warehouse, env, 1001, 8)
     for proc in (a, b):
-        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+        assert proc.wait(timeout=300) == 0, proc.error
     log = publish.read_load_log(warehouse).to_pylist()
     published = [r for r in log if r["table_name"] == "county_report" and r["outcome"] == "published"]
     assert len(published) == 16  # every publish committed; none lost to the other writer
@@ -113,12 +90,12 @@ def test_readers_in_a_loop_during_a_backfill_never_error_and_never_see_a_mix(sto
 
     warehouse, env = store
     first = _child(warehouse, env, 1, 1)
-    assert first.wait(timeout=120) == 0, first.stderr.read()[-2000:]
+    assert first.wait(timeout=120) == 0, first.error
     writer = _child(warehouse, env, 2, 12)  # a twelve-version backfill
     uri = storage.join(warehouse, "county_report")
     reads = {"read_table": 0, "deltalake": 0, "duckdb": 0}
     local = not warehouse.startswith("s3://")
-    while writer.poll() is None:
+    while writer.running():
         assert _one_version(warehouse) >= 1
         reads["read_table"] += 1
         table = DeltaTable(uri, storage_options=storage.delta_options(uri))
@@ -131,7 +108,7 @@ def test_readers_in_a_loop_during_a_backfill_never_error_and_never_see_a_mix(sto
             got = duckdb.sql(f"select count(distinct grant_sek), count(*) from read_parquet([{listed}])").fetchall()[0]
             assert got == (1, len(CODES) * len(YEARS)), got
             reads["duckdb"] += 1
-    assert writer.returncode == 0, writer.stderr.read()[-2000:]
+    assert writer.wait() == 0, writer.error
     assert _one_version(warehouse) == 13
     assert reads["read_table"] >= 3, reads
 
@@ -140,10 +117,10 @@ def test_readers_in_a_loop_during_a_backfill_never_error_and_never_see_a_mix(sto
 def test_sigkill_at_each_publish_stage_leaves_the_old_or_the_new_version(store, stage):
     warehouse, env = store
     done = _child(warehouse, env, 1, 1)
-    assert done.wait(timeout=120) == 0, done.stderr.read()[-2000:]
-    killed = _child(warehouse, {**env, "ETL_FAULT_STAGE": stage}, 2, 1)
-    assert killed.wait(timeout=120) == -signal.SIGKILL, f"stage {stage} never reached"
+    assert done.wait(timeout=120) == 0, done.error
+    killed = _child(warehouse, env, 2, 1, stage)
+    assert killed.wait(timeout=120) == -signal.SIGKILL, f"stage {stage} never reached: {killed.error}"
     assert _one_version(warehouse) in (1, 2)
     recover = _child(warehouse, env, 3, 1)
-    assert recover.wait(timeout=120) == 0, recover.stderr.read()[-2000:]
+    assert recover.wait(timeout=120) == 0, recover.error
     assert _one_version(warehouse) == 3
