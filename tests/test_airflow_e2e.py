@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from airflow_run_support import sqlite_metadata
 
 from etl import publish
 
@@ -22,12 +23,9 @@ def airflow_home(tmp_path_factory):
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
         "PYTHONPATH": str(ROOT),
     })
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    subprocess.run([AIRFLOW, "pools", "set", "etl_warehouse_writer", "1", "one writer"], env=env, check=True,
-                   capture_output=True, timeout=120)
     return env
 
 

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from airflow_run_support import sqlite_metadata
 from integration_support import ROOT, ProcessGroups, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +54,7 @@ def test_demo_task_logs_open_through_the_api_server_without_deprecation_noise(tm
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
         "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
         "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),
         "ETL_LANDING_SETTLE_SECONDS": "0",
@@ -62,8 +63,6 @@ def test_demo_task_logs_open_through_the_api_server_without_deprecation_noise(tm
     })
     subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5",
                     "--unit-months", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
-    for args in (["db", "migrate"], ["pools", "set", "etl_warehouse_writer", "1", "one writer"]):
-        subprocess.run([AIRFLOW, *args], env=env, check=True, capture_output=True, timeout=300)
 
     started = time.monotonic()
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "dags_test.py"), "reference_data",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from airflow_run_support import sqlite_metadata
 
 from etl import publish, quality
 from etl.errors import ValidationFailed
@@ -338,7 +339,7 @@ def served(built, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_"))}
     env.update({
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -351,8 +352,6 @@ def served(built, tmp_path_factory):
         "GX_ANALYTICS_ENABLED": "false",
     })
     (home / "no-dags").mkdir()
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     done = subprocess.run([sys.executable, "-c", CLIENT], env=env, capture_output=True, text=True, timeout=300,
                           cwd=str(home))
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
