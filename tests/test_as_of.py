@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -72,6 +73,10 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
 
     with pytest.raises(EtlError, match="nothing was published by 2001-01-01"):
         followup.build_as_of(settings, dt.datetime(2001, 1, 1, tzinfo=dt.UTC), str(tmp_path / "x"))
+    # A warehouse where nothing was ever published (a wrong URI) is named as such, not blamed on the date.
+    elsewhere = dataclasses.replace(settings, warehouse_uri=str(tmp_path / "no-warehouse"))
+    with pytest.raises(EtlError, match="nothing is published in .*no-warehouse: it has no dim_region table"):
+        followup.build_as_of(elsewhere, dt.datetime(2001, 1, 1, tzinfo=dt.UTC), str(tmp_path / "x"))
 
     # Through the CLI: one line per file, exit 0; a bad date is a usage error (exit 2), no traceback.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -251,11 +251,14 @@ def test_report_as_of_a_future_date_is_refused(capsys, tmp_path, warehouse):
     )
     assert code == 2 and err[-1].startswith(f"error: --as-of {later.isoformat()} is in the future (now ")
     assert not out_dir.exists()
-    # Today is no future: it passes the check (and fails here only because nothing was published yet).
+    # Today is no future: it passes the check (and fails here only because nothing was published there, which
+    # the line says instead of blaming the date).
     code, _, err = _main(
         capsys, "report", "--as-of", today.isoformat(), "--out", str(out_dir), "--warehouse", str(warehouse)
     )
-    assert code == 1 and err[-1].startswith("error: nothing was published by ")
+    assert code == 1 and err[-1] == (
+        f"error: nothing is published in {warehouse}: it has no dim_region table "
+        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)"), err
 
 
 def test_run_for_a_month_or_year_to_come_is_refused(capsys, landing, warehouse):

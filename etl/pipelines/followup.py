@@ -46,6 +46,7 @@ from etl.pipelines.common import (
     rejected_frame,
     start_run,
 )
+from etl.privacy import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
     ``followup_report_as_of_<UTC timestamp>.html`` and ``followup_as_of_<UTC timestamp>.xlsx`` into
     ``out_dir``; both state the table versions they were built from. Raises
     :class:`EtlError` with one line when a version's history or files are no
-    longer kept (retention), or when nothing was published by then.
+    longer kept (retention), when nothing was published by then, or when the warehouse has no
+    ``dim_region`` table at all (a wrong warehouse URI).
     """
     from etl.marts import exports, report
     from etl.marts import followup as mart
@@ -318,6 +320,11 @@ def build_as_of(settings: Settings, when: dt.datetime, out_dir: str) -> dict[str
         frames[name] = _source_frame(publish.read_table(warehouse, name, version=version), name)
         vintage.append({"table": name, "version": str(version), "changed_at": committed, "checked_at": committed})
     if not len(frames["dim_region"]):
+        if publish.table_rows(warehouse, "dim_region") is None:  # not late: never published there at all
+            raise EtlError(
+                f"nothing is published in {redact_uri(warehouse)}: it has no dim_region table "
+                "(a wrong --warehouse or ETL_WAREHOUSE_URI?)"
+            )
         raise EtlError(f"nothing was published by {when:%Y-%m-%d %H:%M} UTC (dim_region has no version then)")
     marts = mart.build(frames)
     day = when.date()

@@ -7,7 +7,8 @@ form's JSON, value kind and output column. The parser
 (:func:`write_blank_template`, ``python -m etl template``), the sample
 generator and the tests read these definitions, so a label changed here
 changes everywhere; the field tables and the web form's example in the input
-contract and the senders' guide are written from them by ``make docs``.
+contract and the senders' guide, the summary rules and ``sql/06_summary_counts.sql``
+are written from them by ``make docs``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class Field:
     (``regions_<column>``). From these come the ``county_report`` column, its
     expectation, the follow-up mart columns, their suite's ranges, the
     workbook's headers, the report's charts and the sample generator's
-    values, and the field tables of the input contract and the senders' guide
-    (``python -m etl docs``): adding a yes/no field is this declaration and ``make docs``
+    values, and the field tables of the input contract and the senders' guide, the
+    summary rules and ``sql/06`` (``python -m etl docs``): adding a yes/no field is this declaration and ``make docs``
     (tests/test_county_spec.py proves it on a copy of the checkout).
     """
 
