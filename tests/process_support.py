@@ -63,6 +63,7 @@ class Publisher:
         self._received, sending = writer_context().Pipe(duplex=False)
         self.process = writer(_publish_versions, sending, str(warehouse), first, count, list(codes), quarantine,
                               environment=env)
+        self.process.daemon = True  # a failed test's publisher is ended when pytest exits, not waited for
         self.process.start()
         sending.close()  # this side only receives: a dead child then reads as the end of the pipe
         self.error = ""
@@ -70,10 +71,13 @@ class Publisher:
     def next_version(self, timeout: float = 120) -> int | None:
         """The next version the process published, or None once it ended (``error`` then holds any traceback)."""
         if not self._received.poll(timeout):
-            raise TimeoutError(f"no version published within {timeout} s")
+            self._end()
+            raise TimeoutError(f"no version published within {timeout} s (publisher killed)")
         try:
             message = self._received.recv()
         except EOFError:
+            self.process.join(10)
+            self.error = self.error or f"publisher ended (exit code {self.process.exitcode}) without a traceback"
             return None
         if isinstance(message, str):
             self.error = message
@@ -84,8 +88,12 @@ class Publisher:
         self.process.kill()
 
     def wait(self, timeout: float = 300) -> int | None:
-        """The exit code (negative: the signal that ended it), after draining what it sent."""
+        """The exit code (negative: the signal that ended it), after draining what it sent; TimeoutError (the
+        publisher killed) if it still runs after ``timeout`` seconds."""
         self.process.join(timeout)
+        if self.process.exitcode is None:
+            self._end()
+            raise TimeoutError(f"publisher still running after {timeout} s (killed)")
         while self._received.poll(0):
             try:
                 message = self._received.recv()
@@ -98,15 +106,19 @@ class Publisher:
     def running(self) -> bool:
         return self.process.is_alive()
 
+    def _end(self) -> None:
+        self.process.kill()
+        self.process.join(10)
+
 
 def _publish_versions(sending: Connection, warehouse: str, first: int, count: int, codes: list[str],
                       quarantine: bool) -> None:
-    import pandas as pd
-
-    from etl import publish
-    from etl.publish import TableBatch
-
     try:
+        import pandas as pd
+
+        from etl import publish
+        from etl.publish import TableBatch
+
         for i in range(first, first + count):
             rows = pd.DataFrame([{"region_code": c, "report_year": y, "grant_sek": i, "source_file": f"v{i}.json",
                                   "submitted_at": pd.Timestamp("2020-01-01", tz="UTC")}
