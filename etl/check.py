@@ -272,10 +272,12 @@ def _verdict(
                 lines.append(f"warning: {privacy.mask_personal_data(warning)}")
     lines = list(dict.fromkeys(lines))
     if f.uri in blocked:
+        # The file as judged: nothing of it would load now, so its rows are said to load only once approved.
         line = _without_name(blocked[f.uri], f.name)
         if line.startswith("blocked, refused whole: "):
-            return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *lines])
-        return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *lines])
+            judged = [f"as judged (none of it loads): {detail}" for detail in lines]
+            return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *judged])
+        return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *(f"if approved: {d}" for d in lines)])
     if unchanged and not quarantined:
         return Verdict(f.name, UNCHANGED, [f"the published {delivery} comes from this exact content"])
     return Verdict(f.name, QUARANTINE if quarantined else LOADS, lines)
