@@ -12,11 +12,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 
+from etl.regions import REGION_CODES
+
 PRELOAD = ["pandas", "pyarrow", "deltalake", "etl.publish", "pytest"]
+# What a Publisher writes per version: one county_report row per region and year.
+YEARS = range(2016, 2026)
+ROWS_PER_VERSION = len(REGION_CODES) * len(YEARS)
 
 
 def writer_context() -> ForkServerContext:
@@ -47,22 +52,21 @@ def _in_environment(environment: dict[str, str], target: Callable[..., None], *a
 
 class Publisher:
     """A process publishing versions ``first``..``first+count-1`` of ``county_report`` to ``warehouse``: every
-    row of version *i* has ``grant_sek = i`` (21 regions × 2016–2025), and with ``quarantine`` one quarantined
+    row of version *i* has ``grant_sek = i`` (:data:`ROWS_PER_VERSION`: the 21 regions × :data:`YEARS`), and with ``quarantine`` one quarantined
     row per version. After each publish it sends *i* to this side; a failure sends its traceback.
 
     ``fault_stage`` sets ``ETL_FAULT_STAGE`` (``publish.FAULT_STAGES``): the process SIGKILLs itself there.
     ``environment`` is the process's whole environment (default: this process's now).
     """
 
-    def __init__(self, warehouse: str, first: int, count: int, codes: Sequence[str], *, quarantine: bool = False,
+    def __init__(self, warehouse: str, first: int, count: int, *, quarantine: bool = False,
                  fault_stage: str | None = None, environment: Mapping[str, str] | None = None) -> None:
         env = {k: v for k, v in (os.environ if environment is None else environment).items()
                if k != "ETL_FAULT_STAGE"}
         if fault_stage:
             env["ETL_FAULT_STAGE"] = fault_stage
         self._received, sending = writer_context().Pipe(duplex=False)
-        self.process = writer(_publish_versions, sending, str(warehouse), first, count, list(codes), quarantine,
-                              environment=env)
+        self.process = writer(_publish_versions, sending, str(warehouse), first, count, quarantine, environment=env)
         self.process.daemon = True  # a failed test's publisher is ended when pytest exits, not waited for
         self.process.start()
         sending.close()  # this side only receives: a dead child then reads as the end of the pipe
@@ -111,8 +115,7 @@ class Publisher:
         self.process.join(10)
 
 
-def _publish_versions(sending: Connection, warehouse: str, first: int, count: int, codes: list[str],
-                      quarantine: bool) -> None:
+def _publish_versions(sending: Connection, warehouse: str, first: int, count: int, quarantine: bool) -> None:
     try:
         import pandas as pd
 
@@ -122,7 +125,7 @@ def _publish_versions(sending: Connection, warehouse: str, first: int, count: in
         for i in range(first, first + count):
             rows = pd.DataFrame([{"region_code": c, "report_year": y, "grant_sek": i, "source_file": f"v{i}.json",
                                   "submitted_at": pd.Timestamp("2020-01-01", tz="UTC")}
-                                 for y in range(2016, 2026) for c in codes])
+                                 for y in YEARS for c in REGION_CODES])
             bad = pd.DataFrame([{"source_file": f"v{i}.json", "row_number": 0, "raw": "x", "reason": f"test {i}"}]
                                if quarantine else [])
             batch = TableBatch("county_report", rows, bad, len(rows) + len(bad), ("region_code", "report_year"))
