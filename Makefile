@@ -38,7 +38,7 @@ demo: setup
 # xdist's order (files with the most tests first). Measured on fresh clones, 2026-12-07: this order 944 s; the
 # Airflow-server files as one lane and the other files costliest first 980 s, the heavy files started together
 # then slowing each other down (summed test time 1 759 s → 1 921 s). Then, with less work per test (forked
-# crash-test publishers, one migrated Airflow metadata database per worker): 867 s, 926 s and 934 s.
+# crash-test publishers, one migrated Airflow metadata database per worker): 867 s, 926 s, 934 s and 961 s.
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
