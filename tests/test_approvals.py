@@ -142,6 +142,20 @@ def test_county_report_leaving_its_initiatives_out_is_approvable(settings, landi
     assert county_reports.run(settings).outcome == "nothing_new"
 
 
+def test_a_blocked_months_reason_is_said_once_as_it_happens_and_once_in_the_error(landing, warehouse):
+    """stderr of a run with a blocked month: one ERROR line when the file is blocked, then the run's error line."""
+    _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    _write(landing, "webbtidbok")
+    run = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
+                          "--warehouse", str(warehouse)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    assert run.returncode == 1, run.stderr
+    said = [line for line in run.stderr.splitlines() if "1 of 21 regions missing (09 Region Gotland)" in line]
+    assert len(said) == 2, run.stderr
+    assert " ERROR etl.pipelines.skeleton: journalen_2017-03.csv: blocked, " in said[0]
+    assert said[1].startswith("error: ehealth_adoption: 1 month(s) blocked, ")
+
+
 def test_cli_lists_approves_and_rejects(settings, landing, warehouse, gotland_missing):
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "etl", *args, "--landing", str(landing),

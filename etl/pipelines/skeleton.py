@@ -190,9 +190,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
             if any(r.outcome == "published" for r in results):
                 partly += 1
             prefix = f"{step.label}: " if plan.unit else ""
+            # Not logged again here: _publish_step logged each blocked file's line, and the run's error repeats it.
             failure = ValidationFailed(prefix + " | ".join(judged.line(s) for s in judged.blocked))
-            if plan.unit:
-                log.error("%s", failure)
             failures.append((step, failure))
 
     # Judged steps waiting for their verdict: independent steps (a unit) are held while they hold few rows,
