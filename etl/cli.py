@@ -288,22 +288,59 @@ def _arriving_line(name: str, report) -> str:
 
 
 def cmd_sample(args) -> int:
+    import filecmp
+    import shutil
+    import tempfile
+
+    from etl.sample.reference import SNAPSHOT_DIR
+
     first, last = _years(args.years)
     if args.units < 1:
         raise ConfigError("--units must be at least 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    for module_name in SAMPLE_MODULES:
-        try:
+    # Written aside first, so that a landing holding real deliveries is refused before anything in it changes.
+    with tempfile.TemporaryDirectory(prefix="etl-sample-") as staging:
+        said = []
+        for module_name in SAMPLE_MODULES:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                log.warning("no sample generator %s yet", module_name)
-                continue
-            raise
-        written = module.write(out, first, last, units=args.units, unit_months=args.unit_months, seed=args.seed)
-        say(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")  # deliveries (or API answers)
+            written = module.write(
+                Path(staging), first, last, units=args.units, unit_months=args.unit_months, seed=args.seed
+            )
+            said.append(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")  # deliveries or answers
+        new = sorted(p.relative_to(staging) for p in Path(staging).rglob("*") if p.is_file())
+        # Deliveries are the files in the source folders; beside them lie the sample's own notes (its READMEs,
+        # sample-defects.json) and its recorded API answers (api_snapshot/), which a new sample replaces.
+        snapshot = Path(SNAPSHOT_DIR)
+
+        def delivery(rel: Path) -> bool:
+            return len(rel.parts) > 1 and rel.parts[0] != SNAPSHOT_DIR
+
+        other = [
+            rel
+            for rel in new
+            if delivery(rel) and (out / rel).exists() and not filecmp.cmp(Path(staging) / rel, out / rel, shallow=False)
+        ]
+        if other:
+            raise ConfigError(
+                f"{out / other[0]}: exists with other content ({len(other)} such file(s) under {out}); "
+                "`etl sample` writes synthetic deliveries and never replaces one: give it an empty folder "
+                "or one that holds this same sample"
+            )
+        # Other recorded API answers are replaced as a whole: a shorter sample leaves no pages of a longer one.
+        answers = [rel for rel in new if snapshot in rel.parents]
+        there = sorted(p.relative_to(out) for p in (out / snapshot).rglob("*") if p.is_file())
+        if there != answers:
+            shutil.rmtree(out / snapshot, ignore_errors=True)
+        for rel in new:
+            target = out / rel
+            if target.exists() and filecmp.cmp(Path(staging) / rel, target, shallow=False):
+                continue  # the same sample again: left as it was (and dated as it was)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(Path(staging) / rel, target)
+    for line in said:
+        say(line)
     _as_delivered_earlier(out, started)
     return 0
 

@@ -184,3 +184,29 @@ def test_the_small_sample_many_tests_use_stays_small(tmp_path):
     assert len(list((tmp_path / "ehealth").iterdir())) == 24 + 1
     read = unit_daily.read_unit_daily(str(tmp_path / "ehealth" / "webbtidbok_enheter_2019-12.csv"))
     assert read.rows.num_rows == 5 * 31
+
+
+def test_the_sample_never_replaces_a_delivery_and_the_same_sample_again_changes_nothing(tmp_path, capsys):
+    """`etl sample` into a landing holding other deliveries under the sample's names is refused with nothing
+    changed; the same sample again leaves every file as it was, dates included. Its recorded API answers
+    (api_snapshot/) are its own and are replaced."""
+    small = ["sample", "--out", str(tmp_path), "--years", "2019-2019", "--units", "5", "--unit-months", "1"]
+    assert cli.main(small) == 0
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = {p: (p.read_bytes(), p.stat().st_mtime) for p in files}
+    assert cli.main(small) == 0
+    assert {p: (p.read_bytes(), p.stat().st_mtime) for p in files} == before
+
+    region_file = tmp_path / "ehealth" / "journalen_2019-03.csv"
+    region_file.write_bytes(region_file.read_bytes().replace(b"\n", b"\r\n"))  # the region's own file, say
+    sent = region_file.read_bytes()
+    capsys.readouterr()
+    assert cli.main(small) == 2  # a usage error: the wrong --out
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {region_file}: exists with other content (1 such file(s) under {tmp_path}); "
+                       "`etl sample` writes synthetic deliveries and never replaces one: give it an empty folder "
+                       "or one that holds this same sample")
+    assert region_file.read_bytes() == sent
+    assert cli.main([*small[:4], "2019-2020", *small[5:]]) == 2  # 2019 drawn again differs from the first draw
+    assert region_file.read_bytes() == sent
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files  # nothing of 2020 written either

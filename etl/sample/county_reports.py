@@ -32,11 +32,11 @@ import os
 import random
 import re
 import unicodedata
-import zipfile
 from pathlib import Path
 
 from etl import regions, swedish
 from etl.sample import ehealth as ehealth_sample
+from etl.sample.workbook import fixed_times
 from etl.sources import county_template as tpl
 
 FOLDER = "county_reports"
@@ -461,24 +461,7 @@ def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
     workbook.properties.creator = "synthetic sample (etl/sample/county_reports.py)"
     buffer = io.BytesIO()
     workbook.save(buffer)
-    return _fixed_times(buffer.getvalue(), dt.datetime(year + 1, 2, 1))
-
-
-def _fixed_times(xlsx: bytes, when: dt.datetime) -> bytes:
-    """The same workbook bytes on every run: openpyxl stamps 'now' into the zip and docProps/core.xml."""
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(xlsx)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            data = source.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(
-                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)", rb"\g<1>" + stamp.encode() + rb"\2", data
-                )
-            fixed = zipfile.ZipInfo(info.filename, date_time=when.timetuple()[:6])
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(fixed, data)
-    return out.getvalue()
+    return fixed_times(buffer.getvalue(), dt.datetime(year + 1, 2, 1))
 
 
 def _submitted(rng: random.Random, year: int) -> dt.datetime:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from etl.regions import REGIONS
+from etl.sample.workbook import fixed_times
 from etl.sources import ehealth_spec as spec
 from etl.swedish import MONTHS_SV
 
@@ -577,7 +578,9 @@ def write_month(
         values, as_xlsx = modelled.get(kind) or (declared_values(kind, month, seed), False)
         rows = export_rows(kind, month, values, style, suppressed)
         path = folder / f"{kind}_{period}.{'xlsx' if as_xlsx else 'csv'}"
-        path.write_bytes(render_xlsx(rows) if as_xlsx else render_csv(rows, style))
+        # Stamped as made when the month's export is due (the first of the next month), not now.
+        due = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1)
+        path.write_bytes(fixed_times(render_xlsx(rows), due) if as_xlsx else render_csv(rows, style))
         written.append(path)
     if daily is not None:
         assert units is not None  # month_values gives unit columns only for units
