@@ -9,8 +9,10 @@ Loads the national e-service operator's monthly exports from
   (the "Riket" row, used to reconcile the regions);
 * `webbtidbok_enheter_YYYY-MM.csv` (optional, large) → `ehealth_unit_daily`.
 
-**One run = one month** (its data interval; a manual run takes the Param
-`period` = `YYYY-MM` or `all`, else the last complete month). `load_month`
+**Each run is for one month** (its data interval; a manual run takes the Param
+`period` = `YYYY-MM` or `all`, else the last complete month), and also loads
+every earlier month with a file not yet loaded (*Late and corrected files*,
+below). `load_month`
 loads whatever has landed — it never waits for a file that has not landed,
 so a late delivery never holds up later months or manual runs: a month
 without files is simply "nothing new" (only a file already landing, still

@@ -16,9 +16,12 @@ pandas via ``deltalake``, Spark, Power BI) reads what the pipelines wrote.
 **Atomic per table.** A table's change is one Delta commit: a reader sees
 the version before it or the version after, never a mix, and a crash before
 the commit leaves only unreferenced files (removed by vacuum). A publish is
-three commits in this order — the table, its quarantine, the load-log row —
-so a crash between them leaves a table whose load-log row is missing, and
-the next run redoes the delivery (idempotent, see below). On S3-compatible
+up to three commits in this order — the table, its quarantine, the load-log
+row (a part whose content did not change is not committed) — so a crash
+between them leaves the table's new version without its load-log row: the
+next run judges the delivery again, finds the table already holding it and
+logs it ``unchanged``, and no load-log row names the crashed run's batch id
+that the version's rows carry (idempotent, see below). On S3-compatible
 stores commits use conditional puts (``If-None-Match``), so no lock
 service is needed.
 

@@ -433,8 +433,24 @@ def _(ctx):
         sheet.delete_rows(2, sheet.max_row)
 
     entry = county_rejected_whole(ctx, "uppsala_2017.xlsx", builders.xlsx_bytes(builders.doc(), tweak),
-                                  "Region: region is missing", initiatives=3, services=4)
-    assert "Redovisningsår: is missing" in entry["reason"]
+                                  "sheet Uppgifter: missing field row(s) ", initiatives=3, services=4)
+    assert "missing field row(s) 'Region', 'Redovisningsår', 'Erhållna medel (kr)', " in entry["reason"]
+
+
+@case("county-xlsx-grant-row-deleted")
+def _(ctx):
+    """A first delivery whose grant row is gone would publish the grant as null: refused whole instead."""
+    def tweak(book):
+        sheet = book["Uppgifter"]
+        row = next(r for r in range(1, sheet.max_row + 1) if sheet.cell(r, 1).value == "Erhållna medel (kr)")
+        sheet.delete_rows(row)
+
+    entry = county_rejected_whole(ctx, "uppsala_2017.xlsx", builders.xlsx_bytes(builders.doc(), tweak),
+                                  "sheet Uppgifter: missing field row(s) 'Erhållna medel (kr)' (keep every row",
+                                  initiatives=3, services=4)
+    assert entry["reason"] == ("uppsala_2017.xlsx: blocked, refused whole: sheet Uppgifter: missing field row(s) "
+                               "'Erhållna medel (kr)' (keep every row of the template; leave the value blank for "
+                               "a field without an answer)")
 
 
 @case("county-xlsx-10000-columns")

@@ -573,6 +573,9 @@ def test_hand_made_workbook_without_the_template():
     sheet.append(["Redovisningsår", 2019])
     sheet.append(["Region", "Region Gotland"])
     sheet.append(["Erhållna medel (kr)", 5_600_000])
+    for fld in reversed(tpl.REPORT_FIELDS):  # every other row, blank, in its own order
+        if fld.json_key not in ("report_year", "region", "grant_sek", "contact_person"):
+            sheet.append([fld.label, None])
     workbook.create_sheet("Insatser").append(["Status", "Insats", "Område"])
     workbook["Insatser"].append(["Pågående", "Digital mottagning", "e-hälsa"])
     workbook.create_sheet("E-tjänster")
@@ -585,3 +588,12 @@ def test_hand_made_workbook_without_the_template():
         ("Digital mottagning", "it_support", "ongoing")
     ]
     assert report.services == []
+    # Rows left out are no blank answers: a workbook without them is refused whole, naming them.
+    del workbook["Uppgifter"]
+    short = workbook.create_sheet("Uppgifter")
+    for row in (["Redovisningsår", 2019], ["Region", "Region Gotland"], ["Erhållna medel (kr)", 5_600_000]):
+        short.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    refused = cr.parse_report(buffer.getvalue(), "gotland.xlsx")
+    assert refused.error is not None and refused.error.startswith("sheet Uppgifter: missing field row(s) 'Öronmärkta medel', ")

@@ -347,7 +347,7 @@ def test_dag_docs_and_the_trigger_form_with_its_params(page, airflow_ui, shots):
     page.get_by_role("button", name="Dag Docs").click()
     docs = page.get_by_role("dialog")
     expect(docs.get_by_text("E-health adoption: web booking and the patient journal online")).to_be_visible()
-    expect(docs.get_by_text("One run = one month", exact=False)).to_be_visible()
+    expect(docs.get_by_text("Each run is for one month", exact=False)).to_be_visible()
     expect(docs.get_by_text("report_overdue_deliveries", exact=False).first).to_be_visible()
     shots(page, "dag-docs", full_page=False)
     page.keyboard.press("Escape")

@@ -455,6 +455,16 @@ def _read_field_sheet(sheet, out: _Extracted) -> None:
             out.contact = value
             continue
         out.fields[fld.json_key] = (number, value)
+    # A row left out (or its label changed past recognition) would publish its field as null, as if answered
+    # blank: refused whole, as the web form's missing keys are. The contact person may be left out.
+    absent = [f.label for f in tpl.REPORT_FIELDS if f.kind != tpl.PERSONAL and f.json_key not in seen]
+    if absent:
+        out.problems.append(
+            f"sheet {tpl.SHEET_REPORT}: missing field row(s) "
+            + ", ".join(repr(label) for label in absent[:5])
+            + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            + " (keep every row of the template; leave the value blank for a field without an answer)"
+        )
 
 
 def _read_table_sheet(sheet, title: str, fields: tuple[Field, ...], target: list[_RawRow], out: _Extracted) -> None:
