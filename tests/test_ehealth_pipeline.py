@@ -232,6 +232,28 @@ def test_suppressed_cells_relax_reconciliation_but_known_cells_may_not_exceed(se
         pipeline.run(settings)
 
 
+@pytest.mark.parametrize("huge", [2**53 + 1, 2**62 + 3, 2**63 - 1])
+def test_a_count_beyond_floats_exactness_is_published_exactly_beside_a_suppressed_cell(
+    settings, landing, warehouse, huge
+):
+    """With a suppressed cell in the run, pandas held the values as float64: 2**53 + 1 was published as
+    2**53 (exit 0), and int64's top failed the run with a TypeError naming no file (helper-26)."""
+    journal, _, _ = sample.month_values(MARCH, SEED)
+    lines = _lines("journalen", suppressed={("09", "logins")})
+    others = sum(v["logins"] for c, v in journal.items() if c not in ("01", "09"))
+    riket = huge if huge == 2**63 - 1 else huge + others + journal["09"]["logins"]  # the national row may not wrap
+    lines = set_cell(set_cell(lines, "01", 2, huge), "Riket", 2, riket)
+    _write(landing, "journalen", lines=lines)
+    _write(landing, "webbtidbok")
+    try:
+        pipeline.run(settings)
+    except ValidationFailed:
+        assert huge == 2**63 - 1  # the regions exceed the national total: blocked, as any such file
+        return
+    rows = publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()  # as Arrow holds it, not as floats
+    assert [r["value"] for r in rows if r["region_code"] == "01" and r["metric"] == "logins"] == [huge]
+
+
 # --------------------------------------------------------------------------- row-level rules
 
 

@@ -235,6 +235,10 @@ def _report_frame(table: str, records: list[dict], extra: tuple[str, ...] = ()):
             frame[col.name] = pd.to_datetime(frame[col.name], utc=True).astype("datetime64[us, UTC]")
         elif pa.types.is_date32(col.type):
             frame[col.name] = frame[col.name].astype(object)
+        elif _DTYPES[str(col.type)].startswith("Int"):
+            # From the parsed ints: a column with a blank (None) is float64 in the frame, which rounds an
+            # amount above 2**53 SEK.
+            frame[col.name] = pd.array([record.get(col.name) for record in records], dtype=_DTYPES[str(col.type)])
         else:
             frame[col.name] = frame[col.name].astype(_DTYPES[str(col.type)])
     frame["source_file"] = frame["source_file"].astype("string")

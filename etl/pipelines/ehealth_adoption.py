@@ -672,7 +672,9 @@ def _long_frame(parsed: list[exports.ExportRows], attr: str, extra: dict | None 
             records.append(record)
     check_cols = [*(rule.check for rule in spec.LINE_RULES), "_check_suppressed_iff_null", *(extra or {})]
     frame = pd.DataFrame(records, columns=ADOPTION_COLUMNS + check_cols)
-    frame["value"] = pd.array(frame["value"].tolist(), dtype="Int64")
+    # From the parsed ints, not the frame's column: with a suppressed (None) value pandas made that column
+    # float64, which rounds a count above 2**53 and cannot hold int64's top.
+    frame["value"] = pd.array([record["value"] for record in records], dtype="Int64")
     frame["year"] = frame["year"].astype("int64")
     frame["row_number"] = frame["row_number"].astype("int64")
     return frame

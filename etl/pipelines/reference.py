@@ -152,7 +152,8 @@ def population_frame(rows: list[dict]):
 
     frame = pd.DataFrame(rows, columns=POPULATION_COLUMNS)
     frame["year"] = frame["year"].astype("int64")
-    frame["population"] = pd.array(frame["population"].tolist(), dtype="Int64")
+    # From the rows, not the frame's column: with a missing (None) value that column is float64.
+    frame["population"] = pd.array([row["population"] for row in rows], dtype="Int64")
     frame = frame.sort_values(["region_code", "year"], kind="stable").reset_index(drop=True)
     # Change against the same region's previous year in this batch (null for the first year, a gap
     # or a missing value): a jump over 5 % is almost always a boundary or coding change, worth a look.
