@@ -377,9 +377,12 @@ def cmd_report(args) -> int:
 
 def cmd_maintain(args) -> int:
     from etl import maintenance
+    from etl.publish import require_load_log
 
     retention = maintenance.retention_days()
-    results = maintenance.maintain(_settings(args).warehouse_uri, retention)
+    warehouse = _settings(args).warehouse_uri
+    require_load_log(warehouse)  # typed by a person: a wrong --warehouse must not read "0 table(s) maintained"
+    results = maintenance.maintain(warehouse, retention)
     for result in results:
         say(result.line())
     say(f"{len(results)} table(s) maintained; files older than {retention} day(s) that no version needs removed")
@@ -400,7 +403,7 @@ def cmd_approve(args) -> int:
     """Without FILE: what is blocked now. With FILE: the decision recorded, and on approval the file published."""
     import getpass
 
-    from etl import approvals
+    from etl import approvals, publish
     from etl.pipelines import approved
 
     settings = _settings(args)
@@ -413,6 +416,7 @@ def cmd_approve(args) -> int:
             raise ConfigError(
                 f"approve: {', '.join(given)} need(s) FILE, the blocked file to decide on; nothing recorded"
             )
+        publish.require_load_log(settings.warehouse_uri)  # a wrong --warehouse must not read "0 blocked"
         blocked = approvals.blocked_now(settings.warehouse_uri)
         for b in blocked:
             decided = f" [{b.decision.note()}]" if b.decision else ""
@@ -437,8 +441,10 @@ def cmd_approve(args) -> int:
 
 def cmd_status(args) -> int:
     from etl import status
+    from etl.publish import require_load_log
 
     settings = _settings(args)
+    require_load_log(settings.warehouse_uri)  # a wrong --warehouse must not read "blocked now: 0, failures: 0"
     say(status.render(settings.warehouse_uri))
     return 0
 

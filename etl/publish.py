@@ -931,6 +931,19 @@ def table_files(warehouse_uri: str, location: str) -> list[str] | None:
     return None if table is None else list(table.file_uris())
 
 
+def require_load_log(warehouse_uri: str) -> None:
+    """Raise :class:`ConfigError` (one line) when ``warehouse_uri`` has no load log: no run ever wrote there.
+
+    For the commands a person points at a warehouse (``status``, ``approve``, ``maintain``): on a wrong
+    ``--warehouse`` they would otherwise read an empty warehouse and say all is clear.
+    """
+    if _open(_uri(warehouse_uri, LOAD_LOG)) is None:
+        raise ConfigError(
+            f"nothing is published in {privacy.redact_uri(warehouse_uri)}: it has no load log "
+            "(a wrong --warehouse or ETL_WAREHOUSE_URI, or no run yet?)"
+        )
+
+
 def table_rows(warehouse_uri: str, location: str) -> int | None:
     """Row count of a table's current version from the Delta log (no data read); None if never published."""
     table = _open(_uri(warehouse_uri, location))

@@ -38,6 +38,13 @@ def test_run_reference_then_status(tmp_path):
         (["sample", "--out", "x", "--years", "twenty"], 2, "--years must look like 2016-2025"),
         (["run", "reference", "--warehouse", " "], 2, "warehouse URI is empty"),
         (["run", "reference", "--kolada-kpis", "N1,bad id"], 2, "not alphanumeric"),
+        # A wrong --warehouse (a typo: nothing there) is said, not read as an empty warehouse with all clear.
+        *(
+            ([command, "--warehouse", "typo/wh"], 2,
+             "/typo/wh: it has no load log (a wrong --warehouse or ETL_WAREHOUSE_URI, "
+             "or no run yet?)")
+            for command in ("status", "approve", "maintain")
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_without_traceback(args, code, message, tmp_path):
