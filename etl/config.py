@@ -67,7 +67,13 @@ def _normalise_uri(value: str, name: str) -> str:
     check_store_location(value, name)
     # Local paths are made absolute so Airflow workers, the CLI and tests
     # agree on them whatever their working directory.
-    return str(Path(value).expanduser().resolve())
+    path = Path(value).expanduser().resolve()
+    # A store is a folder: a file on the way (the path itself or a parent) would fail later as an
+    # unexpected NotADirectoryError, after a run has started.
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{name} {str(path)!r}: {str(existing)!r} is a file, not a folder")
+    return str(path)
 
 
 # Characters a user name or password must not hold as they are: a URL parser ends the userinfo (or

@@ -203,3 +203,15 @@ def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
     assert len(lines) == 2, lines
     assert "1/24 months (4 %), 2017-01" in lines[0] and "rows/s" in lines[0] and "s left" in lines[0]
     assert "24/24 months (100 %), 2018-12" in lines[1] and "s in all" in lines[1]
+
+
+def test_a_warehouse_or_landing_that_is_a_file_is_one_line_before_anything_runs(tmp_path):
+    (tmp_path / "export.csv").write_text("not a folder\n")
+    for flag in ("--warehouse", "--landing"):
+        for place in ("export.csv", "export.csv/wh"):
+            out = etl("run", "ehealth-adoption", flag, place, cwd=tmp_path)
+            name = "warehouse URI" if flag == "--warehouse" else "landing URI"
+            assert out.returncode == 2, out.stderr
+            assert out.stderr.strip().splitlines() == [
+                f"error: {name} {str(tmp_path / place)!r}: {str(tmp_path / 'export.csv')!r} is a file, not a folder"
+            ]

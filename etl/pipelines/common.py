@@ -301,8 +301,14 @@ def records_unexpected_failures(pipeline: str) -> Callable[[Callable[..., RunRep
                     record_failure(
                         settings.warehouse_uri, pipeline, publish.new_batch_id(), None, [], privacy.shareable(message)
                     )
-                except Exception:  # noqa: BLE001 - the store itself may be what failed: the original error matters
-                    log.exception("%s: could not record the failure in the load log", pipeline)
+                except Exception as unrecorded:  # noqa: BLE001 - the store itself may be what failed: the original matters
+                    # One line: the traceback of the original error stays with the caller (--debug, the task log).
+                    log.error(
+                        "%s: could not record the failure in the load log: %s: %s",
+                        pipeline,
+                        type(unrecorded).__name__,
+                        privacy.shareable(one_line(str(unrecorded))),
+                    )
                 raise
 
         return guarded
