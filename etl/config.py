@@ -171,12 +171,16 @@ def parse_as_of(text: str, name: str = "--as-of", now: dt.datetime | None = None
     except ValueError:
         raise ConfigError(f"{name} must be a date (YYYY-MM-DD) or an ISO timestamp, not {text!r}") from None
     now = now or _utcnow()
-    if len(text) == 10:  # a date: the versions current at the end of that day
+    try:
+        dt.date.fromisoformat(text)  # a date in any ISO form (2026-03-31, 20260331): the end of that day
+    except ValueError:
+        pass
+    else:
         if when.date() > now.date():
             raise ConfigError(f"{name} {text} is in the future (today is {now:%Y-%m-%d} UTC): give a date up to today")
         return (when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)).replace(tzinfo=dt.UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+    # In UTC, whatever offset it was written with: every line that states the moment says UTC.
+    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
     if when > now:
         raise ConfigError(
             f"{name} {text} is in the future (now {now:%Y-%m-%d %H:%M} UTC): give a moment that has passed"

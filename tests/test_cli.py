@@ -1,5 +1,6 @@
 """The CLI as a person uses it: exit codes and one clear line on stderr, no tracebacks."""
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -215,3 +216,21 @@ def test_a_warehouse_or_landing_that_is_a_file_is_one_line_before_anything_runs(
             assert out.stderr.strip().splitlines() == [
                 f"error: {name} {str(tmp_path / place)!r}: {str(tmp_path / 'export.csv')!r} is a file, not a folder"
             ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-03-31", "2026-03-31T23:59:59.999999+00:00"),  # a date: the end of that day, UTC
+        ("20260331", "2026-03-31T23:59:59.999999+00:00"),  # the same date in ISO's basic form
+        ("2026-03-31T12:00:00", "2026-03-31T12:00:00+00:00"),  # no offset: UTC
+        ("2026-03-31T12:00:00+05:00", "2026-03-31T07:00:00+00:00"),  # an offset: the same moment, in UTC
+    ],
+)
+def test_as_of_is_the_moment_meant_and_in_utc(text, expected):
+    """Every line that states the moment says UTC: a timestamp with an offset is turned to UTC, not relabelled."""
+    from etl.config import parse_as_of
+
+    now = dt.datetime(2026, 12, 7, 22, 0, tzinfo=dt.UTC)
+    when = parse_as_of(text, now=now)
+    assert when.isoformat() == expected and when.utcoffset() == dt.timedelta(0)
