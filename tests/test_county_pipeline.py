@@ -19,6 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -81,6 +82,10 @@ def _with_duplicate_field(workbook):
     workbook[tpl.SHEET_REPORT].append(["Region:", "Region Skåne"])
 
 
+# The row the duplicate lands on: under the template's last field row, however many fields it declares.
+DUPLICATE_ROW = openpyxl.load_workbook(io.BytesIO(builders.xlsx_bytes(builders.doc())))[tpl.SHEET_REPORT].max_row + 1
+
+
 BAD_FILES = {
     # file name: (bytes, expected reason in the county_report quarantine, initiative rows, service rows)
     "unknown_region.json": (builders.json_bytes(builders.doc(region="Landstinget Atlantis")),
@@ -92,7 +97,7 @@ BAD_FILES = {
     "missing_sheet.xlsx": (builders.xlsx_bytes(builders.doc(region="06"), lambda wb: wb.remove(wb["Insatser"])),
                            "missing sheet(s) Insatser", 0, 4),
     "duplicate_field.xlsx": (builders.xlsx_bytes(builders.doc(region="07"), _with_duplicate_field),
-                             "field 'Region' appears twice (rows 2 and 14)", 3, 4),
+                             f"field 'Region' appears twice (rows 2 and {DUPLICATE_ROW})", 3, 4),
     "non_numeric_amount.json": (builders.json_bytes(builders.doc(region="08", grant_sek="tjugo miljoner")),
                                 "Erhållna medel (kr): not an amount: 'tjugo miljoner'", 3, 4),
     "spend_over_grant.xlsx": (builders.xlsx_bytes(builders.doc(region="09", grant_sek="10 mnkr",

@@ -17,6 +17,7 @@ from etl import publish, regions
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
 from etl.sources import ehealth_exports as exports
+from tests.export_support import declared_exports, year_months
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "ehealth"
@@ -168,7 +169,8 @@ def test_sample_of_twelve_unit_months_writes_fast(tmp_path):
     started = time.perf_counter()
     count = sample.write(tmp_path, 2025, 2025, units=4000, unit_months=12, seed=2016)
     seconds = time.perf_counter() - started
-    assert count == 24 + 12  # the exports only (the README beside the folder is no delivery)
+    # The exports only (the README beside the folder is no delivery): the declared kinds' and the unit files.
+    assert count == len(declared_exports(year_months(2025))) + 12
     sizes = [p.stat().st_size for p in (tmp_path / "ehealth").glob("webbtidbok_enheter_*.csv")]
     assert len(sizes) == 12 and min(sizes) > 5_000_000  # ~120 000 lines each
     print(f"\nsample: 12 unit months x 4000 units written in {seconds:.1f} s")

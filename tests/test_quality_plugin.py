@@ -27,6 +27,8 @@ from etl import publish, quality
 from etl.errors import ValidationFailed
 from etl.pipelines import ehealth_adoption as pipeline
 from etl.sample import ehealth as sample
+from etl.sources import ehealth_spec as spec
+from tests.export_support import declared_exports
 from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +184,13 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     assert april["journalen"]["days_overdue"] == 36
     assert months["2017-06"]["status"] == "open"
     assert months["2017-03"]["units"]["status"] == "not sent"
-    assert status["counts"] == {"blocked": 1, "loaded": 1, "overdue": 4, "open": 2}
+    # Every kind the spec declares counts: what did not land in March, April and May is overdue, June's open.
+    landed = frozenset({"journalen_2017-03", "webbtidbok_2017-03"})
+    counts = {"blocked": 1, "loaded": 1, "overdue": len(declared_exports(["2017-03", "2017-04", "2017-05"], landed)),
+              "open": len(declared_exports(["2017-06"]))}
+    # A kind declared from a later month on is "not sent" in these months, not overdue.
+    later = sum(len(spec.EXPORTS) - len(spec.kinds_expected(f"2017-{m:02d}")) for m in (3, 4, 5, 6))
+    assert status["counts"] == counts | ({"not sent": later} if later else {})
 
     # N is a parameter: with 60 days' grace May is not overdue yet.
     later = quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2017-05", "2017-05", today=TODAY,
@@ -195,7 +203,8 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     _export(landing / "ehealth", "journalen", APRIL)
     moved = quality.ehealth_months(built.warehouse_uri, str(landing), "2017-04", "2017-04", today=TODAY)
     assert {d["kind"]: d["status"] for d in moved["months"][0]["deliveries"]} == {
-        "journalen": "waiting", "webbtidbok": "overdue"}
+        kind: "waiting" if kind == "journalen" else "overdue" if kind in spec.kinds_expected("2017-04") else "not sent"
+        for kind in spec.EXPORTS}
     units = quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2024-02", "2024-02", today=TODAY)
     assert units["months"][0]["units"]["status"] == "loaded"
 
@@ -203,7 +212,8 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     # what the warehouse holds is still shown. Bad ranges are one line.
     gone = quality.ehealth_months(built.warehouse_uri, str(tmp_path / "nowhere"), "2017-03", "2017-03",
                                   today=TODAY)
-    assert {d["status"] for d in gone["months"][0]["deliveries"]} == {"blocked", "loaded"}
+    assert {d["status"] for d in gone["months"][0]["deliveries"] if d["kind"] in ("journalen", "webbtidbok")} == {
+        "blocked", "loaded"}
     assert gone["landing_error"].endswith("nowhere does not exist (unmounted, or a wrong landing URI?)"), gone
     for first, last in (("2017-13", "2017-12"), ("2018-01", "2017-01"), ("1990-01", "2030-01"), ("x", "y")):
         with pytest.raises(ValueError):
