@@ -203,10 +203,10 @@ def _says_why(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) ->
         n
         for inner in ast.walk(node)
         if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))
-        for n in range(inner.lineno, inner.end_lineno + 1)
+        for n in range(inner.lineno, (inner.end_lineno or inner.lineno) + 1)
     }
-    return any(lines[n - 1].strip().startswith("# Size:") for n in range(node.lineno, node.end_lineno + 1)
-               if n not in nested)
+    return any(lines[n - 1].strip().startswith("# Size:")
+               for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n not in nested)
 
 
 def test_a_size_comment_in_a_nested_function_does_not_speak_for_the_outer_one():
