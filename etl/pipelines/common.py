@@ -136,7 +136,6 @@ def checked_batch(
     rows,
     rejected: list[dict],
     rows_in: int,
-    merge_keys: tuple[str, ...] | None,
     *,
     warehouse_uri: str,
     batch_id: str,
@@ -176,7 +175,7 @@ def checked_batch(
         rows=good,
         quarantine=quarantine,
         rows_in=rows_in,
-        merge_keys=merge_keys,
+        merge_keys=schema.replaced_by,  # the table's declared merge key
         replace_keys=list(replace_keys),
         quarantine_sources=list(quarantine_sources),
         warnings=[*extra_warnings, *result.warnings],

@@ -66,7 +66,6 @@ PREFIX = "county_reports"  # folder under the landing URI
 SUFFIXES = source.SUFFIXES
 REPORT, INITIATIVE, SERVICE = "county_report", "county_initiative", "county_ehealth_service"
 TABLES = (REPORT, INITIATIVE, SERVICE)
-MERGE_KEYS = ("region_code", "report_year")
 ORIGIN = ("source_file", "row_number", "raw")
 SPEND_SHARE = "_check_spend_share"
 
@@ -288,7 +287,6 @@ def _report_batch(submissions: list[Submission], warehouse_uri: str, batch_id: s
             _report_frame(REPORT, rows, (SPEND_SHARE,)),
             rejected,
             len(submissions),
-            MERGE_KEYS,
             warehouse_uri=warehouse_uri,
             batch_id=batch_id,
             quarantine_sources=[s.landed.uri for s in submissions],
@@ -325,14 +323,13 @@ def _detail_batch(table: str, submissions: list[Submission], warehouse_uri: str,
         bad = parsed.rejected_initiatives if table == INITIATIVE else parsed.rejected_services
         rows += [{**r, "submitted_at": sub.submitted_at, "source_file": sub.landed.uri} for r in good]
         rejected += _row_rejects(sub, bad)
-    # Every accepted report replaces its region-year, also when it lists no rows.
+    # Every accepted report replaces its region-year (the tables' declared merge key), also when it lists no rows.
     replace = sorted({sub.key for sub in submissions if sub.accepted})
     batch = checked_batch(
         table,
         _report_frame(table, rows),
         rejected,
         rows_in,
-        MERGE_KEYS,
         warehouse_uri=warehouse_uri,
         batch_id=batch_id,
         replace_keys=replace,

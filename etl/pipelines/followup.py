@@ -216,7 +216,7 @@ def plan_marts(settings: Settings, report: RunReport) -> skeleton.Plan:
                 rows=rows,
                 quarantine=rejected_frame([]),
                 rows_in=len(rows),
-                merge_keys=None,
+                merge_keys=schema.replaced_by,  # None: a full rebuild, declared on the mart
                 warnings=[*marts.warnings, *results[table].warnings],
                 validation=results[table].outcome,
             )

@@ -67,9 +67,7 @@ def dim_region_batch(settings: Settings, batch_id: str) -> publish.TableBatch:
             for i, r in enumerate(regions.REGIONS)
         ]
     )
-    return checked_batch(
-        "dim_region", rows, [], len(rows), None, warehouse_uri=settings.warehouse_uri, batch_id=batch_id
-    )
+    return checked_batch("dim_region", rows, [], len(rows), warehouse_uri=settings.warehouse_uri, batch_id=batch_id)
 
 
 def reference_years(year: int | None, first_year: int = FIRST_YEAR, today: dt.date | None = None) -> list[int]:
@@ -218,7 +216,6 @@ def run(
             pop_rows,
             population.rejected,
             population.rows_in,
-            ("year",),
             warehouse_uri=wh,
             batch_id=step.batch_id,
             replace_keys=[(int(y),) for y in pop_rows["year"].unique()],
@@ -233,7 +230,6 @@ def run(
             kolada_frame(key_figures.rows),
             key_figures.rejected,
             key_figures.rows_in,
-            None,
             warehouse_uri=wh,
             batch_id=step.batch_id,
             extra_warnings=key_figures.warnings,

@@ -82,6 +82,12 @@ def render_markdown() -> str:
     for schema in sorted(all_tables(), key=lambda s: (s.domain, s.name)):
         lines += [f"## `{schema.name}`", "", schema.description, ""]
         lines.append(f"Key: {', '.join(f'`{k}`' for k in schema.key)}  ")
+        if schema.replaced_by:
+            lines.append(
+                f"A delivery replaces the published rows of its {', '.join(f'`{k}`' for k in schema.replaced_by)}  "
+            )
+        elif schema.name not in ("_load_log", "_quarantine"):
+            lines.append("Each publish replaces the whole table  ")
         parts = ", ".join(f"`{p}`" for p in schema.partition_by) or "none"
         lines += [f"Partitioned by: {parts}", "", "| column | type | null | meaning |", "|---|---|---|---|"]
         for col in schema.all_columns:

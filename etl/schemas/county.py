@@ -55,6 +55,7 @@ COUNTY_REPORT = table(
             SUBMITTED_AT,
         ),
         key=("region_code", "report_year"),
+        replaced_by=("region_code", "report_year"),
         partition_by=("report_year",),
         expectations=tuple(
             {
@@ -88,6 +89,7 @@ COUNTY_INITIATIVE = table(
             SUBMITTED_AT,
         ),
         key=("region_code", "report_year", "initiative_no"),
+        replaced_by=("region_code", "report_year"),
         partition_by=("report_year",),
     )
 )
@@ -108,6 +110,7 @@ COUNTY_EHEALTH_SERVICE = table(
             SUBMITTED_AT,
         ),
         key=("region_code", "report_year", "service"),
+        replaced_by=("region_code", "report_year"),
         partition_by=("report_year",),
     )
 )

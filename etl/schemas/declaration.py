@@ -55,6 +55,9 @@ class TableSchema:
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # one row per key; checked on publish
     partition_by: tuple[str, ...] = ()
+    # The merge key: a delivery replaces the published rows that share these columns' values with it (an
+    # e-health export replaces its year, month and service). None: every publish replaces the whole table.
+    replaced_by: tuple[str, ...] | None = None
     domain: str = ""
     lineage: bool = True
     # Expectations that follow from a source's declaration (a yes/no field is boolean; a count of
@@ -68,7 +71,7 @@ class TableSchema:
         names = [c.name for c in cols]
         if len(set(names)) != len(names):
             raise AssertionError(f"{self.name}: duplicate column names")
-        for part in (*self.key, *self.partition_by):
+        for part in (*self.key, *self.partition_by, *(self.replaced_by or ())):
             if part not in names:
                 raise AssertionError(f"{self.name}: {part} is not a column")
 

@@ -67,6 +67,7 @@ EHEALTH_ADOPTION = table(
         description="Monthly adoption of the e-health services (web booking, the patient journal online, …) per region, long format.",
         columns=(REGION_CODE, *_ADOPTION_COLUMNS),
         key=("region_code", "month", "service", "metric"),
+        replaced_by=("year", "month", "service"),
         partition_by=("year",),
         expectations=_declared(national=False),
     )
@@ -79,6 +80,7 @@ EHEALTH_ADOPTION_NATIONAL = table(
         description="The national total rows of the monthly exports (Riket), kept apart from the regions for reconciliation.",
         columns=_ADOPTION_COLUMNS,
         key=("month", "service", "metric"),
+        replaced_by=("year", "month", "service"),
         partition_by=("year",),
         expectations=_declared(national=True),
     )
@@ -105,6 +107,7 @@ EHEALTH_UNIT_DAILY = table(
             Column("rebookings", pa.int64(), "Rebookings that day; null when suppressed.", True),
         ),
         key=("date", "unit_hsa_id"),
+        replaced_by=("month",),
         partition_by=("month",),
     )
 )

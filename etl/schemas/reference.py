@@ -38,6 +38,7 @@ POPULATION = table(
             Column("population", pa.int64(), "Inhabitants; null where SCB marks the value missing.", True),
         ),
         key=("region_code", "year"),
+        replaced_by=("year",),
     )
 )
 
