@@ -45,6 +45,7 @@ from etl.deliveries import DeliveryRecord, delivery_path
 from etl.errors import BadInput
 from etl.pipelines import skeleton
 from etl.pipelines.common import (
+    ORIGIN,
     Progress,
     RunReport,
     checked_batch,
@@ -66,7 +67,6 @@ PREFIX = "county_reports"  # folder under the landing URI
 SUFFIXES = source.SUFFIXES
 REPORT, INITIATIVE, SERVICE = "county_report", "county_initiative", "county_ehealth_service"
 TABLES = (REPORT, INITIATIVE, SERVICE)
-ORIGIN = ("source_file", "row_number", "raw")
 SPEND_SHARE = "_check_spend_share"
 
 

@@ -52,12 +52,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from etl import approvals, no_shrink, publish, regions, storage, validation, verdict
+from etl import approvals, no_shrink, publish, regions, schemas, storage, validation, verdict
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, shown_name
 from etl.errors import BadInput, ConfigError, ValidationFailed
 from etl.pipelines import skeleton
 from etl.pipelines.common import (
+    ORIGIN,
     RunReport,
     checked_batch,
     combine,
@@ -80,18 +81,8 @@ PIPELINE = "ehealth_adoption"
 PREFIX = "ehealth"
 SUFFIXES = exports.SUFFIXES
 
-ADOPTION_COLUMNS = [
-    "region_code",
-    "year",
-    "month",
-    "service",
-    "metric",
-    "value",
-    "suppressed",
-    "source_file",
-    "row_number",
-    "raw",
-]
+# The frame's columns: the table's declared content, then where each row came from.
+ADOPTION_COLUMNS = [*schemas.get("ehealth_adoption").business_columns, *ORIGIN]
 
 
 # --------------------------------------------------------------------------- which months

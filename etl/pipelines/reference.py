@@ -27,11 +27,11 @@ import json
 import logging
 from collections.abc import Sequence
 
-from etl import publish, regions, storage
+from etl import publish, regions, schemas, storage
 from etl.config import Settings
 from etl.errors import BadInput, ConfigError
 from etl.pipelines import skeleton
-from etl.pipelines.common import RunReport, checked_batch, records_unexpected_failures, start_run
+from etl.pipelines.common import ORIGIN, RunReport, checked_batch, records_unexpected_failures, start_run
 from etl.privacy import redact_uri
 from etl.sources import kolada, scb
 from etl.sources.http import ApiRows, RetryPolicy
@@ -45,8 +45,9 @@ SCB_SNAPSHOT = "scb_tab638.json"
 KOLADA_SNAPSHOT_PREFIX = "kolada_"
 SNAPSHOT_MAX_BYTES = 50 * 1024 * 1024
 
-POPULATION_COLUMNS = ["region_code", "year", "population", "source_file", "row_number", "raw"]
-KOLADA_COLUMNS = ["kpi_id", "region_code", "year", "gender", "value", "status", "source_file", "row_number", "raw"]
+# The frames' columns: each table's declared content, then where each row came from.
+POPULATION_COLUMNS = [*schemas.get("population").business_columns, *ORIGIN]
+KOLADA_COLUMNS = [*schemas.get("kolada_kpi").business_columns, *ORIGIN]
 
 
 def dim_region_batch(settings: Settings, batch_id: str) -> publish.TableBatch:
