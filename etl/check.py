@@ -27,7 +27,7 @@ import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from etl import no_shrink, privacy, publish, storage, validation
+from etl import approvals, no_shrink, privacy, publish, storage, validation
 from etl.config import Settings
 from etl.deliveries import DeliveryRecord, display_name
 from etl.errors import BadInput, EtlError, ValidationFailed
@@ -277,6 +277,10 @@ def _verdict(
         if line.startswith("blocked, refused whole: "):
             judged = [f"as judged (none of it loads): {detail}" for detail in lines]
             return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *judged])
+        if not approvals.is_approvable(blocked[f.uri], f.uri):
+            # No approval can release it (the sender replaces the file): nothing is said to load "if approved".
+            judged = [f"as judged (none of it loads): {detail}" for detail in lines]
+            return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *judged])
         return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *(f"if approved: {d}" for d in lines)])
     if unchanged and not quarantined:
         return Verdict(f.name, UNCHANGED, [f"the published {delivery} comes from this exact content"])

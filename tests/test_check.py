@@ -70,8 +70,11 @@ def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does
     [verdict] = check.check([str(broken)], settings)
     assert verdict.verdict == check.BLOCKED
     assert "lack 1 region(s): 08 Region Kalmar län" in verdict.lines[0]
-    # What it would load is said as what an approval would load: blocked, none of it loads now.
-    assert any(line.startswith("if approved: ehealth_adoption: ")
+    # Blocked by a quarantined line, which no approval can release (the sender replaces the file): what it
+    # would load is said as judged, none of it loading, not as what an approval would load (helper-26).
+    assert "a person may approve" not in verdict.lines[0]
+    assert not [line for line in verdict.lines if line.startswith("if approved: ")], verdict.lines
+    assert any(line.startswith("as judged (none of it loads): ehealth_adoption: ")
                and "replacing 63 published row(s) of journalen_2017-03" in line
                and "3 row(s) would be quarantined" in line for line in verdict.lines), verdict.lines
     assert _tree(warehouse) == tree
@@ -199,3 +202,14 @@ def test_an_export_checked_in_landing_beside_a_second_file_of_its_kind_and_month
     assert "Journalen_2017-03.csv is in" in verdict.lines[0] and "a run refuses the month" in verdict.lines[0]
     with pytest.raises(Exception, match="Journalen_2017-03.csv"):
         pipeline.run(settings)
+
+
+def test_an_approvable_block_says_what_an_approval_would_load(settings, tmp_path):
+    """A region missing (Gotland did not report): a person may approve it, and check says what that would load."""
+    lacking = _write(tmp_path / "outbox", "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    [verdict] = check.check([str(lacking)], settings)
+    assert verdict.verdict == check.BLOCKED
+    assert "lack 1 region(s): 09 Region Gotland" in verdict.lines[0] and "a person may approve" in verdict.lines[0]
+    assert any(line.startswith("if approved: ehealth_adoption: ") and "row(s) to load" in line
+               for line in verdict.lines), verdict.lines
+    assert not [line for line in verdict.lines if line.startswith("as judged")], verdict.lines
