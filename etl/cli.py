@@ -298,6 +298,8 @@ def cmd_sample(args) -> int:
     if args.units < 1:
         raise ConfigError("--units must be at least 1")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a file: give the landing folder to write into")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # Written aside first, so that a landing holding real deliveries is refused before anything in it changes.
@@ -468,7 +470,10 @@ def cmd_docs(args) -> int:
 def cmd_template(args) -> int:
     from etl.sources import county_template
 
-    county_template.write_blank_template(Path(args.out))
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a folder: give the file to write, e.g. {str(out / 'blank.xlsx')!r}")
+    county_template.write_blank_template(out)
     print(f"wrote {args.out}")
     return 0
 

@@ -206,6 +206,16 @@ def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
     assert "24/24 months (100 %), 2018-12" in lines[1] and "s in all" in lines[1]
 
 
+def test_an_out_of_the_wrong_kind_is_one_line(tmp_path):
+    (tmp_path / "export.csv").write_text("not a folder\n")
+    template = etl("template", "--out", str(tmp_path), cwd=tmp_path)
+    assert template.returncode == 2 and template.stderr.strip().splitlines() == [
+        f"error: --out {str(tmp_path)!r} is a folder: give the file to write, e.g. {str(tmp_path / 'blank.xlsx')!r}"]
+    sample = etl("sample", "--out", "export.csv", "--years", "2019-2019", cwd=tmp_path)
+    assert sample.returncode == 2 and sample.stderr.strip().splitlines() == [
+        "error: --out 'export.csv' is a file: give the landing folder to write into"]
+
+
 def test_a_warehouse_or_landing_that_is_a_file_is_one_line_before_anything_runs(tmp_path):
     (tmp_path / "export.csv").write_text("not a folder\n")
     for flag in ("--warehouse", "--landing"):
