@@ -82,6 +82,10 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
         except BadInput as exc:
             verdicts[uri] = Verdict(name, REFUSED, [str(privacy.redact_uri(str(exc)))])
             continue
+        personal = storage.personal_name_refusal(landed.name)
+        if personal is not None:  # as a run refuses it in landing
+            verdicts[uri] = Verdict(name, REFUSED, [personal])
+            continue
         try:
             export = exports.parse_file_name(landed.name)
         except BadInput as exc:
@@ -296,7 +300,7 @@ def render(verdicts: list[Verdict]) -> list[str]:
     """Output lines: per file ``name: verdict`` and its indented details, then one summary line."""
     out = []
     for v in verdicts:
-        out.append(f"{v.name}: {v.verdict}")
+        out.append(f"{privacy.mask_personal_data(v.name)}: {v.verdict}")  # a name may hold personal data too
         out.extend(f"  {line}" for line in v.lines)
     counts = Counter(v.verdict for v in verdicts)
     summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())

@@ -23,7 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from etl.errors import BadInput, ConfigError, EtlError, SourceUnavailable, one_line
-from etl.privacy import redact_uri
+from etl.privacy import contains_personal_data, mask_personal_data, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +570,24 @@ def _refusal(info: dict, name: str, prefix: str, suffixes: tuple[str, ...]) -> t
         safe_name(name)
     except BadInput as exc:
         return str(exc), True
+    personal = personal_name_refusal(name)
+    if personal is not None:
+        return personal, True
     return None
+
+
+def personal_name_refusal(name: str) -> str | None:
+    """The one line refusing a file whose name holds personal data (the name masked in it), else None.
+
+    A name is lineage: it would reach ``source_file`` in every published row, the load log and every
+    line that names the file.
+    """
+    if not contains_personal_data(name):
+        return None
+    return (
+        f"{mask_personal_data(name)!r}: the file name holds personal data (an e-mail address, a personnummer, "
+        "a phone number); rename the file"
+    )
 
 
 def _landing_entries(landing_uri: str, prefix: str, skipped: list[str] | None) -> tuple[Any, str, list[dict]]:

@@ -213,3 +213,27 @@ def test_an_approvable_block_says_what_an_approval_would_load(settings, tmp_path
     assert any(line.startswith("if approved: ehealth_adoption: ") and "row(s) to load" in line
                for line in verdict.lines), verdict.lines
     assert not [line for line in verdict.lines if line.startswith("as judged")], verdict.lines
+
+
+def test_a_file_named_with_personal_data_is_refused_masked_by_check_and_by_a_run(settings, landing, warehouse,
+                                                                                tmp_path):
+    """A name is lineage (source_file, the load log, every line naming the file): one holding an address or a
+    personnummer is refused, and every line names it masked (helper-26)."""
+    name = "uppsala från anna.svensson@region.se 19800101-1234.json"
+    masked = "uppsala från [e-post borttagen] [personnummer borttaget].json"
+    rule = f"{masked!r}: the file name holds personal data (an e-mail address, a personnummer, a phone number)"
+    sent = tmp_path / "outbox" / name
+    sent.parent.mkdir()
+    sent.write_bytes(builders.json_bytes(builders.doc(region="Region Uppsala")))
+    [verdict] = check.check([str(sent)], settings)
+    assert verdict.verdict == check.REFUSED and verdict.lines[0].startswith(rule)
+    assert check.render([verdict])[0] == f"{masked}: refused"
+
+    (landing / "county_reports").mkdir(parents=True)
+    os.replace(sent, landing / "county_reports" / name)
+    with pytest.raises(Exception) as failed:
+        county.run(settings)
+    assert rule in str(failed.value) and "anna.svensson" not in str(failed.value)
+    assert publish.table_rows(str(warehouse), "county_report") in (None, 0)
+    stored = b"".join(p.read_bytes() for p in warehouse.rglob("*") if p.is_file())
+    assert b"anna.svensson" not in stored and b"19800101" not in stored
