@@ -40,3 +40,19 @@ def test_ruff_format_would_change_nothing():
 @pytest.mark.slow  # about 45 s without mypy's cache (a fresh clone, CI), about 2 s with it
 def test_mypy_finds_nothing():
     _assert_clean(_run("mypy"))
+
+
+def test_the_pre_commit_hooks_run_what_make_lint_runs():
+    """.pre-commit-config.yaml's entries are make lint's commands, one for one, in the same order."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    entries = [hook["entry"] for repo in config["repos"] for hook in repo["hooks"]]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    start = makefile.index("lint: setup") + 1
+    recipe = []
+    for line in makefile[start:]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip().replace("$(BIN)/", ".venv/bin/"))
+    assert recipe and sorted(entries) == sorted(recipe), (entries, recipe)

@@ -134,6 +134,8 @@ RULES: list[Rule] = [
          "(tests/test_airflow_e2e.py, tests/test_unpause_all.py)"),
     Rule(r"make demo", None, "what this module's demo folder stands for (minutes: Airflow and ten years of data)"),
     Rule(r"make (test|test-fast|lint)", None, "the test suite itself"),
+    Rule(r"\.venv/bin/pre-commit install", None,
+         "writes a hook into the checkout's .git; tests/test_code_quality.py proves the hooks are make lint's"),
     Rule(r"make setup", None, "installs .venv, which this test runs from"),
     Rule(r"make bench", None, "minutes of benchmarks"),
     Rule(r"make lock", None, "re-resolves the pins from the network and rewrites constraints.txt"),
