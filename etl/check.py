@@ -80,7 +80,7 @@ def check(uris: list[str], settings: Settings) -> list[Verdict]:
             landed = storage.landed_file(uri)
             storage.safe_name(landed.name)
         except BadInput as exc:
-            verdicts[uri] = Verdict(name, REFUSED, [str(privacy.redact_uri(str(exc)))])
+            verdicts[uri] = Verdict(name, REFUSED, [privacy.mask_personal_data(privacy.redact_uri(str(exc)))])
             continue
         personal = storage.personal_name_refusal(landed.name)
         if personal is not None:  # as a run refuses it in landing

@@ -288,11 +288,9 @@ def _arriving_line(name: str, report) -> str:
 
 
 def cmd_sample(args) -> int:
-    import filecmp
-    import shutil
     import tempfile
 
-    from etl.sample.reference import SNAPSHOT_DIR
+    from etl.sample import landing as sample_landing
 
     first, last = _years(args.years)
     if args.units < 1:
@@ -311,55 +309,26 @@ def cmd_sample(args) -> int:
                 Path(staging), first, last, units=args.units, unit_months=args.unit_months, seed=args.seed
             )
             said.append(f"{module_name.rsplit('.', 1)[-1]}: {written} file(s) under {out}")  # deliveries or answers
-        new = sorted(p.relative_to(staging) for p in Path(staging).rglob("*") if p.is_file())
-        # Deliveries are the files in the source folders; beside them lie the sample's own notes (its READMEs,
-        # sample-defects.json) and its recorded API answers (api_snapshot/), which a new sample replaces.
-        snapshot = Path(SNAPSHOT_DIR)
-
-        def delivery(rel: Path) -> bool:
-            return len(rel.parts) > 1 and rel.parts[0] != SNAPSHOT_DIR
-
-        other = [
-            rel
-            for rel in new
-            if delivery(rel) and (out / rel).exists() and not filecmp.cmp(Path(staging) / rel, out / rel, shallow=False)
-        ]
-        if other:
-            raise ConfigError(
-                f"{out / other[0]}: exists with other content ({len(other)} such file(s) under {out}); "
-                "`etl sample` writes synthetic deliveries and never replaces one: give it an empty folder "
-                "or one that holds this same sample"
-            )
-        # Other recorded API answers are replaced as a whole: a shorter sample leaves no pages of a longer one.
-        answers = [rel for rel in new if snapshot in rel.parents]
-        there = sorted(p.relative_to(out) for p in (out / snapshot).rglob("*") if p.is_file())
-        if there != answers:
-            shutil.rmtree(out / snapshot, ignore_errors=True)
-        for rel in new:
-            target = out / rel
-            if target.exists() and filecmp.cmp(Path(staging) / rel, target, shallow=False):
-                continue  # the same sample again: left as it was (and dated as it was)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(Path(staging) / rel, target)
+        moved = sample_landing.move_in(Path(staging), out)
     for line in said:
         say(line)
-    _as_delivered_earlier(out, started)
+    _as_delivered_earlier(moved, started)
     return 0
 
 
-def _as_delivered_earlier(out: Path, since: float, hours: float = 1.0) -> None:
+def _as_delivered_earlier(written: list[Path], since: float, hours: float = 1.0) -> None:
     """Date the files just written an hour back, order kept: a run right after ``sample`` takes them.
 
     Runs leave a file modified less than ``ETL_LANDING_SETTLE_SECONDS`` ago
     for the next run (it may still be being written); sample files are
-    complete when written, so they are stamped as delivered earlier.
+    complete when written, so they are stamped as delivered earlier. Only the
+    sample's own files: another file being written beside them stays as it is.
     """
     shift = hours * 3600
-    for path in out.rglob("*"):
-        if path.is_file():
-            stat = path.stat()
-            if stat.st_mtime >= since - 1:
-                os.utime(path, (stat.st_atime - shift, stat.st_mtime - shift))
+    for path in written:
+        stat = path.stat()
+        if stat.st_mtime >= since - 1:
+            os.utime(path, (stat.st_atime - shift, stat.st_mtime - shift))
 
 
 def cmd_report(args) -> int:
@@ -393,11 +362,19 @@ def cmd_maintain(args) -> int:
 
 def cmd_check(args) -> int:
     """Exit 0 when every row of every file would load (or is already published); 1 otherwise."""
-    from etl import check
+    from etl import check, publish
 
-    verdicts = check.check(args.files, _settings(args))
+    settings = _settings(args)
+    verdicts = check.check(args.files, settings)
     for line in check.render(verdicts):
         say(line)
+    if not publish.has_load_log(settings.warehouse_uri):
+        # Judged against nothing published: true of that place, but a mistyped --warehouse reads the same.
+        say(
+            f"note: nothing is published in {redact_uri(settings.warehouse_uri)} (no load log): judged as for a "
+            "first delivery (a wrong --warehouse or ETL_WAREHOUSE_URI?)",
+            err=True,
+        )
     return 0 if all(v.ok for v in verdicts) else 1
 
 
@@ -430,6 +407,7 @@ def cmd_approve(args) -> int:
         return 0
     if not args.reason:
         raise ConfigError("approve FILE needs --reason (who reads the load log later must see why)")
+    publish.require_load_log(settings.warehouse_uri)
     delivery = approvals.find(settings.warehouse_uri, args.file)
     decision, report = approved.decide(settings, delivery, not args.reject, args.by or getpass.getuser(), args.reason)
     say(f"{delivery.name}: {decision.note()}")

@@ -149,6 +149,11 @@ def mask_personal_data(text: object, names: tuple[str, ...] = ()) -> object:
     return text
 
 
+def contains_email(text: str) -> bool:
+    """Whether ``text`` holds an e-mail address (``anna@region.se``, ``anna(at)region.se``, full-width too)."""
+    return mask_personal_data(text).count(EMAIL_MASK) > text.count(EMAIL_MASK)
+
+
 def contains_personal_data(text: str) -> bool:
     return mask_personal_data(text) != text
 

@@ -931,13 +931,18 @@ def table_files(warehouse_uri: str, location: str) -> list[str] | None:
     return None if table is None else list(table.file_uris())
 
 
+def has_load_log(warehouse_uri: str) -> bool:
+    """Whether any run has written to ``warehouse_uri`` (its load log exists)."""
+    return _open(_uri(warehouse_uri, LOAD_LOG)) is not None
+
+
 def require_load_log(warehouse_uri: str) -> None:
     """Raise :class:`ConfigError` (one line) when ``warehouse_uri`` has no load log: no run ever wrote there.
 
     For the commands a person points at a warehouse (``status``, ``approve``, ``maintain``): on a wrong
     ``--warehouse`` they would otherwise read an empty warehouse and say all is clear.
     """
-    if _open(_uri(warehouse_uri, LOAD_LOG)) is None:
+    if not has_load_log(warehouse_uri):
         raise ConfigError(
             f"nothing is published in {privacy.redact_uri(warehouse_uri)}: it has no load log "
             "(a wrong --warehouse or ETL_WAREHOUSE_URI, or no run yet?)"

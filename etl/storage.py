@@ -23,7 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from etl.errors import BadInput, ConfigError, EtlError, SourceUnavailable, one_line
-from etl.privacy import contains_personal_data, mask_personal_data, redact_uri
+from etl.privacy import contains_email, mask_personal_data, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +272,16 @@ def store_error(exc: BaseException) -> EtlError | None:
 
     if isinstance(exc, DeltaError) or "Kernel error" in str(exc) or "↳" in str(exc):
         return delta_store_error("warehouse storage", exc)  # delta-rs, where no caller translated it
+    if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)):
+        # A path of the wrong kind (a file where a folder belongs, or the other way round): the place given
+        # is wrong, the same on every retry.
+        what = {
+            NotADirectoryError: "a file stands where a folder is needed",
+            IsADirectoryError: "a folder stands where a file is needed",
+            FileExistsError: "a file stands where a folder is needed",
+        }[type(exc)]
+        where = redact_uri(str(exc.filename)) if exc.filename else text
+        return ConfigError(f"{where}: {what} (check the path given)")
     if isinstance(exc, OSError) and exc.errno in _DISK_FAULTS:
         where = f" writing {redact_uri(str(exc.filename))}" if exc.filename else ""
         return EtlError(f"storage{where}: {_DISK_FAULTS[exc.errno]}")
@@ -577,17 +587,16 @@ def _refusal(info: dict, name: str, prefix: str, suffixes: tuple[str, ...]) -> t
 
 
 def personal_name_refusal(name: str) -> str | None:
-    """The one line refusing a file whose name holds personal data (the name masked in it), else None.
+    """The one line refusing a file whose name holds an e-mail address (the name masked in it), else None.
 
     A name is lineage: it would reach ``source_file`` in every published row, the load log and every
-    line that names the file.
+    line that names the file. Only an address is refused: a personnummer's or a phone number's digits
+    are too like a date-time stamp or a list of years (``Region Uppsala 20200215-1030.xlsx``) to refuse a
+    sender's file on; every line that refuses a file masks all three.
     """
-    if not contains_personal_data(name):
+    if not contains_email(name):
         return None
-    return (
-        f"{mask_personal_data(name)!r}: the file name holds personal data (an e-mail address, a personnummer, "
-        "a phone number); rename the file"
-    )
+    return f"{mask_personal_data(name)!r}: the file name holds personal data (an e-mail address); rename the file"
 
 
 def _landing_entries(landing_uri: str, prefix: str, skipped: list[str] | None) -> tuple[Any, str, list[dict]]:
@@ -798,6 +807,7 @@ def _deliveries(entries: list[dict], prefix: str, suffixes: tuple[str, ...], ski
         refused = _refusal(info, name, prefix, suffixes)
         if refused is not None:
             line, always = refused
+            line = mask_personal_data(line)  # the name, whatever the rule it breaks, may hold personal data
             if skipped is None:
                 if always:  # a link or an unsafe name is refused even where nobody collects the rest
                     raise BadInput(line)

@@ -101,6 +101,11 @@ def main() -> int:
     marker = LANDING / ".sample-args"
     if marker.exists() and marker.read_text() == " ".join(SAMPLE_ARGS):
         step(f"sample data already in {LANDING} (delete it to regenerate)")
+    elif marker.exists():
+        # `etl sample` writes beside no other delivery: a sample of other settings is not overwritten.
+        print(f"error: {LANDING} holds a sample made with other settings ({marker.read_text().strip()}); "
+              "`make clean` removes it with its warehouse, then `make demo` writes the new one", file=sys.stderr)
+        return 1
     else:
         step(f"writing synthetic sample data to {LANDING}")
         run([str(BIN / "python"), "-m", "etl", "sample", "--out", str(LANDING), *SAMPLE_ARGS])

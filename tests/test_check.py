@@ -221,7 +221,7 @@ def test_a_file_named_with_personal_data_is_refused_masked_by_check_and_by_a_run
     personnummer is refused, and every line names it masked (helper-26)."""
     name = "uppsala från anna.svensson@region.se 19800101-1234.json"
     masked = "uppsala från [e-post borttagen] [personnummer borttaget].json"
-    rule = f"{masked!r}: the file name holds personal data (an e-mail address, a personnummer, a phone number)"
+    rule = f"{masked!r}: the file name holds personal data (an e-mail address); rename the file"
     sent = tmp_path / "outbox" / name
     sent.parent.mkdir()
     sent.write_bytes(builders.json_bytes(builders.doc(region="Region Uppsala")))
@@ -237,3 +237,14 @@ def test_a_file_named_with_personal_data_is_refused_masked_by_check_and_by_a_run
     assert publish.table_rows(str(warehouse), "county_report") in (None, 0)
     stored = b"".join(p.read_bytes() for p in warehouse.rglob("*") if p.is_file())
     assert b"anna.svensson" not in stored and b"19800101" not in stored
+
+    # Whatever rule a name breaks, the line refusing it masks it; a date-time stamp is no personnummer to refuse.
+    (landing / "county_reports" / name).unlink()
+    (landing / "county_reports" / "bo 070-123 45 67.docx").write_text("x")
+    (landing / "county_reports" / "Region Uppsala 20200215-1030.xlsx").write_bytes(b"PK")
+    with pytest.raises(Exception) as failed:
+        county.run(settings)
+    assert "'bo [telefonnummer borttaget].docx': not a file type this folder takes" in str(failed.value)
+    assert "070-123" not in str(failed.value)
+    [stamped] = check.check([str(landing / "county_reports" / "Region Uppsala 20200215-1030.xlsx")], settings)
+    assert "personal data" not in " ".join(stamped.lines)

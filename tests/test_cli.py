@@ -46,6 +46,8 @@ def test_run_reference_then_status(tmp_path):
              "or no run yet?)")
             for command in ("status", "approve", "maintain")
         ),
+        (["approve", "x.csv", "--reason", "Gotland did not report", "--warehouse", "typo/wh"], 2,
+         "/typo/wh: it has no load log"),
     ],
 )
 def test_bad_configuration_is_one_line_without_traceback(args, code, message, tmp_path):
@@ -244,3 +246,16 @@ def test_as_of_is_the_moment_meant_and_in_utc(text, expected):
     now = dt.datetime(2026, 12, 7, 22, 0, tzinfo=dt.UTC)
     when = parse_as_of(text, now=now)
     assert when.isoformat() == expected and when.utcoffset() == dt.timedelta(0)
+
+
+def test_check_against_a_place_with_no_load_log_says_so(tmp_path):
+    """'would load (new)' is true of an empty place, and a mistyped --warehouse reads the same: a note says which."""
+    out = etl("sample", "--out", str(tmp_path / "l"), "--years", "2019-2019", "--units", "1", "--unit-months", "0",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    export = tmp_path / "l" / "ehealth" / "journalen_2019-03.csv"
+    checked = etl("check", str(export), "--warehouse", "typo/wh", cwd=tmp_path)
+    assert checked.returncode == 0 and "would load" in checked.stdout
+    assert checked.stderr.strip().splitlines()[-1] == (
+        f"note: nothing is published in {tmp_path / 'typo' / 'wh'} (no load log): judged as for a first delivery "
+        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)")

@@ -204,10 +204,19 @@ def test_the_sample_never_replaces_a_delivery_and_the_same_sample_again_changes_
     capsys.readouterr()
     assert cli.main(small) == 2  # a usage error: the wrong --out
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: {region_file}: exists with other content (1 such file(s) under {tmp_path}); "
-                       "`etl sample` writes synthetic deliveries and never replaces one: give it an empty folder "
+    assert err[-1] == (f"error: {region_file}: is no file of this sample (1 such file(s) under {tmp_path}); "
+                       "`etl sample` writes synthetic deliveries beside no other delivery: give it an empty folder "
                        "or one that holds this same sample")
     assert region_file.read_bytes() == sent
     assert cli.main([*small[:4], "2019-2020", *small[5:]]) == 2  # 2019 drawn again differs from the first draw
     assert region_file.read_bytes() == sent
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files  # nothing of 2020 written either
+
+    # A delivery under another name (a region's own .csv.gz of a month the sample also writes) refuses it too:
+    # the synthetic file would stand beside it as a second export of that month (helper-27).
+    region_file.write_bytes(sent.replace(b"\r\n", b"\n"))
+    own = tmp_path / "ehealth" / "journalen_2019-04.csv.gz"
+    own.write_bytes(b"\x1f\x8b")
+    capsys.readouterr()
+    assert cli.main(small) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {own}: is no file of this sample (1 ")
