@@ -346,7 +346,14 @@ def test_duplicate_and_missing_columns():
         workbook[tpl.SHEET_INITIATIVES]["B1"] = None
 
     report = rejected("xlsx", builders.doc(), missing)
-    assert report.error == "sheet Insatser: missing column(s) Område"
+    assert report.error == ("sheet Insatser: missing column(s) Område (keep every column of the template; "
+                            "leave a cell blank for no answer)")
+
+    def no_cost(workbook):  # an optional column left out: its values would be published as null (helper-27)
+        sheet = workbook[tpl.SHEET_INITIATIVES]
+        sheet.delete_cols(next(c.column for c in sheet[1] if c.value == "Kostnad (kr)"))
+
+    assert rejected("xlsx", builders.doc(), no_cost).error.startswith("sheet Insatser: missing column(s) Kostnad (kr) (")
     assert report.initiative_rows == 3  # rows still counted for the quarantine entry
 
 
@@ -576,8 +583,10 @@ def test_hand_made_workbook_without_the_template():
     for fld in reversed(tpl.REPORT_FIELDS):  # every other row, blank, in its own order
         if fld.json_key not in ("report_year", "region", "grant_sek", "contact_person"):
             sheet.append([fld.label, None])
-    workbook.create_sheet("Insatser").append(["Status", "Insats", "Område"])
-    workbook["Insatser"].append(["Pågående", "Digital mottagning", "e-hälsa"])
+    # Every column of the template, in its own order; cells blank where there is no answer.
+    workbook.create_sheet("Insatser").append(["Status", "Insats", "Område", "Beskrivning", "Kostnad (kr)",
+                                              "Ny tack vare medlen"])
+    workbook["Insatser"].append(["Pågående", "Digital mottagning", "e-hälsa", None, None, None])
     workbook.create_sheet("E-tjänster")
     buffer = io.BytesIO()
     workbook.save(buffer)

@@ -485,9 +485,14 @@ def _read_table_sheet(sheet, title: str, fields: tuple[Field, ...], target: list
                 if fld in columns.values():
                     out.problems.append(f"sheet {title}: column {fld.label!r} appears twice")
                 columns[position] = fld
-            absent = [f.label for f in fields if f.required and f not in columns.values()]
+            # Every column of the template, as every row of Uppgifter: a column left out would publish its
+            # values as null in every row, as if each were left blank (the web form's lists are refused so too).
+            absent = [f.label for f in fields if f.kind != tpl.PERSONAL and f not in columns.values()]
             if absent:
-                out.problems.append(f"sheet {title}: missing column(s) {', '.join(absent)}")
+                out.problems.append(
+                    f"sheet {title}: missing column(s) {', '.join(absent)} (keep every column of the template; "
+                    "leave a cell blank for no answer)"
+                )
             continue
         # Rows are kept even when the header is broken: the report is then
         # rejected whole, and its quarantine entry says how many rows it held.
