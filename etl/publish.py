@@ -932,8 +932,23 @@ def table_files(warehouse_uri: str, location: str) -> list[str] | None:
 
 
 def has_load_log(warehouse_uri: str) -> bool:
-    """Whether any run has written to ``warehouse_uri`` (its load log exists)."""
-    return _open(_uri(warehouse_uri, LOAD_LOG)) is not None
+    """Whether any run has written to ``warehouse_uri`` (its load log has a Delta log).
+
+    Asked through fsspec with the store's deadlines, not by opening the table: delta-rs reads a store that
+    does not answer as a table that is not there, and "nothing is published" would then be said of a
+    stalled store. Raises the project's one-line error for a store that refuses or does not answer.
+    """
+    fs, path = storage.filesystem(storage.join(_uri(warehouse_uri, LOAD_LOG), "_delta_log"))
+    try:
+        fs.invalidate_cache(path)
+        return bool(fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - mapped to the one line where it is a store's; else as it is
+        known = storage.store_error(exc)
+        if known is not None:
+            raise known from None
+        raise
 
 
 def require_load_log(warehouse_uri: str) -> None:
