@@ -47,13 +47,13 @@ test-fast: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not integration"
 
 # ruff (lint: the library, DAGs, plugin, tests, scripts, benchmarks), mypy (the library, DAGs, plugin and tests:
-# [tool.mypy] files), then ruff's format check (the library, DAGs and plugin); configured in pyproject.toml.
+# [tool.mypy] files), then ruff's format check (the same folders as ruff check); configured in pyproject.toml.
 # `make test` runs the same (tests/test_code_quality.py). `$(BIN)/ruff check --fix etl dags plugins` and
-# `$(BIN)/ruff format etl dags plugins` apply what ruff can fix itself.
+# `$(BIN)/ruff format etl dags plugins tests scripts benchmarks` apply what ruff can fix itself.
 lint: setup
 	$(BIN)/ruff check etl dags plugins tests scripts benchmarks
 	$(BIN)/mypy
-	$(BIN)/ruff format --check etl dags plugins
+	$(BIN)/ruff format --check etl dags plugins tests scripts benchmarks
 
 airflow: setup
 	scripts/airflow_standalone.sh

@@ -62,34 +62,45 @@ def main() -> None:
     landing, _ = sample_warehouse()
     work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     env = env_with_project(
-        AIRFLOW_HOME=str(work / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW_HOME=str(work / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{work}/airflow/airflow.db",
         AIRFLOW_VAR_ETL_LANDING_URI=str(landing),
     )
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([AIRFLOW, "pools", "set", "etl_warehouse_writer", "1", "bench"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [AIRFLOW, "pools", "set", "etl_warehouse_writer", "1", "bench"], env=env, check=True, capture_output=True
+    )
     months = len(list((landing / "ehealth").glob("journalen_*")))
 
     cli_wh = work / "wh-cli"
-    cli = timed([PYTHON, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing), "--warehouse",
-                 str(cli_wh)], env)
+    cli = timed(
+        [PYTHON, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(cli_wh)], env
+    )
     one_wh = work / "wh-one"
-    one = timed([AIRFLOW, "dags", "test", "ehealth_adoption", "-c", json.dumps({"period": "all"})],
-                dict(env, AIRFLOW_VAR_ETL_WAREHOUSE_URI=str(one_wh)))
+    one = timed(
+        [AIRFLOW, "dags", "test", "ehealth_adoption", "-c", json.dumps({"period": "all"})],
+        dict(env, AIRFLOW_VAR_ETL_WAREHOUSE_URI=str(one_wh)),
+    )
     per_wh = work / "wh-per-month"
     per = 0.0
     for i in range(PER_MONTH):
         date = f"2016-{i + 2:02d}-01"  # the run for month i+1 starts at the end of its interval
-        per += timed([AIRFLOW, "dags", "test", "ehealth_adoption", date, "-c", "{}"],
-                     dict(env, AIRFLOW_VAR_ETL_WAREHOUSE_URI=str(per_wh)))
+        per += timed(
+            [AIRFLOW, "dags", "test", "ehealth_adoption", date, "-c", "{}"],
+            dict(env, AIRFLOW_VAR_ETL_WAREHOUSE_URI=str(per_wh)),
+        )
     per_each = per / PER_MONTH
     rows = [
         ["CLI, all months in one process", months, cli, 1.0],
         ["Airflow dags test, one run catching up", months, one, one / cli],
-        [f"Airflow dags test, one run per month (extrapolated from {PER_MONTH})", months, per_each * months,
-         per_each * months / cli],
+        [
+            f"Airflow dags test, one run per month (extrapolated from {PER_MONTH})",
+            months,
+            per_each * months,
+            per_each * months / cli,
+        ],
     ]
     print(f"Backfill of {months} months of e-health exports + 12 unit-level months ({machine()})")
     print(table(["path", "months", "seconds", "x CLI"], rows))
@@ -183,8 +194,10 @@ def _block_scheduled_runs(db: ScratchDatabase) -> None:
 def scheduler_backfill(landing: Path, count: int, cli_all_per_month: float) -> None:
     problem = _pg_unreachable()
     if problem:
-        print(f"\nscheduler backfill: skipped, PostgreSQL at {PG_ADMIN['host']}:{PG_ADMIN['port']} unreachable "
-              f"({problem})")
+        print(
+            f"\nscheduler backfill: skipped, PostgreSQL at {PG_ADMIN['host']}:{PG_ADMIN['port']} unreachable "
+            f"({problem})"
+        )
         return
     months = _months(count)
     work = Path(tempfile.mkdtemp(prefix="bench-sched-"))
@@ -192,8 +205,25 @@ def scheduler_backfill(landing: Path, count: int, cli_all_per_month: float) -> N
         # Baseline: the CLI, one process per month, fresh warehouse.
         cli_env = env_with_project()
         cli_wh = work / "wh-cli-per-month"
-        cli = sum(timed([PYTHON, "-m", "etl", "run", "ehealth-adoption", "--period", month, "--landing",
-                         str(landing), "--warehouse", str(cli_wh)], cli_env) for month in months)
+        cli = sum(
+            timed(
+                [
+                    PYTHON,
+                    "-m",
+                    "etl",
+                    "run",
+                    "ehealth-adoption",
+                    "--period",
+                    month,
+                    "--landing",
+                    str(landing),
+                    "--warehouse",
+                    str(cli_wh),
+                ],
+                cli_env,
+            )
+            for month in months
+        )
         sched, setup, runs = _run_scheduler_backfill(work, landing, months)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -203,10 +233,11 @@ def scheduler_backfill(landing: Path, count: int, cli_all_per_month: float) -> N
     ]
     print(f"\nReal scheduler backfill of {months[0]}..{months[-1]} ({machine()})")
     print(table(["path", "months", "seconds", "s/month", "x CLI"], rows))
-    print(f"vs the CLI all-months run scaled per month ({cli_all_per_month:.2f} s/month): "
-          f"x{sched / count / cli_all_per_month:.1f}")
-    print(f"set-up not timed: db migrate + pool + components up + DAG parsed = {setup:.0f} s; "
-          f"runs: {runs}")
+    print(
+        f"vs the CLI all-months run scaled per month ({cli_all_per_month:.2f} s/month): "
+        f"x{sched / count / cli_all_per_month:.1f}"
+    )
+    print(f"set-up not timed: db migrate + pool + components up + DAG parsed = {setup:.0f} s; runs: {runs}")
 
 
 def _run_scheduler_backfill(work: Path, landing: Path, months: list[str]) -> tuple[float, float, str]:
@@ -221,8 +252,7 @@ def _run_scheduler_backfill(work: Path, landing: Path, months: list[str]) -> tup
         airflow = Path(PYTHON).parent / "airflow"
 
         def cli(*args: str) -> str:
-            out = subprocess.run([str(airflow), *args], env=env, cwd=work, capture_output=True, text=True,
-                                 timeout=600)
+            out = subprocess.run([str(airflow), *args], env=env, cwd=work, capture_output=True, text=True, timeout=600)
             if out.returncode != 0:
                 raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
             return out.stdout
@@ -241,9 +271,17 @@ def _run_scheduler_backfill(work: Path, landing: Path, months: list[str]) -> tup
                     return False
 
             _wait("the API server", api_healthy, STARTUP_TIMEOUT, procs)
-            _wait(f"{DAG_ID} to be parsed", lambda: _query(
-                db, "SELECT 1 FROM serialized_dag s JOIN dag d USING (dag_id) WHERE dag_id = %s "
-                    "AND d.next_dagrun_create_after IS NOT NULL", DAG_ID), STARTUP_TIMEOUT, procs)
+            _wait(
+                f"{DAG_ID} to be parsed",
+                lambda: _query(
+                    db,
+                    "SELECT 1 FROM serialized_dag s JOIN dag d USING (dag_id) WHERE dag_id = %s "
+                    "AND d.next_dagrun_create_after IS NOT NULL",
+                    DAG_ID,
+                ),
+                STARTUP_TIMEOUT,
+                procs,
+            )
             _block_scheduled_runs(db)
             cli("dags", "unpause", DAG_ID)
             setup = time.monotonic() - set_up_started
@@ -251,26 +289,52 @@ def _run_scheduler_backfill(work: Path, landing: Path, months: list[str]) -> tup
             started = time.time()
             # --max-active-runs 1: the DAG's own max_active_runs=1 (months in order) does not
             # bind backfills, whose default is 10 concurrent runs.
-            cli("backfill", "create", "--dag-id", DAG_ID, "--from-date", f"{months[0]}-01",
-                "--to-date", f"{months[-1]}-01", "--max-active-runs", "1")
+            cli(
+                "backfill",
+                "create",
+                "--dag-id",
+                DAG_ID,
+                "--from-date",
+                f"{months[0]}-01",
+                "--to-date",
+                f"{months[-1]}-01",
+                "--max-active-runs",
+                "1",
+            )
             timeout = RUN_TIMEOUT_PER_MONTH * len(months)
 
             def all_done():
-                states = dict(_query(db, "SELECT state, count(*) FROM dag_run WHERE dag_id = %s "
-                                         "AND run_type = 'backfill' GROUP BY state", DAG_ID))
+                states = dict(
+                    _query(
+                        db,
+                        "SELECT state, count(*) FROM dag_run WHERE dag_id = %s "
+                        "AND run_type = 'backfill' GROUP BY state",
+                        DAG_ID,
+                    )
+                )
                 if states.get("failed"):
                     raise RuntimeError(f"backfill run failed: {states}\n{_task_logs(work)}\n{procs.all_logs()}")
                 return states.get("success", 0) == len(months)
 
             _wait(f"{len(months)} backfill runs to succeed", all_done, timeout, procs, interval=1.0)
-            (last_end,), = _query(db, "SELECT extract(epoch FROM max(end_date)) FROM dag_run "
-                                      "WHERE dag_id = %s AND run_type = 'backfill'", DAG_ID)
+            ((last_end,),) = _query(
+                db,
+                "SELECT extract(epoch FROM max(end_date)) FROM dag_run WHERE dag_id = %s AND run_type = 'backfill'",
+                DAG_ID,
+            )
             elapsed = float(last_end) - started
-            by_type = _query(db, "SELECT run_type, state, count(*) FROM dag_run WHERE dag_id = %s "
-                                 "GROUP BY run_type, state ORDER BY 1, 2", DAG_ID)
+            by_type = _query(
+                db,
+                "SELECT run_type, state, count(*) FROM dag_run WHERE dag_id = %s "
+                "GROUP BY run_type, state ORDER BY 1, 2",
+                DAG_ID,
+            )
             summary = ", ".join(f"{n} {t} {s}" for t, s, n in by_type)
-            tries = _query(db, "SELECT task_id, max(try_number) FROM task_instance WHERE dag_id = %s "
-                               "GROUP BY task_id ORDER BY 1", DAG_ID)
+            tries = _query(
+                db,
+                "SELECT task_id, max(try_number) FROM task_instance WHERE dag_id = %s GROUP BY task_id ORDER BY 1",
+                DAG_ID,
+            )
             summary += "; max try per task: " + ", ".join(f"{t}={n}" for t, n in tries)
             if any(t != "backfill" for t, _, _ in by_type):
                 summary += " (WARNING: non-backfill runs ran too, timing is polluted)"
@@ -296,8 +360,9 @@ def _loaded_months(warehouse: Path) -> set[str]:
 
 
 def _task_logs(work: Path) -> str:
-    return "\n".join(p.read_text(errors="replace")[-2000:]
-                     for p in sorted((work / "airflow-home" / "logs").rglob("*.log"))[-4:])
+    return "\n".join(
+        p.read_text(errors="replace")[-2000:] for p in sorted((work / "airflow-home" / "logs").rglob("*.log"))[-4:]
+    )
 
 
 if __name__ == "__main__":

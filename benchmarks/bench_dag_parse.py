@@ -17,7 +17,7 @@ from common import ROOT, env_with_project, machine, median, table  # noqa: E402
 
 HEAVY = {"pandas", "pyarrow", "great_expectations", "duckdb"}
 PROBE = Path(__file__).resolve().parent / "dag_import_probe.py"
-BASELINE = '''
+BASELINE = """
 import pendulum
 from airflow.sdk import dag, task
 
@@ -29,7 +29,7 @@ def baseline():
     noop()
 
 baseline()
-'''
+"""
 
 
 def probe(path: Path, env: dict) -> tuple[float, list[str]]:
@@ -56,8 +56,15 @@ def main(repeats: int = 9) -> None:
     for path in files[1:]:
         seconds = median(times[path])
         heavy = sorted(HEAVY & set(modules[path]))
-        rows.append([path.name, seconds * 1000, seconds / base if base else float("nan"),
-                     "yes" if seconds < 0.05 else "NO", ", ".join(heavy) or "none"])
+        rows.append(
+            [
+                path.name,
+                seconds * 1000,
+                seconds / base if base else float("nan"),
+                "yes" if seconds < 0.05 else "NO",
+                ", ".join(heavy) or "none",
+            ]
+        )
     print(f"DAG parse time, median of {repeats} fresh interpreters, taken in turns ({machine()})")
     print(table(["file", "ms", "x baseline", "< 50 ms", "heavy imports"], rows))
 

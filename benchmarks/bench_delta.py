@@ -88,16 +88,18 @@ print(json.dumps({"rows": rows, "backfill": backfill, "noop": noop, "correction"
 
 def _before_tree() -> Path:
     target = Path(tempfile.mkdtemp(prefix="bench-before-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_REV, "etl", "expectations"],
-                             capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_REV, "etl", "expectations"], capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target
 
 
 def _run(tree: Path, months: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), GX_ANALYTICS_ENABLED="false")
-    out = subprocess.run([PYTHON, "-c", WORKLOAD, str(months), str(UNITS)], capture_output=True, text=True,
-                         env=env, timeout=7200)
+    out = subprocess.run(
+        [PYTHON, "-c", WORKLOAD, str(months), str(UNITS)], capture_output=True, text=True, env=env, timeout=7200
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,11 +112,22 @@ def main() -> None:
     for months in (int(m) for m in os.environ.get("BENCH_DELTA_MONTHS", "12,120").split(",")):
         before, after = _run(before_tree, months), _run(ROOT, months)
         assert before["rows"] == after["rows"] and before["key_rows"] == after["key_rows"]
-        for what, key in (("publish, one per month", "backfill"), ("no-op (identical month)", "noop"),
-                          ("correction of one month", "correction"), ("read the whole table", "read_all"),
-                          ("keys of one month", "read_keys")):
-            rows.append([f"{months} months: {what}", f"{before['rows']:,}", before[key], after[key],
-                         after[key] / before[key] if before[key] else float("nan")])
+        for what, key in (
+            ("publish, one per month", "backfill"),
+            ("no-op (identical month)", "noop"),
+            ("correction of one month", "correction"),
+            ("read the whole table", "read_all"),
+            ("keys of one month", "read_keys"),
+        ):
+            rows.append(
+                [
+                    f"{months} months: {what}",
+                    f"{before['rows']:,}",
+                    before[key],
+                    after[key],
+                    after[key] / before[key] if before[key] else float("nan"),
+                ]
+            )
     print(table(["workload (ehealth_unit_daily)", "rows", "before s", "after s", "after ÷ before"], rows))
 
 

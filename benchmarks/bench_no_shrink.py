@@ -75,20 +75,36 @@ print(json.dumps({"median": sorted(times)[2], "blocked": blocked, "period": peri
 def main() -> None:
     landing, warehouse = sample_warehouse()
     print(f"machine: {machine()}\n")
-    results = {mode: json.loads(run_python(PROBE, str(landing), str(warehouse), mode).strip().splitlines()[-1])
-               for mode in ("off", "on", "off-broken", "broken")}
+    results = {
+        mode: json.loads(run_python(PROBE, str(landing), str(warehouse), mode).strip().splitlines()[-1])
+        for mode in ("off", "on", "off-broken", "broken")
+    }
     base = results["off"]["median"]
     rows = [
         ["check off (baseline)", results["off"]["blocked"], base, 1.0],
-        ["check on, nothing quarantined", results["on"]["blocked"], results["on"]["median"],
-         results["on"]["median"] / base],
-        ["check off, a line of each file broken", results["off-broken"]["blocked"],
-         results["off-broken"]["median"], results["off-broken"]["median"] / base],
-        ["check on, a line of each file broken", results["broken"]["blocked"], results["broken"]["median"],
-         results["broken"]["median"] / base],
+        [
+            "check on, nothing quarantined",
+            results["on"]["blocked"],
+            results["on"]["median"],
+            results["on"]["median"] / base,
+        ],
+        [
+            "check off, a line of each file broken",
+            results["off-broken"]["blocked"],
+            results["off-broken"]["median"],
+            results["off-broken"]["median"] / base,
+        ],
+        [
+            "check on, a line of each file broken",
+            results["broken"]["blocked"],
+            results["broken"]["median"],
+            results["broken"]["median"] / base,
+        ],
     ]
-    print("(broken lines are validated twice — GX's BASIC pass, then COMPLETE for the failing rows — so\n"
-          " the check's own cost is the last row against the one above it)\n")
+    print(
+        "(broken lines are validated twice — GX's BASIC pass, then COMPLETE for the failing rows — so\n"
+        " the check's own cost is the last row against the one above it)\n"
+    )
     print(f"judge_month({results['off']['period']}): two monthly exports + the unit-level file, median of 5\n")
     print(table(["case", "files blocked", "seconds", "× baseline"], rows))
 

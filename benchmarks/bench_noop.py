@@ -82,11 +82,27 @@ def main() -> None:
     for name in ("reference", "county-reports", "ehealth-adoption", "followup"):
         probe = json.loads(run_python(IN_PROCESS, str(landing), str(warehouse), name).strip().splitlines()[-1])
         start = time.perf_counter()
-        subprocess.run([PYTHON, "-m", "etl", "run", name, "--landing", str(landing), "--warehouse", str(warehouse),
-                        "--offline-snapshot"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "etl",
+                "run",
+                name,
+                "--landing",
+                str(landing),
+                "--warehouse",
+                str(warehouse),
+                "--offline-snapshot",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         cli = time.perf_counter() - start
-        rows.append([name, probe["outcome"], probe["median"], cli, cli / baseline,
-                     "yes" if probe["median"] < 2 else "NO"])
+        rows.append(
+            [name, probe["outcome"], probe["median"], cli, cli / baseline, "yes" if probe["median"] < 2 else "NO"]
+        )
     print(f"No-op runs on a loaded warehouse ({machine()})")
     print(table(["pipeline", "outcome", "work s (median of 5)", "CLI process s", "x baseline", "< 2 s"], rows))
     print("followup: upstream Asset events fire even for no-op runs; with unchanged source versions it does nothing.")
@@ -96,10 +112,13 @@ def main() -> None:
     landing, warehouse = sample_warehouse(unit_months=months)
     size = sum(p.stat().st_size for p in (landing / "ehealth").iterdir()) / 2**20
     rows = []
-    for label, mode in (("landing hashes remembered (as shipped)", "cached"),
-                        ("every file hashed on each run (baseline)", "forget-hashes")):
-        probe = json.loads(run_python(IN_PROCESS, str(landing), str(warehouse), "ehealth-adoption", mode)
-                           .strip().splitlines()[-1])
+    for label, mode in (
+        ("landing hashes remembered (as shipped)", "cached"),
+        ("every file hashed on each run (baseline)", "forget-hashes"),
+    ):
+        probe = json.loads(
+            run_python(IN_PROCESS, str(landing), str(warehouse), "ehealth-adoption", mode).strip().splitlines()[-1]
+        )
         rows.append([label, probe["outcome"], probe["median"], "yes" if probe["median"] < 2 else "NO"])
     rows.append(["ratio", "-", rows[0][2] / rows[1][2], "-"])
     print(f"\nehealth-adoption no-op with {months} unit-level months in landing ({size:,.0f} MB)")
@@ -108,8 +127,10 @@ def main() -> None:
     # Every run reads the load log; a daily DAG adds a row (a Delta commit) a day even when nothing is new.
     log_rows = int(os.environ.get("BENCH_NOOP_LOG_ROWS", "3650"))
     rows = []
-    for label, mode in (("after weekly maintenance (compacted, checkpointed)", "maintained"),
-                        ("never maintained (delta-rs checkpoints only; baseline)", "raw")):
+    for label, mode in (
+        ("after weekly maintenance (compacted, checkpointed)", "maintained"),
+        ("never maintained (delta-rs checkpoints only; baseline)", "raw"),
+    ):
         probe = json.loads(run_python(LOAD_LOG_GROWTH, str(log_rows), mode).strip().splitlines()[-1])
         rows.append([label, probe["files"], probe["median"]])
     rows.append(["ratio", "-", rows[0][2] / rows[1][2]])

@@ -119,9 +119,24 @@ def _cli(landing: Path, warehouse: Path) -> dict:
     import time
 
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
-                          "--warehouse", str(warehouse), "--kolada-kpis", ""], capture_output=True, text=True,
-                         env=env_with_project())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+            "--kolada-kpis",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        env=env_with_project(),
+    )
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -147,14 +162,26 @@ def main() -> None:
         for name in ("pyarrow", "pandas", "pipeline", "cli"):
             r = results[name]
             gx_share = f"{r['gx'] / r['seconds']:.0%}" if "gx" in r else "-"
-            rows_out.append([f"{months} month(s)", name, int(r["rows"]), r["seconds"], r["rows"] / r["seconds"],
-                             r["seconds"] / base, r["rss_mb"], gx_share])
+            rows_out.append(
+                [
+                    f"{months} month(s)",
+                    name,
+                    int(r["rows"]),
+                    r["seconds"],
+                    r["rows"] / r["seconds"],
+                    r["seconds"] / base,
+                    r["rss_mb"],
+                    gx_share,
+                ]
+            )
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
     print(f"Unit-level ingest, {UNITS} units, median of {REPEATS} run(s) each ({machine()})")
     print(table(["size", "path", "rows", "seconds", "rows/s", "x pyarrow", "peak RSS MB", "GX share"], rows_out))
-    print("Targets: pipeline within 2x of pyarrow, the whole CLI process within 3x (issue 23); peak RSS flat as months grow; GX share < 33 %.")
+    print(
+        "Targets: pipeline within 2x of pyarrow, the whole CLI process within 3x (issue 23); peak RSS flat as months grow; GX share < 33 %."
+    )
 
 
 if __name__ == "__main__":

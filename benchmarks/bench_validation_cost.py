@@ -107,29 +107,58 @@ def main() -> None:
     before = _worktree(BEFORE_REF)
     try:
         sample = work / "sample"
-        subprocess.run([PYTHON, "-m", "etl", "sample", "--out", str(sample), "--years", "2016-2025", "--units", "4000",
-                        "--unit-months", "12"], check=True, capture_output=True, env=env_with_project())
+        subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "etl",
+                "sample",
+                "--out",
+                str(sample),
+                "--years",
+                "2016-2025",
+                "--units",
+                "4000",
+                "--unit-months",
+                "12",
+            ],
+            check=True,
+            capture_output=True,
+            env=env_with_project(),
+        )
         unit_year = work / "unit-year"
         run_python(UNIT_YEAR, str(unit_year))
         versions = {"before": before, "after": ROOT}
         times: dict[tuple[str, str], list[float]] = {}
         pyarrow = []
         for i in range(REPEATS):
-            pyarrow.append(json.loads(run_python(PYARROW, str(unit_year), str(work / f"pa-{i}")).splitlines()[-1])["seconds"])
+            pyarrow.append(
+                json.loads(run_python(PYARROW, str(unit_year), str(work / f"pa-{i}")).splitlines()[-1])["seconds"]
+            )
             for name, source in versions.items():
                 wh = work / f"{name}-{i}-backfill"
                 landing = work / f"{name}-{i}-landing"
                 shutil.copytree(sample / "ehealth", landing / "ehealth")
                 where = ["--landing", str(landing), "--warehouse", str(wh)]
                 times.setdefault(("e-health backfill, 120 months", name), []).append(
-                    _cli(source, "run", "ehealth-adoption", *where))
+                    _cli(source, "run", "ehealth-adoption", *where)
+                )
                 times.setdefault(("no-op run", name), []).append(_cli(source, "run", "ehealth-adoption", *where))
                 _correct_one_month(landing, "2021-06")
                 times.setdefault(("one-month correction", name), []).append(
-                    _cli(source, "run", "ehealth-adoption", *where))
+                    _cli(source, "run", "ehealth-adoption", *where)
+                )
                 times.setdefault(("unit-level year (1.46 M rows)", name), []).append(
-                    _cli(source, "run", "ehealth-adoption", "--landing", str(unit_year), "--warehouse",
-                         str(work / f"{name}-{i}-units")))
+                    _cli(
+                        source,
+                        "run",
+                        "ehealth-adoption",
+                        "--landing",
+                        str(unit_year),
+                        "--warehouse",
+                        str(work / f"{name}-{i}-units"),
+                    )
+                )
         base = statistics.median(pyarrow)
         rows = []
         for workload in dict.fromkeys(w for w, _ in times):

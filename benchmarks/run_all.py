@@ -7,9 +7,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["bench_dag_parse", "bench_unit_ingest", "bench_backfill", "bench_noop", "bench_queries", "bench_no_shrink",
-              "bench_validation_cost",
-              "bench_delta"]
+BENCHMARKS = [
+    "bench_dag_parse",
+    "bench_unit_ingest",
+    "bench_backfill",
+    "bench_noop",
+    "bench_queries",
+    "bench_no_shrink",
+    "bench_validation_cost",
+    "bench_delta",
+]
 
 if __name__ == "__main__":
     failed = []

@@ -126,11 +126,15 @@ def main() -> int:
         username = os.environ.get("AIRFLOW_ADMIN_USERNAME", "admin").strip() or "admin"
         password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "")
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise InitError(f"AIRFLOW_ADMIN_PASSWORD must be set to at least {MIN_PASSWORD_LENGTH} characters "
-                            "(run `make env` to generate one)")
+            raise InitError(
+                f"AIRFLOW_ADMIN_PASSWORD must be set to at least {MIN_PASSWORD_LENGTH} characters "
+                "(run `make env` to generate one)"
+            )
         if username not in configured_users():
-            raise InitError(f"admin user {username!r} is not in AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS; "
-                            "the API server would not let it log in")
+            raise InitError(
+                f"admin user {username!r} is not in AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS; "
+                "the API server would not let it log in"
+            )
         passwords_file = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "")
         if not passwords_file:
             raise InitError("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE is not set")
@@ -154,8 +158,11 @@ def init_directory_sign_in() -> int:
         print("airflow-init: migrating the metadata database", flush=True)
         airflow("db", "migrate")
         create_steward_role()
-        print(f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}; "
-              f"role {QUALITY_ROLE} sees the data-quality pages in the UI", flush=True)
+        print(
+            f"airflow-init: role {STEWARD_ROLE} answers the approval requests of {APPROVAL_DAG}; "
+            f"role {QUALITY_ROLE} sees the data-quality pages in the UI",
+            flush=True,
+        )
         set_writer_pool(slots)
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)

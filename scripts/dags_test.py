@@ -61,8 +61,10 @@ def run_task_supervised(ti, task, client=None):
     with create_session() as session:
         state = session.get(TaskInstance, ti.id).state
     if state == TaskInstanceState.DEFERRED:
-        raise RuntimeError(f"{ti.dag_id}.{ti.task_id} deferred: scripts/dags_test.py runs no triggerer; "
-                           "use `airflow dags test` for deferrable tasks")
+        raise RuntimeError(
+            f"{ti.dag_id}.{ti.task_id} deferred: scripts/dags_test.py runs no triggerer; "
+            "use `airflow dags test` for deferrable tasks"
+        )
     return TaskRunResult(ti=SimpleNamespace(state=state, task=task), state=state, msg=None, error=None)
 
 
@@ -77,8 +79,9 @@ def main(argv: list[str]) -> int:
     from airflow.sdk.execution_time import supervisor
 
     if not hasattr(supervisor, "run_task_in_process"):  # an Airflow whose dag.test() no longer uses it
-        raise SystemExit("scripts/dags_test.py: this Airflow has no supervisor.run_task_in_process; "
-                         "see the module docstring")
+        raise SystemExit(
+            "scripts/dags_test.py: this Airflow has no supervisor.run_task_in_process; see the module docstring"
+        )
     supervisor.run_task_in_process = run_task_supervised
 
     from airflow.__main__ import main as airflow_main

@@ -103,8 +103,11 @@ def main() -> int:
         step(f"sample data already in {LANDING} (delete it to regenerate)")
     elif marker.exists():
         # `etl sample` writes beside no other delivery: a sample of other settings is not overwritten.
-        print(f"error: {LANDING} holds a sample made with other settings ({marker.read_text().strip()}); "
-              "`make clean` removes it with its warehouse, then `make demo` writes the new one", file=sys.stderr)
+        print(
+            f"error: {LANDING} holds a sample made with other settings ({marker.read_text().strip()}); "
+            "`make clean` removes it with its warehouse, then `make demo` writes the new one",
+            file=sys.stderr,
+        )
         return 1
     else:
         step(f"writing synthetic sample data to {LANDING}")
@@ -122,8 +125,9 @@ def main() -> int:
             continue
         # `airflow dags test`, with the task logs the UI shows (scripts/dags_test.py).
         since = dt.datetime.now(dt.UTC)
-        seconds = run([str(BIN / "python"), str(ROOT / "scripts" / "dags_test.py"), dag_id, "-c", json.dumps(conf)],
-                      dag_id)
+        seconds = run(
+            [str(BIN / "python"), str(ROOT / "scripts" / "dags_test.py"), dag_id, "-c", json.dumps(conf)], dag_id
+        )
         log = Path(os.environ["AIRFLOW_HOME"]) / "logs-demo" / f"{dag_id}.log"
         print(f"   {dag_id}: success in {seconds:.1f} s{load_log_outcomes(since)} (log {log})", flush=True)
 

@@ -42,11 +42,25 @@ def main(argv: list[str]) -> int:
         result = con.execute(sql)
         columns = [d[0] for d in result.description]
         rows = result.fetchall()
-    shown = ["year", "regions_reported", "clinical_intro_year", "clinical_intro_year_answered", "study_salary",
-             "study_salary_answered", "either_programme"]
+    shown = [
+        "year",
+        "regions_reported",
+        "clinical_intro_year",
+        "clinical_intro_year_answered",
+        "study_salary",
+        "study_salary_answered",
+        "either_programme",
+    ]
     index = [columns.index(c) for c in shown]
-    print("   " + "  ".join(f"{c:>14}" if i else f"{c:>6}" for i, c in enumerate(
-        ["year", "reported", "clinical year", "(answered)", "study salary", "(answered)", "either"])))
+    print(
+        "   "
+        + "  ".join(
+            f"{c:>14}" if i else f"{c:>6}"
+            for i, c in enumerate(
+                ["year", "reported", "clinical year", "(answered)", "study salary", "(answered)", "either"]
+            )
+        )
+    )
     for row in rows:
         cells = ["–" if row[i] is None else str(row[i]) for i in index]
         print("   " + "  ".join(f"{c:>14}" if j else f"{c:>6}" for j, c in enumerate(cells)))

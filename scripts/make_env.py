@@ -85,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_env(args.out, generate())
     except FileExistsError:
-        print(f"make_env: {args.out} already exists; not overwriting it (delete it first to start over, "
-              "which also means a fresh database)", file=sys.stderr)
+        print(
+            f"make_env: {args.out} already exists; not overwriting it (delete it first to start over, "
+            "which also means a fresh database)",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         print(f"make_env: cannot write {args.out}: {exc.strerror}", file=sys.stderr)

@@ -30,8 +30,12 @@ def main(argv: list[str]) -> int:
     files = [a for a in pip_args if a.endswith((".txt", ".toml"))]
     print(f"pip: installing {', '.join(files) or ' '.join(pip_args)[:80]}; full log: {log_path}", flush=True)
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pip", *pip_args, "--progress-bar", "off"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pip", *pip_args, "--progress-bar", "off"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
@@ -40,8 +44,10 @@ def main(argv: list[str]) -> int:
                 if collected % EVERY == 0:
                     print(f"pip: {collected} packages resolved ({time.monotonic() - started:.0f} s)", flush=True)
             elif line.startswith("Successfully installed"):
-                print(f"pip: installed {len(line.split()) - 2} package(s) in {time.monotonic() - started:.0f} s",
-                      flush=True)
+                print(
+                    f"pip: installed {len(line.split()) - 2} package(s) in {time.monotonic() - started:.0f} s",
+                    flush=True,
+                )
         code = process.wait()
     if code:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]

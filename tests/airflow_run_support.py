@@ -23,17 +23,19 @@ def airflow_env(tmp_path: Path, landing: Path, warehouse: Path, **extra: str) ->
     """A private AIRFLOW_HOME (SQLite) with the writer pool, as `make demo` prepares it; nothing of the caller's."""
     home = tmp_path / "airflow-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),
-        "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
-        "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),
-        "GX_ANALYTICS_ENABLED": "false",
-        "ETL_LANDING_SETTLE_SECONDS": "0",
-        **extra,
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),
+            "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
+            "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),
+            "GX_ANALYTICS_ENABLED": "false",
+            "ETL_LANDING_SETTLE_SECONDS": "0",
+            **extra,
+        }
+    )
     return env
 
 
@@ -54,9 +56,14 @@ def _migrated() -> Path:
     home = Path(tempfile.mkdtemp(prefix="airflow-metadata-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"})
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        }
+    )
     for args in (["db", "migrate"], ["pools", "set", "etl_warehouse_writer", "1", "one writer"]):
         done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stderr[-3000:]}"
@@ -65,7 +72,9 @@ def _migrated() -> Path:
 
 def task_log(env: dict[str, str], dag_id: str, task_id: str) -> list[dict]:
     """The task's log file (JSON lines, what the API server hands the UI), every attempt, oldest first."""
-    files = sorted((Path(env["AIRFLOW_HOME"]) / "logs").glob(f"dag_id={dag_id}/run_id=*/task_id={task_id}/attempt=*.log"))
+    files = sorted(
+        (Path(env["AIRFLOW_HOME"]) / "logs").glob(f"dag_id={dag_id}/run_id=*/task_id={task_id}/attempt=*.log")
+    )
     assert files, list((Path(env["AIRFLOW_HOME"]) / "logs").rglob("*"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
 

@@ -57,8 +57,9 @@ def browser(chromium_executable):
     driver = sync_playwright().start()
     try:
         try:
-            launched = driver.chromium.launch(executable_path=str(chromium_executable), headless=True,
-                                              args=["--disable-dev-shm-usage"])
+            launched = driver.chromium.launch(
+                executable_path=str(chromium_executable), headless=True, args=["--disable-dev-shm-usage"]
+            )
         except PlaywrightError as exc:
             pytest.fail(f"Playwright could not start {chromium_executable}: {exc}", pytrace=False)
         try:

@@ -41,8 +41,9 @@ def _apt(args: list[str]) -> subprocess.CompletedProcess:
     # Wait for a lock held by another apt/dpkg run instead of failing at once.
     argv = ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args]
     try:
-        return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=APT_TIMEOUT)
+        return subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=APT_TIMEOUT
+        )
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(argv, 124, "", f"timed out after {exc.timeout:.0f} s")
 
@@ -63,7 +64,9 @@ def _install(packages: tuple[str, ...], executables: tuple[str, ...]) -> str | N
     if shutil.which("apt-get") is None:
         return f"{', '.join(missing)} missing and there is no apt-get to install the Debian package(s) {names}"
     if os.geteuid() != 0:
-        return f"{', '.join(missing)} missing and installing needs root: apt-get install --no-install-recommends {names}"
+        return (
+            f"{', '.join(missing)} missing and installing needs root: apt-get install --no-install-recommends {names}"
+        )
     command = ["install", "-y", "--no-install-recommends", *packages]
     done = _apt(command)
     if done.returncode != 0 or not all(_usable(e) for e in executables):
@@ -71,7 +74,8 @@ def _install(packages: tuple[str, ...], executables: tuple[str, ...]) -> str | N
         update = _apt(["update"])
         if update.returncode != 0:
             return f"apt-get update failed (exit {update.returncode}) before installing {names}: " + _tail(
-                update.stderr or update.stdout)
+                update.stderr or update.stdout
+            )
         done = _apt(command)
     if done.returncode != 0:
         return f"apt-get install {names} failed (exit {done.returncode}): {_tail(done.stderr or done.stdout)}"

@@ -24,7 +24,8 @@ def export_lines(kind: str, month: dt.date, seed: int = SEED, suppressed=frozens
     journal, web, _ = sample.month_values(month, seed)
     # The two modelled kinds, else a declared kind's values as the sample generator draws them.
     values = {spec.JOURNAL.kind: journal, spec.WEB_BOOKING.kind: web}.get(kind) or sample.declared_values(
-        kind, month, seed)
+        kind, month, seed
+    )
     rows = sample.export_rows(kind, month, values, sample.PLAIN, suppressed)
     return [";".join(map(str, r)) for r in rows]
 
@@ -55,8 +56,14 @@ def pipeline_lines(kind: str, month: dt.date = MARCH, suppressed=frozenset()) ->
     return export_lines(kind, month, PIPELINE_SEED, suppressed)
 
 
-def write_export(landing: Path, kind: str, month: dt.date = MARCH, lines: list[str] | None = None,
-                 data: bytes | None = None, ext: str = "csv") -> Path:
+def write_export(
+    landing: Path,
+    kind: str,
+    month: dt.date = MARCH,
+    lines: list[str] | None = None,
+    data: bytes | None = None,
+    ext: str = "csv",
+) -> Path:
     """Write ``<landing>/ehealth/<kind>_<YYYY-MM>.<ext>``: ``data`` as given, else ``lines`` (default: the
     pipeline tests' export of ``month``) joined with newlines. Returns the path."""
     folder = landing / "ehealth"
@@ -78,7 +85,9 @@ def journal_logins(warehouse) -> dict[str, int]:
 def declared_exports(months: list[str], landed: frozenset[str] = frozenset()) -> list[str]:
     """``<kind>_<YYYY-MM>`` of every monthly export the spec declares for ``months``, month by month in the
     spec's order, except ``landed``: what the tests expect instead of a list of today's two kinds."""
-    return [f"{kind}_{month}" for month in months for kind in spec.kinds_expected(month) if f"{kind}_{month}" not in landed]
+    return [
+        f"{kind}_{month}" for month in months for kind in spec.kinds_expected(month) if f"{kind}_{month}" not in landed
+    ]
 
 
 def year_months(year: int) -> list[str]:

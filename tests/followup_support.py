@@ -27,7 +27,7 @@ from etl.publish import TableBatch
 D = dt.date
 YEARS = (2019, 2020)
 OTHERS = [r.code for r in regions.REGIONS if r.code not in {"01", "03", "09"}]
-INJECTED_NAME = "=HYPERLINK(\"http://example.invalid\",\"Norrbotten\")"
+INJECTED_NAME = '=HYPERLINK("http://example.invalid","Norrbotten")'
 
 # --------------------------------------------------------------------------- hand-made source tables
 
@@ -41,18 +41,35 @@ def publish_rows(uri: str, table: str, rows: list[dict], merge_keys=None) -> Non
 
 def dim_region_rows(drop: str | None = None, rename: dict | None = None) -> list[dict]:
     rename = rename or {}
-    return [{"region_code": r.code, "region_name": rename.get(r.code, r.region_name), "county_name": r.county_name,
-             "kolada_id": r.kolada_id} for r in regions.REGIONS if r.code != drop]
+    return [
+        {
+            "region_code": r.code,
+            "region_name": rename.get(r.code, r.region_name),
+            "county_name": r.county_name,
+            "kolada_id": r.kolada_id,
+        }
+        for r in regions.REGIONS
+        if r.code != drop
+    ]
 
 
 def _report(code, year, grant, earmarked, spend, offers):
     it, use, supply = spend
     clinical, salary, care, task = offers
-    return {"region_code": code, "report_year": year, "grant_sek": grant, "earmarked": earmarked,
-            "spend_it_support_sek": it, "spend_competence_use_sek": use, "spend_competence_supply_sek": supply,
-            "offers_clinical_intro_year": clinical, "offers_specialist_nurse_study_salary": salary,
-            "has_care_near_service": care, "has_task_shifting": task,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
+    return {
+        "region_code": code,
+        "report_year": year,
+        "grant_sek": grant,
+        "earmarked": earmarked,
+        "spend_it_support_sek": it,
+        "spend_competence_use_sek": use,
+        "spend_competence_supply_sek": supply,
+        "offers_clinical_intro_year": clinical,
+        "offers_specialist_nurse_study_salary": salary,
+        "has_care_near_service": care,
+        "has_task_shifting": task,
+        "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC),
+    }
 
 
 COUNTY_REPORTS = [
@@ -65,9 +82,18 @@ COUNTY_REPORTS = [
 
 
 def _initiative(code, year, no, area, new, title=None):
-    return {"region_code": code, "report_year": year, "initiative_no": no, "title": title or f"Insats {code}-{no}",
-            "area": area, "status": "ongoing", "new_due_to_grant": new, "cost_sek": None, "description": None,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
+    return {
+        "region_code": code,
+        "report_year": year,
+        "initiative_no": no,
+        "title": title or f"Insats {code}-{no}",
+        "area": area,
+        "status": "ongoing",
+        "new_due_to_grant": new,
+        "cost_sek": None,
+        "description": None,
+        "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC),
+    }
 
 
 INITIATIVES = [
@@ -82,8 +108,14 @@ INITIATIVES = [
 
 
 def _service(code, year, service, status, on=None):
-    return {"region_code": code, "report_year": year, "service": service, "status": status, "implemented_on": on,
-            "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC)}
+    return {
+        "region_code": code,
+        "report_year": year,
+        "service": service,
+        "status": status,
+        "implemented_on": on,
+        "submitted_at": dt.datetime(year + 1, 3, 1, tzinfo=dt.UTC),
+    }
 
 
 SERVICES = [
@@ -104,8 +136,14 @@ SERVICES = [
 
 
 def _cell(code, month: D, service, metric, value):
-    row = {"year": month.year, "month": month, "service": service, "metric": metric, "value": value,
-           "suppressed": value is None}
+    row = {
+        "year": month.year,
+        "month": month,
+        "service": service,
+        "metric": metric,
+        "value": value,
+        "suppressed": value is None,
+    }
     if code is not None:
         row["region_code"] = code
     return row
@@ -148,15 +186,25 @@ NATIONAL = [
 
 
 def population_rows() -> list[dict]:
-    special = {("01", 2019): 2_000_000, ("01", 2020): 2_100_000, ("03", 2019): 400_000, ("03", 2020): 380_000,
-               ("09", 2019): 60_000, ("09", 2020): 60_000}
-    return [{"region_code": code, "year": year, "population": special.get((code, year), 100_000)}
-            for code in regions.REGION_CODES for year in YEARS]
+    special = {
+        ("01", 2019): 2_000_000,
+        ("01", 2020): 2_100_000,
+        ("03", 2019): 400_000,
+        ("03", 2020): 380_000,
+        ("09", 2019): 60_000,
+        ("09", 2020): 60_000,
+    }
+    return [
+        {"region_code": code, "year": year, "population": special.get((code, year), 100_000)}
+        for code in regions.REGION_CODES
+        for year in YEARS
+    ]
 
 
 def build_sources(uri: str, *, dim_region=None, county_reports=None) -> None:
-    publish_rows(uri, "dim_region", dim_region if dim_region is not None else dim_region_rows(
-        rename={"25": INJECTED_NAME}))
+    publish_rows(
+        uri, "dim_region", dim_region if dim_region is not None else dim_region_rows(rename={"25": INJECTED_NAME})
+    )
     publish_rows(uri, "population", population_rows())
     publish_rows(uri, "county_report", county_reports if county_reports is not None else COUNTY_REPORTS)
     publish_rows(uri, "county_initiative", INITIATIVES)

@@ -78,7 +78,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
             continue
         if nxt == "{":
             end = _braced_end(text, i + 1)
-            out.append(_expand(text[i + 2:end], env))
+            out.append(_expand(text[i + 2 : end], env))
             i = end + 1
             continue
         match = _NAME.match(text, i + 1)
@@ -95,13 +95,13 @@ def _expand(body: str, env: Mapping[str, str]) -> str:
     match = _NAME.match(body)
     if not match:
         raise ValueError(f"invalid interpolation '${{{body}}}'")
-    name, rest = match.group(0), body[match.end():]
+    name, rest = match.group(0), body[match.end() :]
     value = env.get(name)
     if not rest:
         return value or ""
     for op in (":-", ":?", ":+", "-", "?", "+"):
         if rest.startswith(op):
-            arg = rest[len(op):]
+            arg = rest[len(op) :]
             break
     else:
         raise ValueError(f"invalid interpolation '${{{body}}}'")
@@ -222,8 +222,9 @@ class ProcessGroups:
         env = dict(env)
         env[self.marker[0]] = self.marker[1]
         with open(self.logs / f"{name}.log", "wb") as log:
-            self.processes[name] = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
@@ -233,8 +234,9 @@ class ProcessGroups:
     def all_logs(self, lines: int = 40) -> str:
         return "\n".join(self.log_tail(name, lines) for name in self.processes)
 
-    def wait_for(self, what: str, check, *, timeout: float, interval: float, errors: tuple = (OSError,),
-                 log_lines: int = 40):
+    def wait_for(
+        self, what: str, check, *, timeout: float, interval: float, errors: tuple = (OSError,), log_lines: int = 40
+    ):
         """``check()``'s first truthy result, polled every ``interval`` s; fails naming ``what``, the last
         error (one of ``errors``, e.g. a refused connection while a server starts) and the logs when a
         process dies or ``timeout`` s pass."""
@@ -251,8 +253,9 @@ class ProcessGroups:
             if result:
                 return result
             time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})\n"
-                             + self.all_logs(log_lines))
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})\n" + self.all_logs(log_lines)
+        )
 
     def assert_running(self) -> None:
         for name, process in self.processes.items():

@@ -54,8 +54,14 @@ GROUP_MEMBERS = {
     "airflow-stewards": ("sara", "sven"),
     "airflow-admins": ("adam",),
 }
-PEOPLE_NAMES = {"ana": ("Ana", "Analytiker"), "erik": ("Erik", "Ingenjör"), "sara": ("Sara", "Förvaltare"),
-                "sven": ("Sven", "Dubbelroll"), "adam": ("Adam", "Administratör"), "olle": ("Olle", "Utan Grupp")}
+PEOPLE_NAMES = {
+    "ana": ("Ana", "Analytiker"),
+    "erik": ("Erik", "Ingenjör"),
+    "sara": ("Sara", "Förvaltare"),
+    "sven": ("Sven", "Dubbelroll"),
+    "adam": ("Adam", "Administratör"),
+    "olle": ("Olle", "Utan Grupp"),
+}
 SLAPD = "/usr/sbin/slapd"
 APT_PACKAGES = ("slapd", "ldap-utils", "libldap2-dev", "libsasl2-dev")
 
@@ -97,9 +103,22 @@ def _python_ldap() -> str | None:
     try:
         import ldap  # noqa: F401
     except ImportError:
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r",
-                               str(ROOT / "requirements-ldap.txt"), "-c", str(ROOT / "constraints.txt")],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-r",
+                str(ROOT / "requirements-ldap.txt"),
+                "-c",
+                str(ROOT / "constraints.txt"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             return f"pip could not install python-ldap: {(done.stderr or done.stdout).strip()[-500:]}"
     return None
@@ -145,7 +164,8 @@ def _ldif(directory: Directory) -> str:
         entries.append(
             f"dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {given} {surname}\n"
             f"givenName: {given}\nsn: {surname}\nmail: {uid}@agency.example\n"
-            f"userPassword: {directory.passwords[uid]}\n")
+            f"userPassword: {directory.passwords[uid]}\n"
+        )
     for group, members in GROUP_MEMBERS.items():
         lines = "".join(f"member: uid={uid},{PEOPLE}\n" for uid in members)
         entries.append(f"dn: cn={group},{GROUPS}\nobjectClass: groupOfNames\ncn: {group}\n{lines}")
@@ -164,13 +184,18 @@ def directory(tmp_path_factory):
     base = tmp_path_factory.mktemp("slapd")
     root_password = secrets.token_urlsafe(16)
     port = _free_port()
-    found = Directory(url=f"ldap://127.0.0.1:{port}", bind_dn=BIND_DN, bind_password=secrets.token_urlsafe(16),
-                      passwords={uid: secrets.token_urlsafe(12) for uid in PEOPLE_NAMES})
+    found = Directory(
+        url=f"ldap://127.0.0.1:{port}",
+        bind_dn=BIND_DN,
+        bind_password=secrets.token_urlsafe(16),
+        passwords={uid: secrets.token_urlsafe(12) for uid in PEOPLE_NAMES},
+    )
     config = _config(base, root_password)
     log = open(base / "slapd.log", "wb")
     # -d 0: stay in the foreground (the fixture owns the process) and log nothing but errors.
-    server = subprocess.Popen([SLAPD, "-f", str(config), "-h", f"{found.url}/", "-d", "0"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [SLAPD, "-f", str(config), "-h", f"{found.url}/", "-d", "0"], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -178,11 +203,17 @@ def directory(tmp_path_factory):
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"slapd did not start: {(base / 'slapd.log').read_text(errors='replace')[-2000:]}",
-                            pytrace=False)
+                pytest.fail(
+                    f"slapd did not start: {(base / 'slapd.log').read_text(errors='replace')[-2000:]}", pytrace=False
+                )
             time.sleep(0.1)
-        added = subprocess.run(["ldapadd", "-x", "-H", found.url, "-D", f"cn=admin,{SUFFIX}", "-w", root_password],
-                               input=_ldif(found), capture_output=True, text=True, timeout=60)
+        added = subprocess.run(
+            ["ldapadd", "-x", "-H", found.url, "-D", f"cn=admin,{SUFFIX}", "-w", root_password],
+            input=_ldif(found),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert added.returncode == 0, added.stderr
         yield found
     finally:

@@ -59,10 +59,17 @@ class Publisher:
     ``environment`` is the process's whole environment (default: this process's now).
     """
 
-    def __init__(self, warehouse: str, first: int, count: int, *, quarantine: bool = False,
-                 fault_stage: str | None = None, environment: Mapping[str, str] | None = None) -> None:
-        env = {k: v for k, v in (os.environ if environment is None else environment).items()
-               if k != "ETL_FAULT_STAGE"}
+    def __init__(
+        self,
+        warehouse: str,
+        first: int,
+        count: int,
+        *,
+        quarantine: bool = False,
+        fault_stage: str | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        env = {k: v for k, v in (os.environ if environment is None else environment).items() if k != "ETL_FAULT_STAGE"}
         if fault_stage:
             env["ETL_FAULT_STAGE"] = fault_stage
         self._received, sending = writer_context().Pipe(duplex=False)
@@ -123,11 +130,24 @@ def _publish_versions(sending: Connection, warehouse: str, first: int, count: in
         from etl.publish import TableBatch
 
         for i in range(first, first + count):
-            rows = pd.DataFrame([{"region_code": c, "report_year": y, "grant_sek": i, "source_file": f"v{i}.json",
-                                  "submitted_at": pd.Timestamp("2020-01-01", tz="UTC")}
-                                 for y in YEARS for c in REGION_CODES])
-            bad = pd.DataFrame([{"source_file": f"v{i}.json", "row_number": 0, "raw": "x", "reason": f"test {i}"}]
-                               if quarantine else [])
+            rows = pd.DataFrame(
+                [
+                    {
+                        "region_code": c,
+                        "report_year": y,
+                        "grant_sek": i,
+                        "source_file": f"v{i}.json",
+                        "submitted_at": pd.Timestamp("2020-01-01", tz="UTC"),
+                    }
+                    for y in YEARS
+                    for c in REGION_CODES
+                ]
+            )
+            bad = pd.DataFrame(
+                [{"source_file": f"v{i}.json", "row_number": 0, "raw": "x", "reason": f"test {i}"}]
+                if quarantine
+                else []
+            )
             batch = TableBatch("county_report", rows, bad, len(rows) + len(bad), ("region_code", "report_year"))
             publish.publish(warehouse, "crash-test" if quarantine else "guarantee-test", batch, f"batch-{i}")
             sending.send(i)

@@ -46,7 +46,9 @@ def edit(copy: Path, name: str, old: str, new: str) -> None:
 def run(copy: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(copy), "ETL_LANDING_SETTLE_SECONDS": "0", "ETL_KOLADA_KPIS": ""}
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=copy, env=env, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(args)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 

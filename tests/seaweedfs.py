@@ -46,11 +46,22 @@ GRPC_OFFSET = 10000  # weed's gRPC port for each component is its http port + 10
 PORT_RANGE = (20000, 44999)  # + GRPC_OFFSET stays below 55000
 COMPONENTS = ("s3", "master", "volume", "filer", "admin", "webdav")
 # Ports of a long-running dev `weed mini` (18333…) and weed's defaults, with their gRPC twins: never picked.
-_AVOID = {p + off for p in (18333, 19333, 18080, 18888, 23647, 17333, 8333, 9333, 8080, 8888, 23646, 7333)
-          for off in (0, GRPC_OFFSET)}
+_AVOID = {
+    p + off
+    for p in (18333, 19333, 18080, 18888, 23647, 17333, 8333, 9333, 8080, 8888, 23646, 7333)
+    for off in (0, GRPC_OFFSET)
+}
 # Variables that would override or disturb the ones s3_env sets.
-_CONFLICTING = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                "AWS_ENDPOINT_URL_S3", "AWS_S3_ENDPOINT", "AWS_ENDPOINT", "AWS_S3_ALLOW_UNSAFE_RENAME")
+_CONFLICTING = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_S3_ENDPOINT",
+    "AWS_ENDPOINT",
+    "AWS_S3_ALLOW_UNSAFE_RENAME",
+)
 
 
 def weed_binary() -> Path | None:
@@ -135,22 +146,27 @@ class S3Server:
 
     def assert_running(self) -> None:
         if self.process.poll() is not None:
-            pytest.fail(f"SeaweedFS (weed mini) exited with {self.process.returncode}; log tail:\n"
-                        f"{self.log_tail()}", pytrace=False)
+            pytest.fail(
+                f"SeaweedFS (weed mini) exited with {self.process.returncode}; log tail:\n{self.log_tail()}",
+                pytrace=False,
+            )
 
 
 def _argv(weed: Path, root: Path, ports: dict[str, int], config: Path) -> list[str]:
     argv = [
-        str(weed), "mini",  # kept adjacent (no global flags): `pgrep -f "weed mini"` finds strays
+        str(weed),
+        "mini",  # kept adjacent (no global flags): `pgrep -f "weed mini"` finds strays
         f"-dir={root / 'data'}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",  # the default advertises a non-loopback address
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",  # the default advertises a non-loopback address
         f"-s3.port={ports['s3']}",
         f"-master.port={ports['master']}",
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
         f"-admin.port={ports['admin']}",
         f"-webdav.port={ports['webdav']}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         f"-s3.config={config}",
         f"-bucket={BUCKET}",
         "-master.telemetry=false",  # no calls home from a test run
@@ -175,9 +191,13 @@ def _probe(server: S3Server) -> str | None:
     from botocore.config import Config  # type: ignore[import-untyped]
 
     client = botocore.session.get_session().create_client(
-        "s3", endpoint_url=server.endpoint, region_name=REGION,
-        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name=REGION,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+    )
     try:
         client.put_object(Bucket=server.bucket, Key=".ready-probe", Body=b"ok")
         client.delete_object(Bucket=server.bucket, Key=".ready-probe")
@@ -222,8 +242,9 @@ def start_server(attempts: int = 3) -> S3Server:
     """Start ``weed mini`` and wait until it takes writes; fails the test with the log tail if not."""
     weed = weed_binary()
     if weed is None:
-        pytest.fail(f"SeaweedFS binary 'weed' not found next to {sys.executable} or on PATH: run `make setup`",
-                    pytrace=False)
+        pytest.fail(
+            f"SeaweedFS binary 'weed' not found next to {sys.executable} or on PATH: run `make setup`", pytrace=False
+        )
     problem: str | None = ""  # what the last probe found (None: ready)
     for _ in range(attempts):
         root = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
@@ -234,26 +255,50 @@ def start_server(attempts: int = 3) -> S3Server:
         secret_key = secrets.token_urlsafe(30)
         config = root / "s3.json"
         reader_key, reader_secret = "RK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
-        config.write_text(json.dumps({"identities": [{
-            "name": "etl",
-            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }, {
-            "name": "reader",
-            "credentials": [{"accessKey": reader_key, "secretKey": reader_secret}],
-            "actions": ["Read", "List"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "etl",
+                            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        },
+                        {
+                            "name": "reader",
+                            "credentials": [{"accessKey": reader_key, "secretKey": reader_secret}],
+                            "actions": ["Read", "List"],
+                        },
+                    ]
+                }
+            )
+        )
         ports = pick_ports()
         log_path = root / "weed.log"
         # glog also writes weed.* files into TMPDIR; the full log goes to stderr, into weed.log.
         env = {**os.environ, "TMPDIR": str(root / "tmp")}
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(_argv(weed, root, ports, config), cwd=root, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}", access_key=access_key,
-                          secret_key=secret_key, bucket=BUCKET, process=process, root=root,
-                          ports=ports, log_path=log_path, reader_key=reader_key, reader_secret=reader_secret)
+            process = subprocess.Popen(
+                _argv(weed, root, ports, config),
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = S3Server(
+            endpoint=f"http://127.0.0.1:{ports['s3']}",
+            access_key=access_key,
+            secret_key=secret_key,
+            bucket=BUCKET,
+            process=process,
+            root=root,
+            ports=ports,
+            log_path=log_path,
+            reader_key=reader_key,
+            reader_secret=reader_secret,
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
             problem = _probe(server)
@@ -311,8 +356,10 @@ def s3_env(s3_server, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(s3_server.root / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(s3_server.root / "no-aws-credentials"))
     for name in ("NO_PROXY", "no_proxy"):
-        if os.environ.get(name) or any(os.environ.get(p) for p in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY",
-                                                                  "https_proxy", "ALL_PROXY", "all_proxy")):
+        if os.environ.get(name) or any(
+            os.environ.get(p)
+            for p in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+        ):
             monkeypatch.setenv(name, ",".join(filter(None, ["127.0.0.1", "localhost", os.environ.get(name)])))
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)

@@ -17,8 +17,9 @@ def local_settings(landing: Path | str, warehouse: Path | str, *, environ: dict 
     """``Settings.resolve`` for these folders (or URIs), ``kolada_kpis=""`` unless given, the landing settled at
     once unless ``environ`` says otherwise."""
     options.setdefault("kolada_kpis", "")
-    return Settings.resolve(landing=str(landing), warehouse=str(warehouse), environ={**SETTLED_AT_ONCE, **(environ or {})},
-                            **options)
+    return Settings.resolve(
+        landing=str(landing), warehouse=str(warehouse), environ={**SETTLED_AT_ONCE, **(environ or {})}, **options
+    )
 
 
 def settings_in(tmp: Path) -> Settings:

@@ -19,20 +19,23 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 def airflow_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow")
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
 def dags_test(env, dag_id, conf, landing, warehouse):
     env = dict(env, AIRFLOW_VAR_ETL_LANDING_URI=str(landing), AIRFLOW_VAR_ETL_WAREHOUSE_URI=str(warehouse))
-    out = subprocess.run([AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "state=success" in out.stdout + out.stderr
     return out
@@ -41,8 +44,13 @@ def dags_test(env, dag_id, conf, landing, warehouse):
 @pytest.mark.slow
 def test_reference_dag_run_publishes_and_rerun_changes_nothing(airflow_home, tmp_path):
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
-    subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5",
-                    "--unit-months", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5", "--unit-months", "1"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     dags_test(airflow_home, "reference_data", {"offline_snapshot": True}, landing, warehouse)
     first = publish.read_table(str(warehouse), "dim_region")
     assert sorted(first.column("region_code").to_pylist())[:3] == ["01", "03", "04"]

@@ -46,19 +46,23 @@ def gotland_missing(settings, landing, warehouse):
 def test_a_missing_region_is_blocked_as_approvable_and_listed(settings, warehouse, gotland_missing):
     blocked = approvals.blocked_now(str(warehouse))
     assert [(b.name, b.pipeline, b.approvable, b.decision) for b in blocked] == [
-        ("journalen_2017-03.csv", "ehealth_adoption", True, None)]
+        ("journalen_2017-03.csv", "ehealth_adoption", True, None)
+    ]
     assert "lack 1 region(s): 09 Region Gotland" in blocked[0].message
     assert approvals.find(str(warehouse), "journalen_2017-03.csv").sha256 == blocked[0].sha256
-    with pytest.raises(BadInput, match="webbtidbok_2017-03.csv: not a blocked delivery; blocked and approvable "
-                                       "now: journalen_2017-03.csv"):
+    with pytest.raises(
+        BadInput,
+        match="webbtidbok_2017-03.csv: not a blocked delivery; blocked and approvable now: journalen_2017-03.csv",
+    ):
         approvals.find(str(warehouse), "webbtidbok_2017-03.csv")
 
 
 def test_approval_publishes_the_file_with_who_and_why(settings, warehouse, gotland_missing):
     assert _march_regions(warehouse, "patient_journal_online") == set()
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
-    decision = approvals.record(str(warehouse), blocked, True, "ada",
-                                "Gotland did not report in March; confirmed by ada@region.se")
+    decision = approvals.record(
+        str(warehouse), blocked, True, "ada", "Gotland did not report in March; confirmed by ada@region.se"
+    )
     report = approved_run.publish_approved(settings, blocked)
     assert report.outcome == "published"
     published = _march_regions(warehouse, "patient_journal_online")
@@ -68,19 +72,25 @@ def test_approval_publishes_the_file_with_who_and_why(settings, warehouse, gotla
     assert len(approved) == 1
     assert approved[0]["message"] == "approved by ada: Gotland did not report in March; confirmed by [e-post borttagen]"
     assert approved[0]["source_sha256"] == [blocked.sha256]
-    publish_row = next(r for r in log if r["outcome"] == "published" and r["table_name"] == "ehealth_adoption"
-                       and blocked.sha256 in (r["source_sha256"] or []))
+    publish_row = next(
+        r
+        for r in log
+        if r["outcome"] == "published"
+        and r["table_name"] == "ehealth_adoption"
+        and blocked.sha256 in (r["source_sha256"] or [])
+    )
     assert "journalen_2017-03.csv: published although blocked, approved by ada on" in publish_row["warnings"]
     assert approvals.blocked_now(str(warehouse)) == []
     notes = approvals.footnotes(str(warehouse))
-    assert notes == [f"journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd "
-                     f"{decision.at:%Y-%m-%d} av ada: Gotland did not report in March; confirmed by [e-post borttagen]"]
+    assert notes == [
+        f"journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd "
+        f"{decision.at:%Y-%m-%d} av ada: Gotland did not report in March; confirmed by [e-post borttagen]"
+    ]
     # An approval published is not published again: the next run is nothing new.
     assert pipeline.run(settings).outcome == "nothing_new"
 
 
-def test_rejection_keeps_the_block_and_a_later_approval_can_still_release_it(settings, warehouse,
-                                                                              gotland_missing):
+def test_rejection_keeps_the_block_and_a_later_approval_can_still_release_it(settings, warehouse, gotland_missing):
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
     approvals.record(str(warehouse), blocked, False, "bo", "Gotland always reports; ask them for the file")
     with pytest.raises(ValidationFailed, match="1 of 21 regions missing"):
@@ -131,7 +141,9 @@ def test_county_report_leaving_its_initiatives_out_is_approvable(settings, landi
     doc = builders.doc()
     del doc["initiatives"]  # as the web form leaves an empty list out: blocked, not a withdrawal
     builders.land(landing, "uppsala_rättelse.json", builders.json_bytes(doc), T0 + DAY)
-    with pytest.raises(ValidationFailed, match="no rows for county_initiative; would remove 3 rows; a person may approve"):
+    with pytest.raises(
+        ValidationFailed, match="no rows for county_initiative; would remove 3 rows; a person may approve"
+    ):
         county_reports.run(settings)
     blocked = approvals.find(str(warehouse), "uppsala_rättelse.json")
     assert blocked.pipeline == "county_reports"
@@ -146,9 +158,23 @@ def test_a_blocked_months_reason_is_said_once_as_it_happens_and_once_in_the_erro
     """stderr of a run with a blocked month: one ERROR line when the file is blocked, then the run's error line."""
     _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
     _write(landing, "webbtidbok")
-    run = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
-                          "--warehouse", str(warehouse)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
+    )
     assert run.returncode == 1, run.stderr
     said = [line for line in run.stderr.splitlines() if "1 of 21 regions missing (09 Region Gotland)" in line]
     assert len(said) == 2, run.stderr
@@ -158,17 +184,20 @@ def test_a_blocked_months_reason_is_said_once_as_it_happens_and_once_in_the_erro
 
 def test_cli_lists_approves_and_rejects(settings, landing, warehouse, gotland_missing):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "etl", *args, "--landing", str(landing),
-                               "--warehouse", str(warehouse)], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+        return subprocess.run(
+            [sys.executable, "-m", "etl", *args, "--landing", str(landing), "--warehouse", str(warehouse)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
+        )
 
     listed = cli("approve")
     assert listed.returncode == 0, listed.stderr
     assert "journalen_2017-03.csv (ehealth_adoption, blocked" in listed.stdout and "approvable" in listed.stdout
     no_reason = cli("approve", "journalen_2017-03.csv")
     assert no_reason.returncode == 2 and no_reason.stderr.strip().splitlines()[-1].startswith("error: ")
-    rejected = cli("approve", "journalen_2017-03.csv", "--reason", "ask Gotland for the file", "--by", "bo",
-                   "--reject")
+    rejected = cli("approve", "journalen_2017-03.csv", "--reason", "ask Gotland for the file", "--by", "bo", "--reject")
     assert rejected.returncode == 0, rejected.stderr
     assert "journalen_2017-03.csv: rejected by bo on" in rejected.stdout
     approved = cli("approve", "journalen_2017-03.csv", "--reason", "Gotland had no data", "--by", "ada")
@@ -204,8 +233,10 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     followup.run(settings)
     page = (warehouse / "exports" / "followup_report.html").read_text(encoding="utf-8")
     assert "Publicerat trots spärr" in page
-    assert ("journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd" in page
-            and "av ada: Gotland &lt;b&gt;did not&lt;/b&gt; report in March" in page)
+    assert (
+        "journalen_2017-03.csv (ehealth_adoption): publicerad trots spärr, godkänd" in page
+        and "av ada: Gotland &lt;b&gt;did not&lt;/b&gt; report in March" in page
+    )
     notes = load_workbook(warehouse / "exports" / "followup_latest.xlsx")["Anteckningar"]
     cells = {row[0]: row[1] for row in notes.iter_rows(values_only=True)}
     assert cells["Fotnot 1"].endswith("av ada: Gotland <b>did not</b> report in March")
@@ -214,8 +245,9 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     assert "Publicerat trots spärr" not in Path(earlier["report"]).read_text(encoding="utf-8")
 
 
-def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(settings, landing, warehouse,
-                                                                            gotland_missing):
+def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(
+    settings, landing, warehouse, gotland_missing
+):
     """Found by a reviewer: the approved bytes re-sent after a complete delivery silently removed Gotland again."""
     approved_bytes = gotland_missing.read_bytes()
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
@@ -233,8 +265,9 @@ def test_an_approval_is_used_up_by_its_publish_and_never_lifts_a_later_block(set
 
 def test_the_approver_is_named_not_their_address_and_personal_data_is_masked(settings, warehouse, gotland_missing):
     blocked = approvals.find(str(warehouse), "journalen_2017-03.csv")
-    decision, _ = approved_run.decide(settings, blocked, True, "ada.lovelace@region.se",
-                                   "Gotland did not report, call 19121212-1212")
+    decision, _ = approved_run.decide(
+        settings, blocked, True, "ada.lovelace@region.se", "Gotland did not report, call 19121212-1212"
+    )
     assert decision.by == "ada.lovelace"
     text = str(publish.read_load_log(str(warehouse)).to_pylist())
     assert "region.se" not in text and "19121212-1212" not in text
@@ -267,9 +300,12 @@ def test_approving_a_file_a_newer_one_replaced_says_nothing_changed(settings, la
     builders.land(landing, "uppsala_v3.json", builders.json_bytes(builders.doc()), T0 + 2 * DAY)
     county_reports.run(settings)  # the newer, complete report is the delivery now
     # Checked before anything is recorded (issue 22 §5): no approval row for a decision that could change nothing.
-    with pytest.raises(BadInput, match="uppsala_rättelse.json: approval not recorded: uppsala_v3.json arrived later "
-                                       "for the same region and year and is its report now; approving "
-                                       "uppsala_rättelse.json would change nothing"):
+    with pytest.raises(
+        BadInput,
+        match="uppsala_rättelse.json: approval not recorded: uppsala_v3.json arrived later "
+        "for the same region and year and is its report now; approving "
+        "uppsala_rättelse.json would change nothing",
+    ):
         approved_run.decide(settings, blocked, True, "ada", "Uppsala withdrew every initiative")
     assert not [r for r in _log(warehouse) if r["outcome"] == "approved"]
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
@@ -287,7 +323,8 @@ def test_approving_one_of_two_blocked_files_succeeds_and_names_the_other(setting
     assert decision.approved and len(_march_regions(warehouse, "patient_journal_online")) == 20
     assert report.messages == [report.messages[0]] and report.messages[0].startswith(
         "journalen_2017-03.csv published; still blocked: ehealth_adoption: 1 month(s) blocked, 0 processed "
-        "(1 of the blocked published their other files): 2017-03: webbtidbok_2017-03.csv: blocked")
+        "(1 of the blocked published their other files): 2017-03: webbtidbok_2017-03.csv: blocked"
+    )
     assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
     assert _march_regions(warehouse, "web_booking") == set()
 
@@ -298,9 +335,12 @@ def test_status_names_what_is_blocked_now_and_who_approved_it(settings, warehous
 
     text = status.render(str(warehouse))
     assert "\nblocked now: 1\n" in text
-    assert ("  journalen_2017-03.csv (ehealth_adoption, last blocked " in text
-            and "): a person may approve it: .venv/bin/python -m etl approve journalen_2017-03.csv --reason '…' "
-                f"--landing {settings.landing_uri} --warehouse {warehouse}" in text)
+    assert (
+        "  journalen_2017-03.csv (ehealth_adoption, last blocked " in text
+        and "): a person may approve it: .venv/bin/python -m etl approve journalen_2017-03.csv --reason '…' "
+        f"--landing {settings.landing_uri} --warehouse {warehouse}"
+        in text
+    )
     # The command works as printed, from another folder (found by a reviewer: it lacked --landing).
     printed = next(line for line in text.splitlines() if "python -m etl approve" in line)
     command = shlex.split(printed.split("python -m etl ", 1)[1].replace("'…'", "'Gotland did not report in March'"))
@@ -323,16 +363,26 @@ def test_an_approved_file_stays_released_while_its_month_is_judged_again(setting
     _write(landing, "webbtidbok", lines=[line for line in _lines("webbtidbok") if ";10;" not in line])
     with pytest.raises(ValidationFailed):
         pipeline.run(settings)
-    approved_run.decide(settings, approvals.find(str(warehouse), "journalen_2017-03.csv"), True, "ada",
-                     "Gotland did not report in March")
+    approved_run.decide(
+        settings,
+        approvals.find(str(warehouse), "journalen_2017-03.csv"),
+        True,
+        "ada",
+        "Gotland did not report in March",
+    )
     for _ in range(2):  # the month is judged again on every run while web booking is blocked
         with pytest.raises(ValidationFailed) as error:
             pipeline.run(settings)
         assert "webbtidbok_2017-03.csv: blocked" in str(error.value)
         assert "journalen_2017-03.csv" not in str(error.value)
         assert [b.name for b in approvals.blocked_now(str(warehouse))] == ["webbtidbok_2017-03.csv"]
-    approved_run.decide(settings, approvals.find(str(warehouse), "webbtidbok_2017-03.csv"), True, "bo",
-                     "Halland did not report in March")
+    approved_run.decide(
+        settings,
+        approvals.find(str(warehouse), "webbtidbok_2017-03.csv"),
+        True,
+        "bo",
+        "Halland did not report in March",
+    )
     assert approvals.blocked_now(str(warehouse)) == []
     assert len(_march_regions(warehouse, "patient_journal_online")) == 20
     assert len(_march_regions(warehouse, "web_booking")) == 20

@@ -80,8 +80,14 @@ def test_a_file_still_being_written_is_waited_for_without_a_green_run_and_then_j
     writer = threading.Thread(target=sender, daemon=True)
     writer.start()
     started = time.monotonic()
-    run = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "dags_test.py"), "county_reports"], env=env,
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "dags_test.py"), "county_reports"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         while run.poll() is None and not stop.is_set():
             states = _query(env, "SELECT state FROM task_instance WHERE dag_id = 'county_reports'")
@@ -106,7 +112,8 @@ def test_a_file_still_being_written_is_waited_for_without_a_green_run_and_then_j
     # Then judged: the same run ends green with region 01 published, after at least one reschedule.
     assert _regions(warehouse) >= {"01"} and len(_regions(warehouse)) == 21
     assert _query(env, "SELECT state, try_number FROM task_instance WHERE dag_id = 'county_reports'") == [
-        ("success", 1)]
+        ("success", 1)
+    ]
     assert _query(env, "SELECT count(*) FROM task_reschedule")[0][0] >= 1
     events = [e.get("event", "") for e in task_log(env, "county_reports", "load_new_reports")]
     waiting = [e for e in events if "still arriving, not judged yet" in e]
@@ -114,7 +121,8 @@ def test_a_file_still_being_written_is_waited_for_without_a_green_run_and_then_j
     assert "up_for_reschedule" in waiting[0] and " UTC" in waiting[0]
     assert "Rescheduling task, marking task as UP_FOR_RESCHEDULE" in events
     assert events.index("Rescheduling task, marking task as UP_FOR_RESCHEDULE") < max(
-        i for i, e in enumerate(events) if e.startswith("county_reports: 1 file(s): 1 report(s) loaded"))
+        i for i, e in enumerate(events) if e.startswith("county_reports: 1 file(s): 1 report(s) loaded")
+    )
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -125,20 +133,32 @@ def test_the_cli_exits_3_naming_the_files_not_judged_and_when_to_run_again(tmp_p
     still = _county_landing(landing)
     os.utime(still)  # written just now
     env = {**os.environ, "ETL_LANDING_SETTLE_SECONDS": "60"}
-    command = [sys.executable, "-m", "etl", "run", "county-reports", "--landing", str(landing),
-               "--warehouse", str(warehouse)]
+    command = [
+        sys.executable,
+        "-m",
+        "etl",
+        "run",
+        "county-reports",
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(warehouse),
+    ]
     before = dt.datetime.now(dt.UTC)
     out = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"county-reports: 1 file(s) still arriving, not judged: '{still.name}'; run again after "), last
+    assert last.startswith(f"county-reports: 1 file(s) still arriving, not judged: '{still.name}'; run again after "), (
+        last
+    )
     after = dt.datetime.strptime(last.rsplit("after ", 1)[1], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=dt.UTC)
     assert before + dt.timedelta(seconds=55) < after < dt.datetime.now(dt.UTC) + dt.timedelta(seconds=62)
     assert "01" not in _regions(warehouse) and len(_regions(warehouse)) == 20  # the rest is published
 
     # Once it has settled, the same command judges it and exits 0.
-    out = subprocess.run(command, env={**env, "ETL_LANDING_SETTLE_SECONDS": "0"}, cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        command, env={**env, "ETL_LANDING_SETTLE_SECONDS": "0"}, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "still arriving" not in out.stderr
     assert "01" in _regions(warehouse)
@@ -152,9 +172,25 @@ def test_run_all_ends_stderr_with_the_files_not_judged_after_every_pipeline_ran(
     still = _county_landing(landing)
     reference.write(landing, 2019, 2019, units=1, unit_months=0, seed=1)
     os.utime(still)  # written just now
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "all", "--offline-snapshot", "--landing", str(landing),
-                          "--warehouse", str(warehouse)], env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "60"},
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "all",
+            "--offline-snapshot",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+        ],
+        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "60"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"county-reports: 1 file(s) still arriving, not judged: '{still.name}'"), last
@@ -170,8 +206,7 @@ def _report(names, settled_by):
 
 def _context(first):
     ti = types.SimpleNamespace(get_first_reschedule_date=lambda context: first)
-    dag = types.SimpleNamespace(dag_id="county_reports",
-                                timetable=types.SimpleNamespace(expression="0 0 * * *"))
+    dag = types.SimpleNamespace(dag_id="county_reports", timetable=types.SimpleNamespace(expression="0 0 * * *"))
     return {"ti": ti, "dag": dag}
 
 
@@ -193,8 +228,11 @@ def test_the_task_is_rescheduled_for_when_the_files_will_have_settled():
     assert waiting.value.reschedule_date == now + dt.timedelta(seconds=61)
     # Still being written 50 minutes on: waits again.
     with pytest.raises(AirflowRescheduleException):
-        orchestration.wait_for_arriving(_report(["a.xlsx"], (now + dt.timedelta(minutes=51)).timestamp()),
-                                        _context(now), now + dt.timedelta(minutes=50))
+        orchestration.wait_for_arriving(
+            _report(["a.xlsx"], (now + dt.timedelta(minutes=51)).timestamp()),
+            _context(now),
+            now + dt.timedelta(minutes=50),
+        )
 
 
 def test_a_file_still_written_after_the_bound_fails_the_task_naming_it_and_when_it_is_judged():
@@ -208,19 +246,24 @@ def test_a_file_still_written_after_the_bound_fails_the_task_naming_it_and_when_
     with pytest.raises(AirflowFailException) as failed:  # what run_task turns into its one line, no retries
         orchestration.fail_fast(lambda: orchestration.wait_for_arriving(report, _context(first), now))
     line = str(failed.value)
-    assert line == ("1 file(s) still being written after waiting 60 min, not judged: 'webbtidbok_enheter_2026-02.csv'; "
-                    "the next scheduled run (2026-03-03 00:00 UTC) judges them once they are left alone (or trigger "
-                    "the DAG then)")
+    assert line == (
+        "1 file(s) still being written after waiting 60 min, not judged: 'webbtidbok_enheter_2026-02.csv'; "
+        "the next scheduled run (2026-03-03 00:00 UTC) judges them once they are left alone (or trigger "
+        "the DAG then)"
+    )
 
 
-@pytest.mark.parametrize(("name", "period", "catch_up", "judged"), [
-    ("journalen_2026-02.csv", None, False, True),
-    ("journalen_2026-02.csv", "2026-02", False, True),
-    ("journalen_2026-01.csv", "2026-02", False, False),
-    ("journalen_2026-01.csv", "2026-02", True, True),
-    ("journalen_2026-03.csv", "2026-02", True, False),  # a later month: another run's
-    ("export-feb.csv", "2026-02", True, True),  # no export's name: this run names it once it has settled
-])
+@pytest.mark.parametrize(
+    ("name", "period", "catch_up", "judged"),
+    [
+        ("journalen_2026-02.csv", None, False, True),
+        ("journalen_2026-02.csv", "2026-02", False, True),
+        ("journalen_2026-01.csv", "2026-02", False, False),
+        ("journalen_2026-01.csv", "2026-02", True, True),
+        ("journalen_2026-03.csv", "2026-02", True, False),  # a later month: another run's
+        ("export-feb.csv", "2026-02", True, True),  # no export's name: this run names it once it has settled
+    ],
+)
 def test_an_ehealth_run_waits_only_for_the_files_it_would_judge(name, period, catch_up, judged):
     from etl.pipelines import ehealth_adoption
 
@@ -236,8 +279,11 @@ def test_the_run_report_names_the_files_still_arriving(tmp_path):
         (tmp_path / "landing" / "ehealth" / name).write_text("x")
     old = time.time() - 3600
     os.utime(tmp_path / "landing" / "ehealth" / "journalen_2026-01.csv", (old, old))
-    settings = Settings.resolve(landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "warehouse"),
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "60"})
+    settings = Settings.resolve(
+        landing=str(tmp_path / "landing"),
+        warehouse=str(tmp_path / "warehouse"),
+        environ={"ETL_LANDING_SETTLE_SECONDS": "60"},
+    )
     report = common.RunReport("ehealth_adoption", "b1")
     listed = time.time()
     intake = common.take_in(settings, "ehealth", (".csv",), report)

@@ -52,7 +52,9 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     original = sorted((landing / "county_reports").glob("arsrapport_2019_*.json"))[0]
     code = original.name.split("_")[2]
     doc = json.loads(original.read_text(encoding="utf-8"))
-    [published] = [r for r in publish.read_table(str(warehouse), "county_report").to_pylist() if r["region_code"] == code]
+    [published] = [
+        r for r in publish.read_table(str(warehouse), "county_report").to_pylist() if r["region_code"] == code
+    ]
     doc["grant_sek"] = f"{published['grant_sek'] + 1_000_000} kr"
     (landing / "county_reports" / f"arsrapport_2019_{code}_rattelse.json").write_text(json.dumps(doc), encoding="utf-8")
     county_reports.run(settings)
@@ -64,8 +66,12 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
     now_version = _notes(now["workbook"])["county_report"][3]
     assert (then_version, now_version) == (1, 2)  # version 0: the table created empty
     assert "county_report" in Path(then["report"]).read_text(encoding="utf-8")
-    changed = [(a, b) for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]), strict=False)
-               for a, b in zip(ra, rb, strict=False) if a != b]
+    changed = [
+        (a, b)
+        for ra, rb in zip(_first_sheet(then["workbook"]), _first_sheet(now["workbook"]), strict=False)
+        for a, b in zip(ra, rb, strict=False)
+        if a != b
+    ]
     assert changed, "the correction should change figures between the two reports"
     # Built again as of the same moment: the same figures (reproducible).
     again = followup.build_as_of(settings, before, str(tmp_path / "again"))
@@ -80,20 +86,67 @@ def test_a_report_as_of_a_date_uses_the_versions_of_that_date(tmp_path):
 
     # Through the CLI: one line per file, exit 0; a bad date is a usage error (exit 2), no traceback.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", before.isoformat(), "--out",
-                           str(tmp_path / "cli"), "--warehouse", str(warehouse), "--landing", str(landing)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "report",
+            "--as-of",
+            before.isoformat(),
+            "--out",
+            str(tmp_path / "cli"),
+            "--warehouse",
+            str(warehouse),
+            "--landing",
+            str(landing),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["workbook", "report"]
     # Without --out (as the analyst guide writes it): beside the current outputs, under exports/as-of/.
-    default = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", before.isoformat(),
-                              "--warehouse", str(warehouse), "--landing", str(landing)],
-                             capture_output=True, text=True, env=env, timeout=300)
+    default = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "report",
+            "--as-of",
+            before.isoformat(),
+            "--warehouse",
+            str(warehouse),
+            "--landing",
+            str(landing),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert default.returncode == 0, default.stderr
     written = [line.split(": ", 1)[1] for line in default.stdout.splitlines()]
     assert [Path(p).parent for p in written] == [warehouse / "exports" / "as-of"] * 2
     assert all(Path(p).is_file() for p in written)
-    bad = subprocess.run([sys.executable, "-m", "etl", "report", "--as-of", "last tuesday", "--out",
-                          str(tmp_path / "cli"), "--warehouse", str(warehouse)], capture_output=True, text=True,
-                         env=env, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "report",
+            "--as-of",
+            "last tuesday",
+            "--out",
+            str(tmp_path / "cli"),
+            "--warehouse",
+            str(warehouse),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--as-of must be a date" in bad.stderr

@@ -52,8 +52,7 @@ MONTH = dt.date(2017, 3, 1)
 PERIOD = "2017-03"
 FAST = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01, jitter=0.001, read_timeout=5, connect_timeout=2)
 KPI = "N17473"
-KOLADA_PATH = (f"/kolada/data/kpi/{KPI}/municipality/{','.join(r.kolada_id for r in regions.REGIONS)}"
-               "/year/2016,2017")
+KOLADA_PATH = f"/kolada/data/kpi/{KPI}/municipality/{','.join(r.kolada_id for r in regions.REGIONS)}/year/2016,2017"
 EVIL = '=HYPERLINK("http://evil.example","x")'
 MB = 1024 * 1024
 
@@ -89,15 +88,25 @@ class Ctx:
 
     # -- running
     def api_settings(self) -> Settings:
-        return Settings.resolve(landing=str(self.landing), warehouse=str(self.warehouse),
-                                scb_base_url=self.httpserver.url_for("/scb"),
-                                kolada_base_url=self.httpserver.url_for("/kolada"), kolada_kpis=KPI, environ={})
+        return Settings.resolve(
+            landing=str(self.landing),
+            warehouse=str(self.warehouse),
+            scb_base_url=self.httpserver.url_for("/scb"),
+            kolada_base_url=self.httpserver.url_for("/kolada"),
+            kolada_kpis=KPI,
+            environ={},
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        return subprocess.run([sys.executable, "-m", "etl", *args, "--landing", str(self.landing),
-                               "--warehouse", str(self.warehouse)],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "etl", *args, "--landing", str(self.landing), "--warehouse", str(self.warehouse)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=300,
+        )
 
 
 CASES: dict[str, Callable[[Ctx], None]] = {}
@@ -108,6 +117,7 @@ def case(name: str):
         assert name not in CASES, name
         CASES[name] = fn
         return fn
+
     return register
 
 
@@ -220,41 +230,71 @@ def _(ctx):
 
 @case("county-json-top-level-array")
 def _(ctx):
-    county_rejected_whole(ctx, "uppsala_2017.json", b"[1, 2, 3]",
-                          "JSON must be an object at the top level, not an array")
+    county_rejected_whole(
+        ctx, "uppsala_2017.json", b"[1, 2, 3]", "JSON must be an object at the top level, not an array"
+    )
 
 
 @case("county-json-wrong-types")
 def _(ctx):
     document = builders.doc(grant_sek=[20, "mnkr"], initiatives={"title": "x"})
-    entry = county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(document),
-                                  "grant_sek must be a single value, not an array", services=4)
+    entry = county_rejected_whole(
+        ctx,
+        "uppsala_2017.json",
+        builders.json_bytes(document),
+        "grant_sek must be a single value, not an array",
+        services=4,
+    )
     assert "initiatives must be a JSON array, not an object" in entry["reason"]
 
 
 @case("county-json-year-out-of-range")
 def _(ctx):
-    county_rejected_whole(ctx, "uppsala_1999.json", builders.json_bytes(builders.doc(report_year=1999)),
-                          "Redovisningsår: 1999 is outside 2016..2100", initiatives=3, services=4)
+    county_rejected_whole(
+        ctx,
+        "uppsala_1999.json",
+        builders.json_bytes(builders.doc(report_year=1999)),
+        "Redovisningsår: 1999 is outside 2016..2100",
+        initiatives=3,
+        services=4,
+    )
 
 
 @case("county-json-negative-spend")
 def _(ctx):
     spend = {"it_support": "-8 mnkr", "competence_use": "5 000 tkr", "competence_supply": "6 900 000 kr"}
-    county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(builders.doc(spend_sek=spend)),
-                          "Använt IT-stöd och processer (kr): negative", initiatives=3, services=4)
+    county_rejected_whole(
+        ctx,
+        "uppsala_2017.json",
+        builders.json_bytes(builders.doc(spend_sek=spend)),
+        "Använt IT-stöd och processer (kr): negative",
+        initiatives=3,
+        services=4,
+    )
 
 
 @case("county-json-spend-over-grant")
 def _(ctx):
-    county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(builders.doc(grant_sek="10 mnkr")),
-                          "more than the 1 % tolerance over it", initiatives=3, services=4)
+    county_rejected_whole(
+        ctx,
+        "uppsala_2017.json",
+        builders.json_bytes(builders.doc(grant_sek="10 mnkr")),
+        "more than the 1 % tolerance over it",
+        initiatives=3,
+        services=4,
+    )
 
 
 @case("county-json-unknown-region")
 def _(ctx):
-    county_rejected_whole(ctx, "atlantis_2017.json", builders.json_bytes(builders.doc(region="Region Atlantis")),
-                          "Region: unknown region", initiatives=3, services=4)
+    county_rejected_whole(
+        ctx,
+        "atlantis_2017.json",
+        builders.json_bytes(builders.doc(region="Region Atlantis")),
+        "Region: unknown region",
+        initiatives=3,
+        services=4,
+    )
 
 
 @case("county-json-empty-file")
@@ -271,8 +311,7 @@ def _(ctx):
 def _(ctx):
     document = builders.doc()
     document["padding"] = "x" * (11 * MB)
-    county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(document),
-                          "over the 10485760-byte limit")
+    county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(document), "over the 10485760-byte limit")
 
 
 @case("county-json-unknown-enum-in-one-row")
@@ -283,8 +322,9 @@ def _(ctx):
     county_reports.run(ctx.settings)
     assert len(ctx.table("county_report")) == 1
     assert [r["title"] for r in ctx.table("county_initiative")] == ["Digitala vårdbesök", "Kliniskt introduktionsår"]
-    entry = only_entry(ctx.quarantine("county_initiative"), "Område: unknown area 'Rymdfart'", rows_held=1,
-                       row_number=2)
+    entry = only_entry(
+        ctx.quarantine("county_initiative"), "Område: unknown area 'Rymdfart'", rows_held=1, row_number=2
+    )
     assert "Insats=Vårdnära service" in entry["raw"] or "title=Vårdnära service" in entry["raw"]
     assert counts(ctx, "county_initiative") == (3, 2, 1)
 
@@ -296,7 +336,10 @@ def _(ctx):
     land_report(ctx, "uppsala_2017.json", builders.json_bytes(document))
     county_reports.run(ctx.settings)
     assert sorted(r["service"] for r in ctx.table("county_ehealth_service")) == [
-        "patient_journal_online", "remote_care", "self_check_in"]
+        "patient_journal_online",
+        "remote_care",
+        "self_check_in",
+    ]
     held = ctx.quarantine("county_ehealth_service")
     assert [q["row_number"] for q in held] == [1, 5]  # both, never one chosen silently
     assert all("service web_booking listed 2 times (rows 1, 5)" in q["reason"] for q in held)
@@ -305,8 +348,10 @@ def _(ctx):
 
 @case("county-json-duplicate-submission-same-delivery")
 def _(ctx):
-    for name, grant, mtime in (("uppsala_2017_v1.json", "20 mnkr", 1_600_000_000),
-                               ("uppsala_2017_v2.json", "21 mnkr", 1_600_000_100)):
+    for name, grant, mtime in (
+        ("uppsala_2017_v1.json", "20 mnkr", 1_600_000_000),
+        ("uppsala_2017_v2.json", "21 mnkr", 1_600_000_100),
+    ):
         land_report(ctx, name, builders.json_bytes(builders.doc(grant_sek=grant)), mtime=mtime)
     county_reports.run(ctx.settings)
     assert [(r["region_code"], r["grant_sek"]) for r in ctx.table("county_report")] == [("03", 21_000_000)]
@@ -375,8 +420,14 @@ def _(ctx):
     document["initiatives"][1].update({f"note_{i}": "x" for i in range(3)})
     # A key the web form does not write refuses the report (it could null a published value unseen);
     # 100 006 of them: ten named, the rest counted — never megabytes of message.
-    entry = county_rejected_whole(ctx, "uppsala_2017.json", builders.json_bytes(document),
-                                  "unknown key(s), not produced by the web form: 'extra_0', 'extra_1', ", 3, 4)
+    entry = county_rejected_whole(
+        ctx,
+        "uppsala_2017.json",
+        builders.json_bytes(document),
+        "unknown key(s), not produced by the web form: 'extra_0', 'extra_1', ",
+        3,
+        4,
+    )
     assert "'extra_9' and 99993 more" in entry["reason"]
     assert len(entry["reason"]) < 2000
 
@@ -421,8 +472,14 @@ def _(ctx):
             if sheet.cell(row=row, column=1).value == "Erhållna medel (kr)":
                 sheet.cell(row=row, column=2).value = True
 
-    entry = county_rejected_whole(ctx, "uppsala_2017.xlsx", builders.xlsx_bytes(builders.doc(), tweak),
-                                  "Redovisningsår: not a year", initiatives=3, services=4)
+    entry = county_rejected_whole(
+        ctx,
+        "uppsala_2017.xlsx",
+        builders.xlsx_bytes(builders.doc(), tweak),
+        "Redovisningsår: not a year",
+        initiatives=3,
+        services=4,
+    )
     assert "Erhållna medel (kr):" in entry["reason"]
 
 
@@ -432,25 +489,39 @@ def _(ctx):
         sheet = book["Uppgifter"]
         sheet.delete_rows(2, sheet.max_row)
 
-    entry = county_rejected_whole(ctx, "uppsala_2017.xlsx", builders.xlsx_bytes(builders.doc(), tweak),
-                                  "sheet Uppgifter: missing field row(s) ", initiatives=3, services=4)
+    entry = county_rejected_whole(
+        ctx,
+        "uppsala_2017.xlsx",
+        builders.xlsx_bytes(builders.doc(), tweak),
+        "sheet Uppgifter: missing field row(s) ",
+        initiatives=3,
+        services=4,
+    )
     assert "missing field row(s) 'Region', 'Redovisningsår', 'Erhållna medel (kr)', " in entry["reason"]
 
 
 @case("county-xlsx-grant-row-deleted")
 def _(ctx):
     """A first delivery whose grant row is gone would publish the grant as null: refused whole instead."""
+
     def tweak(book):
         sheet = book["Uppgifter"]
         row = next(r for r in range(1, sheet.max_row + 1) if sheet.cell(r, 1).value == "Erhållna medel (kr)")
         sheet.delete_rows(row)
 
-    entry = county_rejected_whole(ctx, "uppsala_2017.xlsx", builders.xlsx_bytes(builders.doc(), tweak),
-                                  "sheet Uppgifter: missing field row(s) 'Erhållna medel (kr)' (keep every row",
-                                  initiatives=3, services=4)
-    assert entry["reason"] == ("uppsala_2017.xlsx: blocked, refused whole: sheet Uppgifter: missing field row(s) "
-                               "'Erhållna medel (kr)' (keep every row of the template; leave the value blank for "
-                               "a field without an answer)")
+    entry = county_rejected_whole(
+        ctx,
+        "uppsala_2017.xlsx",
+        builders.xlsx_bytes(builders.doc(), tweak),
+        "sheet Uppgifter: missing field row(s) 'Erhållna medel (kr)' (keep every row",
+        initiatives=3,
+        services=4,
+    )
+    assert entry["reason"] == (
+        "uppsala_2017.xlsx: blocked, refused whole: sheet Uppgifter: missing field row(s) "
+        "'Erhållna medel (kr)' (keep every row of the template; leave the value blank for "
+        "a field without an answer)"
+    )
 
 
 @case("county-xlsx-10000-columns")
@@ -500,8 +571,9 @@ def _(ctx):
 def ehealth_month(ctx: Ctx, units: int = 0) -> dict[str, Path]:
     """A valid month in the plainest spelling (UTF-8, ';', region codes); kind → path."""
     unit_set = ehealth_sample.make_units(units, SEED) if units else None
-    paths = ehealth_sample.write_month(ctx.landing / "ehealth", MONTH, seed=SEED, units=unit_set,
-                                       style=ehealth_sample.PLAIN)
+    paths = ehealth_sample.write_month(
+        ctx.landing / "ehealth", MONTH, seed=SEED, units=unit_set, style=ehealth_sample.PLAIN
+    )
     return {p.name.rsplit("_", 1)[0]: p for p in paths}
 
 
@@ -568,8 +640,9 @@ def _(ctx):
 @case("ehealth-csv-binary-junk")
 def _(ctx):
     data = garbage(4096, seed=3)
-    entry = journal_rejected_whole(ctx, data, "journalen_2017-03.csv: ",
-                                   max(1, sum(1 for line in data.splitlines() if line.strip()) - 1) * 3)
+    entry = journal_rejected_whole(
+        ctx, data, "journalen_2017-03.csv: ", max(1, sum(1 for line in data.splitlines() if line.strip()) - 1) * 3
+    )
     assert "not a text file" in entry["reason"] or "neither UTF-8 nor Windows-1252" in entry["reason"]
 
 
@@ -582,8 +655,9 @@ def _(ctx):
 
 @case("ehealth-csv-header-only")
 def _(ctx):
-    journal_rejected_whole(ctx, ";".join(ehealth_sample.JOURNAL_HEADER).encode() + b"\n",
-                           "no data lines under the header", 3)
+    journal_rejected_whole(
+        ctx, ";".join(ehealth_sample.JOURNAL_HEADER).encode() + b"\n", "no data lines under the header", 3
+    )
 
 
 @case("ehealth-csv-oversized-21mb")
@@ -597,19 +671,28 @@ def _(ctx):
 def _(ctx):
     paths = ehealth_month(ctx)
     data = paths["journalen"].read_text(encoding="utf-8").replace("2017-03;", "2017-04;").encode()
-    journal_rejected_whole(ctx, data, "every line's Månad (2017-04) differs from the file's month 2017-03",
-                           JOURNAL_HELD)
+    journal_rejected_whole(
+        ctx, data, "every line's Månad (2017-04) differs from the file's month 2017-03", JOURNAL_HELD
+    )
 
 
 @case("ehealth-xlsx-binary-junk")
 def _(ctx):
-    entry = journal_rejected_whole(ctx, garbage(5000, seed=4), "not a valid .xlsx file", 3,
-                                   name="journalen_2017-03.xlsx")
+    entry = journal_rejected_whole(
+        ctx, garbage(5000, seed=4), "not a valid .xlsx file", 3, name="journalen_2017-03.xlsx"
+    )
     assert entry["source_file"].endswith(".xlsx")
 
 
-def line_quarantined(ctx: Ctx, edit: Callable[[list[str]], list[str]], reason: str, line: int, held_lines: int = 1,
-                     kind: str = "journalen", rows_in: int = 21 * 8):
+def line_quarantined(
+    ctx: Ctx,
+    edit: Callable[[list[str]], list[str]],
+    reason: str,
+    line: int,
+    held_lines: int = 1,
+    kind: str = "journalen",
+    rows_in: int = 21 * 8,
+):
     """An extra line quarantined with ``reason``; every region is still there, so the rest is loaded."""
     paths = ehealth_month(ctx)
     edit_lines(paths[kind], edit)
@@ -625,8 +708,15 @@ def line_quarantined(ctx: Ctx, edit: Callable[[list[str]], list[str]], reason: s
     return held
 
 
-def line_rejected(ctx: Ctx, edit: Callable[[list[str]], list[str]], reason: str, line: int, held_lines: int = 1,
-                  kind: str = "journalen", rows_in: int = 21 * 8):
+def line_rejected(
+    ctx: Ctx,
+    edit: Callable[[list[str]], list[str]],
+    reason: str,
+    line: int,
+    held_lines: int = 1,
+    kind: str = "journalen",
+    rows_in: int = 21 * 8,
+):
     """Line(s) of the export quarantined with ``reason``: its region would be missing, so the file is blocked.
 
     (Issue 13 §1: the 21-regions rule is judged on the rows that would be
@@ -658,6 +748,7 @@ def set_cell(code: str, column: int, value: str) -> Callable[[list[str]], list[s
                 cells[column] = value
             out.append(";".join(cells))
         return out
+
     return edit
 
 
@@ -669,9 +760,13 @@ def _(ctx):
     cut = len(b"\n".join(lines[:11])) + 1 + len("2017-03;1")  # inside the region cell of line 12
     paths["journalen"].write_bytes(data[:cut])
     # Cut short, it has no national row (issue 23 §3): blocked naming the cut line, not approvable.
-    fails(lambda: run_month(ctx), ValidationFailed, "1 month(s) blocked",
-          "journalen_2017-03.csv: blocked, the national row (Riket) is missing or unreadable (no line for it; "
-          "line 12 was not read: 2 fields, expected 5 (truncated line")
+    fails(
+        lambda: run_month(ctx),
+        ValidationFailed,
+        "1 month(s) blocked",
+        "journalen_2017-03.csv: blocked, the national row (Riket) is missing or unreadable (no line for it; "
+        "line 12 was not read: 2 fields, expected 5 (truncated line",
+    )
     # Blocked: nothing of the file is published (the month's web booking is), the failure is in the load log.
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
     failed = [r for r in ctx.log() if r["outcome"] == "blocked"]
@@ -696,8 +791,13 @@ def _(ctx):
 
 @case("ehealth-csv-units-connected-over-total")
 def _(ctx):
-    line_rejected(ctx, set_cell("05", 5, "99999"), "Anslutna enheter (units_connected) exceeds Enheter totalt",
-                  line=5, kind="webbtidbok")
+    line_rejected(
+        ctx,
+        set_cell("05", 5, "99999"),
+        "Anslutna enheter (units_connected) exceeds Enheter totalt",
+        line=5,
+        kind="webbtidbok",
+    )
 
 
 @case("ehealth-csv-unknown-region")
@@ -719,8 +819,7 @@ def _(ctx):
 
 @case("ehealth-csv-month-mismatch-one-line")
 def _(ctx):
-    line_rejected(ctx, set_cell("05", 0, "2017-04"), "Månad 2017-04 does not match the file's month 2017-03",
-                  line=5)
+    line_rejected(ctx, set_cell("05", 0, "2017-04"), "Månad 2017-04 does not match the file's month 2017-03", line=5)
 
 
 @case("ehealth-csv-duplicate-region-line")
@@ -757,8 +856,12 @@ def _(ctx):
     lines.insert(-1, "2017-03;" + "Region Uppsala " * (MB // 15) + ";1;1;1")
     # Past the CSV reader's 128 kB field limit: a monthly export never holds such a cell, the file
     # is quarantined whole with the line named (never read with the cell cut short).
-    entry = journal_rejected_whole(ctx, ("\n".join(lines) + "\n").encode(),
-                                   "line 23 holds a cell of 1048575 characters, over the limit of 32767", 23 * 3)
+    entry = journal_rejected_whole(
+        ctx,
+        ("\n".join(lines) + "\n").encode(),
+        "line 23 holds a cell of 1048575 characters, over the limit of 32767",
+        23 * 3,
+    )
     assert len(entry["reason"]) < 200
 
 
@@ -767,8 +870,12 @@ def _(ctx):
     paths = ehealth_month(ctx)
     paths["journalen"].rename(paths["journalen"].with_name("journalen_2017-3.csv"))
     # Not guessed at, never silent: the run loads the rest, then fails naming it.
-    fails(lambda: run_month(ctx), BadInput, "1 file(s) in landing not loaded",
-          "journalen_2017-3.csv: not an e-health export name")
+    fails(
+        lambda: run_month(ctx),
+        BadInput,
+        "1 file(s) in landing not loaded",
+        "journalen_2017-3.csv: not an e-health export name",
+    )
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
 
 
@@ -776,8 +883,11 @@ def _(ctx):
 def _(ctx):
     paths = ehealth_month(ctx)
     xlsx = paths["journalen"].with_suffix(".xlsx")
-    xlsx.write_bytes(ehealth_sample.render_xlsx(
-        [line.split(";") for line in paths["journalen"].read_text(encoding="utf-8").splitlines()]))
+    xlsx.write_bytes(
+        ehealth_sample.render_xlsx(
+            [line.split(";") for line in paths["journalen"].read_text(encoding="utf-8").splitlines()]
+        )
+    )
     fails(lambda: run_month(ctx), EtlError, "2017-03: 2 files for journalen", "remove all but one")
     assert ctx.table("ehealth_adoption") == []
 
@@ -792,9 +902,12 @@ def _(ctx):
     # files, skipped): to a Windows share or an object-store key it reads as a path that climbs out.
     (ctx.landing / "ehealth" / "x\\..\\..\\journalen_2017-04.csv").write_bytes(b"x")
     # The month beside it loads; the run then fails naming the file it could not take in.
-    fails(lambda: ehealth_adoption.run(ctx.settings), BadInput,
-          "ehealth_adoption: 1 file(s) in landing not loaded (rename or remove them)",
-          "unsafe file name in landing storage: 'x\\\\..\\\\..\\\\journalen_2017-04.csv'")
+    fails(
+        lambda: ehealth_adoption.run(ctx.settings),
+        BadInput,
+        "ehealth_adoption: 1 file(s) in landing not loaded (rename or remove them)",
+        "unsafe file name in landing storage: 'x\\\\..\\\\..\\\\journalen_2017-04.csv'",
+    )
     loaded = ctx.table("ehealth_adoption")
     assert {r["month"] for r in loaded} == {dt.date(2017, 3, 1)} and len(loaded) == 21 * 8  # 21 regions x 8 metrics
     failed = [r for r in publish.read_load_log(str(ctx.warehouse)).to_pylist() if r["outcome"] == "failed"]
@@ -808,9 +921,12 @@ def _(ctx):
 def _(ctx):
     land_report(ctx, "skane_2017.json", builders.json_bytes(builders.doc(region="Region Skåne")))
     (ctx.landing / "county_reports" / "gone_2017.json").symlink_to(ctx.landing / "no-such-file.json")
-    fails(lambda: county_reports.run(ctx.settings), BadInput,
-          "county_reports: 1 file(s) in landing not loaded",
-          "'gone_2017.json' is a symbolic link: landing takes regular files only")
+    fails(
+        lambda: county_reports.run(ctx.settings),
+        BadInput,
+        "county_reports: 1 file(s) in landing not loaded",
+        "'gone_2017.json' is a symbolic link: landing takes regular files only",
+    )
     assert [r["region_code"] for r in ctx.table("county_report")] == ["12"]  # the readable report loaded
 
 
@@ -819,9 +935,12 @@ def _(ctx):
     paths = ehealth_month(ctx)
     edit_lines(paths["webbtidbok"], lambda lines: [line for line in lines if ";14;" not in line])
     out = ctx.cli("run", "ehealth-adoption", "--period", PERIOD)
-    cli_fails(out, "error: ehealth_adoption: 1 month(s) blocked, 0 processed",
-              "webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (14 Västra Götalandsregionen)",
-              "a person may approve publishing it")
+    cli_fails(
+        out,
+        "error: ehealth_adoption: 1 month(s) blocked, 0 processed",
+        "webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (14 Västra Götalandsregionen)",
+        "a person may approve publishing it",
+    )
     assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"patient_journal_online"}
 
 
@@ -829,8 +948,11 @@ def _(ctx):
 def _(ctx):
     ehealth_month(ctx)
     (ctx.landing / "ehealth" / "x\\..\\journalen_2017-05.csv").write_bytes(b"x")
-    cli_fails(ctx.cli("run", "ehealth-adoption"), "error: ehealth_adoption: 1 file(s) in landing not loaded",
-              "unsafe file name in landing storage")
+    cli_fails(
+        ctx.cli("run", "ehealth-adoption"),
+        "error: ehealth_adoption: 1 file(s) in landing not loaded",
+        "unsafe file name in landing storage",
+    )
 
 
 # --------------------------------------------------------------------------- unit-level daily files
@@ -852,8 +974,9 @@ def unit_rows_rejected(ctx: Ctx, edit, reason: str, lines: list[int], rows_in: i
     held = ctx.quarantine("ehealth_unit_daily")
     assert [q["row_number"] for q in held] == lines, held
     # rows_held is null (= 1) where a row-level expectation quarantined the row.
-    assert all(reason in q["reason"] and (q["rows_held"] or 1) == 1 and q["source_file"].endswith(path.name)
-               for q in held)
+    assert all(
+        reason in q["reason"] and (q["rows_held"] or 1) == 1 and q["source_file"].endswith(path.name) for q in held
+    )
     assert len(ctx.table("ehealth_unit_daily")) == rows_in - len(lines)
     assert counts(ctx, "ehealth_unit_daily") == (rows_in, rows_in - len(lines), len(lines))
     return held
@@ -876,13 +999,19 @@ def unit_cell(line: int, column: int, value: str):
         cells[column] = value
         lines[line - 1] = ";".join(cells)
         return lines
+
     return edit
 
 
 @case("unit-duplicate-unit-day")
 def _(ctx):
-    unit_rows_rejected(ctx, lambda lines: lines[:6] + [lines[5]] + lines[6:],
-                       "the same unit and day appears more than once", lines=[6, 7], rows_in=UNIT_ROWS + 1)
+    unit_rows_rejected(
+        ctx,
+        lambda lines: lines[:6] + [lines[5]] + lines[6:],
+        "the same unit and day appears more than once",
+        lines=[6, 7],
+        rows_in=UNIT_ROWS + 1,
+    )
 
 
 @case("unit-malformed-hsa-id")
@@ -921,8 +1050,13 @@ def _(ctx):
     data = path.read_bytes()
     path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 15])  # the last line cut inside its HSA id
     # An upload cut short: refused whole even in a first delivery (it would publish part of the month).
-    unit_rejected_whole(ctx, path, f"{path.name}: the last line (line {UNIT_ROWS + 1}) is cut short: the file "
-                                   "was not transferred whole; send it again", UNIT_ROWS)
+    unit_rejected_whole(
+        ctx,
+        path,
+        f"{path.name}: the last line (line {UNIT_ROWS + 1}) is cut short: the file "
+        "was not transferred whole; send it again",
+        UNIT_ROWS,
+    )
 
 
 @case("unit-10000-fields-in-a-line")
@@ -954,8 +1088,12 @@ def _(ctx):
     assert path.read_bytes().index(b"\x00") > MB  # past the sample the encoding check reads
     run_month(ctx)
     # That line alone, with its reason; the NUL reaches neither the table nor the quarantine text.
-    entry = only_entry(ctx.quarantine("ehealth_unit_daily"), "control character (NUL or similar) in the line",
-                       rows_held=1, row_number=rows - 3)
+    entry = only_entry(
+        ctx.quarantine("ehealth_unit_daily"),
+        "control character (NUL or similar) in the line",
+        rows_held=1,
+        row_number=rows - 3,
+    )
     assert "\x00" not in entry["raw"] and "Vårdcentralen\ufffdÅby" in entry["raw"]
     assert not [r for r in ctx.table("ehealth_unit_daily") if "\x00" in (r["unit_name"] or "")]
     assert counts(ctx, "ehealth_unit_daily") == (rows, rows - 1, 1)
@@ -993,18 +1131,24 @@ def _(ctx):
 def serve(ctx: Ctx, scb_doc: dict | bytes | None = None, kolada_page: dict | bytes | None = None) -> None:
     server = ctx.httpserver
     server.expect_request("/scb/tables/TAB638/metadata").respond_with_data(
-        (API_FIXTURES / "scb_tab638_metadata.json").read_bytes(), content_type="application/json")
+        (API_FIXTURES / "scb_tab638_metadata.json").read_bytes(), content_type="application/json"
+    )
     scb_doc = reference_sample.scb_document(2016, 2017, SEED) if scb_doc is None else scb_doc
-    kolada_page = kolada_page if kolada_page is not None else {
-        "count": 42, "values": reference_sample.kolada_records((KPI,), 2016, 2017, SEED)}
+    kolada_page = (
+        kolada_page
+        if kolada_page is not None
+        else {"count": 42, "values": reference_sample.kolada_records((KPI,), 2016, 2017, SEED)}
+    )
 
     def body(doc):
         return doc if isinstance(doc, bytes) else json.dumps(doc).encode()
 
     server.expect_request("/scb/tables/TAB638/data", method="POST").respond_with_response(
-        Response(body(scb_doc), content_type="application/json"))
+        Response(body(scb_doc), content_type="application/json")
+    )
     server.expect_request(KOLADA_PATH).respond_with_response(
-        Response(body(kolada_page), content_type="application/json"))
+        Response(body(kolada_page), content_type="application/json")
+    )
 
 
 def run_reference(ctx: Ctx):
@@ -1133,8 +1277,12 @@ def _(ctx):
     reference_sample.write(ctx.landing, 2016, 2017, seed=SEED)
     (ctx.landing / "api_snapshot" / "scb_tab638.json").write_bytes(nested(10_000))
     offline = Settings.resolve(landing=str(ctx.landing), warehouse=str(ctx.warehouse), kolada_kpis="", environ={})
-    fails(lambda: reference.run(offline, year=2017, offline_snapshot=True), BadInput,
-          "offline snapshot scb_tab638.json: ", "nested too deeply")
+    fails(
+        lambda: reference.run(offline, year=2017, offline_snapshot=True),
+        BadInput,
+        "offline snapshot scb_tab638.json: ",
+        "nested too deeply",
+    )
     assert ctx.table("population") == []
 
 
@@ -1159,8 +1307,11 @@ def assert_nothing_lost(warehouse_uri: str) -> None:
         loads = [r for r in committed if r["table_name"] == table]
         if len(loads) != 1 or loads[0]["outcome"] != "published":
             continue  # a later load may have replaced part of this one's quarantine
-        held = [q for q in publish.read_quarantine(warehouse_uri, table).to_pylist()
-                if q["batch_id"] == loads[0]["batch_id"]]
+        held = [
+            q
+            for q in publish.read_quarantine(warehouse_uri, table).to_pylist()
+            if q["batch_id"] == loads[0]["batch_id"]
+        ]
         assert sum(q["rows_held"] or 1 for q in held) == loads[0]["rows_quarantined"], (table, held)
 
 

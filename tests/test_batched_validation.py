@@ -45,8 +45,15 @@ def _essentials(data: dict) -> list[tuple]:
     for item in data["results"]:
         res = item["result"]
         rows = sorted(e[expectation_suites.ROW_ID] for e in res.get("unexpected_index_list") or [])
-        out.append((item["expectation_config"]["type"], item["success"], res.get("element_count"),
-                    res.get("unexpected_count", 0), rows))
+        out.append(
+            (
+                item["expectation_config"]["type"],
+                item["success"],
+                res.get("element_count"),
+                res.get("unexpected_count", 0),
+                rows,
+            )
+        )
     return out
 
 
@@ -65,8 +72,10 @@ def test_each_files_part_of_the_run_result_is_what_validating_it_alone_gives(set
             compared += 1
     assert compared == 2 * 4 * 2  # each file: its regional rows, then (as they pass) its national rows
     failed = {p.export.source_file.rsplit("/", 1)[-1]: p.failed for p in prepared.values() if p.failed}
-    assert list(failed) == ["journalen_2017-04.csv"] and "do not sum to the national total" in failed[
-        "journalen_2017-04.csv"]
+    assert (
+        list(failed) == ["journalen_2017-04.csv"]
+        and "do not sum to the national total" in failed["journalen_2017-04.csv"]
+    )
 
 
 def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_result(
@@ -81,7 +90,9 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
         return real(table, frame)
 
     monkeypatch.setattr(validation, "_run_suite", counted)
-    code = cli.main(["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri])
+    code = cli.main(
+        ["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri]
+    )
     out = capsys.readouterr()
     assert code != 0 and "journalen_2017-04.csv" in out.out + out.err  # April is blocked, the others published
     tables = [t for t, _ in runs]
@@ -96,8 +107,16 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
         data = json.loads(path.read_text(encoding="utf-8"))
         stored[path.stem[-7:]] = data
     assert sorted(stored) == [f"{m:%Y-%m}" for m in MONTHS]
-    counts = {m: sorted({r["result"].get("element_count") for r in d["results"]
-                         if "rule" not in (r["expectation_config"].get("meta") or {})}) for m, d in stored.items()}
+    counts = {
+        m: sorted(
+            {
+                r["result"].get("element_count")
+                for r in d["results"]
+                if "rule" not in (r["expectation_config"].get("meta") or {})
+            }
+        )
+        for m, d in stored.items()
+    }
     # A month's result holds each of its two files' rows (journal 3 metrics, web booking 5, per region), not the run's.
     assert counts == {"2017-01": [63, 105], "2017-02": [63, 105], "2017-03": [60, 105], "2017-04": [63, 105]}, counts
     assert stored["2017-01"]["success"] is True
@@ -106,10 +125,15 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
     quarantined = [r for r in failing if "rule" not in (r["expectation_config"].get("meta") or {})]
     assert [r["expectation_config"]["kwargs"]["column"] for r in quarantined] == ["_check_unique_users_le_logins"]
     assert [r["expectation_config"]["meta"]["rule"] for r in failing if r not in quarantined] == [
-        "21 regions readable"]  # the delivery suite: the quarantined line leaves a region out, the file is blocked
-    assert {e[expectation_suites.ROW_ID] for e in quarantined[0]["result"]["unexpected_index_list"]} <= set(range(21 * 8))
-    national = {p.stem[-7:]: json.loads(p.read_text(encoding="utf-8"))
-                for p in (warehouse / "_validation" / "ehealth_adoption_national").glob("*.json")}
+        "21 regions readable"
+    ]  # the delivery suite: the quarantined line leaves a region out, the file is blocked
+    assert {e[expectation_suites.ROW_ID] for e in quarantined[0]["result"]["unexpected_index_list"]} <= set(
+        range(21 * 8)
+    )
+    national = {
+        p.stem[-7:]: json.loads(p.read_text(encoding="utf-8"))
+        for p in (warehouse / "_validation" / "ehealth_adoption_national").glob("*.json")
+    }
     april = national["2017-04"]
     assert april["success"] is False
     page = next((warehouse / "_data_docs" / "ehealth_adoption_national").glob("*2017-04.html")).read_text("utf-8")
@@ -118,8 +142,12 @@ def test_a_run_validates_each_monthly_table_once_and_stores_each_months_own_resu
     assert any(r["expectation_config"]["kwargs"].get("column") == "_check_reconciliation_deviation" for r in failing)
     # The delivery suite names the rule and the file in both tables' results: the journal file is blocked whole.
     for data in (april, stored["2017-04"]):
-        rule = [r for r in data["results"] if not r["success"]
-                and (r["expectation_config"].get("meta") or {}).get("rule") == "table rules on the whole file"]
+        rule = [
+            r
+            for r in data["results"]
+            if not r["success"]
+            and (r["expectation_config"].get("meta") or {}).get("rule") == "table rules on the whole file"
+        ]
         assert rule and "journalen_2017-04.csv" in str(rule[0]["result"]["partial_unexpected_list"]), data["results"]
         assert data["success"] is False and data["meta"]["etl_verdict"]["blocked"] == ["journalen_2017-04.csv"]
     assert national["2017-01"]["success"] is True
@@ -148,8 +176,13 @@ def _findings_cases():
         Findings("b.csv", tables, refused_whole="b.csv: not a CSV"),
         Findings("c.csv", tables, national_row="the national row (Riket) is missing"),
         Findings("d.csv", tables, regions_lacking=["09 Region Gotland"]),
-        Findings("e.csv", tables, regions_lacking=["03 Region Uppsala"], quarantined_lines=1,
-                 rejected=[{"row_number": 3, "reason": "not a number"}]),
+        Findings(
+            "e.csv",
+            tables,
+            regions_lacking=["03 Region Uppsala"],
+            quarantined_lines=1,
+            rejected=[{"row_number": 3, "reason": "not a number"}],
+        ),
         Findings("f.csv", tables, values_lost=2, rows_removed=1),
         Findings("g.csv", ("ehealth_unit_daily",), rows_loadable=0),
         Findings("h.csv", ("ehealth_unit_daily",), rows_loadable=5, rejected=[{"row_number": 9, "reason": "bad"}]),
@@ -168,10 +201,13 @@ def test_check_decides_with_the_same_suite_without_gx_as_gx_does():
     assert plain is not None
     for mine, theirs in zip(plain, gx, strict=True):
         assert {r: sorted(c["meta"]["rule"] for c in cs) for r, cs in mine.failed_expectations.items()} == {
-            r: sorted(c["meta"]["rule"] for c in cs) for r, cs in theirs.failed_expectations.items()}
+            r: sorted(c["meta"]["rule"] for c in cs) for r, cs in theirs.failed_expectations.items()
+        }
         assert mine.critical == theirs.critical == [] and mine.warnings == theirs.warnings == []
-    failed = {**{i: r for i, r in plain[0].failed_expectations.items()},
-              **{i + 4: r for i, r in plain[1].failed_expectations.items()}}
+    failed = {
+        **{i: r for i, r in plain[0].failed_expectations.items()},
+        **{i + 4: r for i, r in plain[1].failed_expectations.items()},
+    }
     assert sorted(failed) == [1, 2, 3, 4, 5, 6, 7]  # every case but the clean ones (a.csv, i.csv) fails a rule
 
 
@@ -187,8 +223,13 @@ def _cli_in_a_fresh_process(*args: str) -> tuple[int, bool]:
         f"rc = cli.main({list(args)!r})\n"
         "print(rc, 'great_expectations' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
+    )
     rc, imported = out.stdout.split()[-2:]
     return int(rc), imported == "True"
 
@@ -223,7 +264,9 @@ def test_when_the_run_wide_validation_cannot_run_each_month_is_validated_on_its_
         return real(table, frames)
 
     monkeypatch.setattr(validation, "validate_many", fails_together)
-    code = cli.main(["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri])
+    code = cli.main(
+        ["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri]
+    )
     out = capsys.readouterr()
     assert code == 0, out.out + out.err
     assert "each month on its own" in caplog.text

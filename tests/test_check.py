@@ -29,22 +29,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _tree(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` → SHA-256 of its content: what "nothing was written" compares."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_good_files_would_load_and_a_check_writes_nothing(settings, landing, warehouse, tmp_path):
     journal = _write(landing, "journalen")
     report = builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
     verdicts = check.check([str(journal), str(report)], settings)
-    assert [(v.name, v.verdict) for v in verdicts] == [("journalen_2017-03.csv", check.LOADS),
-                                                       ("uppsala.json", check.LOADS)]
+    assert [(v.name, v.verdict) for v in verdicts] == [
+        ("journalen_2017-03.csv", check.LOADS),
+        ("uppsala.json", check.LOADS),
+    ]
     assert "ehealth_adoption: 63 row(s) to load (new)" in verdicts[0].lines
     assert any(line.startswith("county_initiative: ") and "(new)" in line for line in verdicts[1].lines)
     assert _tree(warehouse) == {}  # no table, quarantine, load log, validation result or state file
@@ -58,8 +62,9 @@ def test_good_files_would_load_and_a_check_writes_nothing(settings, landing, war
     assert _tree(warehouse) == before
 
 
-def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does(settings, landing, warehouse,
-                                                                                tmp_path):
+def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does(
+    settings, landing, warehouse, tmp_path
+):
     _write(landing, "journalen")
     _write(landing, "webbtidbok")
     pipeline.run(settings)
@@ -74,9 +79,12 @@ def test_a_correction_that_would_shrink_is_reported_blocked_as_the_run_then_does
     # would load is said as judged, none of it loading, not as what an approval would load (helper-26).
     assert "a person may approve" not in verdict.lines[0]
     assert not [line for line in verdict.lines if line.startswith("if approved: ")], verdict.lines
-    assert any(line.startswith("as judged (none of it loads): ehealth_adoption: ")
-               and "replacing 63 published row(s) of journalen_2017-03" in line
-               and "3 row(s) would be quarantined" in line for line in verdict.lines), verdict.lines
+    assert any(
+        line.startswith("as judged (none of it loads): ehealth_adoption: ")
+        and "replacing 63 published row(s) of journalen_2017-03" in line
+        and "3 row(s) would be quarantined" in line
+        for line in verdict.lines
+    ), verdict.lines
     assert _tree(warehouse) == tree
 
     # The run agrees: the same file in landing is blocked and the region's month stays.
@@ -100,12 +108,16 @@ def test_county_json_left_out_or_misspelt_lists_are_blocked_or_refused(settings,
     new_region = outbox / "sormland.json"
     new_region.write_bytes(builders.json_bytes(builders.doc(region="04", spend_sek={"it_support": "-5 000 kr"})))
 
-    first, second, third = (check.check([str(outbox / name)], settings)[0]
-                            for name in ("uppsala.json", "uppsala_rattelse.json", "sormland.json"))
+    first, second, third = (
+        check.check([str(outbox / name)], settings)[0]
+        for name in ("uppsala.json", "uppsala_rattelse.json", "sormland.json")
+    )
     assert first.verdict == check.BLOCKED
     assert "the file has no rows for county_initiative" in first.lines[0]
     assert second.verdict == check.REFUSED
-    assert second.lines[0] == "unknown key(s), not produced by the web form: 'Initiatives' (did you mean 'initiatives'?)"
+    assert (
+        second.lines[0] == "unknown key(s), not produced by the web form: 'Initiatives' (did you mean 'initiatives'?)"
+    )
     assert third.verdict in (check.QUARANTINE, check.REFUSED) and third.lines
 
 
@@ -146,8 +158,7 @@ def test_cli_exit_codes_and_output(settings, landing, warehouse, tmp_path):
 
 
 def test_credentials_in_a_file_uri_never_reach_the_output(settings, tmp_path):
-    done = _cli("check", "http://user:s3cret@127.0.0.1:9/journalen_2017-03.csv", "--warehouse",
-                str(tmp_path / "wh"))
+    done = _cli("check", "http://user:s3cret@127.0.0.1:9/journalen_2017-03.csv", "--warehouse", str(tmp_path / "wh"))
     assert done.returncode == 1
     assert "s3cret" not in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -164,21 +175,25 @@ def test_a_good_correction_would_load_replacing_the_published_month(settings, la
     assert "ehealth_adoption: 63 row(s) to load, replacing 63 published row(s) of journalen_2017-03" in verdict.lines
 
 
-def test_a_superseded_report_checked_in_landing_is_superseded_alone_as_with_its_correction(settings, landing,
-                                                                                         warehouse, tmp_path):
+def test_a_superseded_report_checked_in_landing_is_superseded_alone_as_with_its_correction(
+    settings, landing, warehouse, tmp_path
+):
     # Issue 25: the demo's superseded original, checked alone where it lies, said "would load" although the
     # run (which judges landing as a whole) never loads it. In landing it is judged among its neighbours.
     original = builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
-    correction = builders.land(landing, "uppsala_rattelse.xlsx",
-                               builders.xlsx_bytes(builders.doc(grant_sek="22 mnkr")), T0 + DAY)
+    correction = builders.land(
+        landing, "uppsala_rattelse.xlsx", builders.xlsx_bytes(builders.doc(grant_sek="22 mnkr")), T0 + DAY
+    )
     run_says = county.run(settings)
     assert any("quarantined uppsala.json: superseded by uppsala_rattelse.xlsx" in m for m in run_says.messages)
     tree = _tree(warehouse)
 
     alone, together = check.check([str(original)], settings), check.check([str(original), str(correction)], settings)
     assert [v.verdict for v in alone] == [check.SUPERSEDED]
-    assert alone[0].lines == [f"superseded by uppsala_rattelse.xlsx, a later file for the same region and year in "
-                              f"{landing / 'county_reports'}: a run does not load it"]
+    assert alone[0].lines == [
+        f"superseded by uppsala_rattelse.xlsx, a later file for the same region and year in "
+        f"{landing / 'county_reports'}: a run does not load it"
+    ]
     assert [v.verdict for v in together] == [check.SUPERSEDED, check.UNCHANGED]
     assert _tree(warehouse) == tree
 
@@ -192,8 +207,9 @@ def test_a_superseded_report_checked_in_landing_is_superseded_alone_as_with_its_
     assert any("replacing 1 published row(s) of region 03" in line for line in sender.lines), sender.lines
 
 
-def test_an_export_checked_in_landing_beside_a_second_file_of_its_kind_and_month_is_refused(settings, landing,
-                                                                                         tmp_path):
+def test_an_export_checked_in_landing_beside_a_second_file_of_its_kind_and_month_is_refused(
+    settings, landing, tmp_path
+):
     journal = _write(landing, "journalen")
     second = landing / "ehealth" / "Journalen_2017-03.csv"
     second.write_bytes(journal.read_bytes())
@@ -206,17 +222,21 @@ def test_an_export_checked_in_landing_beside_a_second_file_of_its_kind_and_month
 
 def test_an_approvable_block_says_what_an_approval_would_load(settings, tmp_path):
     """A region missing (Gotland did not report): a person may approve it, and check says what that would load."""
-    lacking = _write(tmp_path / "outbox", "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
+    lacking = _write(
+        tmp_path / "outbox", "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line]
+    )
     [verdict] = check.check([str(lacking)], settings)
     assert verdict.verdict == check.BLOCKED
     assert "lack 1 region(s): 09 Region Gotland" in verdict.lines[0] and "a person may approve" in verdict.lines[0]
-    assert any(line.startswith("if approved: ehealth_adoption: ") and "row(s) to load" in line
-               for line in verdict.lines), verdict.lines
+    assert any(
+        line.startswith("if approved: ehealth_adoption: ") and "row(s) to load" in line for line in verdict.lines
+    ), verdict.lines
     assert not [line for line in verdict.lines if line.startswith("as judged")], verdict.lines
 
 
-def test_a_file_named_with_personal_data_is_refused_masked_by_check_and_by_a_run(settings, landing, warehouse,
-                                                                                tmp_path):
+def test_a_file_named_with_personal_data_is_refused_masked_by_check_and_by_a_run(
+    settings, landing, warehouse, tmp_path
+):
     """A name is lineage (source_file, the load log, every line naming the file): one holding an address or a
     personnummer is refused, and every line names it masked (helper-26)."""
     name = "uppsala från anna.svensson@region.se 19800101-1234.json"

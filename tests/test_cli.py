@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def etl(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300
+    )
 
 
 def test_run_reference_then_status(tmp_path):
@@ -22,8 +23,17 @@ def test_run_reference_then_status(tmp_path):
 
     reference_sample.write(tmp_path / "l", 2016, 2025, units=1, unit_months=0, seed=1)
     wh = tmp_path / "wh"
-    out = etl("run", "reference", "--landing", str(tmp_path / "l"), "--warehouse", str(wh), "--kolada-kpis", "",
-              "--offline-snapshot")
+    out = etl(
+        "run",
+        "reference",
+        "--landing",
+        str(tmp_path / "l"),
+        "--warehouse",
+        str(wh),
+        "--kolada-kpis",
+        "",
+        "--offline-snapshot",
+    )
     assert out.returncode == 0, out.stderr
     assert "dim_region: published, 21 in = 21 loaded + 0 quarantined" in out.stdout
     status = etl("status", "--warehouse", str(wh))
@@ -41,13 +51,18 @@ def test_run_reference_then_status(tmp_path):
         (["run", "reference", "--kolada-kpis", "N1,bad id"], 2, "not alphanumeric"),
         # A wrong --warehouse (a typo: nothing there) is said, not read as an empty warehouse with all clear.
         *(
-            ([command, "--warehouse", "typo/wh"], 2,
-             "/typo/wh: it has no load log (a wrong --warehouse or ETL_WAREHOUSE_URI, "
-             "or no run yet?)")
+            (
+                [command, "--warehouse", "typo/wh"],
+                2,
+                "/typo/wh: it has no load log (a wrong --warehouse or ETL_WAREHOUSE_URI, or no run yet?)",
+            )
             for command in ("status", "approve", "maintain")
         ),
-        (["approve", "x.csv", "--reason", "Gotland did not report", "--warehouse", "typo/wh"], 2,
-         "/typo/wh: it has no load log"),
+        (
+            ["approve", "x.csv", "--reason", "Gotland did not report", "--warehouse", "typo/wh"],
+            2,
+            "/typo/wh: it has no load log",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_without_traceback(args, code, message, tmp_path):
@@ -75,7 +90,8 @@ def test_committed_docs_are_up_to_date():
     from etl import schemas
 
     assert (ROOT / "docs" / "tables.md").read_text(encoding="utf-8") == schemas.render_markdown() + "\n", (
-        "docs/tables.md is stale: run `make docs`")
+        "docs/tables.md is stale: run `make docs`"
+    )
 
 
 def test_the_generated_sections_of_the_docs_follow_the_declarations(tmp_path):
@@ -101,8 +117,9 @@ def test_the_generated_sections_of_the_docs_follow_the_declarations(tmp_path):
     generated_docs.write(tmp_path)
     assert (tmp_path / "docs" / "input-formats.md").read_text(encoding="utf-8") == contract
     # Markers removed: said, not silently skipped.
-    (tmp_path / "docs" / "county-report-guide.md").write_text(guide.replace("<!-- end generated", "<!-- end"),
-                                                              encoding="utf-8")
+    (tmp_path / "docs" / "county-report-guide.md").write_text(
+        guide.replace("<!-- end generated", "<!-- end"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match="county-report-fields, county-report-json not found"):
         generated_docs.stale(tmp_path)
 
@@ -114,8 +131,9 @@ def test_run_all_carries_on_past_a_failing_pipeline_and_exits_1_naming_it(tmp_pa
     reference_sample.write(landing, 2016, 2025, units=1, unit_months=0, seed=1)
     (landing / "county_reports").mkdir(exist_ok=True)
     (landing / "county_reports" / "gone_2017.json").symlink_to(tmp_path / "nowhere.json")  # county-reports fails
-    out = etl("run", "all", "--landing", str(landing), "--warehouse", str(wh), "--kolada-kpis", "",
-              "--offline-snapshot")
+    out = etl(
+        "run", "all", "--landing", str(landing), "--warehouse", str(wh), "--kolada-kpis", "", "--offline-snapshot"
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "county-reports: failed in" in out.stderr and "'gone_2017.json' is a symbolic link" in out.stderr
     assert out.stderr.strip().splitlines()[-1] == "error: 1 of 4 pipelines failed: county-reports (reasons above)"
@@ -137,8 +155,14 @@ def test_credentials_in_a_landing_uri_never_reach_stderr_or_stdout(tmp_path):
         assert out.returncode == 2 and SECRET not in out.stdout + out.stderr
         assert "landing URI 'http://***@127.0.0.1:9/landing?X-Amz-Signature=***&token=***' holds a query" in out.stderr
     # Without the query, the log line naming the landing shows where, without the password.
-    out = etl("run", "county-reports", "--landing", f"http://etl-user:{SECRET}@127.0.0.1:9/landing",
-              "--warehouse", str(tmp_path / "wh"))
+    out = etl(
+        "run",
+        "county-reports",
+        "--landing",
+        f"http://etl-user:{SECRET}@127.0.0.1:9/landing",
+        "--warehouse",
+        str(tmp_path / "wh"),
+    )
     assert SECRET not in out.stdout + out.stderr
     assert "landing http://***@127.0.0.1:9/landing" in out.stderr
 
@@ -164,8 +188,7 @@ def test_the_log_filter_redacts_messages_arguments_and_tracebacks():
 
     from etl.cli import RedactingFilter
 
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "reading %s failed", (f"s3://AK:{SECRET}@b/k",),
-                               None)
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "reading %s failed", (f"s3://AK:{SECRET}@b/k",), None)
     try:
         raise OSError(f"cannot open https://h/x?sig={SECRET}")
     except OSError:
@@ -183,12 +206,26 @@ def test_an_option_a_pipeline_does_not_take_is_refused(tmp_path):
 
     assert pipelines.options_of("ehealth-adoption") == ("period", "catch_up_late")
     assert pipelines.options_of("county-reports") == ()
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "county-reports", "--period", "2019-03",
-                          "--landing", str(tmp_path / "l"), "--warehouse", str(tmp_path / "w")],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "county-reports",
+            "--period",
+            "2019-03",
+            "--landing",
+            str(tmp_path / "l"),
+            "--warehouse",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == ("error: run county-reports: --period not taken here "
-                                                   "(options: none)")
+    assert out.stderr.strip().splitlines()[-1] == ("error: run county-reports: --period not taken here (options: none)")
 
 
 def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
@@ -198,8 +235,23 @@ def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
     landing = tmp_path / "landing"
     sample.write(landing, 2017, 2018, units=0, unit_months=0, seed=3)
     env = {**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0", "ETL_PROGRESS_SECONDS": "3600"}
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
-                          "--warehouse", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line for line in out.stderr.splitlines() if "ehealth_adoption: " in line and " months (" in line]
     # The first and the last month only (an hour between lines): never one line per month.
@@ -212,10 +264,12 @@ def test_an_out_of_the_wrong_kind_is_one_line(tmp_path):
     (tmp_path / "export.csv").write_text("not a folder\n")
     template = etl("template", "--out", str(tmp_path), cwd=tmp_path)
     assert template.returncode == 2 and template.stderr.strip().splitlines() == [
-        f"error: --out {str(tmp_path)!r} is a folder: give the file to write, e.g. {str(tmp_path / 'blank.xlsx')!r}"]
+        f"error: --out {str(tmp_path)!r} is a folder: give the file to write, e.g. {str(tmp_path / 'blank.xlsx')!r}"
+    ]
     sample = etl("sample", "--out", "export.csv", "--years", "2019-2019", cwd=tmp_path)
     assert sample.returncode == 2 and sample.stderr.strip().splitlines() == [
-        "error: --out 'export.csv' is a file: give the landing folder to write into"]
+        "error: --out 'export.csv' is a file: give the landing folder to write into"
+    ]
 
 
 def test_a_warehouse_or_landing_that_is_a_file_is_one_line_before_anything_runs(tmp_path):
@@ -250,12 +304,23 @@ def test_as_of_is_the_moment_meant_and_in_utc(text, expected):
 
 def test_check_against_a_place_with_no_load_log_says_so(tmp_path):
     """'would load (new)' is true of an empty place, and a mistyped --warehouse reads the same: a note says which."""
-    out = etl("sample", "--out", str(tmp_path / "l"), "--years", "2019-2019", "--units", "1", "--unit-months", "0",
-              cwd=tmp_path)
+    out = etl(
+        "sample",
+        "--out",
+        str(tmp_path / "l"),
+        "--years",
+        "2019-2019",
+        "--units",
+        "1",
+        "--unit-months",
+        "0",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     export = tmp_path / "l" / "ehealth" / "journalen_2019-03.csv"
     checked = etl("check", str(export), "--warehouse", "typo/wh", cwd=tmp_path)
     assert checked.returncode == 0 and "would load" in checked.stdout
     assert checked.stderr.strip().splitlines()[-1] == (
         f"note: nothing is published in {tmp_path / 'typo' / 'wh'} (no load log): judged as for a first delivery "
-        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)")
+        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)"
+    )

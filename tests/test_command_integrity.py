@@ -258,7 +258,8 @@ def test_report_as_of_a_future_date_is_refused(capsys, tmp_path, warehouse):
     )
     assert code == 1 and err[-1] == (
         f"error: nothing is published in {warehouse}: it has no dim_region table "
-        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)"), err
+        "(a wrong --warehouse or ETL_WAREHOUSE_URI?)"
+    ), err
 
 
 def test_run_for_a_month_or_year_to_come_is_refused(capsys, landing, warehouse):
@@ -314,8 +315,9 @@ ESCAPE_LINE = (
         ("--landing", "http://etl:s3%23cr3t@host/land%20ing", "the percent-escape '%20'", ESCAPE_LINE, "s3%23cr3t"),
     ],
 )
-def test_a_store_uri_with_a_query_fragment_or_percent_escape_is_refused(capsys, tmp_path, flag, value, holds, line,
-                                                                         secret):
+def test_a_store_uri_with_a_query_fragment_or_percent_escape_is_refused(
+    capsys, tmp_path, flag, value, holds, line, secret
+):
     value = value.format(tmp=tmp_path)
     other = "--landing" if flag == "--warehouse" else "--warehouse"
     code, out, err = _main(capsys, "run", "county-reports", flag, value, other, str(tmp_path / "other"))

@@ -75,73 +75,143 @@ class Rule:
 AS_TYPED = "{typed}"
 RULES: list[Rule] = [
     # ------------------------------------------------------------------ run (as typed, or with a placeholder filled)
-    Rule(r"\.venv/bin/python -m etl sample --out landing( \[[^]]*\])*", SAMPLE,
-         "the module's demo: the README's line on a small sample (2019, 5 units) instead of ten years",
-         ("county_reports:",)),
-    Rule(r"\.venv/bin/python -m etl run \{[a-z,-]*\} --landing landing --warehouse warehouse( \[[^]]*\])*", RUN_ALL,
-         "the module's demo: `run all` on it, offline (the recorded SCB and Kolada answers)",
-         ("followup: published in",)),
-    Rule(r"\.venv/bin/python -m etl run (followup|ehealth-adoption)", AS_TYPED, "a second run: nothing new",
-         ("nothing new",)),
-    Rule(r"\.venv/bin/python -m etl check (FILE…|arsrapport_2019_03_region-uppsala\.\w+)( \[--warehouse warehouse\])?",
-         f".venv/bin/python -m etl check {SENT}",
-         "FILE… = a sender's file in the project folder: the sample's Uppsala 2019 report (its format is the "
-         "sample's; --warehouse warehouse is the default)", (": already published as it is",)),
-    Rule(r"\.venv/bin/python -m etl approve( \[.*\])?", ".venv/bin/python -m etl approve",
-         "lists what is blocked (deciding needs a blocked delivery: the FILE form below)",
-         ("0 delivery(ies) blocked",)),
-    Rule(r"\.venv/bin/python -m etl status --warehouse warehouse", AS_TYPED, "each table's rows, the last loads",
-         ("dim_region", "blocked now: 0")),
-    Rule(r'\.venv/bin/python -m etl report --as-of "\$\(date -u \+%F\)" --out then/', AS_TYPED,
-         "today's report: the demo's tables were all published today", ("report: then/followup_report_as_of_",)),
-    Rule(r"\.venv/bin/python -m etl report --as-of DATE", f".venv/bin/python -m etl report --as-of {TODAY} --out then/",
-         "DATE = today (UTC)", ("report: then/followup_report_as_of_",)),
-    Rule(r"\.venv/bin/python -m etl maintain --warehouse warehouse", AS_TYPED,
-         "compact, checkpoint, vacuum (run last: it rewrites files the others read)", ("table(s) maintained",)),
-    Rule(r"\.venv/bin/python -m etl template --out ([\w.-]+\.xlsx)", AS_TYPED, "the blank template",
-         ("wrote ",)),
-    Rule(r"\.venv/bin/python -m etl docs", AS_TYPED,
-         "docs/tables.md under the demo folder (tests/test_cli.py holds the checkout's current)",
-         ("wrote docs/tables.md",)),
-    Rule(r"\.venv/bin/python -m etl", ".venv/bin/python -m etl --help", "the program named in prose: its --help",
-         ("usage:",)),
+    Rule(
+        r"\.venv/bin/python -m etl sample --out landing( \[[^]]*\])*",
+        SAMPLE,
+        "the module's demo: the README's line on a small sample (2019, 5 units) instead of ten years",
+        ("county_reports:",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl run \{[a-z,-]*\} --landing landing --warehouse warehouse( \[[^]]*\])*",
+        RUN_ALL,
+        "the module's demo: `run all` on it, offline (the recorded SCB and Kolada answers)",
+        ("followup: published in",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl run (followup|ehealth-adoption)",
+        AS_TYPED,
+        "a second run: nothing new",
+        ("nothing new",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl check (FILE…|arsrapport_2019_03_region-uppsala\.\w+)( \[--warehouse warehouse\])?",
+        f".venv/bin/python -m etl check {SENT}",
+        "FILE… = a sender's file in the project folder: the sample's Uppsala 2019 report (its format is the "
+        "sample's; --warehouse warehouse is the default)",
+        (": already published as it is",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl approve( \[.*\])?",
+        ".venv/bin/python -m etl approve",
+        "lists what is blocked (deciding needs a blocked delivery: the FILE form below)",
+        ("0 delivery(ies) blocked",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl status --warehouse warehouse",
+        AS_TYPED,
+        "each table's rows, the last loads",
+        ("dim_region", "blocked now: 0"),
+    ),
+    Rule(
+        r'\.venv/bin/python -m etl report --as-of "\$\(date -u \+%F\)" --out then/',
+        AS_TYPED,
+        "today's report: the demo's tables were all published today",
+        ("report: then/followup_report_as_of_",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl report --as-of DATE",
+        f".venv/bin/python -m etl report --as-of {TODAY} --out then/",
+        "DATE = today (UTC)",
+        ("report: then/followup_report_as_of_",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl maintain --warehouse warehouse",
+        AS_TYPED,
+        "compact, checkpoint, vacuum (run last: it rewrites files the others read)",
+        ("table(s) maintained",),
+    ),
+    Rule(r"\.venv/bin/python -m etl template --out ([\w.-]+\.xlsx)", AS_TYPED, "the blank template", ("wrote ",)),
+    Rule(
+        r"\.venv/bin/python -m etl docs",
+        AS_TYPED,
+        "docs/tables.md under the demo folder (tests/test_cli.py holds the checkout's current)",
+        ("wrote docs/tables.md",),
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl",
+        ".venv/bin/python -m etl --help",
+        "the program named in prose: its --help",
+        ("usage:",),
+    ),
     Rule(r"\.venv/bin/etl --version", AS_TYPED, "the console script", ("etl ",)),
     Rule(r"\.venv/bin/etl", ".venv/bin/etl --help", "the console script named in prose: its --help", ("usage:",)),
-    Rule(r"\.venv/bin/python -m etl\.marts\.summary", AS_TYPED, "the summary rules' tables",
-         ("| samtliga |",)),
+    Rule(r"\.venv/bin/python -m etl\.marts\.summary", AS_TYPED, "the summary rules' tables", ("| samtliga |",)),
     # -box prints every row (the default layout shows 40), which the check below holds it to.
-    Rule(r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < (sql/\d\d_\w+\.sql)", AS_TYPED,
-         "a follow-up question", ("┌",)),
-    Rule(r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < sql/<file>",
-         ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql",
-         "<file> = the first question (every sql/ file runs as its header says)", ("┌",)),
-    Rule(r"\.venv/bin/duckdb warehouse/followup\.duckdb", AS_TYPED, "the views, with the analyst guide's first query",
-         ("followup_region_year",), stdin="select count(*) as followup_region_year from followup_region_year;"),
+    Rule(
+        r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < (sql/\d\d_\w+\.sql)",
+        AS_TYPED,
+        "a follow-up question",
+        ("┌",),
+    ),
+    Rule(
+        r"\.venv/bin/duckdb -readonly -box warehouse/followup\.duckdb < sql/<file>",
+        ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/01_programme_offers_by_year.sql",
+        "<file> = the first question (every sql/ file runs as its header says)",
+        ("┌",),
+    ),
+    Rule(
+        r"\.venv/bin/duckdb warehouse/followup\.duckdb",
+        AS_TYPED,
+        "the views, with the analyst guide's first query",
+        ("followup_region_year",),
+        stdin="select count(*) as followup_region_year from followup_region_year;",
+    ),
     # ------------------------------------------------------------------ skipped, each with its reason
     Rule(r"\.venv/bin/((python -m etl|duckdb) …)?", None, "the general form, named in prose (README, Two commands)"),
-    Rule(r"\.venv/bin/python -m etl sample", None,
-         "the program named in prose without its required --out; the README's full line runs above"),
+    Rule(
+        r"\.venv/bin/python -m etl sample",
+        None,
+        "the program named in prose without its required --out; the README's full line runs above",
+    ),
     Rule(r"\.venv/bin/python -m etl check", None, "named in prose; the FILE forms run above"),
-    Rule(r"\.venv/bin/python -m etl approve FILE --reason .*", None,
-         "needs a blocked delivery; tests/test_approvals.py runs the approve line `status` prints"),
-    Rule(r"\.venv/bin/python -m etl run followup --warehouse <new place>", None,
-         "a warehouse moved elsewhere (tests/test_followup_access.py moves one); `run followup` runs above"),
+    Rule(
+        r"\.venv/bin/python -m etl approve FILE --reason .*",
+        None,
+        "needs a blocked delivery; tests/test_approvals.py runs the approve line `status` prints",
+    ),
+    Rule(
+        r"\.venv/bin/python -m etl run followup --warehouse <new place>",
+        None,
+        "a warehouse moved elsewhere (tests/test_followup_access.py moves one); `run followup` runs above",
+    ),
     Rule(r"docker compose.*", None, "needs Docker (tests/test_integration_celery.py runs the compose services)"),
-    Rule(r".*\bs3://.*|\.venv/bin/duckdb -init followup-s3\.sql", None,
-         "needs an S3 store with credentials (tests/test_followup_access.py runs it on SeaweedFS)"),
-    Rule(r"(AIRFLOW_HOME=\S+ )?\.venv/bin/airflow .*", None,
-         "needs the Airflow of `make airflow` with the DAGs serialised and a scheduler "
-         "(tests/test_airflow_e2e.py, tests/test_unpause_all.py)"),
+    Rule(
+        r".*\bs3://.*|\.venv/bin/duckdb -init followup-s3\.sql",
+        None,
+        "needs an S3 store with credentials (tests/test_followup_access.py runs it on SeaweedFS)",
+    ),
+    Rule(
+        r"(AIRFLOW_HOME=\S+ )?\.venv/bin/airflow .*",
+        None,
+        "needs the Airflow of `make airflow` with the DAGs serialised and a scheduler "
+        "(tests/test_airflow_e2e.py, tests/test_unpause_all.py)",
+    ),
     Rule(r"make demo", None, "what this module's demo folder stands for (minutes: Airflow and ten years of data)"),
     Rule(r"make (test|test-fast|lint)", None, "the test suite itself"),
-    Rule(r"\.venv/bin/pre-commit install", None,
-         "writes a hook into the checkout's .git; tests/test_code_quality.py proves the hooks are make lint's"),
+    Rule(
+        r"\.venv/bin/pre-commit install",
+        None,
+        "writes a hook into the checkout's .git; tests/test_code_quality.py proves the hooks are make lint's",
+    ),
     Rule(r"make setup", None, "installs .venv, which this test runs from"),
     Rule(r"make bench", None, "minutes of benchmarks"),
     Rule(r"make lock", None, "re-resolves the pins from the network and rewrites constraints.txt"),
     Rule(r"make docs", None, "rewrites the checkout's docs/tables.md; `.venv/bin/python -m etl docs` runs above"),
-    Rule(r"(AIRFLOW__API__PORT=\d+ )?make airflow", None,
-         "starts Airflow standalone until Ctrl-C (tests/test_unpause_all.py runs it)"),
+    Rule(
+        r"(AIRFLOW__API__PORT=\d+ )?make airflow",
+        None,
+        "starts Airflow standalone until Ctrl-C (tests/test_unpause_all.py runs it)",
+    ),
     Rule(r"make env", None, "writes .env with new secrets into the checkout (tests/test_compose.py runs it)"),
     Rule(r"make clean", None, "destructive: removes .airflow, warehouse and landing"),
 ]
@@ -268,10 +338,16 @@ class Folder:
         self.results: dict[tuple[str, str | None], Result] = {}
         self.sent = ""  # the sender's file copied into the folder
         venv_bins = {str(ROOT / ".venv" / "bin"), str(Path(sys.executable).parent)}
-        path_dirs = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-                     if d and d not in venv_bins and "/.venv/" not in d + "/"]
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("ETL_", "AIRFLOW", "VIRTUAL_ENV", "PYTHON", "CONDA"))}
+        path_dirs = [
+            d
+            for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if d and d not in venv_bins and "/.venv/" not in d + "/"
+        ]
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ETL_", "AIRFLOW", "VIRTUAL_ENV", "PYTHON", "CONDA"))
+        }
         # What `make demo` sets for its freshly written sample (scripts/demo.py); no analytics calls home.
         self.env.update(PATH=os.pathsep.join(path_dirs), ETL_LANDING_SETTLE_SECONDS="0", GX_ANALYTICS_ENABLED="false")
 
@@ -279,8 +355,15 @@ class Folder:
         key = (line, stdin)
         if key not in self.results:
             started = time.monotonic()
-            done = subprocess.run(["bash", "-c", line], cwd=self.path, env=self.env, input=stdin or "",
-                                  capture_output=True, text=True, timeout=600)
+            done = subprocess.run(
+                ["bash", "-c", line],
+                cwd=self.path,
+                env=self.env,
+                input=stdin or "",
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             self.results[key] = Result(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
         return self.results[key]
 
@@ -322,8 +405,13 @@ COMMANDS = documented()
 def test_commands_are_found_where_expected():
     """The extraction itself: each source gives commands (a change of format must not silently find none)."""
     where = {c.where.split(":")[0] for c in COMMANDS}
-    assert {"README.md", "docs/analyst-guide.md", "docs/county-report-guide.md", "docs/deployment.md",
-            "docs/input-formats.md"} <= where
+    assert {
+        "README.md",
+        "docs/analyst-guide.md",
+        "docs/county-report-guide.md",
+        "docs/deployment.md",
+        "docs/input-formats.md",
+    } <= where
     assert len([c for c in COMMANDS if c.where.startswith("sql/")]) == len(list((ROOT / "sql").glob("*.sql")))
     texts = {c.text for c in COMMANDS}
     assert ".venv/bin/python -m etl status --warehouse warehouse" in texts
@@ -333,11 +421,16 @@ def test_commands_are_found_where_expected():
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.where} {c.text[:60]}" for c in COMMANDS])
 def test_every_documented_command_runs_in_a_new_shell(command):
     if BARE.search(command.text):
-        pytest.fail(f"{command.where}: `{command.text}` does not run in a new shell (no venv activated): "
-                    "write `.venv/bin/python -m etl …` / `.venv/bin/duckdb …`", pytrace=False)
+        pytest.fail(
+            f"{command.where}: `{command.text}` does not run in a new shell (no venv activated): "
+            "write `.venv/bin/python -m etl …` / `.venv/bin/duckdb …`",
+            pytrace=False,
+        )
     if rule_for(command) is None:
-        pytest.fail(f"{command.where}: `{command.text}` is neither run nor skipped with a reason: add it to RULES",
-                    pytrace=False)
+        pytest.fail(
+            f"{command.where}: `{command.text}` is neither run nor skipped with a reason: add it to RULES",
+            pytrace=False,
+        )
 
 
 @pytest.mark.slow
@@ -352,7 +445,9 @@ def test_documented_command_works_as_typed(command, folder):
         pytest.skip(f"{command.text}: {rule.why}")
     line = run_line(rule, command, folder.sent)
     result = folder.run(line, rule.stdin)
-    shown = f"{command.where}: `{line}` ({rule.why}) exit {result.code} in {result.seconds:.1f} s:\n{result.out[-3000:]}"
+    shown = (
+        f"{command.where}: `{line}` ({rule.why}) exit {result.code} in {result.seconds:.1f} s:\n{result.out[-3000:]}"
+    )
     assert result.code == rule.code, shown
     assert "Traceback" not in result.out, shown
     for expected in rule.expect:
@@ -368,15 +463,18 @@ def test_report_as_of_a_date_before_any_publish_is_one_line(folder):
     result = folder.run(f".venv/bin/python -m etl report --as-of {yesterday} --out then/")
     assert result.code == 1 and "Traceback" not in result.out
     assert result.out.strip().splitlines()[-1] == (
-        f"error: nothing was published by {yesterday} 23:59 UTC (dim_region has no version then)")
+        f"error: nothing was published by {yesterday} 23:59 UTC (dim_region has no version then)"
+    )
     assert "nothing was published by" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
 def test_the_demo_summary_prints_commands_that_work_as_typed(folder):
     """scripts/demo.py's summary on the demo folder's warehouse: every command it prints runs, with its query."""
-    script = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'scripts')!r}); "
-              f"import demo; demo.summary(Path({str(folder.path / 'warehouse')!r}))")
+    script = (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'scripts')!r}); "
+        f"import demo; demo.summary(Path({str(folder.path / 'warehouse')!r}))"
+    )
     result = folder.run(f".venv/bin/python -c {shlex.quote(script)}")
     assert result.code == 0, result.out[-3000:]
     printed = demo_commands(result.out)

@@ -75,8 +75,9 @@ def service_env(compose: dict, name: str) -> dict:
 
 
 def compose_spec_validator():
-    pytest.importorskip("check_jsonschema", reason="check-jsonschema ships the compose-spec schema; "
-                        "install requirements-dev.txt")
+    pytest.importorskip(
+        "check_jsonschema", reason="check-jsonschema ships the compose-spec schema; install requirements-dev.txt"
+    )
     from importlib.resources import files
 
     import jsonschema
@@ -289,8 +290,12 @@ def test_env_example_documents_every_variable_without_values():
 
 
 def run_make_env(out):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "make_env.py"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_env.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_make_env_writes_strong_private_secrets_that_compose_accepts(tmp_path):
@@ -308,8 +313,12 @@ def test_make_env_writes_strong_private_secrets_that_compose_accepts(tmp_path):
         assert re.fullmatch(r"[A-Za-z0-9_\-=]+", values[name]), f"{name} is not URL-safe"
     from cryptography.fernet import Fernet
 
-    assert Fernet(values["AIRFLOW_FERNET_KEY"].encode()).decrypt(
-        Fernet(values["AIRFLOW_FERNET_KEY"].encode()).encrypt(b"x")) == b"x"
+    assert (
+        Fernet(values["AIRFLOW_FERNET_KEY"].encode()).decrypt(
+            Fernet(values["AIRFLOW_FERNET_KEY"].encode()).encrypt(b"x")
+        )
+        == b"x"
+    )
     compose = load_compose(values)
     assert service_env(compose, "airflow-worker")["AIRFLOW__CORE__FERNET_KEY"] == values["AIRFLOW_FERNET_KEY"]
     # A second run makes different secrets.
@@ -338,20 +347,34 @@ def test_make_env_reports_an_unwritable_place(tmp_path):
 
 def run_init(**env):
     base = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "airflow_init.py")], env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "airflow_init.py")],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({}, "AIRFLOW_ADMIN_PASSWORD must be set"),
-    ({"AIRFLOW_ADMIN_PASSWORD": "short"}, "at least 12 characters"),
-    ({"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "AIRFLOW_ADMIN_USERNAME": "root"}, "'root' is not in"),
-    ({"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": ""}, "PASSWORDS_FILE is not set"),
-    ({"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "ETL_WRITER_POOL_SLOTS": "0"}, "positive integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({}, "AIRFLOW_ADMIN_PASSWORD must be set"),
+        ({"AIRFLOW_ADMIN_PASSWORD": "short"}, "at least 12 characters"),
+        ({"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "AIRFLOW_ADMIN_USERNAME": "root"}, "'root' is not in"),
+        (
+            {"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": ""},
+            "PASSWORDS_FILE is not set",
+        ),
+        ({"AIRFLOW_ADMIN_PASSWORD": "x" * 20, "ETL_WRITER_POOL_SLOTS": "0"}, "positive integer"),
+    ],
+)
 def test_airflow_init_rejects_bad_configuration_in_one_line(tmp_path, overrides, message):
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "pw.json"),
-           "AIRFLOW_HOME": str(tmp_path / "home"), **overrides}
+    env = {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "pw.json"),
+        "AIRFLOW_HOME": str(tmp_path / "home"),
+        **overrides,
+    }
     result = run_init(**env)
     assert result.returncode == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -383,7 +406,9 @@ def test_dockerfile_extends_the_pinned_airflow_image_with_the_lock():
     assert base and base.group(1) == pinned, "the image's Airflow must be the one requirements.txt pins"
     assert base.group(2) == f"{sys.version_info.major}.{sys.version_info.minor}"
     install = re.search(r"^RUN pip install(?:\\\n|[^\n])*", dockerfile, re.M).group(0)
-    assert "-r /opt/airflow/project/requirements.txt" in install and "-c /opt/airflow/project/constraints.txt" in install
+    assert (
+        "-r /opt/airflow/project/requirements.txt" in install and "-c /opt/airflow/project/constraints.txt" in install
+    )
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users and users[-1] == "airflow", "the image must not end as root"
     for source in re.findall(r"^COPY (?!.*--from=)(?:--\S+ )*(.+) \S+$", dockerfile, re.M):
@@ -410,26 +435,32 @@ def test_dockerfile_installs_the_library_as_its_wheel_only():
 
 
 def test_dockerignore_keeps_secrets_and_data_out_of_the_build_context():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".env", ".venv", "landing", "warehouse", ".git"} <= ignored
 
 
 # --- the resolver itself follows Compose's rules ------------------------------------
 
 
-@pytest.mark.parametrize("text, env, expected", [
-    ("$$HOME and $${X}", {}, "$HOME and ${X}"),
-    ("${A:-d}", {"A": ""}, "d"),
-    ("${A-d}", {"A": ""}, ""),
-    ("${A-d}", {}, "d"),
-    ("${A:+set}", {"A": "1"}, "set"),
-    ("${A:+set}", {"A": ""}, ""),
-    ("${A?gone}", {"A": ""}, ""),
-    ("${A:-${B:-inner}}/x", {}, "inner/x"),
-    ("$A-$B", {"A": "1", "B": "2"}, "1-2"),
-    ("cost $5", {}, "cost $5"),
-])
+@pytest.mark.parametrize(
+    "text, env, expected",
+    [
+        ("$$HOME and $${X}", {}, "$HOME and ${X}"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A-d}", {}, "d"),
+        ("${A:+set}", {"A": "1"}, "set"),
+        ("${A:+set}", {"A": ""}, ""),
+        ("${A?gone}", {"A": ""}, ""),
+        ("${A:-${B:-inner}}/x", {}, "inner/x"),
+        ("$A-$B", {"A": "1", "B": "2"}, "1-2"),
+        ("cost $5", {}, "cost $5"),
+    ],
+)
 def test_interpolation_follows_compose_rules(text, env, expected):
     assert interpolate(text, env) == expected
 

@@ -140,7 +140,9 @@ def test_a_table_is_created_empty_once_then_written(tmp_path):
 
     uri = str(tmp_path)
     rows = pd.DataFrame([{"region_code": "01", "year": 2016, "population": 5, "source_file": "a.csv"}])
-    result = publish.publish(uri, "test", TableBatch("population", rows, pd.DataFrame(), 1, ("region_code", "year")), "b")
+    result = publish.publish(
+        uri, "test", TableBatch("population", rows, pd.DataFrame(), 1, ("region_code", "year")), "b"
+    )
     assert (result.outcome, result.version, result.table_rows) == ("published", "1", 1)
     table = DeltaTable(str(tmp_path / "population"))
     history = sorted(table.history(), key=lambda h: h["version"])
@@ -170,8 +172,10 @@ def test_runs_of_the_cli_at_once_on_a_fresh_warehouse_load_each_row_once(tmp_pat
     env = {**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"}
     argv = [sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing), "--warehouse", warehouse]
     root = Path(__file__).resolve().parents[1]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in outs]
     finals = sorted(out.strip().splitlines()[-1].split(" in ")[0] for out, _ in outs)

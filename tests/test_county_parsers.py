@@ -45,13 +45,22 @@ def test_valid_report_parses_to_the_three_tables(shape):
     report = accepted(shape, builders.doc())
     # Every declared field is in the header; those the document leaves out (a field added later) are None.
     assert report.header == {field.column: None for field in tpl.REPORT_FIELDS if field.column} | {
-        "region_code": "03", "report_year": 2017, "grant_sek": 20_000_000, "earmarked": True,
-        "spend_it_support_sek": 8_000_000, "spend_competence_use_sek": 5_000_000,
-        "spend_competence_supply_sek": 6_900_000, "offers_clinical_intro_year": True,
-        "offers_specialist_nurse_study_salary": False, "has_care_near_service": True, "has_task_shifting": None,
+        "region_code": "03",
+        "report_year": 2017,
+        "grant_sek": 20_000_000,
+        "earmarked": True,
+        "spend_it_support_sek": 8_000_000,
+        "spend_competence_use_sek": 5_000_000,
+        "spend_competence_supply_sek": 6_900_000,
+        "offers_clinical_intro_year": True,
+        "offers_specialist_nurse_study_salary": False,
+        "has_care_near_service": True,
+        "has_task_shifting": None,
     }
-    assert [(i["initiative_no"], i["title"], i["area"], i["status"], i["new_due_to_grant"], i["cost_sek"])
-            for i in report.initiatives] == [
+    assert [
+        (i["initiative_no"], i["title"], i["area"], i["status"], i["new_due_to_grant"], i["cost_sek"])
+        for i in report.initiatives
+    ] == [
         (1, "Digitala vårdbesök", "it_support", "ongoing", True, 3_000_000),
         (2, "Vårdnära service", "competence_use", "completed", False, None),
         (3, "Kliniskt introduktionsår", "competence_supply", "planned", None, 850_000),
@@ -107,9 +116,25 @@ def test_amount_tolerances(shape, text, kronor):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(
     "text, value",
-    [("Ja", True), ("ja", True), ("JA", True), ("J", True), ("Yes", True), ("x", True), ("X", True), ("1", True),
-     (1, True), ("Nej", False), ("nej", False), ("N", False), ("No", False), ("0", False), (0, False),
-     ("", None), (None, None)],
+    [
+        ("Ja", True),
+        ("ja", True),
+        ("JA", True),
+        ("J", True),
+        ("Yes", True),
+        ("x", True),
+        ("X", True),
+        ("1", True),
+        (1, True),
+        ("Nej", False),
+        ("nej", False),
+        ("N", False),
+        ("No", False),
+        ("0", False),
+        (0, False),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_yes_no_tolerances_and_empty_is_unknown(shape, text, value):
     initiatives = [dict(builders.VALID["initiatives"][0], new_due_to_grant=text)]
@@ -121,8 +146,17 @@ def test_yes_no_tolerances_and_empty_is_unknown(shape, text, value):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(
     "spelling, code",
-    [("Landstinget i Uppsala län", "03"), ("SLL", "01"), ("VGR", "14"), ("Västra Götalandsregionen", "14"),
-     ("region skåne", "12"), ("0014", "14"), ("SE-14", "14"), ("14", "14"), ("Jämtlands läns landsting", "23")],
+    [
+        ("Landstinget i Uppsala län", "03"),
+        ("SLL", "01"),
+        ("VGR", "14"),
+        ("Västra Götalandsregionen", "14"),
+        ("region skåne", "12"),
+        ("0014", "14"),
+        ("SE-14", "14"),
+        ("14", "14"),
+        ("Jämtlands läns landsting", "23"),
+    ],
 )
 def test_region_spellings(shape, spelling, code):
     assert accepted(shape, builders.doc(region=spelling)).header["region_code"] == code
@@ -141,8 +175,11 @@ def test_labels_headers_and_sheet_names_in_any_case_spacing_and_trailing_colon()
                 f"  {label.upper()} :" if row % 3 == 0 else f"{label.lower()}:" if row % 3 == 1 else f"\t{label}  "
             )
         # openpyxl refuses a case-only rename (it dedupes names case-insensitively): rename via a temporary name.
-        for sheet, title in ((report, "UPPGIFTER"), (workbook[tpl.SHEET_INITIATIVES], "insatser"),
-                             (workbook[tpl.SHEET_SERVICES], "E-TJÄNSTER")):
+        for sheet, title in (
+            (report, "UPPGIFTER"),
+            (workbook[tpl.SHEET_INITIATIVES], "insatser"),
+            (workbook[tpl.SHEET_SERVICES], "E-TJÄNSTER"),
+        ):
             sheet.title = "tmp"
             sheet.title = title
         for sheet in ("insatser", "E-TJÄNSTER"):
@@ -164,17 +201,26 @@ def test_labels_headers_and_sheet_names_in_any_case_spacing_and_trailing_colon()
     "kind, spellings, value",
     [
         (tpl.AREA, ("IT-stöd och processer", "IT-stöd", "e-hälsa", "IT", "it_support", "IT support"), "it_support"),
-        (tpl.AREA, ("Kompetensanvändning", "smartare användning av medarbetarnas kompetens", "competence_use"),
-         "competence_use"),
-        (tpl.AREA, ("Kompetensförsörjning", "planering av långsiktig kompetensförsörjning", "competence_supply"),
-         "competence_supply"),
+        (
+            tpl.AREA,
+            ("Kompetensanvändning", "smartare användning av medarbetarnas kompetens", "competence_use"),
+            "competence_use",
+        ),
+        (
+            tpl.AREA,
+            ("Kompetensförsörjning", "planering av långsiktig kompetensförsörjning", "competence_supply"),
+            "competence_supply",
+        ),
         (tpl.INITIATIVE_STATUS, ("Planerad", "planned"), "planned"),
         (tpl.INITIATIVE_STATUS, ("Pågående", "ongoing"), "ongoing"),
         (tpl.INITIATIVE_STATUS, ("Genomförd", "completed"), "completed"),
         (tpl.INITIATIVE_STATUS, ("Avbruten", "cancelled"), "cancelled"),
         (tpl.SERVICE, ("Webbtidbok", "web_booking", "web booking"), "web_booking"),
-        (tpl.SERVICE, ("Journal via nätet", "Journalen", "Journal på nätet", "patient_journal_online"),
-         "patient_journal_online"),
+        (
+            tpl.SERVICE,
+            ("Journal via nätet", "Journalen", "Journal på nätet", "patient_journal_online"),
+            "patient_journal_online",
+        ),
         (tpl.SERVICE, ("Vård på distans", "remote_care", "remote care"), "remote_care"),
         (tpl.SERVICE, ("Självincheckning", "self_check_in", "self check-in"), "self_check_in"),
         (tpl.SERVICE_STATUS, ("Införd", "implemented"), "implemented"),
@@ -221,8 +267,15 @@ def test_blank_rows_are_skipped_and_row_numbers_stay_sheet_rows():
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_blank_optional_fields_are_null_and_absent_lists_are_empty(shape):
-    document = {"region": "Region Halland", "report_year": "2018", "contact_person": "x", "grant_sek": None,
-                "earmarked": None, "spend_sek": {}, "offers": {}}  # JSON: the web form writes null when blank
+    document = {
+        "region": "Region Halland",
+        "report_year": "2018",
+        "contact_person": "x",
+        "grant_sek": None,
+        "earmarked": None,
+        "spend_sek": {},
+        "offers": {},
+    }  # JSON: the web form writes null when blank
     document = builders.doc(**document)
     for key in ("initiatives", "ehealth_services"):
         document.pop(key)
@@ -242,8 +295,10 @@ def test_a_json_report_leaving_out_a_field_the_web_form_writes_is_refused():
     for item in document["initiatives"][:2]:
         del item["cost_sek"]
     report = rejected("json", document)
-    assert report.error == ("key(s) the web form always writes are missing (write null for a blank field): "
-                            "'grant_sek', 'offers.task_shifting', 'initiatives[].cost_sek' in items 1, 2")
+    assert report.error == (
+        "key(s) the web form always writes are missing (write null for a blank field): "
+        "'grant_sek', 'offers.task_shifting', 'initiatives[].cost_sek' in items 1, 2"
+    )
 
 
 def test_unknown_fields_and_columns_are_ignored_with_a_warning():
@@ -269,7 +324,9 @@ def test_spend_up_to_one_percent_over_the_grant_is_accepted(shape):
 
 
 def test_masking_uses_the_core_rule_plus_the_contact_persons_name():
-    text = "Mejla anna.berg@region.se, pnr 19800101-1234; belopp 1 234 567 kr den 2017-03-14. Ring Anna Berg eller BERG."
+    text = (
+        "Mejla anna.berg@region.se, pnr 19800101-1234; belopp 1 234 567 kr den 2017-03-14. Ring Anna Berg eller BERG."
+    )
     assert privacy.mask_personal_data(text, ("Anna Berg", "Anna", "Berg")) == (
         "Mejla [e-post borttagen], pnr [personnummer borttaget]; belopp 1 234 567 kr den 2017-03-14. "
         "Ring [namn borttaget] eller [namn borttaget]."
@@ -296,12 +353,17 @@ def rejected(shape: str, document: dict, tweak=None) -> cr.ParsedReport:
         ({"report_year": 2015}, "Redovisningsår: 2015 is outside 2016..2100"),
         ({"report_year": 2101}, "Redovisningsår: 2101 is outside 2016..2100"),
         ({"report_year": "förra året"}, "Redovisningsår: not a year: 'förra året'"),
-        ({"spend_sek": {"competence_use": "-5 000 kr"}}, "Använt kompetensanvändning (kr): negative amount: '-5 000 kr'"),
+        (
+            {"spend_sek": {"competence_use": "-5 000 kr"}},
+            "Använt kompetensanvändning (kr): negative amount: '-5 000 kr'",
+        ),
         ({"grant_sek": "många miljoner"}, "Erhållna medel (kr): not an amount: 'många miljoner'"),
         ({"grant_sek": "12 miljarder euro"}, "Erhållna medel (kr): unknown amount unit"),
         ({"earmarked": "kanske"}, "Öronmärkta medel: not yes/no: 'kanske'"),
-        ({"grant_sek": "10 mnkr", "spend_sek": {"it_support": "10 200 000 kr"}},
-         "spend 10200000 kr is 102.0 % of the grant 10000000 kr (more than the 1 % tolerance over it)"),
+        (
+            {"grant_sek": "10 mnkr", "spend_sek": {"it_support": "10 200 000 kr"}},
+            "spend 10200000 kr is 102.0 % of the grant 10000000 kr (more than the 1 % tolerance over it)",
+        ),
     ],
 )
 def test_bad_header_rejects_the_whole_report(shape, overrides, reason):
@@ -346,31 +408,45 @@ def test_duplicate_and_missing_columns():
         workbook[tpl.SHEET_INITIATIVES]["B1"] = None
 
     report = rejected("xlsx", builders.doc(), missing)
-    assert report.error == ("sheet Insatser: missing column(s) Område (keep every column of the template; "
-                            "leave a cell blank for no answer)")
+    assert report.error == (
+        "sheet Insatser: missing column(s) Område (keep every column of the template; leave a cell blank for no answer)"
+    )
 
     def no_cost(workbook):  # an optional column left out: its values would be published as null (helper-27)
         sheet = workbook[tpl.SHEET_INITIATIVES]
         sheet.delete_cols(next(c.column for c in sheet[1] if c.value == "Kostnad (kr)"))
 
-    assert rejected("xlsx", builders.doc(), no_cost).error.startswith("sheet Insatser: missing column(s) Kostnad (kr) (")
+    assert rejected("xlsx", builders.doc(), no_cost).error.startswith(
+        "sheet Insatser: missing column(s) Kostnad (kr) ("
+    )
     assert report.initiative_rows == 3  # rows still counted for the quarantine entry
 
 
-@pytest.mark.parametrize("name, data, reason", [
-    ("empty.xlsx", b"", "empty file"),
-    ("empty.json", b"", "empty file"),
-    ("blank.json", b"  \n", "empty file"),
-    ("corrupt.xlsx", b"PK\x03\x04 this is not really a zip", "corrupt.xlsx: not a valid .xlsx file (not a zip archive)"),
-    ("text.xlsx", "Region;År\nVGR;2017\n".encode(), "text.xlsx: not a valid .xlsx file (not a zip archive)"),
-    ("text.ods", b"Region;2017", "text.ods: not a valid .ods file (not a zip archive)"),
-    ("text.xls", b"Region;2017", "text.xls: not a valid .xls file (not an Excel 97-2003 workbook)"),
-    ("broken.json", b'{"region": "VGR", ', "not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
-    ("latin1.json", '{"region": "Västra Götaland"}'.encode("cp1252"), "JSON is not UTF-8"),
-    ("list.json", b"[1, 2]", "JSON must be an object at the top level, not an array"),
-    ("deep.json", b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
-    ("report.csv", b"a;b", "not a .xlsx, .xls, .ods or .json file"),
-])
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("empty.xlsx", b"", "empty file"),
+        ("empty.json", b"", "empty file"),
+        ("blank.json", b"  \n", "empty file"),
+        (
+            "corrupt.xlsx",
+            b"PK\x03\x04 this is not really a zip",
+            "corrupt.xlsx: not a valid .xlsx file (not a zip archive)",
+        ),
+        ("text.xlsx", "Region;År\nVGR;2017\n".encode(), "text.xlsx: not a valid .xlsx file (not a zip archive)"),
+        ("text.ods", b"Region;2017", "text.ods: not a valid .ods file (not a zip archive)"),
+        ("text.xls", b"Region;2017", "text.xls: not a valid .xls file (not an Excel 97-2003 workbook)"),
+        (
+            "broken.json",
+            b'{"region": "VGR", ',
+            "not valid JSON (Expecting property name enclosed in double quotes at line 1)",
+        ),
+        ("latin1.json", '{"region": "Västra Götaland"}'.encode("cp1252"), "JSON is not UTF-8"),
+        ("list.json", b"[1, 2]", "JSON must be an object at the top level, not an array"),
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        ("report.csv", b"a;b", "not a .xlsx, .xls, .ods or .json file"),
+    ],
+)
 def test_unreadable_files(name, data, reason):
     report = cr.parse_report(data, name)
     assert report.error == reason
@@ -381,7 +457,10 @@ def test_zip_that_is_not_a_workbook():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "hi")
-    assert cr.parse_report(buffer.getvalue(), "x.xlsx").error == "x.xlsx: not a valid .xlsx file ([Content_Types].xml missing)"
+    assert (
+        cr.parse_report(buffer.getvalue(), "x.xlsx").error
+        == "x.xlsx: not a valid .xlsx file ([Content_Types].xml missing)"
+    )
 
 
 def test_workbook_with_a_broken_part():
@@ -390,23 +469,31 @@ def test_workbook_with_a_broken_part():
     with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(buffer, "w") as target:
         for info in source.infolist():
             data = source.read(info.filename)
-            target.writestr(info.filename, b"<worksheet><sheetData><row>" if info.filename.endswith("sheet1.xml") else data)
+            target.writestr(
+                info.filename, b"<worksheet><sheetData><row>" if info.filename.endswith("sheet1.xml") else data
+            )
     error = cr.parse_report(buffer.getvalue(), "broken.xlsx").error
-    assert error.startswith(("broken.xlsx: unreadable worksheet 'Uppgifter' (", "broken.xlsx: not a readable .xlsx workbook ("))
+    assert error.startswith(
+        ("broken.xlsx: unreadable worksheet 'Uppgifter' (", "broken.xlsx: not a readable .xlsx workbook (")
+    )
 
 
 def test_xml_entity_bomb_is_refused():
     """Entities are never expanded: calamine's XML parser (quick-xml) knows only the five predefined ones."""
     good = builders.xlsx_bytes(builders.doc())
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
-            b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-            b'<row r="1"><c r="A1" t="inlineStr"><is><t>&lol2;</t></is></c></row></sheetData></worksheet>')
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        b'<row r="1"><c r="A1" t="inlineStr"><is><t>&lol2;</t></is></c></row></sheetData></worksheet>'
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(buffer, "w") as target:
         for info in source.infolist():
             target.writestr(info.filename, bomb if info.filename.endswith("sheet1.xml") else source.read(info.filename))
     report = cr.parse_report(buffer.getvalue(), "bomb.xlsx")
-    assert report.error == "bomb.xlsx: unreadable worksheet 'Uppgifter' (XmlError: at 0..0: unrecognized entity `&lol2;`)"
+    assert (
+        report.error == "bomb.xlsx: unreadable worksheet 'Uppgifter' (XmlError: at 0..0: unrecognized entity `&lol2;`)"
+    )
 
 
 def test_zip_bomb_ratio_is_refused_before_opening():
@@ -423,18 +510,26 @@ def test_zip_bomb_ratio_is_refused_before_opening():
 
 def test_total_uncompressed_size_is_capped(monkeypatch):
     # Many parts each under the ratio floor, adding up to more than the cap.
-    monkeypatch.setattr(spreadsheet, "LIMITS", dataclasses.replace(spreadsheet.LIMITS, max_uncompressed_bytes=2 * 1024 * 1024))
+    monkeypatch.setattr(
+        spreadsheet, "LIMITS", dataclasses.replace(spreadsheet.LIMITS, max_uncompressed_bytes=2 * 1024 * 1024)
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("[Content_Types].xml", "<Types/>")
         for i in range(3):
             archive.writestr(f"xl/part{i}.xml", b"x" * (1024 * 1024))
-    assert "over the 2097152-byte limit: refused as a possible zip bomb" in cr.parse_report(buffer.getvalue(), "b.xlsx").error
+    assert (
+        "over the 2097152-byte limit: refused as a possible zip bomb"
+        in cr.parse_report(buffer.getvalue(), "b.xlsx").error
+    )
 
 
 def test_file_size_is_capped():
     data = b"{" + b" " * (cr.MAX_FILE_BYTES + 1) + b"}"
-    assert cr.parse_report(data, "huge.json").error == f"file is {len(data)} bytes, over the {cr.MAX_FILE_BYTES}-byte limit"
+    assert (
+        cr.parse_report(data, "huge.json").error
+        == f"file is {len(data)} bytes, over the {cr.MAX_FILE_BYTES}-byte limit"
+    )
 
 
 @pytest.mark.parametrize(
@@ -443,14 +538,18 @@ def test_file_size_is_capped():
         ({"spend_sek": [1, 2, 3]}, "spend_sek must be a JSON object, not an array"),
         ({"initiatives": "inga"}, "initiatives must be a JSON array, not text"),
         ({"ehealth_services": {"service": "Webbtidbok"}}, "ehealth_services must be a JSON array, not an object"),
-        ({"initiatives": ["Digitala vårdbesök", {"title": "B", "area": "IT", "status": "Planerad"}]},
-         "initiatives[1] must be a JSON object, not text"),
+        (
+            {"initiatives": ["Digitala vårdbesök", {"title": "B", "area": "IT", "status": "Planerad"}]},
+            "initiatives[1] must be a JSON object, not text",
+        ),
         ({"report_year": [2017]}, "report_year must be a single value, not an array"),
         ({"report_year": True}, "Redovisningsår: not a year: True"),
         ({"grant_sek": True}, "Erhållna medel (kr): not an amount: True"),
         ({"region": {"code": "14"}}, "region must be a single value, not an object"),
-        ({"initiatives": [{"title": "A", "area": ["IT"], "status": "Planerad"}]},
-         "initiatives[1].area must be a single value, not an array"),
+        (
+            {"initiatives": [{"title": "A", "area": ["IT"], "status": "Planerad"}]},
+            "initiatives[1].area must be a single value, not an array",
+        ),
     ],
 )
 def test_json_with_wrong_types(overrides, reason):
@@ -492,7 +591,10 @@ def test_bad_initiative_rows_are_rejected_alone(shape):
         (6, "F", "Ring [personnummer borttaget]")
     ]
     assert report.initiative_rows == 6
-    assert "area=Forskning" in report.rejected_initiatives[0]["raw"] or "Område=Forskning" in report.rejected_initiatives[0]["raw"]
+    assert (
+        "area=Forskning" in report.rejected_initiatives[0]["raw"]
+        or "Område=Forskning" in report.rejected_initiatives[0]["raw"]
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -510,7 +612,10 @@ def test_bad_service_rows_and_a_service_listed_twice(shape):
     assert sorted((r["row_number"] - first, r["reason"]) for r in report.rejected_services) == [
         (0, f"service web_booking listed 2 times (rows {first}, {first + 3})"),
         (1, "Införd datum: not a date (YYYY-MM-DD): '14 mars'"),
-        (2, "Tjänst: unknown service 'Faxtjänst' (accepted: Webbtidbok, Journal via nätet, Vård på distans, Självincheckning)"),
+        (
+            2,
+            "Tjänst: unknown service 'Faxtjänst' (accepted: Webbtidbok, Journal via nätet, Vård på distans, Självincheckning)",
+        ),
         (3, f"service web_booking listed 2 times (rows {first}, {first + 3})"),
         (4, "Status: unknown service status 'Klar' (accepted: Införd, Delvis införd, Planerad, Ej påbörjad)"),
     ]
@@ -532,11 +637,18 @@ def test_blank_template_round_trip(tmp_path):
     assert [c.value for c in workbook[tpl.SHEET_INITIATIVES][1]] == [f.label for f in tpl.INITIATIVE_FIELDS]
     assert [c.value for c in workbook[tpl.SHEET_SERVICES][1]] == [f.label for f in tpl.SERVICE_FIELDS]
     # The blank template itself is a structurally valid report with nothing filled in.
-    assert cr.parse_report(path.read_bytes(), "mall.xlsx").error == "Region: region is missing; Redovisningsår: is missing"
+    assert (
+        cr.parse_report(path.read_bytes(), "mall.xlsx").error == "Region: region is missing; Redovisningsår: is missing"
+    )
 
-    values = {"Region": "Region Kronoberg", "Redovisningsår": 2018, "Erhållna medel (kr)": "18,3 mnkr",
-              "Öronmärkta medel": "Nej", "Använt IT-stöd och processer (kr)": 6_000_000,
-              "Kontaktperson": "Sven Påhittsson, sven@example.se"}
+    values = {
+        "Region": "Region Kronoberg",
+        "Redovisningsår": 2018,
+        "Erhållna medel (kr)": "18,3 mnkr",
+        "Öronmärkta medel": "Nej",
+        "Använt IT-stöd och processer (kr)": 6_000_000,
+        "Kontaktperson": "Sven Påhittsson, sven@example.se",
+    }
     for row in range(2, report_sheet.max_row + 1):
         label = report_sheet.cell(row=row, column=1).value
         if label in values:
@@ -584,8 +696,9 @@ def test_hand_made_workbook_without_the_template():
         if fld.json_key not in ("report_year", "region", "grant_sek", "contact_person"):
             sheet.append([fld.label, None])
     # Every column of the template, in its own order; cells blank where there is no answer.
-    workbook.create_sheet("Insatser").append(["Status", "Insats", "Område", "Beskrivning", "Kostnad (kr)",
-                                              "Ny tack vare medlen"])
+    workbook.create_sheet("Insatser").append(
+        ["Status", "Insats", "Område", "Beskrivning", "Kostnad (kr)", "Ny tack vare medlen"]
+    )
     workbook["Insatser"].append(["Pågående", "Digital mottagning", "e-hälsa", None, None, None])
     workbook.create_sheet("E-tjänster")
     buffer = io.BytesIO()
@@ -605,4 +718,6 @@ def test_hand_made_workbook_without_the_template():
     buffer = io.BytesIO()
     workbook.save(buffer)
     refused = cr.parse_report(buffer.getvalue(), "gotland.xlsx")
-    assert refused.error is not None and refused.error.startswith("sheet Uppgifter: missing field row(s) 'Öronmärkta medel', ")
+    assert refused.error is not None and refused.error.startswith(
+        "sheet Uppgifter: missing field row(s) 'Öronmärkta medel', "
+    )

@@ -46,13 +46,18 @@ def snapshot(settings) -> dict:
 
 
 def quarantine(settings, table: str) -> dict[tuple[str, int], str]:
-    return {(Path(r["source_file"]).name, r["row_number"]): r["reason"]
-            for r in publish.read_quarantine(settings.warehouse_uri, table).to_pylist()}
+    return {
+        (Path(r["source_file"]).name, r["row_number"]): r["reason"]
+        for r in publish.read_quarantine(settings.warehouse_uri, table).to_pylist()
+    }
 
 
 def log_of(settings, batch_id: str) -> dict[str, dict]:
-    return {r["table_name"]: r for r in publish.read_load_log(settings.warehouse_uri).to_pylist()
-            if r["batch_id"] == batch_id}
+    return {
+        r["table_name"]: r
+        for r in publish.read_load_log(settings.warehouse_uri).to_pylist()
+        if r["batch_id"] == batch_id
+    }
 
 
 def assert_accounting(settings, report) -> dict[str, dict]:
@@ -88,27 +93,57 @@ DUPLICATE_ROW = openpyxl.load_workbook(io.BytesIO(builders.xlsx_bytes(builders.d
 
 BAD_FILES = {
     # file name: (bytes, expected reason in the county_report quarantine, initiative rows, service rows)
-    "unknown_region.json": (builders.json_bytes(builders.doc(region="Landstinget Atlantis")),
-                            "Region: unknown region 'Landstinget Atlantis'", 3, 4),
-    "negative_spend.xlsx": (builders.xlsx_bytes(builders.doc(region="04", spend_sek={"it_support": "-5 000 kr"})),
-                            "Använt IT-stöd och processer (kr): negative amount: '-5 000 kr'", 3, 4),
-    "year_out_of_range.json": (builders.json_bytes(builders.doc(region="05", report_year=2015)),
-                               "Redovisningsår: 2015 is outside 2016..2100", 3, 4),
-    "missing_sheet.xlsx": (builders.xlsx_bytes(builders.doc(region="06"), lambda wb: wb.remove(wb["Insatser"])),
-                           "missing sheet(s) Insatser", 0, 4),
-    "duplicate_field.xlsx": (builders.xlsx_bytes(builders.doc(region="07"), _with_duplicate_field),
-                             f"field 'Region' appears twice (rows 2 and {DUPLICATE_ROW})", 3, 4),
-    "non_numeric_amount.json": (builders.json_bytes(builders.doc(region="08", grant_sek="tjugo miljoner")),
-                                "Erhållna medel (kr): not an amount: 'tjugo miljoner'", 3, 4),
-    "spend_over_grant.xlsx": (builders.xlsx_bytes(builders.doc(region="09", grant_sek="10 mnkr",
-                                                               spend_sek={"it_support": "10,2 mnkr"})),
-                              "spend 10200000 kr is 102.0 % of the grant 10000000 kr", 3, 4),
+    "unknown_region.json": (
+        builders.json_bytes(builders.doc(region="Landstinget Atlantis")),
+        "Region: unknown region 'Landstinget Atlantis'",
+        3,
+        4,
+    ),
+    "negative_spend.xlsx": (
+        builders.xlsx_bytes(builders.doc(region="04", spend_sek={"it_support": "-5 000 kr"})),
+        "Använt IT-stöd och processer (kr): negative amount: '-5 000 kr'",
+        3,
+        4,
+    ),
+    "year_out_of_range.json": (
+        builders.json_bytes(builders.doc(region="05", report_year=2015)),
+        "Redovisningsår: 2015 is outside 2016..2100",
+        3,
+        4,
+    ),
+    "missing_sheet.xlsx": (
+        builders.xlsx_bytes(builders.doc(region="06"), lambda wb: wb.remove(wb["Insatser"])),
+        "missing sheet(s) Insatser",
+        0,
+        4,
+    ),
+    "duplicate_field.xlsx": (
+        builders.xlsx_bytes(builders.doc(region="07"), _with_duplicate_field),
+        f"field 'Region' appears twice (rows 2 and {DUPLICATE_ROW})",
+        3,
+        4,
+    ),
+    "non_numeric_amount.json": (
+        builders.json_bytes(builders.doc(region="08", grant_sek="tjugo miljoner")),
+        "Erhållna medel (kr): not an amount: 'tjugo miljoner'",
+        3,
+        4,
+    ),
+    "spend_over_grant.xlsx": (
+        builders.xlsx_bytes(builders.doc(region="09", grant_sek="10 mnkr", spend_sek={"it_support": "10,2 mnkr"})),
+        "spend 10200000 kr is 102.0 % of the grant 10000000 kr",
+        3,
+        4,
+    ),
     "empty.xlsx": (b"", "empty file", 0, 0),
     "empty.json": (b"", "empty file", 0, 0),
     "corrupt.xlsx": (b"PK\x03\x04\x14\x00garbage", "not a valid .xlsx file (not a zip archive)", 0, 0),
-    "wrong_types.json": (builders.json_bytes(builders.doc(region="10", spend_sek=[1, 2], initiatives="inga")),
-                         "spend_sek must be a JSON object, not an array; initiatives must be a JSON array, not text",
-                         0, 4),
+    "wrong_types.json": (
+        builders.json_bytes(builders.doc(region="10", spend_sek=[1, 2], initiatives="inga")),
+        "spend_sek must be a JSON object, not an array; initiatives must be a JSON array, not text",
+        0,
+        4,
+    ),
     "zip_bomb.xlsx": (_zip_bomb(), "refused as a possible zip bomb", 0, 0),
 }
 
@@ -118,10 +153,21 @@ def test_bad_reports_are_quarantined_whole_and_the_other_regions_load(settings, 
         builders.land(landing, name, data, T0 + i)
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), T0)
     # Spend 100.5 % of the grant: inside the tolerance, published with a warning.
-    builders.land(landing, "vgr_2017.xlsx", builders.xlsx_bytes(builders.doc(
-        region="VGR", grant_sek="159 mnkr", spend_sek={"it_support": "159 795 000 kr"})), T0)
-    unknown_enum = builders.doc(region="Region Halland", initiatives=[
-        *builders.VALID["initiatives"], {"title": "Forskningsprojekt", "area": "Forskning", "status": "Pågående"}])
+    builders.land(
+        landing,
+        "vgr_2017.xlsx",
+        builders.xlsx_bytes(
+            builders.doc(region="VGR", grant_sek="159 mnkr", spend_sek={"it_support": "159 795 000 kr"})
+        ),
+        T0,
+    )
+    unknown_enum = builders.doc(
+        region="Region Halland",
+        initiatives=[
+            *builders.VALID["initiatives"],
+            {"title": "Forskningsprojekt", "area": "Forskning", "status": "Pågående"},
+        ],
+    )
     builders.land(landing, "halland_2017.json", builders.json_bytes(unknown_enum), T0)
 
     with pytest.raises(ValidationFailed) as error:
@@ -139,7 +185,10 @@ def test_bad_reports_are_quarantined_whole_and_the_other_regions_load(settings, 
     initiative_reasons = quarantine(settings, "county_initiative")
     assert initiative_reasons[("halland_2017.json", 4)].startswith("Område: unknown area 'Forskning'")
     assert sorted(r["title"] for r in rows(settings, "county_initiative") if r["region_code"] == "13") == [
-        "Digitala vårdbesök", "Kliniskt introduktionsår", "Vårdnära service"]
+        "Digitala vårdbesök",
+        "Kliniskt introduktionsår",
+        "Vårdnära service",
+    ]
 
     log = publish.read_load_log(settings.warehouse_uri).to_pandas()
     blocked = log[log.outcome == "blocked"]
@@ -164,9 +213,19 @@ def test_a_later_submission_replaces_the_report_in_all_three_tables(settings, la
     halland_before = [r for r in rows(settings, "county_initiative") if r["region_code"] == "13"]
 
     # The initiative keeps its cost and answer: emptying them would be a value loss to approve (issue 23 §2).
-    correction = builders.doc(grant_sek="21 mnkr", initiatives=[
-        {"title": "Digitala vårdbesök", "area": "IT", "status": "Genomförd", "cost_sek": "3 mnkr",
-         "new_due_to_grant": "Ja"}], ehealth_services=[])
+    correction = builders.doc(
+        grant_sek="21 mnkr",
+        initiatives=[
+            {
+                "title": "Digitala vårdbesök",
+                "area": "IT",
+                "status": "Genomförd",
+                "cost_sek": "3 mnkr",
+                "new_due_to_grant": "Ja",
+            }
+        ],
+        ehealth_services=[],
+    )
     builders.land(landing, "uppsala_2017_rattelse.xlsx", builders.xlsx_bytes(correction), T0 + 10 * DAY)
     second = pipeline.run(settings)
     assert_accounting(settings, second)
@@ -176,8 +235,11 @@ def test_a_later_submission_replaces_the_report_in_all_three_tables(settings, la
     assert uppsala[0]["grant_sek"] == 21_000_000
     assert uppsala[0]["submitted_at"] == utc(T0 + 10 * DAY)
     assert uppsala[0]["source_file"].endswith("uppsala_2017_rattelse.xlsx")
-    assert [(r["initiative_no"], r["title"], r["status"]) for r in rows(settings, "county_initiative")
-            if r["region_code"] == "03"] == [(1, "Digitala vårdbesök", "completed")]
+    assert [
+        (r["initiative_no"], r["title"], r["status"])
+        for r in rows(settings, "county_initiative")
+        if r["region_code"] == "03"
+    ] == [(1, "Digitala vårdbesök", "completed")]
     # The correction lists no services: the old ones are gone, not kept.
     assert [r for r in rows(settings, "county_ehealth_service") if r["region_code"] == "03"] == []
     # Other regions are untouched.
@@ -195,8 +257,11 @@ def test_two_files_for_one_region_year_in_one_delivery_the_newer_wins(settings, 
     assert reason.startswith("superseded by uppsala_a.json")
     assert quarantine(settings, "county_initiative")[("uppsala_b.xlsx", 0)].startswith("superseded by uppsala_a.json")
     log = assert_accounting(settings, report)
-    assert (log["county_report"]["rows_quarantined"], log["county_initiative"]["rows_quarantined"],
-            log["county_ehealth_service"]["rows_quarantined"]) == (1, 3, 4)
+    assert (
+        log["county_report"]["rows_quarantined"],
+        log["county_initiative"]["rows_quarantined"],
+        log["county_ehealth_service"]["rows_quarantined"],
+    ) == (1, 3, 4)
     assert len(rows(settings, "county_initiative")) == 3 and len(rows(settings, "county_ehealth_service")) == 4
 
 
@@ -255,7 +320,8 @@ def test_a_run_that_died_between_tables_is_redone(settings, landing, warehouse):
     from deltalake import DeltaTable
 
     DeltaTable(str(warehouse / "_load_log")).delete(
-        f"batch_id = '{first.batch_id}' AND table_name IN ('county_initiative', 'county_ehealth_service')")
+        f"batch_id = '{first.batch_id}' AND table_name IN ('county_initiative', 'county_ehealth_service')"
+    )
     (warehouse / "_state" / "deliveries" / "county_reports.json").unlink()  # written last: never reached
     assert publish.loaded_sha256(settings.warehouse_uri, pipeline.PIPELINE, tables=pipeline.TABLES) == set()
     redo = pipeline.run(settings)
@@ -303,7 +369,9 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     assert "SYNTHETIC" in (folder.parent / "README-county_reports.txt").read_text()
     # A report whose header is bad still carries its contact person into the parser.
     builders.land(landing, "bad.json", builders.json_bytes(builders.doc(region="Atlantis")), T0)
-    builders.land(landing, "good.xlsx", builders.xlsx_bytes(builders.doc(region="Region Gotland", report_year=2020)), T0)
+    builders.land(
+        landing, "good.xlsx", builders.xlsx_bytes(builders.doc(region="Region Gotland", report_year=2020)), T0
+    )
 
     with pytest.raises(ValidationFailed, match=r"bad.json: blocked, refused whole: Region: unknown region 'Atlantis'"):
         pipeline.run(settings)
@@ -322,7 +390,9 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     assert totals[2017] == pytest.approx(976e6, rel=0.005) and totals[2019] == pytest.approx(976e6, rel=0.005)
     vgr = sample_reports[(sample_reports["region_code"] == "14") & (sample_reports["report_year"] == 2016)]
     assert vgr["grant_sek"].iloc[0] == pytest.approx(159e6, rel=0.005)
-    spend = sample_reports[["spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek"]].sum(axis=1)
+    spend = sample_reports[["spend_it_support_sek", "spend_competence_use_sek", "spend_competence_supply_sek"]].sum(
+        axis=1
+    )
     assert (spend <= sample_reports["grant_sek"]).all() and (spend >= 0.85 * sample_reports["grant_sek"]).all()
 
     # Every contact person written into the landing files, as names and addresses.
@@ -334,8 +404,11 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     for path in folder.glob("*.xlsx"):
         workbook = load_workbook(path, read_only=True)
         sheet = next(workbook[n] for n in workbook.sheetnames if n.casefold() == "uppgifter")
-        secrets.update(str(v) for label, v in sheet.iter_rows(values_only=True, max_col=2)
-                       if label and "kontaktperson" in label.casefold())
+        secrets.update(
+            str(v)
+            for label, v in sheet.iter_rows(values_only=True, max_col=2)
+            if label and "kontaktperson" in label.casefold()
+        )
         workbook.close()
     secrets.update(sample.LAST_NAMES)
     assert len(secrets) > 80
@@ -354,8 +427,10 @@ def test_sample_is_deterministic_and_covers_the_years_asked_from_the_first_agree
 
     def fingerprint(root: Path) -> dict:
         # File times are part of a report (they are its submission time); the README's is not.
-        return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime if p.suffix != ".txt" else 0)
-                for p in (root / "county_reports").iterdir()}
+        return {
+            p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime if p.suffix != ".txt" else 0)
+            for p in (root / "county_reports").iterdir()
+        }
 
     assert fingerprint(a) == fingerprint(b)
     names = list(fingerprint(a))
@@ -377,9 +452,14 @@ print(json.dumps({"errors": list(bag.import_errors), "schedule": str(dag.schedul
                   "tasks": [t.task_id for t in dag.tasks], "pool": task.pool,
                   "outlets": sorted(o.uri for o in task.outlets)}))
 """
-    env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               DAG_FILE=str(ROOT / "dags" / "county_reports.py"), PYTHONPATH=str(ROOT),
-               ETL_WAREHOUSE_URI=str(tmp_path / "warehouse"))
+    env = dict(
+        os.environ,
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        DAG_FILE=str(ROOT / "dags" / "county_reports.py"),
+        PYTHONPATH=str(ROOT),
+        ETL_WAREHOUSE_URI=str(tmp_path / "warehouse"),
+    )
     env.pop("AIRFLOW_VAR_ETL_WAREHOUSE_URI", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]

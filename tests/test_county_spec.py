@@ -78,33 +78,43 @@ def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
     template = "etl/sources/county_template.py"
     project_copy.edit(copy, template, '    Field(\n        "Kontaktperson",', NEW_FIELD)
     project_copy.run(copy, "-m", "etl", "docs")
-    assert project_copy.changed(copy) == {template, "docs/tables.md", "docs/input-formats.md",
-                                          "docs/county-report-guide.md", "docs/summary-rules.md",
-                                          "sql/06_summary_counts.sql"}
+    assert project_copy.changed(copy) == {
+        template,
+        "docs/tables.md",
+        "docs/input-formats.md",
+        "docs/county-report-guide.md",
+        "docs/summary-rules.md",
+        "sql/06_summary_counts.sql",
+    }
     guide = (copy / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
     assert "| Friskvårdsbidrag | Ja/Nej — does the region offer a wellness allowance? |" in guide
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
     # The warehouse as the checkout (without the field) leaves it: the copy's run must take it from there.
-    project_copy.run(ROOT, "-m", "etl", "sample", "--out", str(landing), "--years", "2017-2017", "--units", "1",
-                     "--unit-months", "0")
-    project_copy.run(ROOT, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
-                     "--offline-snapshot")
+    project_copy.run(
+        ROOT, "-m", "etl", "sample", "--out", str(landing), "--years", "2017-2017", "--units", "1", "--unit-months", "0"
+    )
+    project_copy.run(
+        ROOT, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse), "--offline-snapshot"
+    )
     # The copy's run on that warehouse and landing: the column is added (null in the published 2017 rows); then
     # the next year's reports, sent with the new field, fill it.
-    project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
-                     "--offline-snapshot")
+    project_copy.run(
+        copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse), "--offline-snapshot"
+    )
     # Next year's reports arrive beside last year's: the sample writes only into a landing of its own, so
     # they are made aside and sent in (with the APIs' answers of that year).
     sent = tmp_path / "sent_2018"
-    project_copy.run(copy, "-m", "etl", "sample", "--out", str(sent), "--years", "2018-2018", "--units", "1",
-                     "--unit-months", "0")
+    project_copy.run(
+        copy, "-m", "etl", "sample", "--out", str(sent), "--years", "2018-2018", "--units", "1", "--unit-months", "0"
+    )
     for path in sorted(sent.rglob("*")):
         if path.is_file() and path.parent != sent:
             (landing / path.relative_to(sent)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, landing / path.relative_to(sent))
-    project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
-                     "--offline-snapshot")
+    project_copy.run(
+        copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse), "--offline-snapshot"
+    )
     got = json.loads(project_copy.run(copy, "-c", AFTER_RUN, str(warehouse)).stdout.strip().splitlines()[-1])
     assert got["suites_from"] == [str(copy / "etl" / "expectations")]  # the copy's suites, not the checkout's
     # The published county table gained the column (one metadata commit, logged; the marts are rebuilt whole in
@@ -119,13 +129,25 @@ def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
     assert got["summary_query"] == got["national"]  # sql/06 (regenerated) counts the new question too
     assert any("regioner med ja: friskvårdsbidrag" == h.lower() for h in got["workbook"])
     # The project's own tests of the declaration hold in the edited copy: none hard-codes the fields.
-    project_copy.run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-                     "tests/test_county_spec.py", "tests/test_county_parsers.py", "tests/test_summary_rules.py",
-                     "tests/test_report_contents.py", "tests/test_cli.py::test_committed_docs_are_up_to_date",
-                     "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations",
-                     "tests/test_followup_access.py::test_workbook_files_sheets_and_swedish_headers",
-                     "tests/test_followup_access.py::test_sql_question_returns_the_hand_worked_answer",
-                     "tests/test_county_pipeline.py")
+    project_copy.run(
+        copy,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not slow",
+        "tests/test_county_spec.py",
+        "tests/test_county_parsers.py",
+        "tests/test_summary_rules.py",
+        "tests/test_report_contents.py",
+        "tests/test_cli.py::test_committed_docs_are_up_to_date",
+        "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations",
+        "tests/test_followup_access.py::test_workbook_files_sheets_and_swedish_headers",
+        "tests/test_followup_access.py::test_sql_question_returns_the_hand_worked_answer",
+        "tests/test_county_pipeline.py",
+    )
 
 
 def test_every_yes_no_field_has_its_phrases_and_no_suite_repeats_a_derived_expectation():

@@ -17,12 +17,14 @@ PROBE = ROOT / "benchmarks" / "dag_import_probe.py"  # shared with benchmarks/be
 
 def _airflow_env(tmp_path):
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -32,8 +34,14 @@ def test_there_are_dags():
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_imports_no_heavy_modules_and_parses_fast(path, tmp_path):
-    out = subprocess.run([sys.executable, str(PROBE), str(path)], capture_output=True, text=True,
-                         env=_airflow_env(tmp_path), timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, str(PROBE), str(path)],
+        capture_output=True,
+        text=True,
+        env=_airflow_env(tmp_path),
+        timeout=120,
+        check=True,
+    )
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     heavy = sorted(set(probe["modules"]) & set(HEAVY))
     assert not heavy, f"{path.name} imports {heavy} at parse time"
@@ -59,16 +67,22 @@ for dag_id, dag in bag.dags.items():
     }
 print(json.dumps(out))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=_airflow_env(tmp_path), timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(tmp_path), timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
     assert "reference_data" in result["dags"]
     # The trigger form: every DAG declares what a run accepts, each option documented and typed.
     assert {dag_id: sorted(d["params"]) for dag_id, d in result["dags"].items()} == {
-        "approve_blocked_delivery": ["delivery"], "county_reports": [], "ehealth_adoption": ["period"],
-        "followup": [], "reference_data": ["offline_snapshot", "year"], "warehouse_maintenance": []}
+        "approve_blocked_delivery": ["delivery"],
+        "county_reports": [],
+        "ehealth_adoption": ["period"],
+        "followup": [],
+        "reference_data": ["offline_snapshot", "year"],
+        "warehouse_maintenance": [],
+    }
     for dag_id, dag in result["dags"].items():
         for name, schema in dag["params"].items():
             assert schema.get("description") and schema.get("type"), (dag_id, name)
@@ -106,8 +120,9 @@ from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder=__import__("os").environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["ehealth_adoption"]
 print(json.dumps({t.task_id: [getattr(t.trigger_rule, "value", t.trigger_rule), sorted(t.upstream_task_ids)] for t in dag.leaves}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(tmp_path),
-                         timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(tmp_path), timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     leaves = json.loads(out.stdout.strip().splitlines()[-1])
     assert any(rule == "all_success" and "load_month" in upstream for rule, upstream in leaves.values()), leaves
@@ -136,8 +151,9 @@ print(json.dumps(out))
 def _assets(tmp_path, **env):
     unset = ("ETL_WAREHOUSE_URI", "AIRFLOW_VAR_ETL_WAREHOUSE_URI")
     run_env = {k: v for k, v in _airflow_env(tmp_path).items() if k not in unset}
-    out = subprocess.run([sys.executable, "-c", ASSETS], capture_output=True, text=True, env={**run_env, **env},
-                         timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", ASSETS], capture_output=True, text=True, env={**run_env, **env}, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
@@ -154,7 +170,8 @@ def test_assets_name_the_tables_where_the_configured_warehouse_has_them(tmp_path
     result = _assets(tmp_path, ETL_WAREHOUSE_URI="s3://health-data/warehouse/")
     expected = {table: f"s3://health-data/warehouse/{table}" for table in (*SOURCE_TABLES, *MART_TABLES)}
     assert result["outlets"]["county_reports"] == sorted(
-        (expected[t], expected[t]) for t in ("county_report", "county_initiative", "county_ehealth_service"))
+        (expected[t], expected[t]) for t in ("county_report", "county_initiative", "county_ehealth_service")
+    )
     assert result["outlets"]["followup"] == sorted((expected[t], expected[t]) for t in MART_TABLES)
     assert result["outlets"]["warehouse_maintenance"] == []
     # followup is scheduled on the very URIs its producers announce.
@@ -164,16 +181,22 @@ def test_assets_name_the_tables_where_the_configured_warehouse_has_them(tmp_path
     assert all(uri.startswith("s3://health-data/warehouse/") for uri in produced)
 
     # The Variable as the environment gives it wins over ETL_WAREHOUSE_URI, as in a task.
-    variable = _assets(tmp_path, ETL_WAREHOUSE_URI="s3://elsewhere/wh", AIRFLOW_VAR_ETL_WAREHOUSE_URI="s3://etl/warehouse")
-    assert result["schedule"]["followup"][0][0].replace("health-data/warehouse", "etl/warehouse") == (
-        variable["schedule"]["followup"][0][0])
+    variable = _assets(
+        tmp_path, ETL_WAREHOUSE_URI="s3://elsewhere/wh", AIRFLOW_VAR_ETL_WAREHOUSE_URI="s3://etl/warehouse"
+    )
+    assert (
+        result["schedule"]["followup"][0][0].replace("health-data/warehouse", "etl/warehouse")
+        == (variable["schedule"]["followup"][0][0])
+    )
 
     # A local folder: its absolute file:// URI (percent-encoded), not file://warehouse/.
     local = _assets(tmp_path, ETL_WAREHOUSE_URI=str(tmp_path / "my wh"))
     assert local["outlets"]["reference_data"][0][0] == (tmp_path / "my wh" / "dim_region").as_uri()
 
 
-@pytest.mark.parametrize("warehouse", ["https://alice:S3cret-pw@store.example/wh", "s3://AKIAEXAMPLE:S3cret-pw@bucket/wh"])
+@pytest.mark.parametrize(
+    "warehouse", ["https://alice:S3cret-pw@store.example/wh", "s3://AKIAEXAMPLE:S3cret-pw@bucket/wh"]
+)
 def test_no_credentials_reach_an_asset_name_or_uri(tmp_path, warehouse):
     result = _assets(tmp_path, ETL_WAREHOUSE_URI=warehouse)
     text = json.dumps(result)

@@ -62,39 +62,52 @@ def _pages(warehouse: Path) -> list[Path]:
 
 def _units(hsa_ids, bookings=None, region_codes=None):
     n = len(hsa_ids)
-    return pd.DataFrame({
-        "month": ["2024-02"] * n,
-        "date": pd.to_datetime([f"2024-02-{i + 1:02d}" for i in range(n)]),
-        "_check_date_in_month": [True] * n,
-        "region_code": region_codes or ["01"] * n,
-        "unit_hsa_id": hsa_ids,
-        "unit_name": ["Vårdcentralen Centrum"] * n,
-        "bookings": pd.array(bookings or [3] * n, dtype="Int64"),
-        "cancellations": pd.array([0] * n, dtype="Int64"),
-        "rebookings": pd.array([None] * n, dtype="Int64"),
-        "source_file": [UNITS_FILE] * n,
-        "row_number": list(range(2, n + 2)),
-        "raw": [f"line {i}" for i in range(n)],
-        "_row": range(n),
-    })
+    return pd.DataFrame(
+        {
+            "month": ["2024-02"] * n,
+            "date": pd.to_datetime([f"2024-02-{i + 1:02d}" for i in range(n)]),
+            "_check_date_in_month": [True] * n,
+            "region_code": region_codes or ["01"] * n,
+            "unit_hsa_id": hsa_ids,
+            "unit_name": ["Vårdcentralen Centrum"] * n,
+            "bookings": pd.array(bookings or [3] * n, dtype="Int64"),
+            "cancellations": pd.array([0] * n, dtype="Int64"),
+            "rebookings": pd.array([None] * n, dtype="Int64"),
+            "source_file": [UNITS_FILE] * n,
+            "row_number": list(range(2, n + 2)),
+            "raw": [f"line {i}" for i in range(n)],
+            "_row": range(n),
+        }
+    )
 
 
 def _dim_region(codes):
-    return pd.DataFrame({
-        "region_code": codes, "region_name": [f"Region {c}" for c in codes],
-        "county_name": [f"Län {c}" for c in codes], "kolada_id": ["00" + c for c in codes],
-        "_row": range(len(codes)),
-    })
+    return pd.DataFrame(
+        {
+            "region_code": codes,
+            "region_name": [f"Region {c}" for c in codes],
+            "county_name": [f"Län {c}" for c in codes],
+            "kolada_id": ["00" + c for c in codes],
+            "_row": range(len(codes)),
+        }
+    )
 
 
 def _population(missing_one: bool):
     codes = list(regions.REGION_CODES)
-    frame = pd.DataFrame({
-        "region_code": codes, "year": [2023] * 21,
-        "population": pd.array([300_000] * 21, dtype="Int64"),
-        "_check_regions_in_year": [21] * 21, "_check_yoy_change": [0.01] * 21,
-        "source_file": ["scb"] * 21, "row_number": range(1, 22), "raw": [""] * 21, "_row": range(21),
-    })
+    frame = pd.DataFrame(
+        {
+            "region_code": codes,
+            "year": [2023] * 21,
+            "population": pd.array([300_000] * 21, dtype="Int64"),
+            "_check_regions_in_year": [21] * 21,
+            "_check_yoy_change": [0.01] * 21,
+            "source_file": ["scb"] * 21,
+            "row_number": range(1, 22),
+            "raw": [""] * 21,
+            "_row": range(21),
+        }
+    )
     if missing_one:
         frame["population"] = frame["population"].astype("Int64")
         frame.loc[5, "population"] = None
@@ -142,8 +155,12 @@ def _reachable(warehouse: Path) -> set[Path]:
 
 
 def test_a_hostile_hsa_id_is_shown_escaped_never_as_markup(warehouse):
-    result = validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1", XSS, "SE2321000016-A3"]),
-                                 warehouse_uri=str(warehouse), batch_id="xss")
+    result = validation.validate(
+        "ehealth_unit_daily",
+        _units(["SE2321000016-A1", XSS, "SE2321000016-A3"]),
+        warehouse_uri=str(warehouse),
+        batch_id="xss",
+    )
     assert result.failed_rows == {1: ["malformed HSA id (expected SE + 10 digits + '-' + 1-8 letters/digits)"]}
     page = (warehouse / "_data_docs" / "ehealth_unit_daily" / "xss.html").read_text(encoding="utf-8")
     index = (warehouse / "_data_docs" / "index.html").read_text(encoding="utf-8")
@@ -156,8 +173,9 @@ def test_a_hostile_hsa_id_is_shown_escaped_never_as_markup(warehouse):
 def test_pages_need_no_network_and_every_link_resolves(warehouse):
     wh = str(warehouse)
     validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)), warehouse_uri=wh, batch_id="ok")
-    validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)[:20]), warehouse_uri=wh,
-                        batch_id="blocked")
+    validation.validate(
+        "dim_region", _dim_region(list(regions.REGION_CODES)[:20]), warehouse_uri=wh, batch_id="blocked"
+    )
     validation.validate("population", _population(missing_one=True), warehouse_uri=wh, batch_id="warned")
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), warehouse_uri=wh, batch_id="q")
     _assert_safe_and_linked(warehouse)
@@ -171,8 +189,11 @@ def test_pages_need_no_network_and_every_link_resolves(warehouse):
 
 
 def test_failing_rows_show_keys_reason_and_mask_personal_data(warehouse):
-    frame = _units(["SE2321000016-A1", "SE2321000016-A2", "anna.svensson@example.se", "19811218-9876"],
-                   bookings=[3, -4, 1, 1], region_codes=["01", "03", "05", "06"])
+    frame = _units(
+        ["SE2321000016-A1", "SE2321000016-A2", "anna.svensson@example.se", "19811218-9876"],
+        bookings=[3, -4, 1, 1],
+        region_codes=["01", "03", "05", "06"],
+    )
     result = validation.validate("ehealth_unit_daily", frame, warehouse_uri=str(warehouse), batch_id="rows")
     assert set(result.failed_rows) == {1, 2, 3}
     text = (warehouse / "_data_docs" / "ehealth_unit_daily" / "rows.html").read_text(encoding="utf-8")
@@ -180,12 +201,20 @@ def test_failing_rows_show_keys_reason_and_mask_personal_data(warehouse):
     head = next(r for r in rows if "Reason" in r and "region_code" in r)
     assert head[:5] == ["Source (file:line)", "region_code", "month", "date", "unit_hsa_id"]
     negative = dict(zip(head, next(r for r in rows if r and r[-1] == "negative bookings"), strict=False))
-    assert negative == {"Source (file:line)": "webbtidbok_enheter_2024-02.csv:3", "region_code": "03",
-                        "month": "2024-02", "date": "2024-02-02", "unit_hsa_id": "SE2321000016-A2",
-                        "bookings": "-4", "Reason": "negative bookings"}
+    assert negative == {
+        "Source (file:line)": "webbtidbok_enheter_2024-02.csv:3",
+        "region_code": "03",
+        "month": "2024-02",
+        "date": "2024-02-02",
+        "unit_hsa_id": "SE2321000016-A2",
+        "bookings": "-4",
+        "Reason": "negative bookings",
+    }
     masked = [dict(zip(head, r, strict=False)) for r in rows if r and r[-1].startswith("malformed HSA id")]
     assert [(r["region_code"], r["unit_hsa_id"]) for r in masked] == [
-        ("05", "[e-post borttagen]"), ("06", "[personnummer borttaget]")]
+        ("05", "[e-post borttagen]"),
+        ("06", "[personnummer borttaget]"),
+    ]
     for page in _pages(warehouse):
         content = page.read_text(encoding="utf-8")
         assert "anna.svensson@example.se" not in content and "19811218-9876" not in content
@@ -201,18 +230,23 @@ def test_index_is_newest_first_with_status_and_keeps_every_entry(warehouse, monk
     wh = str(warehouse)
     base = dt.datetime(2025, 1, 30, 12, tzinfo=dt.UTC)
     # Batch ids sort the other way round from time: a path-sorted index would get it wrong.
-    runs = [("z-first", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed"),
-            ("y-second", "dim_region", _dim_region(list(regions.REGION_CODES)[:20]), "Failed: batch blocked"),
-            ("x-third", "population", _population(missing_one=True), "Passed with warnings"),
-            ("w-fourth", "ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), "Failed: rows quarantined"),
-            ("v-fifth", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed")]
+    runs = [
+        ("z-first", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed"),
+        ("y-second", "dim_region", _dim_region(list(regions.REGION_CODES)[:20]), "Failed: batch blocked"),
+        ("x-third", "population", _population(missing_one=True), "Passed with warnings"),
+        ("w-fourth", "ehealth_unit_daily", _units(["SE2321000016-A1", "bad"]), "Failed: rows quarantined"),
+        ("v-fifth", "dim_region", _dim_region(list(regions.REGION_CODES)), "Passed"),
+    ]
     for day, (batch, table, frame, _) in enumerate(runs):
         monkeypatch.setattr(data_docs, "_validation_time", _at(base + dt.timedelta(days=day)))
         validation.validate(table, frame, warehouse_uri=wh, batch_id=batch)
     index = _Parsed((warehouse / "_data_docs" / "index.html").read_text(encoding="utf-8"))
     newest = [r for r in index.rows if len(r) == 7 and r[0] != "Validated (UTC)"]
-    assert [(r[2], r[3]) for r in newest] == [("v-fifth", "Passed"), ("w-fourth", "Failed: rows quarantined"),
-                                              ("x-third", "Passed with warnings")]
+    assert [(r[2], r[3]) for r in newest] == [
+        ("v-fifth", "Passed"),
+        ("w-fourth", "Failed: rows quarantined"),
+        ("x-third", "Passed with warnings"),
+    ]
     tables = {r[0]: r for r in index.rows if len(r) == 5 and r[0] != "Table"}
     assert tables["dim_region"][2] == "Passed" and tables["dim_region"][3] == "3"
     assert tables["population"][2] == "Passed with warnings"
@@ -237,11 +271,14 @@ def test_more_than_500_results_and_pages_from_gx_renderer_are_all_indexed(wareho
     (docs / "ehealth_unit_daily").mkdir(parents=True)
     for i in range(520):
         seed["meta"]["batch_markers"]["ge_load_time"] = (start + dt.timedelta(hours=3 * i)).strftime(
-            "%Y%m%dT%H%M%S.%fZ")
+            "%Y%m%dT%H%M%S.%fZ"
+        )
         (results / f"old{i:04d}.json").write_text(json.dumps(seed), encoding="utf-8")
         (docs / "ehealth_unit_daily" / f"old{i:04d}.html").write_text(
             '<html><head><script src="https://code.jquery.com/jquery-3.7.1.min.js"></script></head>'
-            f'<body><a href="../../../../index.html">Home</a><td>{XSS}</td></body></html>', encoding="utf-8")
+            f'<body><a href="../../../../index.html">Home</a><td>{XSS}</td></body></html>',
+            encoding="utf-8",
+        )
     (docs / "index.html").write_text("<ul><li>old</li></ul>", encoding="utf-8")
 
     validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)), warehouse_uri=wh, batch_id="new")
@@ -277,13 +314,17 @@ def test_an_entry_lost_to_a_concurrent_writer_is_taken_back_from_its_page(wareho
     validation.validate("ehealth_unit_daily", _units(["SE2321000016-A1"]), warehouse_uri=wh, batch_id="three")
     index = _Parsed((folder / "index.html").read_text(encoding="utf-8"))
     assert [(r[1], r[2]) for r in index.rows if len(r) == 6 and r[0] != "Validated (UTC)"] == [
-        ("three", "Passed"), ("two", "Passed"), ("one", "Failed: rows quarantined")]
+        ("three", "Passed"),
+        ("two", "Passed"),
+        ("one", "Failed: rows quarantined"),
+    ]
     _assert_safe_and_linked(warehouse)
 
 
 @pytest.mark.parametrize("batch_id, page", [("index", "batch-index.html"), ("run <1>", "run__1_.html")])
 def test_batch_ids_never_overwrite_an_index_or_leave_the_folder(warehouse, batch_id, page):
-    validation.validate("dim_region", _dim_region(list(regions.REGION_CODES)), warehouse_uri=str(warehouse),
-                        batch_id=batch_id)
+    validation.validate(
+        "dim_region", _dim_region(list(regions.REGION_CODES)), warehouse_uri=str(warehouse), batch_id=batch_id
+    )
     assert (warehouse / "_data_docs" / "dim_region" / page).is_file()
     _assert_safe_and_linked(warehouse)

@@ -34,8 +34,6 @@ from tests.settings_support import local_settings
 LOGINS = 2  # column of Inloggningar in the journal export's PLAIN style
 
 
-
-
 def _blocked_rows(warehouse) -> int:
     log = publish.read_load_log(str(warehouse)).to_pandas()
     return int((log.outcome == "blocked").sum())
@@ -64,8 +62,10 @@ def test_correction_with_no_recognisable_region_is_blocked(settings, landing, wa
     _write(landing, "webbtidbok")
     pipeline.run(settings)
     before = _journal(warehouse)
-    lines = [";".join([c[0], f"Okänd {i}", *c[2:]]) if c[1] != "Riket" and i else line
-             for i, (line, c) in enumerate((line, line.split(";")) for line in _lines("journalen"))]
+    lines = [
+        ";".join([c[0], f"Okänd {i}", *c[2:]]) if c[1] != "Riket" and i else line
+        for i, (line, c) in enumerate((line, line.split(";")) for line in _lines("journalen"))
+    ]
     _write(landing, "journalen", lines=lines)
     with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked"):
         pipeline.run(settings)
@@ -85,16 +85,19 @@ def test_county_json_with_capitalised_keys_does_not_wipe_the_region_year(setting
     with pytest.raises(ValidationFailed) as error:
         county.run(settings)
     message = str(error.value)
-    assert ("uppsala_rattelse.json: blocked, refused whole: unknown key(s), not produced by the web form: "
-            "'Initiatives' (did you mean 'initiatives'?), 'Ehealth_services' (did you mean 'ehealth_services'?)"
-            ) in message
+    assert (
+        "uppsala_rattelse.json: blocked, refused whole: unknown key(s), not produced by the web form: "
+        "'Initiatives' (did you mean 'initiatives'?), 'Ehealth_services' (did you mean 'ehealth_services'?)"
+    ) in message
     assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
     assert publish.read_table(settings.warehouse_uri, "county_ehealth_service").num_rows == services
     # Left out (as the web form leaves an empty list out) rather than misspelt: blocked, not a withdrawal.
     del doc["Initiatives"]
     doc["ehealth_services"] = doc.pop("Ehealth_services")
     builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(doc), T0 + 2 * DAY)
-    with pytest.raises(ValidationFailed, match="blocked, the file has no rows for county_initiative; would remove 3 rows"):
+    with pytest.raises(
+        ValidationFailed, match="blocked, the file has no rows for county_initiative; would remove 3 rows"
+    ):
         county.run(settings)
     assert publish.read_table(settings.warehouse_uri, "county_initiative").num_rows == initiatives
 
@@ -131,7 +134,9 @@ def test_unit_file_still_being_written_waits_and_a_truncated_correction_is_block
     data = unit.read_bytes()
     unit.write_bytes(data[: len(data) // 2])
     os.utime(unit, (old + 1, old + 1))
-    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, refused whole: .*the last line .* is cut short"):
+    with pytest.raises(
+        ValidationFailed, match=rf"{unit.name}: blocked, refused whole: .*the last line .* is cut short"
+    ):
         pipeline.run(waiting)
     assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
 
@@ -151,8 +156,11 @@ def test_a_unit_file_cut_at_a_line_boundary_is_blocked_by_the_regional_bookings(
     lines = unit.read_bytes().splitlines(keepends=True)
     unit.write_bytes(b"".join(lines[: len(lines) // 2]))
     (landing / "ehealth" / f"webbtidbok_{period}.csv").unlink()  # the unit file alone: judged by what is published
-    with pytest.raises(ValidationFailed, match=rf"{unit.name}: blocked, unit bookings off in \d+ region\(s\): 01 \(units "
-                                               r"[\d,]+ vs region [\d,]+\).*; would remove \d+ rows"):
+    with pytest.raises(
+        ValidationFailed,
+        match=rf"{unit.name}: blocked, unit bookings off in \d+ region\(s\): 01 \(units "
+        r"[\d,]+ vs region [\d,]+\).*; would remove \d+ rows",
+    ):
         pipeline.run(settings)
     assert publish.read_table(str(warehouse), "ehealth_unit_daily").num_rows == loaded
 
@@ -188,8 +196,9 @@ def test_resending_the_earlier_version_undoes_a_correction(settings, landing, wa
     pipeline.run(settings)
     first = _journal(warehouse)
     journal = {c.split(";")[1]: c for c in original}
-    corrected = _set(_set(original, "01", LOGINS, first["01"] + 10), "Riket", LOGINS,
-                     int(journal["Riket"].split(";")[LOGINS]) + 10)
+    corrected = _set(
+        _set(original, "01", LOGINS, first["01"] + 10), "Riket", LOGINS, int(journal["Riket"].split(";")[LOGINS]) + 10
+    )
     _write(landing, "journalen", lines=corrected)
     pipeline.run(settings)
     assert _journal(warehouse)["01"] == first["01"] + 10
@@ -202,26 +211,26 @@ def test_resending_the_earlier_version_undoes_a_correction(settings, landing, wa
 def test_county_resending_the_earlier_version_undoes_a_correction(settings, landing):
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
     county.run(settings)
-    builders.land(landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
-                  T0 + DAY)
+    builders.land(landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")), T0 + DAY)
     county.run(settings)
     grant = lambda: publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist()  # noqa: E731
     assert grant() == [22_000_000]
-    builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")),
-                  T0 + 2 * DAY)  # re-sent: now the newest delivery for Uppsala 2017
+    builders.land(
+        landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0 + 2 * DAY
+    )  # re-sent: now the newest delivery for Uppsala 2017
     county.run(settings)
     assert grant() == [20_000_000]
 
 
 def test_a_resent_county_report_counts_by_arrival_even_with_its_old_modification_time(settings, landing):
     """``cp -p`` / rsync ``-a`` / WinSCP keep a file's old time: arrival, not mtime, decides the delivery."""
+
     def grant() -> list[int]:
         return publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist()
 
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), T0)
     county.run(settings)
-    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
-                  T0 + DAY)
+    builders.land(landing, "uppsala_rattelse.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")), T0 + DAY)
     county.run(settings)
     assert grant() == [22_000_000]
     # The first version sent again as a copy that kept its original time (older than the correction's).
@@ -229,8 +238,9 @@ def test_a_resent_county_report_counts_by_arrival_even_with_its_old_modification
     county.run(settings)
     assert grant() == [20_000_000]
     # A file stamped far in the future does not shadow a later correction either.
-    builders.land(landing, "uppsala_framtid.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")),
-                  T0 + 10_000 * DAY)
+    builders.land(
+        landing, "uppsala_framtid.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")), T0 + 10_000 * DAY
+    )
     county.run(settings)
     assert grant() == [21_000_000]
     builders.land(landing, "uppsala_sista.json", builders.json_bytes(builders.doc(grant_sek="23 mnkr")), T0 + 2 * DAY)
@@ -328,8 +338,11 @@ def test_an_export_without_its_national_total_line_keeps_the_published_national_
     pipeline.run(settings)
     national = publish.read_table(str(warehouse), "ehealth_adoption_national").num_rows
     _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";Riket;" not in line])
-    with pytest.raises(ValidationFailed, match=r"journalen_2017-03.csv: blocked, the national row \(Riket\) is missing "
-                                               r"or unreadable \(no line for it\): the month cannot be reconciled"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"journalen_2017-03.csv: blocked, the national row \(Riket\) is missing "
+        r"or unreadable \(no line for it\): the month cannot be reconciled",
+    ):
         pipeline.run(settings)
     assert publish.read_table(str(warehouse), "ehealth_adoption_national").num_rows == national
 
@@ -341,8 +354,10 @@ def test_a_county_json_correction_leaving_a_field_out_keeps_the_published_value(
     doc = builders.doc(grant_sek="20 mnkr")
     del doc["grant_sek"]
     builders.land(landing, "uppsala_v2.json", builders.json_bytes(doc), T0 + DAY)
-    with pytest.raises(ValidationFailed, match="uppsala_v2.json: blocked, refused whole: key.s. the web form "
-                                               "always writes are missing .*'grant_sek'"):
+    with pytest.raises(
+        ValidationFailed,
+        match="uppsala_v2.json: blocked, refused whole: key.s. the web form always writes are missing .*'grant_sek'",
+    ):
         county.run(settings)
     assert publish.read_table(settings.warehouse_uri, "county_report").column("grant_sek").to_pylist() == [20_000_000]
 
@@ -357,8 +372,9 @@ def test_a_published_correction_written_again_is_not_undone_while_it_settles(lan
     old = time.time() - 3600
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc(grant_sek="20 mnkr")), old)
     county.run(settled)
-    correction = builders.land(landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")),
-                               old + 60)
+    correction = builders.land(
+        landing, "uppsala_v2.json", builders.json_bytes(builders.doc(grant_sek="22 mnkr")), old + 60
+    )
     county.run(settled)
     assert grant() == [22_000_000]
     os.utime(correction)  # written again just now: settling for 60 s

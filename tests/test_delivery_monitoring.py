@@ -18,9 +18,11 @@ def test_overdue_exports_are_those_due_that_neither_landed_nor_were_loaded(setti
     landed = frozenset({"journalen_2016-01", "webbtidbok_2016-01", "webbtidbok_2016-03"})
     # Every kind the spec declares for those months, not only the two landed here.
     assert pipeline.overdue_deliveries(settings, "2016-03", today=dt.date(2016, 4, 10)) == declared_exports(
-        ["2016-01", "2016-02"], landed)  # March's exports are not due until 15 April
+        ["2016-01", "2016-02"], landed
+    )  # March's exports are not due until 15 April
     assert pipeline.overdue_deliveries(settings, "2016-03", today=dt.date(2016, 5, 1)) == declared_exports(
-        ["2016-01", "2016-02", "2016-03"], landed)
+        ["2016-01", "2016-02", "2016-03"], landed
+    )
     assert "journalen_2016-02" in declared_exports(["2016-02"])  # the helper is no empty list
 
 

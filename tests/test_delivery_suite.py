@@ -21,7 +21,9 @@ MARCH = dt.date(2017, 3, 1)
 
 
 def _run(capsys, settings) -> tuple[int, str]:
-    code = cli.main(["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri])
+    code = cli.main(
+        ["run", "ehealth-adoption", "--landing", settings.landing_uri, "--warehouse", settings.warehouse_uri]
+    )
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -39,7 +41,10 @@ def _failing(data: dict, rule: str) -> dict | None:
 
 
 def _suite_rules() -> dict[str, dict]:
-    return {e["meta"]["rule"]: e for e in expectation_suites.load_suite_json(expectation_suites.DELIVERY_SUITE)["expectations"]}
+    return {
+        e["meta"]["rule"]: e
+        for e in expectation_suites.load_suite_json(expectation_suites.DELIVERY_SUITE)["expectations"]
+    }
 
 
 def _good_month(landing: Path) -> None:
@@ -49,14 +54,37 @@ def _good_month(landing: Path) -> None:
 
 CASES = {
     # rule → (the journal file's lines, whether published data exists first, approvable, a text of the line)
-    "21 regions": (lambda: [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x], False, True, "1 of 21 regions missing"),
-    "21 regions readable": (lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, "13x 594"), False, False,
-                            "first line 3: Inloggningar: not a number"),
-    "national total": (lambda: export_lines("journalen", MARCH, SEED)[:-1], False, False, "the national row (Riket) is missing"),
+    "21 regions": (
+        lambda: [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x],
+        False,
+        True,
+        "1 of 21 regions missing",
+    ),
+    "21 regions readable": (
+        lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, "13x 594"),
+        False,
+        False,
+        "first line 3: Inloggningar: not a number",
+    ),
+    "national total": (
+        lambda: export_lines("journalen", MARCH, SEED)[:-1],
+        False,
+        False,
+        "the national row (Riket) is missing",
+    ),
     "readable file": (lambda: b"\xff\xfe\x00garbage that is no export\n", False, False, "refused whole"),
-    "table rules on the whole file": (lambda: set_cell(export_lines("journalen", MARCH, SEED), "Riket", 2, 999), False,
-                                      False, "regions do not sum to the national total within 0.5%: journalen_2017-03 logins"),
-    "no silent value loss": (lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, ""), True, True, "into null"),
+    "table rules on the whole file": (
+        lambda: set_cell(export_lines("journalen", MARCH, SEED), "Riket", 2, 999),
+        False,
+        False,
+        "regions do not sum to the national total within 0.5%: journalen_2017-03 logins",
+    ),
+    "no silent value loss": (
+        lambda: set_cell(export_lines("journalen", MARCH, SEED), "03", 2, ""),
+        True,
+        True,
+        "into null",
+    ),
 }
 
 
@@ -108,16 +136,16 @@ def test_an_approved_block_is_stored_as_a_warning_and_the_page_passes_with_warni
     capsys, settings, landing, warehouse
 ):
     land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
-    path = land(landing, "journalen_2017-03.csv", [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x], step=1)
+    path = land(
+        landing, "journalen_2017-03.csv", [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x], step=1
+    )
     assert _run(capsys, settings)[0] != 0
     blocked = approvals.find(settings.warehouse_uri, path.name)
     approvals.record(settings.warehouse_uri, blocked, True, "steward", "Gotland did not report in March")
     code, out = _run(capsys, settings)
     assert code == 0, out
     stored, data = _results(warehouse, "ehealth_adoption")[-1]
-    item = next(
-        r for r in data["results"] if (r["expectation_config"].get("meta") or {}).get("rule") == "21 regions"
-    )
+    item = next(r for r in data["results"] if (r["expectation_config"].get("meta") or {}).get("rule") == "21 regions")
     assert item["success"] is False and item["expectation_config"]["severity"] == "warning"
     assert data["meta"]["etl_verdict"] == {"blocked": [], "approved": [path.name]}
     page = (warehouse / "_data_docs" / "ehealth_adoption" / f"{stored.stem}.html").read_text(encoding="utf-8")
@@ -130,8 +158,13 @@ def test_the_verdict_follows_the_suite(capsys, settings, landing, warehouse, mon
     for expectation in suite["expectations"]:
         if expectation["meta"]["rule"] == "21 regions":
             expectation["kwargs"]["max_value"] = 1
-    monkeypatch.setattr(validation, "load_suite_json", lambda table, _real=expectation_suites.load_suite_json: (
-        suite if table == expectation_suites.DELIVERY_SUITE else _real(table)))
+    monkeypatch.setattr(
+        validation,
+        "load_suite_json",
+        lambda table, _real=expectation_suites.load_suite_json: (
+            suite if table == expectation_suites.DELIVERY_SUITE else _real(table)
+        ),
+    )
     validation._suite.cache_clear()
     try:
         land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))

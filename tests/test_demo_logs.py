@@ -47,27 +47,48 @@ def makefile_pythonwarnings() -> str:
 
 def test_demo_task_logs_open_through_the_api_server_without_deprecation_noise(tmp_path):
     home, landing, warehouse = tmp_path / "airflow-home", tmp_path / "landing", tmp_path / "warehouse"
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH", "PYTHONWARNINGS"))}
-    env.update({
-        # What the Makefile exports for `make demo`, and what scripts/demo.py sets.
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
-        "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
-        "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),
-        "ETL_LANDING_SETTLE_SECONDS": "0",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PYTHONWARNINGS": makefile_pythonwarnings(),
-    })
-    subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5",
-                    "--unit-months", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH", "PYTHONWARNINGS"))
+    }
+    env.update(
+        {
+            # What the Makefile exports for `make demo`, and what scripts/demo.py sets.
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated, with the writer pool
+            "AIRFLOW_VAR_ETL_LANDING_URI": str(landing),
+            "AIRFLOW_VAR_ETL_WAREHOUSE_URI": str(warehouse),
+            "ETL_LANDING_SETTLE_SECONDS": "0",
+            "GX_ANALYTICS_ENABLED": "false",
+            "PYTHONWARNINGS": makefile_pythonwarnings(),
+        }
+    )
+    subprocess.run(
+        [sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5", "--unit-months", "1"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
     started = time.monotonic()
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "dags_test.py"), "reference_data",
-                          "-c", json.dumps({"offline_snapshot": True})],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "dags_test.py"),
+            "reference_data",
+            "-c",
+            json.dumps({"offline_snapshot": True}),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     console = out.stdout + out.stderr
     assert out.returncode == 0, console[-4000:]
     assert "state=success" in console
@@ -81,8 +102,13 @@ def test_demo_task_logs_open_through_the_api_server_without_deprecation_noise(tm
 
     # `make airflow` afterwards: the API server on the same AIRFLOW_HOME, and the log as the UI asks for it.
     port = free_port()
-    api_env = dict(env, AIRFLOW__API__PORT=str(port), AIRFLOW__API__HOST="127.0.0.1", AIRFLOW__API__WORKERS="1",
-                   AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True")
+    api_env = dict(
+        env,
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__WORKERS="1",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+    )
     groups = ProcessGroups(tmp_path / "process-logs", ("AIRFLOW_HOME", str(home)))
     try:
         groups.start("api-server", [AIRFLOW, "api-server"], api_env, cwd=tmp_path)
@@ -100,8 +126,10 @@ def test_demo_task_logs_open_through_the_api_server_without_deprecation_noise(tm
             runs = client.get("/api/v2/dags/reference_data/dagRuns").json()["dag_runs"]
             assert [r["state"] for r in runs] == ["success"], runs
             run_id = quote(runs[0]["dag_run_id"], safe="")
-            response = client.get(f"/api/v2/dags/reference_data/dagRuns/{run_id}/taskInstances/"
-                                  "fetch_validate_publish/logs/1", headers={"Accept": "application/json"})
+            response = client.get(
+                f"/api/v2/dags/reference_data/dagRuns/{run_id}/taskInstances/fetch_validate_publish/logs/1",
+                headers={"Accept": "application/json"},
+            )
             assert response.status_code == 200, response.text[:1000]
             events = response.json()["content"]
     finally:

@@ -90,8 +90,9 @@ def test_the_secret_sql_for_the_cli_holds_no_credential_and_in_process_it_is_red
     assert "REGION 'eu-north-1'" in cli and "SCOPE 's3://bucket/wh'" in cli
     literal = access.s3_secret_sql("s3://bucket/wh", env, credentials="literal")
     assert "'s3cr3t/with''quote'" in literal
-    aws = access.s3_secret_sql("s3://bucket/wh", {"AWS_ENDPOINT_URL_S3": "https://minio.internal:9000"},
-                               credentials="literal")
+    aws = access.s3_secret_sql(
+        "s3://bucket/wh", {"AWS_ENDPOINT_URL_S3": "https://minio.internal:9000"}, credentials="literal"
+    )
     assert "ENDPOINT 'minio.internal:9000'" in aws and "USE_SSL true" in aws and "KEY_ID" not in aws
     assert "ENDPOINT" not in access.s3_secret_sql("s3://bucket/wh", {}, credentials="literal")  # AWS itself
 
@@ -111,9 +112,9 @@ def test_the_secret_sql_for_the_cli_holds_no_credential_and_in_process_it_is_red
         access.configure_s3(refusing, "s3://bucket/wh", env)
     assert "s3cr3t" not in str(caught.value) and caught.value.__cause__ is None
     # Loading the shipped extension worked, offline.
-    assert refusing.con.execute("select loaded from duckdb_extensions() where extension_name = 'httpfs'").fetchone() == (
-        True,
-    )
+    assert refusing.con.execute(
+        "select loaded from duckdb_extensions() where extension_name = 'httpfs'"
+    ).fetchone() == (True,)
 
 
 def test_init_sql_is_for_object_store_warehouses(tmp_path):
@@ -189,8 +190,10 @@ def offline(tmp_path, s3_env):
         "TEST_DUCKDB_REPOSITORY": listener.url,
         "ETL_LANDING_SETTLE_SECONDS": "0",
         # Any client that goes through a proxy (DuckDB's HTTP client reads HTTP_PROXY) reaches the listener too.
-        **{name: listener.url for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                                     "all_proxy")},
+        **{
+            name: listener.url
+            for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")
+        },
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
@@ -209,17 +212,56 @@ def test_run_all_on_s3_builds_the_catalogue_offline_and_an_analyst_queries_it(of
     # Positive control: in this environment a download attempt reaches the listener (and fails).
     control_home = tmp_path / "control-home"
     control_home.mkdir()
-    control = subprocess.run([sys.executable, "-c", "import duckdb; duckdb.connect().execute('INSTALL httpfs')"],
-                             env={**env, "HOME": str(control_home)}, capture_output=True, text=True, timeout=120)
+    control = subprocess.run(
+        [sys.executable, "-c", "import duckdb; duckdb.connect().execute('INSTALL httpfs')"],
+        env={**env, "HOME": str(control_home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert control.returncode != 0 and listener.connections >= 1, control.stderr
     listener.connections = 0
 
     landing, warehouse = tmp_path / "landing", s3_env.uri("offline")
-    subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(landing), "--years", "2019-2019",
-                    "--units", "40", "--unit-months", "1"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "sample",
+            "--out",
+            str(landing),
+            "--years",
+            "2019-2019",
+            "--units",
+            "40",
+            "--unit-months",
+            "1",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "etl", "run", "all", "--offline-snapshot", "--landing", str(landing),
-                           "--warehouse", warehouse], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "all",
+            "--offline-snapshot",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            warehouse,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-4000:]
     assert "could not refresh the analysts' views" not in done.stderr  # every pipeline's refresh worked on S3
@@ -233,38 +275,65 @@ def test_run_all_on_s3_builds_the_catalogue_offline_and_an_analyst_queries_it(of
     catalogue = fsspec.filesystem("s3").cat_file(f"{warehouse}/followup.duckdb".removeprefix("s3://"))
     assert s3_env.secret_key.encode() not in catalogue and s3_env.access_key.encode() not in catalogue
 
-    expected = {name: publish.read_table(warehouse, name).num_rows
-                for name in ("dim_region", "population", "county_report", "county_initiative",
-                             "county_ehealth_service", "ehealth_adoption", "ehealth_adoption_national",
-                             "ehealth_unit_daily", "followup_region_year", "followup_national_year")}
+    expected = {
+        name: publish.read_table(warehouse, name).num_rows
+        for name in (
+            "dim_region",
+            "population",
+            "county_report",
+            "county_initiative",
+            "county_ehealth_service",
+            "ehealth_adoption",
+            "ehealth_adoption_national",
+            "ehealth_unit_daily",
+            "followup_region_year",
+            "followup_national_year",
+        )
+    }
     expected["load_log"] = publish.read_load_log(warehouse).num_rows
     assert all(expected.values()), expected
     population = sum(publish.read_table(warehouse, "population").column("population").to_pylist())
 
     # The analyst: a read-only key, the init script (no credential in it), the project's DuckDB CLI.
     reader = {**env, "AWS_ACCESS_KEY_ID": s3_env.reader_key, "AWS_SECRET_ACCESS_KEY": s3_env.reader_secret}
-    script = subprocess.run([sys.executable, "-m", "etl.marts.access", "--warehouse", warehouse], env=reader,
-                            capture_output=True, text=True, timeout=120)
+    script = subprocess.run(
+        [sys.executable, "-m", "etl.marts.access", "--warehouse", warehouse],
+        env=reader,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert script.returncode == 0, script.stderr
     assert s3_env.reader_secret not in script.stdout and s3_env.reader_key not in script.stdout
     init = tmp_path / "followup-s3.sql"
     # The test's own guard on top: were the script to let DuckDB download anything, it would reach the listener.
-    init.write_text(f"SET custom_extension_repository = '{listener.url}';\n"
-                    f"SET autoinstall_extension_repository = '{listener.url}';\n" + script.stdout)
+    init.write_text(
+        f"SET custom_extension_repository = '{listener.url}';\n"
+        f"SET autoinstall_extension_repository = '{listener.url}';\n" + script.stdout
+    )
     query = " union all ".join(f"select '{name}', count(*) from {name}" for name in expected)
     query += " union all select 'sum(population)', sum(population) from population"
-    cli = subprocess.run([str(DUCKDB_CLI), "-init", str(init), "-csv", "-noheader", "-c", query], env=reader,
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    cli = subprocess.run(
+        [str(DUCKDB_CLI), "-init", str(init), "-csv", "-noheader", "-c", query],
+        env=reader,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert cli.returncode == 0, cli.stderr
     got = dict(line.rsplit(",", 1) for line in cli.stdout.split())
     assert {k: int(v) for k, v in got.items()} == {**expected, "sum(population)": population}
     assert listener.connections == 0 and not (home / ".duckdb").exists()
 
     # From Python (access.connect), with the same read-only key and the same guard.
-    code = ("import json, sys; from etl.marts import access; con = access.connect(sys.argv[1]); "
-            "print(json.dumps(dict(con.execute(sys.argv[2]).fetchall())))")
-    py = subprocess.run([sys.executable, "-c", code, warehouse, query], env=reader, capture_output=True, text=True,
-                        timeout=300)
+    code = (
+        "import json, sys; from etl.marts import access; con = access.connect(sys.argv[1]); "
+        "print(json.dumps(dict(con.execute(sys.argv[2]).fetchall())))"
+    )
+    py = subprocess.run(
+        [sys.executable, "-c", code, warehouse, query], env=reader, capture_output=True, text=True, timeout=300
+    )
     assert py.returncode == 0, py.stderr
     import json
 

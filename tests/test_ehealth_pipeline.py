@@ -70,7 +70,8 @@ def test_month_loads_regions_and_national_apart(settings, landing, warehouse):
     national = _table(warehouse, "ehealth_adoption_national")
     assert dict(zip(national.metric, national.value, strict=False)) == {
         **{m: sum(v[m] for v in journal.values()) for m in sample.JOURNAL_METRICS},
-        **{m: sum(v[m] for v in web.values()) for m in sample.WEB_BOOKING_METRICS}}
+        **{m: sum(v[m] for v in web.values()) for m in sample.WEB_BOOKING_METRICS},
+    }
     assert _quarantine(warehouse, "ehealth_adoption").empty
     _accounting_holds(warehouse)
 
@@ -107,7 +108,9 @@ def test_sweep_redoes_a_month_whose_second_table_never_committed(settings, landi
     (warehouse / "_state" / "deliveries" / "ehealth_adoption.json").unlink()
     again = pipeline.run(settings)
     assert {r.table: r.outcome for r in again.results} == {
-        "ehealth_adoption": "unchanged", "ehealth_adoption_national": "unchanged"}
+        "ehealth_adoption": "unchanged",
+        "ehealth_adoption_national": "unchanged",
+    }
     assert pipeline.run(settings).outcome == "nothing_new"
 
 
@@ -130,8 +133,11 @@ def test_republished_file_replaces_its_month_and_service(settings, landing, ware
     assert len(adoption) == 21 * 8
     assert _value(adoption, "01", "logins") == journal["01"]["logins"] + 1000
     web_after = adoption.query("service == 'web_booking'")
-    assert web_after.drop(columns=["batch_id", "loaded_at"]).reset_index(drop=True).equals(
-        web_before.drop(columns=["batch_id", "loaded_at"]).reset_index(drop=True))
+    assert (
+        web_after.drop(columns=["batch_id", "loaded_at"])
+        .reset_index(drop=True)
+        .equals(web_before.drop(columns=["batch_id", "loaded_at"]).reset_index(drop=True))
+    )
     assert _quarantine(warehouse, "ehealth_adoption").empty  # the corrected file's old quarantine is gone
     _accounting_holds(warehouse)
 
@@ -143,13 +149,18 @@ def test_republished_file_refused_whole_is_blocked_and_the_month_stays(settings,
     pipeline.run(settings)
     before = _table(warehouse, "ehealth_adoption")
     _write(landing, "journalen", lines=_lines("journalen", dt.date(2017, 4, 1)))  # every line says 2017-04
-    with pytest.raises(ValidationFailed, match=r"journalen_2017-03.csv: blocked, refused whole: .*differs from the "
-                                               r"file's month 2017-03"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"journalen_2017-03.csv: blocked, refused whole: .*differs from the "
+        r"file's month 2017-03",
+    ):
         pipeline.run(settings)
     after = _table(warehouse, "ehealth_adoption")
     assert set(after.service) == {"web_booking", "patient_journal_online"}
-    assert after.sort_values(["service", "region_code", "metric"]).value.tolist() == \
-        before.sort_values(["service", "region_code", "metric"]).value.tolist()
+    assert (
+        after.sort_values(["service", "region_code", "metric"]).value.tolist()
+        == before.sort_values(["service", "region_code", "metric"]).value.tolist()
+    )
     log = _log(warehouse)
     last = log[log.outcome == "blocked"].iloc[-1]
     assert (last.rows_in, last.rows_loaded, last.rows_quarantined) == (22 * 3, 0, 0)
@@ -163,7 +174,9 @@ def test_undecodable_file_is_refused_whole_and_fails_the_run(settings, landing, 
     """A file refused whole fails the run even when it replaces nothing; the month's other file publishes."""
     _write(landing, "journalen", data=b"M\xe5nad;Region\n2017-03;\x81\x8d\x8f\n")
     _write(landing, "webbtidbok")
-    with pytest.raises(ValidationFailed, match="journalen_2017-03.csv: blocked, refused whole: neither UTF-8 nor Windows-1252 text"):
+    with pytest.raises(
+        ValidationFailed, match="journalen_2017-03.csv: blocked, refused whole: neither UTF-8 nor Windows-1252 text"
+    ):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     log = _log(warehouse)
@@ -186,8 +199,9 @@ def test_missing_region_blocks_that_month_only(settings, landing, warehouse):
         pipeline.run(settings)
     message = str(error.value)
     assert "1 month(s) blocked, 1 processed" in message
-    assert ("journalen_2017-03.csv: blocked, 1 of 21 regions missing (12 Region Skåne); "
-            "a person may approve publishing it") in message
+    assert (
+        "journalen_2017-03.csv: blocked, 1 of 21 regions missing (12 Region Skåne); a person may approve publishing it"
+    ) in message
     adoption = _table(warehouse, "ehealth_adoption")
     assert set(adoption.month) == {MARCH, april}
     assert set(adoption[adoption.month == MARCH].service) == {"web_booking"}  # nothing of March's journal file
@@ -209,8 +223,10 @@ def test_national_row_must_reconcile_within_half_a_percent(settings, landing, wa
     if blocked:
         with pytest.raises(ValidationFailed) as error:
             pipeline.run(settings)
-        assert (f"regions do not sum to the national total within 0.5%: journalen_2017-03 logins: regions sum to "
-                f"{total:,} vs national {wrong:,}") in str(error.value)
+        assert (
+            f"regions do not sum to the national total within 0.5%: journalen_2017-03 logins: regions sum to "
+            f"{total:,} vs national {wrong:,}"
+        ) in str(error.value)
         assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
     else:
         pipeline.run(settings)
@@ -264,8 +280,11 @@ def test_duplicate_region_lines_block_the_file(settings, landing, warehouse):
     lines.insert(10, dup)
     _write(landing, "webbtidbok", lines=lines)
     _write(landing, "journalen")
-    with pytest.raises(ValidationFailed, match=r"webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing \(05 Region Östergötland\); 2 line\(s\) quarantined, first line 5: "
-                                               r"the region appears on more than one line"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing \(05 Region Östergötland\); 2 line\(s\) quarantined, first line 5: "
+        r"the region appears on more than one line",
+    ):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"patient_journal_online"}
     _accounting_holds(warehouse)
@@ -274,38 +293,62 @@ def test_duplicate_region_lines_block_the_file(settings, landing, warehouse):
 def test_cross_metric_rules_quarantine_the_whole_line(settings, landing, warehouse):
     journal, web, _ = sample.month_values(MARCH, SEED)
     web_lines = set_cell(_lines("webbtidbok"), "07", 5, web["07"]["units_total"] + 1)  # connected > total
-    total_connected = sum(v["units_connected"] for v in web.values()) + web["07"]["units_total"] + 1 - \
-        web["07"]["units_connected"]
+    total_connected = (
+        sum(v["units_connected"] for v in web.values()) + web["07"]["units_total"] + 1 - web["07"]["units_connected"]
+    )
     web_lines = set_cell(web_lines, "Riket", 5, total_connected)
     journal_lines = set_cell(_lines("journalen"), "08", 3, journal["08"]["logins"] + 1)  # unique users > logins
-    journal_lines = set_cell(journal_lines, "Riket", 3, sum(v["unique_users"] for v in journal.values())
-                         + journal["08"]["logins"] + 1 - journal["08"]["unique_users"])
+    journal_lines = set_cell(
+        journal_lines,
+        "Riket",
+        3,
+        sum(v["unique_users"] for v in journal.values()) + journal["08"]["logins"] + 1 - journal["08"]["unique_users"],
+    )
     journal_lines = set_cell(journal_lines, "10", 4, journal["10"]["unique_users"] + 1)  # first-time > unique: warning
-    journal_lines = set_cell(journal_lines, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
-                         + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
+    journal_lines = set_cell(
+        journal_lines,
+        "Riket",
+        4,
+        sum(v["first_time_users"] for v in journal.values())
+        + journal["10"]["unique_users"]
+        + 1
+        - journal["10"]["first_time_users"],
+    )
     _write(landing, "webbtidbok", lines=web_lines)
     _write(landing, "journalen", lines=journal_lines)
     with pytest.raises(ValidationFailed) as error:
         pipeline.run(settings)
     message = str(error.value)
     # Cause first (issue 23 §4): the rule, the first quarantined line and why; a format error is not approvable.
-    assert ("journalen_2017-03.csv: blocked, 1 of 21 regions missing (08 Region Kalmar län); 1 line(s) quarantined, "
-            "first line 8: Unika användare (unique_users) exceeds Inloggningar (logins) on this line") in message
-    assert ("webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (07 Region Kronoberg); 1 line(s) quarantined, "
-            "first line 7: Anslutna enheter (units_connected) exceeds Enheter totalt (units_total)") in message
+    assert (
+        "journalen_2017-03.csv: blocked, 1 of 21 regions missing (08 Region Kalmar län); 1 line(s) quarantined, "
+        "first line 8: Unika användare (unique_users) exceeds Inloggningar (logins) on this line"
+    ) in message
+    assert (
+        "webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (07 Region Kronoberg); 1 line(s) quarantined, "
+        "first line 7: Anslutna enheter (units_connected) exceeds Enheter totalt (units_total)"
+    ) in message
     assert approvals.HINT not in message
     assert not (warehouse / "ehealth_adoption").exists()
     # First-time users above unique users is only a warning: the line is loaded, the load log says so.
     only_warning = set_cell(_lines("journalen"), "10", 4, journal["10"]["unique_users"] + 1)
-    only_warning = set_cell(only_warning, "Riket", 4, sum(v["first_time_users"] for v in journal.values())
-                        + journal["10"]["unique_users"] + 1 - journal["10"]["first_time_users"])
+    only_warning = set_cell(
+        only_warning,
+        "Riket",
+        4,
+        sum(v["first_time_users"] for v in journal.values())
+        + journal["10"]["unique_users"]
+        + 1
+        - journal["10"]["first_time_users"],
+    )
     _write(landing, "journalen", lines=only_warning)
     _write(landing, "webbtidbok")
     report = pipeline.run(settings)
     regional = next(r for r in report.results if r.table == "ehealth_adoption")
     assert (regional.rows_loaded, regional.rows_quarantined) == (168, 0)
     assert [w.split(":")[0] for w in regional.warnings] == [
-        "Förstagångsinloggningar (first_time_users) exceeds Unika användare (unique_users)"]
+        "Förstagångsinloggningar (first_time_users) exceeds Unika användare (unique_users)"
+    ]
     log = _log(warehouse)
     assert log[log.table_name == "ehealth_adoption"].validation.iloc[-1] == "warning"
     assert _value(_table(warehouse, "ehealth_adoption"), "10", "first_time_users") == journal["10"]["unique_users"] + 1
@@ -322,8 +365,10 @@ def test_bad_cells_quarantine_the_line_and_the_incomplete_file_is_blocked(settin
     with pytest.raises(ValidationFailed) as error:
         pipeline.run(settings)
     message = str(error.value)
-    assert ("journalen_2017-03.csv: blocked, 3 of 21 regions missing (06 Region Jönköpings län, 13 Region Halland, "
-            "+1 more); 4 line(s) quarantined, first line 6: unknown region 'Region Atlantis'") in message
+    assert (
+        "journalen_2017-03.csv: blocked, 3 of 21 regions missing (06 Region Jönköpings län, 13 Region Halland, "
+        "+1 more); 4 line(s) quarantined, first line 6: unknown region 'Region Atlantis'"
+    ) in message
     assert len(message.split(": ", 2)[2]) < 300  # the terminal line; the load log keeps the whole list
     blocked_row = _log(warehouse).query("outcome == 'blocked'").iloc[0]
     assert "17 Region Värmland" in blocked_row.message and "Värde" not in blocked_row.message[:40]
@@ -336,8 +381,11 @@ def test_truncated_file_blocks_the_month(settings, landing, warehouse):
     _write(landing, "journalen", data=text[: text.index(b"\n2017-03;13;") + 14])
     _write(landing, "webbtidbok")
     # Cut short, the file has no national row (issue 23 §3): a sender's error, blocked without approval.
-    with pytest.raises(ValidationFailed, match=r"journalen_2017-03.csv: blocked, the national row \(Riket\) is missing or "
-                                               r"unreadable \(no line for it; line 12 was not read: 4 fields, expected 5"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"journalen_2017-03.csv: blocked, the national row \(Riket\) is missing or "
+        r"unreadable \(no line for it; line 12 was not read: 4 fields, expected 5",
+    ):
         pipeline.run(settings)
     assert set(_table(warehouse, "ehealth_adoption").service) == {"web_booking"}
 
@@ -348,8 +396,12 @@ def test_truncated_file_blocks_the_month(settings, landing, warehouse):
 def test_two_files_for_one_export_block_the_month(settings, landing, warehouse):
     journal, _, _ = sample.month_values(MARCH, SEED)
     _write(landing, "journalen")
-    _write(landing, "journalen", ext="xlsx",
-           data=sample.render_xlsx(sample.export_rows("journalen", MARCH, journal, sample.PLAIN)))
+    _write(
+        landing,
+        "journalen",
+        ext="xlsx",
+        data=sample.render_xlsx(sample.export_rows("journalen", MARCH, journal, sample.PLAIN)),
+    )
     _write(landing, "webbtidbok")
     with pytest.raises(EtlError, match=r"2 files for journalen \(journalen_2017-03.csv, journalen_2017-03.xlsx\)"):
         pipeline.run(settings)

@@ -71,7 +71,10 @@ def test_cp1252_tab_crlf_swedish_month_nbsp_old_names_fixture():
     jamtland = _by(read.regional, "23", "unique_users")
     assert jamtland["value"] is None and jamtland["suppressed"] is True  # empty cell
     assert {r["metric"]: r["value"] for r in read.national} == {
-        "logins": 3_541_467, "unique_users": 1_753_440, "first_time_users": 175_340}
+        "logins": 3_541_467,
+        "unique_users": 1_753_440,
+        "first_time_users": 175_340,
+    }
     assert all(r["month"] == MARCH and r["year"] == 2017 for r in read.regional)
     _accounting_holds(read)
 
@@ -80,32 +83,44 @@ def test_cp1252_tab_crlf_swedish_month_nbsp_old_names_fixture():
 @pytest.mark.parametrize("delimiter", [";", ",", "\t"])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_every_encoding_delimiter_and_line_ending(encoding, delimiter, newline):
-    style = sample.Style(encoding, delimiter, newline, month_form=2, separator="\u00a0", region_form=0,
-                         national_label="Totalt", journal_xlsx=False, web_booking_xlsx=False)
+    style = sample.Style(
+        encoding,
+        delimiter,
+        newline,
+        month_form=2,
+        separator="\u00a0",
+        region_form=0,
+        national_label="Totalt",
+        journal_xlsx=False,
+        web_booking_xlsx=False,
+    )
     journal, web, _ = sample.month_values(MARCH, 7)
     data = sample.render_csv(sample.export_rows("webbtidbok", MARCH, web, style), style)
     read = exports.read_export("/l/ehealth/webbtidbok_2017-03.csv", data)
     assert read.file_error is None and read.delimiter == delimiter
     assert read.encoding == ("cp1252" if encoding == "cp1252" else "utf-8-sig")
     assert {(r["region_code"], r["metric"]): r["value"] for r in read.regional} == {
-        (code, m): web[code][m] for code in regions.REGION_CODES for m in sample.WEB_BOOKING_METRICS}
+        (code, m): web[code][m] for code in regions.REGION_CODES for m in sample.WEB_BOOKING_METRICS
+    }
     assert {r["metric"]: r["value"] for r in read.national} == {
-        m: sum(web[c][m] for c in web) for m in sample.WEB_BOOKING_METRICS}
+        m: sum(web[c][m] for c in web) for m in sample.WEB_BOOKING_METRICS
+    }
 
 
 @pytest.mark.parametrize("form,text", [(0, "2017-03"), (1, "2017-3"), (2, "mars 2017"), (3, "2017M03")])
 def test_every_month_form(form, text):
     assert sample.month_text(MARCH, form) == text
     lines = _plain_lines("journalen")
-    lines = [lines[0]] + [text + line[len("2017-03"):] for line in lines[1:]]
+    lines = [lines[0]] + [text + line[len("2017-03") :] for line in lines[1:]]
     read = _read("journalen_2017-03.csv", lines)
     assert read.file_error is None and not read.rejected_regional and len(read.regional) == 63
 
 
 def test_xlsx_with_numbers_and_text_cells():
     journal, _, _ = sample.month_values(MARCH, 7)
-    rows = sample.export_rows("journalen", MARCH, journal, sample.style_for(MARCH),
-                              suppressed={("09", "first_time_users")})
+    rows = sample.export_rows(
+        "journalen", MARCH, journal, sample.style_for(MARCH), suppressed={("09", "first_time_users")}
+    )
     read = exports.read_export("/l/ehealth/journalen_2017-03.xlsx", sample.render_xlsx(rows))
     assert read.file_error is None and read.regions_seen == set(regions.REGION_CODES)
     assert _by(read.regional, "14", "logins")["value"] == journal["14"]["logins"]
@@ -130,8 +145,10 @@ def test_every_sample_month_reads_clean():
     for month in [dt.date(y, m, 1) for y in (2016, 2017) for m in range(1, 13)]:
         style = sample.style_for(month)
         journal, web, _ = sample.month_values(month, 3)
-        for kind, values, xlsx in (("journalen", journal, style.journal_xlsx),
-                                   ("webbtidbok", web, style.web_booking_xlsx)):
+        for kind, values, xlsx in (
+            ("journalen", journal, style.journal_xlsx),
+            ("webbtidbok", web, style.web_booking_xlsx),
+        ):
             rows = sample.export_rows(kind, month, values, style, sample.suppressed_cells(month, 3))
             data = sample.render_xlsx(rows) if xlsx else sample.render_csv(rows, style)
             read = exports.read_export(f"/l/ehealth/{kind}_{month:%Y-%m}.{'xlsx' if xlsx else 'csv'}", data)
@@ -144,10 +161,11 @@ def test_every_sample_month_reads_clean():
 
 def test_wrong_month_on_a_line_quarantines_that_line():
     lines = _plain_lines("journalen")
-    lines[3] = "2017-04" + lines[3][len("2017-03"):]
+    lines[3] = "2017-04" + lines[3][len("2017-03") :]
     read = _read("journalen_2017-03.csv", lines)
     assert [(r["row_number"], r["reason"], r["rows_held"]) for r in read.rejected_regional] == [
-        (4, "Månad 2017-04 does not match the file's month 2017-03", 3)]
+        (4, "Månad 2017-04 does not match the file's month 2017-03", 3)
+    ]
     assert "04" in read.regions_seen  # the region was sent, only its line is unusable
     _accounting_holds(read)
 
@@ -160,11 +178,14 @@ def test_wrong_month_on_every_line_rejects_the_file():
     assert [(r["row_number"], r["rows_held"]) for r in read.rejected_regional] == [(0, 22 * 3)]
 
 
-@pytest.mark.parametrize("cell,reason", [
-    ("-5", "Avbokningar: negative value: '-5'"),
-    ("tolv", "Avbokningar: not a number: 'tolv'"),
-    ("1,5", "Avbokningar: not a whole number: '1,5'"),
-])
+@pytest.mark.parametrize(
+    "cell,reason",
+    [
+        ("-5", "Avbokningar: negative value: '-5'"),
+        ("tolv", "Avbokningar: not a number: 'tolv'"),
+        ("1,5", "Avbokningar: not a whole number: '1,5'"),
+    ],
+)
 def test_bad_numbers_quarantine_the_line(cell, reason):
     lines = _plain_lines("webbtidbok")
     cells = lines[2].split(";")
@@ -182,7 +203,9 @@ def test_unknown_region_and_region_typo_are_not_guessed():
     lines[4] = lines[4].replace(";04;", ";Sörmlandd;")
     read = _read("journalen_2017-03.csv", lines)
     assert {r["row_number"]: r["reason"] for r in read.rejected_regional} == {
-        3: "unknown region 'Region Atlantis'", 5: "unknown region 'Sörmlandd'"}
+        3: "unknown region 'Region Atlantis'",
+        5: "unknown region 'Sörmlandd'",
+    }
     assert "04" not in read.regions_seen and len(read.regions_seen) == 20
     _accounting_holds(read)
 
@@ -210,11 +233,14 @@ def test_undecodable_bytes_reject_the_file():
     assert (with_bom.file_error, with_bom.encoding, len(with_bom.regional)) == (None, "utf-16", 63)
 
 
-@pytest.mark.parametrize("header,message", [
-    ("Månad;Region;Inloggningar;Unika användare", "lacks column(s) Förstagångsinloggningar"),
-    ("Month|Region|Logins", "header not recognised"),
-    ("Månad;Region;Inloggningar;Inloggningar;Unika användare;Förstagångsinloggningar", "appears 2 times"),
-])
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        ("Månad;Region;Inloggningar;Unika användare", "lacks column(s) Förstagångsinloggningar"),
+        ("Month|Region|Logins", "header not recognised"),
+        ("Månad;Region;Inloggningar;Inloggningar;Unika användare;Förstagångsinloggningar", "appears 2 times"),
+    ],
+)
 def test_bad_header_rejects_the_file(header, message):
     lines = _plain_lines("journalen")
     lines[0] = header
@@ -244,7 +270,9 @@ def test_damaged_and_multi_sheet_workbooks_are_rejected():
     journal, _, _ = sample.month_values(MARCH, 7)
     good = sample.render_xlsx(sample.export_rows("journalen", MARCH, journal, sample.PLAIN))
     damaged = exports.read_export("/l/ehealth/journalen_2017-03.xlsx", good[: len(good) // 2])
-    assert damaged.file_error == "journalen_2017-03.xlsx: not a valid .xlsx file (not a zip archive)"  # the one reader's message
+    assert (
+        damaged.file_error == "journalen_2017-03.xlsx: not a valid .xlsx file (not a zip archive)"
+    )  # the one reader's message
     book = Workbook()
     book.create_sheet("Extra")
     buffer = io.BytesIO()
@@ -273,7 +301,12 @@ def test_unit_fixture_types_what_it_can_and_rejects_lines_it_cannot(block_size):
     assert [r["row_number"] for r in rows] == [2, 3, 4, 5, 6, 7, 8, 15]  # line 10 is blank, not data
     first = rows[0]
     assert (first["date"], first["region_code"], first["unit_hsa_id"], first["unit_name"], first["bookings"]) == (
-        dt.date(2024, 2, 1), "01", "SE2321000016-15CX", "Vårdcentralen Åby", 12)
+        dt.date(2024, 2, 1),
+        "01",
+        "SE2321000016-15CX",
+        "Vårdcentralen Åby",
+        12,
+    )
     assert (rows[1]["region_code"], rows[1]["bookings"], rows[1]["cancellations"]) == ("03", 1234, None)
     assert (rows[2]["cancellations"], rows[2]["rebookings"]) == (None, None)  # "–" and empty: suppressed
     assert {r["row_number"]: r["reason"] for r in read.rejected} == {
@@ -292,15 +325,33 @@ def test_a_unit_file_whose_last_line_is_cut_short_is_refused_whole(tmp_path):
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     path.write_bytes(data[: data.rstrip(b"\r\n").rfind(b"\r\n") + 20])  # the last line cut inside its HSA id
     read = unit_daily.read_unit_daily(str(path))
-    assert read.file_error == ("webbtidbok_enheter_2024-02.csv: the last line (line 15) is cut short: the file "
-                               "was not transferred whole; send it again")
+    assert read.file_error == (
+        "webbtidbok_enheter_2024-02.csv: the last line (line 15) is cut short: the file "
+        "was not transferred whole; send it again"
+    )
     assert read.rows is None and read.rejected[0]["rows_held"] == 14
 
 
 def test_unit_counts_are_what_the_one_parser_gives(tmp_path):
     """Counts parsed once per distinct text must be exactly what etl.swedish.parse_count gives."""
-    texts = ["0", "7", "12345", "12 345", "12\u00a0345", "1\u2009234\u202f567", "007", " 42 ", "1 2", "..", "-",
-             "–", "", "1.234", "1,0", "999999999999"]
+    texts = [
+        "0",
+        "7",
+        "12345",
+        "12 345",
+        "12\u00a0345",
+        "1\u2009234\u202f567",
+        "007",
+        " 42 ",
+        "1 2",
+        "..",
+        "-",
+        "–",
+        "",
+        "1.234",
+        "1,0",
+        "999999999999",
+    ]
     lines = ["Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar"]
     for i, text in enumerate(texts):
         lines.append(f"2024-02-{i + 1:02d};01;SE2321000016-A{i};Enhet;{text};0;0")
@@ -314,19 +365,23 @@ def test_unit_counts_are_what_the_one_parser_gives(tmp_path):
 
 
 def test_unit_count_beyond_int64_is_quarantined_not_a_crash(tmp_path):
-    lines = ["Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar",
-             "2024-02-01;01;SE2321000016-A1;Enhet;7;0;0",
-             "2024-02-02;01;SE2321000016-A1;Enhet;99999999999999999999;0;0"]
+    lines = [
+        "Datum;Region;HSA-id;Enhet;Bokningar;Avbokningar;Ombokningar",
+        "2024-02-01;01;SE2321000016-A1;Enhet;7;0;0",
+        "2024-02-02;01;SE2321000016-A1;Enhet;99999999999999999999;0;0",
+    ]
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     read = unit_daily.read_unit_daily(str(path))
     assert read.rows["bookings"].to_pylist() == [7]
     assert [(r["row_number"], r["reason"]) for r in read.rejected] == [
-        (3, "Bokningar: number too large: '99999999999999999999'")]
+        (3, "Bokningar: number too large: '99999999999999999999'")
+    ]
 
 
-@pytest.mark.parametrize("encoding,newline,delimiter", [("cp1252", "\r\n", "\t"), ("utf-8", "\n", ","),
-                                                        ("utf-8-sig", "\r\n", ";")])
+@pytest.mark.parametrize(
+    "encoding,newline,delimiter", [("cp1252", "\r\n", "\t"), ("utf-8", "\n", ","), ("utf-8-sig", "\r\n", ";")]
+)
 def test_unit_files_in_every_encoding(tmp_path, encoding, newline, delimiter):
     units = sample.make_units(30, 1)
     month = dt.date(2024, 2, 1)
@@ -340,9 +395,11 @@ def test_unit_files_in_every_encoding(tmp_path, encoding, newline, delimiter):
     assert read.rows["row_number"].to_pylist() == list(range(2, 2 + 30 * 29))
     table = read.rows.group_by("region_code").aggregate([("bookings", "sum")]).to_pylist()
     assert {r["region_code"]: r["bookings_sum"] for r in table} == {
-        code: web[code]["bookings"] for code in regions.REGION_CODES}
+        code: web[code]["bookings"] for code in regions.REGION_CODES
+    }
     assert "Vårdcentralen" in " ".join(read.rows["unit_name"].to_pylist()) or "Hälso" in " ".join(
-        read.rows["unit_name"].to_pylist())
+        read.rows["unit_name"].to_pylist()
+    )
 
 
 def test_unit_file_with_bad_bytes_further_in_is_rejected(tmp_path):
@@ -353,8 +410,9 @@ def test_unit_file_with_bad_bytes_further_in_is_rejected(tmp_path):
     path.write_bytes(head + good * 25_000 + "2024-02-02;01;SE2321000016-AB;V\xe5rd;1;0;0\n".encode("cp1252"))
     read = unit_daily.read_unit_daily(str(path), block_size=1 << 20)
     assert read.file_error and "not valid utf-8-sig text further into the file" in read.file_error
-    assert read.rows is None and read.rejected == [{
-        "source_file": str(path), "row_number": 0, "raw": None, "reason": read.file_error, "rows_held": 25_001}]
+    assert read.rows is None and read.rejected == [
+        {"source_file": str(path), "row_number": 0, "raw": None, "reason": read.file_error, "rows_held": 25_001}
+    ]
 
 
 def test_unit_file_without_the_columns_is_rejected(tmp_path):

@@ -24,8 +24,11 @@ def _expectations(table: str) -> list[dict]:
 
 
 def _value_set(table: str, column: str) -> set:
-    [found] = [e["kwargs"]["value_set"] for e in _expectations(table)
-               if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == column]
+    [found] = [
+        e["kwargs"]["value_set"]
+        for e in _expectations(table)
+        if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == column
+    ]
     return set(found)
 
 
@@ -37,8 +40,11 @@ def test_the_suites_value_sets_are_the_specs(table):
 
 @pytest.mark.parametrize("table", SUITES)
 def test_every_line_rule_is_in_the_suites_with_its_severity_and_no_other(table):
-    checks = {e["kwargs"]["column"]: e.get("severity") for e in _expectations(table)
-              if e["kwargs"].get("column", "").startswith("_check_") and e["kwargs"].get("value_set") == [True]}
+    checks = {
+        e["kwargs"]["column"]: e.get("severity")
+        for e in _expectations(table)
+        if e["kwargs"].get("column", "").startswith("_check_") and e["kwargs"].get("value_set") == [True]
+    }
     checks.pop("_check_suppressed_iff_null", None)  # a rule of every value, not of one export's metrics
     assert checks == {rule.check: rule.severity for rule in spec.LINE_RULES}
 
@@ -145,9 +151,13 @@ def test_a_new_export_kind_is_one_declaration_and_reaches_the_marts(tmp_path):
     spec_file = "etl/sources/ehealth_spec.py"
     project_copy.edit(copy, spec_file, "UNITS = UnitExportSpec(", VISITS)
     project_copy.edit(copy, spec_file, "for s in (JOURNAL, WEB_BOOKING)}", "for s in (JOURNAL, WEB_BOOKING, VISITS)}")
-    project_copy.edit(copy, spec_file, '    Series("web_booking_bookings", "webbtidbok", "bookings", change=True),\n',
-                      '    Series("web_booking_bookings", "webbtidbok", "bookings", change=True),\n'
-                      '    Series("digital_visits_visits", "digitala_besok", "visits", change=True),\n')
+    project_copy.edit(
+        copy,
+        spec_file,
+        '    Series("web_booking_bookings", "webbtidbok", "bookings", change=True),\n',
+        '    Series("web_booking_bookings", "webbtidbok", "bookings", change=True),\n'
+        '    Series("digital_visits_visits", "digitala_besok", "visits", change=True),\n',
+    )
     project_copy.run(copy, "-m", "etl", "docs")
     assert project_copy.changed(copy) == {spec_file, "docs/tables.md", "docs/input-formats.md"}
     contract = (copy / "docs" / "input-formats.md").read_text(encoding="utf-8")
@@ -155,11 +165,13 @@ def test_a_new_export_kind_is_one_declaration_and_reaches_the_marts(tmp_path):
     assert "`Månad;Region;Besök;Unika patienter`" in contract
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
-    project_copy.run(copy, "-m", "etl", "sample", "--out", str(landing), "--years", "2019-2019", "--units", "1",
-                     "--unit-months", "0")
+    project_copy.run(
+        copy, "-m", "etl", "sample", "--out", str(landing), "--years", "2019-2019", "--units", "1", "--unit-months", "0"
+    )
     assert sorted(p.name for p in (landing / "ehealth").glob("digitala_besok_*"))[0] == "digitala_besok_2019-03.csv"
-    project_copy.run(copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse),
-                     "--offline-snapshot")
+    project_copy.run(
+        copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse), "--offline-snapshot"
+    )
     got = json.loads(project_copy.run(copy, "-c", AFTER_RUN, str(warehouse)).stdout.strip().splitlines()[-1])
     assert got["months"] == [f"2019-{m:02d}" for m in range(3, 13)]
     assert got["rows"] == 21 * 2 * 10  # regions × metrics × months from March
@@ -168,10 +180,20 @@ def test_a_new_export_kind_is_one_declaration_and_reaches_the_marts(tmp_path):
     assert got["suite"] == ["service", "metric", "_check_unique_patients_le_visits"]
     assert got["report"] >= 1  # the HTML report has the new series' region × year table (a reviewer found none)
     # The project's own tests of the declaration hold in the edited copy: none hard-codes the two kinds.
-    project_copy.run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-                     "tests/test_ehealth_spec.py", "tests/test_report_contents.py",
-                     "tests/test_delivery_monitoring.py",
-                     "tests/test_sample_consistency.py::test_the_small_sample_many_tests_use_stays_small",
-                     "tests/test_quality_plugin.py::test_ehealth_months_expected_received_loaded_blocked_overdue",
-                     "tests/test_cli.py::test_committed_docs_are_up_to_date",
-                     "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations")
+    project_copy.run(
+        copy,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not slow",
+        "tests/test_ehealth_spec.py",
+        "tests/test_report_contents.py",
+        "tests/test_delivery_monitoring.py",
+        "tests/test_sample_consistency.py::test_the_small_sample_many_tests_use_stays_small",
+        "tests/test_quality_plugin.py::test_ehealth_months_expected_received_loaded_blocked_overdue",
+        "tests/test_cli.py::test_committed_docs_are_up_to_date",
+        "tests/test_cli.py::test_the_generated_sections_of_the_docs_follow_the_declarations",
+    )

@@ -42,11 +42,18 @@ def test_unit_rules_quarantine_rows_and_never_sum_duplicates(settings, landing, 
     report = pipeline.run(settings)
     [result] = report.results
     assert (result.table, result.rows_in, result.rows_loaded, result.rows_quarantined) == (
-        "ehealth_unit_daily", 13, 4, 9)
+        "ehealth_unit_daily",
+        13,
+        4,
+        9,
+    )
     table = _table(warehouse, "ehealth_unit_daily").sort_values("date")
     assert list(zip(table.date.astype(str), table.unit_hsa_id, table.bookings, strict=False)) == [
-        ("2024-02-01", "SE2321000016-15CX", 12), ("2024-02-01", "SE2321000024-A1", 1234),
-        ("2024-02-02", "SE2321000016-15CX", 7), ("2024-02-07", "SE2321000024-A1", 2000)]
+        ("2024-02-01", "SE2321000016-15CX", 12),
+        ("2024-02-01", "SE2321000024-A1", 1234),
+        ("2024-02-02", "SE2321000016-15CX", 7),
+        ("2024-02-07", "SE2321000024-A1", 2000),
+    ]
     assert set(table.month) == {FEB}
     q = _quarantine(warehouse, "ehealth_unit_daily")
     reasons = dict(zip(q.row_number, q.reason, strict=False))
@@ -74,7 +81,9 @@ def test_unit_sums_match_regional_bookings_or_warn(settings, landing, warehouse)
     assert unit_result.warnings == [] and unit_result.rows_loaded == 60 * 29
     daily = _table(warehouse, "ehealth_unit_daily")
     adoption = _table(warehouse, "ehealth_adoption").query("metric == 'bookings'")
-    assert daily.groupby("region_code").bookings.sum().to_dict() == dict(zip(adoption.region_code, adoption.value, strict=False))
+    assert daily.groupby("region_code").bookings.sum().to_dict() == dict(
+        zip(adoption.region_code, adoption.value, strict=False)
+    )
 
     # One unit-day off by one in a republished unit file: loaded, but the load log warns.
     unit_file = next(p for p in paths if p.name.startswith("webbtidbok_enheter"))
@@ -93,7 +102,8 @@ def test_unit_sums_match_regional_bookings_or_warn(settings, landing, warehouse)
     region = regions.resolve_region(cells[1])
     assert len(unit_result.warnings) == 1
     assert unit_result.warnings[0].startswith(
-        "2024-02: daily unit bookings do not sum to the regional bookings in 1 region(s): " + region)
+        "2024-02: daily unit bookings do not sum to the regional bookings in 1 region(s): " + region
+    )
     log = publish.read_load_log(str(warehouse)).to_pandas()
     assert log[log.table_name == "ehealth_unit_daily"].validation.iloc[-1] == "warning"
 
@@ -106,8 +116,12 @@ def test_republished_unit_file_replaces_its_month_only(settings, landing, wareho
     pipeline.run(settings)
     daily = _table(warehouse, "ehealth_unit_daily")
     assert daily.groupby("month").size().to_dict() == {jan: 40 * 31, FEB: 40 * 29}
-    january = daily[daily.month == jan].drop(columns=["batch_id", "loaded_at"]).sort_values(
-        ["date", "unit_hsa_id"]).reset_index(drop=True)
+    january = (
+        daily[daily.month == jan]
+        .drop(columns=["batch_id", "loaded_at"])
+        .sort_values(["date", "unit_hsa_id"])
+        .reset_index(drop=True)
+    )
 
     smaller = sample.make_units(25, 6)  # a corrected February with fewer units
     _write_month(landing, FEB, smaller, seed=9)
@@ -116,8 +130,13 @@ def test_republished_unit_file_replaces_its_month_only(settings, landing, wareho
     daily = _table(warehouse, "ehealth_unit_daily")
     assert daily.groupby("month").size().to_dict() == {jan: 40 * 31, FEB: 25 * 29}
     assert set(daily[daily.month == FEB].unit_hsa_id) == set(smaller.hsa_id)
-    assert daily[daily.month == jan].drop(columns=["batch_id", "loaded_at"]).sort_values(
-        ["date", "unit_hsa_id"]).reset_index(drop=True).equals(january)
+    assert (
+        daily[daily.month == jan]
+        .drop(columns=["batch_id", "loaded_at"])
+        .sort_values(["date", "unit_hsa_id"])
+        .reset_index(drop=True)
+        .equals(january)
+    )
 
     again = pipeline.run(settings, period="2024-02")
     assert {r.outcome for r in again.results} == {"unchanged"}
@@ -159,7 +178,8 @@ def test_full_sample_loads_clean(settings, landing, warehouse):
     report = pipeline.run(settings)
     assert {r.outcome for r in report.results} == {"published"}
     assert all(r.rows_quarantined == 0 and not r.warnings for r in report.results), [
-        (r.table, r.warnings) for r in report.results if r.warnings or r.rows_quarantined]
+        (r.table, r.warnings) for r in report.results if r.warnings or r.rows_quarantined
+    ]
     adoption = _table(warehouse, "ehealth_adoption")
     assert adoption.groupby("month").size().eq(168).all() and adoption.month.nunique() == 12
 
@@ -206,17 +226,25 @@ def test_peak_memory_is_flat_in_the_number_of_months(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def measure(periods, name):
-        out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "landing"), str(tmp_path / name),
-                              *periods], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(tmp_path / "landing"), str(tmp_path / name), *periods],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            cwd=ROOT,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     one = measure(["2024-01"], "w1")
     four = measure([f"{m:%Y-%m}" for m in months], "w4")
     per_month = sorted(four["seconds"][1:])[1]
-    print(f"\npeak RSS: 1 month {one['maxrss_mb']:.0f} MB, 4 months {four['maxrss_mb']:.0f} MB; "
-          f"seconds per month (~120 000 unit rows + both exports, validated and published): {four['seconds']}; "
-          f"median after warm-up {per_month:.2f} s")
+    print(
+        f"\npeak RSS: 1 month {one['maxrss_mb']:.0f} MB, 4 months {four['maxrss_mb']:.0f} MB; "
+        f"seconds per month (~120 000 unit rows + both exports, validated and published): {four['seconds']}; "
+        f"median after warm-up {per_month:.2f} s"
+    )
     assert four["maxrss_mb"] < one["maxrss_mb"] * 1.15 + 40
     assert per_month < 20
 
@@ -261,10 +289,19 @@ def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, wa
     rows = {f.name: [] for f in schema}
     for day in (1, 2):
         for month in ("2024-01", "2024-02"):
-            values = {"month": month, "date": dt.date(int(month[:4]), int(month[5:]), day), "region_code": "01",
-                      "unit_hsa_id": f"SE2321000016-{day}X", "unit_name": "Vårdcentralen", "bookings": day,
-                      "cancellations": 0, "rebookings": 0, "source_file": f"/l/ehealth/webbtidbok_enheter_{month}.csv",
-                      "batch_id": "old", "loaded_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC)}
+            values = {
+                "month": month,
+                "date": dt.date(int(month[:4]), int(month[5:]), day),
+                "region_code": "01",
+                "unit_hsa_id": f"SE2321000016-{day}X",
+                "unit_name": "Vårdcentralen",
+                "bookings": day,
+                "cancellations": 0,
+                "rebookings": 0,
+                "source_file": f"/l/ehealth/webbtidbok_enheter_{month}.csv",
+                "batch_id": "old",
+                "loaded_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC),
+            }
             for name in rows:
                 rows[name].append(values.get(name))
     old = pa.Table.from_pydict(rows, schema=pa.schema(old_fields))
@@ -285,6 +322,10 @@ def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, wa
     # Issue 26: a migration rewrites a table, so the load log says so (one row, the version it made).
     [logged] = [r for r in publish.read_load_log(str(warehouse)).to_pylist() if r["pipeline"] == "migration"]
     assert (logged["table_name"], logged["outcome"], logged["rows_in"], logged["rows_loaded"]) == (
-        "ehealth_unit_daily", "published", 4, 4)
+        "ehealth_unit_daily",
+        "published",
+        4,
+        4,
+    )
     assert logged["table_version"] == str(DeltaTable(uri).version()) == "1"
     assert logged["message"] == lines[0]

@@ -57,8 +57,17 @@ def test_duckdb_file_opens_and_has_a_view_per_published_table(built):
     assert _query(built, "select count(*) from followup_region_year") == [(63,)]
     assert _query(built, "select count(*) from followup_national_year") == [(3,)]
     views = {name for (name,) in _query(built, "select view_name from duckdb_views() where not internal")}
-    published = {"dim_region", "population", "county_report", "county_initiative", "county_ehealth_service",
-                 "ehealth_adoption", "ehealth_adoption_national", "followup_region_year", "followup_national_year"}
+    published = {
+        "dim_region",
+        "population",
+        "county_report",
+        "county_initiative",
+        "county_ehealth_service",
+        "ehealth_adoption",
+        "ehealth_adoption_national",
+        "followup_region_year",
+        "followup_national_year",
+    }
     assert published | {"load_log", "quarantine"} | {f"quarantine_{t}" for t in published} == views
     # Never published: no view, rather than one that fails at query time.
     assert "kolada_kpi" not in views and "ehealth_unit_daily" not in views
@@ -67,19 +76,32 @@ def test_duckdb_file_opens_and_has_a_view_per_published_table(built):
 def test_views_read_partitions_with_the_declared_types_and_absolute_paths(built):
     rows = _query(built, "select report_year, count(*) from county_report group by 1 order by 1")
     assert rows == [(2019, 3), (2020, 2)]
-    types = dict(_query(built, "select column_name, data_type from duckdb_columns() where table_name = 'county_report'"))
+    types = dict(
+        _query(built, "select column_name, data_type from duckdb_columns() where table_name = 'county_report'")
+    )
     assert types["report_year"] == "SMALLINT" and types["submitted_at"] == "TIMESTAMP WITH TIME ZONE"
     (sql,) = _query(built, "select sql from duckdb_views() where view_name = 'followup_region_year'")[0]
     # The current Delta version's files by absolute path (no glob: a glob would also find removed files).
     assert f"'{built['warehouse']}/followup_region_year/part-" in sql and "**" not in sql
     # An empty quarantine is a typed empty view, so queries on it work.
     assert _query(built, "select count(*), count(reason) from quarantine_county_report") == [(0, 0)]
-    assert _query(built, "select count(*) from load_log where pipeline = 'followup' and outcome = 'published'") == [(2,)]
+    assert _query(built, "select count(*) from load_log where pipeline = 'followup' and outcome = 'published'") == [
+        (2,)
+    ]
     # Works from any working directory: the file names absolute paths.
     out = subprocess.run(
-        [sys.executable, "-c", "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True);"
-         "print(c.execute('select sum(grant_sek) from followup_region_year').fetchall()[0][0])",
-         str(built["warehouse"] / "followup.duckdb")], cwd="/", capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True);"
+            "print(c.execute('select sum(grant_sek) from followup_region_year').fetchall()[0][0])",
+            str(built["warehouse"] / "followup.duckdb"),
+        ],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == str(10_000_000 + 12_000_000 + 2_000_000 + 1_900_000 + 300_000)
 
 
@@ -93,8 +115,12 @@ def test_views_work_in_a_warehouse_whose_path_has_a_space_non_ascii_letters_or_a
 
     root = tmp_path / folder
     (root / "landing").mkdir(parents=True)
-    settings = Settings.resolve(landing=str(root / "landing"), warehouse=str(root / "warehouse"), kolada_kpis="",
-                                environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = Settings.resolve(
+        landing=str(root / "landing"),
+        warehouse=str(root / "warehouse"),
+        kolada_kpis="",
+        environ={"ETL_LANDING_SETTLE_SECONDS": "0"},
+    )
     build_sources(settings.warehouse_uri)
     followup.build_marts(settings)
     paths = followup.build_access(settings, today=TODAY)
@@ -105,7 +131,9 @@ def test_views_work_in_a_warehouse_whose_path_has_a_space_non_ascii_letters_or_a
         assert con.execute("select count(*) from dim_region").fetchall() == [(21,)]
         assert con.execute("select count(*) from followup_region_year").fetchall() == [(63,)]
         assert con.execute("select report_year, count(*) from county_report group by 1 order by 1").fetchall() == [
-            (2019, 3), (2020, 2)]
+            (2019, 3),
+            (2020, 2),
+        ]
         assert con.execute("select count(*) from load_log").fetchall()[0][0] > 0
         (sql,) = con.execute("select sql from duckdb_views() where view_name = 'dim_region'").fetchall()[0]
     assert f"'{root}/warehouse/dim_region/part-" in sql  # the real path, not delta-rs's percent-encoded one
@@ -224,13 +252,21 @@ def test_sql_question_returns_the_hand_worked_answer(built, name):
 
 
 def test_demo_answers_prints_the_paths_and_one_answer(built):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_answers.py"), str(built["warehouse"])],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo_answers.py"), str(built["warehouse"])],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     assert str(built["warehouse"] / "followup.duckdb") in out.stdout
     assert "followup_report.html" in out.stdout and "followup_latest.xlsx" in out.stdout
     lines = [line.split() for line in out.stdout.splitlines() if line.strip().startswith("20")]
-    assert lines == [["2019", "3", "1", "3", "0", "2", "1"], ["2020", "2", "2", "2", "2", "2", "2"],
-                     ["2021", "0", "–", "0", "–", "0", "–"]]
+    assert lines == [
+        ["2019", "3", "1", "3", "0", "2", "1"],
+        ["2020", "2", "2", "2", "2", "2", "2"],
+        ["2021", "0", "–", "0", "–", "0", "–"],
+    ]
 
 
 # --------------------------------------------------------------------------- the Excel workbook
@@ -246,12 +282,24 @@ def test_workbook_files_sheets_and_swedish_headers(built):
     assert book.sheetnames == ["Anteckningar", "Regioner per år", "Riket per år", "Kolumner"]
     region = book["Regioner per år"]
     headers = [c.value for c in region[1]]
-    assert headers[:6] == ["Region", "Regionkod", "År", "Folkmängd 31 dec",
-                           "Förändring folkmängd mot föregående år", "Folkmängd från år (för per invånare)"]
-    for expected in ("Erhållna medel (kr)", "Öronmärkta medel", "Kliniskt introduktionsår",
-                     "Studielön specialistsjuksköterska", "Webbtidbok: införd datum",
-                     "Journalen: unika användare per 1 000 inv. (månadsmedel)",
-                     "Insatser nya tack vare medlen totalt", "Andel av medlen: it-stöd och processer"):
+    assert headers[:6] == [
+        "Region",
+        "Regionkod",
+        "År",
+        "Folkmängd 31 dec",
+        "Förändring folkmängd mot föregående år",
+        "Folkmängd från år (för per invånare)",
+    ]
+    for expected in (
+        "Erhållna medel (kr)",
+        "Öronmärkta medel",
+        "Kliniskt introduktionsår",
+        "Studielön specialistsjuksköterska",
+        "Webbtidbok: införd datum",
+        "Journalen: unika användare per 1 000 inv. (månadsmedel)",
+        "Insatser nya tack vare medlen totalt",
+        "Andel av medlen: it-stöd och processer",
+    ):
         assert expected in headers
     national_headers = [c.value for c in book["Riket per år"][1]]
     assert "Regioner som svarat: kliniskt introduktionsår" in national_headers
@@ -280,12 +328,19 @@ def test_workbook_values_region_names_and_nulls(built):
     assert s["Vårdnära service"] is None  # not stated: empty, not "Nej"
     g = rows["09", 2020]
     assert (g["Region"], g["Har rapporterat"], g["Erhållna medel (kr)"], g["Kliniskt introduktionsår"]) == (
-        "Region Gotland", "Nej", None, None)
+        "Region Gotland",
+        "Nej",
+        None,
+        None,
+    )
     national = book["Riket per år"]
     nh = [c.value for c in national[1]]
     n2019 = dict(zip(nh, next(national.iter_rows(min_row=2, max_row=2, values_only=True)), strict=False))
-    assert (n2019["År"], n2019["Regioner med ja: kliniskt introduktionsår"],
-            n2019["Regioner som svarat: kliniskt introduktionsår"]) == (2019, 1, 3)
+    assert (
+        n2019["År"],
+        n2019["Regioner med ja: kliniskt introduktionsår"],
+        n2019["Regioner som svarat: kliniskt introduktionsår"],
+    ) == (2019, 1, 3)
 
 
 def test_workbook_formula_injection_is_stored_as_text(built):
@@ -334,8 +389,12 @@ def test_notes_sheet_has_vintage_and_caveats(built):
     cells = {row[0].value: row for row in notes.iter_rows() if row[0].value}
     created = cells["Skapad"][1]
     assert created.value == dt.datetime(2024, 5, 17) and created.is_date and created.number_format == "yyyy-mm-dd"
-    assert [c.value for c in cells["Tabell"]] == ["Tabell", "Senast ändrad (UTC)", "Senast kontrollerad (UTC)",
-                                                  "Version"]
+    assert [c.value for c in cells["Tabell"]] == [
+        "Tabell",
+        "Senast ändrad (UTC)",
+        "Senast kontrollerad (UTC)",
+        "Version",
+    ]
     for table in ("dim_region", "population", "county_report", "ehealth_adoption", "followup_region_year"):
         _, changed, checked, version = cells[table][:4]
         assert changed.is_date and checked.is_date and isinstance(checked.value, dt.datetime), table
@@ -362,9 +421,11 @@ def test_workbook_column_descriptions_are_swedish_from_the_schema(built):
         assert description == next(c.description_sv for c in schemas.get(table).columns if c.name == column)
     described = {r[2]: r[3] for r in rows[1:]}
     assert described["followup_region_year.grant_sek"] == (
-        "Erhållna medel det året, kronor; tom när regionen inte rapporterat det året.")
+        "Erhållna medel det året, kronor; tom när regionen inte rapporterat det året."
+    )
     assert described["followup_national_year.regions_answered_offers_clinical_intro_year"].startswith(
-        "Regioner som svarat (ja eller nej) på om de erbjuder ett kliniskt introduktionsår")
+        "Regioner som svarat (ja eller nej) på om de erbjuder ett kliniskt introduktionsår"
+    )
     english = re.compile(r"\b(the|of|when|and|per month|null|that|which|region's)\b")
     assert not [d for d in described.values() if english.search(d)], "English left in the descriptions"
 
@@ -393,8 +454,9 @@ def test_workbook_prints_landscape_readable_with_headers_and_labels_on_every_pag
         assert (setup.orientation, int(setup.paperSize)) == ("landscape", 9), sheet.title  # A4
         assert sheet.sheet_properties.pageSetUpPr.fitToPage and int(setup.fitToHeight) == 0, sheet.title
         assert "&P" in sheet.oddFooter.center.text
-        widths = sum(_width_pt(sheet.column_dimensions[get_column_letter(j)].width)
-                     for j in range(1, sheet.max_column + 1))
+        widths = sum(
+            _width_pt(sheet.column_dimensions[get_column_letter(j)].width) for j in range(1, sheet.max_column + 1)
+        )
         pages = int(setup.fitToWidth)
         if sheet.title in ("Anteckningar", "Kolumner"):
             assert pages == 1, sheet.title
@@ -434,10 +496,24 @@ def test_workbook_printed_by_libreoffice_has_labelled_pages(built, tmp_path, pri
             book.remove(book[other])
         path = tmp_path / f"{len(counts)}.xlsx"
         book.save(path)
-        subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to",
-                        "pdf", "--outdir", str(tmp_path), str(path)], check=True, capture_output=True, timeout=300)
-        text = subprocess.run(["pdftotext", "-layout", str(path.with_suffix(".pdf")), "-"], capture_output=True,
-                              text=True, check=True).stdout
+        subprocess.run(
+            [
+                "soffice",
+                "--headless",
+                f"-env:UserInstallation=file://{tmp_path}/lo",
+                "--convert-to",
+                "pdf",
+                "--outdir",
+                str(tmp_path),
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(path.with_suffix(".pdf")), "-"], capture_output=True, text=True, check=True
+        ).stdout
         pages = [p for p in text.split("\f") if p.strip()]
         counts[name] = len(pages)
         if name == "Regioner per år":
@@ -504,7 +580,7 @@ def test_report_national_table_and_caveats(built):
 def test_report_says_inga_rapporter_for_years_no_region_reported(built):
     """2021 has population and e-health figures but no county report: said in words, not '0' and '– av 0'."""
     html = (built["warehouse"] / "exports" / "followup_report.html").read_text(encoding="utf-8")
-    table = html[html.index("<h2>Riket per år</h2>"):html.index("<h2>Satsningar per region</h2>")]
+    table = html[html.index("<h2>Riket per år</h2>") : html.index("<h2>Satsningar per region</h2>")]
     rows = re.findall(r"<tr><td>(\d{4})</td>(.*?)</tr>", table)
     cells = {year: re.findall(r"<td>(.*?)</td>", rest) for year, rest in rows}
     assert cells["2021"][0] == "inga rapporter" and cells["2019"][0] == "3"
@@ -525,12 +601,17 @@ def test_report_renders_placeholders_when_nothing_is_reported(tmp_path):
 
     from etl.marts import report
 
-    empty_region = pd.DataFrame({"region_code": ["01"], "region_name": ["Region Stockholm"], "year": [2024],
-                                 "reported": [False]})
+    empty_region = pd.DataFrame(
+        {"region_code": ["01"], "region_name": ["Region Stockholm"], "year": [2024], "reported": [False]}
+    )
     empty_national = pd.DataFrame({"year": [2024], "regions_reported": [0], "regions_total": [21]})
     monthly = pd.DataFrame(columns=["region_code", "month", "series", "per_1000"])
-    for png in (report.chart_adoption(monthly, {"01": "Region Stockholm"}), report.chart_spend(empty_region, None),
-                report.chart_offers(empty_region, None), report.chart_offers_trend(empty_national)):
+    for png in (
+        report.chart_adoption(monthly, {"01": "Region Stockholm"}),
+        report.chart_spend(empty_region, None),
+        report.chart_offers(empty_region, None),
+        report.chart_offers_trend(empty_national),
+    ):
         width, height = _png_size(base64.b64decode(png))
         assert width >= 300 and height >= 100
 
@@ -540,11 +621,27 @@ def test_report_renders_placeholders_when_nothing_is_reported(tmp_path):
 
 def test_cli_without_reference_data_fails_with_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "followup", "--warehouse", str(tmp_path / "w"),
-                          "--landing", str(tmp_path / "l")], capture_output=True, text=True, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "followup",
+            "--warehouse",
+            str(tmp_path / "w"),
+            "--landing",
+            str(tmp_path / "l"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "error: dim_region is not published: run the reference pipeline first (.venv/bin/python -m etl run reference)")
+        "error: dim_region is not published: run the reference pipeline first (.venv/bin/python -m etl run reference)"
+    )
     assert "Traceback" not in out.stderr
 
 
@@ -581,9 +678,19 @@ def test_the_duckdb_cli_from_pypi_opens_the_database(built):
 
     cli = Path(sys.executable).parent / "duckdb"
     assert cli.exists(), "duckdb-cli is in requirements.txt: run make setup"
-    done = subprocess.run([str(cli), "-readonly", "-csv", str(built["warehouse"] / "followup.duckdb"), "-c",
-                           "select count(*) from county_report; select count(*) from followup_region_year"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(cli),
+            "-readonly",
+            "-csv",
+            str(built["warehouse"] / "followup.duckdb"),
+            "-c",
+            "select count(*) from county_report; select count(*) from followup_region_year",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     counts = [line for line in done.stdout.splitlines() if line.strip().isdigit()]
     assert counts == ["5", str(len(_query(built, "select * from followup_region_year")))]

@@ -48,7 +48,9 @@ def test_one_row_per_region_and_year_for_the_union_of_years(marts):
     assert sorted({y for _, y in marts["region"]}) == [2019, 2020, 2021]
     assert sorted(marts["national"]) == [2019, 2020, 2021]
     assert {r.table: (r.outcome, r.rows_in, r.rows_loaded, r.rows_quarantined) for r in marts["report"].results} == {
-        "followup_region_year": ("published", 63, 63, 0), "followup_national_year": ("published", 3, 3, 0)}
+        "followup_region_year": ("published", 63, 63, 0),
+        "followup_national_year": ("published", 3, 3, 0),
+    }
 
 
 def test_population_change_and_denominator_year(marts):
@@ -68,12 +70,14 @@ def test_grant_spend_and_shares_per_region(marts):
     assert s19["reported"] is True and s19["grant_sek"] == 10_000_000 and s19["earmarked"] is True
     assert s19["grant_per_inhabitant"] == pytest.approx(5.0)
     assert (s19["share_it_support"], s19["share_competence_use"], s19["share_competence_supply"]) == pytest.approx(
-        (0.2, 0.3, 0.4))
+        (0.2, 0.3, 0.4)
+    )
     assert s19["spend_total_sek"] == 9_000_000 and s19["share_spent"] == pytest.approx(0.9)
     s20 = r["01", 2020]
     assert s20["grant_per_inhabitant"] == pytest.approx(12_000_000 / 2_100_000)
     assert (s20["share_it_support"], s20["share_competence_use"], s20["share_competence_supply"]) == pytest.approx(
-        (0.5, 0.25, 0.255))
+        (0.5, 0.25, 0.255)
+    )
     assert s20["share_spent"] == pytest.approx(1.005)  # within the 1 % tolerance
     # Uppsala 2019 did not state the third area: that share and the totals are unknown, not 0.
     u19 = r["03", 2019]
@@ -86,18 +90,36 @@ def test_grant_spend_and_shares_per_region(marts):
 def test_a_region_that_did_not_report_is_null_not_no(marts):
     g = marts["region"]["09", 2020]
     assert g["reported"] is False and g["region_name"] == "Region Gotland"
-    for column in ("grant_sek", "earmarked", "offers_clinical_intro_year", "offers_specialist_nurse_study_salary",
-                   "has_care_near_service", "has_task_shifting", "share_it_support", "web_booking_status",
-                   "initiatives_total", "initiatives_new_due_to_grant", "initiatives_it_support",
-                   "journal_unique_users_per_1000_mean", "journal_unique_users_months"):
+    for column in (
+        "grant_sek",
+        "earmarked",
+        "offers_clinical_intro_year",
+        "offers_specialist_nurse_study_salary",
+        "has_care_near_service",
+        "has_task_shifting",
+        "share_it_support",
+        "web_booking_status",
+        "initiatives_total",
+        "initiatives_new_due_to_grant",
+        "initiatives_it_support",
+        "journal_unique_users_per_1000_mean",
+        "journal_unique_users_months",
+    ):
         assert g[column] is None, column
     assert g["population"] == 60_000  # population is known whether or not the region reported
 
 
 def test_offers_and_ehealth_statuses(marts):
     r = marts["region"]
-    assert [r["01", 2019][c] for c in ("offers_clinical_intro_year", "offers_specialist_nurse_study_salary",
-                                       "has_care_near_service", "has_task_shifting")] == [True, False, None, True]
+    assert [
+        r["01", 2019][c]
+        for c in (
+            "offers_clinical_intro_year",
+            "offers_specialist_nurse_study_salary",
+            "has_care_near_service",
+            "has_task_shifting",
+        )
+    ] == [True, False, None, True]
     assert r["01", 2019]["web_booking_status"] == "implemented"
     assert r["01", 2019]["web_booking_implemented_on"] == D(2017, 5, 1)
     assert r["01", 2019]["patient_journal_online_implemented_on"] == D(2018, 3, 15)
@@ -115,7 +137,10 @@ def test_adoption_per_1000_means_december_and_suppressed_months(marts):
     assert s["journal_unique_users_months"] == 2
     # December logins suppressed: left out of the mean, counted out of the months, no December figure.
     assert (s["journal_logins_per_1000_mean"], s["journal_logins_months"], s["journal_logins_per_1000_dec"]) == (
-        pytest.approx(250.0), 1, None)
+        pytest.approx(250.0),
+        1,
+        None,
+    )
     assert s["web_booking_bookings_per_1000_mean"] == pytest.approx(25.0)
     assert s["web_booking_bookings_per_1000_dec"] == pytest.approx(30.0)
     assert s["web_booking_units_connected_share_dec"] == pytest.approx(0.75)
@@ -148,14 +173,25 @@ def test_national_counts_of_regions(marts):
     n = marts["national"]
     assert (n[2019]["regions_total"], n[2019]["regions_reported"], n[2020]["regions_reported"]) == (21, 3, 2)
     # 2019: clinical year yes 01, no 03 and 09; study salary no 01 and 09, 03 left it empty.
-    assert (n[2019]["regions_offers_clinical_intro_year"], n[2019]["regions_answered_offers_clinical_intro_year"]) == (1, 3)
-    assert (n[2019]["regions_offers_specialist_nurse_study_salary"],
-            n[2019]["regions_answered_offers_specialist_nurse_study_salary"]) == (0, 2)
-    assert (n[2020]["regions_offers_clinical_intro_year"], n[2020]["regions_offers_specialist_nurse_study_salary"]) == (2, 2)
+    assert (n[2019]["regions_offers_clinical_intro_year"], n[2019]["regions_answered_offers_clinical_intro_year"]) == (
+        1,
+        3,
+    )
+    assert (
+        n[2019]["regions_offers_specialist_nurse_study_salary"],
+        n[2019]["regions_answered_offers_specialist_nurse_study_salary"],
+    ) == (0, 2)
+    assert (n[2020]["regions_offers_clinical_intro_year"], n[2020]["regions_offers_specialist_nurse_study_salary"]) == (
+        2,
+        2,
+    )
     assert (n[2019]["regions_earmarked"], n[2019]["regions_answered_earmarked"]) == (2, 3)
     assert (n[2020]["regions_earmarked"], n[2020]["regions_answered_earmarked"]) == (1, 1)
     # Nobody reported 2021: the count is unknown, not 0.
-    assert (n[2021]["regions_offers_clinical_intro_year"], n[2021]["regions_answered_offers_clinical_intro_year"]) == (None, 0)
+    assert (n[2021]["regions_offers_clinical_intro_year"], n[2021]["regions_answered_offers_clinical_intro_year"]) == (
+        None,
+        0,
+    )
     assert (n[2019]["regions_web_booking_implemented"], n[2019]["regions_web_booking_reported"]) == (1, 3)
     assert (n[2020]["regions_web_booking_implemented"], n[2020]["regions_self_check_in_reported"]) == (2, 1)
 
@@ -177,7 +213,10 @@ def test_national_money_population_and_adoption(marts):
     assert n[2021]["journal_unique_users_per_1000_mean"] == pytest.approx(310.0)
     assert n[2019]["journal_logins_per_1000_mean"] == pytest.approx(500.0)
     assert (n[2019]["initiatives_total"], n[2019]["initiatives_new_due_to_grant"], n[2021]["initiatives_total"]) == (
-        4, 2, None)
+        4,
+        2,
+        None,
+    )
 
 
 def test_rebuild_with_the_same_sources_is_unchanged(marts):
@@ -221,13 +260,19 @@ def test_source_rows_for_an_unknown_region_are_reported_in_the_load_log(tmp_path
 
     settings = settings_in(tmp_path)
     build_sources(settings.warehouse_uri)
-    publish_rows(settings.warehouse_uri, "population", [{"region_code": "99", "year": 2019, "population": 5}],
-             merge_keys=("region_code", "year"))
+    publish_rows(
+        settings.warehouse_uri,
+        "population",
+        [{"region_code": "99", "year": 2019, "population": 5}],
+        merge_keys=("region_code", "year"),
+    )
     followup.build_marts(settings)
     log = [r for r in publish.read_load_log(settings.warehouse_uri).to_pylist() if r["pipeline"] == "followup"]
     assert {r["validation"] for r in log} == {"warning"}
-    assert all("population: 1 row(s) for region code(s) not in dim_region left out of the mart: ['99']"
-               in r["warnings"] for r in log)
+    assert all(
+        "population: 1 row(s) for region code(s) not in dim_region left out of the mart: ['99']" in r["warnings"]
+        for r in log
+    )
     assert len(publish.read_table(settings.warehouse_uri, "followup_region_year")) == 63
 
 

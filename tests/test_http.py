@@ -22,7 +22,8 @@ def client(httpserver, policy=FAST, **kwargs) -> ApiClient:
 
 def test_429_with_retry_after_is_honoured_then_succeeds(httpserver):
     httpserver.expect_oneshot_request("/api/thing").respond_with_data(
-        "slow down", status=429, headers={"Retry-After": "1"})
+        "slow down", status=429, headers={"Retry-After": "1"}
+    )
     httpserver.expect_request("/api/thing").respond_with_json({"ok": 1})
     started = time.monotonic()
     with client(httpserver) as api:
@@ -36,8 +37,7 @@ def test_429_with_retry_after_is_honoured_then_succeeds(httpserver):
 
 def test_retry_after_is_capped_by_policy(httpserver):
     policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01, jitter=0, max_retry_after=0.05)
-    httpserver.expect_oneshot_request("/api/thing").respond_with_data(
-        "", status=503, headers={"Retry-After": "3600"})
+    httpserver.expect_oneshot_request("/api/thing").respond_with_data("", status=503, headers={"Retry-After": "3600"})
     httpserver.expect_request("/api/thing").respond_with_json([1, 2])
     started = time.monotonic()
     with client(httpserver, policy) as api:
@@ -75,7 +75,9 @@ def test_repeated_500s_fail_with_one_clear_line(httpserver):
 
 
 def test_truncated_json_is_retried_and_then_fails_clearly(httpserver):
-    httpserver.expect_request("/api/page").respond_with_data('{"values": [{"kpi": "N1"', content_type="application/json")
+    httpserver.expect_request("/api/page").respond_with_data(
+        '{"values": [{"kpi": "N1"', content_type="application/json"
+    )
     with client(httpserver) as api, pytest.raises(SourceUnavailable) as err:
         api.get_json("/page")
     assert len(httpserver.log) == 3
@@ -93,8 +95,7 @@ def test_truncated_json_once_then_whole_answer_succeeds(httpserver):
 def test_body_cut_short_of_content_length_is_a_retried_transport_error(httpserver):
     def cut(_request):
         # Announces 100 bytes, sends 10: the connection ends mid-body.
-        return Response(b'{"values":', status=200, headers={"Content-Length": "100"},
-                        content_type="application/json")
+        return Response(b'{"values":', status=200, headers={"Content-Length": "100"}, content_type="application/json")
 
     httpserver.expect_request("/api/cut").respond_with_handler(cut)
     with client(httpserver, RetryPolicy(attempts=2, initial_wait=0.001, jitter=0, read_timeout=2)) as api:
@@ -156,8 +157,9 @@ def test_pages_follow_next_links_and_pin_them_to_the_configured_host(httpserver)
 def test_endless_pagination_is_stopped(httpserver):
     def forever(request):
         n = int(request.args.get("page", "1"))
-        return Response(json.dumps({"values": [], "next_url": f"/api/items?page={n + 1}"}),
-                        content_type="application/json")
+        return Response(
+            json.dumps({"values": [], "next_url": f"/api/items?page={n + 1}"}), content_type="application/json"
+        )
 
     httpserver.expect_request("/api/items").respond_with_handler(forever)
     policy = RetryPolicy(attempts=1, max_pages=5)

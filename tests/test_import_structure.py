@@ -162,11 +162,18 @@ def _private_uses(name: str, path: Path, source: str) -> list[str]:
 
 def test_the_private_name_finder_sees_every_way_of_naming_a_module():
     path = ROOT / "etl" / "cli.py"
-    for source in ("from etl import publish\npublish._open", "from etl import publish as pub\npub._open",
-                   "import etl.publish\netl.publish._open", "import etl.publish as pub\npub._open",
-                   "from etl.publish import _open", "from etl.pipelines import skeleton as sk\nsk._finish"):
+    for source in (
+        "from etl import publish\npublish._open",
+        "from etl import publish as pub\npub._open",
+        "import etl.publish\netl.publish._open",
+        "import etl.publish as pub\npub._open",
+        "from etl.publish import _open",
+        "from etl.pipelines import skeleton as sk\nsk._finish",
+    ):
         assert _private_uses("etl.cli", path, source), source
-    assert _private_uses("etl.cli", path, "from etl import publish\npublish.publish\nself._x\nimport os\nos._exit") == []
+    assert (
+        _private_uses("etl.cli", path, "from etl import publish\npublish.publish\nself._x\nimport os\nos._exit") == []
+    )
 
 
 def test_a_module_uses_only_other_modules_public_names():
@@ -191,8 +198,9 @@ def _functions():
 
 def _body_lines(node) -> int:
     first = node.body[0]
-    documented = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-        first.value.value, str)
+    documented = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     start = first.end_lineno + 1 if documented else node.lineno
     return node.end_lineno - start + 1
 
@@ -205,8 +213,11 @@ def _says_why(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) ->
         if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))
         for n in range(inner.lineno, (inner.end_lineno or inner.lineno) + 1)
     }
-    return any(lines[n - 1].strip().startswith("# Size:")
-               for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n not in nested)
+    return any(
+        lines[n - 1].strip().startswith("# Size:")
+        for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        if n not in nested
+    )
 
 
 def test_a_size_comment_in_a_nested_function_does_not_speak_for_the_outer_one():
@@ -224,9 +235,24 @@ def test_long_or_branchy_functions_say_why():
     import sys
 
     ruff = Path(sys.executable).parent / "ruff"
-    found = subprocess.run([str(ruff), "check", "--select", "C901", "--config",
-                            f"lint.mccabe.max-complexity={MAX_COMPLEXITY}", "--output-format", "json",
-                            "--exit-zero", *PACKAGES], capture_output=True, text=True, cwd=ROOT, check=True)
+    found = subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--select",
+            "C901",
+            "--config",
+            f"lint.mccabe.max-complexity={MAX_COMPLEXITY}",
+            "--output-format",
+            "json",
+            "--exit-zero",
+            *PACKAGES,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     complex_at = {(Path(d["filename"]).resolve(), d["location"]["row"]) for d in json.loads(found.stdout)}
     assert complex_at, "ruff found no function over the bound: the check itself would be blind"
     unexplained, flagged = [], 0

@@ -50,8 +50,10 @@ def _names(warehouse, table: str, column: str = "source_file") -> set[str]:
 
 
 def _quarantined(warehouse, table: str) -> dict[tuple[str, int], str]:
-    return {(Path(r["source_file"]).name, r["row_number"]): r["reason"]
-            for r in publish.read_quarantine(str(warehouse), table).to_pylist()}
+    return {
+        (Path(r["source_file"]).name, r["row_number"]): r["reason"]
+        for r in publish.read_quarantine(str(warehouse), table).to_pylist()
+    }
 
 
 def _accounting_holds(warehouse) -> None:
@@ -102,18 +104,38 @@ def _with(document: dict, key: str, value) -> dict:
 # --------------------------------------------------------------------------- 1. numbers too large: swedish.py
 
 
-@pytest.mark.parametrize("value,expected", [
-    (INT64_MAX, INT64_MAX), ("9 223 372 036 854 775 807", INT64_MAX), ("9 223 372 036 854 tkr", 9_223_372_036_854_000),
-    (1e18, 10**18), (12.0, 12), ("159 mnkr", 159_000_000),
-], ids=_id)
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (INT64_MAX, INT64_MAX),
+        ("9 223 372 036 854 775 807", INT64_MAX),
+        ("9 223 372 036 854 tkr", 9_223_372_036_854_000),
+        (1e18, 10**18),
+        (12.0, 12),
+        ("159 mnkr", 159_000_000),
+    ],
+    ids=_id,
+)
 def test_amounts_up_to_the_int64_column_are_read(value, expected):
     assert swedish.parse_amount(value) == expected
 
 
-@pytest.mark.parametrize("value", [
-    10**30, 2**63, 1e30, "99999999999999999999 mnkr", "9 223 372 036 854 775 808", "9223372036854776 tkr",
-    "10 000 000 000 mdkr", "9" * 100_000, "9" * 1_000_001 + " mnkr", 10**5000,
-], ids=_id)
+@pytest.mark.parametrize(
+    "value",
+    [
+        10**30,
+        2**63,
+        1e30,
+        "99999999999999999999 mnkr",
+        "9 223 372 036 854 775 808",
+        "9223372036854776 tkr",
+        "10 000 000 000 mdkr",
+        "9" * 100_000,
+        "9" * 1_000_001 + " mnkr",
+        10**5000,
+    ],
+    ids=_id,
+)
 def test_amounts_beyond_the_int64_column_are_bad_input(value):
     with pytest.raises(BadInput, match=TOO_LARGE):
         swedish.parse_amount(value)
@@ -127,8 +149,19 @@ def test_negative_amounts_are_bounded_too_where_allowed():
         swedish.parse_amount("-" + "9" * 1_000_001 + " kr", allow_negative=True)
 
 
-@pytest.mark.parametrize("value", ["9223372036854775808", "99999999999999999999", "99 999 999 999 999 999 999",
-                                   2**63, 1e19, "9" * 1_000_001, 10**5000], ids=_id)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9223372036854775808",
+        "99999999999999999999",
+        "99 999 999 999 999 999 999",
+        2**63,
+        1e19,
+        "9" * 1_000_001,
+        10**5000,
+    ],
+    ids=_id,
+)
 def test_counts_beyond_the_int64_column_are_bad_input(value):
     with pytest.raises(BadInput, match=TOO_LARGE):
         swedish.parse_count(value)
@@ -160,15 +193,19 @@ HEADER_AMOUNTS = [
     # One past the largest int64 (a spreadsheet holds it as the float 9.223372036854776e+18).
     ("grant_sek", 2**63, "Erhållna medel (kr): number too large: '9"),
     ("spend_sek.it_support", 10**30, "Använt IT-stöd och processer (kr): number too large: '1"),
-    ("spend_sek.competence_supply", "99999999999999999999 mnkr",
-     "Använt kompetensförsörjning (kr): number too large: '99999999999999999999 mnkr'"),
+    (
+        "spend_sek.competence_supply",
+        "99999999999999999999 mnkr",
+        "Använt kompetensförsörjning (kr): number too large: '99999999999999999999 mnkr'",
+    ),
 ]
 
 
 @pytest.mark.parametrize("shape", ["json", "xlsx"])
 @pytest.mark.parametrize("key,value,reason", HEADER_AMOUNTS, ids=[f"{k}={_id(v)}" for k, v, _ in HEADER_AMOUNTS])
-def test_county_header_amount_too_large_refuses_the_report_naming_the_field(settings, landing, warehouse, shape,
-                                                                            key, value, reason):
+def test_county_header_amount_too_large_refuses_the_report_naming_the_field(
+    settings, landing, warehouse, shape, key, value, reason
+):
     document = _with(builders.doc(), key, value)
     data = builders.json_bytes(document) if shape == "json" else builders.xlsx_bytes(document)
     message = _county_refused(settings, landing, warehouse, f"uppsala_2017.{shape}", data, reason)
@@ -178,15 +215,20 @@ def test_county_header_amount_too_large_refuses_the_report_naming_the_field(sett
 def test_county_json_number_beyond_float_range_is_too_large_not_infinity(settings, landing, warehouse):
     data = builders.json_bytes(builders.doc()).replace(b'"grant_sek": "20 mnkr"', b'"grant_sek": 1e400')
     assert b"1e400" in data
-    _county_refused(settings, landing, warehouse, "uppsala_2017.json", data,
-                    "Erhållna medel (kr): number too large: '1E+400'")
+    _county_refused(
+        settings, landing, warehouse, "uppsala_2017.json", data, "Erhållna medel (kr): number too large: '1E+400'"
+    )
 
 
-@pytest.mark.parametrize("literal,reason", [
-    (b"NaN", "not valid JSON (NaN is not a JSON value)"),
-    (b"Infinity", "not valid JSON (Infinity is not a JSON value)"),
-    (b"1" + b"0" * 5000, "not valid JSON (a number of more than 4300 digits)"),
-], ids=["NaN", "Infinity", "5001-digits"])
+@pytest.mark.parametrize(
+    "literal,reason",
+    [
+        (b"NaN", "not valid JSON (NaN is not a JSON value)"),
+        (b"Infinity", "not valid JSON (Infinity is not a JSON value)"),
+        (b"1" + b"0" * 5000, "not valid JSON (a number of more than 4300 digits)"),
+    ],
+    ids=["NaN", "Infinity", "5001-digits"],
+)
 def test_county_json_number_python_reads_but_json_has_not_is_refused(settings, landing, warehouse, literal, reason):
     data = builders.json_bytes(builders.doc()).replace(b'"grant_sek": "20 mnkr"', b'"grant_sek": ' + literal)
     _county_refused(settings, landing, warehouse, "uppsala_2017.json", data, reason)
@@ -209,7 +251,12 @@ def test_county_initiative_cost_too_large_quarantines_that_row(settings, landing
     assert reason.startswith("Kostnad (kr): number too large: "), reason
     initiatives = publish.read_table(str(warehouse), "county_initiative").to_pylist()
     assert sorted((r["region_code"], r["initiative_no"]) for r in initiatives) == [
-        ("03", 1), ("03", 3), ("13", 1), ("13", 2), ("13", 3)]
+        ("03", 1),
+        ("03", 3),
+        ("13", 1),
+        ("13", 2),
+        ("13", 3),
+    ]
     assert _names(warehouse, "county_report") == {path.name, "halland_2017.json"}
     _accounting_holds(warehouse)
 
@@ -235,7 +282,10 @@ def test_ehealth_cell_too_large_quarantines_the_line_and_other_months_publish(se
     assert reason in message and "OverflowError" not in message and "TypeError" not in message
     adoption = publish.read_table(str(warehouse), "ehealth_adoption").to_pandas()
     assert set(zip(adoption.month, adoption.service, strict=False)) == {
-        (MARCH, "patient_journal_online"), (APRIL, "patient_journal_online"), (APRIL, "web_booking")}
+        (MARCH, "patient_journal_online"),
+        (APRIL, "patient_journal_online"),
+        (APRIL, "web_booking"),
+    }
     _accounting_holds(warehouse)
 
 
@@ -261,7 +311,8 @@ def test_ehealth_spreadsheet_number_cell_too_large_is_bad_input_for_its_line(set
     data = ehealth_sample.render_xlsx(rows)
     read = ehealth_exports.read_export("/l/ehealth/journalen_2017-03.xlsx", data)
     assert [(r["row_number"], r["reason"]) for r in read.rejected_regional] == [
-        (4, "Unika användare: number too large: '1e+30'")]
+        (4, "Unika användare: number too large: '1e+30'")
+    ]
     path = _write(landing, "journalen", data=data, ext="xlsx")
     assert _one_verdict(path, settings).verdict == check.BLOCKED
     with pytest.raises(ValidationFailed, match="Unika användare: number too large"):
@@ -279,15 +330,24 @@ def _twice(data: bytes, old: bytes, new: bytes) -> bytes:
 DUPLICATES = {
     # what the sender's JSON does → the key named
     "top-level list": (lambda d: _twice(d, b'\n "region":', b'\n "initiatives": [],\n "region":'), "'initiatives'"),
-    "top-level value": (lambda d: _twice(d, b'"grant_sek": "20 mnkr"', b'"grant_sek": "20 mnkr", "grant_sek": "2 mnkr"'),
-                        "'grant_sek'"),
-    "in an object": (lambda d: _twice(d, b'"task_shifting": ""', b'"task_shifting": "", "task_shifting": "Ja"'),
-                     "'offers.task_shifting'"),
-    "in a list item": (lambda d: _twice(d, b'"cost_sek": "850 tkr"', b'"cost_sek": "850 tkr", "cost_sek": null'),
-                       "'initiatives[3].cost_sek'"),
-    "in a service": (lambda d: _twice(d, b'"implemented_on": "2016-03-01"',
-                                      b'"implemented_on": "2016-03-01", "implemented_on": "2017-01-01"'),
-                     "'ehealth_services[1].implemented_on'"),
+    "top-level value": (
+        lambda d: _twice(d, b'"grant_sek": "20 mnkr"', b'"grant_sek": "20 mnkr", "grant_sek": "2 mnkr"'),
+        "'grant_sek'",
+    ),
+    "in an object": (
+        lambda d: _twice(d, b'"task_shifting": ""', b'"task_shifting": "", "task_shifting": "Ja"'),
+        "'offers.task_shifting'",
+    ),
+    "in a list item": (
+        lambda d: _twice(d, b'"cost_sek": "850 tkr"', b'"cost_sek": "850 tkr", "cost_sek": null'),
+        "'initiatives[3].cost_sek'",
+    ),
+    "in a service": (
+        lambda d: _twice(
+            d, b'"implemented_on": "2016-03-01"', b'"implemented_on": "2016-03-01", "implemented_on": "2017-01-01"'
+        ),
+        "'ehealth_services[1].implemented_on'",
+    ),
 }
 
 
@@ -295,8 +355,7 @@ DUPLICATES = {
 def test_county_json_key_twice_refuses_the_report_naming_the_key(settings, landing, warehouse, case):
     change, key = DUPLICATES[case]
     data = change(builders.json_bytes(builders.doc()))
-    message = _county_refused(settings, landing, warehouse, "uppsala_2017.json", data,
-                              f"key(s) appearing twice: {key}")
+    message = _county_refused(settings, landing, warehouse, "uppsala_2017.json", data, f"key(s) appearing twice: {key}")
     assert message.count("appearing twice") == 1
 
 
@@ -307,8 +366,11 @@ def test_county_json_key_twice_in_a_correction_keeps_the_published_version(setti
     # The list, then an empty one after it: json alone keeps the last and would silently withdraw every initiative.
     data = builders.json_bytes(builders.doc()).rstrip().removesuffix(b"}") + b', "initiatives": []}'
     builders.land(landing, "uppsala_rattelse.json", data, T0 + DAY)
-    with pytest.raises(ValidationFailed, match=r"uppsala_rattelse.json: blocked, refused whole: "
-                                               r"key\(s\) appearing twice: 'initiatives'"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"uppsala_rattelse.json: blocked, refused whole: "
+        r"key\(s\) appearing twice: 'initiatives'",
+    ):
         county.run(settings)
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == before == 3
 
@@ -338,32 +400,55 @@ MISSPELT = [
     ("spend_sek.it_support", "IT_support", "'spend_sek.IT_support' (did you mean 'it_support'?)"),
     ("offers.task_shifting", "task-shifting", "'offers.task-shifting' (did you mean 'task_shifting'?)"),
     ("initiatives[].cost_sek", "Cost_sek", "'initiatives[].Cost_sek' in items 1, 2, 3 (did you mean 'cost_sek'?)"),
-    ("ehealth_services[].implemented_on", "Implemented_on",
-     "'ehealth_services[].Implemented_on' in items 1, 2, 3, 4 (did you mean 'implemented_on'?)"),
+    (
+        "ehealth_services[].implemented_on",
+        "Implemented_on",
+        "'ehealth_services[].Implemented_on' in items 1, 2, 3, 4 (did you mean 'implemented_on'?)",
+    ),
 ]
 
 
 @pytest.mark.parametrize("path,new,named", MISSPELT)
 def test_county_json_unknown_key_refuses_the_report_naming_it_and_the_key_it_resembles(
-        settings, landing, warehouse, path, new, named):
+    settings, landing, warehouse, path, new, named
+):
     document = _rename(builders.doc(), path, new)
-    message = _county_refused(settings, landing, warehouse, "uppsala_2017.json", builders.json_bytes(document),
-                              f"unknown key(s), not produced by the web form: {named}")
+    message = _county_refused(
+        settings,
+        landing,
+        warehouse,
+        "uppsala_2017.json",
+        builders.json_bytes(document),
+        f"unknown key(s), not produced by the web form: {named}",
+    )
     assert "ignored" not in message
 
 
 def test_county_json_unknown_key_without_a_likeness_and_one_a_level_too_high(settings, landing, warehouse):
     document = builders.doc(comment="hej", it_support="8 mnkr")
     document["initiatives"][2]["ansvarig"] = "Enheten"
-    _county_refused(settings, landing, warehouse, "uppsala_2017.json", builders.json_bytes(document),
-                    "unknown key(s), not produced by the web form: 'comment', "
-                    "'it_support' (did you mean 'spend_sek.it_support'?), 'initiatives[].ansvarig' in item 3")
+    _county_refused(
+        settings,
+        landing,
+        warehouse,
+        "uppsala_2017.json",
+        builders.json_bytes(document),
+        "unknown key(s), not produced by the web form: 'comment', "
+        "'it_support' (did you mean 'spend_sek.it_support'?), 'initiatives[].ansvarig' in item 3",
+    )
 
 
 def test_county_json_unknown_keys_are_named_a_few_then_counted(settings, landing, warehouse):
     document = builders.doc(**{f"extra_{i}": i for i in range(100_000)})
-    message = _county_refused(settings, landing, warehouse, "uppsala_2017.json", builders.json_bytes(document),
-                              "'extra_0', ", "'extra_9' and 99990 more")
+    message = _county_refused(
+        settings,
+        landing,
+        warehouse,
+        "uppsala_2017.json",
+        builders.json_bytes(document),
+        "'extra_0', ",
+        "'extra_9' and 99990 more",
+    )
     assert len(message) < 2000
 
 

@@ -178,7 +178,7 @@ class LocalDeployment:
     def local_path(self, container_path: str, service: str) -> Path:
         for target, local in self.mounts(service):
             if container_path == target or container_path.startswith(target + "/"):
-                return local / container_path[len(target):].lstrip("/")
+                return local / container_path[len(target) :].lstrip("/")
         raise AssertionError(f"{container_path} is neither mounted nor in the image for {service}")
 
     def rewrite_url(self, url: str) -> str:
@@ -196,13 +196,13 @@ class LocalDeployment:
 
     def rewrite(self, value: str, service: str) -> str:
         value = re.sub(r"[a-z][a-z0-9+.\-]*://[^\s\"']+", lambda m: self.rewrite_url(m.group(0)), value)
-        return re.sub(r"(?<![\w/.])/opt/airflow(?:/[\w.\-]+)*",
-                      lambda m: str(self.local_path(m.group(0), service)), value)
+        return re.sub(
+            r"(?<![\w/.])/opt/airflow(?:/[\w.\-]+)*", lambda m: str(self.local_path(m.group(0), service)), value
+        )
 
     def environment(self, service: str) -> dict[str, str]:
         # Nothing from the developer's or the Makefile's Airflow settings may leak in.
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         env["AIRFLOW_HOME"] = str(self.airflow_home)
         for key, value in self.compose["services"][service]["environment"].items():
@@ -220,9 +220,14 @@ class LocalDeployment:
         for target, local in self.mounts("airflow-init"):
             if not target.startswith("/opt/airflow/project"):
                 local.mkdir(parents=True, exist_ok=True)  # what the init's mkdir/chown does
-        return subprocess.run([sys.executable, self.rewrite(script, "airflow-init")],
-                              env=self.environment("airflow-init"), cwd=self.workdir,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, self.rewrite(script, "airflow-init")],
+            env=self.environment("airflow-init"),
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     def start(self, service: str) -> None:
         # The image's entrypoint runs `airflow <command>`.
@@ -273,8 +278,9 @@ def _airflow_fqdn() -> str:
 
 
 def wait_for(what: str, check, timeout: float, deployment: LocalDeployment, interval: float = 2.0):
-    return deployment.groups.wait_for(what, check, timeout=timeout, interval=interval,
-                                      errors=(httpx.HTTPError, OSError))
+    return deployment.groups.wait_for(
+        what, check, timeout=timeout, interval=interval, errors=(httpx.HTTPError, OSError)
+    )
 
 
 # --- the test ------------------------------------------------------------------------
@@ -285,15 +291,23 @@ def test_compose_configuration_runs_a_dag_on_a_celery_worker(tmp_path, fresh_dat
     landing, env_warehouse = tmp_path / "landing", tmp_path / "warehouse-from-env"
     var_warehouse = tmp_path / "warehouse-from-variable"
     secrets = _load_make_env().generate()
-    compose = load_compose({
-        **secrets, **fresh_database,
-        "ETL_LANDING_DIR": str(tmp_path / "landing-volume"),
-        "ETL_WAREHOUSE_DIR": str(env_warehouse),
-        # Two task slots: enough for this test on a 2-core machine.
-        "AIRFLOW_WORKER_CONCURRENCY": "2",
-    })
-    subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5",
-                    "--unit-months", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    compose = load_compose(
+        {
+            **secrets,
+            **fresh_database,
+            "ETL_LANDING_DIR": str(tmp_path / "landing-volume"),
+            "ETL_WAREHOUSE_DIR": str(env_warehouse),
+            # Two task slots: enough for this test on a 2-core machine.
+            "AIRFLOW_WORKER_CONCURRENCY": "2",
+        }
+    )
+    subprocess.run(
+        [sys.executable, "-m", "etl", "sample", "--out", str(landing), "--units", "5", "--unit-months", "1"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
     deployment = LocalDeployment(tmp_path, compose, redis_db)
     # The redirected settings really are the compose file's, with only hosts and ports changed.
@@ -314,19 +328,30 @@ def test_compose_configuration_runs_a_dag_on_a_celery_worker(tmp_path, fresh_dat
         for service in COMPONENTS:
             deployment.start(service)
         with httpx.Client(base_url=api, timeout=30) as client:
-            wait_for("the API server", lambda: client.get("/api/v2/monitor/health").status_code == 200,
-                     STARTUP_TIMEOUT, deployment)
+            wait_for(
+                "the API server",
+                lambda: client.get("/api/v2/monitor/health").status_code == 200,
+                STARTUP_TIMEOUT,
+                deployment,
+            )
 
             # Every compose health check passes as Docker would run it.
             for service in COMPONENTS:
-                wait_for(f"{service}'s health check", lambda s=service: deployment.healthcheck(s).returncode == 0,
-                         STARTUP_TIMEOUT, deployment, interval=5)
+                wait_for(
+                    f"{service}'s health check",
+                    lambda s=service: deployment.healthcheck(s).returncode == 0,
+                    STARTUP_TIMEOUT,
+                    deployment,
+                    interval=5,
+                )
 
             # No anonymous access, no wrong password.
             assert client.get("/api/v2/dags").status_code in (401, 403)
             wrong = client.post("/auth/token", json={"username": "admin", "password": "not-the-password"})
             assert wrong.status_code == 401
-            login = client.post("/auth/token", json={"username": "admin", "password": secrets["AIRFLOW_ADMIN_PASSWORD"]})
+            login = client.post(
+                "/auth/token", json={"username": "admin", "password": secrets["AIRFLOW_ADMIN_PASSWORD"]}
+            )
             assert login.status_code == 201, login.text
             client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
 
@@ -356,8 +381,9 @@ def test_compose_configuration_runs_a_dag_on_a_celery_worker(tmp_path, fresh_dat
             assert not list(env_warehouse.rglob("*.parquet")), "the Variable must win over ETL_WAREHOUSE_URI"
 
             # Other pipelines' DAGs, when present and parsed, run the same way.
-            if (ROOT / "dags" / "county_reports.py").exists() and \
-                    client.get("/api/v2/dags/county_reports").status_code == 200:
+            if (ROOT / "dags" / "county_reports.py").exists() and client.get(
+                "/api/v2/dags/county_reports"
+            ).status_code == 200:
                 trigger_and_wait(client, deployment, "county_reports", {})
                 assert len(publish.read_load_log(str(var_warehouse))) > len(log)
                 print("\ncounty_reports: triggered on the Celery worker, run succeeded")
@@ -372,8 +398,12 @@ def test_compose_configuration_runs_a_dag_on_a_celery_worker(tmp_path, fresh_dat
 
 
 def trigger_and_wait(client: httpx.Client, deployment: LocalDeployment, dag_id: str, conf: dict) -> dict:
-    wait_for(f"{dag_id} to be parsed", lambda: client.get(f"/api/v2/dags/{dag_id}").status_code == 200,
-             STARTUP_TIMEOUT, deployment)
+    wait_for(
+        f"{dag_id} to be parsed",
+        lambda: client.get(f"/api/v2/dags/{dag_id}").status_code == 200,
+        STARTUP_TIMEOUT,
+        deployment,
+    )
     # Unpausing a scheduled DAG makes the scheduler create the run of its latest
     # interval at once (catchup=False still runs the last one), and that run
     # would need the live APIs. Triggering *that* interval ourselves, with our
@@ -381,8 +411,10 @@ def trigger_and_wait(client: httpx.Client, deployment: LocalDeployment, dag_id: 
     dag = client.get(f"/api/v2/dags/{dag_id}").json()
     body = {"logical_date": dag["next_dagrun_logical_date"], "conf": conf}
     if dag["next_dagrun_logical_date"]:
-        body.update(data_interval_start=dag["next_dagrun_data_interval_start"],
-                    data_interval_end=dag["next_dagrun_data_interval_end"])
+        body.update(
+            data_interval_start=dag["next_dagrun_data_interval_start"],
+            data_interval_end=dag["next_dagrun_data_interval_end"],
+        )
     response = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
@@ -396,7 +428,8 @@ def trigger_and_wait(client: httpx.Client, deployment: LocalDeployment, dag_id: 
     client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True})
     if run["state"] != "success":
         tis = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
-        task_logs = "\n".join(path.read_text(errors="replace")[-3000:]
-                              for path in (deployment.airflow_home / "logs").rglob("*.log"))
+        task_logs = "\n".join(
+            path.read_text(errors="replace")[-3000:] for path in (deployment.airflow_home / "logs").rglob("*.log")
+        )
         raise AssertionError(f"{dag_id} run {run['state']}: {tis}\n{task_logs}\n{deployment.all_logs()}")
     return run

@@ -30,12 +30,14 @@ def page(name: str, rename_next: str | None = None) -> dict:
 
 def serve_two_pages(httpserver, rename_next=None, prefix: str = "/kolada/v3") -> str:
     """The two recorded pages behind ``prefix`` on the local server; the configured base URL."""
+
     def answer(request):
         name = "kolada_page2.json" if request.args.get("page") == "2" else "kolada_page1.json"
         return Response(json.dumps(page(name, rename_next)), content_type="application/json")
 
-    httpserver.expect_request(f"{prefix}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017",
-                              method="GET").respond_with_handler(answer)
+    httpserver.expect_request(
+        f"{prefix}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017", method="GET"
+    ).respond_with_handler(answer)
     # As an operator would configure a local mirror: by address, with its path prefix.
     return f"http://127.0.0.1:{httpserver.port}{prefix}"
 
@@ -48,8 +50,7 @@ def test_fixtures_are_in_the_live_shape():
 
 
 def as_tuples(result) -> list[tuple]:
-    return sorted((r["kpi_id"], r["region_code"], r["year"], r["gender"], r["value"], r["status"])
-                  for r in result.rows)
+    return sorted((r["kpi_id"], r["region_code"], r["year"], r["gender"], r["value"], r["status"]) for r in result.rows)
 
 
 @pytest.mark.parametrize("prefix", ["/kolada/v3", "", "/mirror/kolada/v3"], ids=["base", "host-root", "mirror-prefix"])
@@ -82,8 +83,9 @@ def test_multi_page_answer_is_followed_to_the_end(httpserver, next_key, prefix):
     assert result.withdrawn == 3
     assert result.warnings == ["3 withdrawn Kolada record(s) dropped (isdeleted: true; not current key figures)"]
     assert len(result.sources) == 2
-    assert result.sources[1][0] == (f"{base}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017"
-                                    "?page=2&per_page=5000")
+    assert result.sources[1][0] == (
+        f"{base}/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016,2017?page=2&per_page=5000"
+    )
 
 
 def test_more_than_25_kpi_ids_are_chunked(httpserver):
@@ -91,8 +93,15 @@ def test_more_than_25_kpi_ids_are_chunked(httpserver):
 
     def answer(request):
         asked = request.path.split("/kpi/")[1].split("/")[0].split(",")
-        values = [{"kpi": k, "municipality": "0003", "period": 2020,
-                   "values": [{"count": 1, "gender": "T", "status": "", "value": float(k[1:])}]} for k in asked]
+        values = [
+            {
+                "kpi": k,
+                "municipality": "0003",
+                "period": 2020,
+                "values": [{"count": 1, "gender": "T", "status": "", "value": float(k[1:])}],
+            }
+            for k in asked
+        ]
         return Response(json.dumps({"count": len(values), "values": values}), content_type="application/json")
 
     httpserver.expect_request(re.compile(r"^/kolada/data/kpi/.*")).respond_with_handler(answer)
@@ -115,8 +124,9 @@ def test_unknown_kpi_gives_an_empty_list_and_a_warning(httpserver, caplog):
     with caplog.at_level(logging.WARNING, logger="etl.sources.kolada"):
         result = kolada.fetch_kpis(httpserver.url_for("/kolada"), ["X99999"], [2020], policy=FAST)
     assert result.rows == [] and result.rejected == []
-    assert result.warnings == ["Kolada returned nothing for KPI id(s) X99999 "
-                               "(unknown id, or no data for these regions and years)"]
+    assert result.warnings == [
+        "Kolada returned nothing for KPI id(s) X99999 (unknown id, or no data for these regions and years)"
+    ]
     assert "X99999" in caplog.text
 
 
@@ -127,10 +137,20 @@ def test_empty_kpi_list_asks_nothing(httpserver):
 
 def test_429_then_answer(httpserver):
     httpserver.expect_oneshot_request(f"/kolada/data/kpi/N1/municipality/{REGION_IDS}/year/2020").respond_with_data(
-        "", status=429, headers={"Retry-After": "0"})
+        "", status=429, headers={"Retry-After": "0"}
+    )
     httpserver.expect_request(f"/kolada/data/kpi/N1/municipality/{REGION_IDS}/year/2020").respond_with_json(
-        {"values": [{"kpi": "N1", "municipality": "0025", "period": 2020,
-                     "values": [{"gender": "T", "status": "", "value": 1.5}]}]})
+        {
+            "values": [
+                {
+                    "kpi": "N1",
+                    "municipality": "0025",
+                    "period": 2020,
+                    "values": [{"gender": "T", "status": "", "value": 1.5}],
+                }
+            ]
+        }
+    )
     result = kolada.fetch_kpis(httpserver.url_for("/kolada"), ["N1"], [2020], policy=FAST)
     assert as_tuples(result) == [("N1", "25", 2020, "T", 1.5, None)]
     assert len(httpserver.log) == 2
@@ -138,28 +158,40 @@ def test_429_then_answer(httpserver):
 
 def test_truncated_page_fails_after_retries(httpserver):
     httpserver.expect_request(f"/kolada/data/kpi/N1/municipality/{REGION_IDS}/year/2020").respond_with_data(
-        '{"values": [{"kpi": "N1", "munic', content_type="application/json")
+        '{"values": [{"kpi": "N1", "munic', content_type="application/json"
+    )
     with pytest.raises(SourceUnavailable, match=r"Kolada: GET .* after 3 attempt\(s\): .*not valid JSON"):
         kolada.fetch_kpis(httpserver.url_for("/kolada"), ["N1"], [2020], policy=FAST)
 
 
 def test_records_that_break_the_shape_are_rejected_with_reasons():
-    doc = {"values": [
-        {"kpi": "N1", "municipality": "0001", "period": "2020", "values": [
-            {"gender": "T", "status": "B", "value": 3},
-            {"gender": None, "value": 1.0},
-            {"gender": "K", "value": "12,5"},
-            {"gender": "X", "value": 2.0},
-        ]},
-        {"kpi": "N1", "municipality": "0001", "period": "20x0", "values": [{"gender": "T", "value": 1.0}]},
-        {"kpi": "N1", "municipality": "0001", "period": 2020},
-    ]}
+    doc = {
+        "values": [
+            {
+                "kpi": "N1",
+                "municipality": "0001",
+                "period": "2020",
+                "values": [
+                    {"gender": "T", "status": "B", "value": 3},
+                    {"gender": None, "value": 1.0},
+                    {"gender": "K", "value": "12,5"},
+                    {"gender": "X", "value": 2.0},
+                ],
+            },
+            {"kpi": "N1", "municipality": "0001", "period": "20x0", "values": [{"gender": "T", "value": 1.0}]},
+            {"kpi": "N1", "municipality": "0001", "period": 2020},
+        ]
+    }
     result = kolada.decode_page(doc, "p1")
     # 'X' is kept here and quarantined by the suite (gender in T/K/M), so the reason is GX's.
     assert as_tuples(result) == [("N1", "01", 2020, "T", 3.0, "B"), ("N1", "01", 2020, "X", 2.0, None)]
     reasons = [r["reason"] for r in result.rejected]
-    assert reasons == ["Kolada: gender is missing", "Kolada: value '12,5' is not a number",
-                       "Kolada: period '20x0' is not a year", "Kolada: record has no 'values' list"]
+    assert reasons == [
+        "Kolada: gender is missing",
+        "Kolada: value '12,5' is not a number",
+        "Kolada: period '20x0' is not a year",
+        "Kolada: record has no 'values' list",
+    ]
     assert result.rows_in == 6
     assert sorted(r["row_number"] for r in result.rows + result.rejected) == [1, 2, 3, 4, 5, 6]
     with pytest.raises(BadInput, match="not a data page"):
@@ -175,13 +207,27 @@ def test_lists_longer_than_25_are_refused_in_one_url():
 
 
 def test_withdrawn_values_are_dropped_and_counted():
-    doc = {"values": [
-        {"kpi": "N1", "municipality": "0001", "period": 2020, "isdeleted": True,
-         "values": [{"gender": "T", "status": "", "value": 1.0}]},
-        {"kpi": "N1", "municipality": "0001", "period": 2020, "isdeleted": False,
-         "values": [{"gender": "K", "status": "", "value": 2.0, "isdeleted": False},
-                    {"gender": "M", "status": "", "value": 3.0, "isdeleted": True}]},
-    ]}
+    doc = {
+        "values": [
+            {
+                "kpi": "N1",
+                "municipality": "0001",
+                "period": 2020,
+                "isdeleted": True,
+                "values": [{"gender": "T", "status": "", "value": 1.0}],
+            },
+            {
+                "kpi": "N1",
+                "municipality": "0001",
+                "period": 2020,
+                "isdeleted": False,
+                "values": [
+                    {"gender": "K", "status": "", "value": 2.0, "isdeleted": False},
+                    {"gender": "M", "status": "", "value": 3.0, "isdeleted": True},
+                ],
+            },
+        ]
+    }
     result = kolada.decode_page(doc, "https://api.kolada.se/v3/data/kpi/N1")
     assert [(r["gender"], r["value"], r["row_number"]) for r in result.rows] == [("K", 2.0, 1)]
     assert result.rejected == [] and result.rows_in == 1 and result.withdrawn == 2

@@ -176,9 +176,23 @@ def test_a_file_name_with_a_line_break_or_a_terminal_escape_is_refused_and_never
     folder.mkdir()
     (folder / "journalen_2017-09\nerror: all good.csv").write_bytes(b"x")
     (folder / "journalen_2017-10\x1b[2K\x1b[31mRED.csv").write_bytes(b"x")
-    out = subprocess.run([sys.executable, "-m", "etl", "run", "ehealth-adoption", "--landing", str(landing),
-                          "--warehouse", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
+    )
     assert out.returncode == 1
     assert "\x1b" not in out.stderr + out.stdout
     assert not any(line.startswith("error: all good") for line in out.stderr.splitlines())

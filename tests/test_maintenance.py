@@ -12,8 +12,9 @@ from etl.publish import TableBatch
 
 def _publish(warehouse: str, code: str, value: int, batch: str) -> None:
     rows = pd.DataFrame({"region_code": [code], "year": [2019], "population": [value], "source_file": "pop.json"})
-    publish.publish(warehouse, "test", TableBatch("population", rows, pd.DataFrame(), 1, ("region_code", "year")),
-                    batch)
+    publish.publish(
+        warehouse, "test", TableBatch("population", rows, pd.DataFrame(), 1, ("region_code", "year")), batch
+    )
 
 
 def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(warehouse):
@@ -21,8 +22,10 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
     for i, code in enumerate(["01", "03", "04", "05", "06", "07"]):
         _publish(uri, code, 100 + i, f"b{i}")
     _publish(uri, "01", 999, "b9")  # a correction: version 7 no longer needs version 1's file (0: created empty)
-    before = sorted(publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
-                    key=lambda r: r["region_code"])
+    before = sorted(
+        publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
+        key=lambda r: r["region_code"],
+    )
     files_before = len(publish.table_files(uri, "population"))
 
     kept = maintenance.maintain_table(uri, "population", retention=3650)
@@ -32,8 +35,10 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
 
     gone = maintenance.maintain_table(uri, "population", retention=0)
     assert gone.vacuumed >= files_before  # the pre-compaction files, no longer needed by the current version
-    after = sorted(publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
-                   key=lambda r: r["region_code"])
+    after = sorted(
+        publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
+        key=lambda r: r["region_code"],
+    )
     assert after == before
     assert (warehouse / "population" / "_delta_log" / "_last_checkpoint").exists()
     with pytest.raises(EtlError, match="version 3 can no longer be read"):

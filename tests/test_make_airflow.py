@@ -19,13 +19,24 @@ def test_a_taken_port_stops_make_airflow_before_anything_starts(tmp_path):
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW_HOME": str(tmp_path / "home"),
-               "ETL_LANDING_URI": str(tmp_path / "landing"), "ETL_WAREHOUSE_URI": str(tmp_path / "warehouse")}
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "airflow_standalone.sh")], capture_output=True,
-                              text=True, env=env, timeout=120)
+        env = {
+            **os.environ,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW_HOME": str(tmp_path / "home"),
+            "ETL_LANDING_URI": str(tmp_path / "landing"),
+            "ETL_WAREHOUSE_URI": str(tmp_path / "warehouse"),
+        }
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "airflow_standalone.sh")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"make airflow: 127.0.0.1:{port} is in use (another Airflow or server runs there); nothing started: "
-        f"choose another port, e.g. AIRFLOW__API__PORT={port + 1} make airflow")
+        f"choose another port, e.g. AIRFLOW__API__PORT={port + 1} make airflow"
+    )
     assert "Airflow is starting" not in done.stdout
     assert not (tmp_path / "landing").exists() and not (tmp_path / "home").exists()  # nothing written

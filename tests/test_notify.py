@@ -21,12 +21,16 @@ print("sent" if notify(sys.argv[1], sys.argv[2]) else "not sent")
 
 def _send(tmp_path, subject: str, text: str, connection: dict | None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env.update(PYTHONPATH=str(ROOT), AIRFLOW_HOME=str(tmp_path / "airflow"),
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db")
+    env.update(
+        PYTHONPATH=str(ROOT),
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db",
+    )
     if connection is not None:
         env["AIRFLOW_CONN_ETL_NOTIFY"] = json.dumps(connection)
-    out = subprocess.run([sys.executable, "-c", SEND, subject, text], capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SEND, subject, text], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
 
@@ -60,9 +64,17 @@ def smtp_sink():
 
 def test_a_failure_reaches_the_mailbox_through_an_smtp_connection(tmp_path, smtp_sink):
     port, received = smtp_sink
-    connection = {"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                  "extra": {"to": "ops@agency.example, oncall@agency.example", "from": "etl@agency.example",
-                            "disable_tls": True, "disable_ssl": True}}
+    connection = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "extra": {
+            "to": "ops@agency.example, oncall@agency.example",
+            "from": "etl@agency.example",
+            "disable_tls": True,
+            "disable_ssl": True,
+        },
+    }
     text = "2019-03: journalen_2019-03.csv: blocked, lacks 1 region(s) (landing http://u:s3cret@host/x)"
     assert _send(tmp_path, "[etl] ehealth_adoption.load_month failed", text, connection) == "sent"
     [message] = received
@@ -70,8 +82,9 @@ def test_a_failure_reaches_the_mailbox_through_an_smtp_connection(tmp_path, smtp
     import email
 
     parsed = email.message_from_bytes(message.content)
-    body = "".join(part.get_payload(decode=True).decode("utf-8") for part in parsed.walk()
-                   if part.get_content_maintype() == "text")
+    body = "".join(
+        part.get_payload(decode=True).decode("utf-8") for part in parsed.walk() if part.get_content_maintype() == "text"
+    )
     assert parsed["Subject"] == "[etl] ehealth_adoption.load_month failed"
     assert "journalen_2019-03.csv: blocked" in body
     assert "s3cret" not in body  # credentials never travel in a notification

@@ -53,8 +53,13 @@ def wheel(tmp_path_factory) -> Path:
         else:
             shutil.copy2(path, src / source)
     dist = tmp_path_factory.mktemp("dist")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
-                            str(src)], capture_output=True, text=True, timeout=600, env=_no_pythonpath())
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_no_pythonpath(),
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     wheels = list(dist.glob("etl_followup-*.whl"))
     assert len(wheels) == 1, wheels
@@ -64,8 +69,11 @@ def wheel(tmp_path_factory) -> Path:
 def _runtime_files() -> set[str]:
     """Files of the library (etl/ and the suites) that are not Python modules: read at run time."""
     files = {f"etl/expectations/{p.name}" for p in (ROOT / "expectations").iterdir() if p.is_file()}
-    files |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "etl").rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".py", ".pyc"}}
+    files |= {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "etl").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".py", ".pyc"}
+    }
     return files
 
 
@@ -86,7 +94,7 @@ def test_the_wheel_holds_every_module_the_suites_and_runtime_data(wheel):
     assert re.search(r"^\[console_scripts\]\s*\netl = etl\.cli:main$", entry_points, re.M)
     # The dependencies are requirements.txt itself (one list, no copy to drift).
     pinned = [re.sub(r"\s*#.*", "", line).strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    assert metadata.get_all("Requires-Dist")[:len([p for p in pinned if p])] == [p for p in pinned if p]
+    assert metadata.get_all("Requires-Dist")[: len([p for p in pinned if p])] == [p for p in pinned if p]
     from etl import __version__
 
     assert metadata["Version"] == __version__ and metadata["Requires-Python"] == ">=3.11"
@@ -98,11 +106,19 @@ def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(wheel, tmp_pat
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                                "--no-deps", str(wheel)], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # The dependencies: the project's venv's site-packages, after the wheel's own (a plain path entry, so the
     # editable install's finder in there is not loaded: only the wheel can provide `etl`).
     Path(site, "zz_project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -111,21 +127,41 @@ def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(wheel, tmp_pat
     env = _no_pythonpath() | {"GX_ANALYTICS_ENABLED": "false"}
 
     def etl(*args):
-        return subprocess.run([str(venv / "bin" / "etl"), *args], capture_output=True, text=True, cwd=work,
-                              env=env, timeout=600)
+        return subprocess.run(
+            [str(venv / "bin" / "etl"), *args], capture_output=True, text=True, cwd=work, env=env, timeout=600
+        )
 
-    where = subprocess.run([str(python), "-c", "import etl, etl.expectation_suites as v; print(etl.__file__); "
-                            "print(v.suite_path('population'))"], capture_output=True, text=True, cwd=work, env=env)
+    where = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import etl, etl.expectation_suites as v; print(etl.__file__); print(v.suite_path('population'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+    )
     assert where.returncode == 0, where.stderr
     module, suite = where.stdout.split()
     assert module.startswith(site) and suite.startswith(site), where.stdout
     helped = etl("--help")
     assert helped.returncode == 0 and helped.stdout.startswith("usage: etl ")
     assert etl("--version").stdout.strip().startswith("etl ")
-    assert etl("sample", "--out", "landing", "--years", "2024-2024", "--units", "1", "--unit-months", "0"
-               ).returncode == 0
-    run = etl("run", "reference", "--landing", "landing", "--warehouse", "warehouse", "--kolada-kpis", "",
-              "--offline-snapshot")
+    assert (
+        etl("sample", "--out", "landing", "--years", "2024-2024", "--units", "1", "--unit-months", "0").returncode == 0
+    )
+    run = etl(
+        "run",
+        "reference",
+        "--landing",
+        "landing",
+        "--warehouse",
+        "warehouse",
+        "--kolada-kpis",
+        "",
+        "--offline-snapshot",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "dim_region: published, 21 in = 21 loaded + 0 quarantined" in run.stdout
     assert (work / "warehouse" / "_validation" / "dim_region").is_dir()  # the suite from the wheel ran
@@ -136,15 +172,21 @@ def test_the_console_script_of_the_project_venv_is_python_m_etl(tmp_path):
     script = VENV_BIN / "etl"
     assert script.exists(), "no console script: run `make setup` (pip install -e .)"
     env = _no_pythonpath()
-    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env,
-                            timeout=120)
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert helped.returncode == 0, helped.stderr
-    as_module = subprocess.run([sys.executable, "-m", "etl", "--help"], capture_output=True, text=True,
-                               cwd=tmp_path, env=env, timeout=120)
+    as_module = subprocess.run(
+        [sys.executable, "-m", "etl", "--help"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
     assert as_module.returncode == 0, as_module.stderr
     assert helped.stdout.replace("usage: etl", "usage: python -m etl", 1).split() == as_module.stdout.split()
-    suites = subprocess.run([sys.executable, "-c", "from etl import expectation_suites; print(expectation_suites.suites_dir())"],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    suites = subprocess.run(
+        [sys.executable, "-c", "from etl import expectation_suites; print(expectation_suites.suites_dir())"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert Path(suites.stdout.strip()) == ROOT / "expectations"  # editable: the checkout's suites, as package data
 
 
@@ -168,14 +210,23 @@ def test_make_env_works_on_a_fresh_clone_without_a_venv(tmp_path, python):
     (clone / "scripts").mkdir(parents=True)
     shutil.copy2(ROOT / "Makefile", clone / "Makefile")
     shutil.copy2(ROOT / "scripts" / "make_env.py", clone / "scripts" / "make_env.py")
-    system_bins = [p for p in os.environ.get("PATH", "").split(os.pathsep)
-                   if p and Path(p).resolve() != VENV_BIN.resolve() and "pyenv" not in p]
+    system_bins = [
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+        if p and Path(p).resolve() != VENV_BIN.resolve() and "pyenv" not in p
+    ]
     if not shutil.which("python3", path=os.pathsep.join(system_bins)) or not shutil.which("make"):
         pytest.skip("needs make and a system python3")
     env = {k: v for k, v in _no_pythonpath().items() if k not in {"VIRTUAL_ENV", "MAKEFLAGS", "MFLAGS"}}
     env["PATH"] = os.pathsep.join(system_bins)
-    result = subprocess.run(["make", "--no-print-directory", "env", f"PYTHON={python}"], cwd=clone, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "env", f"PYTHON={python}"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (clone / ".venv").exists()
     out = clone / ".env"
@@ -183,16 +234,26 @@ def test_make_env_works_on_a_fresh_clone_without_a_venv(tmp_path, python):
     values = dict(line.split("=", 1) for line in out.read_text().splitlines() if line and not line.startswith("#"))
     assert {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_UID"} <= set(values)
     # A second `make env` refuses to overwrite the secrets of a running deployment.
-    again = subprocess.run(["make", "--no-print-directory", "env", f"PYTHON={python}"], cwd=clone, env=env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        ["make", "--no-print-directory", "env", f"PYTHON={python}"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode != 0 and "already exists" in again.stderr
 
 
 def test_make_env_needs_only_the_standard_library(tmp_path):
     """-S -I: no site-packages at all (no cryptography), as on a machine with nothing installed."""
     out = tmp_path / ".env"
-    result = subprocess.run([sys.executable, "-S", "-I", str(ROOT / "scripts" / "make_env.py"), "--out", str(out)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-S", "-I", str(ROOT / "scripts" / "make_env.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     key = next(line.split("=", 1)[1] for line in out.read_text().splitlines() if line.startswith("AIRFLOW_FERNET_KEY="))
     from cryptography.fernet import Fernet

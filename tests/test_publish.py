@@ -1,6 +1,5 @@
 """Publishing: atomic swap, merge-by-key idempotence, accounting, quarantine, load log."""
 
-
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
@@ -20,16 +19,20 @@ def _pop(rows, source="pop.json"):
 
 
 def _batch(rows, rows_in=None, quarantine=None, merge_keys=("region_code", "year"), **kw):
-    quarantine = quarantine if quarantine is not None else pd.DataFrame(
-        columns=["source_file", "row_number", "raw", "reason"])
+    quarantine = (
+        quarantine if quarantine is not None else pd.DataFrame(columns=["source_file", "row_number", "raw", "reason"])
+    )
     n = len(rows)
-    return TableBatch("population", rows, quarantine, rows_in if rows_in is not None else n + len(quarantine),
-                      merge_keys, **kw)
+    return TableBatch(
+        "population", rows, quarantine, rows_in if rows_in is not None else n + len(quarantine), merge_keys, **kw
+    )
 
 
 def _content(uri, table="population"):
-    return sorted(publish.read_table(uri, table).select(["region_code", "year", "population"]).to_pylist(),
-                  key=lambda r: (r["region_code"], r["year"]))
+    return sorted(
+        publish.read_table(uri, table).select(["region_code", "year", "population"]).to_pylist(),
+        key=lambda r: (r["region_code"], r["year"]),
+    )
 
 
 def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehouse):
@@ -37,7 +40,12 @@ def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehou
 
     uri = str(warehouse)
     result = publish.publish(uri, "test", _batch(_pop([("01", 2016, 2_269_060), ("03", 2016, 368_971)])), "b1")
-    assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == ("published", 2, 2, "1")  # version 0: created empty
+    assert (result.outcome, result.rows_loaded, result.table_rows, result.version) == (
+        "published",
+        2,
+        2,
+        "1",
+    )  # version 0: created empty
     assert (warehouse / "population" / "_delta_log").is_dir()
     table = DeltaTable(str(warehouse / "population"))
     assert sorted(_arrow(table).column("population").to_pylist()) == [368_971, 2_269_060]
@@ -95,8 +103,11 @@ def test_duplicate_keys_are_refused(warehouse):
 def test_duplicate_keys_far_apart_and_across_a_merge_are_refused_with_an_example(warehouse):
     uri = str(warehouse)
     rows = [("01", 2016, 1), ("03", 2016, 2), ("04", 2017, 3), ("03", 2017, 4), ("01", 2016, 5)]
-    with pytest.raises(AccountingError, match=r"1 duplicate key\(s\) after merge, e\.g\. "
-                                              r"\{'region_code': '01', 'year': 2016\}"):
+    with pytest.raises(
+        AccountingError,
+        match=r"1 duplicate key\(s\) after merge, e\.g\. "
+        r"\{'region_code': '01', 'year': 2016\}",
+    ):
         publish.publish(uri, "test", _batch(_pop(rows)), "b1")
     publish.publish(uri, "test", _batch(_pop(rows[:4])), "b2")
     # Merging a new key in, next to the four already published, is not a duplicate.
@@ -106,8 +117,12 @@ def test_duplicate_keys_far_apart_and_across_a_merge_are_refused_with_an_example
 
 def test_quarantine_is_replaced_per_source_file(warehouse):
     uri = str(warehouse)
-    q = pd.DataFrame([{"source_file": "pop.json", "row_number": 3, "raw": "99;2016;x", "reason": "unknown region"},
-                      {"source_file": "pop.json", "row_number": 3, "raw": "99;2016;x", "reason": "not a number"}])
+    q = pd.DataFrame(
+        [
+            {"source_file": "pop.json", "row_number": 3, "raw": "99;2016;x", "reason": "unknown region"},
+            {"source_file": "pop.json", "row_number": 3, "raw": "99;2016;x", "reason": "not a number"},
+        ]
+    )
     result = publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=2, quarantine=q), "b1")
     assert result.rows_quarantined == 1  # one row, two reasons
     rows = publish.read_quarantine(uri, "population").to_pylist()
@@ -121,12 +136,21 @@ def test_files_of_a_write_that_never_committed_are_not_part_of_the_table(warehou
     uri = str(warehouse)
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)])), "b1")
     stray = warehouse / "population" / "part-00000-crashed.zstd.parquet"
-    pq.write_table(publish.stamp_lineage(__import__("etl.schemas", fromlist=["get"]).get("population"),
-                                  _pop([("03", 2016, 99)]), "crashed", publish.utcnow()), stray)
+    pq.write_table(
+        publish.stamp_lineage(
+            __import__("etl.schemas", fromlist=["get"]).get("population"),
+            _pop([("03", 2016, 99)]),
+            "crashed",
+            publish.utcnow(),
+        ),
+        stray,
+    )
     assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1}]
     publish.publish(uri, "test", _batch(_pop([("04", 2016, 2)])), "b2")
-    assert _content(uri) == [{"region_code": "01", "year": 2016, "population": 1},
-                             {"region_code": "04", "year": 2016, "population": 2}]
+    assert _content(uri) == [
+        {"region_code": "01", "year": 2016, "population": 1},
+        {"region_code": "04", "year": 2016, "population": 2},
+    ]
 
 
 def test_every_publish_is_one_version_and_earlier_versions_stay_readable(warehouse):
@@ -140,15 +164,22 @@ def test_every_publish_is_one_version_and_earlier_versions_stay_readable(warehou
 
 def test_partitioned_table_touches_only_affected_partitions(warehouse):
     uri = str(warehouse)
-    frame = pd.DataFrame({
-        "region_code": ["01", "01"], "report_year": [2016, 2017], "submitted_at": pd.Timestamp("2017-01-01", tz="UTC"),
-        "grant_sek": [10, 20], "source_file": "a.json",
-    })
+    frame = pd.DataFrame(
+        {
+            "region_code": ["01", "01"],
+            "report_year": [2016, 2017],
+            "submitted_at": pd.Timestamp("2017-01-01", tz="UTC"),
+            "grant_sek": [10, 20],
+            "source_file": "a.json",
+        }
+    )
     batch = TableBatch("county_report", frame, pd.DataFrame(), 2, ("region_code", "report_year"))
     publish.publish(uri, "test", batch, "b1")
     before_2016 = [f for f in publish.table_files(uri, "county_report") if "report_year=2016" in f]
     fix = frame.iloc[[1]].assign(grant_sek=25)
-    publish.publish(uri, "test", TableBatch("county_report", fix, pd.DataFrame(), 1, ("region_code", "report_year")), "b2")
+    publish.publish(
+        uri, "test", TableBatch("county_report", fix, pd.DataFrame(), 1, ("region_code", "report_year")), "b2"
+    )
     after = publish.table_files(uri, "county_report")
     assert [f for f in after if "report_year=2016" in f] == before_2016  # untouched, not rewritten
     got = publish.read_table(uri, "county_report").sort_by("report_year").select(["report_year", "grant_sek"])
@@ -178,8 +209,12 @@ def _publish_one(uri, code):
 
 def _log_rows(uri, n, start=0, pipeline="test"):
     for i in range(start, start + n):
-        publish.append_load_log(uri, publish.LoadLogEntry(pipeline, f"b{i:04d}", "nothing_new", "skipped",
-                                                          publish.utcnow(), message="nothing new"))
+        publish.append_load_log(
+            uri,
+            publish.LoadLogEntry(
+                pipeline, f"b{i:04d}", "nothing_new", "skipped", publish.utcnow(), message="nothing new"
+            ),
+        )
 
 
 def test_load_log_rows_are_each_read_once_also_when_appended_from_several_processes(warehouse):
@@ -198,9 +233,13 @@ def test_a_rerun_leaves_a_quarantine_of_several_source_files_unchanged(warehouse
     from deltalake import DeltaTable
 
     uri = str(warehouse)
-    q = pd.DataFrame([{"source_file": "b.json", "row_number": 1, "raw": "x", "reason": "bad"},
-                      {"source_file": "a.json", "row_number": 2, "raw": "y", "reason": "bad"},
-                      {"source_file": "a.json", "row_number": 1, "raw": "z", "reason": "bad"}])
+    q = pd.DataFrame(
+        [
+            {"source_file": "b.json", "row_number": 1, "raw": "x", "reason": "bad"},
+            {"source_file": "a.json", "row_number": 2, "raw": "y", "reason": "bad"},
+            {"source_file": "a.json", "row_number": 1, "raw": "z", "reason": "bad"},
+        ]
+    )
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b1")
     before = DeltaTable(str(warehouse / "_quarantine" / "population")).version()
     publish.publish(uri, "test", _batch(_pop([("01", 2016, 1)]), rows_in=4, quarantine=q), "b2")

@@ -65,8 +65,9 @@ def built(tmp_path_factory):
     _export(folder, "journalen", MARCH, drop_region="12")
     _export(folder, "webbtidbok", MARCH)
     units = (FIXTURES / "webbtidbok_enheter_2024-02.csv").read_text(encoding="utf-8-sig").rstrip("\n")
-    units += (f"\n2024-02-09;01;{XSS};Vårdcentralen Åby;3;0;0"
-              f"\n2024-02-10;01;SE2321000016-15CX;Kontakt {EMAIL} {PNR};-5;0;0\n")
+    units += (
+        f"\n2024-02-09;01;{XSS};Vårdcentralen Åby;3;0;0\n2024-02-10;01;SE2321000016-15CX;Kontakt {EMAIL} {PNR};-5;0;0\n"
+    )
     (folder / "webbtidbok_enheter_2024-02.csv").write_text(units, encoding="utf-8")
     with pytest.raises(ValidationFailed, match="1 of 21 regions missing"):
         pipeline.run(settings)
@@ -74,14 +75,22 @@ def built(tmp_path_factory):
     # A quarantine row as a warehouse from before masking would hold it: published with masking switched off.
     frame = pd.DataFrame([("01", 2016, 100)], columns=["region_code", "year", "population"])
     frame["source_file"] = str(landing / "scb" / "pop.json")
-    bad = pd.DataFrame([{"source_file": str(landing / "scb" / "pop.json"), "row_number": 7,
-                         "raw": f"03;2016;kontakt {EMAIL}, pnr {PNR};" + "x" * 1000,
-                         "reason": f"population: not a number: '{PNR}'"}])
+    bad = pd.DataFrame(
+        [
+            {
+                "source_file": str(landing / "scb" / "pop.json"),
+                "row_number": 7,
+                "raw": f"03;2016;kontakt {EMAIL}, pnr {PNR};" + "x" * 1000,
+                "reason": f"population: not a number: '{PNR}'",
+            }
+        ]
+    )
     batch = publish.TableBatch("population", frame, bad, 2, ("region_code", "year"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(publish.privacy, "mask_personal_data", lambda text: text)
-        publish.publish(str(warehouse), "reference", batch, "legacy-batch", [(str(landing / "scb" / "pop.json"),
-                                                                             "ab" * 32)])
+        publish.publish(
+            str(warehouse), "reference", batch, "legacy-batch", [(str(landing / "scb" / "pop.json"), "ab" * 32)]
+        )
     assert PNR in json.dumps(publish.read_quarantine(str(warehouse), "population").to_pylist(), default=str)
     return settings
 
@@ -106,28 +115,42 @@ def test_overview_per_table_counts_rows_loads_quarantine_and_blocked(built):
 
     units = tables["ehealth_unit_daily"]
     assert units["rows"] == 4
-    assert units["totals"] == {"loads": 1, "outcomes": {"published": 1}, "rows_in": 15, "rows_loaded": 4,
-                               "rows_quarantined": 11, "rows_held_back": 0}
+    assert units["totals"] == {
+        "loads": 1,
+        "outcomes": {"published": 1},
+        "rows_in": 15,
+        "rows_loaded": 4,
+        "rows_quarantined": 11,
+        "rows_held_back": 0,
+    }
     q = units["quarantine"]
     assert (q["entries"], q["rows"]) == (11, 11)
     reasons = {r["reason"]: r for r in q["reasons"]}
     hsa = reasons["malformed HSA id (expected SE + 10 digits + '-' + 1-8 letters/digits)"]
     assert hsa["rows"] == 2 and len(hsa["examples"]) == 2
     assert any(XSS in e["raw"] for e in hsa["examples"])  # plain data: escaping is the page's job
-    duplicate = reasons["the same unit and day appears more than once in the file; all such rows quarantined, "
-                        "never summed"]
+    duplicate = reasons[
+        "the same unit and day appears more than once in the file; all such rows quarantined, never summed"
+    ]
     assert duplicate["rows"] == 2
     # Quoted values are left out of the grouping; the examples keep them.
     negative = reasons["Bokningar: negative value: '…'"]
     assert negative["rows"] == 2 and {e["reason"] for e in negative["examples"]} == {
-        "Bokningar: negative value: '-3'", "Bokningar: negative value: '-5'"}
+        "Bokningar: negative value: '-3'",
+        "Bokningar: negative value: '-5'",
+    }
     assert all(len(r["examples"]) <= quality.EXAMPLES_PER_REASON for r in q["reasons"])
     assert sum(r["rows"] for r in q["reasons"]) == q["rows"]
 
 
 def test_personal_data_in_quarantined_rows_never_reaches_the_output(built):
-    out = _dump([quality.table_overview(built.warehouse_uri), quality.deliveries(built.warehouse_uri),
-                 quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2017-01", "2024-03", today=TODAY)])
+    out = _dump(
+        [
+            quality.table_overview(built.warehouse_uri),
+            quality.deliveries(built.warehouse_uri),
+            quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2017-01", "2024-03", today=TODAY),
+        ]
+    )
     assert EMAIL not in out and PNR not in out and "19800101" not in out
     assert "[e-post borttagen]" in out and "[personnummer borttaget]" in out
     population = next(t for t in quality.table_overview(built.warehouse_uri) if t["table"] == "population")
@@ -154,14 +177,19 @@ def test_reasons_group_without_the_value_they_end_with():
 
 def test_deliveries_latest_outcome_rows_and_why_blocked(built):
     found = {d["file"]: d for d in quality.deliveries(built.warehouse_uri)}
-    assert set(found) == {"journalen_2017-03.csv", "webbtidbok_2017-03.csv", "webbtidbok_enheter_2024-02.csv",
-                          "pop.json"}
+    assert set(found) == {
+        "journalen_2017-03.csv",
+        "webbtidbok_2017-03.csv",
+        "webbtidbok_enheter_2024-02.csv",
+        "pop.json",
+    }
     journal = found["journalen_2017-03.csv"]
     assert journal["outcome"] == "blocked" and journal["last_loaded"] is None
     assert "lack 1 region(s): 12 Region Skåne" in journal["message"]
     assert journal["rows_now"] == {}
     assert [(t["table"], t["outcome"], t["rows_in"], t["rows_loaded"]) for t in journal["tables"]] == [
-        (None, "blocked", 21 * 3, 0)]  # the rows it held: 20 regions and the national line, 3 metrics
+        (None, "blocked", 21 * 3, 0)
+    ]  # the rows it held: 20 regions and the national line, 3 metrics
     web = found["webbtidbok_2017-03.csv"]
     assert web["outcome"] == "published" and web["message"] is None
     assert web["rows_now"] == {"ehealth_adoption": 21 * 5, "ehealth_adoption_national": 5}
@@ -186,15 +214,20 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     assert months["2017-03"]["units"]["status"] == "not sent"
     # Every kind the spec declares counts: what did not land in March, April and May is overdue, June's open.
     landed = frozenset({"journalen_2017-03", "webbtidbok_2017-03"})
-    counts = {"blocked": 1, "loaded": 1, "overdue": len(declared_exports(["2017-03", "2017-04", "2017-05"], landed)),
-              "open": len(declared_exports(["2017-06"]))}
+    counts = {
+        "blocked": 1,
+        "loaded": 1,
+        "overdue": len(declared_exports(["2017-03", "2017-04", "2017-05"], landed)),
+        "open": len(declared_exports(["2017-06"])),
+    }
     # A kind declared from a later month on is "not sent" in these months, not overdue.
     later = sum(len(spec.EXPORTS) - len(spec.kinds_expected(f"2017-{m:02d}")) for m in (3, 4, 5, 6))
     assert status["counts"] == counts | ({"not sent": later} if later else {})
 
     # N is a parameter: with 60 days' grace May is not overdue yet.
-    later = quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2017-05", "2017-05", today=TODAY,
-                                   overdue_after_days=60)
+    later = quality.ehealth_months(
+        built.warehouse_uri, built.landing_uri, "2017-05", "2017-05", today=TODAY, overdue_after_days=60
+    )
     assert later["months"][0]["status"] == "expected"
 
     # A file that lands is "waiting" until a run loads it; the unit-level file of 2024-02 is loaded.
@@ -204,16 +237,18 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     moved = quality.ehealth_months(built.warehouse_uri, str(landing), "2017-04", "2017-04", today=TODAY)
     assert {d["kind"]: d["status"] for d in moved["months"][0]["deliveries"]} == {
         kind: "waiting" if kind == "journalen" else "overdue" if kind in spec.kinds_expected("2017-04") else "not sent"
-        for kind in spec.EXPORTS}
+        for kind in spec.EXPORTS
+    }
     units = quality.ehealth_months(built.warehouse_uri, built.landing_uri, "2024-02", "2024-02", today=TODAY)
     assert units["months"][0]["units"]["status"] == "loaded"
 
     # A landing that is not there is said on the page (one line), not a crash, and not "nothing landed";
     # what the warehouse holds is still shown. Bad ranges are one line.
-    gone = quality.ehealth_months(built.warehouse_uri, str(tmp_path / "nowhere"), "2017-03", "2017-03",
-                                  today=TODAY)
+    gone = quality.ehealth_months(built.warehouse_uri, str(tmp_path / "nowhere"), "2017-03", "2017-03", today=TODAY)
     assert {d["status"] for d in gone["months"][0]["deliveries"] if d["kind"] in ("journalen", "webbtidbok")} == {
-        "blocked", "loaded"}
+        "blocked",
+        "loaded",
+    }
     assert gone["landing_error"].endswith("nowhere does not exist (unmounted, or a wrong landing URI?)"), gone
     for first, last in (("2017-13", "2017-12"), ("2018-01", "2017-01"), ("1990-01", "2030-01"), ("x", "y")):
         with pytest.raises(ValueError):
@@ -246,12 +281,26 @@ def test_warehouse_files_cannot_leave_their_folder(built, tmp_path):
     assert quality.safe_parts("ehealth_unit_daily/") == ["ehealth_unit_daily", "index.html"]
     assert quality.warehouse_file(built.warehouse_uri, ["_data_docs", *quality.safe_parts("")]) == b"<p>docs</p>"
     assert quality.warehouse_file(built.warehouse_uri, list(quality.REPORT)) is None
-    for bad in ("../_load_log/x", "a/../../secret.txt", "/etc/passwd", "..", "a\\b", ".hidden", "a//b", "a/./b",
-                "x\x00y"):
+    for bad in (
+        "../_load_log/x",
+        "a/../../secret.txt",
+        "/etc/passwd",
+        "..",
+        "a\\b",
+        ".hidden",
+        "a//b",
+        "a/./b",
+        "x\x00y",
+    ):
         with pytest.raises(ValueError):
             quality.safe_parts(bad)
-    for parts in (["_data_docs", "link.html"], ["_load_log", "x"], ["exports", "other.html"], ["_data_docs"],
-                  ["_data_docs", ".."]):
+    for parts in (
+        ["_data_docs", "link.html"],
+        ["_load_log", "x"],
+        ["exports", "other.html"],
+        ["_data_docs"],
+        ["_data_docs", ".."],
+    ):
         with pytest.raises(ValueError):
             quality.warehouse_file(built.warehouse_uri, parts)
 
@@ -347,31 +396,40 @@ def served(built, tmp_path_factory):
     (warehouse / "exports" / "followup_report.html").write_text("<h1>Report</h1>", encoding="utf-8")
     (tmp_path_factory.getbasetemp() / "secret.txt").write_text("secret")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_"))}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "quality-plugin-test-secret",
-        "AIRFLOW_VAR_ETL_WAREHOUSE_URI": built.warehouse_uri,
-        "AIRFLOW_VAR_ETL_LANDING_URI": built.landing_uri,
-        "PYTHONPATH": str(ROOT),
-        "GX_ANALYTICS_ENABLED": "false",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata(home),  # migrated
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "quality-plugin-test-secret",
+            "AIRFLOW_VAR_ETL_WAREHOUSE_URI": built.warehouse_uri,
+            "AIRFLOW_VAR_ETL_LANDING_URI": built.landing_uri,
+            "PYTHONPATH": str(ROOT),
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+    )
     (home / "no-dags").mkdir()
-    done = subprocess.run([sys.executable, "-c", CLIENT], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=str(home))
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT], env=env, capture_output=True, text=True, timeout=300, cwd=str(home)
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_every_route_refuses_unauthenticated_requests(served):
-    assert set(served["routes"]) >= {"/etl-quality/", "/etl-quality/deliveries", "/etl-quality/ehealth",
-                                     "/etl-quality/data-docs/x", "/etl-quality/report", "/etl-quality/run/x/x"}
+    assert set(served["routes"]) >= {
+        "/etl-quality/",
+        "/etl-quality/deliveries",
+        "/etl-quality/ehealth",
+        "/etl-quality/data-docs/x",
+        "/etl-quality/report",
+        "/etl-quality/run/x/x",
+    }
     assert served["anonymous"] == {path: 401 for path in served["routes"]}
     assert served["run_anonymous"] == 401
     # A person following a failure line's link without a session: to the login page and back, no data.
@@ -472,10 +530,13 @@ def test_the_task_logs_quality_link_is_absolute_where_the_ui_is_known():
 
     run = "manual__2026-12-06T10:00:00+00:00"
     assert quality_url("ehealth_adoption", run, {"AIRFLOW__API__BASE_URL": "https://airflow.agency.se/"}) == (
-        "https://airflow.agency.se/etl-quality/run/ehealth_adoption/manual__2026-12-06T10%3A00%3A00%2B00%3A00")
+        "https://airflow.agency.se/etl-quality/run/ehealth_adoption/manual__2026-12-06T10%3A00%3A00%2B00%3A00"
+    )
     # `make airflow`: scripts/airflow_standalone.sh sets the API server's host and port.
     assert quality_url("followup", "r1", {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": "8081"}) == (
-        "http://127.0.0.1:8081/etl-quality/run/followup/r1")
+        "http://127.0.0.1:8081/etl-quality/run/followup/r1"
+    )
     assert quality_url("followup", "r1", {"AIRFLOW__API__HOST": "0.0.0.0", "AIRFLOW__API__PORT": "8080"}) == (
-        "http://localhost:8080/etl-quality/run/followup/r1")
+        "http://localhost:8080/etl-quality/run/followup/r1"
+    )
     assert quality_url("followup", "r1", {}) == "/etl-quality/run/followup/r1"  # nothing known: the path

@@ -81,9 +81,14 @@ def test_monthly_export_reads_to_the_sample_values(variant, ext, kind):
 
 
 def test_what_each_text_variant_was_detected_as():
-    got = {variant: (_read(HERE / "ehealth" / variant / f"journalen_{PERIOD}.{ext}").encoding,
-                     _read(HERE / "ehealth" / variant / f"journalen_{PERIOD}.{ext}").delimiter)
-           for variant, ext in VARIANTS if ext in ("txt", "csv", "csv.gz")}
+    got = {
+        variant: (
+            _read(HERE / "ehealth" / variant / f"journalen_{PERIOD}.{ext}").encoding,
+            _read(HERE / "ehealth" / variant / f"journalen_{PERIOD}.{ext}").delimiter,
+        )
+        for variant, ext in VARIANTS
+        if ext in ("txt", "csv", "csv.gz")
+    }
     assert got == {"unicode_text": ("utf-16", "\t"), "gzip": ("utf-8-sig", ";"), "sep_hint": ("cp1252", ";")}
     assert (HERE / "ehealth" / "unicode_text" / f"journalen_{PERIOD}.txt").read_bytes()[:2] == b"\xff\xfe"
 
@@ -94,8 +99,10 @@ def test_sep_hint_is_honoured_over_detection():
     text = "sep=,\n" + "".join(",".join(f'"{c}"' if ";" in str(c) else str(c) for c in r) + "\n" for r in rows)
     read = exports.read_export(f"/l/ehealth/journalen_{PERIOD}.csv", text.encode())
     assert (read.file_error, read.delimiter, len(read.regional)) == (None, ",", 63)
-    tab = exports.read_export(f"/l/ehealth/journalen_{PERIOD}.csv",
-                              ("sep=\t\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)).encode())
+    tab = exports.read_export(
+        f"/l/ehealth/journalen_{PERIOD}.csv",
+        ("sep=\t\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)).encode(),
+    )
     assert (tab.file_error, tab.delimiter, len(tab.regional)) == (None, "\t", 63)
     only = exports.read_export(f"/l/ehealth/journalen_{PERIOD}.csv", b"sep=;\r\n")
     assert only.file_error == f"journalen_{PERIOD}.csv: nothing under the sep= line"
@@ -138,9 +145,11 @@ def test_spreadsheet_cell_types_from_each_tool():
 def _business(report: cr.ParsedReport) -> tuple:
     """What a report says, without where it came from (row numbers, raw text, file)."""
     origin = ("row_number", "raw", "source_file")
-    return (report.header,
-            [{k: v for k, v in r.items() if k not in origin} for r in report.initiatives],
-            [{k: v for k, v in r.items() if k not in origin} for r in report.services])
+    return (
+        report.header,
+        [{k: v for k, v in r.items() if k not in origin} for r in report.initiatives],
+        [{k: v for k, v in r.items() if k not in origin} for r in report.services],
+    )
 
 
 def test_county_template_saved_by_libreoffice_reads_the_same():
@@ -167,8 +176,12 @@ def test_suffixes():
     for ext in ("csv", "csv.gz", "txt", "xlsx", "xls", "ods", "XLS", "CSV.GZ"):
         assert exports.parse_file_name(f"journalen_2019-03.{ext}").ext == ext.lower()
     assert exports.parse_file_name("webbtidbok_enheter_2024-02.csv.gz").ext == "csv.gz"
-    for bad in ("webbtidbok_enheter_2024-02.txt", "webbtidbok_enheter_2024-02.xls", "journalen_2019-03.gz",
-                "journalen_2019-03.csv.zip"):
+    for bad in (
+        "webbtidbok_enheter_2024-02.txt",
+        "webbtidbok_enheter_2024-02.xls",
+        "journalen_2019-03.gz",
+        "journalen_2019-03.csv.zip",
+    ):
         with pytest.raises(Exception, match="unit-level files are CSV only|not an e-health export name"):
             exports.parse_file_name(bad)
 
@@ -177,11 +190,15 @@ def test_suffixes():
 
 
 def test_unit_level_csv_gz_reads_like_the_csv():
-    plain = unit_daily.read_unit_daily(str(Path(__file__).parent / "fixtures" / "ehealth" / "webbtidbok_enheter_2024-02.csv"))
+    plain = unit_daily.read_unit_daily(
+        str(Path(__file__).parent / "fixtures" / "ehealth" / "webbtidbok_enheter_2024-02.csv")
+    )
     packed = unit_daily.read_unit_daily(str(HERE / "ehealth" / "gzip" / "webbtidbok_enheter_2024-02.csv.gz"))
     assert packed.file_error is None and packed.encoding == plain.encoding
     assert packed.rows.drop_columns(["raw"]).equals(plain.rows.drop_columns(["raw"]))
-    assert [(r["row_number"], r["reason"]) for r in packed.rejected] == [(r["row_number"], r["reason"]) for r in plain.rejected]
+    assert [(r["row_number"], r["reason"]) for r in packed.rejected] == [
+        (r["row_number"], r["reason"]) for r in plain.rejected
+    ]
 
 
 def test_unit_level_sep_hint_gzip_and_date_serials(tmp_path):
@@ -215,10 +232,12 @@ def test_monthly_csv_gz_guards(tmp_path):
     data = gzip.compress("".join(";".join(map(str, r)) + "\n" for r in rows).encode())
     name = f"/l/ehealth/journalen_{PERIOD}.csv.gz"
     assert exports.read_export(name, data[:-30]).file_error == (
-        f"journalen_{PERIOD}.csv.gz: the gzip file is cut short (still being written, or truncated)")
+        f"journalen_{PERIOD}.csv.gz: the gzip file is cut short (still being written, or truncated)"
+    )
     bomb = io.BytesIO()
     with gzip.GzipFile(fileobj=bomb, mode="wb") as stream:
         for _ in range(21):
             stream.write(b"\n" * (1 << 20))
     assert exports.read_export(name, bomb.getvalue()).file_error == (
-        f"journalen_{PERIOD}.csv.gz: decompresses to more than the {exports.MAX_EXPORT_BYTES}-byte limit")
+        f"journalen_{PERIOD}.csv.gz: decompresses to more than the {exports.MAX_EXPORT_BYTES}-byte limit"
+    )

@@ -71,23 +71,28 @@ CONTEXTS = [
     'error: cannot read "{uri}": 403 Forbidden',
     "landing storage: cannot read {uri}/county_reports: ClientConnectorError: Cannot connect to host",
     "OSError: [Errno 111] Connection refused ({uri})",
-    "(\'{uri}\', 403)",
+    "('{uri}', 403)",
     "<{uri}>",
     "{uri}: 403 Forbidden; contact anna@example.se",
-    "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nValueError: {uri}\n",
+    'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: {uri}\n',
     "source_files: ['{uri}/county_reports/a.xlsx', '{uri}/county_reports/b.xlsx']",
 ]
 
 CASES = [
-    pytest.param(context.format(uri=uri.format(pw=pw)), context.format(uri=shown), pw,
-                 id=f"{pw!r}-{uri.split(':', 1)[0]}-{n}")
-    for pw in PASSWORDS for uri, shown in URIS for n, context in enumerate(CONTEXTS)
+    pytest.param(
+        context.format(uri=uri.format(pw=pw)), context.format(uri=shown), pw, id=f"{pw!r}-{uri.split(':', 1)[0]}-{n}"
+    )
+    for pw in PASSWORDS
+    for uri, shown in URIS
+    for n, context in enumerate(CONTEXTS)
 ]
 
 
 def _secret_pieces(pw: str) -> list[str]:
     """The password and the pieces of it that would give it away (its words, its halves around the "@"…)."""
-    pieces = {pw.strip()} | {part for part in pw.replace("@", " ").replace("#", " ").replace("?", " ").split() if len(part) >= 3}
+    pieces = {pw.strip()} | {
+        part for part in pw.replace("@", " ").replace("#", " ").replace("?", " ").split() if len(part) >= 3
+    }
     return [p for p in pieces if p and p not in {"***"}]
 
 
@@ -102,10 +107,14 @@ def test_every_password_shape_is_redacted_in_any_text(text, expected, pw):
 
 @pytest.mark.parametrize("pw", PASSWORDS)
 def test_two_uris_in_one_line(pw):
-    text = (f"copy http://alice:{pw}@127.0.0.1:8080/landing/a.csv to s3://AKIA:{pw}@bucket/wh/a.csv "
-            f"and ftp://bob:{pw}@ftp.example.se/x, then mail anna@example.se")
-    assert redact_uri(text) == ("copy http://***@127.0.0.1:8080/landing/a.csv to s3://***@bucket/wh/a.csv "
-                                "and ftp://***@ftp.example.se/x, then mail anna@example.se")
+    text = (
+        f"copy http://alice:{pw}@127.0.0.1:8080/landing/a.csv to s3://AKIA:{pw}@bucket/wh/a.csv "
+        f"and ftp://bob:{pw}@ftp.example.se/x, then mail anna@example.se"
+    )
+    assert redact_uri(text) == (
+        "copy http://***@127.0.0.1:8080/landing/a.csv to s3://***@bucket/wh/a.csv "
+        "and ftp://***@ftp.example.se/x, then mail anna@example.se"
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,10 +180,19 @@ def test_a_log_record_naming_the_landing_uri_is_redacted():
     from etl.cli import RedactingFilter
 
     uri = "http://alice:S3c retPW@127.0.0.1:8080/landing"
-    record = logging.LogRecord("etl", logging.INFO, __file__, 1, "running %s (landing %s, warehouse %s)",
-                               ("county-reports", uri, "/tmp/wh"), None)
+    record = logging.LogRecord(
+        "etl",
+        logging.INFO,
+        __file__,
+        1,
+        "running %s (landing %s, warehouse %s)",
+        ("county-reports", uri, "/tmp/wh"),
+        None,
+    )
     assert RedactingFilter().filter(record)
-    assert record.getMessage() == "running county-reports (landing http://***@127.0.0.1:8080/landing, warehouse /tmp/wh)"
+    assert (
+        record.getMessage() == "running county-reports (landing http://***@127.0.0.1:8080/landing, warehouse /tmp/wh)"
+    )
 
 
 # ---------------------------------------------------------------- configuration: refused early, one line
@@ -207,23 +225,42 @@ def test_a_url_with_an_unencoded_password_is_a_one_line_config_error(uri, secret
         assert secret not in message and "alice" not in message and "***@" in message
 
 
-@pytest.mark.parametrize("uri", ["s3://user:secret@nohost.invalid/bucket", "s3://AKIAUSER:secret@bucket/path",
-                                 "S3A://AKIAUSER:secret@bucket"])
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://user:secret@nohost.invalid/bucket", "s3://AKIAUSER:secret@bucket/path", "S3A://AKIAUSER:secret@bucket"],
+)
 def test_credentials_in_an_object_store_url_are_refused_without_being_shown(uri, tmp_path):
     """Found by a reviewer: s3fs read 'user:secret@host' as the bucket and botocore's error quoted it, unredacted."""
     for kwargs in ({"landing": uri, "warehouse": "/tmp/wh"}, {"landing": "/tmp/l", "warehouse": uri}):
         with pytest.raises(ConfigError, match="takes no user name or password") as error:
             Settings.resolve(**kwargs, kolada_kpis="", environ={})
         assert "secret" not in str(error.value) and "AWS_ACCESS_KEY_ID" in str(error.value)
-    out = subprocess.run([sys.executable, "-m", "etl", "--debug", "run", "ehealth-adoption", "--landing", uri,
-                          "--warehouse", str(tmp_path / "wh")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "--debug",
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            uri,
+            "--warehouse",
+            str(tmp_path / "wh"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "secret" not in out.stdout + out.stderr, out.stderr[-1000:]
 
 
 def test_the_password_is_checked_wherever_the_url_comes_from():
     bad = "http://alice:S3c#retPW@127.0.0.1:8080/x"
-    for kwargs, name in [({"warehouse": bad}, "warehouse URI"), ({"scb_base_url": bad}, "SCB base URL"),
-                         ({"kolada_base_url": bad}, "Kolada base URL")]:
+    for kwargs, name in [
+        ({"warehouse": bad}, "warehouse URI"),
+        ({"scb_base_url": bad}, "SCB base URL"),
+        ({"kolada_base_url": bad}, "Kolada base URL"),
+    ]:
         with pytest.raises(ConfigError, match=f"^{name} 'http://\\*\\*\\*@127.0.0.1:8080/x'.*%23"):
             Settings.resolve(**{"landing": "/tmp/l", "warehouse": "/tmp/wh", **kwargs}, kolada_kpis="", environ={})
     with pytest.raises(ConfigError, match="^landing URI 'http://\\*\\*\\*@"):
@@ -291,9 +328,25 @@ def test_landed_file_uris_carry_no_password_with_a_space(served):
 def test_the_cli_refuses_an_unencoded_password_without_showing_it(served, tmp_path, password, debug):
     uri = f"http://alice:{password}@127.0.0.1:{served}/landing"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "etl", *(["--debug"] if debug else []), "run", "county-reports",
-                          "--landing", uri, "--warehouse", str(tmp_path / "wh")],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            *(["--debug"] if debug else []),
+            "run",
+            "county-reports",
+            "--landing",
+            uri,
+            "--warehouse",
+            str(tmp_path / "wh"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     for secret in (password, "retPW", "S3c", "alice"):
@@ -301,7 +354,9 @@ def test_the_cli_refuses_an_unencoded_password_without_showing_it(served, tmp_pa
     last = out.stderr.strip().splitlines()[-1]
     # Without --debug the one line "error: …"; with it, the (redacted) traceback ending in the exception.
     prefix = "etl.errors.ConfigError: " if debug else "error: "
-    assert last.startswith(f"{prefix}landing URI 'http://***@127.0.0.1:{served}/landing': ") and "percent-encode" in last
+    assert (
+        last.startswith(f"{prefix}landing URI 'http://***@127.0.0.1:{served}/landing': ") and "percent-encode" in last
+    )
     assert ("%23" if "#" in password else "%20") in last
     if not debug:
         assert "Traceback" not in text and out.stderr.strip().count("\n") == 0  # one line

@@ -39,9 +39,13 @@ class FakeSCB:
         codes, years = [c for c in sel["Region"] if c not in self.omit], sel["Tid"]
         cells = [(c, y) for c in codes for y in years]
         doc = sample.jsonstat2(
-            [("Region", "region", {c: c for c in codes}), ("ContentsCode", "innehåll", {"BE0101N1": "Folkmängd"}),
-             ("Tid", "år", {y: y for y in years})],
-            [self.figures.get((c, int(y))) for c, y in cells], label="TAB638",
+            [
+                ("Region", "region", {c: c for c in codes}),
+                ("ContentsCode", "innehåll", {"BE0101N1": "Folkmängd"}),
+                ("Tid", "år", {y: y for y in years}),
+            ],
+            [self.figures.get((c, int(y))) for c, y in cells],
+            label="TAB638",
             status={str(i): self.status[(c, int(y))] for i, (c, y) in enumerate(cells) if (c, int(y)) in self.status},
         )
         return Response(json.dumps(doc), content_type="application/json")
@@ -49,7 +53,8 @@ class FakeSCB:
 
 def serve(httpserver, scb: FakeSCB, kolada_ok: bool = True) -> None:
     httpserver.expect_request("/scb/tables/TAB638/metadata").respond_with_data(
-        (FIXTURES / "scb_tab638_metadata.json").read_bytes(), content_type="application/json")
+        (FIXTURES / "scb_tab638_metadata.json").read_bytes(), content_type="application/json"
+    )
     httpserver.expect_request("/scb/tables/TAB638/data", method="POST").respond_with_handler(scb)
     if not kolada_ok:
         httpserver.expect_request(KOLADA_PATH).respond_with_data("maintenance", status=500)
@@ -58,15 +63,22 @@ def serve(httpserver, scb: FakeSCB, kolada_ok: bool = True) -> None:
 
     def kolada(request):
         name = "kolada_page2.json" if request.args.get("page") == "2" else "kolada_page1.json"
-        return Response((FIXTURES / name).read_text(encoding="utf-8").replace("{base_url}", base),
-                        content_type="application/json")
+        return Response(
+            (FIXTURES / name).read_text(encoding="utf-8").replace("{base_url}", base), content_type="application/json"
+        )
 
     httpserver.expect_request(KOLADA_PATH).respond_with_handler(kolada)
 
 
 @pytest.fixture
 def api_settings(httpserver, landing, warehouse) -> Settings:
-    return local_settings(landing, warehouse, scb_base_url=httpserver.url_for("/scb"), kolada_base_url=httpserver.url_for("/kolada"), kolada_kpis="N17473,N17461")
+    return local_settings(
+        landing,
+        warehouse,
+        scb_base_url=httpserver.url_for("/scb"),
+        kolada_base_url=httpserver.url_for("/kolada"),
+        kolada_kpis="N17473,N17461",
+    )
 
 
 def table(settings: Settings, name: str) -> list[dict]:
@@ -87,17 +99,27 @@ def test_end_to_end_publishes_population_and_key_figures(httpserver, api_setting
     report = reference.run(api_settings, year=2017, policy=FAST)
 
     assert {r.table: r.outcome for r in report.results} == {
-        "dim_region": "published", "population": "published", "kolada_kpi": "published"}
+        "dim_region": "published",
+        "population": "published",
+        "kolada_kpi": "published",
+    }
     assert population_map(api_settings) == figures
     pop = table(api_settings, "population")
-    assert len(pop) == 42 and all("/scb/tables/TAB638/data?lang=sv&outputFormat=json-stat2#" in r["source_file"]
-                                  for r in pop)
+    assert len(pop) == 42 and all(
+        "/scb/tables/TAB638/data?lang=sv&outputFormat=json-stat2#" in r["source_file"] for r in pop
+    )
 
-    kpi = {(r["kpi_id"], r["region_code"], r["year"], r["gender"]): r["value"] for r in table(api_settings, "kolada_kpi")}
+    kpi = {
+        (r["kpi_id"], r["region_code"], r["year"], r["gender"]): r["value"] for r in table(api_settings, "kolada_kpi")
+    }
     assert kpi == {
-        ("N17473", "01", 2016, "T"): 31250.0, ("N17473", "01", 2017, "T"): 32190.0,
-        ("N17473", "09", 2016, "T"): None, ("N17473", "14", 2017, "T"): 29876.5,
-        ("N17461", "12", 2017, "K"): 74.2, ("N17461", "12", 2017, "M"): 66.8, ("N17461", "12", 2017, "T"): 70.5,
+        ("N17473", "01", 2016, "T"): 31250.0,
+        ("N17473", "01", 2017, "T"): 32190.0,
+        ("N17473", "09", 2016, "T"): None,
+        ("N17473", "14", 2017, "T"): 29876.5,
+        ("N17461", "12", 2017, "K"): 74.2,
+        ("N17461", "12", 2017, "M"): 66.8,
+        ("N17461", "12", 2017, "T"): 70.5,
     }
     quarantined = publish.read_quarantine(api_settings.warehouse_uri, "kolada_kpi").to_pylist()
     assert sorted(json.loads(q["raw"])["municipality"] for q in quarantined) == ["0000", "0180"]
@@ -154,8 +176,13 @@ def test_implausible_suppressed_and_jumping_values(httpserver, api_settings):
     assert published[("03", 2017)] == figures[("03", 2017)]
     quarantine = publish.read_quarantine(api_settings.warehouse_uri, "population").to_pylist()
     assert len(quarantine) == 1 and "plausible" in quarantine[0]["reason"]
-    assert json.loads(quarantine[0]["raw"]) == {"ContentsCode": "BE0101N1", "Region": "09", "Tid": "2016",
-                                                "status": None, "value": 12}
+    assert json.loads(quarantine[0]["raw"]) == {
+        "ContentsCode": "BE0101N1",
+        "Region": "09",
+        "Tid": "2016",
+        "status": None,
+        "value": 12,
+    }
     result = next(r for r in report.results if r.table == "population")
     assert (result.rows_in, result.rows_loaded, result.rows_quarantined) == (42, 41, 1)
     warnings = " | ".join(result.warnings)
@@ -172,7 +199,8 @@ def test_population_is_replaced_year_by_year(httpserver, api_settings):
     serve(httpserver, FakeSCB(revised))
     # Kolada is asked for 2016 only now: an empty answer for that URL.
     httpserver.expect_request(f"/kolada/data/kpi/N17473,N17461/municipality/{REGION_IDS}/year/2016").respond_with_json(
-        {"count": 0, "values": []})
+        {"count": 0, "values": []}
+    )
     reference.run(api_settings, year=2016, policy=FAST)
 
     now = population_map(api_settings)
@@ -182,7 +210,9 @@ def test_population_is_replaced_year_by_year(httpserver, api_settings):
 
 def test_empty_kpi_list_publishes_an_empty_key_figure_table(httpserver, landing, warehouse):
     serve(httpserver, FakeSCB(sample.population_figures(2016, 2017, seed=11)))
-    settings = local_settings(landing, warehouse, scb_base_url=httpserver.url_for("/scb"), kolada_base_url=httpserver.url_for("/kolada"))
+    settings = local_settings(
+        landing, warehouse, scb_base_url=httpserver.url_for("/scb"), kolada_base_url=httpserver.url_for("/kolada")
+    )
     report = reference.run(settings, year=2017, policy=FAST)
     assert {r.table: r.table_rows for r in report.results} == {"dim_region": 21, "population": 42, "kolada_kpi": 0}
     assert not any("/kolada/" in r.path for r, _ in httpserver.log)

@@ -6,8 +6,29 @@ from etl.regions import BY_CODE, REGION_CODES, REGIONS, is_national, resolve_reg
 
 def test_there_are_21_regions_with_scb_codes():
     assert len(REGIONS) == 21
-    assert REGION_CODES == ("01", "03", "04", "05", "06", "07", "08", "09", "10", "12", "13", "14",
-                            "17", "18", "19", "20", "21", "22", "23", "24", "25")
+    assert REGION_CODES == (
+        "01",
+        "03",
+        "04",
+        "05",
+        "06",
+        "07",
+        "08",
+        "09",
+        "10",
+        "12",
+        "13",
+        "14",
+        "17",
+        "18",
+        "19",
+        "20",
+        "21",
+        "22",
+        "23",
+        "24",
+        "25",
+    )
     assert BY_CODE["14"].kolada_id == "0014"
 
 

@@ -44,20 +44,42 @@ def _publish(uri: str, table: str, rows: list[dict]) -> None:
 def _report(code, grant, earmarked, spend, offers) -> dict:
     it, use, supply = spend
     clinical, salary, care, task = offers
-    return {"region_code": code, "report_year": 2016, "grant_sek": grant, "earmarked": earmarked,
-            "spend_it_support_sek": it, "spend_competence_use_sek": use, "spend_competence_supply_sek": supply,
-            "offers_clinical_intro_year": clinical, "offers_specialist_nurse_study_salary": salary,
-            "has_care_near_service": care, "has_task_shifting": task, "submitted_at": SUBMITTED}
+    return {
+        "region_code": code,
+        "report_year": 2016,
+        "grant_sek": grant,
+        "earmarked": earmarked,
+        "spend_it_support_sek": it,
+        "spend_competence_use_sek": use,
+        "spend_competence_supply_sek": supply,
+        "offers_clinical_intro_year": clinical,
+        "offers_specialist_nurse_study_salary": salary,
+        "has_care_near_service": care,
+        "has_task_shifting": task,
+        "submitted_at": SUBMITTED,
+    }
 
 
 def _service(code, service, status) -> dict:
-    return {"region_code": code, "report_year": 2016, "service": service, "status": status, "implemented_on": None,
-            "submitted_at": SUBMITTED}
+    return {
+        "region_code": code,
+        "report_year": 2016,
+        "service": service,
+        "status": status,
+        "implemented_on": None,
+        "submitted_at": SUBMITTED,
+    }
 
 
 def _cell(code, month: dt.date, service, metric, value) -> dict:
-    row = {"year": month.year, "month": month, "service": service, "metric": metric, "value": value,
-           "suppressed": value is None}
+    row = {
+        "year": month.year,
+        "month": month,
+        "service": service,
+        "metric": metric,
+        "value": value,
+        "suppressed": value is None,
+    }
     return row if code is None else {**row, "region_code": code}
 
 
@@ -85,10 +107,14 @@ SERVICES = [
     *(_service(code, J, "implemented") for code in CODES[:20]),  # the last region did not list it
 ]
 ADOPTION = [
-    *(_cell(code, dt.date(2016, 12, 1), J, "unique_users", 10 * (i + 1) * _population(i) // 1000)
-      for i, code in enumerate(CODES)),  # 10·(i+1) per 1 000
-    *(_cell(code, dt.date(2017, 1, 1), J, "unique_users", 11 * (i + 1) * _population(i) // 1000)
-      for i, code in enumerate(CODES[:-1])),  # the last region: no 2017 figure
+    *(
+        _cell(code, dt.date(2016, 12, 1), J, "unique_users", 10 * (i + 1) * _population(i) // 1000)
+        for i, code in enumerate(CODES)
+    ),  # 10·(i+1) per 1 000
+    *(
+        _cell(code, dt.date(2017, 1, 1), J, "unique_users", 11 * (i + 1) * _population(i) // 1000)
+        for i, code in enumerate(CODES[:-1])
+    ),  # the last region: no 2017 figure
     *(_cell(code, dt.date(2016, 12, 1), W, "bookings", 3 * _population(i) // 100) for i, code in enumerate(CODES)),
 ]
 NATIONAL = [
@@ -99,10 +125,22 @@ NATIONAL = [
 
 
 def build_sources(uri: str, reports: list[dict]) -> None:
-    _publish(uri, "dim_region", [{"region_code": r.code, "region_name": r.region_name, "county_name": r.county_name,
-                                  "kolada_id": r.kolada_id} for r in regions.REGIONS])
-    _publish(uri, "population", [{"region_code": c, "year": 2016, "population": _population(i)}
-                                 for i, c in enumerate(CODES)])
+    _publish(
+        uri,
+        "dim_region",
+        [
+            {
+                "region_code": r.code,
+                "region_name": r.region_name,
+                "county_name": r.county_name,
+                "kolada_id": r.kolada_id,
+            }
+            for r in regions.REGIONS
+        ],
+    )
+    _publish(
+        uri, "population", [{"region_code": c, "year": 2016, "population": _population(i)} for i, c in enumerate(CODES)]
+    )
     _publish(uri, "county_report", reports)
     _publish(uri, "county_ehealth_service", SERVICES)
     _publish(uri, "ehealth_adoption", ADOPTION)
@@ -206,9 +244,11 @@ def test_summary_of_a_year_shaped_like_2016_says_knappt_halften_and_en_majoritet
     texts = {i["question"]: i["text"].strip() for i in _page(built["html"]).items}
     assert texts["offers_clinical_intro_year"] == (
         "Knappt hälften av regionerna (10 av 21) erbjuder ett kliniskt introduktionsår för nyutexaminerade "
-        "sjuksköterskor.")
+        "sjuksköterskor."
+    )
     assert texts["offers_specialist_nurse_study_salary"] == (
-        "En majoritet av regionerna (15 av 21) erbjuder studielön under specialistsjuksköterskeutbildning.")
+        "En majoritet av regionerna (15 av 21) erbjuder studielön under specialistsjuksköterskeutbildning."
+    )
     assert texts["reported"] == "Samtliga regioner (21 av 21) har skickat in sin regionrapport."
     assert texts["earmarked"].startswith("Nästan samtliga regioner (20 av 21) har öronmärkt")
     assert texts["web_booking_implemented"].startswith("Drygt hälften av regionerna (11 av 21) har infört webbtidbok")
@@ -218,19 +258,24 @@ def test_unanswered_are_said_and_never_counted_as_no(built):
     texts = {i["question"]: i["text"].strip() for i in _page(built["html"]).items}
     # Care-near service: 9 of the 18 that answered (i = 4, 6, …, 20), three left it empty.
     assert texts["has_care_near_service"] == (
-        "Hälften av regionerna som svarat (9 av 18) har vårdnära servicepersonal. 3 regioner har inte svarat.")
+        "Hälften av regionerna som svarat (9 av 18) har vårdnära servicepersonal. 3 regioner har inte svarat."
+    )
     assert texts["has_task_shifting"] == (
-        "Ingen region har svarat på om den arbetar med uppgiftsväxling mellan personalgrupper (0 av 21 har svarat).")
+        "Ingen region har svarat på om den arbetar med uppgiftsväxling mellan personalgrupper (0 av 21 har svarat)."
+    )
     assert texts["patient_journal_online_implemented"] == (
-        "Samtliga regioner som svarat (20 av 20) har infört Journal via nätet fullt ut. 1 region har inte svarat.")
+        "Samtliga regioner som svarat (20 av 20) har infört Journal via nätet fullt ut. 1 region har inte svarat."
+    )
 
 
 def test_every_figure_in_the_summary_is_what_its_linked_query_returns(built):
     """Each sentence links to sql/06's entry; running that query with DuckDB gives each of its figures."""
     page = _page(built["html"])
     assert len(page.items) == len(summary.QUESTIONS)  # one sentence per question of the declaration
-    rows = {(year, question): (yes, answered, not_answered, regions)
-            for year, question, yes, answered, not_answered, regions in _query(built, _sql("06_summary_counts.sql"))}
+    rows = {
+        (year, question): (yes, answered, not_answered, regions)
+        for year, question, yes, answered, not_answered, regions in _query(built, _sql("06_summary_counts.sql"))
+    }
     for item in page.items:
         assert item["link"] == "#sql-06"
         yes, answered, not_answered, total = rows[item["year"], item["question"]]
@@ -248,11 +293,14 @@ def test_every_figure_in_the_summary_is_what_its_linked_query_returns(built):
             assert rows[year, item["question"]][:2] == (p_yes, p_answered)
     # The link's target names the query and the command that runs it, and the file is in sql/.
     assert "sql-06" in page.ids
-    entry = built["html"][built["html"].index("id='sql-06'"):]
+    entry = built["html"][built["html"].index("id='sql-06'") :]
     assert "sql/06_summary_counts.sql" in entry[:200]
     assert ".venv/bin/duckdb -readonly -box warehouse/followup.duckdb &lt; sql/06_summary_counts.sql" in entry[:800]
     header = _sql("06_summary_counts.sql")
-    assert header.startswith("-- Question") and "-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/06" in header
+    assert (
+        header.startswith("-- Question")
+        and "-- Run: .venv/bin/duckdb -readonly -box warehouse/followup.duckdb < sql/06" in header
+    )
 
 
 def test_the_summary_agrees_with_the_programme_tables_of_the_same_report(built):
@@ -269,8 +317,10 @@ def test_the_summary_agrees_with_the_programme_tables_of_the_same_report(built):
 
 def test_programme_tables_show_unknown_as_uppgift_saknas_never_nej(built):
     page = _page(built["html"])
-    mart = {(c, n): v for c, n, v in _query(
-        built, "select region_name, year, has_care_near_service from followup_region_year")}
+    mart = {
+        (c, n): v
+        for c, n, v in _query(built, "select region_name, year, has_care_near_service from followup_region_year")
+    }
     years, rows = _grid(page, "t-has_care_near_service")
     assert years == ["2016"]  # 2017 has no county report: not a column of "uppgift saknas"
     for name, cells in rows.items():
@@ -288,9 +338,16 @@ def test_money_tables_equal_the_linked_query_per_region_and_for_riket(built):
     """Kronor and kronor per inhabitant per area: every cell is sql/07's figure (shown to 0 or 1 decimal)."""
     page = _page(built["html"])
     answer = _query(built, _sql("07_grant_and_spend_per_inhabitant.sql"))
-    columns = ["grant_sek", "grant_per_inhabitant", "spend_it_support_sek", "it_support_per_inhabitant",
-               "spend_competence_use_sek", "competence_use_per_inhabitant", "spend_competence_supply_sek",
-               "competence_supply_per_inhabitant"]
+    columns = [
+        "grant_sek",
+        "grant_per_inhabitant",
+        "spend_it_support_sek",
+        "it_support_per_inhabitant",
+        "spend_competence_use_sek",
+        "competence_use_per_inhabitant",
+        "spend_competence_supply_sek",
+        "competence_supply_per_inhabitant",
+    ]
     by_name = {(row[0], row[1]): dict(zip(columns, row[2:], strict=False)) for row in answer}
     assert len(by_name) == 22  # 21 reporting regions and Riket, 2016
     for column in columns:
@@ -315,8 +372,9 @@ def test_money_tables_equal_the_linked_query_per_region_and_for_riket(built):
 
 def test_money_riket_line_is_the_national_mart(built):
     page = _page(built["html"])
-    (grant, per_inhabitant), = _query(
-        built, "select grant_sek, grant_per_inhabitant from followup_national_year where year = 2016")
+    ((grant, per_inhabitant),) = _query(
+        built, "select grant_sek, grant_per_inhabitant from followup_national_year where year = 2016"
+    )
     assert int(_number(_grid(page, "t-grant_sek")[1]["Riket"][0])) == grant
     assert _number(_grid(page, "t-grant_per_inhabitant")[1]["Riket"][0]) == pytest.approx(per_inhabitant, abs=0.051)
 
@@ -327,8 +385,9 @@ def test_adoption_tables_per_1000_per_region_and_year_with_the_national_line(bui
     years, rows = _grid(page, f"t-{column}")
     mart = {(n, y): v for n, y, v in _query(built, f"select region_name, year, {column} from followup_region_year")}
     national = dict(_query(built, f"select year, {column} from followup_national_year"))
-    expected_years = sorted({y for (_, y), v in mart.items() if v is not None} |
-                            {y for y, v in national.items() if v is not None})
+    expected_years = sorted(
+        {y for (_, y), v in mart.items() if v is not None} | {y for y, v in national.items() if v is not None}
+    )
     assert years == [str(y) for y in expected_years]
     for name, cells in rows.items():
         for year, cell in zip(expected_years, cells, strict=True):
@@ -353,9 +412,14 @@ def test_report_is_self_contained_readable_and_printable(built):
     assert [link for link in page.links if not link.startswith(("#", "data:"))] == []
     assert "<html lang='sv'>" in html and "lang='en'" in html  # Swedish, the database names marked English
     # Printed: A4 landscape, header rows repeated, a table never split, sections on new pages.
-    css = html[html.index("@media print"):html.index("</style>")]
-    for rule in ("@page{size:A4 landscape", "thead{display:table-header-group}", "section.measure{break-inside:avoid}",
-                 "section.part{break-before:page}", ".measures{orphans:1;widows:1}"):
+    css = html[html.index("@media print") : html.index("</style>")]
+    for rule in (
+        "@page{size:A4 landscape",
+        "thead{display:table-header-group}",
+        "section.measure{break-inside:avoid}",
+        "section.part{break-before:page}",
+        ".measures{orphans:1;widows:1}",
+    ):
         assert rule in css
     assert html.index("<h2>Sammanfattning</h2>") < html.index("<h2>Riket per år</h2>")
     assert Path(built["paths"]["report"]).stat().st_size < 1_500_000
@@ -366,8 +430,16 @@ def test_a_report_with_nothing_reported_says_so():
 
     from etl.marts import report
 
-    region = pd.DataFrame({"region_code": ["01"], "region_name": ["Region Stockholm"], "year": [2024],
-                           "reported": [False], "population": [100], "population_year_used": [2024]})
+    region = pd.DataFrame(
+        {
+            "region_code": ["01"],
+            "region_name": ["Region Stockholm"],
+            "year": [2024],
+            "reported": [False],
+            "population": [100],
+            "population_year_used": [2024],
+        }
+    )
     national = pd.DataFrame({"year": [2024], "regions_reported": [0], "regions_total": [21]})
     assert "Inga regionrapporter ännu" in report.money_tables(region, national)
     assert "Inga regionrapporter ännu" in report.programme_tables(region, national)
@@ -429,11 +501,15 @@ def test_the_report_names_the_county_reports_a_correction_replaced(tmp_path):
     county_reports.run(settings)
     followup.run(settings)
     stem = corrections[0].split("_rattelse")[0]  # the original may be sent in another format than its correction
-    [original] = [p.name for p in (landing / "county_reports").iterdir()
-                  if p.name.startswith(stem + ".") and p.name != corrections[0]]
+    [original] = [
+        p.name
+        for p in (landing / "county_reports").iterdir()
+        if p.name.startswith(stem + ".") and p.name != corrections[0]
+    ]
     lines = status.superseded_reports(settings.warehouse_uri)
-    assert lines == [f"{original}: ersatt av {corrections[0]} (samma region och år, inkom senare); "
-                     "dess uppgifter visas inte"]
+    assert lines == [
+        f"{original}: ersatt av {corrections[0]} (samma region och år, inkom senare); dess uppgifter visas inte"
+    ]
     page = (tmp_path / "warehouse" / "exports" / "followup_report.html").read_text(encoding="utf-8")
     assert report.SUPERSEDED_HEADING in page and f"{original}: ersatt av {corrections[0]}" in page
     # As of a time before anything was loaded: nothing was superseded yet.

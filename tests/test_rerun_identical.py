@@ -75,13 +75,31 @@ def loaded(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerun")
     landing, warehouse = root / "landing", root / "warehouse"
     out = subprocess.run(
-        [sys.executable, "-m", "etl", "sample", "--out", str(landing), "--years", f"{YEAR}-{YEAR}",
-         "--units", "20", "--unit-months", "2"],
-        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "sample",
+            "--out",
+            str(landing),
+            "--years",
+            f"{YEAR}-{YEAR}",
+            "--units",
+            "20",
+            "--unit-months",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     # Default Kolada KPIs: the ones the snapshot recorded.
-    settings = Settings.resolve(landing=str(landing), warehouse=str(warehouse), environ={"ETL_LANDING_SETTLE_SECONDS": "0"})
+    settings = Settings.resolve(
+        landing=str(landing), warehouse=str(warehouse), environ={"ETL_LANDING_SETTLE_SECONDS": "0"}
+    )
     first = run_all(settings)
     assert all(r.outcome == "published" for r in first.values()), {k: r.outcome for k, r in first.items()}
     baseline = snapshot(settings.warehouse_uri)
@@ -117,7 +135,8 @@ def test_backfill_rerun_month_by_month_is_identical(loaded):
         report = ehealth_adoption.run(settings, period=month)
         tables = {r.table: r.outcome for r in report.results}
         expected = {"ehealth_adoption", "ehealth_adoption_national"} | (
-            {"ehealth_unit_daily"} if month.endswith("-12") else set())
+            {"ehealth_unit_daily"} if month.endswith("-12") else set()
+        )
         assert tables == {t: "unchanged" for t in expected}, (month, tables)
         for result in report.results:
             assert result.rows_in == result.rows_loaded + result.rows_quarantined
@@ -129,12 +148,16 @@ def test_redelivered_county_report_with_other_bytes_changes_nothing(loaded):
     settings, baseline = loaded
     folder = Path(settings.landing_uri) / "county_reports"
     names = {p.stem for p in folder.iterdir()}
-    target = next(p for p in sorted(folder.glob("*.json"))
-                  if not p.stem.endswith("_rattelse") and p.stem + "_rattelse" not in names)
+    target = next(
+        p
+        for p in sorted(folder.glob("*.json"))
+        if not p.stem.endswith("_rattelse") and p.stem + "_rattelse" not in names
+    )
     stat = target.stat()
     # Same content, other bytes (re-indented, as a re-export from the web form would be), later file time.
-    target.write_text(json.dumps(json.loads(target.read_text(encoding="utf-8")), indent=4, ensure_ascii=True),
-                      encoding="utf-8")
+    target.write_text(
+        json.dumps(json.loads(target.read_text(encoding="utf-8")), indent=4, ensure_ascii=True), encoding="utf-8"
+    )
     os.utime(target, (stat.st_atime, stat.st_mtime + 3600))
 
     report = county_reports.run(settings)

@@ -9,8 +9,9 @@ from etl import orchestration
 from etl.errors import AccountingError, BadInput, ConfigError, SourceRefused, SourceUnavailable, ValidationFailed
 
 
-@pytest.mark.parametrize("key", ["warehouse_uri", "landing_uri", "scb_base_url", "kolada_base_url", "kolada_kpis",
-                                 "surprise"])
+@pytest.mark.parametrize(
+    "key", ["warehouse_uri", "landing_uri", "scb_base_url", "kolada_base_url", "kolada_kpis", "surprise"]
+)
 def test_a_run_conf_key_that_is_no_param_is_refused_with_one_line(key, tmp_path):
     with pytest.raises(ConfigError) as error:
         orchestration.settings_from_airflow({key: str(tmp_path / "elsewhere"), "period": "2019-03"}, {"period"})
@@ -26,9 +27,16 @@ def test_the_params_a_dag_declares_are_accepted(monkeypatch, tmp_path):
     assert settings.warehouse_uri == str(tmp_path / "wh")
 
 
-@pytest.mark.parametrize("error", [BadInput("x.csv: refused"), ValidationFailed("2019-03: blocked"),
-                                   AccountingError("rows lost"), ConfigError("bad setting"),
-                                   SourceRefused("SCB: GET /tables/x answered HTTP 404 Not Found (not retried)")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        BadInput("x.csv: refused"),
+        ValidationFailed("2019-03: blocked"),
+        AccountingError("rows lost"),
+        ConfigError("bad setting"),
+        SourceRefused("SCB: GET /tables/x answered HTTP 404 Not Found (not retried)"),
+    ],
+)
 def test_bad_data_fails_the_task_without_retries_carrying_its_line(error):
     def run():
         raise error
@@ -60,9 +68,11 @@ def test_a_task_whose_warehouse_is_not_the_one_its_assets_name_says_so(monkeypat
     said: list[str] = []
     monkeypatch.setattr(orchestration.log, "warning", lambda message, *args: said.append(message % args))
     assert orchestration.settings_from_airflow({}).warehouse_uri == "s3://etl/warehouse"
-    assert said == [f"this run's warehouse is s3://etl/warehouse (Variable etl_warehouse_uri) but the DAGs' Assets "
-                    f"name {(tmp_path / 'wh').as_uri()} (ETL_WAREHOUSE_URI as the DAG processor reads it): set "
-                    "ETL_WAREHOUSE_URI to the same warehouse"]
+    assert said == [
+        f"this run's warehouse is s3://etl/warehouse (Variable etl_warehouse_uri) but the DAGs' Assets "
+        f"name {(tmp_path / 'wh').as_uri()} (ETL_WAREHOUSE_URI as the DAG processor reads it): set "
+        "ETL_WAREHOUSE_URI to the same warehouse"
+    ]
 
     said.clear()
     variables["etl_warehouse_uri"] = str(tmp_path / "wh")  # the same warehouse: nothing to say

@@ -19,8 +19,16 @@ from tests.delta_support import arrow as _arrow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TABLES = ("population", "kolada_kpi", "county_report", "county_initiative", "county_ehealth_service",
-          "ehealth_adoption", "ehealth_adoption_national", "ehealth_unit_daily")
+TABLES = (
+    "population",
+    "kolada_kpi",
+    "county_report",
+    "county_initiative",
+    "county_ehealth_service",
+    "ehealth_adoption",
+    "ehealth_adoption_national",
+    "ehealth_unit_daily",
+)
 
 
 def _sample(folder):
@@ -68,8 +76,9 @@ def test_pipelines_on_s3_give_the_local_tables_and_a_second_run_is_a_no_op(s3_en
     fs.put(str(local_landing) + "/", s3_landing.removeprefix("s3://") + "/", recursive=True)
 
     environ = {"ETL_LANDING_SETTLE_SECONDS": "0"}
-    local = Settings.resolve(landing=str(local_landing), warehouse=str(tmp_path / "warehouse"), kolada_kpis="",
-                             environ=environ)
+    local = Settings.resolve(
+        landing=str(local_landing), warehouse=str(tmp_path / "warehouse"), kolada_kpis="", environ=environ
+    )
     remote = Settings.resolve(landing=s3_landing, warehouse=s3_warehouse, kolada_kpis="", environ=environ)
     assert _run_all(local) == ["published"] * 3
     started = time.monotonic()
@@ -100,10 +109,12 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
 
     warehouse = s3_env.uri("readers")
     for i, value in enumerate((10, 11)):
-        rows = pd.DataFrame({"region_code": ["01", "03"], "year": [2019, 2019], "population": [value, 20],
-                             "source_file": "pop.json"})
-        publish.publish(warehouse, "test", TableBatch("population", rows, pd.DataFrame(), 2, ("region_code", "year")),
-                        f"b{i}")
+        rows = pd.DataFrame(
+            {"region_code": ["01", "03"], "year": [2019, 2019], "population": [value, 20], "source_file": "pop.json"}
+        )
+        publish.publish(
+            warehouse, "test", TableBatch("population", rows, pd.DataFrame(), 2, ("region_code", "year")), f"b{i}"
+        )
     uri = f"{warehouse}/population"
     table = DeltaTable(uri, storage_options=storage.delta_options(uri))
     assert table.version() == 2  # version 0: the table created empty
@@ -115,12 +126,21 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
 
 CREDENTIAL_CASES = {
     # case: (where the store is used, environment change, what the one error line says)
-    "wrong secret": ("warehouse", {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
-                     "the object store refused access (SignatureDoesNotMatch)"),
-    "no credentials": ("warehouse", {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
-                       "no credentials for s3://"),
-    "wrong secret for landing": ("landing", {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
-                                 "landing storage: cannot read s3://"),
+    "wrong secret": (
+        "warehouse",
+        {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "the object store refused access (SignatureDoesNotMatch)",
+    ),
+    "no credentials": (
+        "warehouse",
+        {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
+        "no credentials for s3://",
+    ),
+    "wrong secret for landing": (
+        "landing",
+        {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "landing storage: cannot read s3://",
+    ),
     "unknown key for landing": ("landing", {"AWS_ACCESS_KEY_ID": "AKNOSUCHKEY"}, "the object store refused access"),
     "no landing bucket": ("no bucket", {}, "bucket 'no-such-bucket' of s3://no-such-bucket/landing does not exist"),
 }
@@ -145,9 +165,24 @@ def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_s
         landing, warehouse = s3_server.uri("landing"), tmp_path / "warehouse"
     elif where == "no bucket":
         landing, warehouse = "s3://no-such-bucket/landing", tmp_path / "warehouse"
-    done = subprocess.run([sys.executable, "-m", "etl", *(["--debug"] if debug else []), "run", "ehealth-adoption",
-                           "--landing", str(landing), "--warehouse", str(warehouse)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            *(["--debug"] if debug else []),
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     assert "not-the-secret" not in done.stderr + done.stdout
     if debug:
@@ -169,6 +204,7 @@ def test_fail_fast_fails_a_refused_store_at_once_and_retries_an_unreachable_one(
     def raises(exc):
         def call():
             raise exc
+
         return call
 
     with pytest.raises(AirflowFailException, match="^object store: no credentials"):

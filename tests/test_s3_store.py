@@ -50,7 +50,11 @@ def test_fsspec_write_list_read_and_move_one_file(s3_env):
     assert sorted(fs.find(root)) == sorted([*files, f"{root}/notes.txt"])
     assert sorted(_fs(s3_env.uri("x"))[0].find(root)) == sorted([*files, f"{root}/notes.txt"])
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == [
-        "month=2024-01", "month=2024-02", "month=2024-03", "notes.txt"]
+        "month=2024-01",
+        "month=2024-02",
+        "month=2024-03",
+        "notes.txt",
+    ]
     for path, body in files.items():
         assert fs.cat(path) == body
         assert fs.info(path)["size"] == len(body)
@@ -73,12 +77,18 @@ def test_fsspec_write_list_read_and_move_one_file(s3_env):
 def test_delta_partitioned_write_and_predicate_overwrite(s3_env):
     uri = s3_env.uri("delta")
     options = _delta_options(s3_env)
-    write_deltalake(uri, pa.table({"region": ["01", "01", "03"], "v": [1, 2, 3]}),
-                    partition_by=["region"], storage_options=options)
+    write_deltalake(
+        uri, pa.table({"region": ["01", "01", "03"], "v": [1, 2, 3]}), partition_by=["region"], storage_options=options
+    )
     write_deltalake(uri, pa.table({"region": ["05"], "v": [5]}), mode="append", storage_options=options)
     # Replace region 03 only: the new rows must all match the predicate.
-    write_deltalake(uri, pa.table({"region": ["03", "03"], "v": [30, 31]}), mode="overwrite",
-                    predicate="region = '03'", storage_options=options)
+    write_deltalake(
+        uri,
+        pa.table({"region": ["03", "03"], "v": [30, 31]}),
+        mode="overwrite",
+        predicate="region = '03'",
+        storage_options=options,
+    )
 
     table = DeltaTable(uri, storage_options=options)
     assert table.version() == 2
@@ -87,7 +97,10 @@ def test_delta_partitioned_write_and_predicate_overwrite(s3_env):
     assert rows == [("01", 1), ("01", 2), ("03", 30), ("03", 31), ("05", 5)]
     history = sorted(table.history(), key=lambda h: h["version"])
     assert [(h["version"], h["operation"], h["operationParameters"]["mode"]) for h in history] == [
-        (0, "WRITE", "ErrorIfExists"), (1, "WRITE", "Append"), (2, "WRITE", "Overwrite")]
+        (0, "WRITE", "ErrorIfExists"),
+        (1, "WRITE", "Append"),
+        (2, "WRITE", "Overwrite"),
+    ]
     assert history[2]["operationParameters"]["predicate"] == "region = '03'"
     # Every live file sits under its partition's prefix; region 03 has exactly the new one.
     live = table.file_uris()
@@ -103,8 +116,13 @@ def test_delta_partitioned_write_and_predicate_overwrite(s3_env):
 
     # Rows outside the predicate are refused, and nothing is committed.
     with pytest.raises(Exception, match="failed validation"):
-        write_deltalake(uri, pa.table({"region": ["01"], "v": [99]}), mode="overwrite",
-                        predicate="region = '03'", storage_options=options)
+        write_deltalake(
+            uri,
+            pa.table({"region": ["01"], "v": [99]}),
+            mode="overwrite",
+            predicate="region = '03'",
+            storage_options=options,
+        )
     assert DeltaTable(uri, storage_options=options).version() == 2
 
 
@@ -121,8 +139,13 @@ def _append_worker(uri: str, options: dict, writer: int, barrier, results) -> No
     for seq in range(APPENDS_PER_WRITER):
         for _ in range(50):
             try:
-                write_deltalake(uri, pa.table({"writer": [writer], "seq": [seq]}), mode="append",
-                                storage_options=options, commit_properties=NO_INNER_RETRY)
+                write_deltalake(
+                    uri,
+                    pa.table({"writer": [writer], "seq": [seq]}),
+                    mode="append",
+                    storage_options=options,
+                    commit_properties=NO_INNER_RETRY,
+                )
                 break
             except CommitFailedError:
                 lost_races += 1
@@ -159,8 +182,9 @@ def test_stale_commit_is_refused_by_the_store(s3_env):
 
     # deltalake commits with put-if-absent only: with conditional put switched off it cannot commit at all.
     with pytest.raises(OSError, match="PutMode::Create"):
-        write_deltalake(s3_env.uri("noput"), pa.table({"x": [0]}),
-                        storage_options={**s3_env.env(), "conditional_put": "disabled"})
+        write_deltalake(
+            s3_env.uri("noput"), pa.table({"x": [0]}), storage_options={**s3_env.env(), "conditional_put": "disabled"}
+        )
 
 
 def test_two_processes_commit_concurrently_without_losing_a_commit(s3_env):
@@ -169,8 +193,9 @@ def test_two_processes_commit_concurrently_without_losing_a_commit(s3_env):
     end all 20 appends are in the table, once each, in versions 1..20 with no gap."""
     uri = s3_env.uri("concurrent")
     options = _delta_options(s3_env)
-    write_deltalake(uri, pa.table({"writer": pa.array([], pa.int64()), "seq": pa.array([], pa.int64())}),
-                    storage_options=options)  # version 0: the table exists before the race
+    write_deltalake(
+        uri, pa.table({"writer": pa.array([], pa.int64()), "seq": pa.array([], pa.int64())}), storage_options=options
+    )  # version 0: the table exists before the race
 
     context = writer_context()
     barrier = context.Barrier(2)

@@ -204,9 +204,11 @@ def test_the_sample_never_replaces_a_delivery_and_the_same_sample_again_changes_
     capsys.readouterr()
     assert cli.main(small) == 2  # a usage error: the wrong --out
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: {region_file}: is no file of this sample (1 such file(s) under {tmp_path}); "
-                       "`etl sample` writes synthetic deliveries beside no other delivery: give it an empty folder "
-                       "or one that holds this same sample")
+    assert err[-1] == (
+        f"error: {region_file}: is no file of this sample (1 such file(s) under {tmp_path}); "
+        "`etl sample` writes synthetic deliveries beside no other delivery: give it an empty folder "
+        "or one that holds this same sample"
+    )
     assert region_file.read_bytes() == sent
     assert cli.main([*small[:4], "2019-2020", *small[5:]]) == 2  # 2019 drawn again differs from the first draw
     assert region_file.read_bytes() == sent

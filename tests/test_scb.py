@@ -28,14 +28,17 @@ def triples(api_rows) -> list[tuple]:
 
 
 def small_doc(region_codes, years, values, status=None, extra=None):
-    dims = [("Region", "region", {c: c for c in region_codes}),
-            ("ContentsCode", "tabellinnehåll", {"BE0101N1": "Folkmängd"}),
-            ("Tid", "år", {str(y): str(y) for y in years})]
+    dims = [
+        ("Region", "region", {c: c for c in region_codes}),
+        ("ContentsCode", "tabellinnehåll", {"BE0101N1": "Folkmängd"}),
+        ("Tid", "år", {str(y): str(y) for y in years}),
+    ]
     return jsonstat2(dims + (extra or []), values, label="test", status=status)
 
 
 def scb_server(httpserver, figures, received, metadata=None):
     """A local PxWeb v2 that answers TAB638 data queries from their POST body."""
+
     def data(request):
         body = json.loads(request.data)
         received.append({"body": body, "args": dict(request.args)})
@@ -45,7 +48,8 @@ def scb_server(httpserver, figures, received, metadata=None):
         return Response(json.dumps(doc), content_type="application/json")
 
     httpserver.expect_request("/scb/tables/TAB638/metadata", method="GET").respond_with_json(
-        metadata or fixture("scb_tab638_metadata.json"))
+        metadata or fixture("scb_tab638_metadata.json")
+    )
     httpserver.expect_request("/scb/tables/TAB638/data", method="POST").respond_with_handler(data)
     return httpserver.url_for("/scb")
 
@@ -78,7 +82,11 @@ def test_values_as_text_or_sparse_object_are_read():
     sparse = small_doc(["01", "03"], [2020, 2021], [0, 0, 0, 0])
     sparse["value"] = {"0": 2_377_081, "3": 395_026}  # json-stat's sparse form: absent = missing
     assert triples(scb.population_rows(sparse, "x")) == [
-        ("01", 2020, 2_377_081), ("01", 2021, None), ("03", 2020, None), ("03", 2021, 395_026)]
+        ("01", 2020, 2_377_081),
+        ("01", 2021, None),
+        ("03", 2020, None),
+        ("03", 2021, 395_026),
+    ]
 
 
 def test_cells_that_are_not_counties_or_counts_are_rejected_with_a_reason():
@@ -93,13 +101,16 @@ def test_cells_that_are_not_counties_or_counts_are_rejected_with_a_reason():
     assert result.rows_in == 4
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda d: d.update(value=d["value"][:-1]), "values for"),
-    (lambda d: d["dimension"].pop("Tid"), "not described"),
-    (lambda d: d["dimension"]["Region"]["category"].update(index={"01": 0, "03": 5}), "not 0..n-1"),
-    (lambda d: d.update(size=[2, 1, 3]), "size"),
-    (lambda d: d.update({"class": "collection"}), "class"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda d: d.update(value=d["value"][:-1]), "values for"),
+        (lambda d: d["dimension"].pop("Tid"), "not described"),
+        (lambda d: d["dimension"]["Region"]["category"].update(index={"01": 0, "03": 5}), "not 0..n-1"),
+        (lambda d: d.update(size=[2, 1, 3]), "size"),
+        (lambda d: d.update({"class": "collection"}), "class"),
+    ],
+)
 def test_malformed_json_stat_is_bad_input(breakage, message):
     doc = small_doc(["01", "03"], [2020, 2021], [1, 2, 3, 4])
     breakage(doc)
@@ -118,11 +129,13 @@ def test_an_answer_split_by_another_variable_is_refused_not_summed():
 
 def test_query_body_is_the_contracts_shape():
     body = scb.build_query(["01", "03"], [2016, 2017])
-    assert body == {"selection": [
-        {"variableCode": "Region", "codelist": "vs_RegionLän07", "valueCodes": ["01", "03"]},
-        {"variableCode": "ContentsCode", "valueCodes": ["BE0101N1"]},
-        {"variableCode": "Tid", "valueCodes": ["2016", "2017"]},
-    ]}
+    assert body == {
+        "selection": [
+            {"variableCode": "Region", "codelist": "vs_RegionLän07", "valueCodes": ["01", "03"]},
+            {"variableCode": "ContentsCode", "valueCodes": ["BE0101N1"]},
+            {"variableCode": "Tid", "valueCodes": ["2016", "2017"]},
+        ]
+    }
 
 
 def test_split_selection_keeps_every_call_under_the_cell_limit():
@@ -135,8 +148,7 @@ def test_split_selection_keeps_every_call_under_the_cell_limit():
     for limit in (50, 10, 21, 7):
         pieces = scb.split_selection(codes, years, cell_limit=limit)
         assert all(len(r) * len(y) <= limit for r, y in pieces)
-        assert sorted((c, y) for r, ys in pieces for c in r for y in ys) == sorted(
-            (c, y) for c in codes for y in years)
+        assert sorted((c, y) for r, ys in pieces for c in r for y in ys) == sorted((c, y) for c in codes for y in years)
     with pytest.raises(ConfigError):
         scb.split_selection(codes, years, cell_limit=0)
 
@@ -172,7 +184,8 @@ def test_fetch_splits_queries_and_skips_unpublished_years(httpserver):
 def test_rate_limit_403_from_scb_is_retried(httpserver):
     figures = population_figures(2016, 2017, seed=3)
     httpserver.expect_oneshot_request("/scb/tables/TAB638/data").respond_with_data(
-        "Too many requests", status=403, headers={"Retry-After": "0"})
+        "Too many requests", status=403, headers={"Retry-After": "0"}
+    )
     base = scb_server(httpserver, figures, [])
     result = scb.fetch_population(base, [2016, 2017], policy=FAST)
     assert len(result.rows) == 42

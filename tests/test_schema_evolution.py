@@ -50,13 +50,18 @@ def test_a_column_the_declaration_gained_is_added_at_the_next_run_null_in_the_ro
     report = county_reports.run(settings)
     assert report.outcome == "published"
     added = [m for m in report.messages if "migrated" in m]
-    assert added == ["county_report: migrated (column(s) has_task_shifting added; null in the 1 row(s) already "
-                     "published)"]
+    assert added == [
+        "county_report: migrated (column(s) has_task_shifting added; null in the 1 row(s) already published)"
+    ]
     rows = {r["region_code"]: r[DROPPED] for r in publish.read_table(str(warehouse), "county_report").to_pylist()}
     assert rows == {"03": None, "01": True}  # Uppsala's published row: not answered (null), never "no"
     [logged] = _migration_rows(warehouse)
     assert (logged["table_name"], logged["outcome"], logged["rows_in"], logged["message"]) == (
-        "county_report", "published", 1, added[0])
+        "county_report",
+        "published",
+        1,
+        added[0],
+    )
     # Current now: nothing more to add, no second row.
     assert migrations.ensure_current(str(warehouse)) == [] and len(_migration_rows(warehouse)) == 1
 
@@ -86,11 +91,16 @@ def test_two_runs_adding_the_same_column_at_once_add_it_once(settings, landing, 
 def test_a_required_column_the_table_lacks_is_one_clear_error_naming_table_and_column(settings, landing, warehouse):
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
     county_reports.run(settings)
-    required = next(f.name for f in schemas.get("county_report").arrow_schema if not f.nullable and
-                    f.name not in schemas.get("county_report").key)
+    required = next(
+        f.name
+        for f in schemas.get("county_report").arrow_schema
+        if not f.nullable and f.name not in schemas.get("county_report").key
+    )
     _as_if_older(warehouse, "county_report", required)
-    with pytest.raises(ConfigError, match=f"county_report: the published table lacks required column\\(s\\) "
-                                          f"{required}: .*etl/migrations.py"):
+    with pytest.raises(
+        ConfigError,
+        match=f"county_report: the published table lacks required column\\(s\\) {required}: .*etl/migrations.py",
+    ):
         migrations.ensure_current(str(warehouse))
 
 
@@ -105,8 +115,9 @@ def test_a_run_that_fails_outside_the_projects_errors_still_leaves_its_load_log_
     write_deltalake(uri, rows, mode="overwrite", schema_mode="overwrite")
     assert "failures: 0" in status.render(str(warehouse))
 
-    builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")),
-                  mtime=1_600_000_200)
+    builders.land(
+        landing, "uppsala_2017.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")), mtime=1_600_000_200
+    )
     with pytest.raises(Exception) as raised:
         county_reports.run(settings)
     assert not isinstance(raised.value, AssertionError)
@@ -134,10 +145,12 @@ def test_on_s3_the_column_is_added_and_the_analysts_view_has_it(s3_env, tmp_path
     publish.forget_opened()
 
     assert migrations.ensure_current(warehouse) == [
-        f"county_report: migrated (column(s) {DROPPED} added; null in the 1 row(s) already published)"]
+        f"county_report: migrated (column(s) {DROPPED} added; null in the 1 row(s) already published)"
+    ]
     assert DROPPED in publish.stored_schema(warehouse, "county_report").names
     assert [r["table_name"] for r in publish.read_load_log(warehouse).to_pylist() if r["pipeline"] == "migration"] == [
-        "county_report"]
+        "county_report"
+    ]
     # The analysts' catalogue, rebuilt as every run does: its view has the column (null: no file has it yet).
     access.build_duckdb(warehouse)
     with access.connect(warehouse) as con:

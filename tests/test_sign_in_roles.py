@@ -68,43 +68,44 @@ class AgencyAirflow:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.directory = directory
         self.home.mkdir(parents=True)
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
-        env.update({
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            # What compose sets (docker-compose.yml): the agency's auth manager, FAB's config file.
-            "AIRFLOW__CORE__AUTH_MANAGER": "etl.auth_manager.AgencyFabAuthManager",
-            "AIRFLOW__FAB__CONFIG_FILE": str(ROOT / "deploy" / "webserver_config.py"),
-            **directory.airflow_env(),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": os.urandom(16).hex(),
-            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(32).hex(),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "ETL_LANDING_URI": str(self.landing),
-            "ETL_WAREHOUSE_URI": str(self.warehouse),
-            "ETL_LANDING_SETTLE_SECONDS": "0",
-            # The module's sign-ins come from 127.0.0.1 (the guessing test's from 127.0.0.2): more than FAB's 5
-            # per 40 s (the default kept).
-            "ETL_LOGIN_RATE_LIMIT": "100 per 40 second",
-            "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": "28800",  # as compose sets it
-            "AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES": "480",  # as compose sets it
-            "GX_ANALYTICS_ENABLED": "false",
-            "PYTHONPATH": str(ROOT),
-        })
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
+        env.update(
+            {
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                # What compose sets (docker-compose.yml): the agency's auth manager, FAB's config file.
+                "AIRFLOW__CORE__AUTH_MANAGER": "etl.auth_manager.AgencyFabAuthManager",
+                "AIRFLOW__FAB__CONFIG_FILE": str(ROOT / "deploy" / "webserver_config.py"),
+                **directory.airflow_env(),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": os.urandom(16).hex(),
+                "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(32).hex(),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "ETL_LANDING_URI": str(self.landing),
+                "ETL_WAREHOUSE_URI": str(self.warehouse),
+                "ETL_LANDING_SETTLE_SECONDS": "0",
+                # The module's sign-ins come from 127.0.0.1 (the guessing test's from 127.0.0.2): more than FAB's 5
+                # per 40 s (the default kept).
+                "ETL_LOGIN_RATE_LIMIT": "100 per 40 second",
+                "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": "28800",  # as compose sets it
+                "AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES": "480",  # as compose sets it
+                "GX_ANALYTICS_ENABLED": "false",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.env = env
         self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
         self.tokens: dict[str, str] = {}
@@ -117,8 +118,7 @@ class AgencyAirflow:
             self.groups.start(component, [AIRFLOW, component], self.env, cwd=self.base)
 
     def wait_for(self, what: str, check, timeout: float = STARTUP_TIMEOUT, interval: float = 0.5):
-        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
-                                    errors=(httpx.HTTPError, OSError))
+        return self.groups.wait_for(what, check, timeout=timeout, interval=interval, errors=(httpx.HTTPError, OSError))
 
     def healthy(self) -> bool:
         health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
@@ -129,15 +129,19 @@ class AgencyAirflow:
         the password against the directory."""
         typed = uid if typed is None else typed
         if typed not in self.tokens:
-            response = httpx.post(f"{self.base_url}/auth/token", timeout=30,
-                                  json={"username": typed, "password": self.directory.passwords[uid]})
+            response = httpx.post(
+                f"{self.base_url}/auth/token",
+                timeout=30,
+                json={"username": typed, "password": self.directory.passwords[uid]},
+            )
             assert response.status_code == 201, (typed, response.status_code, response.text[:300])
             self.tokens[typed] = response.json()["access_token"]
         return self.tokens[typed]
 
     def api(self, uid: str, typed: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30,
-                            headers={"Authorization": f"Bearer {self.token(uid, typed)}"})
+        return httpx.Client(
+            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {self.token(uid, typed)}"}
+        )
 
     def stop(self) -> None:
         self.groups.stop(grace=15)
@@ -151,21 +155,42 @@ def agency(tmp_path_factory, directory, chromium_executable):
     base = tmp_path_factory.mktemp("agency-airflow")
     with ScratchDatabase(PG, prefix="etl_signin") as database:
         airflow = AgencyAirflow(base, database.url(), directory)
-        done = airflow.run(sys.executable, "-m", "etl", "sample", "--out", str(airflow.landing), "--years",
-                           "2019-2019", "--units", "5", "--unit-months", "1")
+        done = airflow.run(
+            sys.executable,
+            "-m",
+            "etl",
+            "sample",
+            "--out",
+            str(airflow.landing),
+            "--years",
+            "2019-2019",
+            "--units",
+            "5",
+            "--unit-months",
+            "1",
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         for name in (BLOCKED_FILE, SECOND_BLOCKED):
             # Gotland's line out (the sample spells the region by name or by code, month by month).
             export = airflow.landing / "ehealth" / name
             lines = export.read_bytes().splitlines(keepends=True)
-            kept = [line for line in lines if b"Gotland" not in line
-                    and re.split(rb"[;,\t]", line)[1:2] not in ([b"09"], [b"SE-09"])]
+            kept = [
+                line
+                for line in lines
+                if b"Gotland" not in line and re.split(rb"[;,\t]", line)[1:2] not in ([b"09"], [b"SE-09"])
+            ]
             assert len(kept) == len(lines) - 1, name
             export.write_bytes(b"".join(kept))
         # The warehouse is loaded by the CLI while the metadata database is initialised (no Airflow runs yet).
         with open(base / "load-warehouse.log", "w+", encoding="utf-8") as log:
-            load = subprocess.Popen([sys.executable, "-m", "etl", "run", "all", "--offline-snapshot"],
-                                    env=airflow.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+            load = subprocess.Popen(
+                [sys.executable, "-m", "etl", "run", "all", "--offline-snapshot"],
+                env=airflow.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             try:
                 init = airflow.run(sys.executable, str(ROOT / "scripts" / "airflow_init.py"))
                 load.wait(timeout=600)
@@ -183,11 +208,15 @@ def agency(tmp_path_factory, directory, chromium_executable):
             airflow.start()
             airflow.wait_for("the API server, scheduler and DAG processor", airflow.healthy)
             with airflow.api("adam") as admin:
-                airflow.wait_for(f"DAG {APPROVE_DAG} to be parsed",
-                                 lambda: admin.get(f"/api/v2/dags/{APPROVE_DAG}").status_code == 200)
+                airflow.wait_for(
+                    f"DAG {APPROVE_DAG} to be parsed",
+                    lambda: admin.get(f"/api/v2/dags/{APPROVE_DAG}").status_code == 200,
+                )
                 assert admin.patch(f"/api/v2/dags/{APPROVE_DAG}", json={"is_paused": False}).status_code == 200
-            print(f"\nAirflow with directory sign-in ready at {airflow.base_url} in "
-                  f"{time.monotonic() - started:.0f} s (logs: {airflow.groups.logs})")
+            print(
+                f"\nAirflow with directory sign-in ready at {airflow.base_url} in "
+                f"{time.monotonic() - started:.0f} s (logs: {airflow.groups.logs})"
+            )
             yield airflow
         finally:
             airflow.stop()
@@ -197,8 +226,9 @@ def _sign_in(browser, agency, uid: str, shots=None):
     """A browser context signed in as ``uid`` on FAB's login page, with the directory's password."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(base_url=agency.base_url, viewport={"width": 1400, "height": 900},
-                                  locale="en-GB", timezone_id="UTC")
+    context = browser.new_context(
+        base_url=agency.base_url, viewport={"width": 1400, "height": 900}, locale="en-GB", timezone_id="UTC"
+    )
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     page.goto("/")
@@ -209,8 +239,9 @@ def _sign_in(browser, agency, uid: str, shots=None):
     try:
         page.wait_for_url(lambda url: "/auth/login" not in url, timeout=90_000)
     except Exception:
-        raise AssertionError(f"{uid} could not sign in: still at {page.url}: "
-                             f"{page.locator('body').inner_text()[:500]}") from None
+        raise AssertionError(
+            f"{uid} could not sign in: still at {page.url}: {page.locator('body').inner_text()[:500]}"
+        ) from None
     assert [c for c in context.cookies() if c["name"] == "_token"], f"{uid}: no session cookie after signing in"
     if shots is not None:
         shots(page, f"signed-in-{uid}")
@@ -247,15 +278,51 @@ PROBES = {
     "plugins": ("GET", "/api/v2/plugins", None),  # the UI's navigation entry to the data-quality pages
 }
 MAY = {
-    "ana": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200, "plugins": 200},
-    "erik": {"dags": 200, "variables": 403, "connections": 403, "trigger": 400, "users": 403, "quality": 200,
-             "plugins": 200},
-    "sara": {"dags": 200, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 200,
-             "plugins": 200},
-    "adam": {"dags": 200, "variables": 200, "connections": 200, "trigger": 400, "users": 200, "quality": 200,
-             "plugins": 200},
-    "olle": {"dags": 403, "variables": 403, "connections": 403, "trigger": 403, "users": 403, "quality": 403,
-             "plugins": 403},
+    "ana": {
+        "dags": 200,
+        "variables": 403,
+        "connections": 403,
+        "trigger": 403,
+        "users": 403,
+        "quality": 200,
+        "plugins": 200,
+    },
+    "erik": {
+        "dags": 200,
+        "variables": 403,
+        "connections": 403,
+        "trigger": 400,
+        "users": 403,
+        "quality": 200,
+        "plugins": 200,
+    },
+    "sara": {
+        "dags": 200,
+        "variables": 403,
+        "connections": 403,
+        "trigger": 403,
+        "users": 403,
+        "quality": 200,
+        "plugins": 200,
+    },
+    "adam": {
+        "dags": 200,
+        "variables": 200,
+        "connections": 200,
+        "trigger": 400,
+        "users": 200,
+        "quality": 200,
+        "plugins": 200,
+    },
+    "olle": {
+        "dags": 403,
+        "variables": 403,
+        "connections": 403,
+        "trigger": 403,
+        "users": 403,
+        "quality": 403,
+        "plugins": 403,
+    },
 }
 
 
@@ -314,7 +381,9 @@ def test_the_analyst_reads_the_data_quality_pages_and_has_no_trigger(browser, ag
 
 
 def _hitl_path(run_id: str) -> str:
-    return f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/decide/-1/hitlDetails"
+    return (
+        f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/decide/-1/hitlDetails"
+    )
 
 
 def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, shots):
@@ -322,18 +391,23 @@ def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, sho
 
     # Sven, engineer and steward, asks for the approval.
     with agency.api("sven") as sven:
-        created = sven.post(f"/api/v2/dags/{APPROVE_DAG}/dagRuns",
-                            json={"logical_date": None, "conf": {"delivery": BLOCKED_FILE}})
+        created = sven.post(
+            f"/api/v2/dags/{APPROVE_DAG}/dagRuns", json={"logical_date": None, "conf": {"delivery": BLOCKED_FILE}}
+        )
         assert created.status_code == 200, created.text
         run = created.json()
         assert run["triggering_user_name"] == "sven", run
     run_id = run["dag_run_id"]
 
     with agency.api("adam") as admin:
+
         def awaiting():
-            states = {ti["task_id"]: ti["state"] for ti in admin.get(
-                f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
-            ).json()["task_instances"]}
+            states = {
+                ti["task_id"]: ti["state"]
+                for ti in admin.get(
+                    f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
+                ).json()["task_instances"]
+            }
             if set(states.values()) & {"failed", "upstream_failed", "up_for_retry"}:
                 raise AssertionError(f"{APPROVE_DAG} failed before asking: {states}")
             return states.get("decide") == "awaiting_input"
@@ -349,8 +423,15 @@ def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, sho
     # Who asked may not answer, though a steward — not under another spelling of the name either, which the
     # directory takes for the same account; an engineer or analyst may not answer at all.
     # The long s and the fullwidth letters are look-alikes the directory folds to sven (a reviewer's way in).
-    for uid, typed in (("sven", "sven"), ("sven", "Sven "), ("sven", " SVEN"), ("sven", "\u017fven"),
-                       ("sven", "\uff53\uff56\uff45\uff4e"), ("erik", "erik"), ("ana", "ana")):
+    for uid, typed in (
+        ("sven", "sven"),
+        ("sven", "Sven "),
+        ("sven", " SVEN"),
+        ("sven", "\u017fven"),
+        ("sven", "\uff53\uff56\uff45\uff4e"),
+        ("erik", "erik"),
+        ("ana", "ana"),
+    ):
         with agency.api(uid, typed) as client:
             refused = client.patch(_hitl_path(run_id), json=answer)
             assert refused.status_code == 403, (typed, refused.status_code, refused.text[:300])
@@ -376,15 +457,19 @@ def test_a_steward_who_did_not_ask_approves_and_is_recorded(browser, agency, sho
         context.close()
 
     with agency.api("adam") as admin:
+
         def finished():
-            state = admin.get(f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-                              ).json()["state"]
+            state = admin.get(f"/api/v2/dags/{APPROVE_DAG}/dagRuns/{urllib.parse.quote(run_id, safe='')}").json()[
+                "state"
+            ]
             return state if state in ("success", "failed") else None
 
         assert agency.wait_for("the approval run to finish", finished, RUN_TIMEOUT, interval=1) == "success"
         # Public, the role of everyone registered at first sign-in, grants nothing (olle's row of MAY).
-        users = {u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
-                 for u in admin.get("/auth/fab/v1/users").json()["users"]}
+        users = {
+            u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
+            for u in admin.get("/auth/fab/v1/users").json()["users"]
+        }
     # Everyone who signed in was created with the roles their directory groups map to.
     # One user per directory account, however the name was typed (" SVEN", "Sven " signed in above).
     assert sorted(users) == ["adam", "ana", "erik", "olle", "sara", "sven"], users
@@ -411,7 +496,9 @@ def test_only_an_answer_airflow_stored_decides_and_a_run_asks_once(agency):
     """Found by a reviewer: an admin published under a steward's name by writing `decide`'s XCom and clearing
     `record_decision`; a steward-engineer overturned a rejection alone by clearing the run and answering again."""
     with agency.api("erik") as erik:
-        created = erik.post(f"/api/v2/dags/{APPROVE_DAG}/dagRuns", json={"logical_date": None, "conf": {"delivery": SECOND_BLOCKED}})
+        created = erik.post(
+            f"/api/v2/dags/{APPROVE_DAG}/dagRuns", json={"logical_date": None, "conf": {"delivery": SECOND_BLOCKED}}
+        )
         assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
 
@@ -420,36 +507,59 @@ def test_only_an_answer_airflow_stored_decides_and_a_run_asks_once(agency):
         return state if state in ("success", "failed") else None
 
     with agency.api("adam") as admin:
-        agency.wait_for("decide to wait for input", lambda: _states(admin, run_id).get("decide") == "awaiting_input",
-                        RUN_TIMEOUT, interval=1)
+        agency.wait_for(
+            "decide to wait for input",
+            lambda: _states(admin, run_id).get("decide") == "awaiting_input",
+            RUN_TIMEOUT,
+            interval=1,
+        )
         # Nobody answers: decide is marked done by hand, and a forged answer is written where it used to be read.
         marked = admin.patch(f"{_run_path(run_id)}/taskInstances/decide", json={"new_state": "success"})
         assert marked.status_code == 200, marked.text
         assert agency.wait_for("the run to end", lambda: finished(admin), RUN_TIMEOUT, interval=1) == "failed"
-        forged = admin.post(f"{_run_path(run_id)}/taskInstances/decide/xcomEntries",
-                            json={"key": "return_value", "value": {
-                                "chosen_options": ["Approve"], "params_input": {"reason": "forged by an admin " * 2},
-                                "responded_by_user": {"id": "sara", "name": "sara"}}})
+        forged = admin.post(
+            f"{_run_path(run_id)}/taskInstances/decide/xcomEntries",
+            json={
+                "key": "return_value",
+                "value": {
+                    "chosen_options": ["Approve"],
+                    "params_input": {"reason": "forged by an admin " * 2},
+                    "responded_by_user": {"id": "sara", "name": "sara"},
+                },
+            },
+        )
         assert forged.status_code in (200, 201), forged.text
-        cleared = admin.post(f"/api/v2/dags/{APPROVE_DAG}/clearTaskInstances",
-                             json={"dag_run_id": run_id, "task_ids": ["record_decision"], "dry_run": False,
-                                   "only_failed": False, "reset_dag_runs": True})
+        cleared = admin.post(
+            f"/api/v2/dags/{APPROVE_DAG}/clearTaskInstances",
+            json={
+                "dag_run_id": run_id,
+                "task_ids": ["record_decision"],
+                "dry_run": False,
+                "only_failed": False,
+                "reset_dag_runs": True,
+            },
+        )
         assert cleared.status_code == 200, cleared.text
         assert agency.wait_for("the run to end again", lambda: finished(admin), RUN_TIMEOUT, interval=1) == "failed"
         assert _states(admin, run_id)["record_decision"] == "failed"
         # Cleared whole, the run does not ask again: its decide fails (trigger a new run to ask anew).
-        cleared = admin.post(f"/api/v2/dags/{APPROVE_DAG}/clearTaskInstances",
-                             json={"dag_run_id": run_id, "dry_run": False, "only_failed": False,
-                                   "reset_dag_runs": True})
+        cleared = admin.post(
+            f"/api/v2/dags/{APPROVE_DAG}/clearTaskInstances",
+            json={"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True},
+        )
         assert cleared.status_code == 200, cleared.text
         assert agency.wait_for("the cleared run to end", lambda: finished(admin), RUN_TIMEOUT, interval=1) == "failed"
         states = _states(admin, run_id)
         assert states["find_blocked_delivery"] == "success" and states["decide"] == "failed", states
     log = publish.read_load_log(str(agency.warehouse)).to_pylist()
-    assert not [r for r in log if r["outcome"] in ("approved", "rejected")
-                and any(SECOND_BLOCKED in f for f in r["source_files"] or [])], "nobody answered: nothing decided"
-    published = [r for r in log if r["outcome"] == "published"
-                 and any(SECOND_BLOCKED in f for f in r["source_files"] or [])]
+    assert not [
+        r
+        for r in log
+        if r["outcome"] in ("approved", "rejected") and any(SECOND_BLOCKED in f for f in r["source_files"] or [])
+    ], "nobody answered: nothing decided"
+    published = [
+        r for r in log if r["outcome"] == "published" and any(SECOND_BLOCKED in f for f in r["source_files"] or [])
+    ]
     assert published == [], "the blocked file stayed blocked"
 
 
@@ -459,25 +569,31 @@ def test_an_admin_cannot_give_himself_a_role_take_a_name_or_rename_a_role(agency
     to change them, with one line saying where to."""
     agency.token("ana")  # signed in once: her Airflow user exists
     with agency.api("adam") as admin:
-        roles = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "roles"},
-                            json={"roles": [{"name": "Admin"}, {"name": "Steward"}]})
+        roles = admin.patch(
+            "/auth/fab/v1/users/adam",
+            params={"update_mask": "roles"},
+            json={"roles": [{"name": "Admin"}, {"name": "Steward"}]},
+        )
         assert roles.status_code == 403 and "come from the agency's directory" in roles.text, roles.text
-        renamed = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "username"},
-                              json={"username": "sara "})
+        renamed = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "username"}, json={"username": "sara "})
         assert renamed.status_code == 403 and "refused: username" in renamed.text, renamed.text
-        other = admin.patch("/auth/fab/v1/users/ana", params={"update_mask": "roles"},
-                            json={"roles": [{"name": "Steward"}]})
+        other = admin.patch(
+            "/auth/fab/v1/users/ana", params={"update_mask": "roles"}, json={"roles": [{"name": "Steward"}]}
+        )
         assert other.status_code == 403, other.text
         role = admin.patch("/auth/fab/v1/roles/Admin", params={"update_mask": "name"}, json={"name": "Steward"})
         assert role.status_code == 403 and "keep their names" in role.text, role.text
         # Nothing changed: what the directory gave stays.
-        users = {u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
-                 for u in admin.get("/auth/fab/v1/users").json()["users"]}
+        users = {
+            u["username"]: sorted(r["name"] for r in u["roles"] if r["name"] != "Public")
+            for u in admin.get("/auth/fab/v1/users").json()["users"]
+        }
         assert users["adam"] == ["Admin"] and users["ana"] == ["DataQuality", "Viewer"], users
         assert admin.get("/auth/fab/v1/roles/Admin").status_code == 200
         # What the directory does not own stays an admin's to edit.
-        mail = admin.patch("/auth/fab/v1/users/adam", params={"update_mask": "email"},
-                           json={"email": "adam.admin@agency.test"})
+        mail = admin.patch(
+            "/auth/fab/v1/users/adam", params={"update_mask": "email"}, json={"email": "adam.admin@agency.test"}
+        )
         assert mail.status_code == 200, mail.text
 
 
@@ -513,8 +629,9 @@ def test_a_bookmarked_data_quality_page_leads_through_the_directory_login_and_ba
     try:
         page = context.new_page()
         # An expired or forged session cookie, as a bookmark opened the next morning carries.
-        context.add_cookies([{"name": "_token", "value": "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2ln",
-                              "url": agency.base_url}])
+        context.add_cookies(
+            [{"name": "_token", "value": "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiIxIn0.c2ln", "url": agency.base_url}]
+        )
         page.goto("/etl-quality/deliveries")
         expect(page).to_have_url(re.compile(r"/auth/login/\?next="))
         assert BLOCKED_FILE not in page.locator("body").inner_text()
@@ -526,7 +643,6 @@ def test_a_bookmarked_data_quality_page_leads_through_the_directory_login_and_ba
         shots(page, "bookmark-after-login")
     finally:
         context.close()
-
 
 
 def test_a_token_lasts_a_working_day(agency):
@@ -551,6 +667,7 @@ def test_password_guessing_through_the_token_endpoint_is_rate_limited(agency):
 
     guesser = httpx.HTTPTransport(local_address="127.0.0.2")
     with httpx.Client(base_url=agency.base_url, timeout=60, transport=guesser) as client:
+
         def guess(attempt: int) -> int:
             return client.post("/auth/token", json={"username": "ana", "password": f"guess-{attempt}"}).status_code
 
@@ -565,6 +682,9 @@ def test_password_guessing_through_the_token_endpoint_is_rate_limited(agency):
         # The right password is refused too while the limit holds, and unjudged.
         assert right.status_code == 429, right.text
     # The limit is the guesser's: a sign-in from 127.0.0.1 meanwhile is judged.
-    other = httpx.post(f"{agency.base_url}/auth/token", timeout=30,
-                       json={"username": "ana", "password": agency.directory.passwords["ana"]})
+    other = httpx.post(
+        f"{agency.base_url}/auth/token",
+        timeout=30,
+        json={"username": "ana", "password": agency.directory.passwords["ana"]},
+    )
     assert other.status_code == 201, other.text

@@ -86,8 +86,11 @@ def test_a_failing_month_is_recorded_and_the_next_month_still_publishes(settings
         unit="month",
         record=record,
     )
-    with pytest.raises(EtlError, match=r"^test: 1 month\(s\) failed or blocked, 1 processed: "
-                                        r"2019-01: x_2019-01.csv: not a CSV file$") as err:
+    with pytest.raises(
+        EtlError,
+        match=r"^test: 1 month\(s\) failed or blocked, 1 processed: "
+        r"2019-01: x_2019-01.csv: not a CSV file$",
+    ) as err:
         skeleton.execute(settings, RunReport("test", "b"), plan)
     assert not isinstance(err.value, ValidationFailed)  # a broken file is not a block a person can approve
     failed, published = _log(settings)
@@ -115,7 +118,9 @@ def test_a_blocked_file_gets_its_row_and_the_month_s_other_file_publishes(settin
             delivered={"a-2019-03": [good], "b-2019-03": [bad]},
         )
 
-    plan = skeleton.Plan(steps=[_step("2019-03", judge)], unit="month", record=DeliveryRecord.load(settings.warehouse_uri, "test"))
+    plan = skeleton.Plan(
+        steps=[_step("2019-03", judge)], unit="month", record=DeliveryRecord.load(settings.warehouse_uri, "test")
+    )
     with pytest.raises(ValidationFailed) as err:
         skeleton.execute(settings, RunReport("test", "b"), plan)
     assert str(err.value) == (
@@ -192,11 +197,16 @@ def test_a_failed_write_names_its_table_and_rows_in_and_every_file_of_the_step(s
     def judge(step):
         broken = _batch(2019, 1, files[1].uri)
         broken.rows.loc[0, "year"] = None  # a null merge key: publish refuses the batch
-        return skeleton.Judgement(batches=[(_batch(2018, 1, files[0].uri), [files[0]]), (broken, [files[1]])],
-                                  delivered={"j": [files[0]], "w": [files[1]]})
+        return skeleton.Judgement(
+            batches=[(_batch(2018, 1, files[0].uri), [files[0]]), (broken, [files[1]])],
+            delivered={"j": [files[0]], "w": [files[1]]},
+        )
 
-    plan = skeleton.Plan(steps=[skeleton.Step("2019-05", "b-2019-05", judge, sources=files)], unit="month",
-                         record=DeliveryRecord.load(settings.warehouse_uri, "test"))
+    plan = skeleton.Plan(
+        steps=[skeleton.Step("2019-05", "b-2019-05", judge, sources=files)],
+        unit="month",
+        record=DeliveryRecord.load(settings.warehouse_uri, "test"),
+    )
     with pytest.raises(EtlError, match=r"^test: 1 month\(s\) failed or blocked, 0 processed: 2019-05: "):
         skeleton.execute(settings, RunReport("test", "b"), plan)
     published, failed = _log(settings)
@@ -210,8 +220,11 @@ def test_a_run_that_changes_nothing_does_not_write_the_delivery_record(settings)
     path = Path(record_uri(settings.warehouse_uri, "test"))
 
     def run():
-        skeleton.execute(settings, RunReport("test", "b"), skeleton.Plan(
-            nothing_new="nothing new", record=DeliveryRecord.load(settings.warehouse_uri, "test")))
+        skeleton.execute(
+            settings,
+            RunReport("test", "b"),
+            skeleton.Plan(nothing_new="nothing new", record=DeliveryRecord.load(settings.warehouse_uri, "test")),
+        )
 
     run()
     assert not path.exists()  # an empty record is not worth a write

@@ -47,8 +47,9 @@ def table_hashes(warehouse_uri: str, tables, keep=lambda row: True) -> dict[str,
     out = {}
     for name in tables:
         schema = schemas.get(name)
-        rows = [r for r in publish.read_table(warehouse_uri, name).select(schema.business_columns).to_pylist()
-                if keep(r)]
+        rows = [
+            r for r in publish.read_table(warehouse_uri, name).select(schema.business_columns).to_pylist() if keep(r)
+        ]
         lines = sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
         out[name] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     return out
@@ -75,8 +76,9 @@ def county_loaded(landing: Path, warehouse: Path) -> Settings:
     """Landing through the ``unreadable://`` filesystem, two reports published."""
     settings = local_settings(f"unreadable://{landing}", warehouse)
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
-    builders.land(landing, "skane_2017.xlsx", builders.xlsx_bytes(builders.doc(region="Region Skåne")),
-                  mtime=1_600_000_000)
+    builders.land(
+        landing, "skane_2017.xlsx", builders.xlsx_bytes(builders.doc(region="Region Skåne")), mtime=1_600_000_000
+    )
     report = county_reports.run(settings)
     assert report.outcome == "published"
     return settings
@@ -93,8 +95,9 @@ def test_unreadable_county_report_fails_clearly_and_keeps_published_data(when, l
     settings = county_loaded(landing, warehouse)
     before, commits = table_hashes(settings.warehouse_uri, COUNTY_TABLES), committed(settings.warehouse_uri)
     # A correction arrives, and the storage refuses to hand it over (at once, or after it was listed and hashed).
-    builders.land(landing, "uppsala_2017_v2.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")),
-                  mtime=1_700_000_000)
+    builders.land(
+        landing, "uppsala_2017_v2.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")), mtime=1_700_000_000
+    )
     unreadable("uppsala_2017_v2.json", after=0 if when == "listing" else 1)
 
     with pytest.raises((EtlError, OSError)) as info:
@@ -107,8 +110,10 @@ def test_unreadable_county_report_fails_clearly_and_keeps_published_data(when, l
     unreadable("")
     report = county_reports.run(settings)
     assert [r.outcome for r in report.results] == ["published"] * 3
-    grants = {r["region_code"]: r["grant_sek"]
-              for r in publish.read_table(settings.warehouse_uri, "county_report").to_pylist()}
+    grants = {
+        r["region_code"]: r["grant_sek"]
+        for r in publish.read_table(settings.warehouse_uri, "county_report").to_pylist()
+    }
     assert grants == {"03": 21_000_000, "12": 20_000_000}
 
 
@@ -135,8 +140,9 @@ def test_unreadable_monthly_export_mid_backfill_keeps_what_was_published(landing
     with pytest.raises((EtlError, OSError)) as info:
         ehealth_adoption.run(settings)
     assert_clear_failure(info.value, "journalen_2017-04.csv")
-    months = {r["month"].isoformat()[:7]
-              for r in publish.read_table(settings.warehouse_uri, "ehealth_adoption").to_pylist()}
+    months = {
+        r["month"].isoformat()[:7] for r in publish.read_table(settings.warehouse_uri, "ehealth_adoption").to_pylist()
+    }
     # Each month is published whole or not at all: March (read before April) is in, April is not.
     assert months == {"2017-01", "2017-02", "2017-03"}
     # January and February exactly as they were.
@@ -165,12 +171,30 @@ def test_cli_unreadable_landing_is_one_line_and_exit_1(landing, warehouse):
     before = table_hashes(str(warehouse), COUNTY_TABLES)
     builders.land(landing, "uppsala_2017_v2.json", builders.json_bytes(builders.doc(grant_sek="21 mnkr")))
     # The CLI exactly as `python -m etl` runs it, with the test filesystem registered first.
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import unreadable_fs; "
-            "from etl.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); import unreadable_fs; "
+        "from etl.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{unreadable_fs.ENV_NAMES: "uppsala_2017_v2.json"})
-    out = subprocess.run([sys.executable, "-c", code, str(CORPUS), "run", "county-reports",
-                          "--landing", f"unreadable://{landing}", "--warehouse", str(warehouse)],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(CORPUS),
+            "run",
+            "county-reports",
+            "--landing",
+            f"unreadable://{landing}",
+            "--warehouse",
+            str(warehouse),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
@@ -200,34 +224,57 @@ def test_missing_prefix_folder_is_nothing_new(landing, warehouse):
 
 
 KPI = "N17473"
-KOLADA_PATH = (f"/kolada/data/kpi/{KPI}/municipality/{','.join(r.kolada_id for r in regions.REGIONS)}"
-               "/year/2016,2017")
+KOLADA_PATH = f"/kolada/data/kpi/{KPI}/municipality/{','.join(r.kolada_id for r in regions.REGIONS)}/year/2016,2017"
 
 
 def serve(httpserver, kolada_ok: bool) -> None:
     httpserver.clear()
     httpserver.expect_request("/scb/tables/TAB638/metadata").respond_with_data(
-        (ROOT / "tests" / "fixtures" / "api" / "scb_tab638_metadata.json").read_bytes(),
-        content_type="application/json")
+        (ROOT / "tests" / "fixtures" / "api" / "scb_tab638_metadata.json").read_bytes(), content_type="application/json"
+    )
     httpserver.expect_request("/scb/tables/TAB638/data", method="POST").respond_with_data(
-        json.dumps(reference_sample.scb_document(2016, 2017, seed=3)), content_type="application/json")
+        json.dumps(reference_sample.scb_document(2016, 2017, seed=3)), content_type="application/json"
+    )
     if kolada_ok:
         page = {"count": 42, "values": reference_sample.kolada_records((KPI,), 2016, 2017, seed=3)}
         httpserver.expect_request(KOLADA_PATH).respond_with_data(json.dumps(page), content_type="application/json")
     else:
         # Failing, but fast: Retry-After 0 makes every retry immediate (and logged).
         httpserver.expect_request(KOLADA_PATH).respond_with_response(
-            Response("overloaded", status=503, headers={"Retry-After": "0"}))
+            Response("overloaded", status=503, headers={"Retry-After": "0"})
+        )
 
 
 def run_reference_cli(httpserver, landing: Path, warehouse: Path, *extra: str) -> subprocess.CompletedProcess:
     base = httpserver.url_for("/").rstrip("/").replace("://", f"://etl-user:{SECRET}@")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "etl", *extra, "run", "reference", "--landing", str(landing), "--warehouse",
-         str(warehouse), "--year", "2017", "--kolada-kpis", KPI, "--scb-url", f"{base}/scb",
-         "--kolada-url", f"{base}/kolada"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            *extra,
+            "run",
+            "reference",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+            "--year",
+            "2017",
+            "--kolada-kpis",
+            KPI,
+            "--scb-url",
+            f"{base}/scb",
+            "--kolada-url",
+            f"{base}/kolada",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def warehouse_text(warehouse: Path) -> str:

@@ -42,31 +42,40 @@ def xlsx(sheet_data: bytes | str, *, dimension: str = "A1", compresslevel: int =
         '<sheet name="Blad1" sheetId="1" r:id="rId1"/></sheets></workbook>',
         "xl/_rels/workbook.xml.rels": '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/'
         f'package/2006/relationships"><Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/>'
-        '</Relationships>',
+        "</Relationships>",
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
         for name, text in parts.items():
             archive.writestr(name, text)
-        archive.writestr("xl/worksheets/sheet1.xml", f'<?xml version="1.0"?><worksheet xmlns="{MAIN}">'
-                         f'<dimension ref="{dimension}"/><sheetData>'.encode() + sheet_data + b"</sheetData></worksheet>")
+        archive.writestr(
+            "xl/worksheets/sheet1.xml",
+            f'<?xml version="1.0"?><worksheet xmlns="{MAIN}"><dimension ref="{dimension}"/><sheetData>'.encode()
+            + sheet_data
+            + b"</sheetData></worksheet>",
+        )
     return buffer.getvalue()
 
 
 def ods(table: str) -> bytes:
     """A minimal .ods with one table of the given rows."""
-    content = ('<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:'
-               'office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:'
-               'tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>'
-               f'<table:table table:name="Blad1">{table}</table:table></office:spreadsheet></office:body>'
-               '</office:document-content>')
+    content = (
+        '<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:'
+        'office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:'
+        'tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>'
+        f'<table:table table:name="Blad1">{table}</table:table></office:spreadsheet></office:body>'
+        "</office:document-content>"
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet", compress_type=zipfile.ZIP_STORED)
-        archive.writestr("META-INF/manifest.xml", '<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:'
-                         'names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
-                         'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
-                         '</manifest:manifest>')
+        archive.writestr(
+            "META-INF/manifest.xml",
+            '<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:'
+            'names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
+            'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+            "</manifest:manifest>",
+        )
         archive.writestr("content.xml", content)
     return buffer.getvalue()
 
@@ -98,8 +107,10 @@ def test_stale_dimension_does_not_hide_rows():
 
 
 def test_rows_are_sheet_rows_and_empty_cells_are_none():
-    data = xlsx(f'<row r="3">{number("B3", 7)}<c r="C3" t="inlineStr"><is><t>x</t></is></c></row>'
-                f'<row r="5">{number("A5", 2)}</row>')
+    data = xlsx(
+        f'<row r="3">{number("B3", 7)}<c r="C3" t="inlineStr"><is><t>x</t></is></c></row>'
+        f'<row r="5">{number("A5", 2)}</row>'
+    )
     (sheet,) = spreadsheet.read_workbook(data, "gaps.xlsx")
     assert sheet.rows == [[None, None, None], [None, None, None], [None, 7, "x"], [None, None, None], [2, None, None]]
 
@@ -110,12 +121,18 @@ def test_rows_are_sheet_rows_and_empty_cells_are_none():
 def test_file_size():
     data = xlsx(f'<row r="1">{number("A1")}</row>')
     limits = dataclasses.replace(spreadsheet.LIMITS, max_file_bytes=len(data) - 1)
-    assert refused(data, "big.xlsx", limits=limits) == f"big.xlsx: file is {len(data)} bytes, over the {len(data) - 1}-byte limit"
+    assert (
+        refused(data, "big.xlsx", limits=limits)
+        == f"big.xlsx: file is {len(data)} bytes, over the {len(data) - 1}-byte limit"
+    )
 
 
 @pytest.mark.parametrize("name", ["x.xlsx", "x.ods"])
 def test_not_a_zip(name):
-    assert refused(b"PK\x03\x04 not really", name) == f"{name}: not a valid .{name.rsplit('.', 1)[1]} file (not a zip archive)"
+    assert (
+        refused(b"PK\x03\x04 not really", name)
+        == f"{name}: not a valid .{name.rsplit('.', 1)[1]} file (not a zip archive)"
+    )
 
 
 def test_not_an_xls():
@@ -158,27 +175,38 @@ def test_required_part_missing():
 def test_rows_far_corner_xlsx():
     """1.5 KB: calamine alone would ask for a 1 048 576 × 16 384 grid and abort the process."""
     data = xlsx(f'<row r="1">{number("A1")}</row><row r="1048576">{number("XFD1048576")}</row>')
-    assert refused(data, "far.xlsx") == "far.xlsx: sheet 'Blad1' has cells down to row 1048576, over the limit of 5000 rows"
+    assert (
+        refused(data, "far.xlsx")
+        == "far.xlsx: sheet 'Blad1' has cells down to row 1048576, over the limit of 5000 rows"
+    )
 
 
 def test_rows_and_cells_without_references_are_counted():
     rows = "<row>" + '<c t="n"><v>1</v></c>' + "</row>"
-    assert refused(xlsx(rows * 5001), "implicit.xlsx").endswith("has cells down to row 5001, over the limit of 5000 rows")
+    assert refused(xlsx(rows * 5001), "implicit.xlsx").endswith(
+        "has cells down to row 5001, over the limit of 5000 rows"
+    )
 
 
 def test_rows_repeated_in_ods():
     """800 bytes: one cell repeated 100 000 × 1 000 times cost calamine 6 GB and 28 s."""
-    data = ods('<table:table-row table:number-rows-repeated="100000"><table:table-cell '
-               'table:number-columns-repeated="1000" office:value-type="float" office:value="1"><text:p>1</text:p>'
-               '</table:table-cell></table:table-row>')
-    assert refused(data, "rep.ods") == "rep.ods: sheet 'Blad1' has cells down to row 100000, over the limit of 5000 rows"
+    data = ods(
+        '<table:table-row table:number-rows-repeated="100000"><table:table-cell '
+        'table:number-columns-repeated="1000" office:value-type="float" office:value="1"><text:p>1</text:p>'
+        "</table:table-cell></table:table-row>"
+    )
+    assert (
+        refused(data, "rep.ods") == "rep.ods: sheet 'Blad1' has cells down to row 100000, over the limit of 5000 rows"
+    )
 
 
 def test_empty_repeats_in_ods_are_not_used_area():
     """LibreOffice ends every sheet with a million repeated empty rows: they are not data."""
-    data = ods(f"<table:table-row>{ODS_CELL}{ODS_CELL}</table:table-row>"
-               '<table:table-row table:number-rows-repeated="1048575">'
-               '<table:table-cell table:number-columns-repeated="1024"/></table:table-row>')
+    data = ods(
+        f"<table:table-row>{ODS_CELL}{ODS_CELL}</table:table-row>"
+        '<table:table-row table:number-rows-repeated="1048575">'
+        '<table:table-cell table:number-columns-repeated="1024"/></table:table-row>'
+    )
     (sheet,) = spreadsheet.read_workbook(data, "lo.ods")
     assert sheet.rows == [[1, 1]]
 
@@ -187,34 +215,45 @@ def test_rows_far_corners_xls():
     """LibreOffice's .xls, 7.7 KB: calamine would build five 65 536 × 256 grids (2.5 GB) on opening it."""
     data = (HOSTILE / "far_corners.xls").read_bytes()
     assert refused(data, "far_corners.xls") == (
-        "far_corners.xls: sheet 'Sheet' has cells down to row 65536, over the limit of 5000 rows")
+        "far_corners.xls: sheet 'Sheet' has cells down to row 65536, over the limit of 5000 rows"
+    )
 
 
 def test_columns():
     limits = dataclasses.replace(spreadsheet.LIMITS, max_columns=30)
     data = xlsx(f'<row r="1">{number("A1")}{number("AE1")}</row>')
     assert refused(data, "wide.xlsx", limits=limits) == (
-        "wide.xlsx: sheet 'Blad1' has cells out to column 31, over the limit of 30 columns")
-    ods_data = ods(f'<table:table-row><table:table-cell table:number-columns-repeated="40"/>{ODS_CELL}</table:table-row>')
+        "wide.xlsx: sheet 'Blad1' has cells out to column 31, over the limit of 30 columns"
+    )
+    ods_data = ods(
+        f'<table:table-row><table:table-cell table:number-columns-repeated="40"/>{ODS_CELL}</table:table-row>'
+    )
     assert refused(ods_data, "wide.ods", limits=limits) == (
-        "wide.ods: sheet 'Blad1' has cells out to column 41, over the limit of 30 columns")
+        "wide.ods: sheet 'Blad1' has cells out to column 41, over the limit of 30 columns"
+    )
 
 
 def test_cells():
     data = xlsx(f'<row r="1">{number("A1")}</row><row r="4000">{number("XFD4000")}</row>')
     assert refused(data, "area.xlsx") == (
-        "area.xlsx: the sheets' used areas hold 65536000 cells, over the limit of 1000000 cells")
+        "area.xlsx: the sheets' used areas hold 65536000 cells, over the limit of 1000000 cells"
+    )
 
 
 @pytest.mark.parametrize("name", ["long.xlsx", "long.ods"])
 def test_cell_size(name):
     text = "x" * 40_000
-    data = (xlsx(f'<row r="1">{number("A1")}<c r="B1" t="inlineStr"><is><t>{text}</t></is></c></row>')
-            if name.endswith("xlsx") else
-            ods(f"<table:table-row>{ODS_CELL}<table:table-cell office:value-type=\"string\"><text:p>{text}</text:p>"
-                "</table:table-cell></table:table-row>"))
+    data = (
+        xlsx(f'<row r="1">{number("A1")}<c r="B1" t="inlineStr"><is><t>{text}</t></is></c></row>')
+        if name.endswith("xlsx")
+        else ods(
+            f'<table:table-row>{ODS_CELL}<table:table-cell office:value-type="string"><text:p>{text}</text:p>'
+            "</table:table-cell></table:table-row>"
+        )
+    )
     assert refused(data, name) == (
-        f"{name}: sheet 'Blad1' cell B1 holds a cell of 40000 characters, over the limit of 32767 characters per cell")
+        f"{name}: sheet 'Blad1' cell B1 holds a cell of 40000 characters, over the limit of 32767 characters per cell"
+    )
 
 
 def test_dtd_in_ods_is_refused():
@@ -227,7 +266,8 @@ def test_dtd_in_ods_is_refused():
                 part = part.replace(b"?>", b'?><!DOCTYPE x [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>', 1)
             target.writestr(info, part)
     assert refused(buffer.getvalue(), "dtd.ods") == (
-        "dtd.ods: the workbook declares a DTD or entities, which a spreadsheet never needs")
+        "dtd.ods: the workbook declares a DTD or entities, which a spreadsheet never needs"
+    )
 
 
 def test_xlsb_renamed_to_xlsx():
@@ -255,20 +295,25 @@ def test_ehealth_spreadsheets_use_the_guards():
     data = xlsx(f'<row r="1">{number("A1")}</row><row r="1048576">{number("XFD1048576")}</row>')
     read = exports.read_export("/l/ehealth/webbtidbok_2017-03.xlsx", data)
     assert read.file_error == (
-        "webbtidbok_2017-03.xlsx: sheet 'Blad1' has cells down to row 1048576, over the limit of 5000 rows")
+        "webbtidbok_2017-03.xlsx: sheet 'Blad1' has cells down to row 1048576, over the limit of 5000 rows"
+    )
     assert [(r["row_number"], r["rows_held"]) for r in read.rejected_regional] == [(0, 5)]
 
 
-JOURNAL = ["Månad;Region;Inloggningar;Unika användare;Förstagångsinloggningar",
-           *[f"2017-03;{code};10;5;1" for code in ("01", "03", "04")]]
+JOURNAL = [
+    "Månad;Region;Inloggningar;Unika användare;Förstagångsinloggningar",
+    *[f"2017-03;{code};10;5;1" for code in ("01", "03", "04")],
+]
 
 
 def test_csv_header_cell_past_pythons_field_limit_is_a_rejected_file_not_an_aborted_run():
     """Issue 13: a 140 000-character header cell aborted the e-health run with `field larger than field limit`."""
     lines = [JOURNAL[0] + ";" + "H" * 140_000, *JOURNAL[1:]]
     read = exports.read_export("/l/ehealth/journalen_2017-03.csv", ("\n".join(lines) + "\n").encode())
-    assert read.file_error == ("journalen_2017-03.csv: line 1 (the header) holds a cell of 140000 characters, "
-                               "over the limit of 32767 characters per cell")
+    assert read.file_error == (
+        "journalen_2017-03.csv: line 1 (the header) holds a cell of 140000 characters, "
+        "over the limit of 32767 characters per cell"
+    )
     assert [(r["row_number"], r["rows_held"]) for r in read.rejected_regional] == [(0, 3 * 3)]
 
 
@@ -277,8 +322,10 @@ def test_csv_data_cell_over_the_limit(size):
     lines = [*JOURNAL[:2], "2017-03;" + "Region Uppsala " * (size // 15) + ";1;1;1", *JOURNAL[2:]]
     read = exports.read_export("/l/ehealth/journalen_2017-03.csv", ("\n".join(lines) + "\n").encode())
     observed = len("Region Uppsala " * (size // 15))
-    assert read.file_error == (f"journalen_2017-03.csv: line 3 holds a cell of {observed} characters, "
-                               "over the limit of 32767 characters per cell")
+    assert read.file_error == (
+        f"journalen_2017-03.csv: line 3 holds a cell of {observed} characters, "
+        "over the limit of 32767 characters per cell"
+    )
 
 
 def test_unit_level_cell_over_the_limit(tmp_path):
@@ -290,8 +337,9 @@ def test_unit_level_cell_over_the_limit(tmp_path):
     path = tmp_path / source.name
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     read = unit_daily.read_unit_daily(str(path))
-    assert read.file_error == (f"{source.name}: line 4 holds a cell of {len(cells[3])} characters, "
-                               "over the limit of 32767 characters per cell")
+    assert read.file_error == (
+        f"{source.name}: line 4 holds a cell of {len(cells[3])} characters, over the limit of 32767 characters per cell"
+    )
     assert read.rows is None and read.rejected[0]["rows_held"] == len(lines) - 1
 
 
@@ -300,5 +348,7 @@ def test_a_wide_csv_header_is_not_one_giant_cell():
     header = JOURNAL[0] + ";" + ";".join(f"Extra{i}" for i in range(10_000))
     read = exports.read_export("/l/ehealth/journalen_2017-03.csv", ("\n".join([header, *JOURNAL[1:]]) + "\n").encode())
     assert read.file_error is None and read.delimiter == ";"
-    assert read.notes == ["journalen_2017-03.csv: ignored column(s) Extra0, Extra1, Extra2, Extra3, Extra4, Extra5, "
-                          "Extra6, Extra7, Extra8, Extra9 and 9990 more"]
+    assert read.notes == [
+        "journalen_2017-03.csv: ignored column(s) Extra0, Extra1, Extra2, Extra3, Extra4, Extra5, "
+        "Extra6, Extra7, Extra8, Extra9 and 9990 more"
+    ]

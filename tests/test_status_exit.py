@@ -25,8 +25,9 @@ PARALLEL = 4  # enough to finish in well under a minute on 2 cores, few enough n
 
 def etl(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), GX_ANALYTICS_ENABLED="false")
-    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")

@@ -99,10 +99,12 @@ def test_what_is_not_a_delivery_and_what_cannot_be_taken_in(tmp_path):
     files = storage.list_landed(str(landing), "ehealth", (".csv",), skipped=skipped)
     assert [f.name for f in files] == ["a.csv"]
     # Nothing silent (issue 13 §2): the folder and the other type are named too; the dotfile is hidden.
-    assert sorted(skipped) == ["'folder.csv' is a folder: deliveries are files directly under ehealth/",
-                               "'gone.csv' is a symbolic link: landing takes regular files only; copy the file in",
-                               "'notes.txt': not a file type this folder takes (accepted: .csv)",
-                               "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'"]
+    assert sorted(skipped) == [
+        "'folder.csv' is a folder: deliveries are files directly under ehealth/",
+        "'gone.csv' is a symbolic link: landing takes regular files only; copy the file in",
+        "'notes.txt': not a file type this folder takes (accepted: .csv)",
+        "unsafe file name in landing storage: 'x\\\\..\\\\escape.csv'",
+    ]
     with pytest.raises(BadInput, match="unsafe file name"):  # a caller that does not collect them is refused
         storage.list_landed(str(landing), "ehealth", (".csv",))
 
@@ -150,8 +152,10 @@ def test_credentials_in_a_landing_uri_reach_no_column_load_log_or_state(http_lan
     assert report.outcome == "published"
     assert ehealth_adoption.run(settings).outcome == "nothing_new"  # its message names the landing URI
     sources = set(publish.read_table(str(warehouse), "ehealth_adoption").column("source_file").to_pylist())
-    assert sources == {f"{http_landing.replace('sender:s3cret-pw', '***')}/ehealth/{k}_2017-03.csv"
-                       for k in ("journalen", "webbtidbok")}
+    assert sources == {
+        f"{http_landing.replace('sender:s3cret-pw', '***')}/ehealth/{k}_2017-03.csv"
+        for k in ("journalen", "webbtidbok")
+    }
     leaked = [p for p in warehouse.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
     assert leaked == []  # tables, quarantine, load log, delivery record, hash cache, validation results
 
@@ -176,13 +180,15 @@ def test_a_file_stamped_in_the_future_is_taken_once_listed_unchanged_for_the_set
     os.utime(path, (future, future))
     cache = str(tmp_path / "hashes.json")
     arriving: list[str] = []
-    found = storage.list_landed(str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache,
-                                settle_seconds=60, arriving=arriving)
+    found = storage.list_landed(
+        str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache, settle_seconds=60, arriving=arriving
+    )
     assert found == [] and "in the future" in arriving[0]
     later = time.time() + 61
     monkeypatch.setattr(storage.time, "time", lambda: later)
-    found = storage.list_landed(str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache,
-                                settle_seconds=60, arriving=[])
+    found = storage.list_landed(
+        str(tmp_path / "landing"), "ehealth", (".csv",), hash_cache=cache, settle_seconds=60, arriving=[]
+    )
     assert [f.name for f in found] == ["journalen_2020-02.csv"]
 
 

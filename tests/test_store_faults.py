@@ -29,8 +29,14 @@ BOUND = 8.0
 
 def _etl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, **env}, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-m", "etl", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=timeout,
+    )
     return out, time.monotonic() - started
 
 
@@ -69,8 +75,14 @@ def black_hole():
 
 
 def _stalled_env(port: int) -> dict[str, str]:
-    return {**FAST, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "AKTEST",
-            "AWS_SECRET_ACCESS_KEY": "not-a-secret", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    return {
+        **FAST,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "AKTEST",
+        "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
 def _one_line(out: subprocess.CompletedProcess) -> str:
@@ -81,12 +93,16 @@ def _one_line(out: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [
-    ["status", "--warehouse", "s3://warehouse/w"],
-    ["run", "ehealth-adoption", "--warehouse", "s3://warehouse/w"],
-    ["run", "ehealth-adoption", "--landing", "s3://landing/l", "--warehouse", "LOCAL"],
-    ["approve", "--warehouse", "s3://warehouse/w"],
-], ids=["status", "run-s3-warehouse", "run-s3-landing", "approve-list"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "--warehouse", "s3://warehouse/w"],
+        ["run", "ehealth-adoption", "--warehouse", "s3://warehouse/w"],
+        ["run", "ehealth-adoption", "--landing", "s3://landing/l", "--warehouse", "LOCAL"],
+        ["approve", "--warehouse", "s3://warehouse/w"],
+    ],
+    ids=["status", "run-s3-warehouse", "run-s3-landing", "approve-list"],
+)
 def test_a_server_that_never_answers_fails_within_the_deadline_naming_it(black_hole, tmp_path, command):
     command = [str(tmp_path / "w") if part == "LOCAL" else part for part in command]
     if "--landing" not in command and command[0] == "run":
@@ -134,7 +150,8 @@ def test_a_paused_s3_server_gives_one_line_within_the_deadline(s3_env, tmp_path)
     # be empty: a stalled store is never read as a warehouse without a load log).
     out, _ = _etl("status", "--warehouse", warehouse, env={**s3_env.env(), **FAST})
     assert out.returncode == 2 and _one_line(out).startswith(f"error: nothing is published in {warehouse}: "), (
-        out.stderr[-1000:])
+        out.stderr[-1000:]
+    )
 
 
 _READ_ONLY_WRITE = textwrap.dedent("""
@@ -167,12 +184,23 @@ def test_a_read_only_key_writing_an_existing_table_is_one_line_without_a_rust_pa
     publish.publish(warehouse, "t", TableBatch("population", rows, pd.DataFrame(), 1, ("region_code", "year")), "b")
     script = tmp_path / "write.py"
     script.write_text(_READ_ONLY_WRITE)
-    reader = {**os.environ, **s3_env.env(), "AWS_ACCESS_KEY_ID": s3_env.reader_key,
-              "AWS_SECRET_ACCESS_KEY": s3_env.reader_secret, "RUST_BACKTRACE": "1"}
+    reader = {
+        **os.environ,
+        **s3_env.env(),
+        "AWS_ACCESS_KEY_ID": s3_env.reader_key,
+        "AWS_SECRET_ACCESS_KEY": s3_env.reader_secret,
+        "RUST_BACKTRACE": "1",
+    }
 
     def run(**extra):
-        return subprocess.run([sys.executable, str(script), warehouse], capture_output=True, text=True,
-                              cwd=ROOT, env={**reader, **extra}, timeout=120)
+        return subprocess.run(
+            [sys.executable, str(script), warehouse],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**reader, **extra},
+            timeout=120,
+        )
 
     bare = run(ETL_KEEP_NATIVE_PANICS="1")  # the filter off: what delta-rs prints on its own
     assert "panicked" in bare.stderr, "delta-rs no longer panics here: etl.native_panics may be unneeded"
@@ -217,8 +245,15 @@ def test_a_full_disk_is_one_line(tmp_path):
 
         landing = tmp_path / "landing"
         sample.write(landing, 2017, 2017, units=0, unit_months=0, seed=3)
-        out, _ = _etl("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(disk / "w"),
-                      env={"ETL_LANDING_SETTLE_SECONDS": "0", "RUST_BACKTRACE": "1"})
+        out, _ = _etl(
+            "run",
+            "ehealth-adoption",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(disk / "w"),
+            env={"ETL_LANDING_SETTLE_SECONDS": "0", "RUST_BACKTRACE": "1"},
+        )
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
     line = _one_line(out)
@@ -252,10 +287,14 @@ def failing_server():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [
-    ["status", "--warehouse", "s3://warehouse/w"],
-    ["run", "ehealth-adoption", "--landing", "s3://landing/l", "--warehouse", "LOCAL"],
-], ids=["status", "run-s3-landing"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "--warehouse", "s3://warehouse/w"],
+        ["run", "ehealth-adoption", "--landing", "s3://landing/l", "--warehouse", "LOCAL"],
+    ],
+    ids=["status", "run-s3-landing"],
+)
 def test_a_server_error_is_said_as_one_and_not_as_a_stall(failing_server, tmp_path, command):
     """HTTP 500 at once: 'answered with a server error', retryable — not 'did not answer within' (delta-rs
     names its retry_timeout setting in the text), and no 'unexpected OSError'."""

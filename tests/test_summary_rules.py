@@ -78,8 +78,23 @@ def test_the_bands_and_exact_rows_partition_every_share():
 
 def test_the_words_rise_with_the_share():
     """For a fixed number answering, more yes never gives a smaller quantifier."""
-    rank = {w: i for i, w in enumerate(["ingen", "en", "ett fåtal", "en minoritet", "knappt hälften", "hälften",
-                                        "drygt hälften", "en majoritet", "nästan samtliga", "samtliga"])}
+    rank = {
+        w: i
+        for i, w in enumerate(
+            [
+                "ingen",
+                "en",
+                "ett fåtal",
+                "en minoritet",
+                "knappt hälften",
+                "hälften",
+                "drygt hälften",
+                "en majoritet",
+                "nästan samtliga",
+                "samtliga",
+            ]
+        )
+    }
     assert set(rank) == set(WORDS)
     for answered in range(1, 41):
         ranks = [rank[summary.quantifier(yes, answered).word] for yes in range(answered + 1)]
@@ -116,8 +131,10 @@ REPORTED = next(q for q in summary.QUESTIONS if q.key == "reported")
 
 def test_everyone_answered_no_unanswered_clause():
     s = summary.sentence(CLINICAL, 2016, 10, 21, 21)
-    assert s.text == ("Knappt hälften av regionerna (10 av 21) erbjuder ett kliniskt introduktionsår för "
-                      "nyutexaminerade sjuksköterskor.")
+    assert s.text == (
+        "Knappt hälften av regionerna (10 av 21) erbjuder ett kliniskt introduktionsår för "
+        "nyutexaminerade sjuksköterskor."
+    )
     assert (s.yes, s.answered, s.not_answered, s.word) == (10, 21, 0, "knappt hälften")
 
 
@@ -132,8 +149,10 @@ def test_unanswered_are_said_not_counted_as_no():
 
 def test_nobody_answered_is_said_instead_of_ingen():
     s = summary.sentence(CLINICAL, 2016, None, 0, 21)
-    assert s.text == ("Ingen region har svarat på om den erbjuder ett kliniskt introduktionsår för "
-                      "nyutexaminerade sjuksköterskor (0 av 21 har svarat).")
+    assert s.text == (
+        "Ingen region har svarat på om den erbjuder ett kliniskt introduktionsår för "
+        "nyutexaminerade sjuksköterskor (0 av 21 har svarat)."
+    )
     assert s.word is None and s.yes is None
     none_yes = summary.sentence(CLINICAL, 2016, 0, 21, 21)
     assert none_yes.text.startswith("Ingen av regionerna (0 av 21) erbjuder")
@@ -153,19 +172,33 @@ def _national(rows: list[dict]) -> pd.DataFrame:
 
 
 def test_summary_is_of_the_latest_year_with_reports_compared_with_the_year_before():
-    national = _national([
-        {"year": 2016, "regions_total": 21, "regions_reported": 21, "regions_offers_clinical_intro_year": 8,
-         "regions_answered_offers_clinical_intro_year": 20},
-        {"year": 2017, "regions_total": 21, "regions_reported": 21, "regions_offers_clinical_intro_year": 10,
-         "regions_answered_offers_clinical_intro_year": 21},
-        # E-health data only: no region reported, not the summary's year.
-        {"year": 2018, "regions_total": 21, "regions_reported": 0},
-    ])
+    national = _national(
+        [
+            {
+                "year": 2016,
+                "regions_total": 21,
+                "regions_reported": 21,
+                "regions_offers_clinical_intro_year": 8,
+                "regions_answered_offers_clinical_intro_year": 20,
+            },
+            {
+                "year": 2017,
+                "regions_total": 21,
+                "regions_reported": 21,
+                "regions_offers_clinical_intro_year": 10,
+                "regions_answered_offers_clinical_intro_year": 21,
+            },
+            # E-health data only: no region reported, not the summary's year.
+            {"year": 2018, "regions_total": 21, "regions_reported": 0},
+        ]
+    )
     drafted = summary.summarise(national)
     assert drafted.year == 2017
     clinical = next(s for s in drafted.sentences if s.question == "offers_clinical_intro_year")
-    assert clinical.text.endswith("(10 av 21) erbjuder ett kliniskt introduktionsår för nyutexaminerade "
-                                  "sjuksköterskor. Året innan, 2016: 8 av 20.")
+    assert clinical.text.endswith(
+        "(10 av 21) erbjuder ett kliniskt introduktionsår för nyutexaminerade "
+        "sjuksköterskor. Året innan, 2016: 8 av 20."
+    )
     assert clinical.previous == (2016, 8, 20)
     # A question nobody answered in 2017: said so, and no comparison.
     salary = next(s for s in drafted.sentences if s.question == "offers_specialist_nurse_study_salary")
@@ -174,13 +207,25 @@ def test_summary_is_of_the_latest_year_with_reports_compared_with_the_year_befor
 
 
 def test_comparison_only_with_the_year_just_before():
-    national = _national([
-        {"year": 2016, "regions_total": 21, "regions_reported": 21, "regions_offers_clinical_intro_year": 8,
-         "regions_answered_offers_clinical_intro_year": 20},
-        {"year": 2017, "regions_total": 21, "regions_reported": 0},
-        {"year": 2018, "regions_total": 21, "regions_reported": 21, "regions_offers_clinical_intro_year": 12,
-         "regions_answered_offers_clinical_intro_year": 21},
-    ])
+    national = _national(
+        [
+            {
+                "year": 2016,
+                "regions_total": 21,
+                "regions_reported": 21,
+                "regions_offers_clinical_intro_year": 8,
+                "regions_answered_offers_clinical_intro_year": 20,
+            },
+            {"year": 2017, "regions_total": 21, "regions_reported": 0},
+            {
+                "year": 2018,
+                "regions_total": 21,
+                "regions_reported": 21,
+                "regions_offers_clinical_intro_year": 12,
+                "regions_answered_offers_clinical_intro_year": 21,
+            },
+        ]
+    )
     clinical = next(s for s in summary.summarise(national).sentences if s.question == "offers_clinical_intro_year")
     assert clinical.previous is None and "Året innan" not in clinical.text
 

@@ -31,8 +31,14 @@ def test_a_refused_file_ends_the_task_log_with_its_line_and_link_and_no_tracebac
     (landing / "county_reports" / "region-x.json").write_text('{"regionn": "01"}', encoding="utf-8")
     env = airflow_env(tmp_path, landing, warehouse, AIRFLOW__API__BASE_URL=BASE_URL)
 
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "dags_test.py"), "county_reports"], env=env,
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dags_test.py"), "county_reports"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     console = out.stdout + out.stderr
     assert out.returncode != 0 and "state=failed" in console, console[-3000:]
     # FAILED at the first try: not up for retry, not skipped, not a success.
@@ -139,5 +145,7 @@ def test_the_link_ends_the_line_so_the_log_viewer_links_all_of_it(monkeypatch):
     context = {"dag": types.SimpleNamespace(dag_id="ehealth_adoption"), "run_id": "manual__2026-03-01T08:00:00+00:00"}
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
     link = orchestration._quality_link()
-    assert link == f"; data quality: {BASE_URL}/etl-quality/run/ehealth_adoption/manual__2026-03-01T08%3A00%3A00%2B00%3A00"
+    assert (
+        link == f"; data quality: {BASE_URL}/etl-quality/run/ehealth_adoption/manual__2026-03-01T08%3A00%3A00%2B00%3A00"
+    )
     assert re.search(r"\shttps?://\S+$", link)

@@ -69,8 +69,29 @@ APPROVE_DAG = "approve_blocked_delivery"
 STARTUP_TIMEOUT = 120
 RUN_TIMEOUT = 180
 UI_TIMEOUT_MS = 30_000
-ALL_REGIONS = {"01", "03", "04", "05", "06", "07", "08", "09", "10", "12", "13", "14", "17", "18", "19", "20",
-               "21", "22", "23", "24", "25"}
+ALL_REGIONS = {
+    "01",
+    "03",
+    "04",
+    "05",
+    "06",
+    "07",
+    "08",
+    "09",
+    "10",
+    "12",
+    "13",
+    "14",
+    "17",
+    "18",
+    "19",
+    "20",
+    "21",
+    "22",
+    "23",
+    "24",
+    "25",
+}
 
 
 # --------------------------------------------------------------------------- the deployment
@@ -91,35 +112,36 @@ class AirflowUI:
         self.passwords = {"admin": secrets.token_urlsafe(12), ENGINEER: secrets.token_urlsafe(12)}
         self.home.mkdir(parents=True)
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(self.passwords))
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
-        env.update({
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{ENGINEER}:{ENGINEER_ROLE}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
-            # Only triggered runs: no scheduled run beside them when the trigger form unpauses a DAG.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            # A DAG file that appears while the test runs (the approval DAG) is found within seconds.
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "ETL_LANDING_SETTLE_SECONDS": "0",
-            "GX_ANALYTICS_ENABLED": "false",
-            "PYTHONPATH": str(ROOT),
-        })
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH"))}
+        env.update(
+            {
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{ENGINEER}:{ENGINEER_ROLE}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
+                # Only triggered runs: no scheduled run beside them when the trigger form unpauses a DAG.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # A DAG file that appears while the test runs (the approval DAG) is found within seconds.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+                "ETL_LANDING_SETTLE_SECONDS": "0",
+                "GX_ANALYTICS_ENABLED": "false",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.env = env
         # Every component carries this AIRFLOW_HOME: task runners that left their group are found by it.
         self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
@@ -133,27 +155,29 @@ class AirflowUI:
 
     # -- set-up
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([AIRFLOW, *args], env=self.env, cwd=self.base, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [AIRFLOW, *args], env=self.env, cwd=self.base, capture_output=True, text=True, timeout=timeout
+        )
 
     def start(self) -> None:
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             self.groups.start(component, [AIRFLOW, component], self.env, cwd=self.base)
 
     def wait_for(self, what: str, check, timeout: float = STARTUP_TIMEOUT, interval: float = 0.5):
-        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
-                                    errors=(httpx.HTTPError, OSError))
+        return self.groups.wait_for(what, check, timeout=timeout, interval=interval, errors=(httpx.HTTPError, OSError))
 
     def healthy(self) -> bool:
         health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
         return all(health[part]["status"] == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
 
     def sign_in_api(self) -> None:
-        login = httpx.post(f"{self.base_url}/auth/token", timeout=30,
-                           json={"username": "admin", "password": self.passwords["admin"]})
+        login = httpx.post(
+            f"{self.base_url}/auth/token", timeout=30, json={"username": "admin", "password": self.passwords["admin"]}
+        )
         assert login.status_code == 201, login.text
-        self._api = httpx.Client(base_url=self.base_url, timeout=30,
-                                headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+        self._api = httpx.Client(
+            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {login.json()['access_token']}"}
+        )
 
     # -- runs
     def dag_parsed(self, dag_id: str) -> bool:
@@ -165,21 +189,24 @@ class AirflowUI:
         return response.json()
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        response = self.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-                                "/taskInstances")
+        response = self.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances")
         assert response.status_code == 200, response.text
         return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
 
-    def wait_until_finished(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT,
-                            no_retries: bool = False) -> dict:
+    def wait_until_finished(
+        self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT, no_retries: bool = False
+    ) -> dict:
         """The run once it has ended; ``no_retries``: fail at once when a task is up for retry."""
+
         def finished():
             run = self.run(dag_id, run_id)
             if no_retries and run["state"] not in ("success", "failed"):
                 states = self.task_states(dag_id, run_id)
                 if "up_for_retry" in states.values():
-                    raise AssertionError(f"{dag_id} run {run_id}: a task is up for retry: {states}\n"
-                                         + self.task_logs(dag_id, run_id)[-8000:])
+                    raise AssertionError(
+                        f"{dag_id} run {run_id}: a task is up for retry: {states}\n"
+                        + self.task_logs(dag_id, run_id)[-8000:]
+                    )
             return run if run["state"] in ("success", "failed") else None
 
         return self.wait_for(f"{dag_id} run {run_id} to finish", finished, timeout, interval=1)
@@ -227,16 +254,49 @@ def airflow_ui(tmp_path_factory, chromium_executable):
         ui = AirflowUI(base, database.url())
         # The sample (2019 only, a handful of units), without the export that lands later, loaded by the CLI
         # while Airflow starts.
-        subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(ui.landing), "--years", "2019-2019",
-                        "--units", "5", "--unit-months", "1"], cwd=ROOT, env=ui.env, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "etl",
+                "sample",
+                "--out",
+                str(ui.landing),
+                "--years",
+                "2019-2019",
+                "--units",
+                "5",
+                "--unit-months",
+                "1",
+            ],
+            cwd=ROOT,
+            env=ui.env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         shutil.move(ui.landing / "ehealth" / BLOCKED_FILE, ui.held_back)
         prepare_log = base / "prepare-warehouse.log"
         with open(prepare_log, "wb") as log:
             prepare = subprocess.Popen(
-                [sys.executable, "-m", "etl", "run", "all", "--offline-snapshot", "--landing", str(ui.landing),
-                 "--warehouse", str(ui.warehouse)], cwd=ROOT, env=ui.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "etl",
+                    "run",
+                    "all",
+                    "--offline-snapshot",
+                    "--landing",
+                    str(ui.landing),
+                    "--warehouse",
+                    str(ui.warehouse),
+                ],
+                cwd=ROOT,
+                env=ui.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             migrate = ui.airflow("db", "migrate")
             assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
@@ -246,14 +306,18 @@ def airflow_ui(tmp_path_factory, chromium_executable):
             for key, value in {"etl_landing_uri": ui.landing, "etl_warehouse_uri": ui.warehouse}.items():
                 response = ui.api.post("/api/v2/variables", json={"key": key, "value": str(value)})
                 assert response.status_code == 201, response.text
-            response = ui.api.post("/api/v2/pools", json={"name": "etl_warehouse_writer", "slots": 1,
-                                                          "description": "one writer per warehouse"})
+            response = ui.api.post(
+                "/api/v2/pools",
+                json={"name": "etl_warehouse_writer", "slots": 1, "description": "one writer per warehouse"},
+            )
             assert response.status_code == 201, response.text
             for dag_id in ("ehealth_adoption", "followup"):
                 ui.wait_for(f"DAG {dag_id} to be parsed", lambda d=dag_id: ui.dag_parsed(d))
             assert prepare.wait(timeout=300) == 0, prepare_log.read_text(errors="replace")[-4000:]
-            print(f"\nAirflow for the browser tests ready at {ui.base_url} in {time.monotonic() - started:.0f} s "
-                  f"(logs: {ui.groups.logs})")
+            print(
+                f"\nAirflow for the browser tests ready at {ui.base_url} in {time.monotonic() - started:.0f} s "
+                f"(logs: {ui.groups.logs})"
+            )
             yield ui
         finally:
             if prepare.poll() is None:
@@ -295,8 +359,9 @@ def page(browser, airflow_ui, shots):
     """The engineer's browser tab, signed in through the real login page (a wrong password refused first)."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(base_url=airflow_ui.base_url, viewport={"width": 1400, "height": 900},
-                                  locale="en-GB", timezone_id="UTC")
+    context = browser.new_context(
+        base_url=airflow_ui.base_url, viewport={"width": 1400, "height": 900}, locale="en-GB", timezone_id="UTC"
+    )
     context.set_default_timeout(UI_TIMEOUT_MS)
     tab = context.new_page()
     try:
@@ -366,16 +431,19 @@ def test_dag_docs_and_the_trigger_form_with_its_params(page, airflow_ui, shots):
     # A month that is not YYYY-MM is refused with the Param's rule; no run is created.
     runs_before = airflow_ui.api.get("/api/v2/dags/ehealth_adoption/dagRuns").json()["total_entries"]
     month.fill("March 2019")
-    with page.expect_response(lambda r: r.url.endswith("/dags/ehealth_adoption/dagRuns")
-                              and r.request.method == "POST") as refused:
+    with page.expect_response(
+        lambda r: r.url.endswith("/dags/ehealth_adoption/dagRuns") and r.request.method == "POST"
+    ) as refused:
         form.get_by_role("button", name="Trigger").click()
     assert refused.value.status == 400, refused.value.text()
     expect(form.get_by_text("Invalid input for param period", exact=False)).to_be_visible()
     expect(form.get_by_text("'March 2019' does not match", exact=False)).to_be_visible()
     shots(page, "trigger-form-refuses-bad-month", full_page=False)
     assert airflow_ui.api.get("/api/v2/dags/ehealth_adoption/dagRuns").json()["total_entries"] == runs_before
-    print(f"ehealth_adoption paused after the refused trigger: "
-          f"{airflow_ui.api.get('/api/v2/dags/ehealth_adoption').json()['is_paused']}")
+    print(
+        f"ehealth_adoption paused after the refused trigger: "
+        f"{airflow_ui.api.get('/api/v2/dags/ehealth_adoption').json()['is_paused']}"
+    )
     page.keyboard.press("Escape")
 
 
@@ -439,9 +507,15 @@ def test_data_quality_pages_and_the_report_through_the_plugin(page, shots):
     shots(page, "report-direct")
 
 
-PLUGIN_PATHS = ("/etl-quality/", "/etl-quality/deliveries", "/etl-quality/ehealth", "/etl-quality/data-docs/",
-                "/etl-quality/data-docs/index.html", "/etl-quality/report",
-                "/etl-quality/run/ehealth_adoption/anything")
+PLUGIN_PATHS = (
+    "/etl-quality/",
+    "/etl-quality/deliveries",
+    "/etl-quality/ehealth",
+    "/etl-quality/data-docs/",
+    "/etl-quality/data-docs/index.html",
+    "/etl-quality/report",
+    "/etl-quality/run/ehealth_adoption/anything",
+)
 DATA_WORDS = ("dim_region", "journalen_", "Uppföljning", "Validation results", "Region", "warehouse")
 
 
@@ -475,9 +549,10 @@ def test_the_plugin_refuses_requests_without_a_login(browser, airflow_ui, shots)
     with httpx.Client(base_url=airflow_ui.base_url, timeout=30, follow_redirects=False) as client:
         for path in PLUGIN_PATHS:
             for label, kwargs, expected in (
-                    ("no token", {}, 401),
-                    ("forged bearer", {"headers": {"Authorization": f"Bearer {forged}"}}, 403),
-                    ("forged cookie", {"cookies": {"_token": forged}}, 403)):
+                ("no token", {}, 401),
+                ("forged bearer", {"headers": {"Authorization": f"Bearer {forged}"}}, 403),
+                ("forged cookie", {"cookies": {"_token": forged}}, 403),
+            ):
                 response = client.get(path, **kwargs)
                 assert response.status_code == expected, (path, label, response.status_code, response.text[:300])
                 assert not any(word in response.text for word in DATA_WORDS), (path, label, response.text[:300])
@@ -497,16 +572,21 @@ def blocked_run(page, airflow_ui, shots):
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog")
     form.locator("#element_period").fill(MONTH)
-    with page.expect_response(lambda r: r.url.endswith("/dags/ehealth_adoption/dagRuns")
-                              and r.request.method == "POST") as created:
+    with page.expect_response(
+        lambda r: r.url.endswith("/dags/ehealth_adoption/dagRuns") and r.request.method == "POST"
+    ) as created:
         form.get_by_role("button", name="Trigger").click()
     assert created.value.status == 200, created.value.text()
     run = created.value.json()
     assert run["conf"] == {"period": MONTH} and run["triggering_user_name"] == ENGINEER
     finished = airflow_ui.wait_until_finished("ehealth_adoption", run["dag_run_id"])
     states = airflow_ui.task_states("ehealth_adoption", run["dag_run_id"])
-    return {"run_id": run["dag_run_id"], "state": finished["state"], "tasks": states,
-            "logs": airflow_ui.task_logs("ehealth_adoption", run["dag_run_id"])}
+    return {
+        "run_id": run["dag_run_id"],
+        "state": finished["state"],
+        "tasks": states,
+        "logs": airflow_ui.task_logs("ehealth_adoption", run["dag_run_id"]),
+    }
 
 
 def test_a_blocked_delivery_fails_the_run_and_says_why(page, airflow_ui, blocked_run, shots):
@@ -540,7 +620,8 @@ def test_a_blocked_delivery_fails_the_run_and_says_why(page, airflow_ui, blocked
     # The run itself must not look green when its month was blocked (issue 15: "fast and visible failures").
     assert blocked_run["state"] == "failed", (
         f"ehealth_adoption run {run_id} ended '{blocked_run['state']}' although load_month failed "
-        f"(task states {blocked_run['tasks']}): the UI shows a blocked month as a successful run")
+        f"(task states {blocked_run['tasks']}): the UI shows a blocked month as a successful run"
+    )
 
 
 def _web_booking_regions(airflow_ui) -> set[str]:
@@ -564,18 +645,23 @@ def test_the_engineer_approves_the_blocked_delivery_in_the_ui(page, airflow_ui, 
     expect(delivery).to_be_visible()
     delivery.fill(BLOCKED_FILE)
     shots(page, "approval-trigger-form", full_page=False)
-    with page.expect_response(lambda r: r.url.endswith(f"/dags/{APPROVE_DAG}/dagRuns")
-                              and r.request.method == "POST") as created:
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/dags/{APPROVE_DAG}/dagRuns") and r.request.method == "POST"
+    ) as created:
         form.get_by_role("button", name="Trigger").click()
     assert created.value.status == 200, created.value.text()
     run_id = created.value.json()["dag_run_id"]
 
     def awaiting():
         states = airflow_ui.task_states(APPROVE_DAG, run_id)
-        if set(states.values()) & {"failed", "upstream_failed", "up_for_retry"} or \
-                airflow_ui.run(APPROVE_DAG, run_id)["state"] == "failed":
-            raise AssertionError(f"{APPROVE_DAG} failed before asking for a decision: {states}\n"
-                                 + airflow_ui.task_logs(APPROVE_DAG, run_id)[-8000:])
+        if (
+            set(states.values()) & {"failed", "upstream_failed", "up_for_retry"}
+            or airflow_ui.run(APPROVE_DAG, run_id)["state"] == "failed"
+        ):
+            raise AssertionError(
+                f"{APPROVE_DAG} failed before asking for a decision: {states}\n"
+                + airflow_ui.task_logs(APPROVE_DAG, run_id)[-8000:]
+            )
         return states.get("decide") == "awaiting_input"
 
     airflow_ui.wait_for("the decide task to wait for input", awaiting, RUN_TIMEOUT, interval=1)
@@ -586,7 +672,8 @@ def test_the_engineer_approves_the_blocked_delivery_in_the_ui(page, airflow_ui, 
     # 30 s: by then the race is over whatever the line looks like in a later Airflow).
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not airflow_ui.scheduler_saw(
-            f"TaskInstance Finished: dag_id={APPROVE_DAG}, task_id=decide, run_id={run_id},", "state=awaiting_input"):
+        f"TaskInstance Finished: dag_id={APPROVE_DAG}, task_id=decide, run_id={run_id},", "state=awaiting_input"
+    ):
         time.sleep(0.5)
     assert airflow_ui.task_states(APPROVE_DAG, run_id)["find_blocked_delivery"] == "success"
 
@@ -616,10 +703,15 @@ def test_the_engineer_approves_the_blocked_delivery_in_the_ui(page, airflow_ui, 
     expect(page.get_by_text(f"from {ENGINEER}", exact=False).first).to_be_visible()
 
     finished = airflow_ui.wait_until_finished(APPROVE_DAG, run_id, no_retries=True)
-    assert finished["state"] == "success", (airflow_ui.task_states(APPROVE_DAG, run_id),
-                                            airflow_ui.task_logs(APPROVE_DAG, run_id)[-8000:])
+    assert finished["state"] == "success", (
+        airflow_ui.task_states(APPROVE_DAG, run_id),
+        airflow_ui.task_logs(APPROVE_DAG, run_id)[-8000:],
+    )
     assert airflow_ui.task_states(APPROVE_DAG, run_id) == {
-        "find_blocked_delivery": "success", "decide": "success", "record_decision": "success"}
+        "find_blocked_delivery": "success",
+        "decide": "success",
+        "record_decision": "success",
+    }
     page.goto(f"/dags/{APPROVE_DAG}/runs/{urllib.parse.quote(run_id, safe='')}")
     expect(page.get_by_role("row").filter(has_text="record_decision")).to_contain_text("Success")
     shots(page, "approval-run-succeeded")
@@ -630,8 +722,13 @@ def test_the_engineer_approves_the_blocked_delivery_in_the_ui(page, airflow_ui, 
     [decision] = [r for r in log if r["outcome"] == "approved"]
     assert decision["message"] == f"approved by {ENGINEER}: {REASON}", decision
     assert [Path(f).name for f in decision["source_files"]] == [BLOCKED_FILE], decision
-    published = [r for r in log if r["outcome"] == "published" and r["table_name"] == "ehealth_adoption"
-                 and any(Path(f).name == BLOCKED_FILE for f in r["source_files"] or ())]
+    published = [
+        r
+        for r in log
+        if r["outcome"] == "published"
+        and r["table_name"] == "ehealth_adoption"
+        and any(Path(f).name == BLOCKED_FILE for f in r["source_files"] or ())
+    ]
     assert published and f"approved by {ENGINEER}" in (published[-1]["warnings"] or ""), published
 
     # The data-quality pages follow: the month loaded, the delivery published.

@@ -60,8 +60,12 @@ DEPRECATION_NOISE = re.compile(r"DeprecationWarning|RemovedInAirflow|FutureWarni
 
 def doc_named_variables() -> set[str]:
     """Every Airflow Variable the README, docs/ and the DAG and plugin docs name (``Variable(s) `etl_…```)."""
-    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "dags").glob("*.py")),
-             *sorted((ROOT / "plugins").glob("*.py"))]
+    texts = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "dags").glob("*.py")),
+        *sorted((ROOT / "plugins").glob("*.py")),
+    ]
     names: set[str] = set()
     for path in texts:
         text = re.sub(r"\s+", " ", path.read_text(encoding="utf-8")).replace("``", "`")
@@ -79,17 +83,26 @@ class MakeAirflow:
         self.port = free_port()
         self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
         # A clean shell: nothing of the developer's (or conftest's) Airflow or ETL settings.
-        self.env = {key: value for key, value in os.environ.items()
-                    if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH", "MAKE", "MFLAGS"))}
-        self.env.update({
-            # Another port, as the README types it: the script points the tasks at it (a reviewer found every
-            # task failing when only the UI moved), so this test sets no execution API URL of its own.
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        })
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW", "ETL_", "PYTHONPATH", "MAKE", "MFLAGS"))
+        }
+        self.env.update(
+            {
+                # Another port, as the README types it: the script points the tasks at it (a reviewer found every
+                # task failing when only the UI moved), so this test sets no execution API URL of its own.
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            }
+        )
         self.argv = [
-            "make", "--no-print-directory", "-o", ".venv/bin/.installed", "airflow",
+            "make",
+            "--no-print-directory",
+            "-o",
+            ".venv/bin/.installed",
+            "airflow",
             f"AIRFLOW_HOME={self.home}",
             f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///{self.home}/airflow.db",
             f"ETL_LANDING_URI={self.landing}",
@@ -105,8 +118,13 @@ class MakeAirflow:
 
     def write_sample(self) -> float:
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "etl", "sample", "--out", str(self.landing), *SAMPLE_ARGS],
-                       cwd=ROOT, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "etl", "sample", "--out", str(self.landing), *SAMPLE_ARGS],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         # scripts/airflow_standalone.sh writes its (large) sample only when this marker is missing.
         (self.landing / ".sample-args").write_text(" ".join(SAMPLE_ARGS) + "\n")
         an_hour_ago = time.time() - 3600
@@ -118,16 +136,20 @@ class MakeAirflow:
         self.groups.start("make-airflow", self.argv, self.env, cwd=ROOT)
 
     def wait(self, what: str, check, timeout: float, interval: float = 2.0):
-        return self.groups.wait_for(what, check, timeout=timeout, interval=interval,
-                                    errors=(httpx.HTTPError, OSError, KeyError, ValueError), log_lines=80)
+        return self.groups.wait_for(
+            what,
+            check,
+            timeout=timeout,
+            interval=interval,
+            errors=(httpx.HTTPError, OSError, KeyError, ValueError),
+            log_lines=80,
+        )
 
     def login(self) -> httpx.Client:
         client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
-        self.wait("the API server", lambda: client.get("/api/v2/monitor/health").status_code == 200,
-                  STARTUP_TIMEOUT)
+        self.wait("the API server", lambda: client.get("/api/v2/monitor/health").status_code == 200, STARTUP_TIMEOUT)
         passwords = self.home / "simple_auth_manager_passwords.json.generated"
-        password = self.wait("the generated admin password", lambda: json.loads(passwords.read_text())["admin"],
-                             60)
+        password = self.wait("the generated admin password", lambda: json.loads(passwords.read_text())["admin"], 60)
         token = client.post("/auth/token", json={"username": "admin", "password": password})
         assert token.status_code == 201, token.text
         client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
@@ -156,8 +178,10 @@ def airflow(tmp_path_factory):
         deployment.start()
         deployment.login()
         deployment.startup_seconds = time.monotonic() - started - sample_seconds
-        print(f"\nmake airflow: sample {sample_seconds:.0f} s, then API server up and logged in after "
-              f"{deployment.startup_seconds:.0f} s")
+        print(
+            f"\nmake airflow: sample {sample_seconds:.0f} s, then API server up and logged in after "
+            f"{deployment.startup_seconds:.0f} s"
+        )
         yield deployment
     finally:
         deployment.stop()
@@ -238,14 +262,20 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
 
     for dag_id in dag_ids:
         for run in runs[dag_id]:
-            lines.append(f"  {dag_id:<22} {run['state']:<8} run   +{since(run['start_date'])} → +{since(run['end_date'])} s"
-                         f"  {run['dag_run_id']}")
+            lines.append(
+                f"  {dag_id:<22} {run['state']:<8} run   +{since(run['start_date'])} → +{since(run['end_date'])} s"
+                f"  {run['dag_run_id']}"
+            )
             tis = airflow.get(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
             for ti in sorted(tis, key=lambda t: t["start_date"] or ""):
-                lines.append(f"    {ti['task_id']:<28} {ti['state'] or '':<8} start +{since(ti['start_date'])} s, "
-                             f"{ti['duration'] or 0:5.1f} s")
-    print(f"\nunpaused {len(dag_ids)} DAGs; no run active from {quiet_since[0]:.0f} s, settled (no Asset event "
-          f"waiting) {elapsed:.0f} s after unpausing:\n" + "\n".join(lines))
+                lines.append(
+                    f"    {ti['task_id']:<28} {ti['state'] or '':<8} start +{since(ti['start_date'])} s, "
+                    f"{ti['duration'] or 0:5.1f} s"
+                )
+    print(
+        f"\nunpaused {len(dag_ids)} DAGs; no run active from {quiet_since[0]:.0f} s, settled (no Asset event "
+        f"waiting) {elapsed:.0f} s after unpausing:\n" + "\n".join(lines)
+    )
 
     failed = {dag_id: [r["dag_run_id"] for r in rs if r["state"] != "success"] for dag_id, rs in runs.items()}
     failed = {dag_id: ids for dag_id, ids in failed.items() if ids}
@@ -256,8 +286,11 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
     for dag_id in scheduled - {"followup"}:
         # No catchup: one run (the latest interval) per scheduled DAG, not one per month since 2016. A trigger
         # time that comes while the test runs (a daily DAG across midnight UTC) makes its own run, as it should.
-        due_before = [r for r in runs[dag_id]
-                      if dt.datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) <= unpaused_wall]
+        due_before = [
+            r
+            for r in runs[dag_id]
+            if dt.datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) <= unpaused_wall
+        ]
         assert len(due_before) == 1, (dag_id, [r["dag_run_id"] for r in runs[dag_id]])
     assert runs["followup"], "no followup run after its upstream tables were published"
 
@@ -266,8 +299,10 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
     months = publish.read_table(str(airflow.warehouse), "ehealth_adoption").column("month").to_pylist()
     assert {m.strftime("%Y-%m") for m in months} == {f"{y}-{m:02d}" for y in range(2016, 2026) for m in range(1, 13)}
     run_id = runs["ehealth_adoption"][0]["dag_run_id"]
-    value = airflow.get(f"/api/v2/dags/ehealth_adoption/dagRuns/{run_id}/taskInstances/"
-                        "report_overdue_deliveries/xcomEntries/return_value")["value"]
+    value = airflow.get(
+        f"/api/v2/dags/ehealth_adoption/dagRuns/{run_id}/taskInstances/"
+        "report_overdue_deliveries/xcomEntries/return_value"
+    )["value"]
     overdue = set(re.findall(r"[a-z_]+_\d{4}-\d{2}", json.dumps(value)))
     assert "journalen_2026-01" in overdue and not any("2025" in name for name in overdue), overdue
 
@@ -283,8 +318,9 @@ def test_unpausing_every_dag_ends_green_within_minutes(airflow):
                 if ti["operator"] == "EmptyOperator":
                     continue  # marked done by the scheduler: nothing runs, no log
                 events = _log_events(airflow, dag_id, run["dag_run_id"], ti["task_id"], ti["try_number"])
-                if ti["state"] == "skipped" and any(e.get("event") == "Task was skipped — no logs available."
-                                                    for e in events):
+                if ti["state"] == "skipped" and any(
+                    e.get("event") == "Task was skipped — no logs available." for e in events
+                ):
                     continue  # skipped without running (followup before dim_region: its build_access)
                 assert any(e.get("logger") == "task" for e in events), (dag_id, ti["task_id"], events[:5])
                 checked += 1
@@ -306,8 +342,11 @@ def test_make_airflow_serves_this_machine_on_its_port_and_ctrl_c_stops_it_within
 
     log = (airflow.groups.logs / "make-airflow.log").read_text(errors="replace")
     assert f"Airflow is starting at http://127.0.0.1:{airflow.port}" in log, log[:2000]
-    listening = [c for c in psutil.net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == airflow.port]
+    listening = [
+        c
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == airflow.port
+    ]
     assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
 
     # Ctrl-C in a terminal: SIGINT to the foreground process group (make, the script).
@@ -322,11 +361,10 @@ def test_make_airflow_serves_this_machine_on_its_port_and_ctrl_c_stops_it_within
     assert not left and stopped < 20, (stopped, left)
 
 
-
 def _log_events(airflow: MakeAirflow, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[dict]:
     from urllib.parse import quote
 
-    path = (f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}")
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
     response = airflow.api.get(path, params={"full_content": "true"}, headers={"Accept": "application/json"})
     assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
     return response.json()["content"]

@@ -24,6 +24,7 @@ SEED = 20262
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
+
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
     """A warehouse URI on local disk, or on SeaweedFS with the S3 variables set for this process and children."""
