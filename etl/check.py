@@ -278,14 +278,14 @@ def _verdict(
     if f.uri in blocked:
         # The file as judged: nothing of it would load now, so its rows are said to load only once approved.
         line = _without_name(blocked[f.uri], f.name)
+        # Only a block a person may approve says what an approval would load; a refused file, or a block no
+        # approval can release (the sender replaces the file), says it as judged.
+        approvable = approvals.is_approvable(blocked[f.uri], f.uri)
+        said = "if approved: " if approvable else "as judged (none of it loads): "
+        details = [f"{said}{detail}" for detail in lines]
         if line.startswith("blocked, refused whole: "):
-            judged = [f"as judged (none of it loads): {detail}" for detail in lines]
-            return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *judged])
-        if not approvals.is_approvable(blocked[f.uri], f.uri):
-            # No approval can release it (the sender replaces the file): nothing is said to load "if approved".
-            judged = [f"as judged (none of it loads): {detail}" for detail in lines]
-            return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *judged])
-        return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *(f"if approved: {d}" for d in lines)])
+            return Verdict(f.name, REFUSED, [line.removeprefix("blocked, refused whole: "), *details])
+        return Verdict(f.name, BLOCKED, [line.removeprefix("blocked, "), *details])
     if unchanged and not quarantined:
         return Verdict(f.name, UNCHANGED, [f"the published {delivery} comes from this exact content"])
     return Verdict(f.name, QUARANTINE if quarantined else LOADS, lines)

@@ -275,11 +275,11 @@ def store_error(exc: BaseException) -> EtlError | None:
     if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)):
         # A path of the wrong kind (a file where a folder belongs, or the other way round): the place given
         # is wrong, the same on every retry.
-        what = {
-            NotADirectoryError: "a file stands where a folder is needed",
-            IsADirectoryError: "a folder stands where a file is needed",
-            FileExistsError: "a file stands where a folder is needed",
-        }[type(exc)]
+        what = (
+            "a folder stands where a file is needed"
+            if isinstance(exc, IsADirectoryError)
+            else "a file stands where a folder is needed"
+        )
         where = redact_uri(str(exc.filename)) if exc.filename else text
         return ConfigError(f"{where}: {what} (check the path given)")
     if isinstance(exc, OSError) and exc.errno in _DISK_FAULTS:
