@@ -86,7 +86,7 @@ def render_markdown() -> str:
             lines.append(
                 f"A delivery replaces the published rows of its {', '.join(f'`{k}`' for k in schema.replaced_by)}  "
             )
-        elif schema.name not in ("_load_log", "_quarantine"):
+        elif schema.domain != "system":  # the load log and the quarantine are appended to by every publish
             lines.append("Each publish replaces the whole table  ")
         parts = ", ".join(f"`{p}`" for p in schema.partition_by) or "none"
         lines += [f"Partitioned by: {parts}", "", "| column | type | null | meaning |", "|---|---|---|---|"]
