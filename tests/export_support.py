@@ -90,5 +90,12 @@ def declared_exports(months: list[str], landed: frozenset[str] = frozenset()) ->
     ]
 
 
+def declared_rows(month: str) -> int:
+    """Rows of ``ehealth_adoption`` a month of every declared kind loads: regions × each kind's metrics."""
+    from etl import regions
+
+    return len(regions.REGION_CODES) * sum(len(spec.EXPORTS[kind].metrics) for kind in spec.kinds_expected(month))
+
+
 def year_months(year: int) -> list[str]:
     return [f"{year}-{m:02d}" for m in range(1, 13)]

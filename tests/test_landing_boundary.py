@@ -21,6 +21,7 @@ import pytest
 from etl import publish, storage
 from etl.errors import BadInput, SourceUnavailable
 from etl.sample import ehealth as ehealth_sample
+from tests.export_support import declared_exports, declared_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "SECRET-MARKER-7f3a9c"  # in every file outside landing a link points at; must be seen nowhere
@@ -88,9 +89,9 @@ def test_links_in_landing_are_named_and_refused_and_nothing_of_them_leaks(tmp_pa
     assert "'old' is a folder" in error
     assert MARKER not in out.stdout + out.stderr
     assert MARKER not in _warehouse_text(warehouse)
-    # The regular files loaded: the whole of March, 21 regions x 8 metrics.
+    # The regular files loaded: the whole of March, 21 regions x every declared kind's metrics.
     loaded = publish.read_table(str(warehouse), "ehealth_adoption").to_pylist()
-    assert len(loaded) == 21 * 8 and {r["month"] for r in loaded} == {MONTH}
+    assert len(loaded) == declared_rows(f"{MONTH:%Y-%m}") and {r["month"] for r in loaded} == {MONTH}
     # The load log names the links too (the permanent record of why the run failed).
     failed = [r["message"] for r in publish.read_load_log(str(warehouse)).to_pylist() if r["outcome"] == "failed"]
     assert len(failed) == 1 and f"'webbtidbok_2017-04.csv' {RULE}" in failed[0]
@@ -219,7 +220,7 @@ def listed(tmp_path, landing):
     units = ehealth_sample.make_units(3, 7)
     ehealth_sample.write_month(landing / "ehealth", MONTH, seed=7, units=units, style=ehealth_sample.PLAIN)
     files = {f.name: f for f in storage.list_landed(str(landing), "ehealth", (".csv",))}
-    assert len(files) == 3
+    assert len(files) == len(declared_exports([f"{MONTH:%Y-%m}"])) + 1  # and the unit-level file
     return files, _secrets(tmp_path / "secrets")
 
 
