@@ -58,7 +58,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPRESSION = "zstd"
+COMPRESSION: Literal["ZSTD"] = "ZSTD"  # Parquet codec of every table file
 COMMIT_ATTEMPTS = 20  # read–compare–write rounds before a contended publish gives up
 LOAD_LOG = "_load_log"
 
@@ -522,7 +522,7 @@ def writer_properties():
     """The Parquet writer settings of every table file (compression :data:`COMPRESSION`)."""
     from deltalake import WriterProperties
 
-    return WriterProperties(compression=COMPRESSION.upper())
+    return WriterProperties(compression=COMPRESSION)
 
 
 def stored_schema(warehouse_uri: str, location: str) -> pa.Schema | None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import typing
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
@@ -487,7 +488,7 @@ def dag_run(request: Request, dag_id: str, run_id: str):
     pipeline = quality.DAG_PIPELINES.get(dag_id)
 
     def render(settings, warehouse):
-        context = {
+        context: dict[str, typing.Any] = {
             "dag_id": dag_id,
             "run_id": run_id,
             "pipeline": pipeline,

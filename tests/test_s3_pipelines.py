@@ -121,10 +121,10 @@ def test_deltalake_and_the_table_file_list_read_the_s3_tables(s3_env):
     assert sorted(_arrow(table).column("population").to_pylist()) == [11, 20]
     assert sorted(publish.read_table(warehouse, "population", version=1).column("population").to_pylist()) == [10, 20]
     files = publish.table_files(warehouse, "population")
-    assert len(files) == 1 and files[0].startswith(uri + "/")
+    assert files is not None and len(files) == 1 and files[0].startswith(uri + "/")
 
 
-CREDENTIAL_CASES = {
+CREDENTIAL_CASES: dict[str, tuple[str, dict[str, str | None], str]] = {
     # case: (where the store is used, environment change, what the one error line says)
     "wrong secret": (
         "warehouse",

@@ -493,7 +493,7 @@ def money_per_region(region_year):
     reporting = frame[frame["reported"].astype(bool)]
     rows = []
     for year, group in reporting.groupby("year", sort=True):
-        row = {"year": int(year)}
+        row: dict[str, object] = {"year": int(year)}
         for kronor, rate in (
             ("grant_sek", "grant_per_inhabitant"),
             *((f"spend_{a}_sek", f"{a}_per_inhabitant") for a in AREAS),

@@ -48,6 +48,8 @@ from etl.sources.ehealth_exports import (
 from etl.sources.ehealth_spec import UNITS
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow
 
 BLOCK_SIZE = 4 << 20  # bytes per streamed block: a few MB keeps memory flat and overhead low
@@ -460,7 +462,7 @@ class ReadAhead:
 
     def __init__(self, months: list[dict[str, list]]):
         self._uris = [self._unit_uri(files) for files in months]
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None  # from __enter__ to __exit__
 
     @staticmethod
     def _unit_uri(month_files: dict[str, list]) -> str | None:
@@ -474,13 +476,18 @@ class ReadAhead:
         return self
 
     def __exit__(self, *exc_info):
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self):
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("ReadAhead is iterated inside its `with` block only")
+
         def start(landed):
             if landed is None:
                 return None
-            return self._pool.submit(read_unit_daily, landed.uri, location=landed.path)
+            return pool.submit(read_unit_daily, landed.uri, location=landed.path)
 
         pending = start(self._uris[0]) if self._uris else None
         for following in [*self._uris[1:], None]:
