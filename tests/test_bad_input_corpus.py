@@ -39,6 +39,7 @@ from etl.errors import BadInput, EtlError, SourceUnavailable, ValidationFailed
 from etl.pipelines import county_reports, ehealth_adoption, followup, reference
 from etl.sample import ehealth as ehealth_sample
 from etl.sample import reference as reference_sample
+from etl.sources import ehealth_spec as spec
 from etl.sources.http import RetryPolicy
 
 pytestmark = pytest.mark.slow  # ~60 runs of real pipelines: well over 20 s in all
@@ -46,10 +47,25 @@ pytestmark = pytest.mark.slow  # ~60 runs of real pipelines: well over 20 s in a
 ROOT = Path(__file__).resolve().parent.parent
 API_FIXTURES = ROOT / "tests" / "fixtures" / "api"
 from tests.county_support import builders  # noqa: E402
+from tests.export_support import declared_rows  # noqa: E402
 
 SEED = 7
 MONTH = dt.date(2017, 3, 1)
 PERIOD = "2017-03"
+# A whole sample month as the spec declares it (not today's two kinds): its rows, a kind's rows, the other services.
+MONTH_ROWS = declared_rows(PERIOD)
+
+
+def kind_rows(kind: str) -> int:
+    """``ehealth_adoption`` rows of one kind's export for the month: regions × its metrics."""
+    return len(regions.REGION_CODES) * len(spec.EXPORTS[kind].metrics)
+
+
+def services_but(kind: str) -> set[str]:
+    """The services of the month's other declared exports: what loads when ``kind``'s file is blocked."""
+    return {spec.EXPORTS[k].service for k in spec.kinds_expected(PERIOD) if k != kind}
+
+
 FAST = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01, jitter=0.001, read_timeout=5, connect_timeout=2)
 KPI = "N17473"
 KOLADA_PATH = f"/kolada/data/kpi/{KPI}/municipality/{','.join(r.kolada_id for r in regions.REGIONS)}/year/2016,2017"
@@ -599,10 +615,11 @@ def journal_rejected_whole(ctx: Ctx, data: bytes | None, reason: str, rows_held:
         run_month(ctx)
     assert f"{journal.name}: blocked, refused whole: " in str(error.value)
     adoption = ctx.table("ehealth_adoption")
-    assert {r["service"] for r in adoption} == {"web_booking"} and len(adoption) == 21 * 5
+    rest = MONTH_ROWS - kind_rows("journalen")
+    assert {r["service"] for r in adoption} == services_but("journalen") and len(adoption) == rest
     assert ctx.quarantine("ehealth_adoption") == []
-    assert counts(ctx, "ehealth_adoption") == (105, 105, 0)
-    assert {r["service"] for r in ctx.table("ehealth_adoption_national")} == {"web_booking"}
+    assert counts(ctx, "ehealth_adoption") == (rest, rest, 0)
+    assert {r["service"] for r in ctx.table("ehealth_adoption_national")} == services_but("journalen")
     return blocked_entry(ctx, journal.name, reason, rows_held)
 
 
@@ -622,7 +639,7 @@ def _(ctx):
     data = paths["journalen"].read_text(encoding="utf-8").encode("utf-16")  # with a BOM, as Excel writes it
     paths["journalen"].write_bytes(data)
     run_month(ctx)  # issue 13 §2: UTF-16 with a BOM is what Excel's "Unicode text" is; it loads
-    assert len(ctx.table("ehealth_adoption")) == 21 * 8
+    assert len(ctx.table("ehealth_adoption")) == MONTH_ROWS
 
 
 @case("ehealth-csv-pipe-delimited")
@@ -691,14 +708,14 @@ def line_quarantined(
     line: int,
     held_lines: int = 1,
     kind: str = "journalen",
-    rows_in: int = 21 * 8,
+    rows_in: int = MONTH_ROWS,
 ):
     """An extra line quarantined with ``reason``; every region is still there, so the rest is loaded."""
     paths = ehealth_month(ctx)
     edit_lines(paths[kind], edit)
     report = run_month(ctx)
     assert {r.table: r.outcome for r in report.results}["ehealth_adoption"] == "published"
-    metrics = 3 if kind == "journalen" else 5
+    metrics = len(spec.EXPORTS[kind].metrics)
     held = [q for q in ctx.quarantine("ehealth_adoption") if q["source_file"].endswith(paths[kind].name)]
     assert [q["row_number"] for q in held][:1] == [line], held
     assert all(reason in q["reason"] for q in held), held
@@ -715,7 +732,7 @@ def line_rejected(
     line: int,
     held_lines: int = 1,
     kind: str = "journalen",
-    rows_in: int = 21 * 8,
+    rows_in: int = MONTH_ROWS,
 ):
     """Line(s) of the export quarantined with ``reason``: its region would be missing, so the file is blocked.
 
@@ -731,7 +748,7 @@ def line_rejected(
     assert f"{paths[kind].name}: blocked, 1 of 21 regions missing" in message, message
     assert reason in message, message
     assert "a person may approve" not in message  # a sender's format error: fixed by a new file, not approved
-    service = "patient_journal_online" if kind == "journalen" else "web_booking"
+    service = spec.EXPORTS[kind].service
     assert service not in {r["service"] for r in ctx.table("ehealth_adoption")}
     assert ctx.quarantine("ehealth_adoption") == []
     blocked = [r for r in ctx.log() if r["outcome"] == "blocked"]
@@ -768,7 +785,7 @@ def _(ctx):
         "line 12 was not read: 2 fields, expected 5 (truncated line",
     )
     # Blocked: nothing of the file is published (the month's web booking is), the failure is in the load log.
-    assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
+    assert {r["service"] for r in ctx.table("ehealth_adoption")} == services_but("journalen")
     failed = [r for r in ctx.log() if r["outcome"] == "blocked"]
     assert len(failed) == 1 and "the month cannot be reconciled" in failed[0]["message"]
     assert "a person may approve" not in failed[0]["message"]
@@ -805,7 +822,7 @@ def _(ctx):
     def edit(lines):
         return lines[:-1] + ["2017-03;Region Atlantis;1;1;1", lines[-1]]
 
-    line_quarantined(ctx, edit, "unknown region", line=23, rows_in=171)
+    line_quarantined(ctx, edit, "unknown region", line=23, rows_in=MONTH_ROWS + len(spec.JOURNAL.metrics))
 
 
 @case("ehealth-csv-formula-in-region-cell")
@@ -813,7 +830,7 @@ def _(ctx):
     def edit(lines):
         return lines[:-1] + [f"2017-03;{EVIL};1;1;1", lines[-1]]
 
-    held = line_quarantined(ctx, edit, "unknown region", line=23, rows_in=171)
+    held = line_quarantined(ctx, edit, "unknown region", line=23, rows_in=MONTH_ROWS + len(spec.JOURNAL.metrics))
     assert EVIL in held[0]["raw"]  # kept as the literal text for a person to read
 
 
@@ -827,7 +844,9 @@ def _(ctx):
     def edit(lines):
         return lines[:3] + [lines[2]] + lines[3:]
 
-    blocked = line_rejected(ctx, edit, "duplicate key", line=3, held_lines=2, rows_in=171)
+    blocked = line_rejected(
+        ctx, edit, "duplicate key", line=3, held_lines=2, rows_in=MONTH_ROWS + len(spec.JOURNAL.metrics)
+    )
     assert "(2 line(s) quarantined" in blocked[0]["message"]  # both lines, never one silently summed or dropped
 
 
@@ -841,8 +860,8 @@ def _(ctx):
 
     edit_lines(paths["journalen"], edit)
     run_month(ctx)
-    assert len(ctx.table("ehealth_adoption")) == 21 * 8
-    assert counts(ctx, "ehealth_adoption") == (168, 168, 0)
+    assert len(ctx.table("ehealth_adoption")) == MONTH_ROWS
+    assert counts(ctx, "ehealth_adoption") == (MONTH_ROWS, MONTH_ROWS, 0)
     warnings = ctx.logged("ehealth_adoption")["warnings"]
     named = ", ".join(f"Extra{i}" for i in range(10))
     assert f"journalen_2017-03.csv: ignored column(s) {named} and 9985 more" in warnings
@@ -876,7 +895,7 @@ def _(ctx):
         "1 file(s) in landing not loaded",
         "journalen_2017-3.csv: not an e-health export name",
     )
-    assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"web_booking"}
+    assert {r["service"] for r in ctx.table("ehealth_adoption")} == services_but("journalen")
 
 
 @case("ehealth-two-files-same-month")
@@ -909,12 +928,12 @@ def _(ctx):
         "unsafe file name in landing storage: 'x\\\\..\\\\..\\\\journalen_2017-04.csv'",
     )
     loaded = ctx.table("ehealth_adoption")
-    assert {r["month"] for r in loaded} == {dt.date(2017, 3, 1)} and len(loaded) == 21 * 8  # 21 regions x 8 metrics
+    assert {r["month"] for r in loaded} == {dt.date(2017, 3, 1)} and len(loaded) == MONTH_ROWS
     failed = [r for r in publish.read_load_log(str(ctx.warehouse)).to_pylist() if r["outcome"] == "failed"]
     assert len(failed) == 1 and "journalen_2017-04.csv" in failed[0]["message"]
     # Until someone renames or removes it, every run says so again, loading nothing twice.
     fails(lambda: ehealth_adoption.run(ctx.settings), BadInput, "1 file(s) in landing not loaded")
-    assert len(ctx.table("ehealth_adoption")) == 21 * 8
+    assert len(ctx.table("ehealth_adoption")) == MONTH_ROWS
 
 
 @case("county-broken-link-in-landing")
@@ -941,7 +960,7 @@ def _(ctx):
         "webbtidbok_2017-03.csv: blocked, 1 of 21 regions missing (14 Västra Götalandsregionen)",
         "a person may approve publishing it",
     )
-    assert {r["service"] for r in ctx.table("ehealth_adoption")} == {"patient_journal_online"}
+    assert {r["service"] for r in ctx.table("ehealth_adoption")} == services_but("webbtidbok")
 
 
 @case("cli-ehealth-unsafe-file-name")
@@ -989,7 +1008,7 @@ def unit_rejected_whole(ctx: Ctx, path: Path, reason: str, rows_held: int):
     assert f"{path.name}: blocked, refused whole: " in str(error.value)
     assert reason.removeprefix(path.name + ": ") in str(error.value)
     assert ctx.table("ehealth_unit_daily") == [] and path.exists()
-    assert len(ctx.table("ehealth_adoption")) == 21 * 8
+    assert len(ctx.table("ehealth_adoption")) == MONTH_ROWS
     return blocked_entry(ctx, path.name, reason, rows_held)
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from etl import storage
 from etl.errors import ConfigError
+from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short deadlines for the tests: 2 attempts × (1 s + 2 s) + 2 s = 8 s for one call.
@@ -332,3 +333,26 @@ def test_a_task_fails_with_one_printable_line_and_no_rust_panic_in_its_log(tmp_p
     assert "panicked" not in out.stderr and "Already shut down" not in out.stderr, out.stderr
     failure = [line for line in out.stderr.splitlines() if line.startswith("AirflowFailException")]
     assert failure == ["AirflowFailException: webbtidbok_2026-02.csv\\nerror: all good\\x1b[31m: header not recognised"]
+
+
+def test_a_failure_the_load_log_cannot_take_is_one_warning_beside_the_error(tmp_path, caplog):
+    """A run failing outside the project's errors on a store that also refuses the load-log row (a full disk
+    did this, on a copy with a third export kind): the original error propagates and is the one error; that
+    the failure is not in the load log is one WARNING line, not a second ERROR."""
+    import logging
+
+    from etl.pipelines import common
+
+    warehouse = tmp_path / "w"
+    warehouse.mkdir()
+    (warehouse / "_load_log").write_text("a file where the load log's folder goes")
+
+    @common.records_unexpected_failures("ehealth_adoption")
+    def run(settings):
+        raise OSError(28, "No space left on device")
+
+    with caplog.at_level(logging.WARNING), pytest.raises(OSError, match="No space left"):
+        run(local_settings(tmp_path / "landing", warehouse))
+    assert [r.levelname for r in caplog.records if r.name.startswith("etl")] == ["WARNING"], caplog.records
+    [warning] = [r.getMessage() for r in caplog.records if r.name.startswith("etl")]
+    assert warning.startswith("ehealth_adoption: the failure is not in the load log either: ") and "\n" not in warning

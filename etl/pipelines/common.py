@@ -301,9 +301,10 @@ def records_unexpected_failures(pipeline: str) -> Callable[[Callable[..., RunRep
                         settings.warehouse_uri, pipeline, publish.new_batch_id(), None, [], privacy.shareable(message)
                     )
                 except Exception as unrecorded:  # noqa: BLE001 - the store itself may be what failed: the original matters
-                    # One line: the traceback of the original error stays with the caller (--debug, the task log).
-                    log.error(
-                        "%s: could not record the failure in the load log: %s: %s",
+                    # A warning, one line: the error itself is the caller's one error line (a full disk is
+                    # "no space left", once); its traceback stays with the caller (--debug, the task log).
+                    log.warning(
+                        "%s: the failure is not in the load log either: %s: %s",
                         pipeline,
                         type(unrecorded).__name__,
                         privacy.shareable(one_line(str(unrecorded))),
