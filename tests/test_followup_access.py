@@ -126,7 +126,9 @@ def test_views_work_in_a_warehouse_whose_path_has_a_space_non_ascii_letters_or_a
     paths = followup.build_access(settings, today=TODAY)
     assert paths["duckdb"] == str(root / "warehouse" / "followup.duckdb")
     # What delta-rs gives (the case this is about): the path percent-encoded.
-    assert all("%" in f for f in publish.table_files(settings.warehouse_uri, "dim_region"))
+    files = publish.table_files(settings.warehouse_uri, "dim_region")
+    assert files is not None, "dim_region is published"
+    assert all("%" in f for f in files)
     with duckdb.connect(paths["duckdb"], read_only=True) as con:
         assert con.execute("select count(*) from dim_region").fetchall() == [(21,)]
         assert con.execute("select count(*) from followup_region_year").fetchall() == [(63,)]
@@ -162,7 +164,7 @@ def test_duckdb_file_is_replaced_atomically_and_open_readers_keep_working(built)
 
 # --------------------------------------------------------------------------- sql/ questions, answered
 
-EXPECTED = {
+EXPECTED: dict[str, list[tuple[object, ...]]] = {
     "01_programme_offers_by_year.sql": [
         # year, reported, clinical yes, answered, change, study salary yes, answered, change, either
         (2019, 3, 1, 3, None, 0, 2, None, 1),
@@ -272,6 +274,12 @@ def test_demo_answers_prints_the_paths_and_one_answer(built):
 # --------------------------------------------------------------------------- the Excel workbook
 
 
+def _text(value: object) -> str:
+    """A cell value the test reads as text (openpyxl types a value as any of the cell types)."""
+    assert isinstance(value, str), value
+    return value
+
+
 def test_workbook_files_sheets_and_swedish_headers(built):
     from openpyxl import load_workbook
 
@@ -304,7 +312,7 @@ def test_workbook_files_sheets_and_swedish_headers(built):
     national_headers = [c.value for c in book["Riket per år"][1]]
     assert "Regioner som svarat: kliniskt introduktionsår" in national_headers
     # No database column name leaks through as a header.
-    assert not [h for h in headers + national_headers if "_" in h]
+    assert not [h for h in headers + national_headers if "_" in _text(h)]
     # One header per column of the marts (derived from their declarations: a new field adds one).
     from etl import schemas
 
@@ -323,7 +331,9 @@ def test_workbook_values_region_names_and_nulls(built):
     s = rows["01", 2019]
     assert (s["Region"], s["Erhållna medel (kr)"], s["Öronmärkta medel"]) == ("Region Stockholm", 10_000_000, "Ja")
     assert s["Andel av medlen: it-stöd och processer"] == pytest.approx(0.2)
-    assert (s["Webbtidbok: status"], s["Webbtidbok: införd datum"].date()) == ("Införd", D(2017, 5, 1))
+    introduced = s["Webbtidbok: införd datum"]
+    assert isinstance(introduced, dt.datetime), introduced
+    assert (s["Webbtidbok: status"], introduced.date()) == ("Införd", D(2017, 5, 1))
     assert s["Studielön specialistsjuksköterska"] == "Nej"
     assert s["Vårdnära service"] is None  # not stated: empty, not "Nej"
     g = rows["09", 2020]
@@ -359,16 +369,19 @@ def test_workbook_formula_injection_is_stored_as_text(built):
 
 def test_set_text_neutralises_every_formula_prefix(tmp_path):
     from openpyxl import Workbook, load_workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
     from etl.marts.exports import set_text
 
     book = Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)
     texts = ["=1+1", "+SUM(A1:A2)", "-2+3", "@SUM(A1)", "\t=1", "Region Skåne", "12"]
     for i, text in enumerate(texts, start=1):
         set_text(sheet.cell(row=i, column=1), text)
     book.save(tmp_path / "t.xlsx")
     back = load_workbook(tmp_path / "t.xlsx").active
+    assert isinstance(back, Worksheet)
     assert [back.cell(row=i, column=1).value for i in range(1, len(texts) + 1)] == texts
     assert all(back.cell(row=i, column=1).data_type == "s" for i in range(1, len(texts) + 1))
     assert [bool(back.cell(row=i, column=1).quotePrefix) for i in range(1, len(texts) + 1)] == [True] * 5 + [False] * 2
@@ -381,9 +394,9 @@ def test_notes_sheet_has_vintage_and_caveats(built):
 
     notes = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")["Anteckningar"]
     rows = {r[0]: r[1] for r in notes.iter_rows(values_only=True) if r[0]}
-    assert "SYNTETISKA EXEMPELDATA" in rows["Ursprung"]
-    assert "inte 'Nej' eller 0" in rows["Tom cell"]
-    assert "månadsmedel" in rows["Skyddade värden"]
+    assert "SYNTETISKA EXEMPELDATA" in _text(rows["Ursprung"])
+    assert "inte 'Nej' eller 0" in _text(rows["Tom cell"])
+    assert "månadsmedel" in _text(rows["Skyddade värden"])
     assert "inte laddad" == rows["kolada_kpi"]
     # Dates are dates, not text: the creation date and every table's times, its version a number.
     cells = {row[0].value: row for row in notes.iter_rows() if row[0].value}
@@ -397,7 +410,8 @@ def test_notes_sheet_has_vintage_and_caveats(built):
     ]
     for table in ("dim_region", "population", "county_report", "ehealth_adoption", "followup_region_year"):
         _, changed, checked, version = cells[table][:4]
-        assert changed.is_date and checked.is_date and isinstance(checked.value, dt.datetime), table
+        assert isinstance(changed.value, dt.datetime) and isinstance(checked.value, dt.datetime), table
+        assert changed.is_date and checked.is_date, table
         assert dt.datetime(2020, 1, 1) < changed.value <= checked.value < dt.datetime.now() + dt.timedelta(days=1)
         assert isinstance(version.value, int), table
 
@@ -416,18 +430,18 @@ def test_workbook_column_descriptions_are_swedish_from_the_schema(built):
     on_sheets = {(title, c.value) for title, _ in SHEETS.values() for c in book[title][1]}
     assert {(title, header) for title, header, _, _ in rows[1:]} == on_sheets  # every header, nothing else
     for title, header, name, description in rows[1:]:
-        table, column = name.split(".")
+        table, column = _text(name).split(".")
         assert SHEETS[table][0] == title and SHEETS[table][1][column] == header
         assert description == next(c.description_sv for c in schemas.get(table).columns if c.name == column)
     described = {r[2]: r[3] for r in rows[1:]}
     assert described["followup_region_year.grant_sek"] == (
         "Erhållna medel det året, kronor; tom när regionen inte rapporterat det året."
     )
-    assert described["followup_national_year.regions_answered_offers_clinical_intro_year"].startswith(
+    assert _text(described["followup_national_year.regions_answered_offers_clinical_intro_year"]).startswith(
         "Regioner som svarat (ja eller nej) på om de erbjuder ett kliniskt introduktionsår"
     )
     english = re.compile(r"\b(the|of|when|and|per month|null|that|which|region's)\b")
-    assert not [d for d in described.values() if english.search(d)], "English left in the descriptions"
+    assert not [d for d in described.values() if english.search(_text(d))], "English left in the descriptions"
 
 
 def test_every_mart_column_has_a_swedish_description():
@@ -451,18 +465,22 @@ def test_workbook_prints_landscape_readable_with_headers_and_labels_on_every_pag
     book = load_workbook(built["warehouse"] / "exports" / "followup_latest.xlsx")
     for sheet in book.worksheets:
         setup = sheet.page_setup
-        assert (setup.orientation, int(setup.paperSize)) == ("landscape", 9), sheet.title  # A4
-        assert sheet.sheet_properties.pageSetUpPr.fitToPage and int(setup.fitToHeight) == 0, sheet.title
+        assert (setup.orientation, setup.paperSize) == ("landscape", 9), sheet.title  # A4
+        fit = sheet.sheet_properties.pageSetUpPr
+        assert fit is not None and fit.fitToPage and setup.fitToHeight == 0, sheet.title
+        assert sheet.oddFooter is not None and sheet.oddFooter.center.text is not None, sheet.title
         assert "&P" in sheet.oddFooter.center.text
         widths = sum(
             _width_pt(sheet.column_dimensions[get_column_letter(j)].width) for j in range(1, sheet.max_column + 1)
         )
-        pages = int(setup.fitToWidth)
+        pages = setup.fitToWidth
+        assert pages is not None, sheet.title
         if sheet.title in ("Anteckningar", "Kolumner"):
             assert pages == 1, sheet.title
             assert widths * PRINT_MIN_SCALE <= PAGE_WIDTH_PT, sheet.title
         else:
             # As few pages across as a readable scale allows, each with the header row and the row labels.
+            assert sheet.print_title_rows is not None and sheet.print_title_cols is not None, sheet.title
             assert sheet.print_title_rows.replace("$", "") == "1:1"
             labels = "A:C" if sheet.title == "Regioner per år" else "A:A"
             assert sheet.print_title_cols.replace("$", "") == labels
@@ -489,7 +507,7 @@ def test_workbook_printed_by_libreoffice_has_labelled_pages(built, tmp_path, pri
     from openpyxl import load_workbook
 
     source = built["warehouse"] / "exports" / "followup_latest.xlsx"
-    counts = {}
+    counts: dict[str, int] = {}
     for name in ("Regioner per år", "Riket per år", "Kolumner", "Anteckningar"):
         book = load_workbook(source)
         for other in [n for n in book.sheetnames if n != name]:
