@@ -52,7 +52,8 @@ def quarantine(settings, table: str) -> dict[tuple[str, int], str]:
     }
 
 
-def log_of(settings, batch_id: str) -> dict[str, dict]:
+def log_of(settings, batch_id: str) -> dict[str | None, dict]:
+    """The batch's load log rows by table (None: a row of the whole batch, e.g. nothing new)."""
     return {
         r["table_name"]: r
         for r in publish.read_load_log(settings.warehouse_uri).to_pylist()
@@ -60,7 +61,7 @@ def log_of(settings, batch_id: str) -> dict[str, dict]:
     }
 
 
-def assert_accounting(settings, report) -> dict[str, dict]:
+def assert_accounting(settings, report) -> dict[str | None, dict]:
     log = log_of(settings, report.batch_id)
     assert set(log) == set(pipeline.TABLES)
     for entry in log.values():
@@ -335,6 +336,7 @@ def test_a_header_that_fails_validation_takes_its_rows_along(settings, landing):
     builders.land(landing, "uppsala.json", builders.json_bytes(builders.doc()), T0)
     (landed,) = storage.list_landed(settings.landing_uri, pipeline.PREFIX, pipeline.SUFFIXES)
     sub = pipeline.read_submission(landed)
+    assert sub.parsed.header is not None, sub.parsed.error
     for row in [sub.parsed.header, *sub.parsed.initiatives, *sub.parsed.services]:
         row["report_year"] = 2015
     report_batch = pipeline._report_batch([sub], settings.warehouse_uri, "b1")
@@ -404,11 +406,11 @@ def test_sample_loads_and_no_contact_person_reaches_any_file(settings, landing, 
     for path in folder.glob("*.xlsx"):
         workbook = load_workbook(path, read_only=True)
         sheet = next(workbook[n] for n in workbook.sheetnames if n.casefold() == "uppgifter")
-        secrets.update(
-            str(v)
-            for label, v in sheet.iter_rows(values_only=True, max_col=2)
-            if label and "kontaktperson" in label.casefold()
-        )
+        for label, v in sheet.iter_rows(values_only=True, max_col=2):
+            if label:
+                assert isinstance(label, str), label
+                if "kontaktperson" in label.casefold():
+                    secrets.add(str(v))
         workbook.close()
     secrets.update(sample.LAST_NAMES)
     assert len(secrets) > 80
