@@ -278,6 +278,7 @@ def test_damaged_and_multi_sheet_workbooks_are_rejected():
     buffer = io.BytesIO()
     book.save(buffer)
     two = exports.read_export("/l/ehealth/journalen_2017-03.xlsx", buffer.getvalue())
+    assert two.file_error is not None
     assert "expected one sheet, found 2" in two.file_error
 
 
@@ -297,6 +298,7 @@ def test_national_row_spellings_are_kept_apart():
 def test_unit_fixture_types_what_it_can_and_rejects_lines_it_cannot(block_size):
     read = unit_daily.read_unit_daily(str(FIXTURES / "webbtidbok_enheter_2024-02.csv"), block_size=block_size)
     assert (read.encoding, read.delimiter, read.file_error) == ("utf-8-sig", ";", None)
+    assert read.rows is not None
     rows = read.rows.to_pylist()
     assert [r["row_number"] for r in rows] == [2, 3, 4, 5, 6, 7, 8, 15]  # line 10 is blank, not data
     first = rows[0]
@@ -358,6 +360,7 @@ def test_unit_counts_are_what_the_one_parser_gives(tmp_path):
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     read = unit_daily.read_unit_daily(str(path))
+    assert read.rows is not None, read.file_error
     got = {r["unit_hsa_id"]: r["bookings"] for r in read.rows.to_pylist()}
     for i, text in enumerate(texts):
         expected = None if swedish.is_suppressed(text) else swedish.parse_count(text)
@@ -373,6 +376,7 @@ def test_unit_count_beyond_int64_is_quarantined_not_a_crash(tmp_path):
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     read = unit_daily.read_unit_daily(str(path))
+    assert read.rows is not None, read.file_error
     assert read.rows["bookings"].to_pylist() == [7]
     assert [(r["row_number"], r["reason"]) for r in read.rejected] == [
         (3, "Bokningar: number too large: '99999999999999999999'")
@@ -391,6 +395,7 @@ def test_unit_files_in_every_encoding(tmp_path, encoding, newline, delimiter):
     path.write_bytes(sample.render_unit_csv(month, units, daily, style, 1))
     read = unit_daily.read_unit_daily(str(path), block_size=4096)  # many small blocks: line numbers must hold
     assert read.encoding == ("cp1252" if encoding == "cp1252" else "utf-8-sig") and read.delimiter == delimiter
+    assert read.rows is not None, read.file_error
     assert read.rows.num_rows == 30 * 29 and not read.rejected
     assert read.rows["row_number"].to_pylist() == list(range(2, 2 + 30 * 29))
     table = read.rows.group_by("region_code").aggregate([("bookings", "sum")]).to_pylist()
@@ -419,5 +424,6 @@ def test_unit_file_without_the_columns_is_rejected(tmp_path):
     path = tmp_path / "webbtidbok_enheter_2024-02.csv"
     path.write_text("Datum;Region;Enhet;Bokningar\n2024-02-01;01;X;1\n", encoding="utf-8")
     read = unit_daily.read_unit_daily(str(path))
+    assert read.file_error is not None
     assert "lacks column(s) HSA-id, Avbokningar, Ombokningar" in read.file_error
     assert read.rows_in == 1
