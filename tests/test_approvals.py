@@ -239,7 +239,9 @@ def test_the_report_and_workbook_footnote_an_approved_delivery(tmp_path):
     )
     notes = load_workbook(warehouse / "exports" / "followup_latest.xlsx")["Anteckningar"]
     cells = {row[0]: row[1] for row in notes.iter_rows(values_only=True)}
-    assert cells["Fotnot 1"].endswith("av ada: Gotland <b>did not</b> report in March")
+    footnote = cells["Fotnot 1"]
+    assert isinstance(footnote, str), footnote
+    assert footnote.endswith("av ada: Gotland <b>did not</b> report in March")
     # As of a moment before the approval, the report has no such footnote.
     earlier = followup.build_as_of(settings, blocked.blocked_at, str(tmp_path / "then"))
     assert "Publicerat trots spärr" not in Path(earlier["report"]).read_text(encoding="utf-8")
