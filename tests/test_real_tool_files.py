@@ -124,7 +124,9 @@ def test_the_stale_dimension_is_really_stale():
 
     path = HERE / "ehealth" / "stale_dimension" / f"journalen_{PERIOD}.xlsx"
     book = load_workbook(path, read_only=True)
-    assert [list(r) for r in book.active.iter_rows(values_only=True)] == [["Månad"]]
+    sheet = book.active
+    assert sheet is not None
+    assert [list(r) for r in sheet.iter_rows(values_only=True)] == [["Månad"]]
     book.close()
     sheets = spreadsheet.read_workbook(path.read_bytes(), path.name)
     assert len(sheets) == 1 and len(sheets[0].rows) == 23 and len(sheets[0].rows[0]) == 5
@@ -157,6 +159,7 @@ def test_county_template_saved_by_libreoffice_reads_the_same():
     expected = cr.parse_report(original.read_bytes(), original.name)
     report = make.county_report()
     assert expected.error is None and not expected.warnings
+    assert expected.header is not None
     assert expected.header["region_code"] == make.COUNTY_REGION and expected.header["grant_sek"] == make.COUNTY_GRANT
     assert [r["title"] for r in expected.initiatives] == [i["title"] for i in report["initiatives"]]
     assert [r["implemented_on"] for r in expected.services] == [s["implemented_on"] for s in report["services"]]
@@ -195,6 +198,7 @@ def test_unit_level_csv_gz_reads_like_the_csv():
     )
     packed = unit_daily.read_unit_daily(str(HERE / "ehealth" / "gzip" / "webbtidbok_enheter_2024-02.csv.gz"))
     assert packed.file_error is None and packed.encoding == plain.encoding
+    assert packed.rows is not None and plain.rows is not None, plain.file_error
     assert packed.rows.drop_columns(["raw"]).equals(plain.rows.drop_columns(["raw"]))
     assert [(r["row_number"], r["reason"]) for r in packed.rejected] == [
         (r["row_number"], r["reason"]) for r in plain.rejected
@@ -210,6 +214,7 @@ def test_unit_level_sep_hint_gzip_and_date_serials(tmp_path):
     path.write_bytes(gzip.compress(("sep=;\r\n" + serials).encode("utf-8")))
     read = unit_daily.read_unit_daily(str(path))
     assert read.file_error is None and read.delimiter == ";"
+    assert read.rows is not None and plain.rows is not None, plain.file_error
     assert read.rows.column("date").to_pylist() == plain.rows.column("date").to_pylist()
     assert read.rows.column("row_number").to_pylist() == [n + 1 for n in plain.rows.column("row_number").to_pylist()]
     assert [r["row_number"] for r in read.rejected] == [r["row_number"] + 1 for r in plain.rejected]
@@ -222,9 +227,12 @@ def test_unit_level_broken_gzip_is_a_rejected_file(tmp_path):
     path.write_bytes(whole[: len(whole) // 2])  # still being written
     read = unit_daily.read_unit_daily(str(path))
     assert read.rows is None and len(read.rejected) == 1 and read.rejected[0]["row_number"] == 0
+    assert read.file_error is not None
     assert read.file_error.startswith("webbtidbok_enheter_2024-02.csv.gz: the gzip file is")
     path.write_bytes(b"not gzip at all")
-    assert "not a readable gzip file" in unit_daily.read_unit_daily(str(path)).file_error
+    not_gzip = unit_daily.read_unit_daily(str(path))
+    assert not_gzip.file_error is not None
+    assert "not a readable gzip file" in not_gzip.file_error
 
 
 def test_monthly_csv_gz_guards(tmp_path):
