@@ -26,14 +26,18 @@ def test_maintenance_compacts_checkpoints_and_vacuums_without_changing_a_row(war
         publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
         key=lambda r: r["region_code"],
     )
-    files_before = len(publish.table_files(uri, "population"))
+    files = publish.table_files(uri, "population")
+    assert files is not None, "population is published"
+    files_before = len(files)
 
     kept = maintenance.maintain_table(uri, "population", retention=3650)
+    assert kept is not None, "a published table is maintained"
     assert kept.files_after == 1 and kept.files_before == files_before == 6
     assert kept.vacuumed == 0  # inside retention: every old version stays readable
     assert publish.read_table(uri, "population", version=3).num_rows == 3
 
     gone = maintenance.maintain_table(uri, "population", retention=0)
+    assert gone is not None, "a published table is maintained"
     assert gone.vacuumed >= files_before  # the pre-compaction files, no longer needed by the current version
     after = sorted(
         publish.read_table(uri, "population").select(["region_code", "population"]).to_pylist(),
