@@ -18,12 +18,15 @@ the version before it or the version after, never a mix, and a crash before
 the commit leaves only unreferenced files (removed by vacuum). A publish is
 up to three commits in this order — the table, its quarantine, the load-log
 row (a part whose content did not change is not committed) — so a crash
-between them leaves the table's new version without its load-log row: the
-next run judges the delivery again, finds the table already holding it and
-logs it ``unchanged``, and no load-log row names the crashed run's batch id
-that the version's rows carry (idempotent, see below). On S3-compatible
-stores commits use conditional puts (``If-None-Match``), so no lock
-service is needed.
+between them leaves the table's new version without its load-log row until
+a later publish under the same keys: it finds rows whose batch id the load
+log does not name for the table, in a commit older than
+:data:`CRASHED_AFTER`, and records that publish first
+(:func:`_unlogged_publishes`; each commit carries its batch id in the
+Delta history, :data:`COMMIT_BATCH_KEY`), then its own row (``unchanged``
+when the table already holds the delivery, idempotent, see below). On
+S3-compatible stores commits use conditional puts (``If-None-Match``), so
+no lock service is needed.
 
 **Concurrent writers.** One commit protocol for creating and for writing
 (:func:`_open_or_create`, :func:`write_version`): a table comes into being
@@ -58,7 +61,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,6 +78,11 @@ log = logging.getLogger(__name__)
 COMPRESSION: Literal["ZSTD"] = "ZSTD"  # Parquet codec of every table file
 COMMIT_ATTEMPTS = 20  # read–compare–write rounds before a contended publish gives up
 LOAD_LOG = "_load_log"
+COMMIT_BATCH_KEY = "etl_batch_id"  # the batch id in each table commit's info (the Delta history)
+# A table commit without its load-log row is taken for a crashed publish once it is this old; younger, it
+# is a publish in flight (another writer between its table commit and its load-log row, which its store
+# deadlines bound to seconds or minutes), which records itself.
+CRASHED_AFTER = dt.timedelta(minutes=30)
 
 # Fault injection for the crash-safety tests: with ETL_FAULT_STAGE=<stage>
 # the publishing process kills itself (SIGKILL, no cleanup) at that point.
@@ -441,6 +449,17 @@ def _row_count(table) -> int:
     return int(pc.sum(counts).as_py() or 0)
 
 
+class Written(NamedTuple):
+    """What :func:`write_version` did: ``outcome`` published | unchanged, the table's ``version`` after it
+    and its ``rows``, and ``found``: batch id → rows of the version read under the merge keys (the rows
+    this write replaced or left as they were), which is how a crashed publish's rows are recognised."""
+
+    outcome: str
+    version: str | None
+    rows: int
+    found: dict[str, int]
+
+
 def write_version(
     warehouse_uri: str,
     location: str,
@@ -448,17 +467,19 @@ def write_version(
     new_rows: pa.Table,
     merge_keys: tuple[str, ...] | None,
     replace_keys: AbstractSet[tuple] = frozenset(),
-) -> tuple[str, str | None, int]:
-    """Merge ``new_rows`` into the Delta table at ``location``; returns (outcome, version, table rows).
+    batch_id: str | None = None,
+) -> Written:
+    """Merge ``new_rows`` into the Delta table at ``location``.
 
     The rows under the merge keys of ``new_rows`` and ``replace_keys`` are
     replaced by ``new_rows`` in one commit (``merge_keys=None``: the whole
-    table). ``outcome`` is ``unchanged`` (no commit) when they already are
-    exactly those rows by content. Raises :class:`AccountingError` when a
-    key would appear twice, :class:`EtlError` when the commit keeps
-    conflicting with other writers.
+    table), whose commit info carries ``batch_id`` (``etl_batch_id`` in the
+    Delta history). ``outcome`` is ``unchanged`` (no commit) when they
+    already are exactly those rows by content. Raises
+    :class:`AccountingError` when a key would appear twice,
+    :class:`EtlError` when the commit keeps conflicting with other writers.
     """
-    from deltalake import write_deltalake
+    from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     uri = _uri(warehouse_uri, location)
@@ -481,8 +502,10 @@ def write_version(
             old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
         else:
             old = schema.arrow_schema.empty_table()
+        found = _batches(old)
         if old is not None and _same_content(old, new_sorted, schema):
-            return "unchanged", str(table.version()), _row_count(table)
+            return Written("unchanged", str(table.version()), _row_count(table), found)
+        commit = CommitProperties(custom_metadata={COMMIT_BATCH_KEY: batch_id}) if batch_id else None
         try:
             if merge_keys is None:
                 write_deltalake(
@@ -492,6 +515,7 @@ def write_version(
                     schema_mode="overwrite" if reshaped else None,
                     partition_by=(list(schema.partition_by) or None) if reshaped else None,
                     writer_properties=writer_properties(),
+                    commit_properties=commit,
                 )
             elif clear_keys:
                 write_deltalake(
@@ -500,9 +524,10 @@ def write_version(
                     mode="overwrite",
                     predicate=_predicate(merge_keys, clear_keys),
                     writer_properties=writer_properties(),
+                    commit_properties=commit,
                 )
             else:
-                return "unchanged", str(table.version()), _row_count(table)
+                return Written("unchanged", str(table.version()), _row_count(table), found)
         except CommitFailedError as exc:
             # Another writer committed first: judge again against its version.
             log.info("%s: commit conflict (%s), retrying", location, str(exc)[:200])
@@ -514,8 +539,28 @@ def write_version(
         # would read whatever is latest, another writer's version in a race (a reviewer's test saw two
         # writers report one version).
         _checkpoint("table-committed")
-        return "published", str(table.version()), _row_count(table)
+        return Written("published", str(table.version()), _row_count(table), found)
     raise EtlError(f"{location}: gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
+
+
+def _batches(rows: pa.Table | None) -> dict[str, int]:
+    """batch id → rows, of rows read from a table with lineage columns (empty without them)."""
+    if rows is None or rows.num_rows == 0 or "batch_id" not in rows.column_names:
+        return {}
+    counts = rows.group_by("batch_id").aggregate([("batch_id", "count")])
+    return dict(zip(counts.column("batch_id").to_pylist(), counts.column("batch_id_count").to_pylist(), strict=True))
+
+
+def _commit_of(uri: str, batch_id: str) -> tuple[int, dt.datetime] | None:
+    """(version, commit time UTC) of the table commit carrying ``batch_id``; None when none carries it (a
+    commit from before commits carried their batch id)."""
+    table = _open(uri)
+    if table is None:
+        return None
+    for commit in table.history():
+        if commit.get(COMMIT_BATCH_KEY) == batch_id:
+            return commit["version"], dt.datetime.fromtimestamp(commit["timestamp"] / 1000, dt.UTC)
+    return None
 
 
 def writer_properties():
@@ -731,8 +776,8 @@ def publish(
     # The same delivery reached before through another mount point or spelling: its quarantine rows go too.
     q_sources |= _same_delivery_sources(warehouse_uri, batch.table, q_sources)
 
-    outcome, version, total = write_version(
-        warehouse_uri, batch.table, schema, new_rows, batch.merge_keys, set(batch.replace_keys)
+    outcome, version, total, found = write_version(
+        warehouse_uri, batch.table, schema, new_rows, batch.merge_keys, set(batch.replace_keys), batch_id
     )
     write_version(
         warehouse_uri,
@@ -741,9 +786,12 @@ def publish(
         q_rows,
         ("source_file",),
         {(s,) for s in q_sources},
+        batch_id,
     )
     _checkpoint("quarantine-published")
     validation = batch.validation if not batch.warnings or batch.validation != "passed" else "warning"
+    for entry in _unlogged_publishes(warehouse_uri, pipeline, batch.table, batch_id, found, started):
+        append_load_log(warehouse_uri, entry)
     append_load_log(
         warehouse_uri, batch.log_entry(pipeline, batch_id, outcome, validation, started, sources, version=version)
     )
@@ -752,6 +800,59 @@ def publish(
     )
     log.info("%s", result.summary())
     return result
+
+
+def _unlogged_publishes(
+    warehouse_uri: str, pipeline: str, table: str, batch_id: str, found: dict[str, int], started: dt.datetime
+) -> list[LoadLogEntry]:
+    """Load-log rows for batches whose rows ``found`` holds but the load log does not name for ``table``.
+
+    A publish is up to three commits, the load-log row last: a process killed
+    after its table commit leaves rows whose batch id no load-log row names.
+    A later publish under the same keys finds them (replacing them or
+    leaving them as they are) and records that publish for it: outcome
+    ``published`` under the crashed batch's id, the version its commit made
+    (from the Delta history), the rows found, and a message naming the batch
+    that recorded it. A commit younger than :data:`CRASHED_AFTER` is left
+    alone: it is a concurrent publish that has not written its row yet.
+    Costs a read of the load log only when ``found`` names another batch.
+    """
+    earlier = set(found) - {batch_id}
+    if not earlier:
+        return []
+    log_rows = _read(
+        _open(_uri(warehouse_uri, LOAD_LOG)),
+        schemas.get("_load_log"),
+        columns=["batch_id"],
+        where=f"table_name = {_sql_literal(table)}",
+    )
+    logged = set(log_rows.column("batch_id").to_pylist())
+    entries = []
+    for crashed in sorted(earlier - logged):
+        commit = _commit_of(_uri(warehouse_uri, table), crashed)
+        if commit is not None and utcnow() - commit[1] < CRASHED_AFTER:
+            continue  # in flight: its own process writes its row
+        version = None if commit is None else commit[0]
+        message = (
+            f"{table}: recorded by batch {batch_id}: the publish of batch {crashed} stopped after its table "
+            f"commit, before its load-log row (the process ended); {found[crashed]} of its rows found"
+        )
+        entries.append(
+            LoadLogEntry(
+                pipeline,
+                crashed,
+                "published",
+                "skipped",  # this row judged nothing; the crashed batch's judgement was never logged
+                started,
+                table,
+                rows_in=found[crashed],
+                rows_loaded=found[crashed],
+                message=message,
+                version=None if version is None else str(version),
+            )
+        )
+        log.warning("%s", message)
+    return entries
 
 
 def _same_delivery_sources(warehouse_uri: str, table: str, sources: set[str]) -> set[str]:

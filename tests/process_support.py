@@ -122,33 +122,38 @@ class Publisher:
         self.process.join(10)
 
 
+def version_batch(i: int, quarantine: bool):
+    """The ``county_report`` batch a Publisher publishes as version *i*: ``grant_sek = i`` in every row of
+    :data:`ROWS_PER_VERSION`, and with ``quarantine`` one quarantined row."""
+    import pandas as pd
+
+    from etl.publish import TableBatch
+
+    rows = pd.DataFrame(
+        [
+            {
+                "region_code": c,
+                "report_year": y,
+                "grant_sek": i,
+                "source_file": f"v{i}.json",
+                "submitted_at": pd.Timestamp("2020-01-01", tz="UTC"),
+            }
+            for y in YEARS
+            for c in REGION_CODES
+        ]
+    )
+    bad = pd.DataFrame(
+        [{"source_file": f"v{i}.json", "row_number": 0, "raw": "x", "reason": f"test {i}"}] if quarantine else []
+    )
+    return TableBatch("county_report", rows, bad, len(rows) + len(bad), ("region_code", "report_year"))
+
+
 def _publish_versions(sending: Connection, warehouse: str, first: int, count: int, quarantine: bool) -> None:
     try:
-        import pandas as pd
-
         from etl import publish
-        from etl.publish import TableBatch
 
         for i in range(first, first + count):
-            rows = pd.DataFrame(
-                [
-                    {
-                        "region_code": c,
-                        "report_year": y,
-                        "grant_sek": i,
-                        "source_file": f"v{i}.json",
-                        "submitted_at": pd.Timestamp("2020-01-01", tz="UTC"),
-                    }
-                    for y in YEARS
-                    for c in REGION_CODES
-                ]
-            )
-            bad = pd.DataFrame(
-                [{"source_file": f"v{i}.json", "row_number": 0, "raw": "x", "reason": f"test {i}"}]
-                if quarantine
-                else []
-            )
-            batch = TableBatch("county_report", rows, bad, len(rows) + len(bad), ("region_code", "report_year"))
+            batch = version_batch(i, quarantine)
             publish.publish(warehouse, "crash-test" if quarantine else "guarantee-test", batch, f"batch-{i}")
             sending.send(i)
     except BaseException:

@@ -7,6 +7,7 @@ of partitions from two versions, never a half-written file), and the next
 publish must recover without manual cleanup.
 """
 
+import datetime as dt
 import random
 import signal
 import time
@@ -15,7 +16,7 @@ import duckdb
 import pytest
 
 from etl import publish
-from tests.process_support import ROWS_PER_VERSION, Publisher
+from tests.process_support import ROWS_PER_VERSION, Publisher, version_batch
 
 SEED = 20161
 
@@ -49,6 +50,20 @@ def _recover_and_check(warehouse, next_value):
     assert f"batch-{next_value}" in log.column("batch_id").to_pylist()
 
 
+def _assert_every_commit_logged(warehouse):
+    """Every version of the table that a publish committed is named in the load log by its batch id: a
+    publish killed between its table commit and its load-log row is recorded by a later publish."""
+    from deltalake import DeltaTable
+
+    logged = {r["batch_id"]: r for r in publish.read_load_log(str(warehouse)).to_pylist()}
+    for commit in DeltaTable(str(warehouse / "county_report")).history():
+        batch = commit.get(publish.COMMIT_BATCH_KEY)
+        if batch is None:
+            continue  # version 0: the table created empty
+        assert batch in logged, f"version {commit['version']} ({batch}) has no load-log row"
+        assert logged[batch]["outcome"] == "published"
+
+
 def _baseline(warehouse):
     proc = _child(warehouse, 1, 1)
     assert proc.wait(timeout=120) == 0, proc.error
@@ -63,6 +78,38 @@ def test_kill_at_each_stage_leaves_old_or_new_version(stage, tmp_path):
     assert proc.wait(timeout=120) == -signal.SIGKILL, f"fault stage {stage} was never reached: {proc.error}"
     _assert_one_whole_version(warehouse, {1, 2})
     _recover_and_check(warehouse, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["table-committed", "quarantine-published"])
+@pytest.mark.parametrize("again", [2, 3], ids=["same-rows", "corrected-rows"])
+def test_a_later_publish_records_the_publish_a_crash_left_unlogged(stage, again, tmp_path, monkeypatch):
+    """Killed after its table commit, batch-2's rows are in version 2 and no load-log row says so. A later
+    publish under the same keys — the same rows (``unchanged``) or a correction replacing them — records
+    that publish under batch-2's id, with its version, before its own row: every table commit is in the
+    load log. Until the commit is publish.CRASHED_AFTER old it is taken for a publish in flight."""
+    warehouse = tmp_path / "wh"
+    _baseline(warehouse)
+    proc = _child(warehouse, 2, 1, stage=stage)
+    assert proc.wait(timeout=120) == -signal.SIGKILL, proc.error
+    assert "batch-2" not in publish.read_load_log(str(warehouse)).column("batch_id").to_pylist()
+
+    # Seconds after the crash: as likely another writer between its commits, so left to it.
+    publish.publish(str(warehouse), "crash-test", version_batch(2, quarantine=True), "batch-soon")
+    assert "batch-2" not in publish.read_load_log(str(warehouse)).column("batch_id").to_pylist()
+
+    monkeypatch.setattr(publish, "CRASHED_AFTER", dt.timedelta(0))  # later: old enough to be a crash
+    publish.publish(str(warehouse), "crash-test", version_batch(again, quarantine=True), "batch-later")
+    rows = [r for r in publish.read_load_log(str(warehouse)).to_pylist() if r["table_name"] == "county_report"]
+    recorded, own = rows[-2:]
+    assert (recorded["batch_id"], recorded["outcome"], recorded["table_version"]) == ("batch-2", "published", "2")
+    assert recorded["rows_loaded"] == ROWS_PER_VERSION and recorded["validation"] == "skipped"
+    assert "recorded by batch batch-later" in recorded["message"] and "before its load-log row" in recorded["message"]
+    assert (own["batch_id"], own["outcome"]) == ("batch-later", "unchanged" if again == 2 else "published")
+    _assert_every_commit_logged(warehouse)
+    # Recorded once: the next publish finds it in the load log.
+    publish.publish(str(warehouse), "crash-test", version_batch(4, quarantine=True), "batch-next")
+    assert [r["batch_id"] for r in publish.read_load_log(str(warehouse)).to_pylist()].count("batch-2") == 1
 
 
 @pytest.mark.slow
