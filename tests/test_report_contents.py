@@ -177,10 +177,10 @@ class _Page(HTMLParser):
         self.tables: dict[str, list[list[str]]] = {}
         self.ids: set[str] = set()
         self.links: list[str] = []
-        self._item = None
-        self._section = None
-        self._row = None
-        self._cell = None
+        self._item: dict | None = None
+        self._section: str | None = None
+        self._row: list[str] | None = None
+        self._cell: str | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -205,9 +205,11 @@ class _Page(HTMLParser):
             self.items.append(self._item)
             self._item = None
         if tag in ("td", "th") and self._cell is not None:
+            assert self._row is not None, "a cell is inside a row"
             self._row.append(self._cell.strip())
             self._cell = None
         if tag == "tr" and self._row is not None:
+            assert self._section is not None, "a row is inside a section"
             self.tables[self._section].append(self._row)
             self._row = None
         if tag == "section":
@@ -281,6 +283,7 @@ def test_every_figure_in_the_summary_is_what_its_linked_query_returns(built):
         yes, answered, not_answered, total = rows[item["year"], item["question"]]
         text = item["text"]
         main = re.search(r"\((\d+) av (\d+)(?: har svarat)?\)", text)
+        assert main is not None, text
         if answered == 0:
             assert main.groups() == ("0", str(total)) and "har svarat" in main.group(0)
         else:
