@@ -68,7 +68,7 @@ def test_a_file_still_being_written_is_waited_for_without_a_green_run_and_then_j
 
     # The sender keeps writing region 01's report (its modification time now, again and again) until the run
     # has seen it being written and left it for later; from then on it is left alone.
-    seen: dict[str, object] = {}
+    seen: dict[str, list[tuple] | set[str]] = {}  # the dag_run rows, the regions published
     stop = threading.Event()
 
     def sender() -> None:
@@ -213,7 +213,7 @@ def _context(first):
 def test_nothing_arriving_is_nothing_to_wait_for():
     from etl import orchestration
 
-    assert orchestration.wait_for_arriving(_report([], None), _context(None)) is None
+    orchestration.wait_for_arriving(_report([], None), _context(None))  # returns (-> None): no reschedule
 
 
 def test_the_task_is_rescheduled_for_when_the_files_will_have_settled():
@@ -289,5 +289,6 @@ def test_the_run_report_names_the_files_still_arriving(tmp_path):
     intake = common.take_in(settings, "ehealth", (".csv",), report)
     assert [f.name for f in intake.landed] == ["journalen_2026-01.csv"]
     assert report.arriving == ["journalen_2026-02.csv"]
+    assert report.settled_by is not None
     assert listed + 59 < report.settled_by < time.time() + 61
     assert json.dumps(report.to_dict())  # still JSON-safe for XCom
