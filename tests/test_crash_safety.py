@@ -29,7 +29,9 @@ def _child(warehouse, first, count, stage=None) -> Publisher:
 
 def _assert_one_whole_version(warehouse, allowed):
     """The table as readers see it (DuckDB over the current version's files, and deltalake): whole, one version."""
-    files = [f.removeprefix("file://") for f in publish.table_files(str(warehouse), "county_report")]
+    published = publish.table_files(str(warehouse), "county_report")
+    assert published is not None, "county_report is published"
+    files = [f.removeprefix("file://") for f in published]
     listed = ", ".join(f"'{f}'" for f in files)
     values = duckdb.sql(
         f"select grant_sek, count(*) from read_parquet([{listed}], hive_partitioning=true) group by 1"

@@ -28,6 +28,13 @@ def _batch(rows, rows_in=None, quarantine=None, merge_keys=("region_code", "year
     )
 
 
+def _files(uri: str, table: str) -> list[str]:
+    """The current version's files of a table this test published (None would mean never published)."""
+    files = publish.table_files(uri, table)
+    assert files is not None, f"{table} is published"
+    return files
+
+
 def _content(uri, table="population"):
     return sorted(
         publish.read_table(uri, table).select(["region_code", "year", "population"]).to_pylist(),
@@ -49,7 +56,7 @@ def test_first_publish_is_a_delta_table_readable_by_duckdb_and_deltalake(warehou
     assert (warehouse / "population" / "_delta_log").is_dir()
     table = DeltaTable(str(warehouse / "population"))
     assert sorted(_arrow(table).column("population").to_pylist()) == [368_971, 2_269_060]
-    files = [f.removeprefix("file://") for f in publish.table_files(uri, "population")]
+    files = [f.removeprefix("file://") for f in _files(uri, "population")]
     listed = ", ".join(f"'{f}'" for f in files)
     got = duckdb.sql(f"select region_code, population from read_parquet([{listed}]) order by 1").fetchall()
     assert got == [("01", 2_269_060), ("03", 368_971)]
@@ -175,12 +182,12 @@ def test_partitioned_table_touches_only_affected_partitions(warehouse):
     )
     batch = TableBatch("county_report", frame, pd.DataFrame(), 2, ("region_code", "report_year"))
     publish.publish(uri, "test", batch, "b1")
-    before_2016 = [f for f in publish.table_files(uri, "county_report") if "report_year=2016" in f]
+    before_2016 = [f for f in _files(uri, "county_report") if "report_year=2016" in f]
     fix = frame.iloc[[1]].assign(grant_sek=25)
     publish.publish(
         uri, "test", TableBatch("county_report", fix, pd.DataFrame(), 1, ("region_code", "report_year")), "b2"
     )
-    after = publish.table_files(uri, "county_report")
+    after = _files(uri, "county_report")
     assert [f for f in after if "report_year=2016" in f] == before_2016  # untouched, not rewritten
     got = publish.read_table(uri, "county_report").sort_by("report_year").select(["report_year", "grant_sek"])
     assert got.to_pylist() == [{"report_year": 2016, "grant_sek": 10}, {"report_year": 2017, "grant_sek": 25}]

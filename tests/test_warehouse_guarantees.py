@@ -101,7 +101,9 @@ def test_readers_in_a_loop_during_a_backfill_never_error_and_never_see_a_mix(sto
         assert len(values) == 1, f"deltalake saw a mix: {values}"
         reads["deltalake"] += 1
         if local:  # DuckDB over the files a view names (httpfs, for s3://, cannot be installed offline)
-            files = [f.removeprefix("file://") for f in publish.table_files(warehouse, "county_report")]
+            published = publish.table_files(warehouse, "county_report")
+            assert published is not None, "county_report is published"
+            files = [f.removeprefix("file://") for f in published]
             listed = ", ".join(f"'{f}'" for f in files)
             got = duckdb.sql(f"select count(distinct grant_sek), count(*) from read_parquet([{listed}])").fetchall()[0]
             assert got == (1, ROWS_PER_VERSION), got
