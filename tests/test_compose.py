@@ -399,13 +399,17 @@ def test_passwords_file_is_merged_private_and_rejects_garbage(tmp_path):
 
 def test_dockerfile_extends_the_pinned_airflow_image_with_the_lock():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    pinned = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    pin = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin, "requirements.txt pins apache-airflow"
+    pinned = pin.group(1)
     bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
     assert len(set(bases)) == 1, "the wheel is built on the image it is installed in"
     base = re.fullmatch(r"apache/airflow:(\S+)-python(\S+)", bases[-1])
     assert base and base.group(1) == pinned, "the image's Airflow must be the one requirements.txt pins"
     assert base.group(2) == f"{sys.version_info.major}.{sys.version_info.minor}"
-    install = re.search(r"^RUN pip install(?:\\\n|[^\n])*", dockerfile, re.M).group(0)
+    pip_install = re.search(r"^RUN pip install(?:\\\n|[^\n])*", dockerfile, re.M)
+    assert pip_install, "the Dockerfile installs with pip"
+    install = pip_install.group(0)
     assert (
         "-r /opt/airflow/project/requirements.txt" in install and "-c /opt/airflow/project/constraints.txt" in install
     )

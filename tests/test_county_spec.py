@@ -178,5 +178,6 @@ def test_the_guides_json_example_is_a_report_that_loads():
     assert block is not None
     report = county_reports.parse_report(block.group(1).encode("utf-8"), "example.json")
     assert report.error is None, report.error
+    assert report.header is not None
     assert report.header["grant_sek"] == 20_000_000 and report.header["spend_competence_use_sek"] == 5_000_000
     assert len(report.initiatives) == 1 and len(report.services) == 1

@@ -141,7 +141,7 @@ def test_read_timeout_is_retried(httpserver):
 def test_pages_follow_next_links_and_pin_them_to_the_configured_host(httpserver):
     def page(request):
         n = int(request.args.get("page", "1"))
-        body = {"values": [n]}
+        body: dict[str, object] = {"values": [n]}
         if n < 3:
             # As a live API does: an absolute link naming its public host.
             body["next_url"] = f"https://api.example.org/api/items?page={n + 1}"

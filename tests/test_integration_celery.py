@@ -60,6 +60,7 @@ RUN_TIMEOUT = 300
 
 def _load_make_env():
     spec = importlib.util.spec_from_file_location("make_env", ROOT / "scripts" / "make_env.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -82,9 +82,12 @@ def test_a_failure_reaches_the_mailbox_through_an_smtp_connection(tmp_path, smtp
     import email
 
     parsed = email.message_from_bytes(message.content)
-    body = "".join(
-        part.get_payload(decode=True).decode("utf-8") for part in parsed.walk() if part.get_content_maintype() == "text"
-    )
+    body = ""
+    for part in parsed.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)  # a text part's body decoded from its transfer encoding
+            assert isinstance(payload, bytes), payload
+            body += payload.decode("utf-8")
     assert parsed["Subject"] == "[etl] ehealth_adoption.load_month failed"
     assert "journalen_2019-03.csv: blocked" in body
     assert "s3cret" not in body  # credentials never travel in a notification

@@ -94,7 +94,9 @@ def test_the_wheel_holds_every_module_the_suites_and_runtime_data(wheel):
     assert re.search(r"^\[console_scripts\]\s*\netl = etl\.cli:main$", entry_points, re.M)
     # The dependencies are requirements.txt itself (one list, no copy to drift).
     pinned = [re.sub(r"\s*#.*", "", line).strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    assert metadata.get_all("Requires-Dist")[: len([p for p in pinned if p])] == [p for p in pinned if p]
+    requires = metadata.get_all("Requires-Dist")
+    assert requires is not None, "the wheel declares its dependencies"
+    assert requires[: len([p for p in pinned if p])] == [p for p in pinned if p]
     from etl import __version__
 
     assert metadata["Version"] == __version__ and metadata["Requires-Python"] == ">=3.11"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from werkzeug import Response
@@ -158,7 +159,7 @@ def test_split_selection_keeps_every_call_under_the_cell_limit():
 
 def test_fetch_splits_queries_and_skips_unpublished_years(httpserver):
     figures = population_figures(2016, 2026, seed=3)
-    received = []
+    received: list[dict[str, Any]] = []  # the JSON body and the query arguments of each data request
     base = scb_server(httpserver, figures, received)
     result = scb.fetch_population(base, range(2016, 2027), policy=FAST, cell_limit=63)
 

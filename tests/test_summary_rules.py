@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 WORDS = [q.word for q in summary.QUANTIFIERS]
 
 
+def _word(yes: int, answered: int) -> str:
+    """The quantifier's word for yes of answered (answered > 0: quantifier is None only when nobody answered)."""
+    quantifier = summary.quantifier(yes, answered)
+    assert quantifier is not None, (yes, answered)
+    return quantifier.word
+
+
 @pytest.mark.parametrize(
     ("yes", "answered", "word"),
     [
@@ -56,7 +63,7 @@ WORDS = [q.word for q in summary.QUANTIFIERS]
     ],
 )
 def test_quantifier_bounds(yes, answered, word):
-    assert summary.quantifier(yes, answered).word == word
+    assert _word(yes, answered) == word
 
 
 def test_nobody_answered_has_no_quantifier_and_impossible_counts_are_refused():
@@ -97,7 +104,7 @@ def test_the_words_rise_with_the_share():
     }
     assert set(rank) == set(WORDS)
     for answered in range(1, 41):
-        ranks = [rank[summary.quantifier(yes, answered).word] for yes in range(answered + 1)]
+        ranks = [rank[_word(yes, answered)] for yes in range(answered + 1)]
         assert ranks == sorted(ranks), answered
 
 

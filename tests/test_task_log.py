@@ -57,7 +57,9 @@ def test_a_refused_file_ends_the_task_log_with_its_line_and_link_and_no_tracebac
     assert "region-x.json" in text and "unknown key" in text and "'regionn'" in text, text
     link = re.search(r"; data quality: (\S+)$", text)
     assert link, text
-    run_id = re.search(r"run_id=([^/]+)/", next((Path(env["AIRFLOW_HOME"]) / "logs").rglob("attempt=1.log")).as_posix())
+    attempt_log = next((Path(env["AIRFLOW_HOME"]) / "logs").rglob("attempt=1.log")).as_posix()
+    run_id = re.search(r"run_id=([^/]+)/", attempt_log)
+    assert run_id, attempt_log
     from urllib.parse import quote
 
     assert link.group(1) == f"{BASE_URL}/etl-quality/run/county_reports/{quote(run_id.group(1), safe='')}"
