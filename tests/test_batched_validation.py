@@ -66,6 +66,7 @@ def test_each_files_part_of_the_run_result_is_what_validating_it_alone_gives(set
             alone = validation.validate(together.table, together.frame, keep_result=True)
             assert together.failed_rows == alone.failed_rows
             assert together.warnings == alone.warnings and together.critical == alone.critical
+            assert together.data is not None and alone.data is not None  # the run keeps its results
             assert together.data["success"] == alone.data["success"]
             assert together.data["statistics"] == alone.data["statistics"]
             assert _essentials(together.data) == _essentials(alone.data)

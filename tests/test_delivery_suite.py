@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def _good_month(landing: Path) -> None:
     land(landing, "webbtidbok_2017-03.csv", export_lines("webbtidbok", MARCH, SEED))
 
 
-CASES = {
+CASES: dict[str, tuple[Callable[[], list[str] | bytes], bool, bool, str]] = {
     # rule → (the journal file's lines, whether published data exists first, approvable, a text of the line)
     "21 regions": (
         lambda: [x for x in export_lines("journalen", MARCH, SEED) if ";09;" not in x],

@@ -306,7 +306,8 @@ def test_ehealth_national_cell_too_large_blocks_the_file_naming_the_line(setting
 
 def test_ehealth_spreadsheet_number_cell_too_large_is_bad_input_for_its_line(settings, landing, warehouse):
     journal, _, _ = ehealth_sample.month_values(MARCH, SEED)
-    rows = ehealth_sample.export_rows("journalen", MARCH, journal, ehealth_sample.PLAIN)
+    # render_xlsx writes any cell value, and a float is what this test puts in.
+    rows: list[list] = ehealth_sample.export_rows("journalen", MARCH, journal, ehealth_sample.PLAIN)
     rows[3][3] = 1e30  # Unika användare of the third region, a number cell
     data = ehealth_sample.render_xlsx(rows)
     read = ehealth_exports.read_export("/l/ehealth/journalen_2017-03.xlsx", data)

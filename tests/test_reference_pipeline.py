@@ -163,9 +163,10 @@ def test_a_region_missing_from_the_answer_blocks_both_tables(httpserver, api_set
 
 
 def test_implausible_suppressed_and_jumping_values(httpserver, api_settings):
-    figures = sample.population_figures(2016, 2017, seed=11)
+    drawn = sample.population_figures(2016, 2017, seed=11)
+    figures: dict[tuple[str, int], int | None] = dict(drawn)  # None: no figure (SCB's ".." below)
     figures[("09", 2016)] = 12  # implausible: quarantined
-    figures[("03", 2017)] = int(figures[("03", 2016)] * 1.07)  # +7 %: published with a warning
+    figures[("03", 2017)] = int(drawn[("03", 2016)] * 1.07)  # +7 %: published with a warning
     figures[("23", 2017)] = None
     serve(httpserver, FakeSCB(figures, status={("23", 2017): ".."}))
     report = reference.run(api_settings, year=2017, policy=FAST)

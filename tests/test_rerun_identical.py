@@ -25,6 +25,7 @@ import pytest
 from etl import publish, schemas
 from etl.config import Settings
 from etl.pipelines import county_reports, ehealth_adoption, followup, reference
+from etl.pipelines.common import RunReport
 
 pytestmark = pytest.mark.slow  # a full load of a sample year, then reruns: ~30 s
 
@@ -33,7 +34,7 @@ YEAR = 2016
 SYSTEM_TABLES = {"_load_log", "_quarantine"}
 
 
-def run_all(settings: Settings) -> dict[str, object]:
+def run_all(settings: Settings) -> dict[str, RunReport]:
     """The four pipelines in dependency order, as ``python -m etl run all`` runs them."""
     return {
         "reference": reference.run(settings, year=YEAR, offline_snapshot=True),

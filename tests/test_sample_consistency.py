@@ -67,6 +67,7 @@ def test_unit_files_hold_the_units_the_exports_count(landing, web_booking):
     for path in unit_files:
         read = unit_daily.read_unit_daily(str(path))
         assert read.file_error is None and not read.rejected, path.name
+        assert read.rows is not None, path.name
         rows = read.rows.to_pandas()
         month = dt.date.fromisoformat(read.period + "-01")
         units = rows.groupby("region_code").unit_hsa_id.nunique().to_dict()
@@ -151,7 +152,7 @@ def test_the_planted_defect_is_named_and_the_demo_says_so(landing, monkeypatch, 
     from etl import publish
 
     demo = _demo_module()
-    quarantine = {
+    quarantine: dict[str, list[dict]] = {  # as read_quarantine(...).to_pylist() gives them
         "county_report": [{"source_file": str(original), "rows_held": 1}],
         "county_initiative": [{"source_file": str(original), "rows_held": 1}] * 3,
         "ehealth_adoption": [{"source_file": str(landing / "ehealth" / "webbtidbok_2020-01.csv"), "rows_held": 5}],
@@ -184,6 +185,7 @@ def test_the_small_sample_many_tests_use_stays_small(tmp_path):
     assert len(list((tmp_path / "county_reports").iterdir())) == 21 + 1  # one report sent twice
     assert len(list((tmp_path / "ehealth").iterdir())) == len(declared_exports(year_months(2019))) + 1  # + units
     read = unit_daily.read_unit_daily(str(tmp_path / "ehealth" / "webbtidbok_enheter_2019-12.csv"))
+    assert read.rows is not None, read.file_error
     assert read.rows.num_rows == 5 * 31
 
 

@@ -42,7 +42,9 @@ def test_a_column_the_declaration_gained_is_added_at_the_next_run_null_in_the_ro
     builders.land(landing, "uppsala_2017.json", builders.json_bytes(builders.doc()), mtime=1_600_000_000)
     county_reports.run(settings)
     _as_if_older(warehouse, "county_report", DROPPED)
-    assert DROPPED not in publish.stored_schema(str(warehouse), "county_report").names
+    schema = publish.stored_schema(str(warehouse), "county_report")
+    assert schema is not None, "county_report is published"
+    assert DROPPED not in schema.names
 
     # A new region's report arrives: the run adds the column first, then publishes as usual.
     other = builders.doc(region="Region Stockholm", offers={"task_shifting": "Ja"})
@@ -147,7 +149,9 @@ def test_on_s3_the_column_is_added_and_the_analysts_view_has_it(s3_env, tmp_path
     assert migrations.ensure_current(warehouse) == [
         f"county_report: migrated (column(s) {DROPPED} added; null in the 1 row(s) already published)"
     ]
-    assert DROPPED in publish.stored_schema(warehouse, "county_report").names
+    schema = publish.stored_schema(warehouse, "county_report")
+    assert schema is not None, "county_report is published"
+    assert DROPPED in schema.names
     assert [r["table_name"] for r in publish.read_load_log(warehouse).to_pylist() if r["pipeline"] == "migration"] == [
         "county_report"
     ]

@@ -7,6 +7,7 @@ fast parts: who may answer an approval request for every kind of person, and the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from integration_support import load_compose
@@ -71,6 +72,8 @@ def test_a_plain_assignment_keeps_airflows_meaning():
 
 
 def test_the_auth_manager_applies_the_rule_and_names_itself_as_a_fab_auth_manager():
+    from airflow.providers.fab.auth_manager.models import User
+
     from etl.auth_manager import AgencyFabAuthManager
 
     # Airflow syncs DAG access_control to FAB permissions only for a manager whose path says FabAuthManager.
@@ -87,8 +90,10 @@ def test_the_auth_manager_applies_the_rule_and_names_itself_as_a_fab_auth_manage
 
     manager = AgencyFabAuthManager.__new__(AgencyFabAuthManager)  # the method needs no app
     ids = {a["id"] for a in sign_in.approval_assignees("sven")}
-    assert manager.is_authorized_hitl_task(assigned_users=ids, user=Person("sara", "Viewer", "Steward"))
-    assert not manager.is_authorized_hitl_task(assigned_users=ids, user=Person("sven", "User", "Steward"))
+    # Person stands in for FAB's User: the rule reads its username and its roles' names.
+    sara, sven = cast(User, Person("sara", "Viewer", "Steward")), cast(User, Person("sven", "User", "Steward"))
+    assert manager.is_authorized_hitl_task(assigned_users=ids, user=sara)
+    assert not manager.is_authorized_hitl_task(assigned_users=ids, user=sven)
 
 
 def test_compose_switches_to_the_directory_sign_in_from_env():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from openpyxl.worksheet.worksheet import Worksheet
 
 from etl import check, publish
 from etl.errors import BadInput, ValidationFailed
@@ -102,6 +103,7 @@ def test_openpyxl_formula_without_a_saved_result_is_refused_naming_sheet_and_cel
 def test_several_unsaved_formulas_are_counted_after_the_first():
     book = openpyxl.Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)
     sheet.title = "Blad1"
     sheet["A1"], sheet["A2"], sheet["B2"], sheet["C2"] = "Region", "=1+1", '="a"&"b"', 5
     buffer = io.BytesIO()

@@ -47,6 +47,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -546,13 +547,14 @@ def test_the_plugin_refuses_requests_without_a_login(browser, airflow_ui, shots)
 
     # Plain HTTP: no token, a forged bearer token, a forged UI cookie.
     forged = "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl"
+    refusals: tuple[tuple[str, dict[str, Any], int], ...] = (  # label, client.get's headers= or cookies=, status
+        ("no token", {}, 401),
+        ("forged bearer", {"headers": {"Authorization": f"Bearer {forged}"}}, 403),
+        ("forged cookie", {"cookies": {"_token": forged}}, 403),
+    )
     with httpx.Client(base_url=airflow_ui.base_url, timeout=30, follow_redirects=False) as client:
         for path in PLUGIN_PATHS:
-            for label, kwargs, expected in (
-                ("no token", {}, 401),
-                ("forged bearer", {"headers": {"Authorization": f"Bearer {forged}"}}, 403),
-                ("forged cookie", {"cookies": {"_token": forged}}, 403),
-            ):
+            for label, kwargs, expected in refusals:
                 response = client.get(path, **kwargs)
                 assert response.status_code == expected, (path, label, response.status_code, response.text[:300])
                 assert not any(word in response.text for word in DATA_WORDS), (path, label, response.text[:300])
