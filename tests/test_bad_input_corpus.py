@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ pytestmark = pytest.mark.slow  # ~60 runs of real pipelines: well over 20 s in a
 
 ROOT = Path(__file__).resolve().parent.parent
 API_FIXTURES = ROOT / "tests" / "fixtures" / "api"
+from tests.cli_support import run_etl  # noqa: E402
 from tests.county_support import builders  # noqa: E402
 from tests.export_support import declared_rows  # noqa: E402
 
@@ -114,15 +113,7 @@ class Ctx:
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        return subprocess.run(
-            [sys.executable, "-m", "etl", *args, "--landing", str(self.landing), "--warehouse", str(self.warehouse)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            timeout=300,
-        )
+        return run_etl(*args, "--landing", str(self.landing), "--warehouse", str(self.warehouse))
 
 
 CASES: dict[str, Callable[[Ctx], None]] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from etl import check, publish
 from etl.errors import ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
+from tests.cli_support import run_etl
 from tests.county_support import DAY, T0, builders
 from tests.export_support import journal_logins as _journal
 from tests.export_support import pipeline_lines as _lines
@@ -37,8 +37,7 @@ def _tree(folder: Path) -> dict[str, str]:
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_etl(*args, env=env_extra, cwd=Path.cwd())
 
 
 def test_good_files_would_load_and_a_check_writes_nothing(settings, landing, warehouse, tmp_path):

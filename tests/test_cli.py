@@ -1,21 +1,18 @@
 """The CLI as a person uses it: exit codes and one clear line on stderr, no tracebacks."""
 
 import datetime as dt
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import SETTLED, run_etl
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def etl(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300
-    )
+    return run_etl(*args, cwd=cwd)
 
 
 def test_run_reference_then_status(tmp_path):
@@ -206,23 +203,15 @@ def test_an_option_a_pipeline_does_not_take_is_refused(tmp_path):
 
     assert pipelines.options_of("ehealth-adoption") == ("period", "catch_up_late")
     assert pipelines.options_of("county-reports") == ()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "county-reports",
-            "--period",
-            "2019-03",
-            "--landing",
-            str(tmp_path / "l"),
-            "--warehouse",
-            str(tmp_path / "w"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    out = etl(
+        "run",
+        "county-reports",
+        "--period",
+        "2019-03",
+        "--landing",
+        str(tmp_path / "l"),
+        "--warehouse",
+        str(tmp_path / "w"),
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == ("error: run county-reports: --period not taken here (options: none)")
@@ -234,23 +223,14 @@ def test_a_long_run_shows_progress_without_a_line_per_month(tmp_path):
 
     landing = tmp_path / "landing"
     sample.write(landing, 2017, 2018, units=0, unit_months=0, seed=3)
-    env = {**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0", "ETL_PROGRESS_SECONDS": "3600"}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "ehealth-adoption",
-            "--landing",
-            str(landing),
-            "--warehouse",
-            str(tmp_path / "w"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
+    out = run_etl(
+        "run",
+        "ehealth-adoption",
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(tmp_path / "w"),
+        env={**SETTLED, "ETL_PROGRESS_SECONDS": "3600"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line for line in out.stderr.splitlines() if "ehealth_adoption: " in line and " months (" in line]

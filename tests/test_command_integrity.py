@@ -7,9 +7,7 @@ prints, the load-log rows (read with ``etl.publish.read_load_log``), the report'
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from etl.pipelines import approved as approved_run
 from etl.pipelines import county_reports
 
 ROOT = Path(__file__).resolve().parent.parent
+from tests.cli_support import SETTLED, run_etl  # noqa: E402
 from tests.county_support import builders  # noqa: E402
 
 T0 = dt.datetime(2018, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp()
@@ -37,11 +36,7 @@ def _decisions(warehouse) -> list[dict]:
 
 def _etl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m etl …`` as a person runs it from ``cwd``, with no landing or warehouse in the environment."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ETL_LANDING_URI", "ETL_WAREHOUSE_URI")}
-    env.update(PYTHONPATH=str(ROOT), ETL_LANDING_SETTLE_SECONDS="0")
-    return subprocess.run(
-        [sys.executable, "-m", "etl", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    return run_etl(*args, env={**SETTLED, "ETL_LANDING_URI": None, "ETL_WAREHOUSE_URI": None}, cwd=cwd)
 
 
 def _main(capsys, *args: str) -> tuple[int, list[str], list[str]]:

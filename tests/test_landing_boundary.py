@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from etl import publish, storage
 from etl.errors import BadInput, SourceUnavailable
 from etl.sample import ehealth as ehealth_sample
+from tests.cli_support import SETTLED, run_etl
 from tests.export_support import declared_exports, declared_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +30,7 @@ RULE = "is a symbolic link: landing takes regular files only"
 
 
 def _etl(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), ETL_LANDING_SETTLE_SECONDS="0")
-    return subprocess.run(
-        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
-    )
+    return run_etl(*args, env=SETTLED)
 
 
 def _secrets(folder: Path) -> Path:
@@ -177,23 +174,7 @@ def test_a_file_name_with_a_line_break_or_a_terminal_escape_is_refused_and_never
     folder.mkdir()
     (folder / "journalen_2017-09\nerror: all good.csv").write_bytes(b"x")
     (folder / "journalen_2017-10\x1b[2K\x1b[31mRED.csv").write_bytes(b"x")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "ehealth-adoption",
-            "--landing",
-            str(landing),
-            "--warehouse",
-            str(tmp_path / "w"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
-    )
+    out = _etl("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(tmp_path / "w"))
     assert out.returncode == 1
     assert "\x1b" not in out.stderr + out.stdout
     assert not any(line.startswith("error: all good") for line in out.stderr.splitlines())

@@ -10,13 +10,13 @@ Only many runs show a race like that, so this runs the command 60 times.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.cli_support import run_etl
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 60
@@ -24,10 +24,7 @@ PARALLEL = 4  # enough to finish in well under a minute on 2 cores, few enough n
 
 
 def etl(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GX_ANALYTICS_ENABLED="false")
-    return subprocess.run(
-        [sys.executable, "-m", "etl", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
-    )
+    return run_etl(*args, env={"GX_ANALYTICS_ENABLED": "false"}, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 
 from etl import storage
 from etl.errors import ConfigError
+from tests.cli_support import run_etl
 from tests.settings_support import local_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +31,7 @@ BOUND = 8.0
 
 def _etl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-m", "etl", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        timeout=timeout,
-    )
+    out = run_etl(*args, env=env, timeout=timeout)
     return out, time.monotonic() - started
 
 
