@@ -1,5 +1,5 @@
 """Held by tools, not memory (issue 16): ruff (lint and format) and mypy pass on the library, the DAGs and the plugin,
-and ruff's lint rules and mypy on the tests too.
+and on the tests, scripts and benchmarks too (mypy: the tests, every function body included).
 
 The same checks as ``make lint``, configured in pyproject.toml ([tool.ruff], [tool.mypy]) and run with this
 interpreter's own ruff and mypy (the pinned ones in the venv), so that ``make test`` — what CI runs — fails on a
@@ -40,6 +40,17 @@ def test_ruff_format_would_change_nothing():
 @pytest.mark.slow  # about 45 s without mypy's cache (a fresh clone, CI), about 2 s with it
 def test_mypy_finds_nothing():
     _assert_clean(_run("mypy"))
+
+
+def test_mypy_checks_the_bodies_of_unannotated_functions_everywhere():
+    """check_untyped_defs is on, and no override turns it (or error reporting) off for some modules: a test
+    function's body is checked like the library's (mypy's default skips bodies without annotations)."""
+    import tomllib
+
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert mypy.get("check_untyped_defs") is True
+    for override in mypy.get("overrides", []):
+        assert not {"check_untyped_defs", "ignore_errors"} & set(override), override
 
 
 def test_the_pre_commit_hooks_run_what_make_lint_runs():

@@ -263,7 +263,12 @@ def test_read_ahead_gives_each_month_its_own_file_and_reads_at_most_one_month_ah
     by_month, _ = pipeline._group_by_month(storage.list_landed(str(tmp_path), "ehealth", (".csv", ".xlsx")))
     started: list[str] = []
     real = unit_daily.read_unit_daily
-    monkeypatch.setattr(unit_daily, "read_unit_daily", lambda uri, **kw: (started.append(uri), real(uri, **kw))[1])
+
+    def recording(uri, **kw):
+        started.append(uri)
+        return real(uri, **kw)
+
+    monkeypatch.setattr(unit_daily, "read_unit_daily", recording)
 
     periods = sorted(by_month)
     got = {}
@@ -288,7 +293,7 @@ def test_a_warehouse_with_text_months_is_migrated_to_dates(settings, landing, wa
 
     schema = schemas.get("ehealth_unit_daily").arrow_schema
     old_fields = [pa.field("month", pa.string(), False) if f.name == "month" else f for f in schema]
-    rows = {f.name: [] for f in schema}
+    rows: dict[str, list] = {f.name: [] for f in schema}
     for day in (1, 2):
         for month in ("2024-01", "2024-02"):
             values = {

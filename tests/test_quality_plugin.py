@@ -230,10 +230,10 @@ def test_ehealth_months_expected_received_loaded_blocked_overdue(built, tmp_path
     assert status["counts"] == counts | ({"not sent": later} if later else {})
 
     # N is a parameter: with 60 days' grace May is not overdue yet.
-    later = quality.ehealth_months(
+    grace = quality.ehealth_months(
         built.warehouse_uri, built.landing_uri, "2017-05", "2017-05", today=TODAY, overdue_after_days=60
     )
-    assert later["months"][0]["status"] == "expected"
+    assert grace["months"][0]["status"] == "expected"
 
     # A file that lands is "waiting" until a run loads it; the unit-level file of 2024-02 is loaded.
     landing = tmp_path / "landing"

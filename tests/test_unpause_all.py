@@ -81,6 +81,7 @@ class MakeAirflow:
         self.base = base
         self.home, self.landing, self.warehouse = base / "airflow-home", base / "landing", base / "warehouse"
         self.port = free_port()
+        self.startup_seconds = 0.0  # from starting `make airflow` to logged in (set by the fixture)
         self.groups = ProcessGroups(base / "process-logs", ("AIRFLOW_HOME", str(self.home)))
         # A clean shell: nothing of the developer's (or conftest's) Airflow or ETL settings.
         self.env = {
