@@ -271,18 +271,16 @@ def test_an_ehealth_run_waits_only_for_the_files_it_would_judge(name, period, ca
 
 
 def test_the_run_report_names_the_files_still_arriving(tmp_path):
-    from etl.config import Settings
     from etl.pipelines import common
+    from tests.settings_support import local_settings
 
     (tmp_path / "landing" / "ehealth").mkdir(parents=True)
     for name in ("journalen_2026-01.csv", "journalen_2026-02.csv"):
         (tmp_path / "landing" / "ehealth" / name).write_text("x")
     old = time.time() - 3600
     os.utime(tmp_path / "landing" / "ehealth" / "journalen_2026-01.csv", (old, old))
-    settings = Settings.resolve(
-        landing=str(tmp_path / "landing"),
-        warehouse=str(tmp_path / "warehouse"),
-        environ={"ETL_LANDING_SETTLE_SECONDS": "60"},
+    settings = local_settings(
+        tmp_path / "landing", tmp_path / "warehouse", environ={"ETL_LANDING_SETTLE_SECONDS": "60"}
     )
     report = common.RunReport("ehealth_adoption", "b1")
     listed = time.time()

@@ -20,7 +20,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from etl import publish, regions
-from etl.config import Settings
 from etl.errors import BadInput, EtlError, ValidationFailed
 from etl.pipelines import county_reports as county
 from etl.pipelines import ehealth_adoption as pipeline
@@ -254,14 +253,13 @@ def test_one_delivery_through_two_mount_points_and_two_spellings(tmp_path, wareh
     doc = builders.doc(region="Region Jönköpings län")
     builders.land(host, unicodedata.normalize("NFD", name), builders.json_bytes(doc), T0)
     (worker).symlink_to(host, target_is_directory=True)
-    env = {"ETL_LANDING_SETTLE_SECONDS": "0"}
-    report = county.run(Settings.resolve(landing=str(host), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    report = county.run(local_settings(host, warehouse))
     assert report.outcome == "published"
     assert any(unicodedata.is_normalized("NFC", m) for m in report.lines())
     source = publish.read_table(str(warehouse), "county_report").column("source_file").to_pylist()[0]
     assert source.endswith(unicodedata.normalize("NFC", name))
     # The worker sees the same files under another path: nothing new.
-    again = county.run(Settings.resolve(landing=str(worker), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    again = county.run(local_settings(worker, warehouse))
     assert again.outcome == "nothing_new"
 
 
@@ -270,14 +268,13 @@ def test_stale_quarantine_rows_of_another_mount_point_do_not_linger(tmp_path, wa
     doc = builders.doc()
     doc["initiatives"][1]["status"] = "Kanske"  # an unknown value: that initiative row is quarantined
     builders.land(host, "uppsala.json", builders.json_bytes(doc), T0)
-    env = {"ETL_LANDING_SETTLE_SECONDS": "0"}
-    county.run(Settings.resolve(landing=str(host), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    county.run(local_settings(host, warehouse))
     quarantined = publish.read_quarantine(str(warehouse), "county_initiative").column("source_file").to_pylist()
     assert quarantined == [str(host / "county_reports" / "uppsala.json")]
     # Corrected, and now read by a worker that mounts the landing volume elsewhere (a symlink would be
     # resolved away by the settings, so the worker's view is a second folder with the same file).
     builders.land(worker, "uppsala.json", builders.json_bytes(builders.doc()), T0 + DAY)
-    county.run(Settings.resolve(landing=str(worker), warehouse=str(warehouse), kolada_kpis="", environ=env))
+    county.run(local_settings(worker, warehouse))
     assert publish.read_quarantine(str(warehouse), "county_initiative").num_rows == 0
     assert publish.read_table(str(warehouse), "county_initiative").num_rows == 3
 

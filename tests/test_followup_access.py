@@ -110,17 +110,12 @@ def test_views_work_in_a_warehouse_whose_path_has_a_space_non_ascii_letters_or_a
     """Found by a reviewer: delta-rs names local files percent-encoded (`w%20h`, `w%C3%A5`), DuckDB found no
     file, and the run ended 0 with the analysts' views stale (one WARNING)."""
     from etl import publish
-    from etl.config import Settings
     from etl.pipelines import followup
+    from tests.settings_support import local_settings
 
     root = tmp_path / folder
     (root / "landing").mkdir(parents=True)
-    settings = Settings.resolve(
-        landing=str(root / "landing"),
-        warehouse=str(root / "warehouse"),
-        kolada_kpis="",
-        environ={"ETL_LANDING_SETTLE_SECONDS": "0"},
-    )
+    settings = local_settings(root / "landing", root / "warehouse")
     build_sources(settings.warehouse_uri)
     followup.build_marts(settings)
     paths = followup.build_access(settings, today=TODAY)

@@ -26,6 +26,7 @@ from etl import publish, schemas
 from etl.config import Settings
 from etl.pipelines import county_reports, ehealth_adoption, followup, reference
 from etl.pipelines.common import RunReport
+from tests.settings_support import local_settings
 
 pytestmark = pytest.mark.slow  # a full load of a sample year, then reruns: ~30 s
 
@@ -98,9 +99,7 @@ def loaded(tmp_path_factory):
     )
     assert out.returncode == 0, out.stderr
     # Default Kolada KPIs: the ones the snapshot recorded.
-    settings = Settings.resolve(
-        landing=str(landing), warehouse=str(warehouse), environ={"ETL_LANDING_SETTLE_SECONDS": "0"}
-    )
+    settings = local_settings(landing, warehouse, kolada_kpis=None)  # the default KPIs
     first = run_all(settings)
     assert all(r.outcome == "published" for r in first.values()), {k: r.outcome for k, r in first.items()}
     baseline = snapshot(settings.warehouse_uri)

@@ -16,6 +16,7 @@ from etl import publish
 from etl.config import Settings
 from etl.pipelines import county_reports, ehealth_adoption, reference
 from tests.delta_support import arrow as _arrow
+from tests.settings_support import local_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,11 +76,8 @@ def test_pipelines_on_s3_give_the_local_tables_and_a_second_run_is_a_no_op(s3_en
     fs = fsspec.filesystem("s3")
     fs.put(str(local_landing) + "/", s3_landing.removeprefix("s3://") + "/", recursive=True)
 
-    environ = {"ETL_LANDING_SETTLE_SECONDS": "0"}
-    local = Settings.resolve(
-        landing=str(local_landing), warehouse=str(tmp_path / "warehouse"), kolada_kpis="", environ=environ
-    )
-    remote = Settings.resolve(landing=s3_landing, warehouse=s3_warehouse, kolada_kpis="", environ=environ)
+    local = local_settings(local_landing, tmp_path / "warehouse")
+    remote = local_settings(s3_landing, s3_warehouse)
     assert _run_all(local) == ["published"] * 3
     started = time.monotonic()
     assert _run_all(remote) == ["published"] * 3
