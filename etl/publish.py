@@ -479,7 +479,6 @@ def write_version(
     :class:`AccountingError` when a key would appear twice,
     :class:`EtlError` when the commit keeps conflicting with other writers.
     """
-    from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     uri = _uri(warehouse_uri, location)
@@ -493,41 +492,13 @@ def write_version(
         table = _open_or_create(uri, schema)
         # A table rebuilt whole (a mart) whose declaration gained a column takes the new shape with the
         # rebuild (etl.migrations leaves it alone): its old rows cannot be the same content.
-        reshaped = merge_keys is None and set(schema.arrow_schema.names) - set(_stored_arrow(table).names)
-        if reshaped:
-            old = None
-        elif merge_keys is None:
-            old = _read(table, schema)
-        elif clear_keys:
-            old = _read(table, schema, where=_predicate(merge_keys, clear_keys))
-        else:
-            old = schema.arrow_schema.empty_table()
+        reshaped = bool(merge_keys is None and set(schema.arrow_schema.names) - set(_stored_arrow(table).names))
+        old = None if reshaped else _rows_replaced(table, schema, merge_keys, clear_keys)
         found = _batches(old)
-        if old is not None and _same_content(old, new_sorted, schema):
+        if (old is not None and _same_content(old, new_sorted, schema)) or clear_keys == set():
             return Written("unchanged", str(table.version()), _row_count(table), found)
-        commit = CommitProperties(custom_metadata={COMMIT_BATCH_KEY: batch_id}) if batch_id else None
         try:
-            if merge_keys is None:
-                write_deltalake(
-                    table,
-                    new_sorted,
-                    mode="overwrite",
-                    schema_mode="overwrite" if reshaped else None,
-                    partition_by=(list(schema.partition_by) or None) if reshaped else None,
-                    writer_properties=writer_properties(),
-                    commit_properties=commit,
-                )
-            elif clear_keys:
-                write_deltalake(
-                    table,
-                    new_sorted,
-                    mode="overwrite",
-                    predicate=_predicate(merge_keys, clear_keys),
-                    writer_properties=writer_properties(),
-                    commit_properties=commit,
-                )
-            else:
-                return Written("unchanged", str(table.version()), _row_count(table), found)
+            _overwrite(table, new_sorted, schema, merge_keys, clear_keys, reshaped, batch_id)
         except CommitFailedError as exc:
             # Another writer committed first: judge again against its version.
             log.info("%s: commit conflict (%s), retrying", location, str(exc)[:200])
@@ -541,6 +512,54 @@ def write_version(
         _checkpoint("table-committed")
         return Written("published", str(table.version()), _row_count(table), found)
     raise EtlError(f"{location}: gave up after {COMMIT_ATTEMPTS} conflicting commits from other writers")
+
+
+def _rows_replaced(
+    table, schema: schemas.TableSchema, merge_keys: tuple[str, ...] | None, clear_keys: set[tuple] | None
+) -> pa.Table:
+    """The rows of ``table`` a write of ``clear_keys`` replaces (``merge_keys=None``: all of them)."""
+    if merge_keys is None:
+        return _read(table, schema)
+    if clear_keys:
+        return _read(table, schema, where=_predicate(merge_keys, clear_keys))
+    return schema.arrow_schema.empty_table()
+
+
+def _overwrite(
+    table,
+    rows: pa.Table,
+    schema: schemas.TableSchema,
+    merge_keys: tuple[str, ...] | None,
+    clear_keys: set[tuple] | None,
+    reshaped: bool,
+    batch_id: str | None,
+) -> None:
+    """One commit: ``rows`` in place of the rows under ``clear_keys`` (``merge_keys=None``: the whole table,
+    in its declared shape when ``reshaped``), the commit info carrying ``batch_id``. Raises delta-rs's
+    CommitFailedError when another writer committed first."""
+    from deltalake import CommitProperties, write_deltalake
+
+    commit = CommitProperties(custom_metadata={COMMIT_BATCH_KEY: batch_id}) if batch_id else None
+    if merge_keys is None:
+        write_deltalake(
+            table,
+            rows,
+            mode="overwrite",
+            schema_mode="overwrite" if reshaped else None,
+            partition_by=(list(schema.partition_by) or None) if reshaped else None,
+            writer_properties=writer_properties(),
+            commit_properties=commit,
+        )
+    else:
+        assert clear_keys  # an empty set of keys is unchanged by definition (write_version returned)
+        write_deltalake(
+            table,
+            rows,
+            mode="overwrite",
+            predicate=_predicate(merge_keys, clear_keys),
+            writer_properties=writer_properties(),
+            commit_properties=commit,
+        )
 
 
 def _batches(rows: pa.Table | None) -> dict[str, int]:
