@@ -28,6 +28,7 @@ NEW_FIELD = """    Field(
         offer=True,
         en="offer a wellness allowance",
         sv="erbjuder friskvårdsbidrag",
+        asked_from=2018,
     ),
     Field(
         "Kontaktperson","""
@@ -87,7 +88,10 @@ def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
         "sql/06_summary_counts.sql",
     }
     guide = (copy / "docs" / "county-report-guide.md").read_text(encoding="utf-8")
-    assert "| Friskvårdsbidrag | Ja/Nej — does the region offer a wellness allowance? |" in guide
+    assert (
+        "| Friskvårdsbidrag | Ja/Nej — does the region offer a wellness allowance? (asked from report year 2018 on; "
+        "earlier reports may leave it out) |" in guide
+    )
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
     # The warehouse as the checkout (without the field) leaves it: the copy's run must take it from there.
@@ -115,6 +119,15 @@ def test_a_new_yes_no_field_is_one_declaration_and_reaches_the_marts(tmp_path):
     project_copy.run(
         copy, "-m", "etl", "run", "all", "--landing", str(landing), "--warehouse", str(warehouse), "--offline-snapshot"
     )
+    # Rebuilt from the whole landing by the copy — last year's reports on the template without the field,
+    # this year's with it: every report loads (a helper's rebuild saw 22 of 22 refused before asked_from).
+    rebuilt = tmp_path / "rebuilt"
+    project_copy.run(copy, "-m", "etl", "run", "county-reports", "--landing", str(landing), "--warehouse", str(rebuilt))
+    years = [r["report_year"] for r in _county_rows(copy, rebuilt)]
+    assert (years.count(2017), years.count(2018)) == (21, 21)
+    # A 2018 report without the field is refused whole, naming it; a 2017 one without it would load.
+    checked = project_copy.run_status(copy, "-m", "etl", "check", str(_without_field(landing, tmp_path, 2018)))
+    assert checked.returncode == 1 and "'offers.wellness_allowance'" in checked.stdout + checked.stderr
     got = json.loads(project_copy.run(copy, "-c", AFTER_RUN, str(warehouse)).stdout.strip().splitlines()[-1])
     assert got["suites_from"] == [str(copy / "etl" / "expectations")]  # the copy's suites, not the checkout's
     # The published county table gained the column (one metadata commit, logged; the marts are rebuilt whole in
@@ -181,3 +194,26 @@ def test_the_guides_json_example_is_a_report_that_loads():
     assert report.header is not None
     assert report.header["grant_sek"] == 20_000_000 and report.header["spend_competence_use_sek"] == 5_000_000
     assert len(report.initiatives) == 1 and len(report.services) == 1
+
+
+def _county_rows(copy: Path, warehouse: Path) -> list[dict]:
+    """The published county_report rows of ``warehouse``, read by the copy's code."""
+    from tests import project_copy
+
+    script = "import json, sys; from etl import publish; print(json.dumps(publish.read_table(sys.argv[1], 'county_report').to_pylist(), default=str))"
+    return json.loads(project_copy.run(copy, "-c", script, str(warehouse)).stdout.strip().splitlines()[-1])
+
+
+def _without_field(landing: Path, tmp_path: Path, year: int) -> Path:
+    """A JSON report of ``year`` from ``landing`` with the new field's key taken out, written aside."""
+    source = next(
+        p
+        for p in sorted((landing / "county_reports").glob("*.json"))
+        if json.loads(p.read_text(encoding="utf-8"))["report_year"] == year
+    )
+    document = json.loads(source.read_text(encoding="utf-8"))
+    del document["offers"]["wellness_allowance"]
+    out = tmp_path / "aside" / source.name
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return out

@@ -342,6 +342,7 @@ def build_report(rng: random.Random, code: str, year: int, grant: int, *, seed: 
             if rng.random() > 0.1
             else None
             for f in tpl.OFFER_FIELDS
+            if f.asked_in(year)  # a field added later is not on an earlier year's template
         },
         "contact": _contact(rng, code),
         "initiatives": initiatives,
@@ -428,7 +429,8 @@ def _as_xlsx(rng: random.Random, report: dict, year: int) -> bytes:
     sheet.title = sheet_name(tpl.SHEET_REPORT)
     sheet.append(list(tpl.REPORT_HEADER))
     for fld in tpl.REPORT_FIELDS:
-        sheet.append([_odd_label(rng, fld.label), values.get(fld.json_key)])
+        if fld.asked_in(year):  # an earlier year's template lacks a field added later
+            sheet.append([_odd_label(rng, fld.label), values.get(fld.json_key)])
 
     initiatives = workbook.create_sheet(sheet_name(tpl.SHEET_INITIATIVES))
     initiatives.append([_odd_label(rng, f.label) for f in tpl.INITIATIVE_FIELDS])

@@ -283,6 +283,15 @@ def _show(value: object) -> str:
 # --------------------------------------------------------------------------- interpretation
 
 
+def _stated_year(value: object) -> int | None:
+    """The report year a file states, for judging which fields it must hold (None: unreadable, judged
+    strictly; the year's own error is reported where the field is read)."""
+    try:
+        return _parse_year(value)
+    except BadInput:
+        return None
+
+
 def _parse_year(value: object) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadInput("is missing")
@@ -457,7 +466,11 @@ def _read_field_sheet(sheet, out: _Extracted) -> None:
         out.fields[fld.json_key] = (number, value)
     # A row left out (or its label changed past recognition) would publish its field as null, as if answered
     # blank: refused whole, as the web form's missing keys are. The contact person may be left out.
-    absent = [f.label for f in tpl.REPORT_FIELDS if f.kind != tpl.PERSONAL and f.json_key not in seen]
+    # A field added later (asked_from) may be absent from an earlier year's report: not asked then.
+    year = _stated_year(out.fields.get("report_year", (0, None))[1])
+    absent = [
+        f.label for f in tpl.REPORT_FIELDS if f.kind != tpl.PERSONAL and f.json_key not in seen and f.asked_in(year)
+    ]
     if absent:
         out.problems.append(
             f"sheet {tpl.SHEET_REPORT}: missing field row(s) "
@@ -628,8 +641,11 @@ def _missing_keys(document: dict) -> list[str]:
     ``'initiatives[].cost_sek' in items 1, 2``. A left-out key would null the published value
     without the sender saying so; ``null`` says it."""
     missing: dict[str, list[int]] = {}
+    # A field added later (asked_from) is not written in an earlier year's report.
+    year = _stated_year(document.get("report_year"))
+    not_asked = {f.json_key for f in tpl.REPORT_FIELDS if not f.asked_in(year)}
     for key in tpl.JSON_KEYS[""]:
-        if key not in document and key not in _OPTIONAL_JSON_KEYS:
+        if key not in document and key not in _OPTIONAL_JSON_KEYS and key not in not_asked:
             missing.setdefault(key, [])
     for parent, children in tpl.JSON_KEYS.items():
         if not parent:
@@ -637,7 +653,7 @@ def _missing_keys(document: dict) -> list[str]:
         value = document.get(parent.removesuffix("[]"))
         if not parent.endswith("[]") and isinstance(value, dict):
             for child in children:
-                if child not in value:
+                if child not in value and f"{parent}.{child}" not in not_asked:
                     missing.setdefault(f"{parent}.{child}", [])
         elif parent.endswith("[]") and isinstance(value, list):
             for number, item in enumerate(value, start=1):

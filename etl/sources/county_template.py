@@ -51,6 +51,11 @@ class Field:
     values, and the field tables of the input contract and the senders' guide, the
     summary rules and ``sql/06`` (``python -m etl docs``): adding a yes/no field is this declaration and ``make docs``
     (tests/test_county_spec.py proves it on a copy of the checkout).
+
+    Every field is in every report, blank where unanswered: a row or key left out is refused, since it would
+    publish null as if answered blank. A field added later says so in ``asked_from``, the first report year
+    whose template and web form ask it: reports of earlier years (the landing's history, a late correction
+    on last year's template) may lack it, and publish null there ("not asked").
     """
 
     label: str  # as written in the Excel template
@@ -64,17 +69,24 @@ class Field:
     sv: str = ""  # yes/no fields: "erbjuder ett kliniskt introduktionsår för nyutexaminerade sjuksköterskor"
     offer: bool = False  # one of the grant's measures, counted per region and year in the marts
     about: str = ""  # what the field means, in English, for the input contract and the senders' guide
+    asked_from: int | None = None  # the first report year whose template asks it; None: every year
 
     @property
     def labels(self) -> tuple[str, ...]:
         return (self.label, *self.aliases)
 
+    def asked_in(self, year: int | None) -> bool:
+        """Whether a report of ``year`` must hold this field (an unknown year: yes, judged strictly)."""
+        return self.asked_from is None or year is None or year >= self.asked_from
+
     @property
     def meaning(self) -> str:
-        """What the field means (English): ``about``, or for a yes/no field its question from ``en``."""
-        if self.about:
-            return self.about
-        return f"does the region {self.en}?" if self.en else ""
+        """What the field means (English): ``about``, or for a yes/no field its question from ``en``; for a
+        field added later, from which report year it is asked."""
+        text = self.about or (f"does the region {self.en}?" if self.en else "")
+        if self.asked_from is not None:
+            text += f" (asked from report year {self.asked_from} on; earlier reports may leave it out)"
+        return text
 
 
 SHEET_REPORT = "Uppgifter"
