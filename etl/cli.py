@@ -436,12 +436,20 @@ def cmd_docs(args) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(schemas.render_markdown() + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    text = schemas.render_markdown() + "\n"
+    # Written only when it changes (a file rewritten with the same text would look changed to make and editors).
+    if out.is_file() and out.read_text(encoding="utf-8") == text:
+        print(f"{args.out}: up to date")
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
     root = out.resolve().parents[1]  # docs/tables.md in a checkout: the other generated files are under its root
     if all((root / name).is_file() for name in generated_docs.SECTIONS):
-        for path in generated_docs.write(root):
-            print(f"wrote the generated sections of {os.path.relpath(path)}")
+        changed = generated_docs.write(root)
+        for name in generated_docs.SECTIONS:
+            path = root / name
+            shown = os.path.relpath(path)
+            print(f"wrote the generated sections of {shown}" if path in changed else f"{shown}: up to date")
     return 0
 
 

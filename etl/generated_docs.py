@@ -254,14 +254,16 @@ def rendered(text: str, renderers: dict[str, Callable[[], str]], where: str = ""
 
 
 def write(root: Path) -> list[Path]:
-    """Rewrite the generated sections of the files of :data:`SECTIONS` under ``root`` (the checkout); returns
-    the files written (changed or not)."""
+    """Rewrite the generated sections of the files of :data:`SECTIONS` under ``root`` (the checkout) that
+    differ from the declarations; returns the files written (a file already current is left untouched)."""
     written = []
     for name, renderers in SECTIONS.items():
         path = root / name
         text = path.read_text(encoding="utf-8")
-        path.write_text(rendered(text, renderers, str(path)), encoding="utf-8")
-        written.append(path)
+        new = rendered(text, renderers, str(path))
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            written.append(path)
     return written
 
 

@@ -77,10 +77,16 @@ def test_unknown_command_is_a_usage_error():
 
 def test_docs_are_generated_from_the_registry(tmp_path):
     out = etl("docs", "--out", str(tmp_path / "tables.md"))
-    assert out.returncode == 0
+    assert out.returncode == 0 and out.stdout.splitlines()[0] == f"wrote {tmp_path / 'tables.md'}"
     text = (tmp_path / "tables.md").read_text()
     for table in ("dim_region", "population", "county_report", "ehealth_adoption", "ehealth_unit_daily"):
         assert f"## `{table}`" in text
+    # Run again: nothing changed, nothing rewritten, and it says so (helper-29: "wrote" every time, the file's
+    # modification time moving).
+    before = (tmp_path / "tables.md").stat().st_mtime_ns
+    again = etl("docs", "--out", str(tmp_path / "tables.md"))
+    assert again.stdout.splitlines()[0] == f"{tmp_path / 'tables.md'}: up to date"
+    assert (tmp_path / "tables.md").stat().st_mtime_ns == before
 
 
 def test_committed_docs_are_up_to_date():
@@ -111,8 +117,9 @@ def test_the_generated_sections_of_the_docs_follow_the_declarations(tmp_path):
     edited = contract.replace("| Uppgiftsväxling |", "| Uppgiftsväxlingen |")
     (tmp_path / "docs" / "input-formats.md").write_text(edited, encoding="utf-8")
     assert generated_docs.stale(tmp_path) == ["docs/input-formats.md"]
-    generated_docs.write(tmp_path)
+    assert generated_docs.write(tmp_path) == [tmp_path / "docs" / "input-formats.md"]  # only what changed
     assert (tmp_path / "docs" / "input-formats.md").read_text(encoding="utf-8") == contract
+    assert generated_docs.write(tmp_path) == []  # current: nothing rewritten
     # Markers removed: said, not silently skipped.
     (tmp_path / "docs" / "county-report-guide.md").write_text(
         guide.replace("<!-- end generated", "<!-- end"), encoding="utf-8"

@@ -7,9 +7,11 @@ Reads ``<landing>/ehealth/`` (docs/input-formats.md §2, §2b) one month at a ti
   ``ehealth_adoption_national`` (the national total row, kept apart);
 * ``webbtidbok_enheter_YYYY-MM.csv`` → ``ehealth_unit_daily`` (streamed).
 
-**Unit of work: the month.** Each month is parsed, validated and then
-published with one publish per table (a ten-year backfill is 120 × 3
-publishes, never one per file or per row). A critical failure — a region
+**Unit of work: the month.** The months' exports are read and validated
+together (:func:`prepare_exports`: one GX validation per suite for the
+whole run), then each month is judged and published with one publish per
+table (a ten-year backfill is 120 × 3 publishes, never one per file or per
+row). A critical failure — a region
 missing from an export, regions not summing to the national total —
 blocks that month only: nothing of it is published, the failure is in the
 load log, and the run carries on with the other months and fails at the
@@ -24,8 +26,10 @@ committed — how the monthly DAG picks up late or corrected files.
 file (by SHA-256 in the load log), or records ``nothing_new``.
 
 **Replacing.** A (re)published monthly file replaces its month and service
-in both adoption tables (merge key year, month, service), also when all its
-rows fail; a unit file replaces its month of ``ehealth_unit_daily``.
+in both adoption tables (merge key year, month, service: the tables'
+``replaced_by``); a unit file replaces its month of ``ehealth_unit_daily``.
+A file whose lines all fail is blocked like any file missing a region, so
+it never empties its month.
 
 **Checks** (rules in ``expectations/ehealth_*.json``; this module computes
 the derived ``_check_*`` columns they test): all 21 regions per service and
