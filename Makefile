@@ -39,7 +39,8 @@ demo: setup
 # Airflow-server files as one lane and the other files costliest first 980 s, the heavy files started together
 # then slowing each other down (summed test time 1 759 s → 1 921 s). Then, with less work per test (forked
 # crash-test publishers, one migrated Airflow metadata database per worker): 867 s, 926 s, 934 s and 961 s.
-# On the machine of 2026-12-07 (about a third faster): 642 s in a checkout, 718 s on a fresh clone.
+# On the machine of 2026-12-07 (about a third faster): 642 s in a checkout, 718 s on a fresh clone; on the
+# machine of 2026-12-08, 694 s on a fresh clone (3 146 tests).
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
