@@ -226,10 +226,17 @@ class PublishResult:
     rows_quarantined: int
     table_rows: int
     warnings: list[str]
+    scope: str | None = None  # the run's unit this publish was for (a month "2017-03"); None: the whole run
+
+    @property
+    def name(self) -> str:
+        """``ehealth_adoption 2017-03`` for a month's publish, else the table: one run publishes a table once
+        per month, and each line and XCom entry must say which."""
+        return f"{self.table} {self.scope}" if self.scope else self.table
 
     def summary(self) -> str:
         return (
-            f"{self.table}: {self.outcome}, {self.rows_in} in = {self.rows_loaded} loaded + "
+            f"{self.name}: {self.outcome}, {self.rows_in} in = {self.rows_loaded} loaded + "
             f"{self.rows_quarantined} quarantined; table has {self.table_rows} rows"
         )
 

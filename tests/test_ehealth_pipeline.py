@@ -439,3 +439,21 @@ def test_a_month_whose_file_is_still_being_written_is_not_called_without_files(l
     assert "1 file(s) for 2017-03 still arriving" in report.messages[-1]
     assert not any("no e-health files" in m for m in report.messages)
     assert "no e-health files for 2017-04" in pipeline.run(settling, period="2017-04").messages[-1]
+
+
+def test_a_run_of_several_months_names_the_month_of_each_publish(settings, landing):
+    """One run publishes each table once per month: every output line and XCom entry names its month
+    (helper-29 counted twelve 'ehealth_adoption: published' lines that did not say which month each was)."""
+    from etl.sources import ehealth_spec as spec
+
+    april = dt.date(2017, 4, 1)
+    for month in (MARCH, april):
+        for kind in spec.kinds_expected(f"{month:%Y-%m}"):
+            _write(landing, kind, month)
+    report = pipeline.run(settings)
+    lines = [line for line in report.lines() if line.startswith("ehealth_adoption ")]
+    assert [line.split(":")[0] for line in lines] == ["ehealth_adoption 2017-03", "ehealth_adoption 2017-04"]
+    assert all(": published, " in line for line in lines)
+    tables = report.to_dict()["tables"]
+    assert {"ehealth_adoption 2017-03", "ehealth_adoption 2017-04", "ehealth_adoption_national 2017-04"} <= set(tables)
+    assert tables["ehealth_adoption 2017-04"]["rows_loaded"] == tables["ehealth_adoption 2017-03"]["rows_loaded"] > 0

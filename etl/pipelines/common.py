@@ -49,7 +49,7 @@ class RunReport:
             "batch_id": self.batch_id,
             "outcome": self.outcome,
             "tables": {
-                r.table: {
+                r.name: {
                     "outcome": r.outcome,
                     "rows_in": r.rows_in,
                     "rows_loaded": r.rows_loaded,

@@ -30,6 +30,7 @@ tables, the follow-up run the two marts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,6 +184,8 @@ def execute(settings: Settings, report: RunReport, plan: Plan) -> RunReport:
     def published(step: Step, judged: Judgement, results: list[publish.PublishResult]) -> None:
         nonlocal blocked_files, partly
         progress.step(sum(r.rows_in for r in results), note=step.label)
+        if plan.unit:  # a run of months publishes each table once per month: the lines say which
+            results = [dataclasses.replace(r, scope=step.label) for r in results]
         report.results.extend(results)
         report.messages += judged.removed
         if judged.blocked:
