@@ -81,10 +81,13 @@ def render_markdown() -> str:
     ]
     for schema in sorted(all_tables(), key=lambda s: (s.domain, s.name)):
         lines += [f"## `{schema.name}`", "", schema.description, ""]
-        lines.append(f"Key: {', '.join(f'`{k}`' for k in schema.key)}  ")
+        # Two keys, named as the README and publish.py name them: the key a row is unique by, and the merge
+        # key (`replaced_by`) under which a delivery replaces what was published.
+        lines.append(f"Key (one row per): {', '.join(f'`{k}`' for k in schema.key)}  ")
         if schema.replaced_by:
             lines.append(
-                f"A delivery replaces the published rows of its {', '.join(f'`{k}`' for k in schema.replaced_by)}  "
+                "Merge key: a delivery replaces the published rows of its "
+                f"{', '.join(f'`{k}`' for k in schema.replaced_by)}  "
             )
         elif schema.domain != "system":  # the load log and the quarantine are appended to by every publish
             lines.append("Each publish replaces the whole table  ")
