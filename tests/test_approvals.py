@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from etl.errors import BadInput, ValidationFailed
 from etl.pipelines import approved as approved_run
 from etl.pipelines import county_reports
 from etl.pipelines import ehealth_adoption as pipeline
+from tests.cli_support import SETTLED, run_etl
 from tests.export_support import MARCH
 from tests.export_support import pipeline_lines as _lines
 from tests.export_support import write_export as _write
@@ -158,23 +157,7 @@ def test_a_blocked_months_reason_is_said_once_as_it_happens_and_once_in_the_erro
     """stderr of a run with a blocked month: one ERROR line when the file is blocked, then the run's error line."""
     _write(landing, "journalen", lines=[line for line in _lines("journalen") if ";09;" not in line])
     _write(landing, "webbtidbok")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "ehealth-adoption",
-            "--landing",
-            str(landing),
-            "--warehouse",
-            str(warehouse),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
-    )
+    run = run_etl("run", "ehealth-adoption", "--landing", str(landing), "--warehouse", str(warehouse), env=SETTLED)
     assert run.returncode == 1, run.stderr
     said = [line for line in run.stderr.splitlines() if "1 of 21 regions missing (09 Region Gotland)" in line]
     assert len(said) == 2, run.stderr
@@ -184,13 +167,7 @@ def test_a_blocked_months_reason_is_said_once_as_it_happens_and_once_in_the_erro
 
 def test_cli_lists_approves_and_rejects(settings, landing, warehouse, gotland_missing):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "etl", *args, "--landing", str(landing), "--warehouse", str(warehouse)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "ETL_LANDING_SETTLE_SECONDS": "0"},
-        )
+        return run_etl(*args, "--landing", str(landing), "--warehouse", str(warehouse), env=SETTLED)
 
     listed = cli("approve")
     assert listed.returncode == 0, listed.stderr

@@ -15,6 +15,7 @@ import pytest
 from etl import publish
 from etl.config import Settings
 from etl.pipelines import county_reports, ehealth_adoption, reference
+from tests.cli_support import SETTLED, run_etl
 from tests.delta_support import arrow as _arrow
 from tests.settings_support import local_settings
 
@@ -150,36 +151,23 @@ def test_a_store_refusing_the_credentials_is_a_one_line_configuration_error(s3_s
     """Measured: these printed delta-rs' cause chain over 6–10 lines with ANSI colours and the server's XML,
     "error: unexpected NoCredentialsError", a retryable "cannot read" (landing), or "nothing new" with exit 0
     (a landing bucket that does not exist) — now one line saying what to fix, exit 2, with --debug too."""
-    import subprocess
-    import sys
-
     where, change, expected = CREDENTIAL_CASES[case]
-    env = {**os.environ, **s3_server.env(), "ETL_LANDING_SETTLE_SECONDS": "0"}
-    for key, value in change.items():
-        env.pop(key) if value is None else env.__setitem__(key, value)
+    env = {**s3_server.env(), **SETTLED, **change}  # a None in change removes that variable
     landing, warehouse = tmp_path / "landing", s3_server.uri("refused")
     (landing / "ehealth").mkdir(parents=True)
     if where == "landing":
         landing, warehouse = s3_server.uri("landing"), tmp_path / "warehouse"
     elif where == "no bucket":
         landing, warehouse = "s3://no-such-bucket/landing", tmp_path / "warehouse"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            *(["--debug"] if debug else []),
-            "run",
-            "ehealth-adoption",
-            "--landing",
-            str(landing),
-            "--warehouse",
-            str(warehouse),
-        ],
+    done = run_etl(
+        *(["--debug"] if debug else []),
+        "run",
+        "ehealth-adoption",
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(warehouse),
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert done.returncode == 2, done.stderr
     assert "not-the-secret" not in done.stderr + done.stdout
