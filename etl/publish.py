@@ -22,7 +22,7 @@ between them leaves the table's new version without its load-log row until
 a later publish under the same keys: it finds rows whose batch id the load
 log does not name for the table, in a commit older than
 :data:`CRASHED_AFTER`, and records that publish first
-(:func:`_unlogged_publishes`; each commit carries its batch id in the
+(:func:`_unlogged_publishes`; each publish's commit carries its batch id in the
 Delta history, :data:`COMMIT_BATCH_KEY`), then its own row (``unchanged``
 when the table already holds the delivery, idempotent, see below). On
 S3-compatible stores commits use conditional puts (``If-None-Match``), so
